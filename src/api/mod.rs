@@ -1,0 +1,57 @@
+//! The endpoints, one file per area of the Identity Service API. Handlers open with the
+//! endpoint as the spec writes it, check their input, delegate to a domain module, and shape
+//! the answer. Domain errors become `ApiError` here (`From` impls), never in the domain.
+//!
+//! v1 (`/_matrix/identity/api/v1`) and v2 (`/_matrix/identity/v2`) paths share handlers;
+//! `matrix.v1` / `matrix.v2` turn each family off.
+
+mod lookup;
+mod pubkey;
+mod status;
+
+use crate::config::Config;
+use crate::http::{ApiError, Handler, Method, Router};
+use crate::store::StoreError;
+
+pub const V1: &str = "/_matrix/identity/api/v1";
+pub const V2: &str = "/_matrix/identity/v2";
+
+/// Every route this server answers, given which API versions are enabled.
+pub fn router(config: &Config) -> Router {
+    let mut r = Router::new();
+    r.add(Method::Get, "/_matrix/identity/versions", status::versions);
+    let mut both = |method: Method, path: &str, handler: Handler| {
+        for (enabled, prefix) in [(config.matrix.v1, V1), (config.matrix.v2, V2)] {
+            if enabled {
+                r.add(method, &format!("{prefix}{path}"), handler);
+            }
+        }
+    };
+    both(Method::Get, "", status::hello);
+    both(Method::Get, "/pubkey/{keyId}", pubkey::get);
+    both(Method::Get, "/pubkey/isvalid", pubkey::is_valid);
+    both(
+        Method::Get,
+        "/pubkey/ephemeral/isvalid",
+        pubkey::ephemeral_is_valid,
+    );
+    if config.matrix.v1 {
+        r.add(Method::Get, &format!("{V1}/lookup"), lookup::lookup_v1);
+        r.add(
+            Method::Post,
+            &format!("{V1}/bulk_lookup"),
+            lookup::bulk_lookup_v1,
+        );
+    }
+    r
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        log::error!("{e}");
+        match e {
+            StoreError::Exhausted => ApiError::Unavailable("The database".into()),
+            _ => ApiError::Internal,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `App`: everything a handler may use, built once at start and shared by the workers.
+
+use crate::config::Config;
+use crate::crypto::{KeyError, SigningKeys};
+use crate::lookup::Chain;
+use crate::store::{Store, StoreError};
+use std::fmt;
+
+pub struct App {
+    pub config: Config,
+    pub keys: SigningKeys,
+    pub store: Store,
+    pub lookup: Chain,
+}
+
+/// Why the server could not start, with the config key an operator should look at.
+#[derive(Debug)]
+pub enum StartError {
+    Keys(KeyError),
+    Store { path: String, error: StoreError },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Keys(e) => write!(f, "signing keys (key.path): {e}"),
+            StartError::Store { path, error } => {
+                write!(
+                    f,
+                    "storage (storage.provider.sqlite.database = {path}): {error}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl App {
+    /// Opens the key store and the database named by `config`.
+    pub fn open(config: Config) -> Result<App, StartError> {
+        let keys = SigningKeys::load_or_create(&config.key.path).map_err(StartError::Keys)?;
+        let db = &config.storage.sqlite_database;
+        // One connection per worker, and two for background jobs.
+        let store =
+            Store::open_sqlite(db, config.http.workers + 2).map_err(|error| StartError::Store {
+                path: db.display().to_string(),
+                error,
+            })?;
+        Ok(App {
+            config,
+            keys,
+            store,
+            lookup: Chain::new(),
+        })
+    }
+}

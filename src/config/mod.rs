@@ -1,0 +1,481 @@
+//! The configuration: mxisd's YAML keys (so an existing `/etc/mxisd/mxisd.yaml` keeps
+//! working), read into one typed tree with defaults, and checked with messages that name the
+//! key path and line.
+//!
+//! Rules: a key that mxisd or ma1sd know but this version does not implement is accepted with
+//! one warning; a key that neither knows is an error (typo protection); a missing required key
+//! is named. Depends on nothing else in mxisd but `cidr`.
+
+mod raw;
+
+use crate::cidr::Cidr;
+use log::LevelFilter;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the config is looked for when `-c` is not given, in this order.
+pub const DEFAULT_PATHS: [&str; 2] = ["/etc/mxisd/mxisd.yaml", "mxisd.yaml"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub matrix: MatrixConfig,
+    pub server: ServerConfig,
+    pub key: KeyConfig,
+    pub storage: StorageConfig,
+    pub http: HttpConfig,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct MatrixConfig {
+    /// The Matrix domain of the homeserver(s) this server is authoritative for.
+    pub domain: String,
+    /// Serve the unauthenticated `/_matrix/identity/api/v1` paths.
+    pub v1: bool,
+    /// Serve the `/_matrix/identity/v2` paths.
+    pub v2: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The name signatures are made as (`signatures.<name>`).
+    pub name: String,
+    pub port: u16,
+    pub bind_address: String,
+    /// Base URL clients reach us at, without a trailing slash.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub sqlite_database: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    /// Longest a client may take to send a request body; also the socket read/write timeout.
+    pub body_timeout: Duration,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub app: LevelFilter,
+    pub root: LevelFilter,
+}
+
+/// A loaded configuration and the warnings it produced (to be logged once).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub origin: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Picks the config file: the one given, else the first of [`DEFAULT_PATHS`] that exists.
+pub fn find_file(given: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = given {
+        return Ok(path.to_path_buf());
+    }
+    DEFAULT_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| ConfigError {
+            origin: "config".into(),
+            message: format!(
+                "no configuration file: tried {}; give one with -c FILE",
+                DEFAULT_PATHS.join(" and ")
+            ),
+        })
+}
+
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        origin: origin.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    load_str(&text, &origin)
+}
+
+pub fn load_str(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
+    let error = |message: String| ConfigError {
+        origin: origin.to_owned(),
+        message,
+    };
+    let root: raw::Root = if text.trim().is_empty() {
+        raw::Root::default()
+    } else {
+        yaml_serde::from_str(text).map_err(|e| error(describe_yaml_error(&e)))?
+    };
+    let mut warnings = Vec::new();
+    let config = Resolver {
+        text,
+        warnings: &mut warnings,
+    }
+    .resolve(root)
+    .map_err(error)?;
+    Ok(Loaded { config, warnings })
+}
+
+/// serde_yaml-style messages already carry the key path and position ("server.port: invalid
+/// type: ... at line 3 column 9"); unknown keys are said in our words.
+fn describe_yaml_error(e: &yaml_serde::Error) -> String {
+    let text = e.to_string();
+    match text.split_once("unknown field `") {
+        Some((path, rest)) => {
+            let key = rest.split('`').next().unwrap_or_default();
+            let path = path.trim().trim_end_matches(':');
+            let full = if path.is_empty() || path == "." {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            };
+            let position = e
+                .location()
+                .map(|l| format!(" (line {})", l.line()))
+                .unwrap_or_default();
+            format!("unknown key `{full}`{position}: neither mxisd nor ma1sd has this key; check its spelling and indentation")
+        }
+        None => text,
+    }
+}
+
+struct Resolver<'a> {
+    text: &'a str,
+    warnings: &'a mut Vec<String>,
+}
+
+impl Resolver<'_> {
+    fn resolve(&mut self, root: raw::Root) -> Result<Config, String> {
+        self.unsupported("", &root.unsupported());
+        let matrix = self.matrix(root.matrix.unwrap_or_default())?;
+        let server = self.server(root.server.unwrap_or_default(), &matrix.domain)?;
+        let key = KeyConfig {
+            path: PathBuf::from(
+                self.non_empty("key.path", root.key.and_then(|k| k.path))?
+                    .unwrap_or_else(|| "/var/lib/mxisd/keys".into()),
+            ),
+        };
+        let storage = self.storage(root.storage.unwrap_or_default())?;
+        let http = self.http(root.http.unwrap_or_default())?;
+        let logging = self.logging(root.logging.unwrap_or_default())?;
+        Ok(Config {
+            matrix,
+            server,
+            key,
+            storage,
+            http,
+            logging,
+        })
+    }
+
+    fn unsupported(&mut self, section: &str, keys: &[&str]) {
+        for key in keys {
+            let path = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            let line = locate(self.text, &path)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            self.warnings.push(format!(
+                "`{path}`{line} is recognised (mxisd/ma1sd), not supported by this version: ignored"
+            ));
+        }
+    }
+
+    /// An error about a key that is present: its path and, where we find it, its line.
+    fn at(&self, path: &str, message: impl fmt::Display) -> String {
+        match locate(self.text, path) {
+            Some(line) => format!("`{path}` (line {line}): {message}"),
+            None => format!("`{path}`: {message}"),
+        }
+    }
+
+    fn non_empty(&self, path: &str, value: Option<String>) -> Result<Option<String>, String> {
+        match value {
+            Some(v) if v.trim().is_empty() => Err(self.at(path, "is empty")),
+            other => Ok(other.map(|v| v.trim().to_owned())),
+        }
+    }
+
+    fn matrix(&mut self, m: raw::Matrix) -> Result<MatrixConfig, String> {
+        self.unsupported("matrix", &m.unsupported());
+        let domain = self.non_empty("matrix.domain", m.domain)?.ok_or(
+            "`matrix.domain` is required: the domain of your Matrix IDs (e.g. example.org for @alice:example.org)",
+        )?;
+        if domain.contains('/') || domain.contains('@') || domain.contains(char::is_whitespace) {
+            return Err(self.at(
+                "matrix.domain",
+                format!("'{domain}' is not a domain name (no scheme, path or user)"),
+            ));
+        }
+        Ok(MatrixConfig {
+            domain,
+            v1: m.v1.unwrap_or(true),
+            v2: m.v2.unwrap_or(true),
+        })
+    }
+
+    fn server(&mut self, s: raw::Server, domain: &str) -> Result<ServerConfig, String> {
+        let name = self
+            .non_empty("server.name", s.name)?
+            .unwrap_or_else(|| domain.to_owned());
+        let bind = self.non_empty("server.bindAddress", s.bind_address)?;
+        let hostname = self.non_empty("server.hostname", s.hostname)?;
+        let bind_address = match (bind, hostname) {
+            (Some(b), Some(h)) if b != h => {
+                return Err(self.at(
+                    "server.bindAddress",
+                    format!("'{b}' differs from `server.hostname` '{h}'; keep one of them"),
+                ))
+            }
+            (Some(b), _) | (None, Some(b)) => b,
+            (None, None) => "127.0.0.1".into(),
+        };
+        let public_url = self
+            .non_empty("server.publicUrl", s.public_url)?
+            .map(|u| u.replace("%SERVER_NAME%", &name))
+            .unwrap_or_else(|| format!("https://{name}"));
+        if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
+            return Err(self.at(
+                "server.publicUrl",
+                format!("'{public_url}' is not an http(s) URL"),
+            ));
+        }
+        Ok(ServerConfig {
+            name,
+            port: s.port.unwrap_or(8090),
+            bind_address,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn storage(&mut self, s: raw::Storage) -> Result<StorageConfig, String> {
+        match self.non_empty("storage.backend", s.backend)?.as_deref() {
+            None | Some("sqlite") => {}
+            Some(other) => {
+                return Err(self.at(
+                    "storage.backend",
+                    format!("'{other}' is not supported by this version; use sqlite"),
+                ))
+            }
+        }
+        let provider = s.provider.unwrap_or_default();
+        self.unsupported("storage.provider", &provider.unsupported());
+        let database = self
+            .non_empty(
+                "storage.provider.sqlite.database",
+                provider.sqlite.and_then(|s| s.database),
+            )?
+            .unwrap_or_else(|| "/var/lib/mxisd/mxisd.db".into());
+        Ok(StorageConfig {
+            sqlite_database: PathBuf::from(database),
+        })
+    }
+
+    fn http(&mut self, h: raw::Http) -> Result<HttpConfig, String> {
+        let workers = h.workers.unwrap_or(16);
+        if !(1..=1024).contains(&workers) {
+            return Err(self.at("http.workers", format!("{workers} is outside 1..=1024")));
+        }
+        let max_body_bytes = h.max_body_bytes.unwrap_or(1 << 20);
+        if max_body_bytes < 1024 {
+            return Err(self.at("http.maxBodyBytes", "must be at least 1024"));
+        }
+        let timeout = h.body_timeout.unwrap_or(10);
+        if !(1..=600).contains(&timeout) {
+            return Err(self.at(
+                "http.bodyTimeout",
+                format!("{timeout} s is outside 1..=600"),
+            ));
+        }
+        let trusted_proxies = h
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                c.parse::<Cidr>()
+                    .map_err(|e| self.at("http.trustedProxies", e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(HttpConfig {
+            workers,
+            max_body_bytes,
+            body_timeout: Duration::from_secs(timeout),
+            trusted_proxies,
+        })
+    }
+
+    fn logging(&mut self, l: raw::Logging) -> Result<LoggingConfig, String> {
+        if l.requests == Some(true) {
+            self.warnings.push(
+                "`logging.requests` is recognised (ma1sd), not supported: request bodies carry tokens and addresses and are never logged".into(),
+            );
+        }
+        let level = |path: &str, value: Option<String>, default: LevelFilter| match value {
+            None => Ok(default),
+            Some(v) => v.trim().parse::<LevelFilter>().map_err(|_| {
+                self.at(
+                    path,
+                    format!("'{v}' is not a level (error, warn, info, debug, trace, off)"),
+                )
+            }),
+        };
+        Ok(LoggingConfig {
+            app: level("logging.app", l.app, LevelFilter::Info)?,
+            root: level("logging.root", l.root, LevelFilter::Warn)?,
+        })
+    }
+}
+
+/// The line (1-based) where the key at `path` (`a.b.c`) is written, for block-style YAML:
+/// each segment is looked for below its parent, more indented than it.
+fn locate(text: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut from, mut parent_indent, mut found) = (0, None::<usize>, None);
+    for segment in path.split('.') {
+        // Direct children share the indentation of the block's first line.
+        let mut child_indent = None;
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(from) {
+            let content = line.trim_start();
+            let indent = line.len() - content.len();
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            if parent_indent.is_some_and(|p| indent <= p) {
+                break; // left the parent's block
+            }
+            if *child_indent.get_or_insert(indent) != indent {
+                continue;
+            }
+            let key = content.trim_start_matches(['"', '\'']);
+            let rest = key
+                .strip_prefix(segment)
+                .map(|r| r.trim_start_matches(['"', '\'']));
+            if rest.is_some_and(|r| r.starts_with(':')) {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        let (i, indent) = hit?;
+        (from, parent_indent, found) = (i + 1, Some(indent), Some(i + 1));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Loaded, String> {
+        load_str(text, "test.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_mxisd() {
+        let c = load("matrix:\n  domain: example.org\n").unwrap().config;
+        assert_eq!(c.server.name, "example.org");
+        assert_eq!(c.server.port, 8090);
+        assert_eq!(c.server.bind_address, "127.0.0.1");
+        assert_eq!(c.server.public_url, "https://example.org");
+        assert_eq!(c.http.workers, 16);
+        assert_eq!(c.http.max_body_bytes, 1 << 20);
+        assert!(c.matrix.v1 && c.matrix.v2);
+    }
+
+    #[test]
+    fn unknown_keys_name_path_and_line() {
+        let e =
+            load("matrix:\n  domain: example.org\nserver:\n  port: 8090\n  bindAdress: 0.0.0.0\n")
+                .unwrap_err();
+        assert!(
+            e.contains("`server.bindAdress`") && e.contains("line 5"),
+            "{e}"
+        );
+        let e = load("matrx:\n  domain: example.org\n").unwrap_err();
+        assert!(e.contains("`matrx`") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let e = load("matrix:\n  domain: example.org\nserver:\n  port: eighty\n").unwrap_err();
+        assert!(e.contains("server.port") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn missing_domain_is_named() {
+        let e = load("server:\n  port: 8090\n").unwrap_err();
+        assert!(e.contains("`matrix.domain` is required"), "{e}");
+        assert!(load("").unwrap_err().contains("matrix.domain"));
+    }
+
+    #[test]
+    fn mxisd_sections_warn_once_each() {
+        let text = "matrix:\n  domain: example.org\n  identity:\n    servers: {}\nldap:\n  enabled: true\n  connection:\n    host: ldap.example.org\nstorage:\n  provider:\n    postgresql:\n      database: x\n";
+        let w = load(text).unwrap().warnings;
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w.iter().any(|w| w.contains("`ldap` (line 5)")), "{w:?}");
+        assert!(
+            w.iter().any(|w| w.contains("`matrix.identity` (line 3)")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("`storage.provider.postgresql` (line 11)")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn hostname_is_the_bind_address_and_public_url_is_templated() {
+        let c = load("matrix:\n  domain: example.org\nserver:\n  name: id.example.org\n  hostname: 0.0.0.0\n  publicUrl: 'https://%SERVER_NAME%/'\n").unwrap().config;
+        assert_eq!(c.server.bind_address, "0.0.0.0");
+        assert_eq!(c.server.public_url, "https://id.example.org");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_key() {
+        let e = load("matrix:\n  domain: example.org\nhttp:\n  trustedProxies: ['10.0.0.0/40']\n")
+            .unwrap_err();
+        assert!(e.contains("`http.trustedProxies` (line 4)"), "{e}");
+        let e =
+            load("matrix:\n  domain: example.org\nstorage:\n  backend: postgresql\n").unwrap_err();
+        assert!(e.contains("storage.backend"), "{e}");
+        let e = load("matrix:\n  domain: https://example.org\n").unwrap_err();
+        assert!(e.contains("matrix.domain"), "{e}");
+    }
+
+    #[test]
+    fn locate_follows_indentation() {
+        let text = "a:\n  b: 1\nc:\n  # b: no\n  d:\n    b: 2\n";
+        assert_eq!(locate(text, "a.b"), Some(2));
+        assert_eq!(locate(text, "c.d.b"), Some(6));
+        assert_eq!(locate(text, "c.b"), None);
+    }
+}

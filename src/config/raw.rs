@@ -1,0 +1,148 @@
+//! The YAML tree exactly as written: mxisd's and ma1sd's keys (camelCase), every field
+//! optional, unknown keys refused. Sections and keys that mxisd or ma1sd know but this version
+//! does not implement yet are accepted as `Unsupported` and reported once at start.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// A key that mxisd/ma1sd know and this version does not implement: present or absent.
+pub type Unsupported = Option<IgnoredAny>;
+
+/// Declares a section struct: its implemented keys (typed) and its recognised-but-unsupported
+/// keys, so the names reported as unsupported are the names serde matched.
+macro_rules! section {
+    ($(#[$meta:meta])* $name:ident {
+        $($field:ident : $ty:ty = $key:literal,)*
+    } unsupported { $($ufield:ident = $ukey:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Deserialize, Default, Debug)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(#[serde(rename = $key)] pub $field: Option<$ty>,)*
+            $(#[serde(rename = $ukey)] pub $ufield: Unsupported,)+
+        }
+
+        impl $name {
+            /// The recognised keys of this section that are set but not implemented.
+            pub fn unsupported(&self) -> Vec<&'static str> {
+                let mut keys: Vec<&'static str> = Vec::new();
+                $(if self.$ufield.is_some() { keys.push($ukey); })+
+                keys
+            }
+        }
+    };
+    ($(#[$meta:meta])* $name:ident {
+        $($field:ident : $ty:ty = $key:literal,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Deserialize, Default, Debug)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(#[serde(rename = $key)] pub $field: Option<$ty>,)*
+        }
+    };
+}
+
+section! {
+    /// The whole file.
+    Root {
+        matrix: Matrix = "matrix",
+        server: Server = "server",
+        key: Key = "key",
+        storage: Storage = "storage",
+        http: Http = "http",
+        logging: Logging = "logging",
+    } unsupported {
+        appsvc = "appsvc",
+        auth = "auth",
+        directory = "directory",
+        account_config = "accountConfig",
+        dns = "dns",
+        exec = "exec",
+        firebase = "firebase",
+        forward = "forward",
+        invite = "invite",
+        ldap = "ldap",
+        lookup = "lookup",
+        memory = "memory",
+        notification = "notification",
+        netiq = "netiq",
+        register = "register",
+        rest = "rest",
+        session = "session",
+        sql = "sql",
+        synapse_sql = "synapseSql",
+        threepid = "threepid",
+        view = "view",
+        wordpress = "wordpress",
+        policy = "policy",
+        hashing = "hashing",
+        internal = "internal",
+    }
+}
+
+section! {
+    Matrix {
+        domain: String = "domain",
+        v1: bool = "v1",
+        v2: bool = "v2",
+    } unsupported {
+        identity = "identity",
+    }
+}
+
+section! {
+    Server {
+        name: String = "name",
+        port: u16 = "port",
+        public_url: String = "publicUrl",
+        bind_address: String = "bindAddress",
+        hostname: String = "hostname",
+    }
+}
+
+section! {
+    Key {
+        path: String = "path",
+    }
+}
+
+section! {
+    Storage {
+        backend: String = "backend",
+        provider: StorageProvider = "provider",
+    }
+}
+
+section! {
+    StorageProvider {
+        sqlite: Sqlite = "sqlite",
+    } unsupported {
+        postgresql = "postgresql",
+    }
+}
+
+section! {
+    Sqlite {
+        database: String = "database",
+    }
+}
+
+section! {
+    /// mxisd's own HTTP server settings (new in this implementation).
+    Http {
+        workers: usize = "workers",
+        max_body_bytes: usize = "maxBodyBytes",
+        body_timeout: u64 = "bodyTimeout",
+        trusted_proxies: Vec<String> = "trustedProxies",
+    }
+}
+
+section! {
+    /// ma1sd's logging levels.
+    Logging {
+        root: String = "root",
+        app: String = "app",
+        requests: bool = "requests",
+    }
+}

@@ -1,0 +1,15 @@
+//! The lookup hash of the v2 API: `sha256("<address> <medium> <pepper>")` in unpadded
+//! URL-safe base64 (identity service API, "Hashing" / MSC2134).
+
+use super::b64;
+use sha2::{Digest, Sha256};
+
+pub fn lookup_hash(address: &str, medium: &str, pepper: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(address.as_bytes());
+    hasher.update(b" ");
+    hasher.update(medium.as_bytes());
+    hasher.update(b" ");
+    hasher.update(pepper.as_bytes());
+    b64::encode_url_safe(&hasher.finalize())
+}

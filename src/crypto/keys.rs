@@ -1,0 +1,395 @@
+//! The server's long-term signing keys, kept in mxisd's key store at `key.path`.
+//!
+//! Directory form (mxisd ≥ 1.3, ma1sd): `<path>/current` is `{"type":"Regular","algo":"ed25519",
+//! "serial":"0"}` and names the key in use; each key is `<path>/<type>/<algo>/<serial>`
+//! holding `{"version":"0","isValid":true,"key":"<unpadded base64 seed>"}`. The key id is
+//! `<algo>:<serial>`. Older mxisd kept one file with the bare seed: it is migrated to the
+//! directory form with serial `0`, the old file renamed `<path>.backup-before-migration`.
+//!
+//! Key files are private: we write them 0600 in 0700 directories, tighten looser modes we
+//! find (with a warning), and stop with the command to run when we can neither read nor fix.
+
+use super::{b64, random, sign};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const KEY_TYPE: &str = "regular";
+const ALGO: &str = "ed25519";
+
+/// One long-term key: its id (`ed25519:0`), the key, and whether it may still be trusted.
+pub struct KeyEntry {
+    pub id: String,
+    pub valid: bool,
+    key: SigningKey,
+}
+
+impl KeyEntry {
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// The public key in unpadded standard base64, as `GET /pubkey/{keyId}` serves it.
+    pub fn public_key(&self) -> String {
+        b64::encode(self.key.verifying_key().as_bytes())
+    }
+}
+
+/// All keys of the store, and which one signs.
+pub struct SigningKeys {
+    keys: Vec<KeyEntry>,
+    current: usize,
+}
+
+#[derive(Debug)]
+pub enum KeyError {
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Format {
+        path: PathBuf,
+        reason: String,
+    },
+    /// A key file others may read (or we may not), which we could not fix ourselves.
+    Permissions {
+        path: PathBuf,
+        fix: String,
+    },
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyError::Io { path, source } => write!(f, "key store {}: {source}", path.display()),
+            KeyError::Format { path, reason } => {
+                write!(f, "key store {}: {reason}", path.display())
+            }
+            KeyError::Permissions { path, fix } => write!(
+                f,
+                "key file {} must be readable by this user and no one else; as root, run: {fix}",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+#[derive(Serialize, Deserialize)]
+struct CurrentFile {
+    #[serde(rename = "type")]
+    kind: String,
+    algo: String,
+    serial: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyFile {
+    #[serde(default)]
+    version: Value,
+    #[serde(default = "default_true")]
+    is_valid: bool,
+    key: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl SigningKeys {
+    /// Opens the key store at `path`, creating it (with a fresh key) or migrating a legacy
+    /// single-file key as needed.
+    pub fn load_or_create(path: &Path) -> Result<SigningKeys, KeyError> {
+        match fs::metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => create_store(path, &new_seed(path)?),
+            Err(source) => Err(KeyError::Io {
+                path: path.into(),
+                source,
+            }),
+            Ok(meta) if meta.is_file() => migrate_legacy(path),
+            Ok(_) => {
+                if !path.join("current").exists() && is_empty_dir(path)? {
+                    return create_store(path, &new_seed(path)?);
+                }
+                load_store(path)
+            }
+        }
+    }
+
+    /// The key that signs this server's answers.
+    pub fn current(&self) -> &KeyEntry {
+        &self.keys[self.current]
+    }
+
+    /// The key with this id (`ed25519:0`), valid or not.
+    pub fn find(&self, key_id: &str) -> Option<&KeyEntry> {
+        self.keys.iter().find(|k| k.id == key_id)
+    }
+
+    /// Whether `public_key` (base64, any form) is one of our keys that is still valid.
+    pub fn is_valid_public_key(&self, public_key: &str) -> bool {
+        let Some(bytes) = b64::decode(public_key) else {
+            return false;
+        };
+        self.keys
+            .iter()
+            .any(|k| k.valid && k.key.verifying_key().as_bytes()[..] == bytes[..])
+    }
+
+    /// Signs `value` with the current key as `server_name`.
+    pub fn sign(&self, server_name: &str, value: &mut Value) -> Result<(), sign::SignError> {
+        let current = self.current();
+        sign::sign_json(value, server_name, &current.id, &current.key)
+    }
+}
+
+fn new_seed(path: &Path) -> Result<String, KeyError> {
+    let mut seed = [0u8; 32];
+    random::fill(&mut seed).map_err(|source| KeyError::Io {
+        path: path.into(),
+        source,
+    })?;
+    Ok(b64::encode(&seed))
+}
+
+fn is_empty_dir(path: &Path) -> Result<bool, KeyError> {
+    let mut entries = fs::read_dir(path).map_err(|source| KeyError::Io {
+        path: path.into(),
+        source,
+    })?;
+    Ok(entries.next().is_none())
+}
+
+fn key_file_path(root: &Path, serial: &str) -> PathBuf {
+    root.join(KEY_TYPE).join(ALGO).join(serial)
+}
+
+fn create_store(root: &Path, seed: &str) -> Result<SigningKeys, KeyError> {
+    write_key(root, "0", seed, true)?;
+    write_current(root, "0")?;
+    log::info!("created signing key {ALGO}:0 in {}", root.display());
+    load_store(root)
+}
+
+fn migrate_legacy(path: &Path) -> Result<SigningKeys, KeyError> {
+    let seed = read_private(path)?.trim().to_owned();
+    parse_seed(path, &seed)?;
+    let backup = PathBuf::from(format!("{}.backup-before-migration", path.display()));
+    if backup.exists() {
+        return Err(KeyError::Format {
+            path: path.into(),
+            reason: format!(
+                "is a legacy key file, but {} already exists; move one of them away",
+                backup.display()
+            ),
+        });
+    }
+    fs::rename(path, &backup).map_err(|source| KeyError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let keys = create_store(path, &seed)?;
+    log::warn!(
+        "migrated legacy key file {} to the key store directory (old file kept as {})",
+        path.display(),
+        backup.display()
+    );
+    Ok(keys)
+}
+
+fn load_store(root: &Path) -> Result<SigningKeys, KeyError> {
+    tighten_dir(root);
+    let current_path = root.join("current");
+    let current: CurrentFile = parse_json(&current_path, &read_private(&current_path)?)?;
+    if !current.algo.eq_ignore_ascii_case(ALGO) || !current.kind.eq_ignore_ascii_case(KEY_TYPE) {
+        return Err(KeyError::Format {
+            path: current_path,
+            reason: format!(
+                "names a {} {} key; only regular ed25519 keys are supported",
+                current.kind, current.algo
+            ),
+        });
+    }
+    let mut keys = read_keys(root)?;
+    let mut index = keys
+        .iter()
+        .position(|k| k.id == format!("{ALGO}:{}", current.serial))
+        .ok_or_else(|| KeyError::Format {
+            path: current_path.clone(),
+            reason: format!("names key serial {}, which has no key file", current.serial),
+        })?;
+    if !keys[index].valid {
+        let serial = keys
+            .iter()
+            .filter_map(|k| serial_number(&k.id))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let serial = serial.to_string();
+        write_key(root, &serial, &new_seed(root)?, true)?;
+        write_current(root, &serial)?;
+        log::warn!(
+            "current signing key {} is marked invalid: created {ALGO}:{serial} to sign from now on",
+            keys[index].id
+        );
+        keys = read_keys(root)?;
+        index = keys
+            .iter()
+            .position(|k| k.id == format!("{ALGO}:{serial}"))
+            .unwrap_or(0);
+    }
+    Ok(SigningKeys {
+        keys,
+        current: index,
+    })
+}
+
+fn serial_number(id: &str) -> Option<u64> {
+    id.strip_prefix("ed25519:")?.parse().ok()
+}
+
+fn read_keys(root: &Path) -> Result<Vec<KeyEntry>, KeyError> {
+    let dir = root.join(KEY_TYPE).join(ALGO);
+    tighten_dir(&root.join(KEY_TYPE));
+    tighten_dir(&dir);
+    let entries = fs::read_dir(&dir).map_err(|source| KeyError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut keys = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| KeyError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = entry.path();
+        let serial = entry.file_name().to_string_lossy().into_owned();
+        if !path.is_file() || serial.starts_with('.') {
+            continue;
+        }
+        let file: KeyFile = parse_json(&path, &read_private(&path)?)?;
+        keys.push(KeyEntry {
+            id: format!("{ALGO}:{serial}"),
+            valid: file.is_valid,
+            key: parse_seed(&path, &file.key)?,
+        });
+    }
+    keys.sort_by_key(|k| serial_number(&k.id));
+    Ok(keys)
+}
+
+fn parse_seed(path: &Path, seed: &str) -> Result<SigningKey, KeyError> {
+    let bytes: [u8; 32] = b64::decode(seed)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| KeyError::Format {
+            path: path.into(),
+            reason: "key is not a base64 ed25519 seed of 32 bytes".into(),
+        })?;
+    Ok(SigningKey::from_bytes(&bytes))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, KeyError> {
+    serde_json::from_str(text).map_err(|e| KeyError::Format {
+        path: path.into(),
+        reason: format!("not the expected JSON: {e}"),
+    })
+}
+
+/// Reads a key store file after making sure only its owner may read it.
+fn read_private(path: &Path) -> Result<String, KeyError> {
+    let fix = || KeyError::Permissions {
+        path: path.into(),
+        fix: format!(
+            "chown {} '{}' && chmod 600 '{}'",
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            unsafe { libc::geteuid() },
+            path.display(),
+            path.display()
+        ),
+    };
+    let meta = fs::metadata(path).map_err(|source| KeyError::Io {
+        path: path.into(),
+        source,
+    })?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|_| fix())?;
+        log::warn!(
+            "key file {} was readable by others: its mode is now 0600",
+            path.display()
+        );
+    }
+    fs::read_to_string(path).map_err(|source| match source.kind() {
+        io::ErrorKind::PermissionDenied => fix(),
+        _ => KeyError::Io {
+            path: path.into(),
+            source,
+        },
+    })
+}
+
+/// Directories of the key store are 0700; a looser one is tightened, or reported.
+fn tighten_dir(path: &Path) {
+    let Ok(meta) = fs::metadata(path) else { return };
+    if meta.permissions().mode() & 0o077 != 0 {
+        match fs::set_permissions(path, fs::Permissions::from_mode(0o700)) {
+            Ok(()) => log::warn!(
+                "key directory {} was open to others: now 0700",
+                path.display()
+            ),
+            Err(e) => log::warn!("key directory {} is open to others ({e})", path.display()),
+        }
+    }
+}
+
+fn write_key(root: &Path, serial: &str, seed: &str, valid: bool) -> Result<(), KeyError> {
+    let file = KeyFile {
+        version: Value::String("0".into()),
+        is_valid: valid,
+        key: seed.into(),
+    };
+    let text = serde_json::to_string(&file).unwrap_or_default();
+    write_private(&key_file_path(root, serial), &text)
+}
+
+fn write_current(root: &Path, serial: &str) -> Result<(), KeyError> {
+    let current = CurrentFile {
+        kind: "Regular".into(),
+        algo: ALGO.into(),
+        serial: serial.into(),
+    };
+    let text = serde_json::to_string(&current).unwrap_or_default();
+    write_private(&root.join("current"), &text)
+}
+
+/// Writes `text` to `path` with mode 0600, through a temporary file and a rename so that a
+/// crash never leaves half a key behind.
+fn write_private(path: &Path, text: &str) -> Result<(), KeyError> {
+    let io_err = |source| KeyError::Io {
+        path: path.into(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err)?;
+    file.write_all(text.as_bytes()).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    fs::rename(&tmp, path).map_err(io_err)
+}

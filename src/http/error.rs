@@ -1,0 +1,93 @@
+//! `ApiError`: every error a client can get, and the one mapping to HTTP status, Matrix
+//! errcode and message. Internal details never reach the client: callers log them.
+
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No such endpoint (404 M_UNRECOGNIZED).
+    Unrecognized,
+    /// The path exists with other methods (405 M_UNRECOGNIZED).
+    MethodNotAllowed,
+    /// The thing asked for does not exist (404 M_NOT_FOUND).
+    NotFound(String),
+    /// A required field or parameter is absent (400 M_MISSING_PARAMS); names it.
+    MissingParams(String),
+    /// A parameter has a value we cannot accept (400 M_INVALID_PARAM).
+    InvalidParam(String),
+    /// The body is not JSON (400 M_NOT_JSON).
+    NotJson(String),
+    /// JSON, but not of the shape the endpoint takes (400 M_BAD_JSON).
+    BadJson(String),
+    /// The body exceeds `http.maxBodyBytes` (413 M_TOO_LARGE).
+    BodyTooLarge(usize),
+    /// The body did not arrive within `http.bodyTimeout` (408 M_UNKNOWN).
+    BodyTimeout,
+    /// Something on our side failed; the log has the reason (500 M_UNKNOWN).
+    Internal,
+    /// A backend we depend on is unavailable (503 M_UNKNOWN); names it, no details.
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Unrecognized | ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::MissingParams(_)
+            | ApiError::InvalidParam(_)
+            | ApiError::NotJson(_)
+            | ApiError::BadJson(_) => 400,
+            ApiError::BodyTooLarge(_) => 413,
+            ApiError::BodyTimeout => 408,
+            ApiError::Internal => 500,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    pub fn errcode(&self) -> &'static str {
+        match self {
+            ApiError::Unrecognized | ApiError::MethodNotAllowed => "M_UNRECOGNIZED",
+            ApiError::NotFound(_) => "M_NOT_FOUND",
+            ApiError::MissingParams(_) => "M_MISSING_PARAMS",
+            ApiError::InvalidParam(_) => "M_INVALID_PARAM",
+            ApiError::NotJson(_) => "M_NOT_JSON",
+            ApiError::BadJson(_) => "M_BAD_JSON",
+            ApiError::BodyTooLarge(_) => "M_TOO_LARGE",
+            ApiError::BodyTimeout | ApiError::Internal | ApiError::Unavailable(_) => "M_UNKNOWN",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Unrecognized => "Unrecognized request".into(),
+            ApiError::MethodNotAllowed => "Method not allowed on this endpoint".into(),
+            ApiError::NotFound(what) => format!("{what} not found"),
+            ApiError::MissingParams(name) => format!("Missing parameter: {name}"),
+            ApiError::InvalidParam(why) => why.clone(),
+            ApiError::NotJson(why) => format!("Body is not valid JSON: {why}"),
+            ApiError::BadJson(why) => format!("Malformed JSON body: {why}"),
+            ApiError::BodyTooLarge(limit) => format!("Request body is larger than {limit} bytes"),
+            ApiError::BodyTimeout => "Request body was not received in time".into(),
+            ApiError::Internal => "Internal server error".into(),
+            ApiError::Unavailable(what) => format!("{what} is unavailable, try again later"),
+        }
+    }
+
+    /// The spec-shaped body: `{"errcode":"M_…","error":"…"}`.
+    pub fn body(&self) -> Value {
+        json!({ "errcode": self.errcode(), "error": self.message() })
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status(),
+            self.errcode(),
+            self.message()
+        )
+    }
+}

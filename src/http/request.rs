@@ -1,0 +1,191 @@
+//! What a handler sees of a request: method, path parameters, query, headers, the body
+//! (already read, within `http.maxBodyBytes` and `http.bodyTimeout`) and the client address.
+
+use super::router::Method;
+use super::ApiError;
+use crate::cidr::Cidr;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::io::ErrorKind;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+pub struct Request {
+    pub method: Method,
+    /// The client: the socket peer, or what a trusted proxy says in `X-Forwarded-For`.
+    pub client: IpAddr,
+    params: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    pub fn new(
+        method: Method,
+        client: IpAddr,
+        params: Vec<(String, String)>,
+        query: Vec<(String, String)>,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Request {
+        Request {
+            method,
+            client,
+            params,
+            query,
+            headers,
+            body,
+        }
+    }
+
+    /// A `{name}` segment of the route's path.
+    pub fn param(&self, name: &str) -> &str {
+        lookup(&self.params, name).unwrap_or_default()
+    }
+
+    pub fn query(&self, name: &str) -> Option<&str> {
+        lookup(&self.query, name)
+    }
+
+    /// A query parameter that must be there and not be empty.
+    pub fn require_query(&self, name: &str) -> Result<&str, ApiError> {
+        self.query(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::MissingParams(name.to_owned()))
+    }
+
+    /// A header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body as a JSON object of type `T`: M_NOT_JSON if it is not JSON, M_MISSING_PARAMS
+    /// naming an absent field, M_BAD_JSON for any other mismatch.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let value: Value =
+            serde_json::from_slice(&self.body).map_err(|e| ApiError::NotJson(e.to_string()))?;
+        if !value.is_object() {
+            return Err(ApiError::BadJson("the body must be a JSON object".into()));
+        }
+        serde_json::from_value(value).map_err(|e| {
+            let text = e.to_string();
+            match text
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                Some(field) => ApiError::MissingParams(field.to_owned()),
+                None => ApiError::BadJson(text),
+            }
+        })
+    }
+}
+
+fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Reads the body: refuses a declared length over `max` before reading anything, stops
+/// reading past `max`, and gives up when the whole body takes longer than `timeout` (each
+/// socket read is also bounded by the same timeout, set on the connection).
+pub fn read_body(
+    raw: &mut tiny_http::Request,
+    max: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    if raw.body_length().is_some_and(|len| len > max) {
+        return Err(ApiError::BodyTooLarge(max));
+    }
+    let started = Instant::now();
+    let mut body = Vec::with_capacity(raw.body_length().unwrap_or(0).min(64 * 1024));
+    let reader = raw.as_reader();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if started.elapsed() > timeout {
+            return Err(ApiError::BodyTimeout);
+        }
+        match reader.read(&mut chunk) {
+            Ok(0) => return Ok(body),
+            Ok(n) if body.len() + n > max => return Err(ApiError::BodyTooLarge(max)),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(ApiError::BodyTimeout)
+            }
+            Err(e) => {
+                log::debug!("reading a request body failed: {e}");
+                return Err(ApiError::BadJson(
+                    "the request body could not be read".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// The client address: the peer, unless the peer is a trusted proxy, in which case the
+/// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for entry in forwarded_for.unwrap_or_default().rsplit(',') {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<Cidr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        let xff = Some("203.0.113.7, 198.51.100.2, 10.0.0.3");
+        assert_eq!(
+            client_address(ip("127.0.0.1"), xff, &trusted),
+            ip("198.51.100.2")
+        );
+        assert_eq!(
+            client_address(ip("192.0.2.1"), xff, &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), None, &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), Some("garbage"), &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), Some("10.1.1.1"), &trusted),
+            ip("10.1.1.1")
+        );
+        assert_eq!(client_address(ip("127.0.0.1"), xff, &[]), ip("127.0.0.1"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Method + path → handler. Patterns are literal segments and `{name}` parameters; when
+//! several patterns match a path, the one with the fewest parameters wins, so
+//! `/pubkey/isvalid` beats `/pubkey/{keyId}` whatever the order of registration.
+
+use super::{ApiError, Reply, Request};
+use crate::app::App;
+
+/// A handler: a plain function of the application and the request.
+pub type Handler = fn(&App, &Request) -> Result<Reply, ApiError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn from_tiny(m: &tiny_http::Method) -> Option<Method> {
+        match m {
+            tiny_http::Method::Get | tiny_http::Method::Head => Some(Method::Get),
+            tiny_http::Method::Post => Some(Method::Post),
+            tiny_http::Method::Put => Some(Method::Put),
+            tiny_http::Method::Delete => Some(Method::Delete),
+            _ => None,
+        }
+    }
+
+    pub fn has_body(self) -> bool {
+        matches!(self, Method::Post | Method::Put)
+    }
+}
+
+pub struct Route {
+    pub method: Method,
+    /// The pattern as registered: what the access log shows instead of the real path.
+    pub pattern: String,
+    segments: Vec<Segment>,
+    pub handler: Handler,
+}
+
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+pub enum RouteMatch<'r> {
+    Found(&'r Route, Vec<(String, String)>),
+    WrongMethod,
+    NotFound,
+}
+
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    pub fn add(&mut self, method: Method, pattern: &str, handler: Handler) {
+        let segments = split(pattern)
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => Segment::Param(name.to_owned()),
+                    None => Segment::Literal(s.to_owned()),
+                },
+            )
+            .collect();
+        self.routes.push(Route {
+            method,
+            pattern: pattern.to_owned(),
+            segments,
+            handler,
+        });
+    }
+
+    /// `path` is already percent-decoded segment by segment.
+    pub fn find(&self, method: Method, path: &[String]) -> RouteMatch<'_> {
+        let mut best: Option<(&Route, Vec<(String, String)>)> = None;
+        let mut path_known = false;
+        for route in &self.routes {
+            let Some(params) = route.matches(path) else {
+                continue;
+            };
+            path_known = true;
+            if route.method != method {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(_, p)| params.len() < p.len()) {
+                best = Some((route, params));
+            }
+        }
+        match best {
+            Some((route, params)) => RouteMatch::Found(route, params),
+            None if path_known => RouteMatch::WrongMethod,
+            None => RouteMatch::NotFound,
+        }
+    }
+}
+
+impl Route {
+    fn matches(&self, path: &[String]) -> Option<Vec<(String, String)>> {
+        if self.segments.len() != path.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (segment, actual) in self.segments.iter().zip(path) {
+            match segment {
+                Segment::Literal(lit) if lit == actual => {}
+                Segment::Literal(_) => return None,
+                Segment::Param(name) => params.push((name.clone(), actual.clone())),
+            }
+        }
+        Some(params)
+    }
+}
+
+/// The non-empty segments of a path: `/a//b/` and `/a/b` are the same route.
+pub fn split(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(_: &App, _: &Request) -> Result<Reply, ApiError> {
+        Err(ApiError::Internal)
+    }
+
+    fn path(p: &str) -> Vec<String> {
+        split(p).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn literals_beat_parameters_and_methods_are_told_apart() {
+        let mut r = Router::new();
+        r.add(Method::Get, "/v2/pubkey/{keyId}", ok);
+        r.add(Method::Get, "/v2/pubkey/isvalid", ok);
+        r.add(Method::Post, "/v2/lookup", ok);
+        match r.find(Method::Get, &path("/v2/pubkey/isvalid")) {
+            RouteMatch::Found(route, params) => {
+                assert_eq!(route.pattern, "/v2/pubkey/isvalid");
+                assert!(params.is_empty());
+            }
+            _ => panic!("no match"),
+        }
+        match r.find(Method::Get, &path("/v2/pubkey/ed25519:0")) {
+            RouteMatch::Found(route, params) => {
+                assert_eq!(route.pattern, "/v2/pubkey/{keyId}");
+                assert_eq!(params, vec![("keyId".to_owned(), "ed25519:0".to_owned())]);
+            }
+            _ => panic!("no match"),
+        }
+        assert!(matches!(
+            r.find(Method::Get, &path("/v2/lookup")),
+            RouteMatch::WrongMethod
+        ));
+        assert!(matches!(
+            r.find(Method::Get, &path("/v2/nothing")),
+            RouteMatch::NotFound
+        ));
+        assert!(matches!(
+            r.find(Method::Post, &path("/v2/lookup/")),
+            RouteMatch::Found(..)
+        ));
+    }
+}

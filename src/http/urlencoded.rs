@@ -1,0 +1,62 @@
+//! Percent-decoding of paths and `application/x-www-form-urlencoded` query strings.
+
+/// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`). `None` if the result is
+/// not UTF-8 or an escape is broken.
+pub fn decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The pairs of a query string, decoded; pairs that do not decode are dropped.
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(k, true)?, decode(v, true)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries() {
+        let q = parse_query("medium=email&address=alice%40example.org&x=a+b&flag&bad=%zz");
+        assert_eq!(
+            q,
+            vec![
+                ("medium".into(), "email".into()),
+                ("address".into(), "alice@example.org".into()),
+                ("x".into(), "a b".into()),
+                ("flag".into(), String::new()),
+            ]
+        );
+        assert_eq!(decode("ed25519%3A0", false).as_deref(), Some("ed25519:0"));
+        assert_eq!(decode("a+b", false).as_deref(), Some("a+b"));
+        assert_eq!(decode("%", false), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! mxisd: a federated Matrix identity server.
+//!
+//! A blocking tiny_http server hands requests to a fixed pool of worker threads (`http`),
+//! which run the endpoint handlers (`api`) over the domain modules: the lookup chain
+//! (`lookup`), our own state (`store`) and the signing keys (`crypto`). The configuration
+//! (`config`) follows mxisd's YAML keys. See ARCHITECTURE.md for who may call whom.
+
+pub mod api;
+pub mod app;
+pub mod cidr;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod logging;
+pub mod lookup;
+pub mod store;

@@ -1,0 +1,115 @@
+//! The process logger: one line per event on standard error (journald adds its own metadata
+//! under systemd), with a UTC timestamp, the level and where it comes from.
+//!
+//! Two levels, as ma1sd's `logging.root` / `logging.app`: one for mxisd's own modules, one for
+//! the libraries (tiny_http, rusqlite, ...). Nothing here ever formats request bodies.
+
+use log::{LevelFilter, Log, Metadata, Record};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+static APP_LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Info as usize);
+static ROOT_LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Warn as usize);
+
+struct StderrLogger;
+
+static LOGGER: StderrLogger = StderrLogger;
+
+fn level_from(n: usize) -> LevelFilter {
+    [
+        LevelFilter::Off,
+        LevelFilter::Error,
+        LevelFilter::Warn,
+        LevelFilter::Info,
+        LevelFilter::Debug,
+        LevelFilter::Trace,
+    ]
+    .get(n)
+    .copied()
+    .unwrap_or(LevelFilter::Trace)
+}
+
+impl Log for StderrLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        let limit = if metadata.target().starts_with("mxisd") {
+            &APP_LEVEL
+        } else {
+            &ROOT_LEVEL
+        };
+        metadata.level() <= level_from(limit.load(Ordering::Relaxed))
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = format!(
+            "{} {:<5} {}: {}\n",
+            utc_timestamp(SystemTime::now()),
+            record.level(),
+            record.target(),
+            record.args()
+        );
+        // One write per line keeps lines whole when workers log at the same time.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger (once) and sets both levels.
+pub fn init(app: LevelFilter, root: LevelFilter) {
+    let _ = log::set_logger(&LOGGER);
+    set_levels(app, root);
+}
+
+pub fn set_levels(app: LevelFilter, root: LevelFilter) {
+    APP_LEVEL.store(app as usize, Ordering::Relaxed);
+    ROOT_LEVEL.store(root as usize, Ordering::Relaxed);
+    log::set_max_level(app.max(root));
+}
+
+/// `2026-11-23T19:41:07.123Z`
+fn utc_timestamp(now: SystemTime) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_utc_iso8601() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(utc_timestamp(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&utc_timestamp(leap)[..10], "2000-02-29");
+    }
+}

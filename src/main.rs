@@ -1,0 +1,142 @@
+//! The `mxisd` command: run the server, or check a configuration.
+
+use mxisd::{api, app::App, config, http, logging};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const USAGE: &str = "\
+Usage: mxisd [-c FILE] [-v|-vv]         run the identity server
+       mxisd check-config [-c FILE]     validate the configuration and exit (0 = valid)
+       mxisd --version
+
+The configuration is FILE, else /etc/mxisd/mxisd.yaml, else ./mxisd.yaml.
+-v logs debug messages, -vv also those of the libraries.";
+
+struct Args {
+    check_only: bool,
+    config: Option<PathBuf>,
+    verbosity: u8,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        check_only: false,
+        config: None,
+        verbosity: 0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "check-config" => args.check_only = true,
+            "-c" | "--config" => {
+                args.config = Some(it.next().ok_or("-c needs a file name")?.into());
+            }
+            "-v" => args.verbosity = args.verbosity.max(1),
+            "-vv" => args.verbosity = 2,
+            "-V" | "--version" => {
+                println!("mxisd {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(Some(args))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mxisd: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(log::LevelFilter::Info, log::LevelFilter::Warn);
+    let loaded = match config::find_file(args.config.as_deref())
+        .and_then(|p| config::load_file(&p).map(|l| (p, l)))
+    {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            log::error!("configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (path, loaded) = loaded;
+    for warning in &loaded.warnings {
+        log::warn!("{}: {warning}", path.display());
+    }
+    if args.check_only {
+        println!("{}: valid", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let config = loaded.config;
+    match args.verbosity {
+        0 => logging::set_levels(config.logging.app, config.logging.root),
+        1 => logging::set_levels(log::LevelFilter::Debug, config.logging.root),
+        _ => logging::set_levels(log::LevelFilter::Trace, log::LevelFilter::Debug),
+    }
+    run(config)
+}
+
+fn run(config: config::Config) -> ExitCode {
+    let signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let router = api::router(&config);
+    let app = match App::open(config) {
+        Ok(app) => Arc::new(app),
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match http::Server::start(app.clone(), router) {
+        Ok(server) => server,
+        Err(e) => {
+            let s = &app.config.server;
+            log::error!(
+                "cannot listen on {}:{} (server.bindAddress, server.port): {e}",
+                s.bind_address,
+                s.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let key = app.keys.current();
+    log::info!(
+        "mxisd {} listening on http://{} for {} as {} (public URL {}), signing with {} {}",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr(),
+        app.config.matrix.domain,
+        app.config.server.name,
+        app.config.server.public_url,
+        key.id,
+        key.public_key()
+    );
+    let mut signals = signals;
+    if let Some(signal) = signals.forever().next() {
+        log::info!("signal {signal} received: finishing requests in flight, then stopping");
+    }
+    let failed = server.failed();
+    // Shutting the listener makes tiny_http log its accept failure as an error: expected.
+    logging::set_levels(app.config.logging.app, log::LevelFilter::Off);
+    server.shutdown();
+    log::info!("stopped");
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

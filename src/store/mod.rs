@@ -1,0 +1,112 @@
+//! Our own state (tokens, terms, sessions, invites, ephemeral keys, the pepper): SQLite now,
+//! behind this `Store` API so that PostgreSQL can serve the same calls later.
+//!
+//! Each table family has its own file with its SQL next to its functions; the schema is
+//! built by numbered migrations in `migrations/`, applied in order at start. Callers never
+//! see SQL or rusqlite types.
+
+mod ephemeral_keys;
+mod migrations;
+mod pool;
+
+use pool::Pool;
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a statement waits for another writer before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a free connection before it fails.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Store {
+    pool: Pool,
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    Sqlite(rusqlite::Error),
+    Io(std::io::Error),
+    /// Every connection stayed busy for longer than the checkout timeout.
+    Exhausted,
+    /// The database was written by a newer mxisd.
+    TooNew {
+        found: i64,
+        known: i64,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Sqlite(e) => write!(f, "database: {e}"),
+            StoreError::Io(e) => write!(f, "database file: {e}"),
+            StoreError::Exhausted => f.write_str("database: no free connection in time"),
+            StoreError::TooNew { found, known } => write!(
+                f,
+                "database schema version {found} is newer than this mxisd knows ({known}); run the newer version"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to
+    /// date and keeps `connections` connections open.
+    pub fn open_sqlite(path: &Path, connections: usize) -> Result<Store, StoreError> {
+        create_private_file(path).map_err(StoreError::Io)?;
+        let open = || -> Result<rusqlite::Connection, StoreError> {
+            let conn = rusqlite::Connection::open(path)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(conn)
+        };
+        let mut first = open()?;
+        migrations::apply(&mut first)?;
+        let mut conns = vec![first];
+        for _ in 1..connections.max(1) {
+            conns.push(open()?);
+        }
+        Ok(Store {
+            pool: Pool::new(conns, CHECKOUT_TIMEOUT),
+        })
+    }
+
+    /// The schema version now in the database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.pool
+            .with(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+    }
+}
+
+/// The database holds secrets (token hashes, session tokens): create it and its directory
+/// readable by us alone. An existing file keeps the mode the operator gave it.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}

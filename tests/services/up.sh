@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Starts the test services on loopback, idempotently: OpenLDAP slapd (with fixtures),
+# PostgreSQL, dnsmasq (SRV records) and an aiosmtpd mail sink that stores each mail as a
+# file. Installs missing Debian packages when run as root. Safe to run concurrently.
+# Stop them with tests/services/down.sh.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/config.sh"
+D="$MXISD_TEST_DIR"
+mkdir -p "$D"
+# Daemons started below get `9>&-` so they do not inherit (and hold) the lock.
+exec 9>"$D/.lock"
+flock 9
+
+log() { echo "services: $*" >&2; }
+
+# --- packages ---------------------------------------------------------------------------
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+missing=()
+command -v slapd >/dev/null || [ -x /usr/sbin/slapd ] || missing+=(slapd)
+command -v ldapsearch >/dev/null || missing+=(ldap-utils)
+[ -n "$(pg_bin)" ] || missing+=(postgresql)
+command -v psql >/dev/null || missing+=(postgresql-client)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+command -v dig >/dev/null || missing+=(dnsutils)
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
+command -v flock >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        log "missing packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}"
+        exit 1
+    fi
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+AS=(); [ "$(id -u)" = 0 ] && AS=(runuser -u postgres --)
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+wait_for() { # wait_for WHAT COMMAND...
+    local what=$1; shift
+    for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    log "$what did not come up"; return 1
+}
+
+# --- slapd ------------------------------------------------------------------------------
+start_slapd() {
+    local L="$D/ldap"
+    pkill -f "slapd -f $L/slapd.conf" 2>/dev/null && sleep 0.3
+    rm -rf "$L"; mkdir -p "$L/db"
+    cat > "$L/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile $L/slapd.pid
+argsfile $L/slapd.args
+database mdb
+maxsize 104857600
+suffix "$LDAP_BASE"
+rootdn "$LDAP_ADMIN_DN"
+rootpw $(slappasswd -s "$LDAP_ADMIN_PASSWORD")
+directory $L/db
+index objectClass,uid,mail,telephoneNumber eq
+CONF
+    slaptest -f "$L/slapd.conf" -u >/dev/null 2>&1
+    slapd -f "$L/slapd.conf" -h "ldap://127.0.0.1:$LDAP_PORT/" 9>&- \
+        || { log "slapd did not start (is port $LDAP_PORT taken?)"; exit 1; }
+    wait_for slapd ldapsearch -x -H "ldap://127.0.0.1:$LDAP_PORT" -b "" -s base
+    bash "$HERE/ldap/fixtures.sh" > "$L/fixtures.ldif"
+    ldapadd -x -H "ldap://127.0.0.1:$LDAP_PORT" -D "$LDAP_ADMIN_DN" -w "$LDAP_ADMIN_PASSWORD" \
+        -f "$L/fixtures.ldif" >/dev/null
+    log "slapd on 127.0.0.1:$LDAP_PORT"
+}
+alive "$D/ldap/slapd.pid" || start_slapd
+
+# --- PostgreSQL -------------------------------------------------------------------------
+start_pg() {
+    local P="$D/pg" bin; bin="$(pg_bin)"
+    "${AS[@]}" "$bin/pg_ctl" -D "$P" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$P"; mkdir -p "$P"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$P"
+    "${AS[@]}" "$bin/initdb" -D "$P" -U "$PG_USER" --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    "${AS[@]}" "$bin/pg_ctl" -D "$P" -l "$P/server.log" -w -t 30 \
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $P -c fsync=off" start >/dev/null 9>&-
+    "${AS[@]}" "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" "$PG_DB"
+    log "PostgreSQL on 127.0.0.1:$PG_PORT"
+}
+alive "$D/pg/postmaster.pid" 2>/dev/null \
+    || { [ -f "$D/pg/postmaster.pid" ] && kill -0 "$(head -n 1 "$D/pg/postmaster.pid")" 2>/dev/null; } \
+    || start_pg
+
+# --- dnsmasq ----------------------------------------------------------------------------
+start_dns() {
+    mkdir -p "$D/dns"
+    pkill -f -- "--pid-file=$D/dns/dnsmasq.pid" 2>/dev/null && sleep 0.3
+    local as_root=(); [ "$(id -u)" = 0 ] && as_root=(--user=root)
+    dnsmasq --conf-file="$HERE/dnsmasq.conf" --no-resolv --no-hosts --no-poll \
+        --listen-address=127.0.0.1 --bind-interfaces --port="$DNS_PORT" \
+        --pid-file="$D/dns/dnsmasq.pid" --log-queries --log-facility="$D/dns/dnsmasq.log" "${as_root[@]}" 9>&- \
+        || { log "dnsmasq did not start (is port $DNS_PORT taken?)"; exit 1; }
+    wait_for dnsmasq dig +time=1 +tries=1 @127.0.0.1 -p "$DNS_PORT" SRV _matrix-identity._tcp.example.net
+    log "dnsmasq on 127.0.0.1:$DNS_PORT"
+}
+alive "$D/dns/dnsmasq.pid" || start_dns
+
+# --- SMTP sink --------------------------------------------------------------------------
+start_smtp() {
+    local S="$D/smtp"
+    pkill -f "aiosmtpd -n -l 127.0.0.1:$SMTP_PORT" 2>/dev/null && sleep 0.3
+    mkdir -p "$S"; rm -rf "$S/maildir"
+    setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" \
+        -c aiosmtpd.handlers.Mailbox "$S/maildir" > "$S/aiosmtpd.log" 2>&1 < /dev/null 9>&- &
+    echo $! > "$S/aiosmtpd.pid"
+    wait_for aiosmtpd /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $SMTP_PORT), 1).close()"
+    log "SMTP sink on 127.0.0.1:$SMTP_PORT (mails in $S/maildir/new)"
+}
+alive "$D/smtp/aiosmtpd.pid" || start_smtp
