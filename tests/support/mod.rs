@@ -1,0 +1,293 @@
+//! Test support: temporary directories, the real `mxisd` binary started on a free loopback
+//! port with a generated config, an HTTP client that returns statuses instead of errors, and
+//! the addresses of the test services (from `tests/services/config.sh`).
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod services;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mxisd");
+
+/// The shared folder beside the checkout (test vectors, sample key stores).
+pub fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// A directory under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "mxisd-it-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The config every test server starts from; `extra` adds top-level sections.
+pub fn config_text(dir: &TempDir, key_path: &Path, extra: &str) -> String {
+    format!(
+        "matrix:\n  domain: example.org\nserver:\n  port: 0\nkey:\n  path: '{}'\nstorage:\n  provider:\n    sqlite:\n      database: '{}'\n{extra}",
+        key_path.display(),
+        dir.join("mxisd.db").display()
+    )
+}
+
+/// A running `mxisd` process, killed when dropped.
+pub struct Mxisd {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    log: Arc<Mutex<String>>,
+}
+
+impl Mxisd {
+    /// Starts mxisd in a fresh directory, keys created there.
+    pub fn start(extra: &str) -> Mxisd {
+        let dir = TempDir::new();
+        let keys = dir.join("keys");
+        Mxisd::start_in(dir, &keys, extra)
+    }
+
+    pub fn start_in(dir: TempDir, key_path: &Path, extra: &str) -> Mxisd {
+        let config = dir.join("mxisd.yaml");
+        std::fs::write(&config, config_text(&dir, key_path, extra)).unwrap();
+        Mxisd::spawn(dir, &config)
+    }
+
+    /// Starts mxisd on an existing config file and waits until it listens.
+    pub fn spawn(dir: TempDir, config: &Path) -> Mxisd {
+        let mut child = Command::new(BIN)
+            .arg("-c")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mxisd");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        // Drain stderr for the whole life of the process, so logging never blocks it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr.parse().expect("listen address"),
+            Err(_) => {
+                let _ = child.kill();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("mxisd did not start; its log:\n{}", log.lock().unwrap());
+            }
+        };
+        Mxisd {
+            child,
+            addr,
+            dir,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        Response::from(agent().get(self.url(path)).call())
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Response {
+        Response::from(
+            agent()
+                .post(self.url(path))
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
+    }
+
+    /// Everything mxisd logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle` (logging runs in the background).
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A raw TCP connection to the server, for what an HTTP client will not send.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+    }
+}
+
+impl Drop for Mxisd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// Status, headers and body of an HTTP answer.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts a spec-shaped error: status, errcode, and a JSON content type.
+    pub fn assert_error(&self, status: u16, errcode: &str) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.text);
+        let body = self.json();
+        assert_eq!(body["errcode"], errcode, "body: {}", self.text);
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        body
+    }
+}
+
+impl From<Result<ureq::http::Response<ureq::Body>, ureq::Error>> for Response {
+    fn from(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Response {
+        let mut r = r.expect("HTTP request");
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        Response {
+            status: r.status().as_u16(),
+            headers,
+            text: r.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+}
+
+/// Sends raw bytes on a fresh connection and returns everything the server answers.
+pub fn raw_exchange(server: &Mxisd, request: &[u8]) -> String {
+    let mut stream = server.connect();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Runs the binary to completion with `args`; returns (exit code, stdout, stderr).
+pub fn run(args: &[&str], cwd: Option<&Path>) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

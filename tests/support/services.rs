@@ -1,0 +1,48 @@
+//! The test services of `tests/services/` (slapd, PostgreSQL, dnsmasq, the SMTP sink): their
+//! addresses, read from `tests/services/config.sh`, and a way to make sure they run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/services")
+}
+
+/// `KEY=value` lines of `config.sh`.
+pub fn config() -> &'static HashMap<String, String> {
+    static CONFIG: OnceLock<HashMap<String, String>> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        std::fs::read_to_string(dir().join("config.sh"))
+            .expect("tests/services/config.sh")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect()
+    })
+}
+
+pub fn get(key: &str) -> &'static str {
+    config()
+        .get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("{key} missing from config.sh"))
+}
+
+pub fn port(key: &str) -> u16 {
+    get(key).parse().unwrap()
+}
+
+/// Starts the services if they are not running (idempotent; tests/run.sh has usually done it).
+pub fn ensure_up() {
+    static UP: OnceLock<()> = OnceLock::new();
+    UP.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(dir().join("up.sh"))
+            .status()
+            .expect("run up.sh");
+        assert!(status.success(), "tests/services/up.sh failed");
+    });
+}
