@@ -29,6 +29,17 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A temporary directory holding a copy of the shared sample key store at `keys`.
+fn sample_store() -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new();
+    let keys = dir.join("keys");
+    copy_dir(
+        &support::shared().join("test-vectors/mxisd-keystore"),
+        &keys,
+    );
+    (dir, keys)
+}
+
 fn is_valid(s: &Mxisd, key: &str) -> Value {
     let key = key.replace('+', "%2B").replace('/', "%2F");
     s.get(&format!(
@@ -40,12 +51,7 @@ fn is_valid(s: &Mxisd, key: &str) -> Value {
 
 #[test]
 fn the_shared_directory_form_sample_loads_and_loose_modes_are_tightened() {
-    let dir = TempDir::new();
-    let keys = dir.join("keys");
-    copy_dir(
-        &support::shared().join("test-vectors/mxisd-keystore"),
-        &keys,
-    );
+    let (dir, keys) = sample_store();
     fs::set_permissions(
         keys.join("regular/ed25519/0"),
         fs::Permissions::from_mode(0o644),
@@ -116,12 +122,7 @@ fn a_fresh_store_is_private_and_survives_restarts() {
 
 #[test]
 fn a_key_marked_invalid_is_answered_as_invalid_and_replaced() {
-    let dir = TempDir::new();
-    let keys = dir.join("keys");
-    copy_dir(
-        &support::shared().join("test-vectors/mxisd-keystore"),
-        &keys,
-    );
+    let (dir, keys) = sample_store();
     let file = keys.join("regular/ed25519/0");
     let mut key: Value = serde_json::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
     key["isValid"] = json!(false);
@@ -144,12 +145,7 @@ fn a_key_marked_invalid_is_answered_as_invalid_and_replaced() {
 
 #[test]
 fn a_broken_store_stops_the_start_naming_the_file() {
-    let dir = TempDir::new();
-    let keys = dir.join("keys");
-    copy_dir(
-        &support::shared().join("test-vectors/mxisd-keystore"),
-        &keys,
-    );
+    let (dir, keys) = sample_store();
     fs::write(keys.join("current"), "not json").unwrap();
     let config = dir.join("mxisd.yaml");
     fs::write(&config, support::config_text(&dir, &keys, "")).unwrap();
