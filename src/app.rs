@@ -1,7 +1,9 @@
 //! `App`: everything a handler may use, built once at start and shared by the workers.
 
+use crate::account::{terms::Terms, Accounts};
 use crate::config::Config;
 use crate::crypto::{KeyError, SigningKeys};
+use crate::federation;
 use crate::lookup::Chain;
 use crate::store::{Store, StoreError};
 use std::fmt;
@@ -11,6 +13,9 @@ pub struct App {
     pub keys: SigningKeys,
     pub store: Store,
     pub lookup: Chain,
+    /// Outbound calls to homeservers and identity servers.
+    pub federation: federation::Client,
+    pub accounts: Accounts,
 }
 
 /// Why the server could not start, with the config key an operator should look at.
@@ -18,6 +23,7 @@ pub struct App {
 pub enum StartError {
     Keys(KeyError),
     Store { path: String, error: StoreError },
+    Federation(String),
 }
 
 impl fmt::Display for StartError {
@@ -30,6 +36,7 @@ impl fmt::Display for StartError {
                     "storage (storage.provider.sqlite.database = {path}): {error}"
                 )
             }
+            StartError::Federation(e) => write!(f, "federation: {e}"),
         }
     }
 }
@@ -47,11 +54,16 @@ impl App {
                 path: db.display().to_string(),
                 error,
             })?;
+        let federation =
+            federation::Client::new(&config.federation).map_err(StartError::Federation)?;
+        let accounts = Accounts::new(Terms::new(config.policies.clone()));
         Ok(App {
             config,
             keys,
             store,
             lookup: Chain::new(),
+            federation,
+            accounts,
         })
     }
 }

@@ -5,11 +5,13 @@
 //! (`lookup`), our own state (`store`) and the signing keys (`crypto`). The configuration
 //! (`config`) follows mxisd's YAML keys. See ARCHITECTURE.md for who may call whom.
 
+pub mod account;
 pub mod api;
 pub mod app;
 pub mod cidr;
 pub mod config;
 pub mod crypto;
+pub mod federation;
 pub mod http;
 pub mod logging;
 pub mod lookup;

@@ -5,9 +5,12 @@
 //! v1 (`/_matrix/identity/api/v1`) and v2 (`/_matrix/identity/v2`) paths share handlers;
 //! `matrix.v1` / `matrix.v2` turn each family off.
 
+mod account;
+pub mod auth;
 mod lookup;
 mod pubkey;
 mod status;
+mod terms;
 
 use crate::config::Config;
 use crate::http::{ApiError, Handler, Method, Router};
@@ -35,6 +38,21 @@ pub fn router(config: &Config) -> Router {
         "/pubkey/ephemeral/isvalid",
         pubkey::ephemeral_is_valid,
     );
+    if config.matrix.v2 {
+        r.add(
+            Method::Post,
+            &format!("{V2}/account/register"),
+            account::register,
+        );
+        r.add(Method::Get, &format!("{V2}/account"), account::whoami);
+        r.add(
+            Method::Post,
+            &format!("{V2}/account/logout"),
+            account::logout,
+        );
+        r.add(Method::Get, &format!("{V2}/terms"), terms::get);
+        r.add(Method::Post, &format!("{V2}/terms"), terms::accept);
+    }
     if config.matrix.v1 {
         r.add(Method::Get, &format!("{V1}/lookup"), lookup::lookup_v1);
         r.add(

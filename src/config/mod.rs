@@ -25,6 +25,39 @@ pub struct Config {
     pub storage: StorageConfig,
     pub http: HttpConfig,
     pub logging: LoggingConfig,
+    pub federation: FederationConfig,
+    pub account: AccountConfig,
+    /// Terms every user must accept (ma1sd's `policy.policies`), by policy name.
+    pub policies: Vec<PolicyConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FederationConfig {
+    /// The DNS server asked for every outbound name; `None`: the system's (resolv.conf).
+    pub resolver: Option<std::net::SocketAddr>,
+    pub connect_timeout: Duration,
+    /// Longest one outbound call may take, DNS included.
+    pub timeout: Duration,
+    /// Ranges exempt from the outbound address policy (air-gapped LANs).
+    pub ip_range_whitelist: Vec<Cidr>,
+    /// PEM bundle of the CAs trusted instead of the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// No certificate checks at all: tests only.
+    pub tls_insecure: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// Homeserver names allowed to register; empty: any.
+    pub homeserver_allow_list: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub name: String,
+    pub version: String,
+    /// (language, document name, URL)
+    pub terms: Vec<(String, String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +215,14 @@ impl Resolver<'_> {
         let storage = self.storage(root.storage.unwrap_or_default())?;
         let http = self.http(root.http.unwrap_or_default())?;
         let logging = self.logging(root.logging.unwrap_or_default())?;
+        let federation = self.federation(root.federation.unwrap_or_default())?;
+        let account = AccountConfig {
+            homeserver_allow_list: root
+                .account
+                .and_then(|a| a.homeserver_allow_list)
+                .unwrap_or_default(),
+        };
+        let policies = self.policies(root.policy.unwrap_or_default())?;
         Ok(Config {
             matrix,
             server,
@@ -189,6 +230,9 @@ impl Resolver<'_> {
             storage,
             http,
             logging,
+            federation,
+            account,
+            policies,
         })
     }
 
@@ -350,6 +394,93 @@ impl Resolver<'_> {
             app: level("logging.app", l.app, LevelFilter::Info)?,
             root: level("logging.root", l.root, LevelFilter::Warn)?,
         })
+    }
+}
+
+impl Resolver<'_> {
+    fn federation(&mut self, f: raw::Federation) -> Result<FederationConfig, String> {
+        let resolver = match self.non_empty("federation.resolver", f.resolver)? {
+            None => None,
+            Some(r) => Some(
+                r.parse::<std::net::SocketAddr>()
+                    .or_else(|_| r.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                    .map_err(|_| {
+                        self.at(
+                            "federation.resolver",
+                            format!("'{r}' is not an IP address[:port]"),
+                        )
+                    })?,
+            ),
+        };
+        let seconds = |path: &str, value: Option<u64>, default: u64| match value.unwrap_or(default)
+        {
+            s @ 1..=300 => Ok(Duration::from_secs(s)),
+            s => Err(self.at(path, format!("{s} s is outside 1..=300"))),
+        };
+        let connect_timeout = seconds("federation.connectTimeout", f.connect_timeout, 5)?;
+        let timeout = seconds("federation.timeout", f.timeout, 15)?;
+        let ip_range_whitelist = f
+            .ip_range_whitelist
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                c.parse::<Cidr>()
+                    .map_err(|e| self.at("federation.ipRangeWhitelist", e))
+            })
+            .collect::<Result<_, _>>()?;
+        let tls = f.tls.unwrap_or_default();
+        let ca_file = self
+            .non_empty("federation.tls.caFile", tls.ca_file)?
+            .map(PathBuf::from);
+        if let Some(ca) = &ca_file {
+            if !ca.is_file() {
+                return Err(self.at(
+                    "federation.tls.caFile",
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+        }
+        Ok(FederationConfig {
+            resolver,
+            connect_timeout,
+            timeout,
+            ip_range_whitelist,
+            ca_file,
+            tls_insecure: tls.insecure.unwrap_or(false),
+        })
+    }
+
+    fn policies(&mut self, p: raw::Policy) -> Result<Vec<PolicyConfig>, String> {
+        let mut policies = Vec::new();
+        for (name, doc) in p.policies.unwrap_or_default() {
+            let path = format!("policy.policies.{name}");
+            for key in doc.unsupported() {
+                self.unsupported(&path, &[key]);
+            }
+            let version = self
+                .non_empty(&format!("{path}.version"), doc.version)?
+                .ok_or_else(|| format!("`{path}.version` is required"))?;
+            let mut terms = Vec::new();
+            for (lang, t) in doc.terms.unwrap_or_default() {
+                let at = format!("{path}.terms.{lang}");
+                let url = self
+                    .non_empty(&format!("{at}.url"), t.url)?
+                    .ok_or_else(|| format!("`{at}.url` is required"))?;
+                let title = t.name.unwrap_or_else(|| name.clone());
+                terms.push((lang, title, url));
+            }
+            if terms.is_empty() {
+                return Err(format!(
+                    "`{path}.terms` needs at least one language with a name and url"
+                ));
+            }
+            policies.push(PolicyConfig {
+                name,
+                version,
+                terms,
+            });
+        }
+        Ok(policies)
     }
 }
 

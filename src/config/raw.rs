@@ -52,6 +52,9 @@ section! {
         storage: Storage = "storage",
         http: Http = "http",
         logging: Logging = "logging",
+        federation: Federation = "federation",
+        account: Account = "account",
+        policy: Policy = "policy",
     } unsupported {
         appsvc = "appsvc",
         auth = "auth",
@@ -75,7 +78,6 @@ section! {
         threepid = "threepid",
         view = "view",
         wordpress = "wordpress",
-        policy = "policy",
         hashing = "hashing",
         internal = "internal",
     }
@@ -144,5 +146,53 @@ section! {
         root: String = "root",
         app: String = "app",
         requests: bool = "requests",
+    }
+}
+
+section! {
+    /// Outbound calls to homeservers and other identity servers (new in this implementation).
+    Federation {
+        resolver: String = "resolver",
+        connect_timeout: u64 = "connectTimeout",
+        timeout: u64 = "timeout",
+        ip_range_whitelist: Vec<String> = "ipRangeWhitelist",
+        tls: FederationTls = "tls",
+    }
+}
+
+section! {
+    FederationTls {
+        ca_file: String = "caFile",
+        insecure: bool = "insecure",
+    }
+}
+
+section! {
+    /// v2 accounts (new in this implementation).
+    Account {
+        homeserver_allow_list: Vec<String> = "homeserverAllowList",
+    }
+}
+
+section! {
+    /// ma1sd's terms of service.
+    Policy {
+        policies: std::collections::BTreeMap<String, PolicyDocument> = "policies",
+    }
+}
+
+section! {
+    PolicyDocument {
+        version: String = "version",
+        terms: std::collections::BTreeMap<String, PolicyTerms> = "terms",
+    } unsupported {
+        regexp = "regexp",
+    }
+}
+
+section! {
+    PolicyTerms {
+        name: String = "name",
+        url: String = "url",
     }
 }

@@ -27,6 +27,16 @@ pub enum ApiError {
     Internal,
     /// A backend we depend on is unavailable (503 M_UNKNOWN); names it, no details.
     Unavailable(String),
+    /// No access token, or one we do not know (401 M_UNAUTHORIZED).
+    Unauthorized(String),
+    /// Logout with a token we do not know (401 M_UNKNOWN_TOKEN).
+    UnknownToken,
+    /// The user has not accepted the current terms (403 M_TERMS_NOT_SIGNED).
+    TermsNotSigned,
+    /// Refused by policy, e.g. a homeserver not on the allow list (403 M_UNAUTHORIZED).
+    Forbidden(String),
+    /// Another server failed us (502, or 504 for a timeout; M_UNKNOWN); says which and how.
+    Upstream { timeout: bool, message: String },
 }
 
 impl ApiError {
@@ -42,6 +52,10 @@ impl ApiError {
             ApiError::BodyTimeout => 408,
             ApiError::Internal => 500,
             ApiError::Unavailable(_) => 503,
+            ApiError::Unauthorized(_) | ApiError::UnknownToken => 401,
+            ApiError::TermsNotSigned | ApiError::Forbidden(_) => 403,
+            ApiError::Upstream { timeout: true, .. } => 504,
+            ApiError::Upstream { timeout: false, .. } => 502,
         }
     }
 
@@ -54,7 +68,13 @@ impl ApiError {
             ApiError::NotJson(_) => "M_NOT_JSON",
             ApiError::BadJson(_) => "M_BAD_JSON",
             ApiError::BodyTooLarge(_) => "M_TOO_LARGE",
-            ApiError::BodyTimeout | ApiError::Internal | ApiError::Unavailable(_) => "M_UNKNOWN",
+            ApiError::Unauthorized(_) | ApiError::Forbidden(_) => "M_UNAUTHORIZED",
+            ApiError::UnknownToken => "M_UNKNOWN_TOKEN",
+            ApiError::TermsNotSigned => "M_TERMS_NOT_SIGNED",
+            ApiError::BodyTimeout
+            | ApiError::Internal
+            | ApiError::Unavailable(_)
+            | ApiError::Upstream { .. } => "M_UNKNOWN",
         }
     }
 
@@ -71,6 +91,12 @@ impl ApiError {
             ApiError::BodyTimeout => "Request body was not received in time".into(),
             ApiError::Internal => "Internal server error".into(),
             ApiError::Unavailable(what) => format!("{what} is unavailable, try again later"),
+            ApiError::Unauthorized(why) | ApiError::Forbidden(why) => why.clone(),
+            ApiError::UnknownToken => "Unknown access token".into(),
+            ApiError::TermsNotSigned => {
+                "Terms of service not accepted: see GET /_matrix/identity/v2/terms".into()
+            }
+            ApiError::Upstream { message, .. } => message.clone(),
         }
     }
 

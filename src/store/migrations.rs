@@ -6,10 +6,16 @@ use rusqlite::Connection;
 
 /// In order; the schema version is the number of entries applied. Never edit a released
 /// entry: add a new one.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_ephemeral_keys",
-    include_str!("migrations/0001_ephemeral_keys.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_ephemeral_keys",
+        include_str!("migrations/0001_ephemeral_keys.sql"),
+    ),
+    (
+        "0002_accounts",
+        include_str!("migrations/0002_accounts.sql"),
+    ),
+];
 
 pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;

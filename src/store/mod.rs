@@ -5,6 +5,7 @@
 //! built by numbered migrations in `migrations/`, applied in order at start. Callers never
 //! see SQL or rusqlite types.
 
+mod accounts;
 mod ephemeral_keys;
 mod migrations;
 mod pool;

@@ -25,6 +25,7 @@ command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-b
 command -v dig >/dev/null || missing+=(dnsutils)
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
 command -v flock >/dev/null || missing+=(util-linux)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         log "missing packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}"
@@ -44,6 +45,21 @@ wait_for() { # wait_for WHAT COMMAND...
     for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
     log "$what did not come up"; return 1
 }
+
+# --- TLS: a test CA and a server certificate for the fake servers ------------------------
+make_tls() {
+    local T="$D/tls"
+    rm -rf "$T"; mkdir -p "$T"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mxisd test CA" \
+        -keyout "$T/ca.key" -out "$T/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=example.net" \
+        -keyout "$T/server.key" -out "$T/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,DNS:example.net,DNS:*.example.net,IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.3,IP:127.0.0.4,IP:::1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$T/ext.cnf"
+    openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+        -days 3650 -extfile "$T/ext.cnf" -out "$T/server.pem" 2>/dev/null
+    log "TLS test CA in $T/ca.pem"
+}
+[ -s "$D/tls/server.pem" ] || make_tls
 
 # --- slapd ------------------------------------------------------------------------------
 start_slapd() {

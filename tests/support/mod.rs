@@ -3,6 +3,7 @@
 //! the addresses of the test services (from `tests/services/config.sh`).
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod fake_homeserver;
 pub mod services;
 
 use serde_json::Value;

@@ -1,0 +1,137 @@
+//! v2 accounts: access tokens issued after a homeserver vouched for the user (OpenID), and
+//! the user's acceptance of the terms. Knows no HTTP.
+//!
+//! Tokens are random (190 bits), handed to the client once, and kept only as a SHA-256 hash.
+//! An in-memory cache in front of the store answers token → user and "has accepted the
+//! current terms", so an authenticated request costs no SQL; logout and terms acceptance
+//! update it.
+
+pub mod register;
+pub mod terms;
+
+use crate::crypto::{b64, random};
+use crate::store::{Store, StoreError};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use terms::Terms;
+
+/// Cached tokens beyond this many are forgotten (and read again from the store).
+const CACHE_LIMIT: usize = 100_000;
+
+pub struct Accounts {
+    pub terms: Terms,
+    users_by_token: Mutex<HashMap<String, String>>,
+    terms_ok_by_user: Mutex<HashMap<String, bool>>,
+}
+
+#[derive(Debug)]
+pub enum AccountError {
+    Store(StoreError),
+    Random(std::io::Error),
+    /// A URL that is not one of the current terms.
+    UnknownTermsUrl(String),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(e: StoreError) -> Self {
+        AccountError::Store(e)
+    }
+}
+
+fn hash(token: &str) -> String {
+    b64::encode_url_safe(&Sha256::digest(token.as_bytes()))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Accounts {
+    pub fn new(terms: Terms) -> Accounts {
+        Accounts {
+            terms,
+            users_by_token: Mutex::default(),
+            terms_ok_by_user: Mutex::default(),
+        }
+    }
+
+    /// A new access token for `user_id` (creating the account on first use).
+    pub fn issue_token(&self, store: &Store, user_id: &str) -> Result<String, AccountError> {
+        let token = random::string_from(random::ALPHANUMERIC, 32).map_err(AccountError::Random)?;
+        store.add_token(user_id, &hash(&token), now_ms())?;
+        Ok(token)
+    }
+
+    /// The user a token belongs to.
+    pub fn user_of(&self, store: &Store, token: &str) -> Result<Option<String>, StoreError> {
+        let key = hash(token);
+        if let Some(user) = lock(&self.users_by_token).get(&key) {
+            return Ok(Some(user.clone()));
+        }
+        let user = store.token_user(&key)?;
+        if let Some(user) = &user {
+            let mut cache = lock(&self.users_by_token);
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, user.clone());
+        }
+        Ok(user)
+    }
+
+    /// Ends a token; whether it existed.
+    pub fn logout(&self, store: &Store, token: &str) -> Result<bool, StoreError> {
+        let key = hash(token);
+        lock(&self.users_by_token).remove(&key);
+        store.delete_token(&key)
+    }
+
+    /// Whether `user_id` accepted every current policy.
+    pub fn accepted_terms(&self, store: &Store, user_id: &str) -> Result<bool, StoreError> {
+        if self.terms.is_empty() {
+            return Ok(true);
+        }
+        if let Some(ok) = lock(&self.terms_ok_by_user).get(user_id) {
+            return Ok(*ok);
+        }
+        let ok = self
+            .terms
+            .all_accepted(&store.accepted_terms_urls(user_id)?);
+        self.remember_terms(user_id, ok);
+        Ok(ok)
+    }
+
+    /// Records that `user_id` accepts `urls` (each must be a URL of the current terms).
+    pub fn accept_terms(
+        &self,
+        store: &Store,
+        user_id: &str,
+        urls: &[String],
+    ) -> Result<(), AccountError> {
+        if let Some(unknown) = urls.iter().find(|u| !self.terms.knows_url(u)) {
+            return Err(AccountError::UnknownTermsUrl(unknown.clone()));
+        }
+        store.accept_terms_urls(user_id, urls)?;
+        let ok = self
+            .terms
+            .all_accepted(&store.accepted_terms_urls(user_id)?);
+        self.remember_terms(user_id, ok);
+        Ok(())
+    }
+
+    fn remember_terms(&self, user_id: &str, ok: bool) {
+        let mut cache = lock(&self.terms_ok_by_user);
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(user_id.to_owned(), ok);
+    }
+}

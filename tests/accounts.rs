@@ -1,0 +1,252 @@
+//! v2 accounts and terms over HTTP against the real binary, with homeservers played by
+//! `tests/fakes/homeserver.py` over TLS (trusted through federation.tls.caFile) and names
+//! resolved by the test dnsmasq.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::fake_homeserver::{federation_config, FakeHomeserver};
+use support::{Mxisd, Response};
+
+const V2: &str = "/_matrix/identity/v2";
+
+fn register(s: &Mxisd, server: &str, token: &str) -> Response {
+    let body = json!({"access_token": token, "token_type": "Bearer", "matrix_server_name": server, "expires_in": 3600});
+    s.post(&format!("{V2}/account/register"), &body.to_string())
+}
+
+fn with_token(s: &Mxisd, method: &str, path: &str, token: &str, body: Option<&Value>) -> Response {
+    let agent = support::agent();
+    let url = s.url(path);
+    let auth = format!("Bearer {token}");
+    Response::from(match (method, body) {
+        ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+        (_, Some(b)) => agent
+            .post(&url)
+            .header("Authorization", &auth)
+            .send(b.to_string()),
+        (_, None) => agent.post(&url).header("Authorization", &auth).send_empty(),
+    })
+}
+
+/// mxisd trusting the test CA and resolver, loopback allowed (the fake homeserver is there).
+fn mxisd_allowing_loopback(extra: &str) -> Mxisd {
+    Mxisd::start(&federation_config(&format!(
+        "  ipRangeWhitelist: ['127.0.0.0/8']\n{extra}"
+    )))
+}
+
+#[test]
+fn register_use_and_logout() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let server = format!("127.0.0.1:{}", hs.port);
+    let s = mxisd_allowing_loopback("");
+    let r = register(&s, &server, &format!("user:@alice:{server}"));
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    assert!(token.len() >= 22, "{token}");
+
+    let me = with_token(&s, "GET", &format!("{V2}/account"), &token, None);
+    assert_eq!(
+        (me.status, me.json()),
+        (200, json!({"user_id": format!("@alice:{server}")}))
+    );
+    // Synapse sends the token as a query parameter too.
+    let me = s.get(&format!("{V2}/account?access_token={token}"));
+    assert_eq!(me.json()["user_id"], format!("@alice:{server}"));
+
+    let out = with_token(&s, "POST", &format!("{V2}/account/logout"), &token, None);
+    assert_eq!((out.status, out.json()), (200, json!({})));
+    with_token(&s, "GET", &format!("{V2}/account"), &token, None)
+        .assert_error(401, "M_UNAUTHORIZED");
+    with_token(&s, "POST", &format!("{V2}/account/logout"), &token, None)
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+    s.get(&format!("{V2}/account"))
+        .assert_error(401, "M_UNAUTHORIZED");
+    with_token(&s, "GET", &format!("{V2}/account"), "made-up", None)
+        .assert_error(401, "M_UNAUTHORIZED");
+    // Tokens are kept only as hashes.
+    let db = std::fs::read(s.dir.join("mxisd.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(&token));
+}
+
+#[test]
+fn rejected_tokens_and_foreign_users() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let server = format!("127.0.0.1:{}", hs.port);
+    let s = mxisd_allowing_loopback("");
+    let body = register(&s, &server, "not-a-valid-token").assert_error(401, "M_UNAUTHORIZED");
+    assert!(
+        body["error"].as_str().unwrap().contains("rejected"),
+        "{body}"
+    );
+    let body =
+        register(&s, &server, "user:@mallory:evil.example.org").assert_error(401, "M_UNAUTHORIZED");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("@mallory:evil.example.org"),
+        "{body}"
+    );
+    let body = register(&s, &server, "error").assert_error(502, "M_UNKNOWN");
+    assert!(
+        body["error"].as_str().unwrap().contains("HTTP 500"),
+        "{body}"
+    );
+    register(&s, "not a server/", "x").assert_error(400, "M_INVALID_PARAM");
+    s.post(&format!("{V2}/account/register"), r#"{"access_token":"x"}"#)
+        .assert_error(400, "M_MISSING_PARAMS");
+}
+
+#[test]
+fn the_allow_list_limits_who_registers() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let server = format!("127.0.0.1:{}", hs.port);
+    let s = mxisd_allowing_loopback("account:\n  homeserverAllowList: ['matrix.example.org']\n");
+    register(&s, &server, &format!("user:@alice:{server}")).assert_error(403, "M_UNAUTHORIZED");
+}
+
+#[test]
+fn terms_must_be_accepted_and_a_new_version_asks_again() {
+    let policy = |version: &str| {
+        format!(
+            "policy:\n  policies:\n    privacy:\n      version: '{version}'\n      terms:\n        en:\n          name: 'Privacy'\n          url: 'https://example.org/privacy-{version}-en.html'\n        fr:\n          name: 'Confidentialité'\n          url: 'https://example.org/privacy-{version}-fr.html'\n"
+        )
+    };
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let server = format!("127.0.0.1:{}", hs.port);
+    let s = mxisd_allowing_loopback(&policy("1.0"));
+    let terms = s.get(&format!("{V2}/terms")).json();
+    assert_eq!(terms["policies"]["privacy"]["version"], "1.0");
+    assert_eq!(
+        terms["policies"]["privacy"]["fr"]["url"],
+        "https://example.org/privacy-1.0-fr.html"
+    );
+
+    let token = register(&s, &server, &format!("user:@bob:{server}")).json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    with_token(&s, "GET", &format!("{V2}/account"), &token, None)
+        .assert_error(403, "M_TERMS_NOT_SIGNED");
+    let unknown = json!({"user_accepts": ["https://example.org/other.html"]});
+    with_token(&s, "POST", &format!("{V2}/terms"), &token, Some(&unknown))
+        .assert_error(400, "M_INVALID_PARAM");
+    let accept = json!({"user_accepts": ["https://example.org/privacy-1.0-fr.html"]});
+    let r = with_token(&s, "POST", &format!("{V2}/terms"), &token, Some(&accept));
+    assert_eq!((r.status, r.json()), (200, json!({})));
+    assert_eq!(
+        with_token(&s, "GET", &format!("{V2}/account"), &token, None).status,
+        200
+    );
+
+    // Same database, new policy version: its URLs are new, so the user is asked again.
+    let dir = support::TempDir::new();
+    let config = dir.join("mxisd.yaml");
+    let old = std::fs::read_to_string(s.dir.join("mxisd.yaml")).unwrap();
+    std::fs::write(&config, old.replace(&policy("1.0"), &policy("2.0"))).unwrap();
+    let mut s = s;
+    s.signal("TERM");
+    s.wait_exit(Duration::from_secs(20)).unwrap();
+    let s2 = Mxisd::spawn(dir, &config);
+    with_token(&s2, "GET", &format!("{V2}/account"), &token, None)
+        .assert_error(403, "M_TERMS_NOT_SIGNED");
+    // Logout needs no accepted terms.
+    assert_eq!(
+        with_token(&s2, "POST", &format!("{V2}/account/logout"), &token, None).status,
+        200
+    );
+}
+
+#[test]
+fn the_address_policy_refuses_local_destinations_before_connecting() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Mxisd::start(&federation_config(""));
+    let started = Instant::now();
+    for (server, rule) in [
+        (format!("127.0.0.1:{}", hs.port), "loopback"),
+        ("10.0.0.1:8448".to_owned(), "private"),
+        ("private.example.net:8448".to_owned(), "private"),
+        ("[::1]:8448".to_owned(), "loopback"),
+    ] {
+        let body = register(&s, &server, "user:@x:y").assert_error(502, "M_UNKNOWN");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(rule) && error.contains("refused by the outbound address policy"),
+            "{server}: {error}"
+        );
+    }
+    // Refused before connecting: nothing waited for the 3 s timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        s.log().contains("outbound call to 10.0.0.1 refused"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn a_well_known_redirect_to_loopback_is_refused() {
+    let target = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let redirect = format!(
+        "https://127.0.0.1:{}/.well-known/matrix/server",
+        target.port
+    );
+    let _wk = FakeHomeserver::start("127.0.0.2", 443, &["--redirect", &redirect]);
+    // 127.0.0.2 (wk.example.net) is allowed, the loopback address it redirects to is not.
+    let s = Mxisd::start(&federation_config("  ipRangeWhitelist: ['127.0.0.2/32']\n"));
+    let body =
+        register(&s, "wk.example.net", "user:@x:wk.example.net").assert_error(502, "M_UNKNOWN");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("127.0.0.1 is a loopback address"), "{error}");
+}
+
+#[test]
+fn srv_and_well_known_delegation_reach_the_homeserver() {
+    // srv.example.net: SRV to hs3.example.net:18448. deleg.example.net: .well-known to it.
+    let _hs = FakeHomeserver::start("127.0.0.3", 18448, &[]);
+    let _wk = FakeHomeserver::start("127.0.0.4", 443, &["--well-known", "hs3.example.net:18448"]);
+    let s = Mxisd::start(&federation_config(
+        "  ipRangeWhitelist: ['127.0.0.3/32', '127.0.0.4/32']\n",
+    ));
+    for server in ["srv.example.net", "deleg.example.net"] {
+        let r = register(&s, server, &format!("user:@carol:{server}"));
+        assert_eq!(r.status, 200, "{server}: {}", r.text);
+    }
+}
+
+#[test]
+fn a_hanging_homeserver_times_out_while_other_requests_are_served() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let server = format!("127.0.0.1:{}", hs.port);
+    let s = mxisd_allowing_loopback("");
+    let started = Instant::now();
+    let hanging = std::thread::scope(|scope| {
+        let call = scope.spawn(|| register(&s, &server, "hang"));
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..5 {
+            assert_eq!(s.get("/_matrix/identity/versions").status, 200);
+        }
+        call.join().unwrap()
+    });
+    let body = hanging.assert_error(504, "M_UNKNOWN");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer in time"),
+        "{body}"
+    );
+    // federation.timeout is 3 s: a loose bound, not a benchmark.
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""A homeserver's federation API, as far as mxisd uses it, for faults Synapse cannot make.
+
+Speaks HTTPS with the test CA's server certificate. Prints "listening <port>" once bound.
+
+  GET /_matrix/federation/v1/openid/userinfo?access_token=T
+      T = "user:<mxid>" -> 200 {"sub": mxid};  T = "hang" -> never answers in time;
+      T = "error" -> 500;  anything else -> 401 M_UNKNOWN_TOKEN.
+  GET /.well-known/matrix/server
+      --well-known NAME   -> 200 {"m.server": NAME}
+      --redirect URL      -> 302 to URL
+      neither             -> 404
+"""
+import argparse
+import json
+import ssl
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bind", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--well-known")
+    p.add_argument("--redirect")
+    args = p.parse_args()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *a):
+            sys.stderr.write("fake-hs: " + (fmt % a) + "\n")
+
+        def send_json(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            url = urlsplit(self.path)
+            if url.path == "/.well-known/matrix/server":
+                if args.redirect:
+                    self.send_response(302)
+                    self.send_header("Location", args.redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif args.well_known:
+                    self.send_json(200, {"m.server": args.well_known})
+                else:
+                    self.send_json(404, {"errcode": "M_NOT_FOUND", "error": "no well-known"})
+                return
+            if url.path == "/_matrix/federation/v1/openid/userinfo":
+                token = parse_qs(url.query).get("access_token", [""])[0]
+                if token.startswith("user:"):
+                    self.send_json(200, {"sub": token[len("user:"):]})
+                elif token == "hang":
+                    time.sleep(120)
+                elif token == "error":
+                    self.send_json(500, {"errcode": "M_UNKNOWN", "error": "boom"})
+                else:
+                    self.send_json(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Invalid access token"})
+                return
+            self.send_json(404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})
+
+    server = ThreadingHTTPServer((args.bind, args.port), Handler)
+    server.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.cert, args.key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    print("listening", server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
