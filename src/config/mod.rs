@@ -260,6 +260,14 @@ impl Resolver<'_> {
         }
     }
 
+    /// A list of CIDR ranges; an entry that is not one is an error at `path`.
+    fn cidrs(&self, path: &str, list: Option<Vec<String>>) -> Result<Vec<Cidr>, String> {
+        list.unwrap_or_default()
+            .iter()
+            .map(|c| c.parse::<Cidr>().map_err(|e| self.at(path, e)))
+            .collect()
+    }
+
     fn non_empty(&self, path: &str, value: Option<String>) -> Result<Option<String>, String> {
         match value {
             Some(v) if v.trim().is_empty() => Err(self.at(path, "is empty")),
@@ -358,15 +366,7 @@ impl Resolver<'_> {
                 format!("{timeout} s is outside 1..=600"),
             ));
         }
-        let trusted_proxies = h
-            .trusted_proxies
-            .unwrap_or_default()
-            .iter()
-            .map(|c| {
-                c.parse::<Cidr>()
-                    .map_err(|e| self.at("http.trustedProxies", e))
-            })
-            .collect::<Result<_, _>>()?;
+        let trusted_proxies = self.cidrs("http.trustedProxies", h.trusted_proxies)?;
         Ok(HttpConfig {
             workers,
             max_body_bytes,
@@ -419,15 +419,7 @@ impl Resolver<'_> {
         };
         let connect_timeout = seconds("federation.connectTimeout", f.connect_timeout, 5)?;
         let timeout = seconds("federation.timeout", f.timeout, 15)?;
-        let ip_range_whitelist = f
-            .ip_range_whitelist
-            .unwrap_or_default()
-            .iter()
-            .map(|c| {
-                c.parse::<Cidr>()
-                    .map_err(|e| self.at("federation.ipRangeWhitelist", e))
-            })
-            .collect::<Result<_, _>>()?;
+        let ip_range_whitelist = self.cidrs("federation.ipRangeWhitelist", f.ip_range_whitelist)?;
         let tls = f.tls.unwrap_or_default();
         let ca_file = self
             .non_empty("federation.tls.caFile", tls.ca_file)?

@@ -10,3 +10,11 @@ PG_USER=postgres
 PG_DB=idtest
 DNS_PORT=5354
 SMTP_PORT=2526
+# Synapse (from PyPI, in a virtualenv kept across runs): federation over TLS for the server
+# name (explicit port), and a plain client listener on loopback for the tests.
+SYNAPSE_VENV=/tmp/mxisd-test-cache/synapse-venv
+SYNAPSE_SERVER_NAME=synapse.example.net:18449
+SYNAPSE_FEDERATION_ADDR=127.0.0.5
+SYNAPSE_FEDERATION_PORT=18449
+SYNAPSE_CLIENT_PORT=18008
+SYNAPSE_SHARED_SECRET=mxisd-test-registration-secret

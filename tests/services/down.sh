@@ -9,6 +9,7 @@ stop() { [ -f "$1" ] && kill "$(head -n 1 "$1")" 2>/dev/null; rm -f "$1"; }
 stop "$D/ldap/slapd.pid"
 stop "$D/dns/dnsmasq.pid"
 stop "$D/smtp/aiosmtpd.pid"
+stop "$D/synapse/homeserver.pid"
 bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 if [ -n "$bin" ] && [ -f "$D/pg/postmaster.pid" ]; then
     AS=(); [ "$(id -u)" = 0 ] && AS=(runuser -u postgres --)
@@ -18,5 +19,6 @@ fi
 pkill -f "slapd -f $D/ldap/slapd.conf" 2>/dev/null
 pkill -f -- "--pid-file=$D/dns/dnsmasq.pid" 2>/dev/null
 pkill -f "aiosmtpd -n -l 127.0.0.1:$SMTP_PORT" 2>/dev/null
+pkill -f "synapse.app.homeserver -c $D/synapse/homeserver.yaml" 2>/dev/null
 sleep 0.2
 rm -rf "$D"

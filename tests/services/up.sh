@@ -26,6 +26,7 @@ command -v dig >/dev/null || missing+=(dnsutils)
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
 command -v flock >/dev/null || missing+=(util-linux)
 command -v openssl >/dev/null || missing+=(openssl)
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         log "missing packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}"
@@ -136,3 +137,32 @@ start_smtp() {
     log "SMTP sink on 127.0.0.1:$SMTP_PORT (mails in $S/maildir/new)"
 }
 alive "$D/smtp/aiosmtpd.pid" || start_smtp
+
+# --- Synapse ----------------------------------------------------------------------------
+install_synapse() {
+    log "installing matrix-synapse from PyPI into $SYNAPSE_VENV (once)"
+    rm -rf "$SYNAPSE_VENV"; mkdir -p "$(dirname "$SYNAPSE_VENV")"
+    /usr/bin/python3 -m venv "$SYNAPSE_VENV"
+    "$SYNAPSE_VENV/bin/pip" install -q --disable-pip-version-check matrix-synapse
+}
+start_synapse() {
+    local S="$D/synapse"
+    pkill -f "synapse.app.homeserver -c $S/homeserver.yaml" 2>/dev/null && sleep 0.5
+    rm -rf "$S"; mkdir -p "$S"
+    sed -e "s|@SERVER_NAME@|$SYNAPSE_SERVER_NAME|" -e "s|@DIR@|$S|g" -e "s|@TLS@|$D/tls|g" \
+        -e "s|@FEDERATION_ADDR@|$SYNAPSE_FEDERATION_ADDR|" -e "s|@FEDERATION_PORT@|$SYNAPSE_FEDERATION_PORT|" \
+        -e "s|@CLIENT_PORT@|$SYNAPSE_CLIENT_PORT|" -e "s|@SECRET@|$SYNAPSE_SHARED_SECRET|" \
+        "$HERE/synapse/homeserver.yaml" > "$S/homeserver.yaml"
+    "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver -c "$S/homeserver.yaml" --generate-keys \
+        > "$S/generate.log" 2>&1
+    setsid "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver -c "$S/homeserver.yaml" \
+        > "$S/synapse.log" 2>&1 < /dev/null 9>&- &
+    for _ in $(seq 600); do
+        /usr/bin/python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$SYNAPSE_CLIENT_PORT/health', timeout=1)" \
+            >/dev/null 2>&1 && { log "Synapse $SYNAPSE_SERVER_NAME on $SYNAPSE_FEDERATION_ADDR:$SYNAPSE_FEDERATION_PORT (TLS), client API on 127.0.0.1:$SYNAPSE_CLIENT_PORT"; return 0; }
+        sleep 0.1
+    done
+    log "Synapse did not come up; see $S/synapse.log"; tail -n 20 "$S/synapse.log" >&2; return 1
+}
+"$SYNAPSE_VENV/bin/python" -c 'import synapse' 2>/dev/null || install_synapse
+alive "$D/synapse/homeserver.pid" || start_synapse

@@ -1,0 +1,118 @@
+//! The v2 front door end to end with a real Synapse (from PyPI, started by tests/services):
+//! a user registered on Synapse asks it for an OpenID token, registers that token with
+//! mxisd, which verifies it over federation (TLS, checked against the test CA), and uses
+//! the mxisd token.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::process::Command;
+use support::fake_homeserver::federation_config;
+use support::services::{ensure_up, get};
+use support::{Mxisd, Response};
+
+fn client_api(path: &str) -> String {
+    format!("http://127.0.0.1:{}{path}", get("SYNAPSE_CLIENT_PORT"))
+}
+
+/// A new Synapse user (shared-secret registration) and its client access token.
+fn synapse_user(localpart: &str) -> (String, String) {
+    let out = Command::new(format!(
+        "{}/bin/register_new_matrix_user",
+        get("SYNAPSE_VENV")
+    ))
+    .args([
+        "-u",
+        localpart,
+        "-p",
+        "correct horse",
+        "--no-admin",
+        "-k",
+        get("SYNAPSE_SHARED_SECRET"),
+    ])
+    .arg(client_api(""))
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let login = json!({
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": localpart},
+        "password": "correct horse",
+    });
+    let r = Response::from(
+        support::agent()
+            .post(client_api("/_matrix/client/v3/login"))
+            .send(login.to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    (
+        body["user_id"].as_str().unwrap().to_owned(),
+        body["access_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn openid_token(user_id: &str, access_token: &str) -> Value {
+    let path = format!(
+        "/_matrix/client/v3/user/{}/openid/request_token",
+        user_id.replace('@', "%40").replace(':', "%3A")
+    );
+    let r = Response::from(
+        support::agent()
+            .post(client_api(&path))
+            .header("Authorization", &format!("Bearer {access_token}"))
+            .send("{}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()
+}
+
+#[test]
+fn a_synapse_user_registers_and_uses_mxisd() {
+    ensure_up();
+    let localpart = format!("alice{}", std::process::id());
+    let (user_id, access_token) = synapse_user(&localpart);
+    assert_eq!(
+        user_id,
+        format!("@{localpart}:{}", get("SYNAPSE_SERVER_NAME"))
+    );
+    let openid = openid_token(&user_id, &access_token);
+    assert_eq!(openid["matrix_server_name"], get("SYNAPSE_SERVER_NAME"));
+
+    let allow = format!(
+        "  ipRangeWhitelist: ['{}/32']\n",
+        get("SYNAPSE_FEDERATION_ADDR")
+    );
+    let s = Mxisd::start(&federation_config(&allow));
+    let r = s.post("/_matrix/identity/v2/account/register", &openid.to_string());
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let me = Response::from(
+        support::agent()
+            .get(s.url("/_matrix/identity/v2/account"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call(),
+    );
+    assert_eq!((me.status, me.json()), (200, json!({ "user_id": user_id })));
+
+    // Synapse itself rejects a token it never issued.
+    let mut forged = openid.clone();
+    forged["access_token"] = json!("forged-openid-token");
+    s.post("/_matrix/identity/v2/account/register", &forged.to_string())
+        .assert_error(401, "M_UNAUTHORIZED");
+}
+
+#[test]
+fn without_the_allow_list_synapse_on_loopback_is_refused() {
+    ensure_up();
+    let s = Mxisd::start(&federation_config(""));
+    let body = json!({"access_token": "x", "token_type": "Bearer", "matrix_server_name": get("SYNAPSE_SERVER_NAME"), "expires_in": 3600});
+    let err = s
+        .post("/_matrix/identity/v2/account/register", &body.to_string())
+        .assert_error(502, "M_UNKNOWN");
+    assert!(err["error"].as_str().unwrap().contains("loopback"), "{err}");
+}
