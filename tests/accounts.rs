@@ -250,3 +250,25 @@ fn a_hanging_homeserver_times_out_while_other_requests_are_served() {
         started.elapsed()
     );
 }
+
+#[test]
+fn unreachable_and_untrusted_homeservers_are_told_apart() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let server = format!("127.0.0.1:{}", hs.port);
+    let s = mxisd_allowing_loopback("");
+    // Nothing listens on port 1.
+    let body = register(&s, "127.0.0.1:1", "user:@x:127.0.0.1:1").assert_error(502, "M_UNKNOWN");
+    assert!(
+        body["error"].as_str().unwrap().contains("unreachable"),
+        "{body}"
+    );
+
+    // Without the test CA, the fake homeserver's certificate is not trusted.
+    let resolver = format!("127.0.0.1:{}", support::services::get("DNS_PORT"));
+    let untrusting = Mxisd::start(&format!(
+        "federation:\n  resolver: '{resolver}'\n  ipRangeWhitelist: ['127.0.0.0/8']\n"
+    ));
+    let body =
+        register(&untrusting, &server, &format!("user:@x:{server}")).assert_error(502, "M_UNKNOWN");
+    assert!(body["error"].as_str().unwrap().contains("TLS"), "{body}");
+}

@@ -153,6 +153,10 @@ fn classify(e: ureq::Error) -> CallError {
         {
             CallError::Timeout
         }
+        // rustls reports handshake and certificate failures through the stream as InvalidData.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            CallError::Tls(io.to_string())
+        }
         ureq::Error::Io(io) => CallError::Unreachable(io.to_string()),
         ureq::Error::ConnectionFailed => CallError::Unreachable("connection failed".into()),
         ureq::Error::Tls(why) => CallError::Tls(why.into()),
