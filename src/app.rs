@@ -2,9 +2,10 @@
 
 use crate::account::{terms::Terms, Accounts};
 use crate::config::Config;
+use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
 use crate::federation;
-use crate::lookup::Chain;
+use crate::lookup::{hashes::Hashes, Chain};
 use crate::store::{Store, StoreError};
 use std::fmt;
 
@@ -13,6 +14,8 @@ pub struct App {
     pub keys: SigningKeys,
     pub store: Store,
     pub lookup: Chain,
+    /// The hash index of v2 lookups, over `lookup`'s listable stores.
+    pub hashes: Hashes,
     /// Outbound calls to homeservers and identity servers.
     pub federation: federation::Client,
     pub accounts: Accounts,
@@ -57,11 +60,23 @@ impl App {
         let federation =
             federation::Client::new(&config.federation).map_err(StartError::Federation)?;
         let accounts = Accounts::new(Terms::new(config.policies.clone()));
+        let lookup = Chain::from_config(&config);
+        let fresh = random::string_from(random::ALPHANUMERIC, config.hashing.pepper_length)
+            .map_err(|e| StartError::Federation(format!("no randomness for the pepper: {e}")))?;
+        let pepper = store
+            .pepper_or_insert(&fresh)
+            .map_err(|error| StartError::Store {
+                path: db.display().to_string(),
+                error,
+            })?;
+        let hashes = Hashes::build(&lookup, pepper);
+        log::info!("hash index: {} hashes", hashes.len());
         Ok(App {
             config,
             keys,
             store,
-            lookup: Chain::new(),
+            lookup,
+            hashes,
             federation,
             accounts,
         })

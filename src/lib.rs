@@ -8,11 +8,14 @@
 pub mod account;
 pub mod api;
 pub mod app;
+pub mod backend;
 pub mod cidr;
 pub mod config;
 pub mod crypto;
 pub mod federation;
 pub mod http;
+pub mod jobs;
 pub mod logging;
 pub mod lookup;
 pub mod store;
+pub mod threepid;

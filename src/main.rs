@@ -1,6 +1,6 @@
 //! The `mxisd` command: run the server, or check a configuration.
 
-use mxisd::{api, app::App, config, http, logging};
+use mxisd::{api, app::App, config, http, jobs, logging};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::path::PathBuf;
@@ -114,6 +114,20 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let refresh = app.config.hashing.refresh_interval;
+    let refresher = {
+        let app = app.clone();
+        jobs::every("hash-refresh", refresh, move || {
+            app.hashes.refresh(&app.lookup)
+        })
+    };
+    let refresher = match refresher {
+        Ok(job) => job,
+        Err(e) => {
+            log::error!("cannot start the hash index refresh: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let key = app.keys.current();
     log::info!(
         "mxisd {} listening on http://{} for {} as {} (public URL {}), signing with {} {}",
@@ -133,6 +147,7 @@ fn run(config: config::Config) -> ExitCode {
     // Shutting the listener makes tiny_http log its accept failure as an error: expected.
     logging::set_levels(app.config.logging.app, log::LevelFilter::Off);
     server.shutdown();
+    refresher.stop();
     log::info!("stopped");
     if failed {
         ExitCode::FAILURE

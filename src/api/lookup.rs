@@ -1,34 +1,51 @@
-//! Lookups: 3PID → Matrix ID, answered by the lookup chain.
+//! Lookups: 3PID → Matrix ID. v1 (unauthenticated, signed single answers, bulk) and v2
+//! (authenticated, hashed). All answered by the lookup chain; a store that failed makes the
+//! lookup 503 M_UNKNOWN naming it, never a false "not found".
 
+use super::auth;
 use crate::app::App;
 use crate::http::{ApiError, Reply, Request};
+use crate::lookup::LookupError;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Map, Value};
+
+impl From<LookupError> for ApiError {
+    fn from(e: LookupError) -> ApiError {
+        log::warn!("lookup failed: {e}");
+        ApiError::Unavailable(format!("The identity store {}", e.stores()))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// # `GET /_matrix/identity/api/v1/lookup?medium=…&address=…`
 ///
-/// The signed association of one 3PID, or `{}` when no source knows it.
+/// The signed association of one 3PID, or `{}` when no store knows it.
+/// - Signed by `server.name` with the current key; valid from a minute ago (clock skew) to
+///   five minutes from now, as mxisd answered.
 pub fn lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let medium = req.require_query("medium")?;
     let address = req.require_query("address")?;
-    match app.lookup.find(medium, address) {
-        None => Ok(Reply::json(json!({}))),
-        Some(mxid) => {
-            // mxisd's validity window: a minute back (clock skew), five minutes ahead.
-            let ts = now_ms();
-            let mut association = json!({
-                "medium": medium, "address": address, "mxid": mxid,
-                "ts": ts, "not_before": ts - 60_000, "not_after": ts + 300_000,
-            });
-            app.keys
-                .sign(&app.config.server.name, &mut association)
-                .map_err(|e| {
-                    log::error!("signing a lookup answer: {e}");
-                    ApiError::Internal
-                })?;
-            Ok(Reply::json(association))
-        }
-    }
+    let Some(mxid) = app.lookup.find(medium, address)? else {
+        return Ok(Reply::json(json!({})));
+    };
+    let ts = now_ms();
+    let mut association = json!({
+        "medium": medium, "address": address, "mxid": mxid,
+        "ts": ts, "not_before": ts - 60_000, "not_after": ts + 300_000,
+    });
+    app.keys
+        .sign(&app.config.server.name, &mut association)
+        .map_err(|e| {
+            log::error!("signing a lookup answer: {e}");
+            ApiError::Internal
+        })?;
+    Ok(Reply::json(association))
 }
 
 #[derive(Deserialize)]
@@ -38,24 +55,84 @@ struct BulkLookup {
 
 /// # `POST /_matrix/identity/api/v1/bulk_lookup`
 ///
-/// `{"threepids":[[medium,address],…]}` → `{"threepids":[[medium,address,mxid],…]}`, only
-/// the 3PIDs that were found, unsigned (as in the spec).
+/// `{"threepids":[[medium,address],…]}` → `{"threepids":[[medium,address,mxid],…]}`, only the
+/// 3PIDs found, unsigned; at most `lookup.maxAddresses` (400 M_TOO_LARGE beyond).
 pub fn bulk_lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let body: BulkLookup = req.json()?;
-    let found: Vec<[String; 3]> = body
-        .threepids
+    let max = app.config.lookup.max_addresses;
+    if body.threepids.len() > max {
+        return Err(ApiError::TooManyAddresses(max));
+    }
+    let found: Vec<[String; 3]> = app
+        .lookup
+        .find_many(&body.threepids)?
         .into_iter()
-        .filter_map(|(medium, address)| {
-            let mxid = app.lookup.find(&medium, &address)?;
-            Some([medium, address, mxid])
-        })
+        .map(|b| [b.medium, b.address, b.mxid])
         .collect();
     Ok(Reply::json(json!({ "threepids": found })))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// # `GET /_matrix/identity/v2/hash_details`
+///
+/// The pepper and the algorithms v2 lookups take. Authenticated, terms accepted.
+pub fn hash_details(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    auth::authorized(app, req)?;
+    Ok(Reply::json(json!({
+        "lookup_pepper": app.hashes.pepper(),
+        "algorithms": app.config.hashing.algorithms,
+    })))
+}
+
+#[derive(Deserialize)]
+struct HashedLookup {
+    algorithm: String,
+    pepper: String,
+    addresses: Vec<String>,
+}
+
+/// # `POST /_matrix/identity/v2/lookup`
+///
+/// `{"algorithm","pepper","addresses"}` → `{"mappings":{address:mxid}}` for those found.
+/// - `sha256`: addresses are lookup hashes, answered from the hash index.
+/// - `none`: addresses are `"<address> <medium>"`, answered by the stores.
+/// - Another pepper than ours: 400 M_INVALID_PEPPER with ours; an algorithm we do not offer:
+///   400 M_INVALID_PARAM; more than `lookup.maxAddresses`: 400 M_TOO_LARGE.
+pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    auth::authorized(app, req)?;
+    let body: HashedLookup = req.json()?;
+    if !app.config.hashing.algorithms.contains(&body.algorithm) {
+        return Err(ApiError::InvalidParam(format!(
+            "Unsupported algorithm: {}",
+            body.algorithm
+        )));
+    }
+    if body.pepper != app.hashes.pepper() {
+        return Err(ApiError::InvalidPepper {
+            pepper: app.hashes.pepper().to_owned(),
+        });
+    }
+    let max = app.config.lookup.max_addresses;
+    if body.addresses.len() > max {
+        return Err(ApiError::TooManyAddresses(max));
+    }
+    let mut mappings = Map::new();
+    if body.algorithm == "sha256" {
+        for (hash, mxid) in app.hashes.lookup(&body.addresses)? {
+            mappings.insert(hash, Value::String(mxid));
+        }
+    } else {
+        // "<address> <medium>": the medium is the last word.
+        let asked: Vec<(String, String)> = body
+            .addresses
+            .iter()
+            .filter_map(|a| {
+                a.rsplit_once(' ')
+                    .map(|(address, medium)| (medium.to_owned(), address.to_owned()))
+            })
+            .collect();
+        for b in app.lookup.find_many(&asked)? {
+            mappings.insert(format!("{} {}", b.address, b.medium), Value::String(b.mxid));
+        }
+    }
+    Ok(Reply::json(json!({ "mappings": mappings })))
 }

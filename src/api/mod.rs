@@ -52,6 +52,12 @@ pub fn router(config: &Config) -> Router {
         );
         r.add(Method::Get, &format!("{V2}/terms"), terms::get);
         r.add(Method::Post, &format!("{V2}/terms"), terms::accept);
+        r.add(
+            Method::Get,
+            &format!("{V2}/hash_details"),
+            lookup::hash_details,
+        );
+        r.add(Method::Post, &format!("{V2}/lookup"), lookup::lookup_v2);
     }
     if config.matrix.v1 {
         r.add(Method::Get, &format!("{V1}/lookup"), lookup::lookup_v1);

@@ -29,6 +29,39 @@ pub struct Config {
     pub account: AccountConfig,
     /// Terms every user must accept (ma1sd's `policy.policies`), by policy name.
     pub policies: Vec<PolicyConfig>,
+    /// The static store's identities (`memory.identities`), when enabled.
+    pub memory: Vec<MemoryIdentity>,
+    pub lookup: LookupConfig,
+    pub hashing: HashingConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryIdentity {
+    pub username: String,
+    pub password: Option<String>,
+    pub display_name: Option<String>,
+    /// (medium, address) as written; stores normalise them.
+    pub threepids: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LookupConfig {
+    pub bulk_enabled: bool,
+    /// Most addresses in one bulk or v2 lookup.
+    pub max_addresses: usize,
+    /// Region of phone numbers written without a country code in stores (`GB`, `FR`).
+    pub default_region: Option<phonenumber::country::Id>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HashingConfig {
+    /// Off: v2 lookups take only the `none` algorithm.
+    pub enabled: bool,
+    pub pepper_length: usize,
+    /// The algorithms offered by `hash_details`, of `none` and `sha256`.
+    pub algorithms: Vec<String>,
+    /// How often the hash index is rebuilt from the stores.
+    pub refresh_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +256,9 @@ impl Resolver<'_> {
                 .unwrap_or_default(),
         };
         let policies = self.policies(root.policy.unwrap_or_default())?;
+        let memory = self.memory(root.memory.unwrap_or_default())?;
+        let lookup = self.lookup(root.lookup.unwrap_or_default())?;
+        let hashing = self.hashing(root.hashing.unwrap_or_default())?;
         Ok(Config {
             matrix,
             server,
@@ -233,6 +269,9 @@ impl Resolver<'_> {
             federation,
             account,
             policies,
+            memory,
+            lookup,
+            hashing,
         })
     }
 
@@ -473,6 +512,114 @@ impl Resolver<'_> {
             });
         }
         Ok(policies)
+    }
+}
+
+impl Resolver<'_> {
+    fn memory(&mut self, m: raw::Memory) -> Result<Vec<MemoryIdentity>, String> {
+        if m.enabled == Some(false) {
+            return Ok(Vec::new());
+        }
+        let mut identities = Vec::new();
+        for (i, id) in m.identities.unwrap_or_default().into_iter().enumerate() {
+            let at = format!("memory.identities[{i}]");
+            if !id.unsupported().is_empty() {
+                self.unsupported(&at, &id.unsupported());
+            }
+            let username = id
+                .username
+                .filter(|u| !u.trim().is_empty())
+                .ok_or(format!("`{at}.username` is required"))?;
+            let threepids = id
+                .threepids
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| match (t.medium, t.address) {
+                    (Some(m), Some(a)) => Ok((m, a)),
+                    _ => Err(format!(
+                        "`{at}.threepids` entries need a medium and an address"
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+            identities.push(MemoryIdentity {
+                username: username.trim().to_owned(),
+                password: id.password,
+                display_name: id.display_name,
+                threepids,
+            });
+        }
+        Ok(identities)
+    }
+
+    fn lookup(&mut self, l: raw::Lookup) -> Result<LookupConfig, String> {
+        self.unsupported("lookup", &l.unsupported());
+        let max_addresses = l.max_addresses.unwrap_or(10_000);
+        if max_addresses == 0 {
+            return Err(self.at("lookup.maxAddresses", "must be at least 1"));
+        }
+        let default_region = match self.non_empty("lookup.defaultRegion", l.default_region)? {
+            None => None,
+            Some(r) => Some(
+                r.to_ascii_uppercase()
+                    .parse::<phonenumber::country::Id>()
+                    .map_err(|_| {
+                        self.at(
+                            "lookup.defaultRegion",
+                            format!("'{r}' is not a two-letter region code (GB, FR, US, ...)"),
+                        )
+                    })?,
+            ),
+        };
+        Ok(LookupConfig {
+            bulk_enabled: l.bulk.and_then(|b| b.enabled).unwrap_or(true),
+            max_addresses,
+            default_region,
+        })
+    }
+
+    fn hashing(&mut self, h: raw::Hashing) -> Result<HashingConfig, String> {
+        self.unsupported("hashing", &h.unsupported());
+        let enabled = h.enabled.unwrap_or(true);
+        let pepper_length = h.pepper_length.unwrap_or(20);
+        if !(8..=128).contains(&pepper_length) {
+            return Err(self.at(
+                "hashing.pepperLength",
+                format!("{pepper_length} is outside 8..=128"),
+            ));
+        }
+        let mut algorithms = h
+            .algorithms
+            .unwrap_or_else(|| vec!["sha256".into(), "none".into()]);
+        for a in &algorithms {
+            if a != "sha256" && a != "none" {
+                return Err(self.at(
+                    "hashing.algorithms",
+                    format!("'{a}' is not one of sha256, none"),
+                ));
+            }
+        }
+        if !enabled {
+            algorithms.retain(|a| a == "none");
+        }
+        if algorithms.is_empty() {
+            return Err(self.at(
+                "hashing.algorithms",
+                "offers no algorithm: v2 lookups could not work",
+            ));
+        }
+        let refresh = h.refresh_interval.unwrap_or(300);
+        if !(1..=86_400).contains(&refresh) {
+            return Err(self.at(
+                "hashing.refreshInterval",
+                format!("{refresh} s is outside 1..=86400"),
+            ));
+        }
+        Ok(HashingConfig {
+            enabled,
+            pepper_length,
+            algorithms,
+            refresh_interval: Duration::from_secs(refresh),
+        })
     }
 }
 

@@ -55,6 +55,9 @@ section! {
         federation: Federation = "federation",
         account: Account = "account",
         policy: Policy = "policy",
+        memory: Memory = "memory",
+        lookup: Lookup = "lookup",
+        hashing: Hashing = "hashing",
     } unsupported {
         appsvc = "appsvc",
         auth = "auth",
@@ -66,8 +69,6 @@ section! {
         forward = "forward",
         invite = "invite",
         ldap = "ldap",
-        lookup = "lookup",
-        memory = "memory",
         notification = "notification",
         netiq = "netiq",
         register = "register",
@@ -78,7 +79,6 @@ section! {
         threepid = "threepid",
         view = "view",
         wordpress = "wordpress",
-        hashing = "hashing",
         internal = "internal",
     }
 }
@@ -194,5 +194,62 @@ section! {
     PolicyTerms {
         name: String = "name",
         url: String = "url",
+    }
+}
+
+section! {
+    /// mxisd's static identity store.
+    Memory {
+        enabled: bool = "enabled",
+        identities: Vec<MemoryIdentity> = "identities",
+    }
+}
+
+section! {
+    MemoryIdentity {
+        username: String = "username",
+        password: String = "password",
+        display_name: String = "displayName",
+        threepids: Vec<ThreePid> = "threepids",
+    } unsupported {
+        roles = "roles",
+    }
+}
+
+section! {
+    ThreePid {
+        medium: String = "medium",
+        address: String = "address",
+    }
+}
+
+section! {
+    Lookup {
+        bulk: LookupBulk = "bulk",
+        max_addresses: usize = "maxAddresses",
+        default_region: String = "defaultRegion",
+    } unsupported {
+        recursive = "recursive",
+    }
+}
+
+section! {
+    LookupBulk {
+        enabled: bool = "enabled",
+    }
+}
+
+section! {
+    /// ma1sd's hashed lookups (v2).
+    Hashing {
+        enabled: bool = "enabled",
+        pepper_length: usize = "pepperLength",
+        algorithms: Vec<String> = "algorithms",
+        refresh_interval: u64 = "refreshInterval",
+    } unsupported {
+        rotation_policy = "rotationPolicy",
+        hash_storage_type = "hashStorageType",
+        delay = "delay",
+        requests = "requests",
     }
 }

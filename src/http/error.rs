@@ -35,6 +35,10 @@ pub enum ApiError {
     TermsNotSigned,
     /// Refused by policy, e.g. a homeserver not on the allow list (403 M_UNAUTHORIZED).
     Forbidden(String),
+    /// More addresses than `lookup.maxAddresses` (400 M_TOO_LARGE).
+    TooManyAddresses(usize),
+    /// A v2 lookup with another pepper than ours (400 M_INVALID_PEPPER, with ours).
+    InvalidPepper { pepper: String },
     /// Another server failed us (502, or 504 for a timeout; M_UNKNOWN); says which and how.
     Upstream { timeout: bool, message: String },
 }
@@ -45,6 +49,8 @@ impl ApiError {
             ApiError::Unrecognized | ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed => 405,
             ApiError::MissingParams(_)
+            | ApiError::TooManyAddresses(_)
+            | ApiError::InvalidPepper { .. }
             | ApiError::InvalidParam(_)
             | ApiError::NotJson(_)
             | ApiError::BadJson(_) => 400,
@@ -67,7 +73,8 @@ impl ApiError {
             ApiError::InvalidParam(_) => "M_INVALID_PARAM",
             ApiError::NotJson(_) => "M_NOT_JSON",
             ApiError::BadJson(_) => "M_BAD_JSON",
-            ApiError::BodyTooLarge(_) => "M_TOO_LARGE",
+            ApiError::BodyTooLarge(_) | ApiError::TooManyAddresses(_) => "M_TOO_LARGE",
+            ApiError::InvalidPepper { .. } => "M_INVALID_PEPPER",
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => "M_UNAUTHORIZED",
             ApiError::UnknownToken => "M_UNKNOWN_TOKEN",
             ApiError::TermsNotSigned => "M_TERMS_NOT_SIGNED",
@@ -97,12 +104,22 @@ impl ApiError {
                 "Terms of service not accepted: see GET /_matrix/identity/v2/terms".into()
             }
             ApiError::Upstream { message, .. } => message.clone(),
+            ApiError::TooManyAddresses(max) => format!("More than {max} addresses in one lookup"),
+            ApiError::InvalidPepper { .. } => {
+                "Unknown or invalid pepper: get it from hash_details".into()
+            }
         }
     }
 
     /// The spec-shaped body: `{"errcode":"M_…","error":"…"}`.
     pub fn body(&self) -> Value {
-        json!({ "errcode": self.errcode(), "error": self.message() })
+        let mut body = json!({ "errcode": self.errcode(), "error": self.message() });
+        // As sydent does, a wrong pepper is answered with the right one.
+        if let ApiError::InvalidPepper { pepper } = self {
+            body["algorithm"] = json!("sha256");
+            body["lookup_pepper"] = json!(pepper);
+        }
+        body
     }
 }
 

@@ -1,19 +1,150 @@
-//! The lookup chain: 3PID → Matrix ID, asking sources from the most to the least
-//! authoritative (identity stores, then other identity servers). Knows no HTTP.
+//! The lookup chain: 3PID → Matrix ID, asking the identity stores in priority order; the
+//! first answer wins. A store that fails (down, timed out) never turns into "not found": if
+//! no store answered and one failed, the lookup fails naming it. Knows no HTTP.
 //!
-//! No source is wired in yet: with none configured every lookup finds nothing, which is
-//! what a server without identity stores answers.
+//! Addresses are normalised (`threepid`) before any store sees them. v2 hashed lookups are
+//! answered from [`hashes::Hashes`], an index built from the stores that can list.
 
-#[derive(Default)]
-pub struct Chain {}
+pub mod hashes;
+
+use crate::backend::{memory::MemoryStore, BackendError, Binding, IdentityStore};
+use crate::config::Config;
+use crate::threepid;
+use std::collections::HashMap;
+use std::fmt;
+
+pub struct Chain {
+    stores: Vec<Box<dyn IdentityStore>>,
+    region: Option<phonenumber::country::Id>,
+}
+
+/// Stores failed and none of the others knew the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupError {
+    pub failed: Vec<BackendError>,
+}
+
+impl LookupError {
+    /// The failed stores' names, for the client (details stay in the log).
+    pub fn stores(&self) -> String {
+        self.failed
+            .iter()
+            .map(|e| e.store.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for LookupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reasons: Vec<String> = self.failed.iter().map(ToString::to_string).collect();
+        f.write_str(&reasons.join("; "))
+    }
+}
 
 impl Chain {
-    pub fn new() -> Chain {
-        Chain {}
+    /// The stores the configuration enables, most authoritative first.
+    pub fn from_config(config: &Config) -> Chain {
+        let region = config.lookup.default_region;
+        let mut stores: Vec<Box<dyn IdentityStore>> = Vec::new();
+        if !config.memory.is_empty() {
+            stores.push(Box::new(MemoryStore::new(
+                &config.memory,
+                &config.matrix.domain,
+                region,
+            )));
+        }
+        Chain { stores, region }
     }
 
-    /// The Matrix ID bound to this 3PID, if a source knows one.
-    pub fn find(&self, _medium: &str, _address: &str) -> Option<String> {
-        None
+    pub fn with_stores(stores: Vec<Box<dyn IdentityStore>>) -> Chain {
+        Chain {
+            stores,
+            region: None,
+        }
+    }
+
+    /// The Matrix ID bound to this 3PID, if a store knows one.
+    pub fn find(&self, medium: &str, address: &str) -> Result<Option<String>, LookupError> {
+        let Some(address) = threepid::address(medium, address, self.region) else {
+            return Ok(None);
+        };
+        let mut failed = Vec::new();
+        for store in &self.stores {
+            match store.find(medium, &address) {
+                Ok(Some(mxid)) => return Ok(Some(mxid)),
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("{e}");
+                    failed.push(e);
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(None)
+        } else {
+            Err(LookupError { failed })
+        }
+    }
+
+    /// The bindings of many 3PIDs, keyed by the (medium, address) as asked.
+    pub fn find_many(&self, asked: &[(String, String)]) -> Result<Vec<Binding>, LookupError> {
+        // normalised (medium, address) -> the forms it was asked in
+        let mut wanted: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for (medium, address) in asked {
+            if let Some(norm) = threepid::address(medium, address, self.region) {
+                wanted
+                    .entry((medium.clone(), norm))
+                    .or_default()
+                    .push(address.clone());
+            }
+        }
+        let mut found = Vec::new();
+        let mut failed = Vec::new();
+        for store in &self.stores {
+            if wanted.is_empty() {
+                break;
+            }
+            let query: Vec<(String, String)> = wanted.keys().cloned().collect();
+            match store.find_many(&query) {
+                Ok(bindings) => {
+                    for b in bindings {
+                        if let Some(forms) = wanted.remove(&(b.medium.clone(), b.address.clone())) {
+                            found.extend(forms.into_iter().map(|address| Binding {
+                                medium: b.medium.clone(),
+                                address,
+                                mxid: b.mxid.clone(),
+                            }));
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::warn!("{e}");
+                    failed.push(e);
+                }
+            }
+        }
+        if !failed.is_empty() && !wanted.is_empty() {
+            return Err(LookupError { failed });
+        }
+        Ok(found)
+    }
+
+    /// Every binding of the stores that can list them, and the failures of those that could
+    /// not (their bindings are then missing).
+    pub fn list_all(&self) -> (Vec<Binding>, Vec<BackendError>) {
+        let mut all = Vec::new();
+        let mut failed = Vec::new();
+        for store in &self.stores {
+            match store.list() {
+                None => {}
+                Some(Ok(bindings)) => all.extend(bindings),
+                Some(Err(e)) => {
+                    log::warn!("{e}");
+                    failed.push(e);
+                }
+            }
+        }
+        (all, failed)
     }
 }

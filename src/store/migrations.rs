@@ -15,6 +15,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_accounts",
         include_str!("migrations/0002_accounts.sql"),
     ),
+    ("0003_hashing", include_str!("migrations/0003_hashing.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {

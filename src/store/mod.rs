@@ -7,6 +7,7 @@
 
 mod accounts;
 mod ephemeral_keys;
+mod hashing;
 mod migrations;
 mod pool;
 

@@ -57,3 +57,18 @@ pub fn federation_config(extra: &str) -> String {
         services::get("MXISD_TEST_DIR")
     )
 }
+
+/// A v2 access token for `@<localpart>:127.0.0.1:<port>`, registered through `hs`. The
+/// server must trust loopback (`ipRangeWhitelist`) and the test CA.
+pub fn v2_token(server: &super::Mxisd, hs: &FakeHomeserver, localpart: &str) -> String {
+    let name = format!("127.0.0.1:{}", hs.port);
+    let body = serde_json::json!({
+        "access_token": format!("user:@{localpart}:{name}"),
+        "token_type": "Bearer",
+        "matrix_server_name": name,
+        "expires_in": 3600,
+    });
+    let r = server.post("/_matrix/identity/v2/account/register", &body.to_string());
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["token"].as_str().unwrap().to_owned()
+}

@@ -1,0 +1,59 @@
+//! Identity stores: where 3PID → Matrix ID bindings live (LDAP, SQL, a REST backend, the
+//! static `memory` store). The one seam of the lookup chain: each store implements
+//! [`IdentityStore`] and says what it can do. Stores never see HTTP requests.
+//!
+//! Addresses given to and returned by stores are normalised (see `lookup::normalize`).
+
+pub mod memory;
+
+use std::fmt;
+
+/// A 3PID bound to a Matrix ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub medium: String,
+    pub address: String,
+    pub mxid: String,
+}
+
+/// A store that could not answer: down, timed out, misconfigured. Never "not found".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError {
+    pub store: String,
+    pub reason: String,
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "identity store {}: {}", self.store, self.reason)
+    }
+}
+
+pub trait IdentityStore: Send + Sync {
+    /// A short name for logs and errors (`ldap`, `sql`, `memory`, ...).
+    fn name(&self) -> &str;
+
+    /// The Matrix ID bound to one 3PID.
+    fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError>;
+
+    /// The bindings of many 3PIDs (only those found). Stores that can do better than one
+    /// query per 3PID override this.
+    fn find_many(&self, threepids: &[(String, String)]) -> Result<Vec<Binding>, BackendError> {
+        let mut found = Vec::new();
+        for (medium, address) in threepids {
+            if let Some(mxid) = self.find(medium, address)? {
+                found.push(Binding {
+                    medium: medium.clone(),
+                    address: address.clone(),
+                    mxid,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every binding, for the hash index of v2 lookups; `None` if this store cannot list.
+    fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {
+        None
+    }
+}

@@ -1,0 +1,172 @@
+//! Lookups over HTTP against the real binary, answered by the static (`memory`) store:
+//! signed v1 answers, bulk, v2 hashed and plain lookups, and their errors.
+
+mod support;
+
+use ed25519_dalek::VerifyingKey;
+use mxisd::crypto::{b64, hash::lookup_hash, verify_json};
+use serde_json::{json, Value};
+use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use support::{Mxisd, Response};
+
+const STORE: &str = "\
+memory:
+  identities:
+    - username: alice
+      password: alicepw
+      displayName: Alice
+      threepids:
+        - medium: email
+          address: Alice@Example.org
+        - medium: msisdn
+          address: '020 7946 0001'
+    - username: bob
+      threepids:
+        - medium: email
+          address: 'Strauß@example.org'
+lookup:
+  defaultRegion: GB
+  maxAddresses: 3
+";
+
+fn server() -> Mxisd {
+    Mxisd::start(&format!(
+        "{STORE}{}",
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    ))
+}
+
+fn public_key(s: &Mxisd) -> VerifyingKey {
+    let key = s.get("/_matrix/identity/v2/pubkey/ed25519:0").json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    VerifyingKey::from_bytes(&b64::decode(&key).unwrap().try_into().unwrap()).unwrap()
+}
+
+fn post_v2(s: &Mxisd, token: &str, path: &str, body: &Value) -> Response {
+    Response::from(
+        support::agent()
+            .post(s.url(path))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send(body.to_string()),
+    )
+}
+
+#[test]
+fn v1_lookup_answers_signed_associations() {
+    let s = server();
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=ALICE%40example.ORG");
+    assert_eq!(r.status, 200);
+    let a = r.json();
+    assert_eq!(a["mxid"], "@alice:example.org");
+    assert_eq!(a["address"], "ALICE@example.ORG");
+    assert_eq!(a["medium"], "email");
+    let ts = a["ts"].as_i64().unwrap();
+    assert_eq!(a["not_before"].as_i64().unwrap(), ts - 60_000);
+    assert_eq!(a["not_after"].as_i64().unwrap(), ts + 300_000);
+    verify_json(&a, "example.org", "ed25519:0", &public_key(&s)).unwrap();
+
+    // Phone numbers from the store are E.164; Unicode case folding makes ß match ss.
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=msisdn&address=442079460001");
+    assert_eq!(r.json()["mxid"], "@alice:example.org");
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=STRAUSS%40example.org");
+    assert_eq!(r.json()["mxid"], "@bob:example.org");
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=nobody%40example.org");
+    assert_eq!((r.status, r.json()), (200, json!({})));
+}
+
+#[test]
+fn v1_bulk_lookup_answers_what_it_finds_as_asked() {
+    let s = server();
+    let asked = json!({"threepids": [["email", "alice@EXAMPLE.org"], ["msisdn", "442079460001"], ["email", "nobody@example.org"]]});
+    let r = s.post("/_matrix/identity/api/v1/bulk_lookup", &asked.to_string());
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut found = r.json()["threepids"].as_array().unwrap().clone();
+    found.sort_by_key(|t| t[1].as_str().unwrap().to_owned());
+    assert_eq!(
+        found,
+        vec![
+            json!(["msisdn", "442079460001", "@alice:example.org"]),
+            json!(["email", "alice@EXAMPLE.org", "@alice:example.org"]),
+        ]
+    );
+    let four = json!({"threepids": [["email","a@b.c"],["email","b@b.c"],["email","c@b.c"],["email","d@b.c"]]});
+    s.post("/_matrix/identity/api/v1/bulk_lookup", &four.to_string())
+        .assert_error(400, "M_TOO_LARGE");
+}
+
+#[test]
+fn v2_hashed_and_plain_lookups() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = server();
+    s.get("/_matrix/identity/v2/hash_details")
+        .assert_error(401, "M_UNAUTHORIZED");
+    let token = v2_token(&s, &hs, "carol");
+    let details = Response::from(
+        support::agent()
+            .get(s.url("/_matrix/identity/v2/hash_details"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call(),
+    )
+    .json();
+    let pepper = details["lookup_pepper"].as_str().unwrap().to_owned();
+    assert_eq!(pepper.len(), 20);
+    assert_eq!(details["algorithms"], json!(["sha256", "none"]));
+
+    let alice = lookup_hash("alice@example.org", "email", &pepper);
+    let phone = lookup_hash("442079460001", "msisdn", &pepper);
+    let nobody = lookup_hash("nobody@example.org", "email", &pepper);
+    let body =
+        json!({"algorithm": "sha256", "pepper": pepper, "addresses": [alice, phone, nobody]});
+    let r = post_v2(&s, &token, "/_matrix/identity/v2/lookup", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"mappings": {alice.clone(): "@alice:example.org", phone: "@alice:example.org"}})
+    );
+
+    let body = json!({"algorithm": "none", "pepper": pepper, "addresses": ["strauss@example.org email", "x@y.z email"]});
+    let r = post_v2(&s, &token, "/_matrix/identity/v2/lookup", &body);
+    assert_eq!(
+        r.json(),
+        json!({"mappings": {"strauss@example.org email": "@bob:example.org"}})
+    );
+
+    let wrong = json!({"algorithm": "sha256", "pepper": "nope", "addresses": [alice]});
+    let err = post_v2(&s, &token, "/_matrix/identity/v2/lookup", &wrong)
+        .assert_error(400, "M_INVALID_PEPPER");
+    assert_eq!(err["lookup_pepper"], pepper.as_str());
+    assert_eq!(err["algorithm"], "sha256");
+    let bad = json!({"algorithm": "md5", "pepper": pepper, "addresses": [alice]});
+    post_v2(&s, &token, "/_matrix/identity/v2/lookup", &bad).assert_error(400, "M_INVALID_PARAM");
+    let many = json!({"algorithm": "sha256", "pepper": pepper, "addresses": ["a", "b", "c", "d"]});
+    post_v2(&s, &token, "/_matrix/identity/v2/lookup", &many).assert_error(400, "M_TOO_LARGE");
+    let missing = json!({"algorithm": "sha256", "addresses": [alice]});
+    post_v2(&s, &token, "/_matrix/identity/v2/lookup", &missing)
+        .assert_error(400, "M_MISSING_PARAMS");
+}
+
+#[test]
+fn the_pepper_survives_restarts() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let mut first = server();
+    let token = v2_token(&first, &hs, "dave");
+    let details = |s: &Mxisd| {
+        Response::from(
+            support::agent()
+                .get(s.url(&format!(
+                    "/_matrix/identity/v2/hash_details?access_token={token}"
+                )))
+                .call(),
+        )
+        .json()["lookup_pepper"]
+            .clone()
+    };
+    let pepper = details(&first);
+    first.signal("TERM");
+    first.wait_exit(std::time::Duration::from_secs(20)).unwrap();
+    let config = first.dir.join("mxisd.yaml");
+    let again = Mxisd::spawn(support::TempDir::new(), &config);
+    assert_eq!(details(&again), pepper);
+}
