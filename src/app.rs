@@ -27,6 +27,7 @@ pub enum StartError {
     Keys(KeyError),
     Store { path: String, error: StoreError },
     Federation(String),
+    Stores(String),
 }
 
 impl fmt::Display for StartError {
@@ -40,6 +41,7 @@ impl fmt::Display for StartError {
                 )
             }
             StartError::Federation(e) => write!(f, "federation: {e}"),
+            StartError::Stores(e) => write!(f, "identity stores: {e}"),
         }
     }
 }
@@ -60,7 +62,7 @@ impl App {
         let federation =
             federation::Client::new(&config.federation).map_err(StartError::Federation)?;
         let accounts = Accounts::new(Terms::new(config.policies.clone()));
-        let lookup = Chain::from_config(&config);
+        let lookup = Chain::from_config(&config).map_err(StartError::Stores)?;
         let fresh = random::string_from(random::ALPHANUMERIC, config.hashing.pepper_length)
             .map_err(|e| StartError::Federation(format!("no randomness for the pepper: {e}")))?;
         let pepper = store

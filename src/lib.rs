@@ -17,5 +17,6 @@ pub mod http;
 pub mod jobs;
 pub mod logging;
 pub mod lookup;
+pub mod pool;
 pub mod store;
 pub mod threepid;

@@ -5,6 +5,7 @@
 //! Addresses given to and returned by stores are normalised (see `lookup::normalize`).
 
 pub mod memory;
+pub mod sql;
 
 use std::fmt;
 

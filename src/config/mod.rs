@@ -33,7 +33,40 @@ pub struct Config {
     pub memory: Vec<MemoryIdentity>,
     pub lookup: LookupConfig,
     pub hashing: HashingConfig,
+    /// SQL identity stores: `sql`, then `synapseSql`, when enabled.
+    pub sql: Vec<SqlStoreConfig>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlKind {
+    Sqlite,
+    Postgresql,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlStoreConfig {
+    /// `sql` or `synapseSql`: the name in logs and errors.
+    pub name: &'static str,
+    pub kind: SqlKind,
+    /// SQLite: the file. PostgreSQL: mxisd's `//host[:port]/db?user=…&password=…`, a
+    /// `postgresql://` URL, or `key=value` pairs.
+    pub connection: String,
+    /// Connect and statement timeout.
+    pub timeout: Duration,
+    /// The query column holds full Matrix IDs (`true`) or localparts.
+    pub mxid_column: bool,
+    /// Finds one 3PID: parameters medium, address (`?` placeholders).
+    pub query: String,
+    /// Per-medium replacements of `query`.
+    pub medium_queries: std::collections::BTreeMap<String, String>,
+    /// Lists every binding for the hash index: columns medium, address, id.
+    pub list_query: String,
+}
+
+/// mxisd's default: Synapse's table of 3PIDs.
+pub const SQL_DEFAULT_QUERY: &str =
+    "SELECT user_id AS uid FROM user_threepids WHERE medium = ? AND address = ?";
+pub const SQL_DEFAULT_LIST_QUERY: &str = "SELECT medium, address, user_id FROM user_threepids";
 
 #[derive(Debug, Clone)]
 pub struct MemoryIdentity {
@@ -259,6 +292,12 @@ impl Resolver<'_> {
         let memory = self.memory(root.memory.unwrap_or_default())?;
         let lookup = self.lookup(root.lookup.unwrap_or_default())?;
         let hashing = self.hashing(root.hashing.unwrap_or_default())?;
+        let mut sql = Vec::new();
+        for (name, section) in [("sql", root.sql), ("synapseSql", root.synapse_sql)] {
+            if let Some(store) = self.sql(name, section.unwrap_or_default())? {
+                sql.push(store);
+            }
+        }
         Ok(Config {
             matrix,
             server,
@@ -272,6 +311,7 @@ impl Resolver<'_> {
             memory,
             lookup,
             hashing,
+            sql,
         })
     }
 
@@ -549,6 +589,63 @@ impl Resolver<'_> {
             });
         }
         Ok(identities)
+    }
+
+    fn sql(&mut self, name: &'static str, s: raw::Sql) -> Result<Option<SqlStoreConfig>, String> {
+        if s.enabled != Some(true) {
+            return Ok(None);
+        }
+        self.unsupported(name, &s.unsupported());
+        let kind = match self.non_empty(&format!("{name}.type"), s.kind)?.as_deref() {
+            Some("sqlite") => SqlKind::Sqlite,
+            Some("postgresql") => SqlKind::Postgresql,
+            Some(other) => {
+                return Err(self.at(
+                    &format!("{name}.type"),
+                    format!("'{other}' is not sqlite or postgresql"),
+                ))
+            }
+            None => return Err(format!("`{name}.type` is required (sqlite or postgresql)")),
+        };
+        let connection = self
+            .non_empty(&format!("{name}.connection"), s.connection)?
+            .ok_or_else(|| format!("`{name}.connection` is required"))?;
+        let timeout = match s.timeout.unwrap_or(10) {
+            t @ 1..=300 => Duration::from_secs(t),
+            t => {
+                return Err(self.at(
+                    &format!("{name}.timeout"),
+                    format!("{t} s is outside 1..=300"),
+                ))
+            }
+        };
+        let identity = s.identity.unwrap_or_default();
+        if identity.enabled == Some(false) {
+            return Ok(None); // the store serves no lookups
+        }
+        let mxid_column = match identity.kind.as_deref() {
+            None | Some("mxid") => true,
+            Some("localpart") | Some("uid") => false,
+            Some(other) => {
+                return Err(self.at(
+                    &format!("{name}.identity.type"),
+                    format!("'{other}' is not mxid or localpart"),
+                ))
+            }
+        };
+        Ok(Some(SqlStoreConfig {
+            name,
+            kind,
+            connection,
+            timeout,
+            mxid_column,
+            query: identity.query.unwrap_or_else(|| SQL_DEFAULT_QUERY.into()),
+            medium_queries: identity.medium.unwrap_or_default(),
+            list_query: s
+                .lookup
+                .and_then(|l| l.query)
+                .unwrap_or_else(|| SQL_DEFAULT_LIST_QUERY.into()),
+        }))
     }
 
     fn lookup(&mut self, l: raw::Lookup) -> Result<LookupConfig, String> {

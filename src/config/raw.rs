@@ -58,6 +58,8 @@ section! {
         memory: Memory = "memory",
         lookup: Lookup = "lookup",
         hashing: Hashing = "hashing",
+        sql: Sql = "sql",
+        synapse_sql: Sql = "synapseSql",
     } unsupported {
         appsvc = "appsvc",
         auth = "auth",
@@ -74,8 +76,6 @@ section! {
         register = "register",
         rest = "rest",
         session = "session",
-        sql = "sql",
-        synapse_sql = "synapseSql",
         threepid = "threepid",
         view = "view",
         wordpress = "wordpress",
@@ -251,5 +251,36 @@ section! {
         hash_storage_type = "hashStorageType",
         delay = "delay",
         requests = "requests",
+    }
+}
+
+section! {
+    /// mxisd's SQL identity store (`sql`) and its Synapse preset (`synapseSql`).
+    Sql {
+        enabled: bool = "enabled",
+        kind: String = "type",
+        connection: String = "connection",
+        timeout: u64 = "timeout",
+        identity: SqlIdentity = "identity",
+        lookup: SqlLookup = "lookup",
+    } unsupported {
+        auth = "auth",
+        directory = "directory",
+        profile = "profile",
+    }
+}
+
+section! {
+    SqlIdentity {
+        enabled: bool = "enabled",
+        kind: String = "type",
+        query: String = "query",
+        medium: std::collections::BTreeMap<String, String> = "medium",
+    }
+}
+
+section! {
+    SqlLookup {
+        query: String = "query",
     }
 }

@@ -7,7 +7,7 @@
 
 pub mod hashes;
 
-use crate::backend::{memory::MemoryStore, BackendError, Binding, IdentityStore};
+use crate::backend::{memory::MemoryStore, sql::SqlStore, BackendError, Binding, IdentityStore};
 use crate::config::Config;
 use crate::threepid;
 use std::collections::HashMap;
@@ -43,18 +43,19 @@ impl fmt::Display for LookupError {
 }
 
 impl Chain {
-    /// The stores the configuration enables, most authoritative first.
-    pub fn from_config(config: &Config) -> Chain {
+    /// The stores the configuration enables, most authoritative first: the static store,
+    /// then `sql`, then `synapseSql`.
+    pub fn from_config(config: &Config) -> Result<Chain, String> {
         let region = config.lookup.default_region;
+        let domain = &config.matrix.domain;
         let mut stores: Vec<Box<dyn IdentityStore>> = Vec::new();
         if !config.memory.is_empty() {
-            stores.push(Box::new(MemoryStore::new(
-                &config.memory,
-                &config.matrix.domain,
-                region,
-            )));
+            stores.push(Box::new(MemoryStore::new(&config.memory, domain, region)));
         }
-        Chain { stores, region }
+        for sql in &config.sql {
+            stores.push(Box::new(SqlStore::open(sql.clone(), domain, region)?));
+        }
+        Ok(Chain { stores, region })
     }
 
     pub fn with_stores(stores: Vec<Box<dyn IdentityStore>>) -> Chain {

@@ -9,9 +9,8 @@ mod accounts;
 mod ephemeral_keys;
 mod hashing;
 mod migrations;
-mod pool;
 
-use pool::Pool;
+use crate::pool::{Exhausted, Pool};
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -24,7 +23,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Store {
-    pool: Pool,
+    pool: Pool<rusqlite::Connection>,
 }
 
 #[derive(Debug)]
@@ -55,6 +54,12 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl From<Exhausted> for StoreError {
+    fn from(_: Exhausted) -> Self {
+        StoreError::Exhausted
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {

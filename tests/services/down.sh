@@ -9,7 +9,7 @@ stop() { [ -f "$1" ] && kill "$(head -n 1 "$1")" 2>/dev/null; rm -f "$1"; }
 stop "$D/ldap/slapd.pid"
 stop "$D/dns/dnsmasq.pid"
 stop "$D/smtp/aiosmtpd.pid"
-stop "$D/synapse/homeserver.pid"
+stop "$D/synapse/synapse.pid"
 bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 if [ -n "$bin" ] && [ -f "$D/pg/postmaster.pid" ]; then
     AS=(); [ "$(id -u)" = 0 ] && AS=(runuser -u postgres --)

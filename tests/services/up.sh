@@ -157,6 +157,7 @@ start_synapse() {
         > "$S/generate.log" 2>&1
     setsid "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver -c "$S/homeserver.yaml" \
         > "$S/synapse.log" 2>&1 < /dev/null 9>&- &
+    echo $! > "$S/synapse.pid" # Synapse writes its pid_file only when it daemonizes
     for _ in $(seq 600); do
         /usr/bin/python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$SYNAPSE_CLIENT_PORT/health', timeout=1)" \
             >/dev/null 2>&1 && { log "Synapse $SYNAPSE_SERVER_NAME on $SYNAPSE_FEDERATION_ADDR:$SYNAPSE_FEDERATION_PORT (TLS), client API on 127.0.0.1:$SYNAPSE_CLIENT_PORT"; return 0; }
@@ -165,4 +166,4 @@ start_synapse() {
     log "Synapse did not come up; see $S/synapse.log"; tail -n 20 "$S/synapse.log" >&2; return 1
 }
 "$SYNAPSE_VENV/bin/python" -c 'import synapse' 2>/dev/null || install_synapse
-alive "$D/synapse/homeserver.pid" || start_synapse
+alive "$D/synapse/synapse.pid" || start_synapse

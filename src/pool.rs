@@ -1,19 +1,21 @@
-//! A fixed set of open SQLite connections shared by the worker threads. WAL mode lets the
-//! readers run side by side; writers queue on SQLite's busy timeout.
+//! A fixed set of open connections (SQLite, PostgreSQL) shared by the worker threads: a
+//! caller takes one, waiting at most the checkout timeout, and gives it back after use.
 
-use super::StoreError;
-use rusqlite::Connection;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-pub struct Pool {
-    idle: Mutex<Vec<Connection>>,
+pub struct Pool<C> {
+    idle: Mutex<Vec<C>>,
     returned: Condvar,
     checkout_timeout: Duration,
 }
 
-impl Pool {
-    pub fn new(conns: Vec<Connection>, checkout_timeout: Duration) -> Pool {
+/// Every connection stayed in use for longer than the checkout timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted;
+
+impl<C> Pool<C> {
+    pub fn new(conns: Vec<C>, checkout_timeout: Duration) -> Pool<C> {
         Pool {
             idle: Mutex::new(conns),
             returned: Condvar::new(),
@@ -21,18 +23,19 @@ impl Pool {
         }
     }
 
-    /// Runs `f` with a connection of the pool, waiting for one if all are in use.
-    pub fn with<T>(
+    /// Runs `f` with a connection of the pool, waiting for one if all are in use. `f` may
+    /// replace a broken connection by a new one before it goes back.
+    pub fn with<T, E: From<Exhausted>>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut C) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.checkout()?;
         let result = f(&mut conn);
         self.checkin(conn);
         result
     }
 
-    fn checkout(&self) -> Result<Connection, StoreError> {
+    fn checkout(&self) -> Result<C, Exhausted> {
         let deadline = Instant::now() + self.checkout_timeout;
         // A poisoned lock only means a thread panicked while holding the Vec: the Vec is fine.
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -42,7 +45,7 @@ impl Pool {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(StoreError::Exhausted);
+                return Err(Exhausted);
             }
             idle = self
                 .returned
@@ -52,7 +55,7 @@ impl Pool {
         }
     }
 
-    fn checkin(&self, conn: Connection) {
+    fn checkin(&self, conn: C) {
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())

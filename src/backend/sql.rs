@@ -1,0 +1,263 @@
+//! mxisd's SQL identity store (`sql`, and `synapseSql` for Synapse's own database): SQLite or
+//! PostgreSQL, queried with parameters (never string building), one query per 3PID and a
+//! listing query for the hash index. Defaults read Synapse's `user_threepids` table, so
+//! 3PIDs added in Synapse are found.
+//!
+//! PostgreSQL connections are made on first use and remade after a drop, so a database that
+//! is down at start makes lookups fail (503) rather than stop mxisd; each has a connect
+//! and a statement timeout.
+
+use super::{BackendError, Binding, IdentityStore};
+use crate::config::{SqlKind, SqlStoreConfig};
+use crate::pool::{Exhausted, Pool};
+use crate::threepid;
+use std::str::FromStr;
+use std::time::Duration;
+
+const CONNECTIONS: usize = 4;
+
+pub struct SqlStore {
+    cfg: SqlStoreConfig,
+    domain: String,
+    region: Option<phonenumber::country::Id>,
+    pool: Pool<Conn>,
+    pg: Option<postgres::Config>,
+}
+
+enum Conn {
+    Sqlite(rusqlite::Connection),
+    Pg(Option<postgres::Client>),
+}
+
+impl From<Exhausted> for BackendError {
+    fn from(_: Exhausted) -> Self {
+        BackendError {
+            store: "sql".into(),
+            reason: "no free connection in time".into(),
+        }
+    }
+}
+
+impl SqlStore {
+    pub fn open(
+        cfg: SqlStoreConfig,
+        domain: &str,
+        region: Option<phonenumber::country::Id>,
+    ) -> Result<SqlStore, String> {
+        let mut conns = Vec::new();
+        let mut pg = None;
+        match cfg.kind {
+            SqlKind::Sqlite => {
+                for _ in 0..CONNECTIONS {
+                    let conn = rusqlite::Connection::open_with_flags(
+                        &cfg.connection,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(|e| format!("{}.connection {}: {e}", cfg.name, cfg.connection))?;
+                    conn.busy_timeout(cfg.timeout).map_err(|e| e.to_string())?;
+                    conns.push(Conn::Sqlite(conn));
+                }
+            }
+            SqlKind::Postgresql => {
+                pg = Some(
+                    pg_config(&cfg.connection, cfg.timeout)
+                        .map_err(|e| format!("{}.connection: {e}", cfg.name))?,
+                );
+                conns.extend((0..CONNECTIONS).map(|_| Conn::Pg(None)));
+            }
+        }
+        let checkout = cfg.timeout;
+        Ok(SqlStore {
+            cfg,
+            domain: domain.to_owned(),
+            region,
+            pool: Pool::new(conns, checkout),
+            pg,
+        })
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> BackendError {
+        BackendError {
+            store: self.cfg.name.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Runs `sql` with text parameters; every column of every row as text.
+    fn rows(&self, sql: &str, params: &[&str]) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+        self.pool
+            .with(|conn| match conn {
+                Conn::Sqlite(c) => sqlite_rows(c, sql, params).map_err(|e| self.error(e)),
+                Conn::Pg(slot) => {
+                    if slot.as_ref().is_none_or(|c| c.is_closed()) {
+                        let config = self
+                            .pg
+                            .as_ref()
+                            .ok_or_else(|| self.error("no PostgreSQL configuration"))?;
+                        *slot = Some(config.connect(postgres::NoTls).map_err(|e| self.error(e))?);
+                    }
+                    let client = slot.as_mut().ok_or_else(|| self.error("not connected"))?;
+                    let result = pg_rows(client, &placeholders_to_dollars(sql), params);
+                    if result.is_err() && client.is_closed() {
+                        *slot = None;
+                    }
+                    result.map_err(|e| self.error(e))
+                }
+            })
+            .map_err(|e: BackendError| BackendError {
+                store: self.cfg.name.to_owned(),
+                ..e
+            })
+    }
+
+    fn to_mxid(&self, id: &str) -> String {
+        if self.cfg.mxid_column {
+            id.to_owned()
+        } else {
+            format!("@{id}:{}", self.domain)
+        }
+    }
+}
+
+fn sqlite_rows(
+    c: &rusqlite::Connection,
+    sql: &str,
+    params: &[&str],
+) -> rusqlite::Result<Vec<Vec<Option<String>>>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let columns = stmt.column_count();
+    let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |row| {
+        (0..columns)
+            .map(|i| {
+                Ok(match row.get::<_, rusqlite::types::Value>(i)? {
+                    rusqlite::types::Value::Text(t) => Some(t),
+                    rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                    _ => None,
+                })
+            })
+            .collect()
+    })?;
+    rows.collect()
+}
+
+fn pg_rows(
+    client: &mut postgres::Client,
+    sql: &str,
+    params: &[&str],
+) -> Result<Vec<Vec<Option<String>>>, postgres::Error> {
+    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+        .collect();
+    let rows = client.query(sql, &params)?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.try_get::<_, Option<String>>(i).ok().flatten())
+                .collect()
+        })
+        .collect())
+}
+
+/// mxisd's queries use JDBC's `?`; PostgreSQL wants `$1, $2, …` (quoted text is left alone).
+fn placeholders_to_dollars(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let (mut n, mut quoted) = (0, false);
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// mxisd's JDBC-style `//host[:port]/db?user=…&password=…`, or what `postgres` reads
+/// (`postgresql://` URLs, `key=value` pairs).
+fn pg_config(connection: &str, timeout: Duration) -> Result<postgres::Config, postgres::Error> {
+    let text = match connection.strip_prefix("//") {
+        Some(rest) => format!("postgresql://{rest}"),
+        None => connection.to_owned(),
+    };
+    let mut config = postgres::Config::from_str(&text)?;
+    config.connect_timeout(timeout);
+    config.options(&format!("-c statement_timeout={}", timeout.as_millis()));
+    config.application_name("mxisd");
+    Ok(config)
+}
+
+impl IdentityStore for SqlStore {
+    fn name(&self) -> &str {
+        self.cfg.name
+    }
+
+    fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError> {
+        let query = self
+            .cfg
+            .medium_queries
+            .get(medium)
+            .unwrap_or(&self.cfg.query);
+        let rows = self.rows(query, &[medium, address])?;
+        Ok(rows
+            .into_iter()
+            .find_map(|row| row.into_iter().next().flatten())
+            .map(|id| self.to_mxid(&id)))
+    }
+
+    fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {
+        Some(self.rows(&self.cfg.list_query, &[]).map(|rows| {
+            rows.into_iter()
+                .filter_map(|row| {
+                    let mut cols = row.into_iter();
+                    let (medium, address, id) = (cols.next()??, cols.next()??, cols.next()??);
+                    let address = threepid::address(&medium, &address, self.region)?;
+                    Some(Binding {
+                        medium,
+                        address,
+                        mxid: self.to_mxid(&id),
+                    })
+                })
+                .collect()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jdbc_placeholders_become_numbered() {
+        assert_eq!(
+            placeholders_to_dollars("SELECT a FROM t WHERE m = ? AND x = '?' AND y = ?"),
+            "SELECT a FROM t WHERE m = $1 AND x = '?' AND y = $2"
+        );
+    }
+
+    #[test]
+    fn mxisd_connection_strings_are_read() {
+        let c = pg_config(
+            "//db.example.org:5433/synapse?user=synapse&password=secret",
+            Duration::from_secs(3),
+        )
+        .unwrap();
+        assert_eq!(c.get_dbname(), Some("synapse"));
+        assert_eq!(c.get_user(), Some("synapse"));
+        assert_eq!(c.get_ports(), &[5433]);
+        let c = pg_config(
+            "host=127.0.0.1 port=5433 user=postgres dbname=idtest",
+            Duration::from_secs(3),
+        )
+        .unwrap();
+        assert_eq!(c.get_dbname(), Some("idtest"));
+    }
+}

@@ -1,0 +1,242 @@
+//! The SQL identity store (`sql`, `synapseSql`) against real databases: a Synapse-shaped
+//! `user_threepids` table in SQLite and in the test PostgreSQL, a custom query, 10,000
+//! entries in bulk, and a database that is not there.
+
+mod support;
+
+use mxisd::crypto::hash::lookup_hash;
+use serde_json::{json, Value};
+use std::process::Command;
+use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use support::services::{ensure_up, get};
+use support::{Mxisd, Response, TempDir};
+
+const SYNAPSE_SCHEMA: &str = "CREATE TABLE user_threepids (user_id TEXT NOT NULL, medium TEXT NOT NULL, address TEXT NOT NULL, validated_at BIGINT NOT NULL, added_at BIGINT NOT NULL)";
+
+fn allow_loopback() -> String {
+    federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+}
+
+/// A Synapse-shaped SQLite database with `rows` of (user_id, medium, address).
+fn synapse_sqlite(dir: &TempDir, rows: &[(String, &str, String)]) -> String {
+    let path = dir.join("homeserver.db");
+    let mut db = rusqlite::Connection::open(&path).unwrap();
+    db.execute(SYNAPSE_SCHEMA, []).unwrap();
+    let tx = db.transaction().unwrap();
+    for (user, medium, address) in rows {
+        tx.execute(
+            "INSERT INTO user_threepids VALUES (?1, ?2, ?3, 0, 0)",
+            rusqlite::params![user, medium, address],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    path.display().to_string()
+}
+
+fn psql(db: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            get("PG_PORT"),
+            "-U",
+            get("PG_USER"),
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qAtc",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn post_v2(s: &Mxisd, token: &str, body: &Value) -> Response {
+    Response::from(
+        support::agent()
+            .post(s.url("/_matrix/identity/v2/lookup"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send(body.to_string()),
+    )
+}
+
+fn pepper(s: &Mxisd, token: &str) -> String {
+    let r = s.get(&format!(
+        "/_matrix/identity/v2/hash_details?access_token={token}"
+    ));
+    r.json()["lookup_pepper"].as_str().unwrap().to_owned()
+}
+
+fn assert_finds_alice(s: &Mxisd, hs: &FakeHomeserver) {
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=Alice%40Example.org");
+    assert_eq!(r.json()["mxid"], "@alice:example.org", "{}", r.text);
+    let bulk = json!({"threepids": [["msisdn", "447700900001"], ["email", "nobody@example.org"]]});
+    let r = s.post("/_matrix/identity/api/v1/bulk_lookup", &bulk.to_string());
+    assert_eq!(
+        r.json(),
+        json!({"threepids": [["msisdn", "447700900001", "@alice:example.org"]]})
+    );
+    let token = v2_token(s, hs, "reader");
+    let pepper = pepper(s, &token);
+    let hash = lookup_hash("alice@example.org", "email", &pepper);
+    let r = post_v2(
+        s,
+        &token,
+        &json!({"algorithm": "sha256", "pepper": pepper, "addresses": [hash]}),
+    );
+    assert_eq!(r.json(), json!({"mappings": {hash: "@alice:example.org"}}));
+}
+
+fn alice_rows() -> Vec<(String, &'static str, String)> {
+    vec![
+        (
+            "@alice:example.org".into(),
+            "email",
+            "alice@example.org".into(),
+        ),
+        ("@alice:example.org".into(), "msisdn", "447700900001".into()),
+        ("@bob:example.org".into(), "email", "bob@example.org".into()),
+    ]
+}
+
+#[test]
+fn synapse_sqlite_database() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let dir = TempDir::new();
+    let db = synapse_sqlite(&dir, &alice_rows());
+    let s = Mxisd::start(&format!(
+        "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\n{}",
+        allow_loopback()
+    ));
+    assert_finds_alice(&s, &hs);
+}
+
+#[test]
+fn synapse_postgresql_database() {
+    ensure_up();
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let name = format!("synapse_{}", std::process::id());
+    psql(get("PG_DB"), &format!("DROP DATABASE IF EXISTS {name}"));
+    psql(get("PG_DB"), &format!("CREATE DATABASE {name}"));
+    psql(&name, SYNAPSE_SCHEMA);
+    for (user, medium, address) in alice_rows() {
+        psql(
+            &name,
+            &format!("INSERT INTO user_threepids VALUES ('{user}', '{medium}', '{address}', 0, 0)"),
+        );
+    }
+    // mxisd's JDBC-style connection string.
+    let connection = format!(
+        "//127.0.0.1:{}/{name}?user={}",
+        get("PG_PORT"),
+        get("PG_USER")
+    );
+    let s = Mxisd::start(&format!(
+        "synapseSql:\n  enabled: true\n  type: postgresql\n  connection: '{connection}'\n{}",
+        allow_loopback()
+    ));
+    assert_finds_alice(&s, &hs);
+    // An injection attempt is just an address that matches nothing.
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=x'%20OR%20'1'%3D'1");
+    assert_eq!(r.json(), json!({}));
+}
+
+#[test]
+fn a_custom_query_with_localparts() {
+    let dir = TempDir::new();
+    let path = dir.join("people.db");
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch("CREATE TABLE people (login TEXT, mail TEXT); INSERT INTO people VALUES ('carol', 'carol@corp.example');").unwrap();
+    let config = format!(
+        "sql:\n  enabled: true\n  type: sqlite\n  connection: '{}'\n  identity:\n    type: localpart\n    query: \"SELECT login FROM people WHERE ? = 'email' AND mail = ?\"\n  lookup:\n    query: \"SELECT 'email', mail, login FROM people\"\n",
+        path.display()
+    );
+    let s = Mxisd::start(&config);
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=carol%40corp.example");
+    assert_eq!(r.json()["mxid"], "@carol:example.org", "{}", r.text);
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=msisdn&address=447700900001");
+    assert_eq!(r.json(), json!({}));
+}
+
+#[test]
+fn ten_thousand_addresses_in_one_bulk() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let dir = TempDir::new();
+    let rows: Vec<_> = (0..10_000)
+        .map(|i| {
+            (
+                format!("@user{i}:example.org"),
+                "email",
+                format!("user{i}@example.org"),
+            )
+        })
+        .collect();
+    let db = synapse_sqlite(&dir, &rows);
+    let s = Mxisd::start(&format!(
+        "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\n{}",
+        allow_loopback()
+    ));
+
+    let asked: Vec<Value> = (0..10_000)
+        .map(|i| json!(["email", format!("USER{i}@example.org")]))
+        .collect();
+    let r = s.post(
+        "/_matrix/identity/api/v1/bulk_lookup",
+        &json!({ "threepids": asked }).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let found = r.json()["threepids"].as_array().unwrap().clone();
+    assert_eq!(found.len(), 10_000);
+    assert!(found.contains(&json!([
+        "email",
+        "USER4242@example.org",
+        "@user4242:example.org"
+    ])));
+
+    let token = v2_token(&s, &hs, "bulk");
+    let pepper = pepper(&s, &token);
+    let hashes: Vec<String> = (0..10_000)
+        .map(|i| lookup_hash(&format!("user{i}@example.org"), "email", &pepper))
+        .collect();
+    let r = post_v2(
+        &s,
+        &token,
+        &json!({"algorithm": "sha256", "pepper": pepper, "addresses": hashes}),
+    );
+    let mappings = r.json()["mappings"].as_object().unwrap().clone();
+    assert_eq!(mappings.len(), 10_000);
+    assert_eq!(mappings[&hashes[9999]], "@user9999:example.org");
+}
+
+#[test]
+fn a_database_that_is_down_is_503_never_not_found() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    // Nothing listens on port 1: mxisd starts, lookups fail naming the store.
+    let s = Mxisd::start(&format!(
+        "synapseSql:\n  enabled: true\n  type: postgresql\n  connection: '//127.0.0.1:1/synapse?user=synapse'\n  timeout: 2\n{}",
+        allow_loopback()
+    ));
+    let body = s
+        .get("/_matrix/identity/api/v1/lookup?medium=email&address=alice%40example.org")
+        .assert_error(503, "M_UNKNOWN");
+    assert!(
+        body["error"].as_str().unwrap().contains("synapseSql"),
+        "{body}"
+    );
+    let bulk = json!({"threepids": [["email", "alice@example.org"]]});
+    s.post("/_matrix/identity/api/v1/bulk_lookup", &bulk.to_string())
+        .assert_error(503, "M_UNKNOWN");
+    let token = v2_token(&s, &hs, "x");
+    let pepper = pepper(&s, &token);
+    let body = json!({"algorithm": "sha256", "pepper": pepper, "addresses": [lookup_hash("alice@example.org", "email", &pepper)]});
+    post_v2(&s, &token, &body).assert_error(503, "M_UNKNOWN");
+    assert!(s.log().contains("identity store synapseSql"), "{}", s.log());
+}
