@@ -121,19 +121,12 @@ fn default_config_file_is_found_in_the_working_directory() {
 #[test]
 fn an_existing_mxisd_config_starts_with_warnings() {
     let legacy = "\
-ldap:
+appsvc:
   enabled: true
-  connection:
-    host: 'ldap.example.org'
-    port: 389
-    bindDn: 'CN=Matrix,OU=Users,DC=example,DC=org'
-    bindPassword: 'secret'
-    baseDNs: ['OU=Users,DC=example,DC=org']
-  attribute:
-    uid:
-      type: 'uid'
-      value: 'userPrincipalName'
-    name: 'displayName'
+  endpoint:
+    toHS:
+      url: 'http://localhost:8008'
+      token: 'secret'
 threepid:
   medium:
     email:
@@ -153,7 +146,7 @@ session:
     let s = Mxisd::start(legacy);
     assert_eq!(s.get("/_matrix/identity/v2/pubkey/ed25519:0").status, 200);
     let log = s.log();
-    for key in ["`ldap` (line", "`threepid` (line", "`session` (line"] {
+    for key in ["`appsvc` (line", "`threepid` (line", "`session` (line"] {
         assert_eq!(log.matches(key).count(), 1, "{key} in {log}");
     }
     assert!(

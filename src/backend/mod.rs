@@ -4,6 +4,7 @@
 //!
 //! Addresses given to and returned by stores are normalised (see `lookup::normalize`).
 
+pub mod ldap;
 pub mod memory;
 pub mod sql;
 
@@ -27,6 +28,16 @@ pub struct BackendError {
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "identity store {}: {}", self.store, self.reason)
+    }
+}
+
+/// All connections of a store stayed busy; the store renames the error with its own name.
+impl From<crate::pool::Exhausted> for BackendError {
+    fn from(_: crate::pool::Exhausted) -> Self {
+        BackendError {
+            store: "identity store".into(),
+            reason: "no free connection in time".into(),
+        }
     }
 }
 

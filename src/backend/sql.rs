@@ -9,7 +9,7 @@
 
 use super::{BackendError, Binding, IdentityStore};
 use crate::config::{SqlKind, SqlStoreConfig};
-use crate::pool::{Exhausted, Pool};
+use crate::pool::Pool;
 use crate::threepid;
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,15 +27,6 @@ pub struct SqlStore {
 enum Conn {
     Sqlite(rusqlite::Connection),
     Pg(Option<postgres::Client>),
-}
-
-impl From<Exhausted> for BackendError {
-    fn from(_: Exhausted) -> Self {
-        BackendError {
-            store: "sql".into(),
-            reason: "no free connection in time".into(),
-        }
-    }
 }
 
 impl SqlStore {

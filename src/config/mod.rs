@@ -35,6 +35,36 @@ pub struct Config {
     pub hashing: HashingConfig,
     /// SQL identity stores: `sql`, then `synapseSql`, when enabled.
     pub sql: Vec<SqlStoreConfig>,
+    pub ldap: Option<LdapConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LdapConfig {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    pub start_tls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    pub bind_password: String,
+    pub base_dns: Vec<String>,
+    pub timeout: Duration,
+    pub active_directory: bool,
+    pub default_domain: Option<String>,
+    /// Added to every search (e.g. group membership).
+    pub filter: String,
+    /// The attribute holding the user id, and whether it is a full Matrix ID.
+    pub uid_attribute: String,
+    pub uid_is_mxid: bool,
+    pub name_attribute: String,
+    /// Attributes holding each medium's addresses.
+    pub threepid_attributes: std::collections::BTreeMap<String, Vec<String>>,
+    /// Added to lookup searches.
+    pub identity_filter: String,
+    /// Per-medium lookup filter templates; `token` stands for the escaped address.
+    pub identity_medium_filters: std::collections::BTreeMap<String, String>,
+    pub identity_token: String,
+    /// Added to authentication searches.
+    pub auth_filter: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +328,7 @@ impl Resolver<'_> {
                 sql.push(store);
             }
         }
+        let ldap = self.ldap(root.ldap.unwrap_or_default())?;
         Ok(Config {
             matrix,
             server,
@@ -312,6 +343,7 @@ impl Resolver<'_> {
             lookup,
             hashing,
             sql,
+            ldap,
         })
     }
 
@@ -648,6 +680,110 @@ impl Resolver<'_> {
         }))
     }
 
+    fn ldap(&mut self, l: raw::Ldap) -> Result<Option<LdapConfig>, String> {
+        if l.enabled != Some(true) {
+            return Ok(None);
+        }
+        self.unsupported("ldap", &l.unsupported());
+        let c = l.connection.unwrap_or_default();
+        let host = self
+            .non_empty("ldap.connection.host", c.host)?
+            .ok_or("`ldap.connection.host` is required")?;
+        let tls = c.tls.unwrap_or(false);
+        let start_tls = c.start_tls.unwrap_or(false);
+        if tls && start_tls {
+            return Err(self.at(
+                "ldap.connection.startTls",
+                "cannot be used with tls (LDAPS): pick one",
+            ));
+        }
+        let port = c.port.unwrap_or(if tls { 636 } else { 389 });
+        let url = format!("{}://{host}:{port}", if tls { "ldaps" } else { "ldap" });
+        let mut base_dns = c.base_dns.unwrap_or_default();
+        base_dns.extend(c.base_dn);
+        base_dns.retain(|b| !b.trim().is_empty());
+        if base_dns.is_empty() {
+            return Err("`ldap.connection.baseDNs` needs at least one base DN".into());
+        }
+        let ca_file = self
+            .non_empty("ldap.connection.caFile", c.ca_file)?
+            .map(PathBuf::from);
+        if let Some(ca) = ca_file.as_ref().filter(|p| !p.is_file()) {
+            return Err(self.at(
+                "ldap.connection.caFile",
+                format!("{} is not a readable file", ca.display()),
+            ));
+        }
+        let timeout = match c.timeout.unwrap_or(5) {
+            t @ 1..=300 => Duration::from_secs(t),
+            t => {
+                return Err(self.at(
+                    "ldap.connection.timeout",
+                    format!("{t} s is outside 1..=300"),
+                ))
+            }
+        };
+        let active_directory = l.active_directory.unwrap_or(false);
+        let attribute = l.attribute.unwrap_or_default();
+        let uid = attribute.uid.unwrap_or_default();
+        let uid_is_mxid = match uid.kind.as_deref() {
+            None | Some("uid") => false,
+            Some("mxid") => true,
+            Some(other) => {
+                return Err(self.at(
+                    "ldap.attribute.uid.type",
+                    format!("'{other}' is not uid or mxid"),
+                ))
+            }
+        };
+        let default_uid = if active_directory {
+            "sAMAccountName"
+        } else {
+            "uid"
+        };
+        let mut threepid_attributes = std::collections::BTreeMap::new();
+        threepid_attributes.insert(
+            "email".to_owned(),
+            vec!["mail".to_owned(), "otherMailbox".to_owned()],
+        );
+        threepid_attributes.insert(
+            "msisdn".to_owned(),
+            [
+                "telephoneNumber",
+                "mobile",
+                "homePhone",
+                "otherTelephone",
+                "otherMobile",
+                "otherHomePhone",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        );
+        threepid_attributes.extend(attribute.threepid.unwrap_or_default());
+        let identity = l.identity.unwrap_or_default();
+        self.unsupported("ldap.identity", &identity.unsupported());
+        Ok(Some(LdapConfig {
+            url,
+            start_tls,
+            ca_file,
+            bind_dn: c.bind_dn.unwrap_or_default(),
+            bind_password: c.bind_password.unwrap_or_default(),
+            base_dns,
+            timeout,
+            active_directory,
+            default_domain: l.default_domain.filter(|d| !d.trim().is_empty()),
+            filter: l.filter.unwrap_or_default(),
+            uid_attribute: uid.value.unwrap_or_else(|| default_uid.into()),
+            uid_is_mxid,
+            name_attribute: attribute.name.unwrap_or_else(|| "displayName".into()),
+            threepid_attributes,
+            identity_filter: identity.filter.unwrap_or_default(),
+            identity_medium_filters: identity.medium.unwrap_or_default(),
+            identity_token: identity.token.unwrap_or_else(|| "%3pid".into()),
+            auth_filter: l.auth.and_then(|a| a.filter).unwrap_or_default(),
+        }))
+    }
+
     fn lookup(&mut self, l: raw::Lookup) -> Result<LookupConfig, String> {
         self.unsupported("lookup", &l.unsupported());
         let max_addresses = l.max_addresses.unwrap_or(10_000);
@@ -804,10 +940,10 @@ mod tests {
 
     #[test]
     fn mxisd_sections_warn_once_each() {
-        let text = "matrix:\n  domain: example.org\n  identity:\n    servers: {}\nldap:\n  enabled: true\n  connection:\n    host: ldap.example.org\nstorage:\n  provider:\n    postgresql:\n      database: x\n";
+        let text = "matrix:\n  domain: example.org\n  identity:\n    servers: {}\nappsvc:\n  enabled: true\n  endpoint:\n    toHS: x\nstorage:\n  provider:\n    postgresql:\n      database: x\n";
         let w = load(text).unwrap().warnings;
         assert_eq!(w.len(), 3, "{w:?}");
-        assert!(w.iter().any(|w| w.contains("`ldap` (line 5)")), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("`appsvc` (line 5)")), "{w:?}");
         assert!(
             w.iter().any(|w| w.contains("`matrix.identity` (line 3)")),
             "{w:?}"

@@ -60,6 +60,7 @@ section! {
         hashing: Hashing = "hashing",
         sql: Sql = "sql",
         synapse_sql: Sql = "synapseSql",
+        ldap: Ldap = "ldap",
     } unsupported {
         appsvc = "appsvc",
         auth = "auth",
@@ -70,7 +71,6 @@ section! {
         firebase = "firebase",
         forward = "forward",
         invite = "invite",
-        ldap = "ldap",
         notification = "notification",
         netiq = "netiq",
         register = "register",
@@ -282,5 +282,68 @@ section! {
 section! {
     SqlLookup {
         query: String = "query",
+    }
+}
+
+section! {
+    /// mxisd's LDAP / Active Directory identity store.
+    Ldap {
+        enabled: bool = "enabled",
+        active_directory: bool = "activeDirectory",
+        default_domain: String = "defaultDomain",
+        filter: String = "filter",
+        connection: LdapConnection = "connection",
+        attribute: LdapAttribute = "attribute",
+        identity: LdapIdentity = "identity",
+        auth: LdapAuth = "auth",
+    } unsupported {
+        directory = "directory",
+        profile = "profile",
+    }
+}
+
+section! {
+    LdapConnection {
+        host: String = "host",
+        port: u16 = "port",
+        tls: bool = "tls",
+        start_tls: bool = "startTls",
+        ca_file: String = "caFile",
+        bind_dn: String = "bindDn",
+        bind_password: String = "bindPassword",
+        base_dns: Vec<String> = "baseDNs",
+        base_dn: String = "baseDn",
+        timeout: u64 = "timeout",
+    }
+}
+
+section! {
+    LdapAttribute {
+        uid: LdapUid = "uid",
+        name: String = "name",
+        threepid: std::collections::BTreeMap<String, Vec<String>> = "threepid",
+    }
+}
+
+section! {
+    LdapUid {
+        kind: String = "type",
+        value: String = "value",
+    }
+}
+
+section! {
+    LdapIdentity {
+        filter: String = "filter",
+        token: String = "token",
+        medium: std::collections::BTreeMap<String, String> = "medium",
+    } unsupported {
+        lookup = "lookup",
+    }
+}
+
+section! {
+    LdapAuth {
+        filter: String = "filter",
     }
 }

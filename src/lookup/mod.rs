@@ -7,7 +7,9 @@
 
 pub mod hashes;
 
-use crate::backend::{memory::MemoryStore, sql::SqlStore, BackendError, Binding, IdentityStore};
+use crate::backend::{
+    ldap::LdapStore, memory::MemoryStore, sql::SqlStore, BackendError, Binding, IdentityStore,
+};
 use crate::config::Config;
 use crate::threepid;
 use std::collections::HashMap;
@@ -44,13 +46,16 @@ impl fmt::Display for LookupError {
 
 impl Chain {
     /// The stores the configuration enables, most authoritative first: the static store,
-    /// then `sql`, then `synapseSql`.
+    /// LDAP, `sql`, then `synapseSql`.
     pub fn from_config(config: &Config) -> Result<Chain, String> {
         let region = config.lookup.default_region;
         let domain = &config.matrix.domain;
         let mut stores: Vec<Box<dyn IdentityStore>> = Vec::new();
         if !config.memory.is_empty() {
             stores.push(Box::new(MemoryStore::new(&config.memory, domain, region)));
+        }
+        if let Some(ldap) = &config.ldap {
+            stores.push(Box::new(LdapStore::new(ldap.clone(), domain, region)?));
         }
         for sql in &config.sql {
             stores.push(Box::new(SqlStore::open(sql.clone(), domain, region)?));

@@ -64,33 +64,8 @@ make_tls() {
 
 # --- slapd ------------------------------------------------------------------------------
 start_slapd() {
-    local L="$D/ldap"
-    pkill -f "slapd -f $L/slapd.conf" 2>/dev/null && sleep 0.3
-    rm -rf "$L"; mkdir -p "$L/db"
-    cat > "$L/slapd.conf" <<CONF
-include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-include /etc/ldap/schema/nis.schema
-modulepath /usr/lib/ldap
-moduleload back_mdb
-pidfile $L/slapd.pid
-argsfile $L/slapd.args
-database mdb
-maxsize 104857600
-suffix "$LDAP_BASE"
-rootdn "$LDAP_ADMIN_DN"
-rootpw $(slappasswd -s "$LDAP_ADMIN_PASSWORD")
-directory $L/db
-index objectClass,uid,mail,telephoneNumber eq
-CONF
-    slaptest -f "$L/slapd.conf" -u >/dev/null 2>&1
-    slapd -f "$L/slapd.conf" -h "ldap://127.0.0.1:$LDAP_PORT/" 9>&- \
-        || { log "slapd did not start (is port $LDAP_PORT taken?)"; exit 1; }
-    wait_for slapd ldapsearch -x -H "ldap://127.0.0.1:$LDAP_PORT" -b "" -s base
-    bash "$HERE/ldap/fixtures.sh" > "$L/fixtures.ldif"
-    ldapadd -x -H "ldap://127.0.0.1:$LDAP_PORT" -D "$LDAP_ADMIN_DN" -w "$LDAP_ADMIN_PASSWORD" \
-        -f "$L/fixtures.ldif" >/dev/null
+    pkill -f "slapd -f $D/ldap/slapd.conf" 2>/dev/null && sleep 0.3
+    bash "$HERE/ldap/start.sh" "$D/ldap" "$LDAP_PORT"
     log "slapd on 127.0.0.1:$LDAP_PORT"
 }
 alive "$D/ldap/slapd.pid" || start_slapd

@@ -1,0 +1,312 @@
+//! mxisd's LDAP / Active Directory identity store (`ldap.*`), over ldap3's blocking
+//! `LdapConn`.
+//!
+//! - A 3PID is found by a search over the medium's attributes (`attribute.threepid.<medium>`)
+//!   joined with `ldap.filter` and `ldap.identity.filter`; values put into filters are escaped
+//!   as RFC 4515 says, so an address like `*)(uid=*` matches nothing.
+//! - The Matrix ID comes from `attribute.uid`: a full Matrix ID, or a user id made
+//!   `@<uid>:<matrix.domain>` (for Active Directory, a `user@domain` principal gives `user`).
+//! - Listing for the hash index uses paged results (RFC 2696): slapd stops unpaged searches at
+//!   500 entries and AD pages by 1,000.
+//! - A small pool of bound connections, remade after a failure; every operation has a timeout.
+
+use super::{BackendError, Binding, IdentityStore};
+use crate::config::LdapConfig;
+use crate::pool::Pool;
+use crate::threepid;
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{ldap_escape, LdapConn, LdapConnSettings, Scope, SearchEntry};
+use std::sync::Arc;
+
+const CONNECTIONS: usize = 4;
+const PAGE_SIZE: i32 = 500;
+
+pub struct LdapStore {
+    cfg: LdapConfig,
+    domain: String,
+    region: Option<phonenumber::country::Id>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    pool: Pool<Option<LdapConn>>,
+}
+
+/// A user found in the directory.
+pub struct LdapUser {
+    pub dn: String,
+    pub mxid: String,
+    pub display_name: Option<String>,
+    pub threepids: Vec<(String, String)>,
+}
+
+impl LdapStore {
+    pub fn new(
+        cfg: LdapConfig,
+        domain: &str,
+        region: Option<phonenumber::country::Id>,
+    ) -> Result<LdapStore, String> {
+        let tls = match &cfg.ca_file {
+            Some(path) => Some(Arc::new(tls_config(path)?)),
+            None => None,
+        };
+        let pool = Pool::new((0..CONNECTIONS).map(|_| None).collect(), cfg.timeout * 2);
+        Ok(LdapStore {
+            cfg,
+            domain: domain.to_owned(),
+            region,
+            tls,
+            pool,
+        })
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> BackendError {
+        BackendError {
+            store: "ldap".into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn connect(&self) -> Result<LdapConn, BackendError> {
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(self.cfg.timeout)
+            .set_starttls(self.cfg.start_tls);
+        if let Some(tls) = &self.tls {
+            settings = settings.set_config(tls.clone());
+        }
+        let mut conn = LdapConn::with_settings(settings, &self.cfg.url)
+            .map_err(|e| self.error(format!("connecting to {}: {e}", self.cfg.url)))?;
+        if !self.cfg.bind_dn.is_empty() {
+            conn.with_timeout(self.cfg.timeout)
+                .simple_bind(&self.cfg.bind_dn, &self.cfg.bind_password)
+                .and_then(|r| r.success())
+                .map_err(|e| self.error(format!("binding as {}: {e}", self.cfg.bind_dn)))?;
+        }
+        Ok(conn)
+    }
+
+    /// Runs `op` on a bound connection of the pool; a failed operation drops its connection,
+    /// so the next one reconnects.
+    fn with_conn<T>(
+        &self,
+        op: impl FnOnce(&mut LdapConn) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        self.pool
+            .with(|slot: &mut Option<LdapConn>| {
+                if slot.is_none() {
+                    *slot = Some(self.connect()?);
+                }
+                let conn = slot.as_mut().ok_or_else(|| self.error("not connected"))?;
+                let result = op(conn);
+                if result.is_err() {
+                    *slot = None;
+                }
+                result
+            })
+            .map_err(|e: BackendError| BackendError {
+                store: "ldap".into(),
+                ..e
+            })
+    }
+
+    /// Entries matching `filter` under every base DN, at most `limit` (paged when listing).
+    fn search(
+        &self,
+        filter: &str,
+        attrs: &[String],
+        paged: bool,
+    ) -> Result<Vec<SearchEntry>, BackendError> {
+        self.with_conn(|conn| {
+            let mut entries = Vec::new();
+            for base in &self.cfg.base_dns {
+                if paged {
+                    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+                        Box::new(EntriesOnly::new()),
+                        Box::new(PagedResults::new(PAGE_SIZE)),
+                    ];
+                    let mut stream = conn
+                        .with_timeout(self.cfg.timeout)
+                        .streaming_search_with(
+                            adapters,
+                            base,
+                            Scope::Subtree,
+                            filter,
+                            attrs.to_vec(),
+                        )
+                        .map_err(|e| self.error(e))?;
+                    while let Some(entry) = stream.next().map_err(|e| self.error(e))? {
+                        entries.push(SearchEntry::construct(entry));
+                    }
+                    stream.result().success().map_err(|e| self.error(e))?;
+                } else {
+                    let (found, _) = conn
+                        .with_timeout(self.cfg.timeout)
+                        .search(base, Scope::Subtree, filter, attrs.to_vec())
+                        .and_then(|r| r.success())
+                        .map_err(|e| self.error(e))?;
+                    entries.extend(found.into_iter().map(SearchEntry::construct));
+                }
+            }
+            Ok(entries)
+        })
+    }
+
+    fn attributes(&self) -> Vec<String> {
+        let mut attrs = vec![
+            self.cfg.uid_attribute.clone(),
+            self.cfg.name_attribute.clone(),
+        ];
+        attrs.extend(self.cfg.threepid_attributes.values().flatten().cloned());
+        attrs
+    }
+
+    /// `(&<global filter><extra>(inner))`, leaving out empty parts.
+    fn and(&self, extra: &str, inner: &str) -> String {
+        let parts: Vec<&str> = [self.cfg.filter.as_str(), extra, inner]
+            .into_iter()
+            .filter(|p| !p.trim().is_empty())
+            .collect();
+        match parts.as_slice() {
+            [only] => only.to_string(),
+            _ => format!("(&{})", parts.concat()),
+        }
+    }
+
+    fn lookup_filter(&self, medium: &str, address: &str) -> Option<String> {
+        // Directories store phone numbers as written; telephoneNumber matching ignores spaces
+        // and hyphens, so ask for the international form with and without '+'.
+        let values: Vec<String> = match medium {
+            "msisdn" => vec![format!("+{address}"), address.to_owned()],
+            _ => vec![address.to_owned()],
+        };
+        let inner = match self.cfg.identity_medium_filters.get(medium) {
+            Some(template) => format!(
+                "(|{})",
+                values
+                    .iter()
+                    .map(|v| template.replace(&self.cfg.identity_token, &ldap_escape(v.as_str())))
+                    .collect::<String>()
+            ),
+            None => {
+                let attrs = self.cfg.threepid_attributes.get(medium)?;
+                let terms: String = attrs
+                    .iter()
+                    .flat_map(|a| {
+                        values
+                            .iter()
+                            .map(move |v| format!("({a}={})", ldap_escape(v.as_str())))
+                    })
+                    .collect();
+                format!("(|{terms})")
+            }
+        };
+        Some(self.and(&self.cfg.identity_filter, &inner))
+    }
+
+    fn user(&self, entry: &SearchEntry) -> Option<LdapUser> {
+        let first = |attr: &str| {
+            entry
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+                .and_then(|(_, v)| v.first())
+                .cloned()
+        };
+        let uid = first(&self.cfg.uid_attribute)?;
+        let mxid = if self.cfg.uid_is_mxid {
+            uid
+        } else {
+            // An AD user principal (`user@corp.example`) gives its user part.
+            let local = if self.cfg.active_directory {
+                uid.split('@').next().unwrap_or(&uid)
+            } else {
+                &uid
+            };
+            format!("@{}:{}", local.to_lowercase(), self.domain)
+        };
+        let mut threepids = Vec::new();
+        for (medium, attrs) in &self.cfg.threepid_attributes {
+            for (name, values) in &entry.attrs {
+                if attrs.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+                    threepids.extend(
+                        values
+                            .iter()
+                            .filter_map(|v| threepid::address(medium, v, self.region))
+                            .map(|a| (medium.clone(), a)),
+                    );
+                }
+            }
+        }
+        Some(LdapUser {
+            dn: entry.dn.clone(),
+            mxid,
+            display_name: first(&self.cfg.name_attribute),
+            threepids,
+        })
+    }
+}
+
+fn tls_config(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("ldap.connection.caFile {}: {e}", path.display()))?
+    {
+        let cert = cert.map_err(|e| format!("ldap.connection.caFile {}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("ldap.connection.caFile {}: {e}", path.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl IdentityStore for LdapStore {
+    fn name(&self) -> &str {
+        "ldap"
+    }
+
+    fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError> {
+        let Some(filter) = self.lookup_filter(medium, address) else {
+            return Ok(None); // no attribute holds this medium
+        };
+        let entries = self.search(&filter, &self.attributes(), false)?;
+        // Only a user who really has this address (the filter matched on it) counts.
+        Ok(entries
+            .iter()
+            .filter_map(|e| self.user(e))
+            .find(|u| u.threepids.iter().any(|(m, a)| m == medium && a == address))
+            .map(|u| u.mxid))
+    }
+
+    fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {
+        let present: String = self
+            .cfg
+            .threepid_attributes
+            .values()
+            .flatten()
+            .map(|a| format!("({a}=*)"))
+            .collect();
+        let filter = self.and("", &format!("(|{present})"));
+        Some(
+            self.search(&filter, &self.attributes(), true)
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .filter_map(|e| self.user(e))
+                        .flat_map(|u| {
+                            let mxid = u.mxid;
+                            u.threepids
+                                .into_iter()
+                                .map(move |(medium, address)| Binding {
+                                    medium,
+                                    address,
+                                    mxid: mxid.clone(),
+                                })
+                        })
+                        .collect()
+                }),
+        )
+    }
+}

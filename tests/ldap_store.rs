@@ -1,0 +1,195 @@
+//! The LDAP / Active Directory identity store against a real slapd (tests/services): 2,000+
+//! fixture users (so listing pages past slapd's 500-entry limit), AD-style attributes,
+//! filter injection, and a directory that goes down and comes back.
+
+mod support;
+
+use mxisd::crypto::hash::lookup_hash;
+use serde_json::{json, Value};
+use std::process::Command;
+use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use support::services::{ensure_up, get};
+use support::{Mxisd, Response, TempDir};
+
+fn ldap_config(port: &str, extra: &str) -> String {
+    format!(
+        "ldap:\n  enabled: true\n  connection:\n    host: '127.0.0.1'\n    port: {port}\n    bindDn: '{}'\n    bindPassword: '{}'\n    baseDNs: ['ou=people,{}']\n    timeout: 2\n{extra}lookup:\n  defaultRegion: GB\n{}",
+        get("LDAP_ADMIN_DN"),
+        get("LDAP_ADMIN_PASSWORD"),
+        get("LDAP_BASE"),
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    )
+}
+
+fn lookup(s: &Mxisd, medium: &str, address: &str) -> Value {
+    let address = address
+        .replace('@', "%40")
+        .replace('+', "%2B")
+        .replace('*', "%2A")
+        .replace('(', "%28")
+        .replace(')', "%29")
+        .replace(' ', "%20");
+    s.get(&format!(
+        "/_matrix/identity/api/v1/lookup?medium={medium}&address={address}"
+    ))
+    .json()
+}
+
+fn hashed(s: &Mxisd, token: &str, pairs: &[(&str, &str)]) -> Value {
+    let pepper = s
+        .get(&format!(
+            "/_matrix/identity/v2/hash_details?access_token={token}"
+        ))
+        .json()["lookup_pepper"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hashes: Vec<String> = pairs
+        .iter()
+        .map(|(a, m)| lookup_hash(a, m, &pepper))
+        .collect();
+    let body = json!({"algorithm": "sha256", "pepper": pepper, "addresses": hashes});
+    let r = Response::from(
+        support::agent()
+            .post(s.url("/_matrix/identity/v2/lookup"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send(body.to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["mappings"].clone()
+}
+
+#[test]
+fn users_only_in_ldap_are_found_by_mail_and_phone_v1_and_v2() {
+    ensure_up();
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Mxisd::start(&ldap_config(get("LDAP_PORT"), ""));
+    assert_eq!(
+        lookup(&s, "email", "Alice@Example.org")["mxid"],
+        "@alice:example.org"
+    );
+    // Stored as '+44 20 7946 0001'.
+    assert_eq!(
+        lookup(&s, "msisdn", "442079460001")["mxid"],
+        "@alice:example.org"
+    );
+    assert_eq!(
+        lookup(&s, "email", "user1999@example.org")["mxid"],
+        "@user1999:example.org"
+    );
+    assert_eq!(lookup(&s, "email", "nobody@example.org"), json!({}));
+
+    // The hash index holds every user: listing paged past slapd's 500-entry limit.
+    assert!(
+        s.log().contains("hash index: 4006 hashes") || s.log().contains("hash index: 400"),
+        "{}",
+        s.log()
+    );
+    let token = v2_token(&s, &hs, "reader");
+    let found = hashed(
+        &s,
+        &token,
+        &[
+            ("user1999@example.org", "email"),
+            ("12125551999", "msisdn"),
+            ("442079460001", "msisdn"),
+        ],
+    );
+    assert_eq!(found.as_object().unwrap().len(), 3, "{found}");
+    assert!(found
+        .as_object()
+        .unwrap()
+        .values()
+        .any(|v| v == "@user1999:example.org"));
+}
+
+#[test]
+fn active_directory_attributes() {
+    ensure_up();
+    let extra = "  activeDirectory: true\n  attribute:\n    uid:\n      type: uid\n      value: userPrincipalName\n";
+    let s = Mxisd::start(&ldap_config(get("LDAP_PORT"), extra));
+    // userPrincipalName Dave@corp.example: the user part, lower-cased.
+    assert_eq!(
+        lookup(&s, "email", "dave@example.org")["mxid"],
+        "@dave:example.org"
+    );
+    // Users without the attribute have no Matrix ID.
+    assert_eq!(lookup(&s, "email", "alice@example.org"), json!({}));
+    let extra = "  activeDirectory: true\n";
+    let s = Mxisd::start(&ldap_config(get("LDAP_PORT"), extra)); // sAMAccountName
+    assert_eq!(
+        lookup(&s, "msisdn", "33123456789")["mxid"],
+        "@dave:example.org"
+    );
+}
+
+#[test]
+fn filter_injection_matches_nothing() {
+    ensure_up();
+    let s = Mxisd::start(&ldap_config(get("LDAP_PORT"), ""));
+    for address in [
+        "*@*",
+        "*)(uid=*)(mail=*@example.org",
+        "alice@example.org)(|(uid=*",
+        "a\\2a@example.org",
+    ] {
+        assert_eq!(lookup(&s, "email", address), json!({}), "{address}");
+    }
+}
+
+#[test]
+fn a_directory_that_goes_down_is_503_and_recovers() {
+    ensure_up();
+    let dir = TempDir::new();
+    let ldap = dir.join("ldap");
+    let port = "3891";
+    let start = |keep: bool| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/ldap/start.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(script).arg(&ldap).arg(port).arg("10");
+        if keep {
+            cmd.arg("--keep");
+        }
+        assert!(cmd.status().unwrap().success());
+    };
+    let stop = || {
+        let pid = std::fs::read_to_string(ldap.join("slapd.pid")).unwrap();
+        Command::new("kill").arg(pid.trim()).status().unwrap();
+        for _ in 0..100 {
+            if !ldap.join("slapd.pid").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    start(false);
+    let s = Mxisd::start(&ldap_config(port, ""));
+    assert_eq!(
+        lookup(&s, "email", "bob@example.org")["mxid"],
+        "@bob:example.org"
+    );
+    stop();
+    let body = s
+        .get("/_matrix/identity/api/v1/lookup?medium=email&address=bob%40example.org")
+        .assert_error(503, "M_UNKNOWN");
+    assert!(body["error"].as_str().unwrap().contains("ldap"), "{body}");
+    start(true);
+    assert_eq!(
+        lookup(&s, "email", "bob@example.org")["mxid"],
+        "@bob:example.org"
+    );
+    stop();
+}
+
+#[test]
+fn a_wrong_bind_password_is_503_naming_the_store() {
+    ensure_up();
+    let config = ldap_config(get("LDAP_PORT"), "").replace(
+        &format!("bindPassword: '{}'", get("LDAP_ADMIN_PASSWORD")),
+        "bindPassword: 'wrong'",
+    );
+    let s = Mxisd::start(&config);
+    s.get("/_matrix/identity/api/v1/lookup?medium=email&address=alice%40example.org")
+        .assert_error(503, "M_UNKNOWN");
+    assert!(s.log().contains("binding as"), "{}", s.log());
+}
