@@ -6,6 +6,7 @@ use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
 use crate::federation;
 use crate::lookup::{hashes::Hashes, Chain};
+use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError};
 use std::fmt;
 
@@ -19,6 +20,8 @@ pub struct App {
     /// Outbound calls to homeservers and identity servers.
     pub federation: federation::Client,
     pub accounts: Accounts,
+    /// Password checks per user id (`internal.rateLimit`).
+    pub credential_checks: RateLimiter,
 }
 
 /// Why the server could not start, with the config key an operator should look at.
@@ -73,6 +76,7 @@ impl App {
             })?;
         let hashes = Hashes::build(&lookup, pepper);
         log::info!("hash index: {} hashes", hashes.len());
+        let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
         Ok(App {
             config,
             keys,
@@ -81,6 +85,7 @@ impl App {
             hashes,
             federation,
             accounts,
+            credential_checks,
         })
     }
 }

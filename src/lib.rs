@@ -18,5 +18,6 @@ pub mod jobs;
 pub mod logging;
 pub mod lookup;
 pub mod pool;
+pub mod ratelimit;
 pub mod store;
 pub mod threepid;

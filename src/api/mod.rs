@@ -7,6 +7,7 @@
 
 mod account;
 pub mod auth;
+mod internal;
 mod lookup;
 mod pubkey;
 mod status;
@@ -67,6 +68,11 @@ pub fn router(config: &Config) -> Router {
             lookup::bulk_lookup_v1,
         );
     }
+    r.add(
+        Method::Post,
+        "/_matrix-internal/identity/v1/check_credentials",
+        internal::check_credentials,
+    );
     r
 }
 

@@ -10,7 +10,7 @@
 //!   500 entries and AD pages by 1,000.
 //! - A small pool of bound connections, remade after a failure; every operation has a timeout.
 
-use super::{BackendError, Binding, IdentityStore};
+use super::{AuthenticatedUser, BackendError, Binding, IdentityStore};
 use crate::config::LdapConfig;
 use crate::pool::Pool;
 use crate::threepid;
@@ -64,14 +64,18 @@ impl LdapStore {
         }
     }
 
-    fn connect(&self) -> Result<LdapConn, BackendError> {
-        let mut settings = LdapConnSettings::new()
+    fn settings(&self) -> LdapConnSettings {
+        let settings = LdapConnSettings::new()
             .set_conn_timeout(self.cfg.timeout)
             .set_starttls(self.cfg.start_tls);
-        if let Some(tls) = &self.tls {
-            settings = settings.set_config(tls.clone());
+        match &self.tls {
+            Some(tls) => settings.set_config(tls.clone()),
+            None => settings,
         }
-        let mut conn = LdapConn::with_settings(settings, &self.cfg.url)
+    }
+
+    fn connect(&self) -> Result<LdapConn, BackendError> {
+        let mut conn = LdapConn::with_settings(self.settings(), &self.cfg.url)
             .map_err(|e| self.error(format!("connecting to {}: {e}", self.cfg.url)))?;
         if !self.cfg.bind_dn.is_empty() {
             conn.with_timeout(self.cfg.timeout)
@@ -278,6 +282,62 @@ impl IdentityStore for LdapStore {
             .filter_map(|e| self.user(e))
             .find(|u| u.threepids.iter().any(|(m, a)| m == medium && a == address))
             .map(|u| u.mxid))
+    }
+
+    fn authenticate(
+        &self,
+        localpart: &str,
+        mxid: &str,
+        password: &str,
+    ) -> Result<Option<AuthenticatedUser>, BackendError> {
+        // An empty password is an anonymous bind, which LDAP servers accept: never a login.
+        if password.is_empty() {
+            return Ok(None);
+        }
+        let value = if self.cfg.uid_is_mxid {
+            mxid
+        } else {
+            localpart
+        };
+        let mut terms = format!("({}={})", self.cfg.uid_attribute, ldap_escape(value));
+        if self.cfg.active_directory {
+            terms.push_str(&format!("(sAMAccountName={})", ldap_escape(localpart)));
+            if let Some(domain) = &self.cfg.default_domain {
+                terms.push_str(&format!(
+                    "(userPrincipalName={}@{})",
+                    ldap_escape(localpart),
+                    ldap_escape(domain.as_str())
+                ));
+            }
+        }
+        let filter = self.and(&self.cfg.auth_filter, &format!("(|{terms})"));
+        let entries = self.search(&filter, &self.attributes(), false)?;
+        let Some((entry, user)) = entries.iter().find_map(|e| self.user(e).map(|u| (e, u))) else {
+            return Ok(None);
+        };
+        if user.mxid != mxid {
+            return Ok(None);
+        }
+        // The password is checked by binding as the user, on a connection of its own.
+        let mut conn =
+            LdapConn::with_settings(self.settings(), &self.cfg.url).map_err(|e| self.error(e))?;
+        let bound = conn
+            .with_timeout(self.cfg.timeout)
+            .simple_bind(&entry.dn, password)
+            .map_err(|e| self.error(e))?;
+        let _ = conn.unbind();
+        match bound.rc {
+            0 => Ok(Some(AuthenticatedUser {
+                mxid: user.mxid,
+                display_name: user.display_name,
+                threepids: user.threepids,
+            })),
+            49 => Ok(None), // invalidCredentials
+            rc => Err(self.error(format!(
+                "bind as {} answered {rc}: {}",
+                entry.dn, bound.text
+            ))),
+        }
     }
 
     fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {

@@ -1,12 +1,19 @@
 //! mxisd's static store (`memory.identities[]`): users written in the config file, for small
 //! sites and tests. Each identity's Matrix ID is `@<username>:<matrix.domain>`.
 
-use super::{BackendError, Binding, IdentityStore};
+use super::{AuthenticatedUser, BackendError, Binding, IdentityStore};
 use crate::config::MemoryIdentity;
 use crate::threepid;
 
 pub struct MemoryStore {
     bindings: Vec<Binding>,
+    users: Vec<User>,
+}
+
+struct User {
+    localpart: String,
+    password: Option<String>,
+    display_name: Option<String>,
 }
 
 impl MemoryStore {
@@ -32,7 +39,15 @@ impl MemoryStore {
                 }
             }
         }
-        MemoryStore { bindings }
+        let users = identities
+            .iter()
+            .map(|id| User {
+                localpart: id.username.clone(),
+                password: id.password.clone(),
+                display_name: id.display_name.clone(),
+            })
+            .collect();
+        MemoryStore { bindings, users }
     }
 }
 
@@ -52,4 +67,34 @@ impl IdentityStore for MemoryStore {
     fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {
         Some(Ok(self.bindings.clone()))
     }
+
+    fn authenticate(
+        &self,
+        localpart: &str,
+        mxid: &str,
+        password: &str,
+    ) -> Result<Option<AuthenticatedUser>, BackendError> {
+        let Some(user) = self.users.iter().find(|u| u.localpart == localpart) else {
+            return Ok(None);
+        };
+        let right = user
+            .password
+            .as_deref()
+            .is_some_and(|p| !p.is_empty() && constant_time_eq(p.as_bytes(), password.as_bytes()));
+        Ok(right.then(|| AuthenticatedUser {
+            mxid: mxid.to_owned(),
+            display_name: user.display_name.clone(),
+            threepids: self
+                .bindings
+                .iter()
+                .filter(|b| b.mxid == mxid)
+                .map(|b| (b.medium.clone(), b.address.clone()))
+                .collect(),
+        }))
+    }
+}
+
+/// Compares without stopping at the first difference, so timing says nothing of the password.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

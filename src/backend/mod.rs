@@ -6,6 +6,7 @@
 
 pub mod ldap;
 pub mod memory;
+pub mod rest;
 pub mod sql;
 
 use std::fmt;
@@ -29,6 +30,15 @@ impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "identity store {}: {}", self.store, self.reason)
     }
+}
+
+/// A user whose password a store accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedUser {
+    pub mxid: String,
+    pub display_name: Option<String>,
+    /// (medium, address), normalised.
+    pub threepids: Vec<(String, String)>,
 }
 
 /// All connections of a store stayed busy; the store renames the error with its own name.
@@ -67,5 +77,17 @@ pub trait IdentityStore: Send + Sync {
     /// Every binding, for the hash index of v2 lookups; `None` if this store cannot list.
     fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {
         None
+    }
+
+    /// Checks the password of the user `localpart` (Matrix ID `mxid`): the user if it is
+    /// right, `None` if the user is unknown here or the password wrong (or the store does
+    /// not authenticate).
+    fn authenticate(
+        &self,
+        _localpart: &str,
+        _mxid: &str,
+        _password: &str,
+    ) -> Result<Option<AuthenticatedUser>, BackendError> {
+        Ok(None)
     }
 }

@@ -36,6 +36,26 @@ pub struct Config {
     /// SQL identity stores: `sql`, then `synapseSql`, when enabled.
     pub sql: Vec<SqlStoreConfig>,
     pub ldap: Option<LdapConfig>,
+    pub rest: Option<RestConfig>,
+    pub internal: InternalConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestConfig {
+    /// Base URL of the backend (`https://backend.example.org`).
+    pub host: String,
+    pub timeout: Duration,
+    pub auth_path: String,
+    pub single_path: String,
+    pub bulk_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct InternalConfig {
+    /// Clients allowed to call `/_matrix-internal/` (default: loopback).
+    pub allowed: Vec<Cidr>,
+    /// Password checks allowed per user id per minute.
+    pub rate_limit: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -329,6 +349,8 @@ impl Resolver<'_> {
             }
         }
         let ldap = self.ldap(root.ldap.unwrap_or_default())?;
+        let rest = self.rest(root.rest.unwrap_or_default())?;
+        let internal = self.internal(root.internal.unwrap_or_default())?;
         Ok(Config {
             matrix,
             server,
@@ -344,6 +366,8 @@ impl Resolver<'_> {
             hashing,
             sql,
             ldap,
+            rest,
+            internal,
         })
     }
 
@@ -782,6 +806,51 @@ impl Resolver<'_> {
             identity_token: identity.token.unwrap_or_else(|| "%3pid".into()),
             auth_filter: l.auth.and_then(|a| a.filter).unwrap_or_default(),
         }))
+    }
+
+    fn rest(&mut self, r: raw::Rest) -> Result<Option<RestConfig>, String> {
+        if r.enabled != Some(true) {
+            return Ok(None);
+        }
+        let host = self
+            .non_empty("rest.host", r.host)?
+            .ok_or("`rest.host` is required")?;
+        if !(host.starts_with("http://") || host.starts_with("https://")) {
+            return Err(self.at("rest.host", format!("'{host}' is not an http(s) URL")));
+        }
+        let timeout = match r.timeout.unwrap_or(10) {
+            t @ 1..=300 => Duration::from_secs(t),
+            t => return Err(self.at("rest.timeout", format!("{t} s is outside 1..=300"))),
+        };
+        let endpoints = r.endpoints.unwrap_or_default();
+        self.unsupported("rest.endpoints", &endpoints.unsupported());
+        let identity = endpoints.identity.unwrap_or_default();
+        const BASE: &str = "/_mxisd/backend/api/v1";
+        Ok(Some(RestConfig {
+            host: host.trim_end_matches('/').to_owned(),
+            timeout,
+            auth_path: endpoints
+                .auth
+                .unwrap_or_else(|| format!("{BASE}/auth/login")),
+            single_path: identity
+                .single
+                .unwrap_or_else(|| format!("{BASE}/identity/single")),
+            bulk_path: identity
+                .bulk
+                .unwrap_or_else(|| format!("{BASE}/identity/bulk")),
+        }))
+    }
+
+    fn internal(&mut self, i: raw::Internal) -> Result<InternalConfig, String> {
+        self.unsupported("internal", &i.unsupported());
+        let allowed = match i.allowed_cidr {
+            Some(list) => self.cidrs("internal.allowedCidr", Some(list))?,
+            None => vec!["127.0.0.0/8".parse()?, "::1/128".parse()?],
+        };
+        Ok(InternalConfig {
+            allowed,
+            rate_limit: i.rate_limit.unwrap_or(10).max(1),
+        })
     }
 
     fn lookup(&mut self, l: raw::Lookup) -> Result<LookupConfig, String> {

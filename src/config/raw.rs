@@ -61,6 +61,8 @@ section! {
         sql: Sql = "sql",
         synapse_sql: Sql = "synapseSql",
         ldap: Ldap = "ldap",
+        rest: Rest = "rest",
+        internal: Internal = "internal",
     } unsupported {
         appsvc = "appsvc",
         auth = "auth",
@@ -74,12 +76,10 @@ section! {
         notification = "notification",
         netiq = "netiq",
         register = "register",
-        rest = "rest",
         session = "session",
         threepid = "threepid",
         view = "view",
         wordpress = "wordpress",
-        internal = "internal",
     }
 }
 
@@ -345,5 +345,42 @@ section! {
 section! {
     LdapAuth {
         filter: String = "filter",
+    }
+}
+
+section! {
+    /// mxisd's REST identity store.
+    Rest {
+        enabled: bool = "enabled",
+        host: String = "host",
+        timeout: u64 = "timeout",
+        endpoints: RestEndpoints = "endpoints",
+    }
+}
+
+section! {
+    RestEndpoints {
+        auth: String = "auth",
+        identity: RestIdentityEndpoints = "identity",
+    } unsupported {
+        directory = "directory",
+        profile = "profile",
+    }
+}
+
+section! {
+    RestIdentityEndpoints {
+        single: String = "single",
+        bulk: String = "bulk",
+    }
+}
+
+section! {
+    /// `/_matrix-internal/` endpoints (the Synapse REST auth module).
+    Internal {
+        allowed_cidr: Vec<String> = "allowedCidr",
+        rate_limit: u32 = "rateLimit",
+    } unsupported {
+        enabled = "enabled",
     }
 }

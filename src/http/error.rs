@@ -39,6 +39,8 @@ pub enum ApiError {
     TooManyAddresses(usize),
     /// A v2 lookup with another pepper than ours (400 M_INVALID_PEPPER, with ours).
     InvalidPepper { pepper: String },
+    /// Too many attempts (429 M_LIMIT_EXCEEDED, with `retry_after_ms`).
+    LimitExceeded { retry_after_ms: u64 },
     /// Another server failed us (502, or 504 for a timeout; M_UNKNOWN); says which and how.
     Upstream { timeout: bool, message: String },
 }
@@ -60,6 +62,7 @@ impl ApiError {
             ApiError::Unavailable(_) => 503,
             ApiError::Unauthorized(_) | ApiError::UnknownToken => 401,
             ApiError::TermsNotSigned | ApiError::Forbidden(_) => 403,
+            ApiError::LimitExceeded { .. } => 429,
             ApiError::Upstream { timeout: true, .. } => 504,
             ApiError::Upstream { timeout: false, .. } => 502,
         }
@@ -75,6 +78,7 @@ impl ApiError {
             ApiError::BadJson(_) => "M_BAD_JSON",
             ApiError::BodyTooLarge(_) | ApiError::TooManyAddresses(_) => "M_TOO_LARGE",
             ApiError::InvalidPepper { .. } => "M_INVALID_PEPPER",
+            ApiError::LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => "M_UNAUTHORIZED",
             ApiError::UnknownToken => "M_UNKNOWN_TOKEN",
             ApiError::TermsNotSigned => "M_TERMS_NOT_SIGNED",
@@ -105,6 +109,7 @@ impl ApiError {
             }
             ApiError::Upstream { message, .. } => message.clone(),
             ApiError::TooManyAddresses(max) => format!("More than {max} addresses in one lookup"),
+            ApiError::LimitExceeded { .. } => "Too many requests, try again later".into(),
             ApiError::InvalidPepper { .. } => {
                 "Unknown or invalid pepper: get it from hash_details".into()
             }
@@ -114,10 +119,16 @@ impl ApiError {
     /// The spec-shaped body: `{"errcode":"M_…","error":"…"}`.
     pub fn body(&self) -> Value {
         let mut body = json!({ "errcode": self.errcode(), "error": self.message() });
-        // As sydent does, a wrong pepper is answered with the right one.
-        if let ApiError::InvalidPepper { pepper } = self {
-            body["algorithm"] = json!("sha256");
-            body["lookup_pepper"] = json!(pepper);
+        match self {
+            // As sydent does, a wrong pepper is answered with the right one.
+            ApiError::InvalidPepper { pepper } => {
+                body["algorithm"] = json!("sha256");
+                body["lookup_pepper"] = json!(pepper);
+            }
+            ApiError::LimitExceeded { retry_after_ms } => {
+                body["retry_after_ms"] = json!(retry_after_ms)
+            }
+            _ => {}
         }
         body
     }

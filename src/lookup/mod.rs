@@ -7,8 +7,10 @@
 
 pub mod hashes;
 
+use crate::backend::rest::RestStore;
 use crate::backend::{
-    ldap::LdapStore, memory::MemoryStore, sql::SqlStore, BackendError, Binding, IdentityStore,
+    ldap::LdapStore, memory::MemoryStore, sql::SqlStore, AuthenticatedUser, BackendError, Binding,
+    IdentityStore,
 };
 use crate::config::Config;
 use crate::threepid;
@@ -18,6 +20,7 @@ use std::fmt;
 pub struct Chain {
     stores: Vec<Box<dyn IdentityStore>>,
     region: Option<phonenumber::country::Id>,
+    domain: String,
 }
 
 /// Stores failed and none of the others knew the answer.
@@ -46,7 +49,7 @@ impl fmt::Display for LookupError {
 
 impl Chain {
     /// The stores the configuration enables, most authoritative first: the static store,
-    /// LDAP, `sql`, then `synapseSql`.
+    /// LDAP, `sql`, `synapseSql`, then the REST backend.
     pub fn from_config(config: &Config) -> Result<Chain, String> {
         let region = config.lookup.default_region;
         let domain = &config.matrix.domain;
@@ -60,14 +63,14 @@ impl Chain {
         for sql in &config.sql {
             stores.push(Box::new(SqlStore::open(sql.clone(), domain, region)?));
         }
-        Ok(Chain { stores, region })
-    }
-
-    pub fn with_stores(stores: Vec<Box<dyn IdentityStore>>) -> Chain {
-        Chain {
-            stores,
-            region: None,
+        if let Some(rest) = &config.rest {
+            stores.push(Box::new(RestStore::new(rest.clone(), domain)));
         }
+        Ok(Chain {
+            stores,
+            region,
+            domain: domain.clone(),
+        })
     }
 
     /// The Matrix ID bound to this 3PID, if a store knows one.
@@ -134,6 +137,37 @@ impl Chain {
             return Err(LookupError { failed });
         }
         Ok(found)
+    }
+
+    /// Checks `password` for the Matrix ID `mxid` (a user of `matrix.domain`): the first store
+    /// that accepts it answers. Fails only if no store accepted and one could not answer.
+    pub fn authenticate(
+        &self,
+        mxid: &str,
+        password: &str,
+    ) -> Result<Option<AuthenticatedUser>, LookupError> {
+        let Some(localpart) = mxid
+            .strip_prefix('@')
+            .and_then(|m| m.strip_suffix(&format!(":{}", self.domain)))
+        else {
+            return Ok(None); // not one of our users
+        };
+        let mut failed = Vec::new();
+        for store in &self.stores {
+            match store.authenticate(localpart, mxid, password) {
+                Ok(Some(user)) => return Ok(Some(user)),
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("{e}");
+                    failed.push(e);
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(None)
+        } else {
+            Err(LookupError { failed })
+        }
     }
 
     /// Every binding of the stores that can list them, and the failures of those that could

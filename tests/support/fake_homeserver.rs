@@ -15,30 +15,67 @@ impl FakeHomeserver {
     pub fn start(bind: &str, port: u16, flags: &[&str]) -> FakeHomeserver {
         services::ensure_up();
         let tls = format!("{}/tls", services::get("MXISD_TEST_DIR"));
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fakes/homeserver.py");
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .args(["--bind", bind, "--port", &port.to_string()])
-            .args([
-                "--cert",
-                &format!("{tls}/server.pem"),
-                "--key",
-                &format!("{tls}/server.key"),
-            ])
-            .args(flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the fake homeserver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("fake homeserver did not start on {bind}:{port}: {line:?}"));
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            bind.into(),
+            "--port".into(),
+            port.to_string(),
+        ];
+        args.extend([
+            "--cert".into(),
+            format!("{tls}/server.pem"),
+            "--key".into(),
+            format!("{tls}/server.key"),
+        ]);
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let (child, port) = spawn_fake("homeserver.py", &args);
         FakeHomeserver { child, port }
+    }
+}
+
+/// Starts `tests/fakes/<script>` with `args` and waits for its "listening <port>" line.
+pub fn spawn_fake(script: &str, args: &[String]) -> (Child, u16) {
+    let path = format!("{}/tests/fakes/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(&path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .strip_prefix("listening ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{script} {args:?} did not start: {line:?}"));
+    (child, port)
+}
+
+/// `tests/fakes/rest_backend.py`: mxisd's REST store wire format.
+pub struct FakeRestBackend {
+    child: Child,
+    pub port: u16,
+}
+
+impl FakeRestBackend {
+    pub fn start(broken: bool) -> FakeRestBackend {
+        let args: Vec<String> = if broken {
+            vec!["--broken".into()]
+        } else {
+            vec![]
+        };
+        let (child, port) = spawn_fake("rest_backend.py", &args);
+        FakeRestBackend { child, port }
+    }
+}
+
+impl Drop for FakeRestBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
