@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Benchmark of hashed v2 lookups (run by hand, not in CI): prints a table.
+#
+# - seeds N (10,000) bindings into a Synapse-shaped SQLite database read by synapseSql, so the
+#   hash index is built from a real store;
+# - single hashed POST /_matrix/identity/v2/lookup with wrk at 8, 32 and 128 connections
+#   (10 s each), and the same wrk settings against nginx answering `return 200 '{}'` on
+#   loopback: the machine's ceiling, since machines are noisy;
+# - one bulk lookup of 10,000 hashes, timed by curl on loopback;
+# - mxisd's RSS with 0, 10,000 and 100,000 bindings.
+# Needs root for apt (wrk, nginx-light) and the test services (for the TLS test CA and the
+# fake homeserver that vouches for the benchmark's account).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$PWD"
+DURATION="${BENCH_DURATION:-10s}"
+CONNECTIONS="${BENCH_CONNECTIONS:-8 32 128}"   # e.g. BENCH_CONNECTIONS=32 for a quick run
+BIG="${BENCH_BIG:-100000}"                      # 0 skips the RSS run with many bindings
+export PATH="$PATH:/usr/sbin"
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+bash tests/services/up.sh >/dev/null 2>&1
+source tests/services/config.sh
+cargo build --release -q
+BIN="$ROOT/target/release/mxisd"
+
+W="$(mktemp -d /tmp/mxisd-bench.XXXXXX)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT
+
+seed() { # seed FILE COUNT
+    /usr/bin/python3 - "$1" "$2" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("CREATE TABLE user_threepids (user_id TEXT, medium TEXT, address TEXT, validated_at BIGINT, added_at BIGINT)")
+db.executemany("INSERT INTO user_threepids VALUES (?, 'email', ?, 0, 0)",
+               ((f"@user{i}:example.org", f"user{i}@example.org") for i in range(int(sys.argv[2]))))
+db.commit()
+PY
+}
+
+start_mxisd() { # start_mxisd NAME COUNT -> sets PORT, PID
+    local d="$W/$1"; mkdir -p "$d"
+    seed "$d/synapse.db" "$2"
+    cat > "$d/mxisd.yaml" <<YAML
+matrix:
+  domain: example.org
+server:
+  port: 0
+key:
+  path: '$d/keys'
+storage:
+  provider:
+    sqlite:
+      database: '$d/mxisd.db'
+logging:
+  app: info
+synapseSql:
+  enabled: true
+  type: sqlite
+  connection: '$d/synapse.db'
+federation:
+  resolver: '127.0.0.1:$DNS_PORT'
+  ipRangeWhitelist: ['127.0.0.0/8']
+  tls:
+    caFile: '$MXISD_TEST_DIR/tls/ca.pem'
+YAML
+    "$BIN" -c "$d/mxisd.yaml" 2> "$d/log" & PID=$!; pids+=("$PID")
+    for _ in $(seq 300); do grep -q "listening on" "$d/log" && break; sleep 0.1; done
+    PORT="$(grep -o 'listening on http://[0-9.:]*' "$d/log" | sed 's/.*://')"
+}
+
+rss_kb() { grep VmRSS "/proc/$1/status" | awk '{print $2}'; }
+
+# The fake homeserver vouches for the benchmark's account.
+/usr/bin/python3 tests/fakes/homeserver.py --cert "$MXISD_TEST_DIR/tls/server.pem" \
+    --key "$MXISD_TEST_DIR/tls/server.key" > "$W/hs.out" 2>/dev/null & pids+=($!)
+for _ in $(seq 100); do grep -q listening "$W/hs.out" 2>/dev/null && break; sleep 0.1; done
+HS="127.0.0.1:$(awk '{print $2}' "$W/hs.out")"
+
+start_mxisd empty 0; RSS0="$(rss_kb "$PID")"
+start_mxisd main 10000; MAIN_PID="$PID"; MAIN_PORT="$PORT"; RSS10K="$(rss_kb "$PID")"
+URL="http://127.0.0.1:$MAIN_PORT"
+TOKEN="$(curl -sf -X POST "$URL/_matrix/identity/v2/account/register" \
+    -d "{\"access_token\":\"user:@bench:$HS\",\"token_type\":\"Bearer\",\"matrix_server_name\":\"$HS\",\"expires_in\":3600}" \
+    | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+PEPPER="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/_matrix/identity/v2/hash_details" \
+    | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["lookup_pepper"])')"
+hash() { printf '%s' "$1" | openssl dgst -sha256 -binary | basenc --base64url | tr -d '='; }
+export BENCH_TOKEN="$TOKEN"
+export BENCH_BODY="{\"algorithm\":\"sha256\",\"pepper\":\"$PEPPER\",\"addresses\":[\"$(hash "user4242@example.org email $PEPPER")\"]}"
+check="$(curl -sf -H "Authorization: Bearer $TOKEN" -d "$BENCH_BODY" "$URL/_matrix/identity/v2/lookup")"
+case "$check" in *'@user4242:example.org'*) ;; *) echo "lookup check failed: $check" >&2; exit 1 ;; esac
+
+# nginx on loopback, the same wrk settings: the machine's ceiling.
+NGINX_PORT=18099
+cat > "$W/nginx.conf" <<CONF
+worker_processes auto;
+pid $W/nginx.pid;
+error_log $W/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:$NGINX_PORT; location / { default_type application/json; return 200 '{}'; } }
+}
+CONF
+nginx -c "$W/nginx.conf" -p "$W"
+pids+=("$(cat "$W/nginx.pid")")
+
+wrk_run() { # wrk_run URL CONNECTIONS -> "req/s p50 p99"
+    wrk -t2 -c"$2" -d"$DURATION" --latency -s tests/bench/lookup.lua "$1" 2>/dev/null | awk '
+        /Requests\/sec/ {rps=$2}
+        /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
+        END {print rps, p50, p99}'
+}
+
+printf '\n%-26s %12s %10s %10s %14s %10s %10s %8s\n' "single hashed lookup" "mxisd req/s" "p50" "p99" "nginx req/s" "p50" "p99" "ratio"
+for c in $CONNECTIONS; do
+    read -r m_rps m_p50 m_p99 <<<"$(wrk_run "$URL/_matrix/identity/v2/lookup" "$c")"
+    read -r n_rps n_p50 n_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/" "$c")"
+    ratio="$(awk -v a="$m_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a / b}')"
+    printf '%-26s %12s %10s %10s %14s %10s %10s %8s\n' "$c connections" "$m_rps" "$m_p50" "$m_p99" "$n_rps" "$n_p50" "$n_p99" "$ratio"
+done
+
+# One bulk lookup of 10,000 hashes (the first request warms nothing that matters: the index
+# is built at start); the best of 5, as timed by curl.
+/usr/bin/python3 - "$PEPPER" > "$W/bulk.json" <<'PY'
+import base64, hashlib, json, sys
+p = sys.argv[1]
+h = lambda s: base64.urlsafe_b64encode(hashlib.sha256(s.encode()).digest()).decode().rstrip("=")
+print(json.dumps({"algorithm": "sha256", "pepper": p, "addresses": [h(f"user{i}@example.org email {p}") for i in range(10000)]}))
+PY
+best=""
+for _ in 1 2 3 4 5; do
+    out="$(curl -s -o "$W/bulk.out" -w '%{time_total}' -H "Authorization: Bearer $TOKEN" \
+        -H 'Content-Type: application/json' --data-binary "@$W/bulk.json" "$URL/_matrix/identity/v2/lookup")"
+    best="$(awk -v a="$out" -v b="${best:-999}" 'BEGIN {print (a < b) ? a : b}')"
+done
+found="$(/usr/bin/python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["mappings"]))' "$W/bulk.out")"
+printf '\nbulk lookup of 10,000 hashes: %.1f ms (best of 5, curl on loopback), %s found\n' "$(awk -v t="$best" 'BEGIN {print t * 1000}')" "$found"
+
+printf 'RSS: %.1f MB with no bindings, %.1f MB with 10,000' \
+    "$(awk -v k="$RSS0" 'BEGIN {print k / 1024}')" "$(awk -v k="$RSS10K" 'BEGIN {print k / 1024}')"
+if [ "$BIG" -gt 0 ]; then
+    start_mxisd big "$BIG"
+    printf ', %.1f MB with %s' "$(awk -v k="$(rss_kb "$PID")" 'BEGIN {print k / 1024}')" "$BIG"
+fi
+printf '\n'
+printf 'machine: %s, %s cores\n' "$(uname -sr)" "$(nproc)"
