@@ -5,9 +5,87 @@
 //! the libraries (tiny_http, rusqlite, ...). Nothing here ever formats request bodies.
 
 use log::{LevelFilter, Log, Metadata, Record};
-use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Lines waiting for the writer thread at most; beyond, loggers wait (stderr is slow).
+const QUEUE: usize = 16 * 1024;
+
+/// Lines go to a writer thread that batches them into few writes and flushes whenever
+/// its queue is empty: one `write(2)` per request would cost more than the request.
+struct Writer {
+    queue: SyncSender<Option<String>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+static WRITER: OnceLock<Writer> = OnceLock::new();
+/// Set once the writer thread is gone (stopped by `flush`, or never started).
+static DIRECT: AtomicBool = AtomicBool::new(false);
+
+fn writer() -> &'static Writer {
+    WRITER.get_or_init(|| {
+        let (queue, lines) = mpsc::sync_channel(QUEUE);
+        let thread = std::thread::Builder::new().name("log".into()).spawn(move || write_lines(lines)).ok();
+        if thread.is_none() {
+            DIRECT.store(true, Ordering::SeqCst);
+        }
+        Writer { queue, thread: Mutex::new(thread) }
+    })
+}
+
+fn write_lines(lines: Receiver<Option<String>>) {
+    let mut out = BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    while let Ok(Some(line)) = lines.recv() {
+        let _ = out.write_all(line.as_bytes());
+        loop {
+            match lines.try_recv() {
+                Ok(Some(line)) => {
+                    let _ = out.write_all(line.as_bytes());
+                }
+                Ok(None) => {
+                    let _ = out.flush();
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = out.flush();
+    }
+    let _ = out.flush();
+}
+
+/// Writes out every line logged so far and stops the writer; call before the process ends.
+pub fn flush() {
+    if let Some(w) = WRITER.get() {
+        DIRECT.store(true, Ordering::SeqCst);
+        let _ = w.queue.send(None);
+        if let Some(thread) = w.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn emit(line: String) {
+    let w = writer();
+    if DIRECT.load(Ordering::Relaxed) {
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        return;
+    }
+    match w.queue.try_send(Some(line)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(line)) => {
+            let _ = w.queue.send(line);
+        }
+        Err(TrySendError::Disconnected(Some(line))) => {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+        Err(TrySendError::Disconnected(None)) => {}
+    }
+}
 
 static APP_LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Info as usize);
 static ROOT_LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Warn as usize);
@@ -51,8 +129,7 @@ impl Log for StderrLogger {
             record.target(),
             record.args()
         );
-        // One write per line keeps lines whole when workers log at the same time.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        emit(line);
     }
 
     fn flush(&self) {}

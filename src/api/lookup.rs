@@ -7,7 +7,8 @@ use crate::app::App;
 use crate::http::{ApiError, Reply, Request};
 use crate::lookup::LookupError;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::json;
 
 impl From<LookupError> for ApiError {
     fn from(e: LookupError) -> ApiError {
@@ -115,24 +116,37 @@ pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
     if body.addresses.len() > max {
         return Err(ApiError::TooManyAddresses(max));
     }
-    let mut mappings = Map::new();
-    if body.algorithm == "sha256" {
-        for (hash, mxid) in app.hashes.lookup(&body.addresses)? {
-            mappings.insert(hash, Value::String(mxid));
-        }
+    let mappings = if body.algorithm == "sha256" {
+        app.hashes.lookup(&body.addresses)?
     } else {
         // "<address> <medium>": the medium is the last word.
         let asked: Vec<(String, String)> = body
             .addresses
             .iter()
-            .filter_map(|a| {
-                a.rsplit_once(' ')
-                    .map(|(address, medium)| (medium.to_owned(), address.to_owned()))
-            })
+            .filter_map(|a| a.rsplit_once(' ').map(|(address, medium)| (medium.to_owned(), address.to_owned())))
             .collect();
-        for b in app.lookup.find_many(&asked)? {
-            mappings.insert(format!("{} {}", b.address, b.medium), Value::String(b.mxid));
+        app.lookup.find_many(&asked)?.into_iter().map(|b| (format!("{} {}", b.address, b.medium), b.mxid)).collect()
+    };
+    Ok(Reply::json_of(&Mappings(mappings)))
+}
+
+/// `{"mappings":{address: mxid, …}}`, written straight from the pairs found.
+struct Mappings(Vec<(String, String)>);
+
+impl Serialize for Mappings {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Pairs<'a>(&'a [(String, String)]);
+        impl Serialize for Pairs<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (address, mxid) in self.0 {
+                    map.serialize_entry(address, mxid)?;
+                }
+                map.end()
+            }
         }
+        let mut outer = serializer.serialize_map(Some(1))?;
+        outer.serialize_entry("mappings", &Pairs(&self.0))?;
+        outer.end()
     }
-    Ok(Reply::json(json!({ "mappings": mappings })))
 }

@@ -111,44 +111,38 @@ impl LdapStore {
     }
 
     /// Entries matching `filter` under every base DN, at most `limit` (paged when listing).
-    fn search(
-        &self,
-        filter: &str,
-        attrs: &[String],
-        paged: bool,
-    ) -> Result<Vec<SearchEntry>, BackendError> {
+    /// Entries matching `filter` under every base DN (small result sets: lookups, logins).
+    fn search(&self, filter: &str, attrs: &[String]) -> Result<Vec<SearchEntry>, BackendError> {
         self.with_conn(|conn| {
             let mut entries = Vec::new();
             for base in &self.cfg.base_dns {
-                if paged {
-                    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
-                        Box::new(EntriesOnly::new()),
-                        Box::new(PagedResults::new(PAGE_SIZE)),
-                    ];
-                    let mut stream = conn
-                        .with_timeout(self.cfg.timeout)
-                        .streaming_search_with(
-                            adapters,
-                            base,
-                            Scope::Subtree,
-                            filter,
-                            attrs.to_vec(),
-                        )
-                        .map_err(|e| self.error(e))?;
-                    while let Some(entry) = stream.next().map_err(|e| self.error(e))? {
-                        entries.push(SearchEntry::construct(entry));
-                    }
-                    stream.result().success().map_err(|e| self.error(e))?;
-                } else {
-                    let (found, _) = conn
-                        .with_timeout(self.cfg.timeout)
-                        .search(base, Scope::Subtree, filter, attrs.to_vec())
-                        .and_then(|r| r.success())
-                        .map_err(|e| self.error(e))?;
-                    entries.extend(found.into_iter().map(SearchEntry::construct));
-                }
+                let (found, _) = conn
+                    .with_timeout(self.cfg.timeout)
+                    .search(base, Scope::Subtree, filter, attrs.to_vec())
+                    .and_then(|r| r.success())
+                    .map_err(|e| self.error(e))?;
+                entries.extend(found.into_iter().map(SearchEntry::construct));
             }
             Ok(entries)
+        })
+    }
+
+    /// Every entry matching `filter`, page by page (RFC 2696), handed to `each` as it comes.
+    fn search_paged(&self, filter: &str, attrs: &[String], each: &mut dyn FnMut(SearchEntry)) -> Result<(), BackendError> {
+        self.with_conn(|conn| {
+            for base in &self.cfg.base_dns {
+                let adapters: Vec<Box<dyn Adapter<_, _>>> =
+                    vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(PAGE_SIZE))];
+                let mut stream = conn
+                    .with_timeout(self.cfg.timeout)
+                    .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
+                    .map_err(|e| self.error(e))?;
+                while let Some(entry) = stream.next().map_err(|e| self.error(e))? {
+                    each(SearchEntry::construct(entry));
+                }
+                stream.result().success().map_err(|e| self.error(e))?;
+            }
+            Ok(())
         })
     }
 
@@ -275,7 +269,7 @@ impl IdentityStore for LdapStore {
         let Some(filter) = self.lookup_filter(medium, address) else {
             return Ok(None); // no attribute holds this medium
         };
-        let entries = self.search(&filter, &self.attributes(), false)?;
+        let entries = self.search(&filter, &self.attributes())?;
         // Only a user who really has this address (the filter matched on it) counts.
         Ok(entries
             .iter()
@@ -311,7 +305,7 @@ impl IdentityStore for LdapStore {
             }
         }
         let filter = self.and(&self.cfg.auth_filter, &format!("(|{terms})"));
-        let entries = self.search(&filter, &self.attributes(), false)?;
+        let entries = self.search(&filter, &self.attributes())?;
         let Some((entry, user)) = entries.iter().find_map(|e| self.user(e).map(|u| (e, u))) else {
             return Ok(None);
         };
@@ -340,33 +334,15 @@ impl IdentityStore for LdapStore {
         }
     }
 
-    fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {
-        let present: String = self
-            .cfg
-            .threepid_attributes
-            .values()
-            .flatten()
-            .map(|a| format!("({a}=*)"))
-            .collect();
+    fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
+        let present: String = self.cfg.threepid_attributes.values().flatten().map(|a| format!("({a}=*)")).collect();
         let filter = self.and("", &format!("(|{present})"));
-        Some(
-            self.search(&filter, &self.attributes(), true)
-                .map(|entries| {
-                    entries
-                        .iter()
-                        .filter_map(|e| self.user(e))
-                        .flat_map(|u| {
-                            let mxid = u.mxid;
-                            u.threepids
-                                .into_iter()
-                                .map(move |(medium, address)| Binding {
-                                    medium,
-                                    address,
-                                    mxid: mxid.clone(),
-                                })
-                        })
-                        .collect()
-                }),
-        )
+        Some(self.search_paged(&filter, &self.attributes(), &mut |entry| {
+            if let Some(user) = self.user(&entry) {
+                for (medium, address) in user.threepids {
+                    sink(Binding { medium, address, mxid: user.mxid.clone() });
+                }
+            }
+        }))
     }
 }

@@ -64,8 +64,9 @@ impl IdentityStore for MemoryStore {
             .map(|b| b.mxid.clone()))
     }
 
-    fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {
-        Some(Ok(self.bindings.clone()))
+    fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
+        self.bindings.iter().cloned().for_each(sink);
+        Some(Ok(()))
     }
 
     fn authenticate(

@@ -74,8 +74,9 @@ pub trait IdentityStore: Send + Sync {
         Ok(found)
     }
 
-    /// Every binding, for the hash index of v2 lookups; `None` if this store cannot list.
-    fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {
+    /// Hands every binding to `sink`, one at a time (the hash index of v2 lookups is built
+    /// from them without holding them all); `None` if this store cannot list.
+    fn list(&self, _sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
         None
     }
 

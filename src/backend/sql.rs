@@ -75,11 +75,11 @@ impl SqlStore {
         }
     }
 
-    /// Runs `sql` with text parameters; every column of every row as text.
-    fn rows(&self, sql: &str, params: &[&str]) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+    /// Runs `sql` with text parameters and hands each row (every column as text) to `row`.
+    fn each_row(&self, sql: &str, params: &[&str], row: &mut dyn FnMut(Vec<Option<String>>)) -> Result<(), BackendError> {
         self.pool
             .with(|conn| match conn {
-                Conn::Sqlite(c) => sqlite_rows(c, sql, params).map_err(|e| self.error(e)),
+                Conn::Sqlite(c) => sqlite_each(c, sql, params, row).map_err(|e| self.error(e)),
                 Conn::Pg(slot) => {
                     if slot.as_ref().is_none_or(|c| c.is_closed()) {
                         let config = self
@@ -89,7 +89,7 @@ impl SqlStore {
                         *slot = Some(config.connect(postgres::NoTls).map_err(|e| self.error(e))?);
                     }
                     let client = slot.as_mut().ok_or_else(|| self.error("not connected"))?;
-                    let result = pg_rows(client, &placeholders_to_dollars(sql), params);
+                    let result = pg_each(client, &placeholders_to_dollars(sql), params, row);
                     if result.is_err() && client.is_closed() {
                         *slot = None;
                     }
@@ -111,45 +111,41 @@ impl SqlStore {
     }
 }
 
-fn sqlite_rows(
+fn sqlite_each(
     c: &rusqlite::Connection,
     sql: &str,
     params: &[&str],
-) -> rusqlite::Result<Vec<Vec<Option<String>>>> {
+    each: &mut dyn FnMut(Vec<Option<String>>),
+) -> rusqlite::Result<()> {
     let mut stmt = c.prepare_cached(sql)?;
     let columns = stmt.column_count();
-    let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |row| {
-        (0..columns)
-            .map(|i| {
-                Ok(match row.get::<_, rusqlite::types::Value>(i)? {
-                    rusqlite::types::Value::Text(t) => Some(t),
-                    rusqlite::types::Value::Integer(n) => Some(n.to_string()),
-                    _ => None,
-                })
-            })
-            .collect()
-    })?;
-    rows.collect()
+    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(columns);
+        for i in 0..columns {
+            values.push(match row.get::<_, rusqlite::types::Value>(i)? {
+                rusqlite::types::Value::Text(t) => Some(t),
+                rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                _ => None,
+            });
+        }
+        each(values);
+    }
+    Ok(())
 }
 
-fn pg_rows(
+fn pg_each(
     client: &mut postgres::Client,
     sql: &str,
     params: &[&str],
-) -> Result<Vec<Vec<Option<String>>>, postgres::Error> {
-    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
-        .iter()
-        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
-        .collect();
-    let rows = client.query(sql, &params)?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            (0..row.len())
-                .map(|i| row.try_get::<_, Option<String>>(i).ok().flatten())
-                .collect()
-        })
-        .collect())
+    each: &mut dyn FnMut(Vec<Option<String>>),
+) -> Result<(), postgres::Error> {
+    use postgres::fallible_iterator::FallibleIterator;
+    let mut rows = client.query_raw(sql, params.iter().copied())?;
+    while let Some(row) = rows.next()? {
+        each((0..row.len()).map(|i| row.try_get::<_, Option<String>>(i).ok().flatten()).collect());
+    }
+    Ok(())
 }
 
 /// mxisd's queries use JDBC's `?`; PostgreSQL wants `$1, $2, …` (quoted text is left alone).
@@ -192,32 +188,25 @@ impl IdentityStore for SqlStore {
     }
 
     fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError> {
-        let query = self
-            .cfg
-            .medium_queries
-            .get(medium)
-            .unwrap_or(&self.cfg.query);
-        let rows = self.rows(query, &[medium, address])?;
-        Ok(rows
-            .into_iter()
-            .find_map(|row| row.into_iter().next().flatten())
-            .map(|id| self.to_mxid(&id)))
+        let query = self.cfg.medium_queries.get(medium).unwrap_or(&self.cfg.query);
+        let mut first = None;
+        self.each_row(query, &[medium, address], &mut |row| {
+            if first.is_none() {
+                first = row.into_iter().next().flatten();
+            }
+        })?;
+        Ok(first.map(|id| self.to_mxid(&id)))
     }
 
-    fn list(&self) -> Option<Result<Vec<Binding>, BackendError>> {
-        Some(self.rows(&self.cfg.list_query, &[]).map(|rows| {
-            rows.into_iter()
-                .filter_map(|row| {
-                    let mut cols = row.into_iter();
-                    let (medium, address, id) = (cols.next()??, cols.next()??, cols.next()??);
-                    let address = threepid::address(&medium, &address, self.region)?;
-                    Some(Binding {
-                        medium,
-                        address,
-                        mxid: self.to_mxid(&id),
-                    })
-                })
-                .collect()
+    fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
+        Some(self.each_row(&self.cfg.list_query, &[], &mut |row| {
+            let mut cols = row.into_iter();
+            let (Some(Some(medium)), Some(Some(address)), Some(Some(id))) = (cols.next(), cols.next(), cols.next()) else {
+                return;
+            };
+            if let Some(address) = threepid::address(&medium, &address, self.region) {
+                sink(Binding { medium, address, mxid: self.to_mxid(&id) });
+            }
         }))
     }
 }

@@ -32,6 +32,16 @@ impl Reply {
         Reply::json_status(200, &value)
     }
 
+    /// 200 with any serializable body (no intermediate `Value`).
+    pub fn json_of<T: serde::Serialize + ?Sized>(value: &T) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            body: serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
+            location: None,
+        }
+    }
+
     pub fn json_status(status: u16, value: &Value) -> Reply {
         Reply {
             status,

@@ -70,6 +70,12 @@ impl Request {
     /// The body as a JSON object of type `T`: M_NOT_JSON if it is not JSON, M_MISSING_PARAMS
     /// naming an absent field, M_BAD_JSON for any other mismatch.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        // One pass for the usual well-formed object; the errors are worked out below.
+        if self.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            if let Ok(parsed) = serde_json::from_slice::<T>(&self.body) {
+                return Ok(parsed);
+            }
+        }
         let value: Value =
             serde_json::from_slice(&self.body).map_err(|e| ApiError::NotJson(e.to_string()))?;
         if !value.is_object() {

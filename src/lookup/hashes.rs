@@ -65,7 +65,9 @@ impl Hashes {
             return;
         }
         log::debug!("hash index refreshed: {} hashes", fresh.by_hash.len());
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), Arc::new(fresh));
+        drop(old); // freed here unless a lookup still holds it
+        release_freed_memory();
     }
 
     /// The Matrix IDs of these lookup hashes (unpadded URL-safe base64), as (hash, mxid) for
@@ -89,21 +91,37 @@ impl Hashes {
 }
 
 fn build_index(chain: &Chain, pepper: &str) -> Index {
-    let (bindings, missing) = chain.list_all();
-    let mut mxids: HashMap<&str, Arc<str>> = HashMap::new();
-    let mut by_hash = HashMap::with_capacity(bindings.len());
-    for b in &bindings {
-        let Some(key) = b64::decode(&lookup_hash(&b.address, &b.medium, pepper))
-            .and_then(|k| k.try_into().ok())
-        else {
-            continue;
+    let mut mxids: HashMap<String, Arc<str>> = HashMap::new();
+    let mut by_hash = HashMap::new();
+    let missing = chain.list_all(&mut |b| {
+        let Some(key) = b64::decode(&lookup_hash(&b.address, &b.medium, pepper)).and_then(|k| k.try_into().ok()) else {
+            return;
         };
-        let mxid = mxids
-            .entry(b.mxid.as_str())
-            .or_insert_with(|| Arc::from(b.mxid.as_str()))
-            .clone();
         // Stores come most authoritative first: the first binding of a 3PID wins.
-        by_hash.entry(key).or_insert(mxid);
-    }
+        if let std::collections::hash_map::Entry::Vacant(slot) = by_hash.entry(key) {
+            let mxid = match mxids.get(&b.mxid) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared: Arc<str> = Arc::from(b.mxid.as_str());
+                    mxids.insert(b.mxid, shared.clone());
+                    shared
+                }
+            };
+            slot.insert(mxid);
+        }
+    });
+    by_hash.shrink_to_fit();
+    drop(mxids);
+    release_freed_memory();
     Index { by_hash, missing }
+}
+
+/// Building an index allocates and frees a lot; glibc keeps freed memory unless asked to
+/// give it back, which would leave the process's RSS at its peak.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

@@ -170,21 +170,17 @@ impl Chain {
         }
     }
 
-    /// Every binding of the stores that can list them, and the failures of those that could
-    /// not (their bindings are then missing).
-    pub fn list_all(&self) -> (Vec<Binding>, Vec<BackendError>) {
-        let mut all = Vec::new();
+    /// Hands every binding of the stores that can list them to `sink`, most authoritative
+    /// store first; returns the failures of those that could not (their bindings are then
+    /// missing).
+    pub fn list_all(&self, sink: &mut dyn FnMut(Binding)) -> Vec<BackendError> {
         let mut failed = Vec::new();
         for store in &self.stores {
-            match store.list() {
-                None => {}
-                Some(Ok(bindings)) => all.extend(bindings),
-                Some(Err(e)) => {
-                    log::warn!("{e}");
-                    failed.push(e);
-                }
+            if let Some(Err(e)) = store.list(sink) {
+                log::warn!("{e}");
+                failed.push(e);
             }
         }
-        (all, failed)
+        failed
     }
 }
