@@ -29,11 +29,17 @@ static DIRECT: AtomicBool = AtomicBool::new(false);
 fn writer() -> &'static Writer {
     WRITER.get_or_init(|| {
         let (queue, lines) = mpsc::sync_channel(QUEUE);
-        let thread = std::thread::Builder::new().name("log".into()).spawn(move || write_lines(lines)).ok();
+        let thread = std::thread::Builder::new()
+            .name("log".into())
+            .spawn(move || write_lines(lines))
+            .ok();
         if thread.is_none() {
             DIRECT.store(true, Ordering::SeqCst);
         }
-        Writer { queue, thread: Mutex::new(thread) }
+        Writer {
+            queue,
+            thread: Mutex::new(thread),
+        }
     })
 }
 

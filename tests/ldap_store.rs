@@ -193,3 +193,37 @@ fn a_wrong_bind_password_is_503_naming_the_store() {
         .assert_error(503, "M_UNKNOWN");
     assert!(s.log().contains("binding as"), "{}", s.log());
 }
+
+#[test]
+fn ldaps_and_starttls_with_an_internal_ca() {
+    ensure_up();
+    let ca = format!("{}/tls/ca.pem", get("MXISD_TEST_DIR"));
+    let ldaps = format!("    tls: true\n    caFile: '{ca}'\n");
+    let config = ldap_config(get("LDAPS_PORT"), "")
+        .replace("    timeout: 2\n", &format!("    timeout: 2\n{ldaps}"));
+    let s = Mxisd::start(&config);
+    assert_eq!(
+        lookup(&s, "email", "bob@example.org")["mxid"],
+        "@bob:example.org",
+        "{}",
+        s.log()
+    );
+
+    let starttls = format!("    startTls: true\n    caFile: '{ca}'\n");
+    let config = ldap_config(get("LDAP_PORT"), "")
+        .replace("    timeout: 2\n", &format!("    timeout: 2\n{starttls}"));
+    let s = Mxisd::start(&config);
+    assert_eq!(
+        lookup(&s, "email", "bob@example.org")["mxid"],
+        "@bob:example.org",
+        "{}",
+        s.log()
+    );
+
+    // Without the CA the server's certificate is not trusted: the store fails, loudly.
+    let config = ldap_config(get("LDAPS_PORT"), "")
+        .replace("    timeout: 2\n", "    timeout: 2\n    tls: true\n");
+    let s = Mxisd::start(&config);
+    s.get("/_matrix/identity/api/v1/lookup?medium=email&address=bob%40example.org")
+        .assert_error(503, "M_UNKNOWN");
+}

@@ -6,8 +6,8 @@ use super::auth;
 use crate::app::App;
 use crate::http::{ApiError, Reply, Request};
 use crate::lookup::LookupError;
-use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::Deserialize;
 use serde_json::json;
 
 impl From<LookupError> for ApiError {
@@ -123,9 +123,16 @@ pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
         let asked: Vec<(String, String)> = body
             .addresses
             .iter()
-            .filter_map(|a| a.rsplit_once(' ').map(|(address, medium)| (medium.to_owned(), address.to_owned())))
+            .filter_map(|a| {
+                a.rsplit_once(' ')
+                    .map(|(address, medium)| (medium.to_owned(), address.to_owned()))
+            })
             .collect();
-        app.lookup.find_many(&asked)?.into_iter().map(|b| (format!("{} {}", b.address, b.medium), b.mxid)).collect()
+        app.lookup
+            .find_many(&asked)?
+            .into_iter()
+            .map(|b| (format!("{} {}", b.address, b.medium), b.mxid))
+            .collect()
     };
     Ok(Reply::json_of(&Mappings(mappings)))
 }

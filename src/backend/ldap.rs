@@ -128,11 +128,18 @@ impl LdapStore {
     }
 
     /// Every entry matching `filter`, page by page (RFC 2696), handed to `each` as it comes.
-    fn search_paged(&self, filter: &str, attrs: &[String], each: &mut dyn FnMut(SearchEntry)) -> Result<(), BackendError> {
+    fn search_paged(
+        &self,
+        filter: &str,
+        attrs: &[String],
+        each: &mut dyn FnMut(SearchEntry),
+    ) -> Result<(), BackendError> {
         self.with_conn(|conn| {
             for base in &self.cfg.base_dns {
-                let adapters: Vec<Box<dyn Adapter<_, _>>> =
-                    vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(PAGE_SIZE))];
+                let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+                    Box::new(EntriesOnly::new()),
+                    Box::new(PagedResults::new(PAGE_SIZE)),
+                ];
                 let mut stream = conn
                     .with_timeout(self.cfg.timeout)
                     .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
@@ -335,14 +342,26 @@ impl IdentityStore for LdapStore {
     }
 
     fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
-        let present: String = self.cfg.threepid_attributes.values().flatten().map(|a| format!("({a}=*)")).collect();
+        let present: String = self
+            .cfg
+            .threepid_attributes
+            .values()
+            .flatten()
+            .map(|a| format!("({a}=*)"))
+            .collect();
         let filter = self.and("", &format!("(|{present})"));
-        Some(self.search_paged(&filter, &self.attributes(), &mut |entry| {
-            if let Some(user) = self.user(&entry) {
-                for (medium, address) in user.threepids {
-                    sink(Binding { medium, address, mxid: user.mxid.clone() });
+        Some(
+            self.search_paged(&filter, &self.attributes(), &mut |entry| {
+                if let Some(user) = self.user(&entry) {
+                    for (medium, address) in user.threepids {
+                        sink(Binding {
+                            medium,
+                            address,
+                            mxid: user.mxid.clone(),
+                        });
+                    }
                 }
-            }
-        }))
+            }),
+        )
     }
 }

@@ -76,7 +76,12 @@ impl SqlStore {
     }
 
     /// Runs `sql` with text parameters and hands each row (every column as text) to `row`.
-    fn each_row(&self, sql: &str, params: &[&str], row: &mut dyn FnMut(Vec<Option<String>>)) -> Result<(), BackendError> {
+    fn each_row(
+        &self,
+        sql: &str,
+        params: &[&str],
+        row: &mut dyn FnMut(Vec<Option<String>>),
+    ) -> Result<(), BackendError> {
         self.pool
             .with(|conn| match conn {
                 Conn::Sqlite(c) => sqlite_each(c, sql, params, row).map_err(|e| self.error(e)),
@@ -143,7 +148,11 @@ fn pg_each(
     use postgres::fallible_iterator::FallibleIterator;
     let mut rows = client.query_raw(sql, params.iter().copied())?;
     while let Some(row) = rows.next()? {
-        each((0..row.len()).map(|i| row.try_get::<_, Option<String>>(i).ok().flatten()).collect());
+        each(
+            (0..row.len())
+                .map(|i| row.try_get::<_, Option<String>>(i).ok().flatten())
+                .collect(),
+        );
     }
     Ok(())
 }
@@ -188,7 +197,11 @@ impl IdentityStore for SqlStore {
     }
 
     fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError> {
-        let query = self.cfg.medium_queries.get(medium).unwrap_or(&self.cfg.query);
+        let query = self
+            .cfg
+            .medium_queries
+            .get(medium)
+            .unwrap_or(&self.cfg.query);
         let mut first = None;
         self.each_row(query, &[medium, address], &mut |row| {
             if first.is_none() {
@@ -201,11 +214,17 @@ impl IdentityStore for SqlStore {
     fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
         Some(self.each_row(&self.cfg.list_query, &[], &mut |row| {
             let mut cols = row.into_iter();
-            let (Some(Some(medium)), Some(Some(address)), Some(Some(id))) = (cols.next(), cols.next(), cols.next()) else {
+            let (Some(Some(medium)), Some(Some(address)), Some(Some(id))) =
+                (cols.next(), cols.next(), cols.next())
+            else {
                 return;
             };
             if let Some(address) = threepid::address(&medium, &address, self.region) {
-                sink(Binding { medium, address, mxid: self.to_mxid(&id) });
+                sink(Binding {
+                    medium,
+                    address,
+                    mxid: self.to_mxid(&id),
+                });
             }
         }))
     }

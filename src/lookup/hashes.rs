@@ -65,7 +65,10 @@ impl Hashes {
             return;
         }
         log::debug!("hash index refreshed: {} hashes", fresh.by_hash.len());
-        let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), Arc::new(fresh));
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(fresh),
+        );
         drop(old); // freed here unless a lookup still holds it
         release_freed_memory();
     }
@@ -94,7 +97,9 @@ fn build_index(chain: &Chain, pepper: &str) -> Index {
     let mut mxids: HashMap<String, Arc<str>> = HashMap::new();
     let mut by_hash = HashMap::new();
     let missing = chain.list_all(&mut |b| {
-        let Some(key) = b64::decode(&lookup_hash(&b.address, &b.medium, pepper)).and_then(|k| k.try_into().ok()) else {
+        let Some(key) = b64::decode(&lookup_hash(&b.address, &b.medium, pepper))
+            .and_then(|k| k.try_into().ok())
+        else {
             return;
         };
         // Stores come most authoritative first: the first binding of a 3PID wins.

@@ -6,6 +6,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/../config.sh"
 L="$1"; PORT="$2"; USERS="${3:-2000}"; KEEP="${4:-}"
+# LDAPS on a second port (main instance only), with the test CA's server certificate; the
+# plain port offers StartTLS with the same certificate.
+TLS="$MXISD_TEST_DIR/tls"
+LISTEN="ldap://127.0.0.1:$PORT/"
+[ "$PORT" = "$LDAP_PORT" ] && LISTEN="$LISTEN ldaps://127.0.0.1:$LDAPS_PORT/"
 export PATH="$PATH:/usr/sbin"
 if [ "$KEEP" != "--keep" ]; then
     rm -rf "$L"; mkdir -p "$L/db"
@@ -26,12 +31,15 @@ rootdn "$LDAP_ADMIN_DN"
 rootpw $(slappasswd -s "$LDAP_ADMIN_PASSWORD")
 directory $L/db
 index objectClass,uid,mail,telephoneNumber eq
+TLSCertificateFile $TLS/server.pem
+TLSCertificateKeyFile $TLS/server.key
+TLSCACertificateFile $TLS/ca.pem
 CONF
     slaptest -f "$L/slapd.conf" -u >/dev/null 2>&1
     bash "$HERE/fixtures.sh" "$USERS" > "$L/fixtures.ldif"
     slapadd -q -f "$L/slapd.conf" -l "$L/fixtures.ldif"
 fi
-slapd -f "$L/slapd.conf" -h "ldap://127.0.0.1:$PORT/" 9>&- \
+slapd -f "$L/slapd.conf" -h "$LISTEN" 9>&- \
     || { echo "slapd did not start (is port $PORT taken?)" >&2; exit 1; }
 for _ in $(seq 100); do
     ldapsearch -x -H "ldap://127.0.0.1:$PORT" -b "" -s base >/dev/null 2>&1 && exit 0
