@@ -15,8 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Lines waiting for the writer thread at most; beyond, loggers wait (stderr is slow).
 const QUEUE: usize = 16 * 1024;
 
-/// Lines go to a writer thread that batches them into few writes and flushes whenever
-/// its queue is empty: one `write(2)` per request would cost more than the request.
+/// Lines go to a writer thread that writes them in batches: one `write(2)` per request would
+/// cost more than the request.
 struct Writer {
     queue: SyncSender<Option<String>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -43,25 +43,28 @@ fn writer() -> &'static Writer {
     })
 }
 
+/// How long the writer sleeps between batches: senders never wake it (a wake-up per line
+/// costs as much as the request it logs), so a line reaches stderr within this delay.
+const TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
 fn write_lines(lines: Receiver<Option<String>>) {
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    while let Ok(Some(line)) = lines.recv() {
-        let _ = out.write_all(line.as_bytes());
+    loop {
         loop {
             match lines.try_recv() {
                 Ok(Some(line)) => {
                     let _ = out.write_all(line.as_bytes());
                 }
-                Ok(None) => {
+                Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {
                     let _ = out.flush();
                     return;
                 }
-                Err(_) => break,
+                Err(mpsc::TryRecvError::Empty) => break,
             }
         }
         let _ = out.flush();
+        std::thread::sleep(TICK);
     }
-    let _ = out.flush();
 }
 
 /// Writes out every line logged so far and stops the writer; call before the process ends.

@@ -185,7 +185,7 @@ fn the_address_policy_refuses_local_destinations_before_connecting() {
         started.elapsed()
     );
     assert!(
-        s.log().contains("outbound call to 10.0.0.1 refused"),
+        s.wait_for_log("outbound call to 10.0.0.1 refused"),
         "{}",
         s.log()
     );

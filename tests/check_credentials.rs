@@ -77,7 +77,7 @@ fn only_allowed_addresses_may_ask() {
     ));
     check(&s, "@alice:example.org", "alicepw").assert_error(403, "M_UNAUTHORIZED");
     assert!(
-        s.log().contains("check_credentials refused to 127.0.0.1"),
+        s.wait_for_log("check_credentials refused to 127.0.0.1"),
         "{}",
         s.log()
     );

@@ -97,7 +97,7 @@ fn a_legacy_key_file_is_migrated() {
         serde_json::from_str(&fs::read_to_string(keys.join("regular/ed25519/0")).unwrap()).unwrap();
     assert_eq!(key["key"], fs::read_to_string(&legacy).unwrap().trim());
     assert_eq!(key["isValid"], true);
-    assert!(s.log().contains("migrated legacy key file"), "{}", s.log());
+    assert!(s.wait_for_log("migrated legacy key file"), "{}", s.log());
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn a_key_marked_invalid_is_answered_as_invalid_and_replaced() {
         .to_owned();
     assert_ne!(new, SAMPLE_PUBLIC_KEY);
     assert_eq!(is_valid(&s, &new), json!(true));
-    assert!(s.log().contains("signing with ed25519:1"), "{}", s.log());
+    assert!(s.wait_for_log("signing with ed25519:1"), "{}", s.log());
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn sigterm_and_sigint_stop_with_exit_code_zero() {
         s.signal(signal);
         let status = s.wait_exit(Duration::from_secs(20)).expect("exited");
         assert_eq!(status.code(), Some(0), "SIG{signal}; log:\n{}", s.log());
-        assert!(s.log().contains("stopped"), "{}", s.log());
+        assert!(s.wait_for_log("stopped"), "{}", s.log());
         assert!(!s.log().contains("ERROR"), "{}", s.log());
     }
 }

@@ -238,5 +238,5 @@ fn a_database_that_is_down_is_503_never_not_found() {
     let pepper = pepper(&s, &token);
     let body = json!({"algorithm": "sha256", "pepper": pepper, "addresses": [lookup_hash("alice@example.org", "email", &pepper)]});
     post_v2(&s, &token, &body).assert_error(503, "M_UNKNOWN");
-    assert!(s.log().contains("identity store synapseSql"), "{}", s.log());
+    assert!(s.wait_for_log("identity store synapseSql"), "{}", s.log());
 }
