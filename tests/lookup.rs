@@ -170,3 +170,21 @@ fn the_pepper_survives_restarts() {
     let again = Mxisd::spawn(support::TempDir::new(), &config);
     assert_eq!(details(&again), pepper);
 }
+
+#[test]
+fn the_none_algorithm_can_be_turned_off() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Mxisd::start(&format!(
+        "{STORE}hashing:\n  algorithms: ['sha256']\n{}",
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    ));
+    let token = v2_token(&s, &hs, "erin");
+    let details = s
+        .get(&format!(
+            "/_matrix/identity/v2/hash_details?access_token={token}"
+        ))
+        .json();
+    assert_eq!(details["algorithms"], json!(["sha256"]));
+    let body = json!({"algorithm": "none", "pepper": details["lookup_pepper"], "addresses": ["alice@example.org email"]});
+    post_v2(&s, &token, "/_matrix/identity/v2/lookup", &body).assert_error(400, "M_INVALID_PARAM");
+}

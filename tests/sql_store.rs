@@ -240,3 +240,36 @@ fn a_database_that_is_down_is_503_never_not_found() {
     post_v2(&s, &token, &body).assert_error(503, "M_UNKNOWN");
     assert!(s.wait_for_log("identity store synapseSql"), "{}", s.log());
 }
+
+#[test]
+fn the_hash_index_picks_up_new_bindings_on_refresh() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let dir = TempDir::new();
+    let db = synapse_sqlite(&dir, &alice_rows());
+    let s = Mxisd::start(&format!(
+        "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\nhashing:\n  refreshInterval: 1\n{}",
+        allow_loopback()
+    ));
+    let token = v2_token(&s, &hs, "reader");
+    let pepper = pepper(&s, &token);
+    let hash = lookup_hash("gina@example.org", "email", &pepper);
+    let ask = json!({"algorithm": "sha256", "pepper": pepper, "addresses": [hash]});
+    assert_eq!(post_v2(&s, &token, &ask).json(), json!({"mappings": {}}));
+
+    // Synapse adds a 3PID; within a refresh interval or two, hashed lookups find it.
+    let writer = rusqlite::Connection::open(&db).unwrap();
+    writer.execute("INSERT INTO user_threepids VALUES ('@gina:example.org', 'email', 'gina@example.org', 0, 0)", []).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if post_v2(&s, &token, &ask).json()
+            == json!({"mappings": {hash.clone(): "@gina:example.org"}})
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not picked up by the refresh"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
