@@ -78,10 +78,19 @@ impl Chain {
         let Some(address) = threepid::address(medium, address, self.region) else {
             return Ok(None);
         };
+        self.first_answer(|store| store.find(medium, &address))
+    }
+
+    /// Asks the stores in priority order; the first that answers `Some` wins. Fails only if
+    /// none did and one could not answer.
+    fn first_answer<T>(
+        &self,
+        ask: impl Fn(&dyn IdentityStore) -> Result<Option<T>, BackendError>,
+    ) -> Result<Option<T>, LookupError> {
         let mut failed = Vec::new();
         for store in &self.stores {
-            match store.find(medium, &address) {
-                Ok(Some(mxid)) => return Ok(Some(mxid)),
+            match ask(store.as_ref()) {
+                Ok(Some(answer)) => return Ok(Some(answer)),
                 Ok(None) => {}
                 Err(e) => {
                     log::warn!("{e}");
@@ -152,22 +161,7 @@ impl Chain {
         else {
             return Ok(None); // not one of our users
         };
-        let mut failed = Vec::new();
-        for store in &self.stores {
-            match store.authenticate(localpart, mxid, password) {
-                Ok(Some(user)) => return Ok(Some(user)),
-                Ok(None) => {}
-                Err(e) => {
-                    log::warn!("{e}");
-                    failed.push(e);
-                }
-            }
-        }
-        if failed.is_empty() {
-            Ok(None)
-        } else {
-            Err(LookupError { failed })
-        }
+        self.first_answer(|store| store.authenticate(localpart, mxid, password))
     }
 
     /// Hands every binding of the stores that can list them to `sink`, most authoritative
