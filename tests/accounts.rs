@@ -272,3 +272,21 @@ fn unreachable_and_untrusted_homeservers_are_told_apart() {
         register(&untrusting, &server, &format!("user:@x:{server}")).assert_error(502, "M_UNKNOWN");
     assert!(body["error"].as_str().unwrap().contains("TLS"), "{body}");
 }
+
+#[test]
+fn tls_insecure_skips_certificate_checks_and_says_so() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let server = format!("127.0.0.1:{}", hs.port);
+    let resolver = format!("127.0.0.1:{}", support::services::get("DNS_PORT"));
+    // No caFile: the test CA is not trusted, but checks are off.
+    let s = Mxisd::start(&format!(
+        "federation:\n  resolver: '{resolver}'\n  ipRangeWhitelist: ['127.0.0.0/8']\n  tls:\n    insecure: true\n"
+    ));
+    assert!(
+        s.wait_for_log("federation.tls.insecure is set"),
+        "{}",
+        s.log()
+    );
+    let r = register(&s, &server, &format!("user:@ivan:{server}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+}

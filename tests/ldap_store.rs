@@ -224,3 +224,32 @@ fn ldaps_and_starttls_with_an_internal_ca() {
     s.get("/_matrix/identity/api/v1/lookup?medium=email&address=bob%40example.org")
         .assert_error(503, "M_UNKNOWN");
 }
+
+#[test]
+fn hashed_lookups_keep_the_last_complete_index_while_the_directory_is_down() {
+    ensure_up();
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let dir = TempDir::new();
+    let ldap = dir.join("ldap");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/ldap/start.sh");
+    assert!(Command::new("bash")
+        .arg(script)
+        .arg(&ldap)
+        .arg("3892")
+        .arg("10")
+        .status()
+        .unwrap()
+        .success());
+    let s = Mxisd::start(
+        &ldap_config("3892", "").replace("lookup:\n", "hashing:\n  refreshInterval: 1\nlookup:\n"),
+    );
+    let token = v2_token(&s, &hs, "reader");
+    let before = hashed(&s, &token, &[("bob@example.org", "email")]);
+    assert_eq!(before.as_object().unwrap().len(), 1, "{before}");
+
+    let pid = std::fs::read_to_string(ldap.join("slapd.pid")).unwrap();
+    Command::new("kill").arg(pid.trim()).status().unwrap();
+    // Refreshes fail now; the previous, complete index keeps answering.
+    assert!(s.wait_for_log("hash index not refreshed"), "{}", s.log());
+    assert_eq!(hashed(&s, &token, &[("bob@example.org", "email")]), before);
+}
