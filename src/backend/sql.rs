@@ -186,6 +186,9 @@ fn pg_config(connection: &str, timeout: Duration) -> Result<postgres::Config, po
     };
     let mut config = postgres::Config::from_str(&text)?;
     config.connect_timeout(timeout);
+    // statement_timeout bounds a slow server; a network that drops packets mid-query is
+    // bounded by TCP's user timeout (unacknowledged data fails the connection).
+    config.tcp_user_timeout(timeout);
     config.options(&format!("-c statement_timeout={}", timeout.as_millis()));
     config.application_name("mxisd");
     Ok(config)
