@@ -21,6 +21,66 @@ fn ldap_config(port: &str, extra: &str) -> String {
     )
 }
 
+/// The LDAP config with extra `ldap.connection` lines (TLS settings).
+fn ldap_config_with_connection(port: &str, connection: &str) -> String {
+    ldap_config(port, "").replace("    timeout: 2\n", &format!("    timeout: 2\n{connection}"))
+}
+
+/// A slapd of a test's own (to stop and restart it), with a few fixture users; stopped when
+/// dropped, so a failing test leaves no server behind on its port.
+struct OwnSlapd {
+    dir: std::path::PathBuf,
+    port: &'static str,
+}
+
+impl OwnSlapd {
+    fn start(dir: &TempDir, port: &'static str) -> OwnSlapd {
+        let slapd = OwnSlapd {
+            dir: dir.join("ldap"),
+            port,
+        };
+        slapd.run(false);
+        slapd
+    }
+
+    fn run(&self, keep_data: bool) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/ldap/start.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(script).arg(&self.dir).arg(self.port).arg("10");
+        if keep_data {
+            cmd.arg("--keep");
+        }
+        assert!(
+            cmd.status().unwrap().success(),
+            "slapd on port {}",
+            self.port
+        );
+    }
+
+    fn restart(&self) {
+        self.run(true);
+    }
+
+    fn stop(&self) {
+        let Ok(pid) = std::fs::read_to_string(self.dir.join("slapd.pid")) else {
+            return;
+        };
+        let _ = Command::new("kill").arg(pid.trim()).status();
+        for _ in 0..100 {
+            if !self.dir.join("slapd.pid").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OwnSlapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn lookup(s: &Mxisd, medium: &str, address: &str) -> Value {
     let address = address
         .replace('@', "%40")
@@ -138,44 +198,22 @@ fn filter_injection_matches_nothing() {
 fn a_directory_that_goes_down_is_503_and_recovers() {
     ensure_up();
     let dir = TempDir::new();
-    let ldap = dir.join("ldap");
-    let port = "3891";
-    let start = |keep: bool| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/ldap/start.sh");
-        let mut cmd = Command::new("bash");
-        cmd.arg(script).arg(&ldap).arg(port).arg("10");
-        if keep {
-            cmd.arg("--keep");
-        }
-        assert!(cmd.status().unwrap().success());
-    };
-    let stop = || {
-        let pid = std::fs::read_to_string(ldap.join("slapd.pid")).unwrap();
-        Command::new("kill").arg(pid.trim()).status().unwrap();
-        for _ in 0..100 {
-            if !ldap.join("slapd.pid").exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
-    start(false);
-    let s = Mxisd::start(&ldap_config(port, ""));
+    let slapd = OwnSlapd::start(&dir, "3891");
+    let s = Mxisd::start(&ldap_config("3891", ""));
     assert_eq!(
         lookup(&s, "email", "bob@example.org")["mxid"],
         "@bob:example.org"
     );
-    stop();
+    slapd.stop();
     let body = s
         .get("/_matrix/identity/api/v1/lookup?medium=email&address=bob%40example.org")
         .assert_error(503, "M_UNKNOWN");
     assert!(body["error"].as_str().unwrap().contains("ldap"), "{body}");
-    start(true);
+    slapd.restart();
     assert_eq!(
         lookup(&s, "email", "bob@example.org")["mxid"],
         "@bob:example.org"
     );
-    stop();
 }
 
 #[test]
@@ -196,8 +234,7 @@ fn ldaps_and_starttls_with_an_internal_ca() {
     ensure_up();
     let ca = format!("{}/tls/ca.pem", get("MXISD_TEST_DIR"));
     let ldaps = format!("    tls: true\n    caFile: '{ca}'\n");
-    let config = ldap_config(get("LDAPS_PORT"), "")
-        .replace("    timeout: 2\n", &format!("    timeout: 2\n{ldaps}"));
+    let config = ldap_config_with_connection(get("LDAPS_PORT"), &ldaps);
     let s = Mxisd::start(&config);
     assert_eq!(
         lookup(&s, "email", "bob@example.org")["mxid"],
@@ -207,8 +244,7 @@ fn ldaps_and_starttls_with_an_internal_ca() {
     );
 
     let starttls = format!("    startTls: true\n    caFile: '{ca}'\n");
-    let config = ldap_config(get("LDAP_PORT"), "")
-        .replace("    timeout: 2\n", &format!("    timeout: 2\n{starttls}"));
+    let config = ldap_config_with_connection(get("LDAP_PORT"), &starttls);
     let s = Mxisd::start(&config);
     assert_eq!(
         lookup(&s, "email", "bob@example.org")["mxid"],
@@ -218,8 +254,11 @@ fn ldaps_and_starttls_with_an_internal_ca() {
     );
 
     // Without the CA the server's certificate is not trusted: the store fails, loudly.
-    let config = ldap_config(get("LDAPS_PORT"), "")
-        .replace("    timeout: 2\n", "    timeout: 2\n    tls: true\n");
+    let config = ldap_config_with_connection(
+        get("LDAPS_PORT"),
+        "    tls: true
+",
+    );
     let s = Mxisd::start(&config);
     s.get("/_matrix/identity/api/v1/lookup?medium=email&address=bob%40example.org")
         .assert_error(503, "M_UNKNOWN");
@@ -230,16 +269,7 @@ fn hashed_lookups_keep_the_last_complete_index_while_the_directory_is_down() {
     ensure_up();
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = TempDir::new();
-    let ldap = dir.join("ldap");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/ldap/start.sh");
-    assert!(Command::new("bash")
-        .arg(script)
-        .arg(&ldap)
-        .arg("3892")
-        .arg("10")
-        .status()
-        .unwrap()
-        .success());
+    let slapd = OwnSlapd::start(&dir, "3892");
     let s = Mxisd::start(
         &ldap_config("3892", "").replace("lookup:\n", "hashing:\n  refreshInterval: 1\nlookup:\n"),
     );
@@ -247,8 +277,7 @@ fn hashed_lookups_keep_the_last_complete_index_while_the_directory_is_down() {
     let before = hashed(&s, &token, &[("bob@example.org", "email")]);
     assert_eq!(before.as_object().unwrap().len(), 1, "{before}");
 
-    let pid = std::fs::read_to_string(ldap.join("slapd.pid")).unwrap();
-    Command::new("kill").arg(pid.trim()).status().unwrap();
+    slapd.stop();
     // Refreshes fail now; the previous, complete index keeps answering.
     assert!(s.wait_for_log("hash index not refreshed"), "{}", s.log());
     assert_eq!(hashed(&s, &token, &[("bob@example.org", "email")]), before);
