@@ -21,3 +21,11 @@ pub mod pool;
 pub mod ratelimit;
 pub mod store;
 pub mod threepid;
+
+/// Milliseconds since the Unix epoch, as Matrix timestamps are written.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -43,13 +43,6 @@ fn hash(token: &str) -> String {
     b64::encode_url_safe(&Sha256::digest(token.as_bytes()))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -66,7 +59,7 @@ impl Accounts {
     /// A new access token for `user_id` (creating the account on first use).
     pub fn issue_token(&self, store: &Store, user_id: &str) -> Result<String, AccountError> {
         let token = random::string_from(random::ALPHANUMERIC, 32).map_err(AccountError::Random)?;
-        store.add_token(user_id, &hash(&token), now_ms())?;
+        store.add_token(user_id, &hash(&token), crate::now_ms())?;
         Ok(token)
     }
 

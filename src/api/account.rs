@@ -94,13 +94,9 @@ pub fn whoami(app: &App, req: &Request) -> Result<Reply, ApiError> {
 /// Ends the access token; terms need not be accepted. An unknown token is 401
 /// M_UNKNOWN_TOKEN.
 pub fn logout(app: &App, req: &Request) -> Result<Reply, ApiError> {
-    let user = match auth::authenticated(app, req) {
-        Err(ApiError::Unauthorized(why)) if why.starts_with("Unrecognised") => {
-            return Err(ApiError::UnknownToken)
-        }
-        other => other?,
-    };
-    if !app.accounts.logout(&app.store, &user.token)? {
+    let token =
+        auth::token(req).ok_or_else(|| ApiError::Unauthorized("Missing access token".into()))?;
+    if !app.accounts.logout(&app.store, &token)? {
         return Err(ApiError::UnknownToken);
     }
     Ok(Reply::json(json!({})))

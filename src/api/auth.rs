@@ -11,7 +11,8 @@ pub struct User {
     pub token: String,
 }
 
-fn token(req: &Request) -> Option<String> {
+/// The access token of the request, if it carries one.
+pub fn token(req: &Request) -> Option<String> {
     let bearer = req.header("Authorization").and_then(|h| {
         let (scheme, value) = h.trim().split_once(' ')?;
         scheme

@@ -17,13 +17,6 @@ impl From<LookupError> for ApiError {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// # `GET /_matrix/identity/api/v1/lookup?medium=…&address=…`
 ///
 /// The signed association of one 3PID, or `{}` when no store knows it.
@@ -35,7 +28,7 @@ pub fn lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let Some(mxid) = app.lookup.find(medium, address)? else {
         return Ok(Reply::json(json!({})));
     };
-    let ts = now_ms();
+    let ts = crate::now_ms();
     let mut association = json!({
         "medium": medium, "address": address, "mxid": mxid,
         "ts": ts, "not_before": ts - 60_000, "not_after": ts + 300_000,
