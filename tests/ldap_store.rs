@@ -233,25 +233,20 @@ fn a_wrong_bind_password_is_503_naming_the_store() {
 fn ldaps_and_starttls_with_an_internal_ca() {
     ensure_up();
     let ca = format!("{}/tls/ca.pem", get("MXISD_TEST_DIR"));
-    let ldaps = format!("    tls: true\n    caFile: '{ca}'\n");
-    let config = ldap_config_with_connection(get("LDAPS_PORT"), &ldaps);
-    let s = Mxisd::start(&config);
-    assert_eq!(
-        lookup(&s, "email", "bob@example.org")["mxid"],
-        "@bob:example.org",
-        "{}",
-        s.log()
-    );
-
-    let starttls = format!("    startTls: true\n    caFile: '{ca}'\n");
-    let config = ldap_config_with_connection(get("LDAP_PORT"), &starttls);
-    let s = Mxisd::start(&config);
-    assert_eq!(
-        lookup(&s, "email", "bob@example.org")["mxid"],
-        "@bob:example.org",
-        "{}",
-        s.log()
-    );
+    // LDAPS on its own port, StartTLS on the plain one: both trust the CA file.
+    for (port, tls) in [
+        (get("LDAPS_PORT"), "tls: true"),
+        (get("LDAP_PORT"), "startTls: true"),
+    ] {
+        let connection = format!("    {tls}\n    caFile: '{ca}'\n");
+        let s = Mxisd::start(&ldap_config_with_connection(port, &connection));
+        assert_eq!(
+            lookup(&s, "email", "bob@example.org")["mxid"],
+            "@bob:example.org",
+            "{tls}: {}",
+            s.log()
+        );
+    }
 
     // Without the CA the server's certificate is not trusted: the store fails, loudly.
     let config = ldap_config_with_connection(

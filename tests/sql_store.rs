@@ -13,6 +13,14 @@ use support::{Mxisd, Response, TempDir};
 
 const SYNAPSE_SCHEMA: &str = "CREATE TABLE user_threepids (user_id TEXT NOT NULL, medium TEXT NOT NULL, address TEXT NOT NULL, validated_at BIGINT NOT NULL, added_at BIGINT NOT NULL)";
 
+/// `synapseSql` over the SQLite file `db`, with `extra` sections.
+fn sqlite_store(db: &str, extra: &str) -> String {
+    format!(
+        "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\n{extra}{}",
+        allow_loopback()
+    )
+}
+
 fn allow_loopback() -> String {
     federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
 }
@@ -112,10 +120,7 @@ fn synapse_sqlite_database() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = TempDir::new();
     let db = synapse_sqlite(&dir, &alice_rows());
-    let s = Mxisd::start(&format!(
-        "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\n{}",
-        allow_loopback()
-    ));
+    let s = Mxisd::start(&sqlite_store(&db, ""));
     assert_finds_alice(&s, &hs);
 }
 
@@ -180,10 +185,7 @@ fn ten_thousand_addresses_in_one_bulk() {
         })
         .collect();
     let db = synapse_sqlite(&dir, &rows);
-    let s = Mxisd::start(&format!(
-        "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\n{}",
-        allow_loopback()
-    ));
+    let s = Mxisd::start(&sqlite_store(&db, ""));
 
     let asked: Vec<Value> = (0..10_000)
         .map(|i| json!(["email", format!("USER{i}@example.org")]))
@@ -246,9 +248,11 @@ fn the_hash_index_picks_up_new_bindings_on_refresh() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = TempDir::new();
     let db = synapse_sqlite(&dir, &alice_rows());
-    let s = Mxisd::start(&format!(
-        "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\nhashing:\n  refreshInterval: 1\n{}",
-        allow_loopback()
+    let s = Mxisd::start(&sqlite_store(
+        &db,
+        "hashing:
+  refreshInterval: 1
+",
     ));
     let token = v2_token(&s, &hs, "reader");
     let pepper = pepper(&s, &token);
