@@ -29,3 +29,12 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Locks `mutex`, recovering it if a thread panicked while holding it: every value we keep
+/// behind a mutex (caches, idle connections, counters) stays valid through a panic, and a
+/// handler's panic must not take the whole server down with it.
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

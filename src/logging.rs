@@ -72,7 +72,7 @@ pub fn flush() {
     if let Some(w) = WRITER.get() {
         DIRECT.store(true, Ordering::SeqCst);
         let _ = w.queue.send(None);
-        if let Some(thread) = w.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(thread) = crate::lock(&w.thread).take() {
             let _ = thread.join();
         }
     }

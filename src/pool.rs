@@ -37,8 +37,7 @@ impl<C> Pool<C> {
 
     fn checkout(&self) -> Result<C, Exhausted> {
         let deadline = Instant::now() + self.checkout_timeout;
-        // A poisoned lock only means a thread panicked while holding the Vec: the Vec is fine.
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = crate::lock(&self.idle);
         loop {
             if let Some(conn) = idle.pop() {
                 return Ok(conn);
@@ -56,10 +55,7 @@ impl<C> Pool<C> {
     }
 
     fn checkin(&self, conn: C) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
+        crate::lock(&self.idle).push(conn);
         self.returned.notify_one();
     }
 }

@@ -25,7 +25,7 @@ impl RateLimiter {
     /// Counts an attempt for `key`; `Err(wait)` if the limit is reached.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut windows = crate::lock(&self.windows);
         if windows.len() >= MAX_KEYS {
             windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
         }

@@ -10,6 +10,7 @@ pub mod register;
 pub mod terms;
 
 use crate::crypto::{b64, random};
+use crate::lock;
 use crate::store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -41,10 +42,6 @@ impl From<StoreError> for AccountError {
 
 fn hash(token: &str) -> String {
     b64::encode_url_safe(&Sha256::digest(token.as_bytes()))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Accounts {

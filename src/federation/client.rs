@@ -134,7 +134,7 @@ impl Client {
         });
         outcome.map_err(|e| {
             // A refusal or DNS failure in our resolver says more than ureq's wrapper error.
-            match refusal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            match crate::lock(&refusal).take() {
                 Some(cause) => cause,
                 None => classify(e),
             }
@@ -267,7 +267,7 @@ impl Resolver for GuardedResolver {
             }
             Ok(_) => Err(ureq::Error::HostNotFound),
             Err(cause) => {
-                *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause);
+                *crate::lock(&self.refusal) = Some(cause);
                 Err(ureq::Error::HostNotFound)
             }
         }
