@@ -22,6 +22,22 @@ struct Sleeper {
     woken: AtomicBool,
 }
 
+impl Sleeper {
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+/// The front of the queue: `Some(Some(element))`, `Some(None)` for an unblock, `None` when
+/// the queue is empty.
+fn take_front<T>(items: &mut VecDeque<Control<T>>) -> Option<Option<T>> {
+    match items.pop_front()? {
+        Control::Elem(value) => Some(Some(value)),
+        Control::Unblock => Some(None),
+    }
+}
+
 struct State<T> {
     items: VecDeque<Control<T>>,
     /// Idle consumers, the most recent last.
@@ -76,8 +92,7 @@ where
             }
         };
         if let Some(sleeper) = sleeper {
-            sleeper.woken.store(true, Ordering::Release);
-            sleeper.thread.unpark();
+            sleeper.wake();
         }
     }
 
@@ -99,10 +114,7 @@ where
 
     /// Tries to pop an element without blocking.
     pub fn try_pop(&self) -> Option<T> {
-        match self.lock().items.pop_front() {
-            Some(Control::Elem(value)) => Some(value),
-            Some(Control::Unblock) | None => None,
-        }
+        take_front(&mut self.lock().items).flatten()
     }
 
     /// Tries to pop an element without blocking
@@ -121,10 +133,7 @@ where
             let keep = state.sleepers.len() - n;
             state.sleepers.split_off(keep)
         };
-        for sleeper in woken {
-            sleeper.woken.store(true, Ordering::Release);
-            sleeper.thread.unpark();
-        }
+        woken.iter().for_each(|sleeper| sleeper.wake());
     }
 
     /// Looks at the queue for up to `SPIN`, yielding the CPU in between.
@@ -132,11 +141,8 @@ where
         let until = Instant::now() + SPIN;
         while Instant::now() < until {
             thread::yield_now();
-            let mut state = self.lock();
-            match state.items.pop_front() {
-                Some(Control::Elem(value)) => return Some(Some(value)),
-                Some(Control::Unblock) => return Some(None),
-                None => {}
+            if let Some(found) = take_front(&mut self.lock().items) {
+                return Some(found);
             }
         }
         None
@@ -148,10 +154,8 @@ where
         loop {
             let sleeper = {
                 let mut state = self.lock();
-                match state.items.pop_front() {
-                    Some(Control::Elem(value)) => return Some(value),
-                    Some(Control::Unblock) => return None,
-                    None => {}
+                if let Some(found) = take_front(&mut state.items) {
+                    return found;
                 }
                 if may_spin && !state.spinning {
                     state.spinning = true;
@@ -195,10 +199,7 @@ where
                 if let Some(i) = state.sleepers.iter().position(|s| Arc::ptr_eq(s, &sleeper)) {
                     state.sleepers.remove(i);
                     TIMED_OUT.with(|t| t.set(true));
-                    return match state.items.pop_front() {
-                        Some(Control::Elem(value)) => Some(value),
-                        Some(Control::Unblock) | None => None,
-                    };
+                    return take_front(&mut state.items).flatten();
                 }
             }
         }

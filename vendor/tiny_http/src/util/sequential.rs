@@ -179,21 +179,24 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
+impl<W: Write + Send> SequentialWriter<W> {
+    /// Waits until the previous response on this connection is written (once).
+    fn wait_turn(&mut self) {
+        if let Some(previous) = self.trigger.take() {
+            previous.take();
+        }
+    }
+}
+
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        if let Some(v) = self.trigger.as_ref() {
-            v.take()
-        }
-        self.trigger = None;
+        self.wait_turn();
 
         self.writer.lock().unwrap().write(buf)
     }
 
     fn flush(&mut self) -> IoResult<()> {
-        if let Some(v) = self.trigger.as_ref() {
-            v.take()
-        }
-        self.trigger = None;
+        self.wait_turn();
 
         self.writer.lock().unwrap().flush()
     }
