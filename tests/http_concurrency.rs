@@ -8,9 +8,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::thread;
-use support::Mxisd;
-
-const BULK: &str = "/_matrix/identity/api/v1/bulk_lookup";
+use support::{Mxisd, V1_BULK_LOOKUP};
 
 /// A bulk lookup whose body is `len` bytes or a little more: bodies over 1 KiB are read by
 /// the worker from the connection, smaller ones arrive with the request.
@@ -23,7 +21,7 @@ fn bulk_request(len: usize) -> Vec<u8> {
     }
     let body = format!(r#"{{"threepids":[{}]}}"#, threepids.join(","));
     let head = format!(
-        "POST {BULK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     [head.into_bytes(), body.into_bytes()].concat()

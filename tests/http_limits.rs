@@ -5,9 +5,8 @@ mod support;
 
 use std::io::{Read, Write};
 use std::time::Duration;
-use support::{raw_exchange, Mxisd};
+use support::{raw_exchange, Mxisd, V1_BULK_LOOKUP};
 
-const BULK: &str = "/_matrix/identity/api/v1/bulk_lookup";
 const LIMITS: &str = "http:\n  workers: 2\n  maxBodyBytes: 2048\n  bodyTimeout: 1\n";
 
 fn status_line(answer: &str) -> &str {
@@ -42,7 +41,7 @@ fn declared_huge_body_is_refused_without_allocating_it() {
     // Before the vendored fix, tiny_http allocated the declared length when dropping the
     // unread body: a petabyte here aborted the process.
     let request = format!(
-        "POST {BULK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000000000\r\n\r\n{{\"threepids\":[]}}"
+        "POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000000000\r\n\r\n{{\"threepids\":[]}}"
     );
     let mut conn = s.connect();
     conn.write_all(request.as_bytes()).unwrap();
@@ -66,10 +65,10 @@ fn declared_huge_body_is_refused_without_allocating_it() {
 fn body_over_the_limit_is_413_whether_declared_or_chunked() {
     let s = Mxisd::start(LIMITS);
     let big = format!("{{\"threepids\":[[\"email\",\"{}\"]]}}", "a".repeat(3000));
-    let r = s.post(BULK, &big);
+    let r = s.post(V1_BULK_LOOKUP, &big);
     r.assert_error(413, "M_TOO_LARGE");
 
-    let mut chunked = format!("POST {BULK} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    let mut chunked = format!("POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
     for piece in big.as_bytes().chunks(500) {
         chunked.push_str(&format!(
             "{:x}\r\n{}\r\n",
@@ -83,7 +82,7 @@ fn body_over_the_limit_is_413_whether_declared_or_chunked() {
 
     // Just under the limit is read and answered.
     let fits = format!("{{\"threepids\":[[\"email\",\"{}\"]]}}", "a".repeat(1900));
-    assert_eq!(s.post(BULK, &fits).status, 200);
+    assert_eq!(s.post(V1_BULK_LOOKUP, &fits).status, 200);
 }
 
 #[test]
@@ -93,7 +92,9 @@ fn stalled_body_times_out_and_other_requests_are_served() {
     let stalled: Vec<_> = (0..2)
         .map(|_| {
             let mut conn = s.connect();
-            let head = format!("POST {BULK} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n");
+            let head = format!(
+                "POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
+            );
             conn.write_all(head.as_bytes()).unwrap();
             conn.write_all(&[b' '; 100]).unwrap();
             conn
@@ -110,7 +111,8 @@ fn stalled_body_times_out_and_other_requests_are_served() {
     // A small stalled body is read by the connection thread, which gives up quietly.
     let mut conn = s.connect();
     conn.write_all(
-        format!("POST {BULK} HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{{").as_bytes(),
+        format!("POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{{")
+            .as_bytes(),
     )
     .unwrap();
     let mut answer = Vec::new();

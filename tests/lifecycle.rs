@@ -8,9 +8,7 @@ use mxisd::{api, app::App, config};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Mxisd, TempDir};
-
-const BULK: &str = "/_matrix/identity/api/v1/bulk_lookup";
+use support::{Mxisd, TempDir, V1_BULK_LOOKUP};
 
 #[test]
 fn sigterm_and_sigint_stop_with_exit_code_zero() {
@@ -35,7 +33,7 @@ fn a_request_in_flight_finishes_after_sigterm() {
     let (first, rest) = body.split_at(1000);
     let mut conn = s.connect();
     let head = format!(
-        "POST {BULK} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     conn.write_all(head.as_bytes()).unwrap();

@@ -80,7 +80,7 @@ fn v1_lookup_answers_signed_associations() {
 fn v1_bulk_lookup_answers_what_it_finds_as_asked() {
     let s = server();
     let asked = json!({"threepids": [["email", "alice@EXAMPLE.org"], ["msisdn", "442079460001"], ["email", "nobody@example.org"]]});
-    let r = s.post("/_matrix/identity/api/v1/bulk_lookup", &asked.to_string());
+    let r = s.post(support::V1_BULK_LOOKUP, &asked.to_string());
     assert_eq!(r.status, 200, "{}", r.text);
     let mut found = r.json()["threepids"].as_array().unwrap().clone();
     found.sort_by_key(|t| t[1].as_str().unwrap().to_owned());
@@ -92,7 +92,7 @@ fn v1_bulk_lookup_answers_what_it_finds_as_asked() {
         ]
     );
     let four = json!({"threepids": [["email","a@b.c"],["email","b@b.c"],["email","c@b.c"],["email","d@b.c"]]});
-    s.post("/_matrix/identity/api/v1/bulk_lookup", &four.to_string())
+    s.post(support::V1_BULK_LOOKUP, &four.to_string())
         .assert_error(400, "M_TOO_LARGE");
 }
 

@@ -22,7 +22,7 @@ fn lookups_and_logins_through_the_backend() {
     let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=Erin%40example.org");
     assert_eq!(r.json()["mxid"], "@erin:example.org", "{}", r.text);
     let bulk = json!({"threepids": [["msisdn", "15551230000"], ["email", "nobody@example.org"]]});
-    let r = s.post("/_matrix/identity/api/v1/bulk_lookup", &bulk.to_string());
+    let r = s.post(support::V1_BULK_LOOKUP, &bulk.to_string());
     assert_eq!(
         r.json(),
         json!({"threepids": [["msisdn", "15551230000", "@erin:example.org"]]})

@@ -5,7 +5,7 @@ mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::services::{ensure_up, get, port};
+use support::services::{ensure_up, get, port, psql};
 
 fn output(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run command");
@@ -51,20 +51,7 @@ fn slapd_finds_a_fixture_user_and_checks_its_password() {
 #[test]
 fn postgresql_answers_a_select() {
     ensure_up();
-    let psql = |sql: &str| {
-        output(Command::new("psql").args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            get("PG_PORT"),
-            "-U",
-            get("PG_USER"),
-            "-d",
-            get("PG_DB"),
-            "-Atc",
-            sql,
-        ]))
-    };
+    let psql = |sql: &str| psql(get("PG_DB"), sql);
     psql("CREATE TABLE IF NOT EXISTS services_probe (medium TEXT, address TEXT)");
     psql("DELETE FROM services_probe");
     psql("INSERT INTO services_probe VALUES ('email', 'alice@example.org')");

@@ -6,9 +6,8 @@ mod support;
 
 use mxisd::crypto::hash::lookup_hash;
 use serde_json::{json, Value};
-use std::process::Command;
 use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
-use support::services::{ensure_up, get};
+use support::services::{ensure_up, get, psql};
 use support::{Mxisd, Response, TempDir};
 
 const SYNAPSE_SCHEMA: &str = "CREATE TABLE user_threepids (user_id TEXT NOT NULL, medium TEXT NOT NULL, address TEXT NOT NULL, validated_at BIGINT NOT NULL, added_at BIGINT NOT NULL)";
@@ -42,31 +41,6 @@ fn synapse_sqlite(dir: &TempDir, rows: &[(String, &str, String)]) -> String {
     path.display().to_string()
 }
 
-fn psql(db: &str, sql: &str) {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            get("PG_PORT"),
-            "-U",
-            get("PG_USER"),
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qAtc",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn post_v2(s: &Mxisd, token: &str, body: &Value) -> Response {
     Response::from(
         support::agent()
@@ -87,7 +61,7 @@ fn assert_finds_alice(s: &Mxisd, hs: &FakeHomeserver) {
     let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=Alice%40Example.org");
     assert_eq!(r.json()["mxid"], "@alice:example.org", "{}", r.text);
     let bulk = json!({"threepids": [["msisdn", "447700900001"], ["email", "nobody@example.org"]]});
-    let r = s.post("/_matrix/identity/api/v1/bulk_lookup", &bulk.to_string());
+    let r = s.post(support::V1_BULK_LOOKUP, &bulk.to_string());
     assert_eq!(
         r.json(),
         json!({"threepids": [["msisdn", "447700900001", "@alice:example.org"]]})
@@ -191,7 +165,7 @@ fn ten_thousand_addresses_in_one_bulk() {
         .map(|i| json!(["email", format!("USER{i}@example.org")]))
         .collect();
     let r = s.post(
-        "/_matrix/identity/api/v1/bulk_lookup",
+        support::V1_BULK_LOOKUP,
         &json!({ "threepids": asked }).to_string(),
     );
     assert_eq!(r.status, 200, "{}", r.text);
@@ -234,7 +208,7 @@ fn a_database_that_is_down_is_503_never_not_found() {
         "{body}"
     );
     let bulk = json!({"threepids": [["email", "alice@example.org"]]});
-    s.post("/_matrix/identity/api/v1/bulk_lookup", &bulk.to_string())
+    s.post(support::V1_BULK_LOOKUP, &bulk.to_string())
         .assert_error(503, "M_UNKNOWN");
     let token = v2_token(&s, &hs, "x");
     let pepper = pepper(&s, &token);

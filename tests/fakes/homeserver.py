@@ -12,12 +12,12 @@ Speaks HTTPS with the test CA's server certificate. Prints "listening <port>" on
       neither             -> 404
 """
 import argparse
-import json
 import ssl
-import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from jsonhttp import JsonHandler
 
 
 def main():
@@ -30,19 +30,8 @@ def main():
     p.add_argument("--redirect")
     args = p.parse_args()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, fmt, *a):
-            sys.stderr.write("fake-hs: " + (fmt % a) + "\n")
-
-        def send_json(self, status, body):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
+        log_prefix = "fake-hs"
 
         def do_GET(self):
             url = urlsplit(self.path)

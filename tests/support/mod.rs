@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mxisd");
+/// The v1 bulk lookup, which several tests use as a plain endpoint with a body.
+pub const V1_BULK_LOOKUP: &str = "/_matrix/identity/api/v1/bulk_lookup";
 
 /// The shared folder beside the checkout (test vectors, sample key stores).
 pub fn shared() -> PathBuf {

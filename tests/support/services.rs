@@ -46,3 +46,31 @@ pub fn ensure_up() {
         assert!(status.success(), "tests/services/up.sh failed");
     });
 }
+
+/// Runs `sql` with psql on database `db` of the test PostgreSQL; its output, without
+/// decoration. Any error fails the test.
+pub fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            get("PG_PORT"),
+            "-U",
+            get("PG_USER"),
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qAtc",
+            sql,
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
