@@ -7,6 +7,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
 use std::thread;
 use support::{Mxisd, V1_BULK_LOOKUP};
 
@@ -121,5 +122,41 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(answers[3].1, "{}");
     for i in [0, 2, 4] {
         assert_eq!(answers[i].1, r#"{"threepids":[]}"#);
+    }
+}
+
+#[test]
+fn a_burst_of_new_connections_is_served_while_the_first_stay_open() {
+    // Idle keep-alive connections are closed only after a minute here: a connection that
+    // waits for another one to close would time out below.
+    let s = Mxisd::start("http:\n  workers: 2\n  bodyTimeout: 60\n");
+    // Connected all at once, as a client opening its pool does: the server accepts them in
+    // one burst.
+    let start = Arc::new(Barrier::new(24));
+    let streams: Vec<TcpStream> = (0..24)
+        .map(|_| {
+            let (start, addr) = (start.clone(), s.addr);
+            thread::spawn(move || {
+                start.wait();
+                TcpStream::connect(addr).unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let mut open = Vec::new();
+    for (i, stream) in streams.into_iter().enumerate() {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        writer
+            .write_all(&get_request("/_matrix/identity/v2"))
+            .unwrap();
+        let (status, body) = read_response(&mut reader);
+        assert_eq!((status, body.as_str()), (200, "{}"), "connection {i}");
+        open.push(reader); // kept open, idle, as a client's keep-alive pool does
     }
 }

@@ -83,7 +83,9 @@ impl ClientConnection {
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
     fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        let mut buf = Vec::new();
+        // mxisd patch: room for a usual header line at once; growing from empty reallocated
+        // about twelve times per request.
+        let mut buf = Vec::with_capacity(128);
         let mut prev_byte_was_cr = false;
 
         loop {

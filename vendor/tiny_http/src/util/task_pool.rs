@@ -14,16 +14,24 @@ pub struct TaskPool {
 
 struct Sharing {
     // list of the tasks to be done by worker threads
-    todo: Mutex<VecDeque<Box<dyn FnMut() + Send>>>,
+    todo: Mutex<Todo>,
 
     // condvar that will be notified whenever a task is added to `todo`
     condvar: Condvar,
 
     // number of total worker threads running
     active_tasks: AtomicUsize,
+}
 
-    // number of idle worker threads
-    waiting_tasks: AtomicUsize,
+// mxisd patch: the count of idle threads lives under the same lock as the tasks. The
+// published pool counted waiting threads in an atomic that a woken thread decrements only
+// once it runs again: a burst of `spawn`s (connections accepted back to back) all saw the
+// same idle threads, queued their tasks behind them, and started no thread. Since a task
+// is a whole keep-alive connection, the queued connections then waited for others to close.
+struct Todo {
+    tasks: VecDeque<Box<dyn FnMut() + Send>>,
+    // Threads waiting for a task, less the tasks already queued for them.
+    idle: usize,
 }
 
 /// Minimum number of active threads.
@@ -50,10 +58,12 @@ impl TaskPool {
     pub fn new() -> TaskPool {
         let pool = TaskPool {
             sharing: Arc::new(Sharing {
-                todo: Mutex::new(VecDeque::new()),
+                todo: Mutex::new(Todo {
+                    tasks: VecDeque::new(),
+                    idle: 0,
+                }),
                 condvar: Condvar::new(),
                 active_tasks: AtomicUsize::new(0),
-                waiting_tasks: AtomicUsize::new(0),
             }),
         };
 
@@ -67,12 +77,14 @@ impl TaskPool {
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+        let mut todo = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        if todo.idle == 0 {
+            drop(todo);
             self.add_thread(Some(code));
         } else {
-            queue.push_back(code);
+            todo.idle -= 1;
+            todo.tasks.push_back(code);
             self.sharing.condvar.notify_one();
         }
     }
@@ -91,14 +103,15 @@ impl TaskPool {
             loop {
                 let mut task: Box<dyn FnMut() + Send> = {
                     let mut todo = sharing.todo.lock().unwrap();
+                    // Idle from here; a task taken below was counted out by its `spawn`.
+                    todo.idle += 1;
 
                     let task;
                     loop {
-                        if let Some(poped_task) = todo.pop_front() {
+                        if let Some(poped_task) = todo.tasks.pop_front() {
                             task = poped_task;
                             break;
                         }
-                        let _waiting_guard = Registration::new(&sharing.waiting_tasks);
 
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
@@ -113,7 +126,8 @@ impl TaskPool {
                                 !waitres.timed_out()
                             };
 
-                        if !received && todo.is_empty() {
+                        if !received && todo.tasks.is_empty() {
+                            todo.idle -= 1;
                             return;
                         }
                     }
