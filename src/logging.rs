@@ -5,6 +5,7 @@
 //! the libraries (tiny_http, rusqlite, ...). Nothing here ever formats request bodies.
 
 use log::{LevelFilter, Log, Metadata, Record};
+use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -131,9 +132,12 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format!(
-            "{} {:<5} {}: {}\n",
-            utc_timestamp(SystemTime::now()),
+        // One allocation per line, sized for an access-log line.
+        let mut line = String::with_capacity(128);
+        write_timestamp(&mut line, SystemTime::now());
+        let _ = writeln!(
+            line,
+            " {:<5} {}: {}",
             record.level(),
             record.target(),
             record.args()
@@ -157,18 +161,27 @@ pub fn set_levels(app: LevelFilter, root: LevelFilter) {
 }
 
 /// `2026-11-23T19:41:07.123Z`
+#[cfg(test)]
 fn utc_timestamp(now: SystemTime) -> String {
+    let mut out = String::new();
+    write_timestamp(&mut out, now);
+    out
+}
+
+/// Appends `now` as `2026-11-23T19:41:07.123Z`.
+fn write_timestamp(out: &mut String, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    format!(
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         since.subsec_millis()
-    )
+    );
 }
 
 /// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.

@@ -79,7 +79,7 @@ impl Router {
     }
 
     /// `path` is already percent-decoded segment by segment.
-    pub fn find(&self, method: Method, path: &[String]) -> RouteMatch<'_> {
+    pub fn find<S: AsRef<str>>(&self, method: Method, path: &[S]) -> RouteMatch<'_> {
         let mut best: Option<(&Route, Vec<(String, String)>)> = None;
         let mut path_known = false;
         for route in &self.routes {
@@ -103,16 +103,16 @@ impl Router {
 }
 
 impl Route {
-    fn matches(&self, path: &[String]) -> Option<Vec<(String, String)>> {
+    fn matches<S: AsRef<str>>(&self, path: &[S]) -> Option<Vec<(String, String)>> {
         if self.segments.len() != path.len() {
             return None;
         }
         let mut params = Vec::new();
-        for (segment, actual) in self.segments.iter().zip(path) {
+        for (segment, actual) in self.segments.iter().zip(path.iter().map(AsRef::as_ref)) {
             match segment {
                 Segment::Literal(lit) if lit == actual => {}
                 Segment::Literal(_) => return None,
-                Segment::Param(name) => params.push((name.clone(), actual.clone())),
+                Segment::Param(name) => params.push((name.clone(), actual.to_owned())),
             }
         }
         Some(params)

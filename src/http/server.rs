@@ -139,7 +139,7 @@ fn work(server: &tiny_http::Server, shared: &Shared) {
 
 fn handle(shared: &Shared, mut raw: tiny_http::Request) {
     let started = Instant::now();
-    let method_name = raw.method().to_string();
+    let method = raw.method().clone();
     let (reply, label) = match panic::catch_unwind(AssertUnwindSafe(|| dispatch(shared, &mut raw)))
     {
         Ok(outcome) => outcome,
@@ -149,8 +149,8 @@ fn handle(shared: &Shared, mut raw: tiny_http::Request) {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            log::error!("{method_name} request handler panicked: {why}");
-            (Reply::from(ApiError::Internal), "(panicked)".to_owned())
+            log::error!("{method} request handler panicked: {why}");
+            (Reply::from(ApiError::Internal), "(panicked)")
         }
     };
     let status = reply.status;
@@ -159,35 +159,33 @@ fn handle(shared: &Shared, mut raw: tiny_http::Request) {
     }
     log::info!(
         target: "mxisd::access",
-        "{method_name} {label} {status} {:.1}ms",
+        "{method} {label} {status} {:.1}ms",
         started.elapsed().as_secs_f64() * 1000.0
     );
 }
 
 /// Routes and runs one request; returns the reply and the label for the access log.
-fn dispatch(shared: &Shared, raw: &mut tiny_http::Request) -> (Reply, String) {
+fn dispatch<'s>(shared: &'s Shared, raw: &mut tiny_http::Request) -> (Reply, &'s str) {
     if *raw.method() == tiny_http::Method::Options {
-        return (Reply::json(serde_json::json!({})), "(preflight)".to_owned());
+        return (Reply::json(serde_json::json!({})), "(preflight)");
     }
     let (path, query) = raw.url().split_once('?').unwrap_or((raw.url(), ""));
     let Some(segments) = split(path)
         .map(|s| urlencoded::decode(s, false))
         .collect::<Option<Vec<_>>>()
     else {
-        return (ApiError::Unrecognized.into(), "(bad path)".to_owned());
+        return (ApiError::Unrecognized.into(), "(bad path)");
     };
     let query = urlencoded::parse_query(query);
     let Some(method) = Method::from_tiny(raw.method()) else {
-        return (ApiError::MethodNotAllowed.into(), "(method)".to_owned());
+        return (ApiError::MethodNotAllowed.into(), "(method)");
     };
     let (route, params) = match shared.router.find(method, &segments) {
         RouteMatch::Found(route, params) => (route, params),
-        RouteMatch::WrongMethod => {
-            return (ApiError::MethodNotAllowed.into(), "(method)".to_owned())
-        }
-        RouteMatch::NotFound => return (ApiError::Unrecognized.into(), "(unknown)".to_owned()),
+        RouteMatch::WrongMethod => return (ApiError::MethodNotAllowed.into(), "(method)"),
+        RouteMatch::NotFound => return (ApiError::Unrecognized.into(), "(unknown)"),
     };
-    let label = route.pattern.clone();
+    let label = route.pattern.as_str();
     let http = &shared.app.config.http;
     let body = if method.has_body() {
         match read_body(raw, http.max_body_bytes, http.body_timeout) {
@@ -197,26 +195,17 @@ fn dispatch(shared: &Shared, raw: &mut tiny_http::Request) -> (Reply, String) {
     } else {
         Vec::new()
     };
-    let headers = raw
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_owned(),
-                h.value.as_str().to_owned(),
-            )
-        })
-        .collect::<Vec<_>>();
     let peer = raw
         .remote_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let forwarded = headers
+    let forwarded = raw
+        .headers()
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))
-        .map(|(_, v)| v.as_str());
+        .find(|h| h.field.equiv("X-Forwarded-For"))
+        .map(|h| h.value.as_str());
     let client = client_address(peer, forwarded, &http.trusted_proxies);
-    let request = Request::new(method, client, params, query, headers, body);
+    let request = Request::new(method, client, params, query, raw.headers(), body);
     let reply = (route.handler)(&shared.app, &request).unwrap_or_else(|e| {
         if e.status() >= 500 {
             log::warn!("{} {label}: {e}", raw.method());

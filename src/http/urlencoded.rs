@@ -1,8 +1,14 @@
 //! Percent-decoding of paths and `application/x-www-form-urlencoded` query strings.
 
+use std::borrow::Cow;
+
 /// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`). `None` if the result is
-/// not UTF-8 or an escape is broken.
-pub fn decode(s: &str, plus_is_space: bool) -> Option<String> {
+/// not UTF-8 or an escape is broken. Borrows `s` when there is nothing to decode.
+pub fn decode(s: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
+    let escaped = s.contains('%') || (plus_is_space && s.contains('+'));
+    if !escaped {
+        return Some(Cow::Borrowed(s));
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -24,7 +30,7 @@ pub fn decode(s: &str, plus_is_space: bool) -> Option<String> {
             }
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// The pairs of a query string, decoded; pairs that do not decode are dropped.
@@ -34,7 +40,7 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .filter_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((decode(k, true)?, decode(v, true)?))
+            Some((decode(k, true)?.into_owned(), decode(v, true)?.into_owned()))
         })
         .collect()
 }
