@@ -135,3 +135,80 @@ fn idle_keep_alive_connections_are_closed_quietly() {
     assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// A GET of the v2 status with one extra header line `X-Pad: <pad>`, closing after it.
+fn get_with_header(pad: &str) -> String {
+    format!(
+        "GET /_matrix/identity/v2 HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+#[test]
+fn header_lines_and_header_counts_are_bounded() {
+    let s = Mxisd::start(LIMITS);
+    // A line is at most 16 KiB (CRLF not counted): "X-Pad: " is 7 bytes.
+    let longest = "a".repeat(16 * 1024 - 1 - 7);
+    let answer = raw_exchange(&s, get_with_header(&longest).as_bytes());
+    assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer}");
+    let too_long = "a".repeat(16 * 1024 - 7);
+    let answer = raw_exchange(&s, get_with_header(&too_long).as_bytes());
+    assert!(status_line(&answer).starts_with("HTTP/1.1 400"), "{answer}");
+    // Small enough that the whole request fits in the socket buffers before the server
+    // answers and closes.
+    let answer = raw_exchange(&s, get_with_header(&"a".repeat(40_000)).as_bytes());
+    assert!(status_line(&answer).starts_with("HTTP/1.1 400"), "{answer}");
+
+    let headers = |n: usize| {
+        let lines: String = (0..n).map(|i| format!("X-H{i}: v\r\n")).collect();
+        format!("GET /_matrix/identity/v2 HTTP/1.1\r\n{lines}Connection: close\r\n\r\n")
+    };
+    // 128 header lines at most, Connection included.
+    let answer = raw_exchange(&s, headers(127).as_bytes());
+    assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = raw_exchange(&s, headers(128).as_bytes());
+    assert!(status_line(&answer).starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(s.get("/_matrix/identity/versions").status, 200);
+}
+
+#[test]
+fn a_request_arriving_in_small_pieces_is_served() {
+    let s = Mxisd::start(LIMITS);
+    let body = r#"{"threepids":[["email","nobody@example.org"]]}"#;
+    let request = format!(
+        "POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = s.connect();
+    conn.set_nodelay(true).unwrap();
+    // Three bytes at a time: lines end in every position of a piece, CR and LF apart.
+    for piece in request.as_bytes().chunks(3) {
+        conn.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"threepids":[]}"#), "{answer}");
+}
+
+#[test]
+fn a_chunked_body_larger_than_the_first_read_is_read_whole() {
+    let s = Mxisd::start("http:\n  maxBodyBytes: 100000\n");
+    let threepids: Vec<String> = (0..1500)
+        .map(|i| format!(r#"["email","padding{i}@example.org"]"#))
+        .collect();
+    let body = format!(r#"{{"threepids":[{}]}}"#, threepids.join(","));
+    assert!(body.len() > 40_000, "{}", body.len());
+    let mut request = format!("POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    for piece in body.as_bytes().chunks(7000) {
+        request.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            piece.len(),
+            String::from_utf8_lossy(piece)
+        ));
+    }
+    request.push_str("0\r\n\r\n");
+    let answer = raw_exchange(&s, request.as_bytes());
+    assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"threepids":[]}"#), "{answer}");
+}

@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -86,29 +86,39 @@ impl ClientConnection {
         // mxisd patch: room for a usual header line at once; growing from empty reallocated
         // about twelve times per request.
         let mut buf = Vec::with_capacity(128);
-        let mut prev_byte_was_cr = false;
 
+        // mxisd patch: scans the buffered bytes for the end of the line, instead of reading
+        // them one by one through two reader layers.
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+            let available = match self.next_header_source.fill_buf() {
+                Ok(available) => available,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             };
+            if available.is_empty() {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
+            }
+            let (taken, line_feed) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            buf.extend_from_slice(&available[..taken]);
+            self.next_header_source.consume(taken);
 
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
+            // A line ends at CRLF; a bare LF is part of the line, as before.
+            let complete = line_feed && buf.ends_with(b"\r\n");
+            if complete {
+                buf.truncate(buf.len() - 2);
+            }
+            // mxisd patch: a request or header line may not grow without bound (a final CR
+            // may still be the start of the line's end).
+            if buf.len() >= MAX_LINE_BYTES + usize::from(!complete && buf.ends_with(b"\r")) {
+                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
+            }
+            if complete {
                 return AsciiString::from_ascii(buf)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            // mxisd patch: a request or header line may not grow without bound.
-            if buf.len() >= MAX_LINE_BYTES {
-                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
-            }
-            buf.push(byte);
         }
     }
 
@@ -216,6 +226,16 @@ impl Iterator for ClientConnection {
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
+                }
+
+                // mxisd patch: a line too long or not ASCII is answered 400, not dropped.
+                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::InvalidInput => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(400));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None; // the rest of the line is still unread: close
                 }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
