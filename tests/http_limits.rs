@@ -35,6 +35,17 @@ fn server_pid(server: &Mxisd) -> u32 {
     pid.parse().unwrap()
 }
 
+/// A v1 bulk lookup of `body` sent chunked, `piece` bytes a chunk, closing after it.
+fn chunked_bulk_lookup(body: &str, piece: usize) -> String {
+    let mut request = format!("POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    for chunk in body.as_bytes().chunks(piece) {
+        let chunk = String::from_utf8_lossy(chunk);
+        request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    request.push_str("0\r\n\r\n");
+    request
+}
+
 #[test]
 fn declared_huge_body_is_refused_without_allocating_it() {
     let s = Mxisd::start(LIMITS);
@@ -68,16 +79,7 @@ fn body_over_the_limit_is_413_whether_declared_or_chunked() {
     let r = s.post(V1_BULK_LOOKUP, &big);
     r.assert_error(413, "M_TOO_LARGE");
 
-    let mut chunked = format!("POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-    for piece in big.as_bytes().chunks(500) {
-        chunked.push_str(&format!(
-            "{:x}\r\n{}\r\n",
-            piece.len(),
-            String::from_utf8_lossy(piece)
-        ));
-    }
-    chunked.push_str("0\r\n\r\n");
-    let answer = raw_exchange(&s, chunked.as_bytes());
+    let answer = raw_exchange(&s, chunked_bulk_lookup(&big, 500).as_bytes());
     assert!(status_line(&answer).starts_with("HTTP/1.1 413"), "{answer}");
 
     // Just under the limit is read and answered.
@@ -199,16 +201,7 @@ fn a_chunked_body_larger_than_the_first_read_is_read_whole() {
         .collect();
     let body = format!(r#"{{"threepids":[{}]}}"#, threepids.join(","));
     assert!(body.len() > 40_000, "{}", body.len());
-    let mut request = format!("POST {V1_BULK_LOOKUP} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-    for piece in body.as_bytes().chunks(7000) {
-        request.push_str(&format!(
-            "{:x}\r\n{}\r\n",
-            piece.len(),
-            String::from_utf8_lossy(piece)
-        ));
-    }
-    request.push_str("0\r\n\r\n");
-    let answer = raw_exchange(&s, request.as_bytes());
+    let answer = raw_exchange(&s, chunked_bulk_lookup(&body, 7000).as_bytes());
     assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with(r#"{"threepids":[]}"#), "{answer}");
 }
