@@ -160,14 +160,6 @@ pub fn set_levels(app: LevelFilter, root: LevelFilter) {
     log::set_max_level(app.max(root));
 }
 
-/// `2026-11-23T19:41:07.123Z`
-#[cfg(test)]
-fn utc_timestamp(now: SystemTime) -> String {
-    let mut out = String::new();
-    write_timestamp(&mut out, now);
-    out
-}
-
 /// Appends `now` as `2026-11-23T19:41:07.123Z`.
 fn write_timestamp(out: &mut String, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -202,6 +194,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn utc_timestamp(now: SystemTime) -> String {
+        let mut out = String::new();
+        write_timestamp(&mut out, now);
+        out
+    }
 
     #[test]
     fn timestamps_are_utc_iso8601() {

@@ -117,7 +117,7 @@ pub fn read_body(
     // With a Content-Length, the body is read in place: a chunk buffer zeroed for every
     // request cost more than the rest of a small request's reading.
     let declared = raw.body_length();
-    let mut body = vec![0; declared.map_or(16 * 1024, |len| len.min(max))];
+    let mut body = vec![0; declared.unwrap_or(16 * 1024).min(max + 1)];
     let mut filled = 0;
     let reader = raw.as_reader();
     loop {

@@ -128,7 +128,9 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self
+                    .read_next_line()
+                    .map_err(|e| line_error(e, ReadError::WrongRequestLine))?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -139,7 +141,9 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self
+                        .read_next_line()
+                        .map_err(|e| line_error(e, ReadError::WrongHeader(version.clone())))?;
 
                     if line.is_empty() {
                         break;
@@ -228,16 +232,6 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
-                // mxisd patch: a line too long or not ASCII is answered 400, not dropped.
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::InvalidInput => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // the rest of the line is still unread: close
-                }
-
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
                     let writer = self.sink.next().unwrap();
@@ -297,6 +291,16 @@ impl Iterator for ClientConnection {
             // returning the request
             return Some(rq);
         }
+    }
+}
+
+/// mxisd patch: a line too long or not ASCII is a malformed request (answered 400 before
+/// the connection closes), not an I/O error (which closes it without a word).
+fn line_error(e: IoError, malformed: ReadError) -> ReadError {
+    if e.kind() == ErrorKind::InvalidInput {
+        malformed
+    } else {
+        ReadError::ReadIoError(e)
     }
 }
 
