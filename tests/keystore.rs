@@ -29,14 +29,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A temporary directory holding a copy of the shared sample key store at `keys`.
+/// A temporary directory holding a copy of the sample key store of tests/data at `keys`.
 fn sample_store() -> (TempDir, std::path::PathBuf) {
     let dir = TempDir::new();
     let keys = dir.join("keys");
-    copy_dir(
-        &support::shared().join("test-vectors/mxisd-keystore"),
-        &keys,
-    );
+    copy_dir(&support::data().join("mxisd-keystore"), &keys);
     (dir, keys)
 }
 
@@ -74,7 +71,7 @@ fn the_shared_directory_form_sample_loads_and_loose_modes_are_tightened() {
 fn a_legacy_key_file_is_migrated() {
     let dir = TempDir::new();
     let keys = dir.join("signing.key");
-    let legacy = support::shared().join("test-vectors/mxisd-legacy-signing.key");
+    let legacy = support::data().join("mxisd-legacy-signing.key");
     fs::copy(&legacy, &keys).unwrap();
     let s = Mxisd::start_in(dir, &keys, "");
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Every vector of `../shared/test-vectors/matrix-json-signing.json`, made with the Python
+//! Every vector of `tests/data/matrix-json-signing.json`, made with the Python
 //! reference libraries (canonicaljson, signedjson, hashlib), reproduced by our code.
 
 use super::{b64, canonical_json, hash::lookup_hash, sign_json, verify_json};
@@ -8,10 +8,9 @@ use serde_json::Value;
 fn vectors() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/test-vectors/matrix-json-signing.json"
+        "/tests/data/matrix-json-signing.json"
     );
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{path}: {e} (the shared/ folder sits beside the checkout)"));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).expect("vectors file is JSON")
 }
 

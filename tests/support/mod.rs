@@ -20,9 +20,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mxisd");
 /// The v1 bulk lookup, which several tests use as a plain endpoint with a body.
 pub const V1_BULK_LOOKUP: &str = "/_matrix/identity/api/v1/bulk_lookup";
 
-/// The shared folder beside the checkout (test vectors, sample key stores).
-pub fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+/// The test data kept in the project (`tests/data/`: signing vectors, sample key stores).
+pub fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 /// A directory under the system temp dir, removed when dropped.
