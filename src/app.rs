@@ -74,8 +74,7 @@ impl App {
                 path: db.display().to_string(),
                 error,
             })?;
-        let hashes = Hashes::build(&lookup, pepper);
-        log::info!("hash index: {} hashes", hashes.len());
+        let hashes = Hashes::new(pepper);
         let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
         Ok(App {
             config,

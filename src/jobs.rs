@@ -1,5 +1,8 @@
 //! Background jobs: work repeated on its own thread at an interval, stopped with the server.
+//! A job that panics is logged and runs again at its next tick: a bug in one run must not
+//! end the job for the life of the process.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -11,7 +14,7 @@ pub struct Job {
     handle: JoinHandle<()>,
 }
 
-/// Runs `work` every `interval` (first after one interval) until stopped.
+/// Runs `work` at once, then every `interval` after each run ends, until stopped.
 pub fn every(
     name: &str,
     interval: Duration,
@@ -19,9 +22,13 @@ pub fn every(
 ) -> std::io::Result<Job> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let job = name.to_owned();
     let handle = thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || loop {
+            if panic::catch_unwind(AssertUnwindSafe(&mut work)).is_err() {
+                log::error!("background job {job} panicked; it runs again in {interval:?}");
+            }
             let due = Instant::now() + interval;
             while Instant::now() < due {
                 if flag.load(Ordering::SeqCst) {
@@ -29,7 +36,6 @@ pub fn every(
                 }
                 thread::sleep(Duration::from_millis(100).min(interval));
             }
-            work();
         })?;
     Ok(Job { stop, handle })
 }
@@ -38,5 +44,29 @@ impl Job {
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.handle.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_job_runs_at_once_and_again_after_a_panic() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let job = every("test-job", Duration::from_millis(20), move || {
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("the first run fails");
+            }
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        job.stop();
+        assert!(runs.load(Ordering::SeqCst) >= 3);
     }
 }

@@ -13,6 +13,7 @@ pub mod cidr;
 pub mod config;
 pub mod crypto;
 pub mod federation;
+pub mod handshake;
 pub mod http;
 pub mod jobs;
 pub mod logging;

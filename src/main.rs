@@ -120,6 +120,8 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The hash index is first built now, on the job's thread, with the listener already up:
+    // a store that hangs cannot hold up the start (hashed lookups are 503 until it is ready).
     let refresh = app.config.hashing.refresh_interval;
     let refresher = {
         let app = app.clone();
@@ -150,8 +152,6 @@ fn run(config: config::Config) -> ExitCode {
         log::info!("signal {signal} received: finishing requests in flight, then stopping");
     }
     let failed = server.failed();
-    // Shutting the listener makes tiny_http log its accept failure as an error: expected.
-    logging::set_levels(app.config.logging.app, log::LevelFilter::Off);
     server.shutdown();
     refresher.stop();
     log::info!("stopped");

@@ -141,7 +141,11 @@ fn users_only_in_ldap_are_found_by_mail_and_phone_v1_and_v2() {
 
     // The hash index holds every user: listing paged past slapd's 500-entry limit.
     // 2,003 users, each with a mail and a phone number.
-    assert!(s.wait_for_log("hash index: 4006 hashes"), "{}", s.log());
+    assert!(
+        s.wait_for_log("hash index ready: 4006 hashes"),
+        "{}",
+        s.log()
+    );
     let token = v2_token(&s, &hs, "reader");
     let found = hashed(
         &s,
@@ -268,6 +272,7 @@ fn hashed_lookups_keep_the_last_complete_index_while_the_directory_is_down() {
     let s = Mxisd::start(
         &ldap_config("3892", "").replace("lookup:\n", "hashing:\n  refreshInterval: 1\nlookup:\n"),
     );
+    s.wait_hash_index();
     let token = v2_token(&s, &hs, "reader");
     let before = hashed(&s, &token, &[("bob@example.org", "email")]);
     assert_eq!(before.as_object().unwrap().len(), 1, "{before}");

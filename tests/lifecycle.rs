@@ -25,7 +25,7 @@ fn sigterm_and_sigint_stop_with_exit_code_zero() {
 
 #[test]
 fn a_request_in_flight_finishes_after_sigterm() {
-    let mut s = Mxisd::start("http:\n  bodyTimeout: 20\n");
+    let mut s = Mxisd::start("http:\n  requestTimeout: 20\n");
     let body = format!(
         "{{\"threepids\":[[\"email\",\"{}@example.org\"]]}}",
         "a".repeat(2000)
@@ -38,7 +38,7 @@ fn a_request_in_flight_finishes_after_sigterm() {
     );
     conn.write_all(head.as_bytes()).unwrap();
     conn.write_all(first.as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_millis(300)); // a worker is now reading the body
+    std::thread::sleep(Duration::from_millis(300)); // its connection thread reads the body
     s.signal("TERM");
     assert!(
         s.wait_for_log("finishing requests in flight"),

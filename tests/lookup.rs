@@ -100,6 +100,7 @@ fn v1_bulk_lookup_answers_what_it_finds_as_asked() {
 fn v2_hashed_and_plain_lookups() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = server();
+    s.wait_hash_index();
     s.get("/_matrix/identity/v2/hash_details")
         .assert_error(401, "M_UNAUTHORIZED");
     let token = v2_token(&s, &hs, "carol");

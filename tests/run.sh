@@ -11,3 +11,5 @@ trap 'bash tests/services/down.sh' EXIT
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
+# The vendored tiny_http's own tests: its request parser, chunked decoder and deadlines.
+cargo test -p tiny_http

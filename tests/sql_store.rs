@@ -66,6 +66,7 @@ fn assert_finds_alice(s: &Mxisd, hs: &FakeHomeserver) {
         r.json(),
         json!({"threepids": [["msisdn", "447700900001", "@alice:example.org"]]})
     );
+    s.wait_hash_index();
     let token = v2_token(s, hs, "reader");
     let pepper = pepper(s, &token);
     let hash = lookup_hash("alice@example.org", "email", &pepper);
@@ -177,6 +178,7 @@ fn ten_thousand_addresses_in_one_bulk() {
         "@user4242:example.org"
     ])));
 
+    s.wait_hash_index();
     let token = v2_token(&s, &hs, "bulk");
     let pepper = pepper(&s, &token);
     let hashes: Vec<String> = (0..10_000)
@@ -228,6 +230,7 @@ fn the_hash_index_picks_up_new_bindings_on_refresh() {
   refreshInterval: 1
 ",
     ));
+    s.wait_hash_index();
     let token = v2_token(&s, &hs, "reader");
     let pepper = pepper(&s, &token);
     let hash = lookup_hash("gina@example.org", "email", &pepper);

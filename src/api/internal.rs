@@ -26,13 +26,7 @@ struct User {
 /// - A password oracle: only for `internal.allowedCidr`, and at most `internal.rateLimit`
 ///   checks per user id per minute (429 M_LIMIT_EXCEEDED beyond).
 pub fn check_credentials(app: &App, req: &Request) -> Result<Reply, ApiError> {
-    if !app
-        .config
-        .internal
-        .allowed
-        .iter()
-        .any(|c| c.contains(req.client))
-    {
+    if !req.client.is_in(&app.config.internal.allowed) {
         log::warn!(
             "check_credentials refused to {}: not in internal.allowedCidr",
             req.client

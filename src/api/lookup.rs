@@ -13,7 +13,7 @@ use serde_json::json;
 impl From<LookupError> for ApiError {
     fn from(e: LookupError) -> ApiError {
         log::warn!("lookup failed: {e}");
-        ApiError::Unavailable(format!("The identity store {}", e.stores()))
+        ApiError::Unavailable(e.what())
     }
 }
 

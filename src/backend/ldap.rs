@@ -47,7 +47,9 @@ impl LdapStore {
             Some(path) => Some(Arc::new(tls_config(path)?)),
             None => None,
         };
-        let pool = Pool::new((0..CONNECTIONS).map(|_| None).collect(), cfg.timeout * 2);
+        // A connection whose user panicked is remade.
+        let pool = Pool::new((0..CONNECTIONS).map(|_| None).collect(), cfg.timeout * 2)
+            .on_panic(|slot| *slot = None);
         Ok(LdapStore {
             cfg,
             domain: domain.to_owned(),

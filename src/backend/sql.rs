@@ -4,11 +4,13 @@
 //! 3PIDs added in Synapse are found.
 //!
 //! PostgreSQL connections are made on first use and remade after a drop, so a database that
-//! is down at start makes lookups fail (503) rather than stop mxisd; each has a connect
-//! and a statement timeout.
+//! is down at start makes lookups fail (503) rather than stop mxisd. The whole connect
+//! (socket, startup exchange, authentication) has `timeout` (`handshake::Connector`: one
+//! connect at a time), and so has every statement (`statement_timeout`).
 
 use super::{BackendError, Binding, IdentityStore};
 use crate::config::{SqlKind, SqlStoreConfig};
+use crate::handshake::Connector;
 use crate::pool::Pool;
 use crate::threepid;
 use std::str::FromStr;
@@ -22,6 +24,7 @@ pub struct SqlStore {
     region: Option<phonenumber::country::Id>,
     pool: Pool<Conn>,
     pg: Option<postgres::Config>,
+    connector: Connector<postgres::Client>,
 }
 
 enum Conn {
@@ -63,8 +66,14 @@ impl SqlStore {
             cfg,
             domain: domain.to_owned(),
             region,
-            pool: Pool::new(conns, checkout),
+            // A PostgreSQL connection whose user panicked is remade.
+            pool: Pool::new(conns, checkout).on_panic(|conn| {
+                if let Conn::Pg(slot) = conn {
+                    *slot = None;
+                }
+            }),
             pg,
+            connector: Connector::default(),
         })
     }
 
@@ -87,11 +96,7 @@ impl SqlStore {
                 Conn::Sqlite(c) => sqlite_each(c, sql, params, row).map_err(|e| self.error(e)),
                 Conn::Pg(slot) => {
                     if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                        let config = self
-                            .pg
-                            .as_ref()
-                            .ok_or_else(|| self.error("no PostgreSQL configuration"))?;
-                        *slot = Some(config.connect(postgres::NoTls).map_err(|e| self.error(e))?);
+                        *slot = Some(self.connect()?);
                     }
                     let client = slot.as_mut().ok_or_else(|| self.error("not connected"))?;
                     let result = pg_each(client, &placeholders_to_dollars(sql), params, row);
@@ -105,6 +110,19 @@ impl SqlStore {
                 store: self.cfg.name.to_owned(),
                 ..e
             })
+    }
+
+    /// A new PostgreSQL connection, handshake included, within `timeout`.
+    fn connect(&self) -> Result<postgres::Client, BackendError> {
+        let config = self
+            .pg
+            .clone()
+            .ok_or_else(|| self.error("no PostgreSQL configuration"))?;
+        self.connector
+            .connect(self.cfg.timeout, move || {
+                config.connect(postgres::NoTls).map_err(|e| e.to_string())
+            })
+            .map_err(|e| self.error(format!("connecting: {e}")))
     }
 
     fn to_mxid(&self, id: &str) -> String {

@@ -210,8 +210,13 @@ pub struct StorageConfig {
 pub struct HttpConfig {
     pub workers: usize,
     pub max_body_bytes: usize,
-    /// Longest a client may take to send a request body; also the socket read/write timeout.
-    pub body_timeout: Duration,
+    /// Longest a client may take to send a whole request (head and body), or to read a
+    /// whole response.
+    pub request_timeout: Duration,
+    /// Longest an idle keep-alive connection stays open.
+    pub keep_alive_timeout: Duration,
+    /// Most connections open at once; `None`: worked out from the open-files limit at start.
+    pub max_connections: Option<usize>,
     pub trusted_proxies: Vec<Cidr>,
 }
 
@@ -388,6 +393,20 @@ impl Resolver<'_> {
     }
 
     /// An error about a key that is present: its path and, where we find it, its line.
+    /// A number of seconds at `path` in `1..=max`, `default` when absent.
+    fn seconds(
+        &self,
+        path: &str,
+        value: Option<u64>,
+        default: u64,
+        max: u64,
+    ) -> Result<Duration, String> {
+        match value.unwrap_or(default) {
+            s if (1..=max).contains(&s) => Ok(Duration::from_secs(s)),
+            s => Err(self.at(path, format!("{s} s is outside 1..={max}"))),
+        }
+    }
+
     fn at(&self, path: &str, message: impl fmt::Display) -> String {
         match locate(self.text, path) {
             Some(line) => format!("`{path}` (line {line}): {message}"),
@@ -494,18 +513,32 @@ impl Resolver<'_> {
         if max_body_bytes < 1024 {
             return Err(self.at("http.maxBodyBytes", "must be at least 1024"));
         }
-        let timeout = h.body_timeout.unwrap_or(10);
-        if !(1..=600).contains(&timeout) {
-            return Err(self.at(
-                "http.bodyTimeout",
-                format!("{timeout} s is outside 1..=600"),
-            ));
-        }
+        // `bodyTimeout` is the older name of `requestTimeout`.
+        let request_timeout = match (h.request_timeout, h.body_timeout) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(self.at(
+                    "http.requestTimeout",
+                    format!("{a} s, but its older name http.bodyTimeout says {b} s: keep one"),
+                ))
+            }
+            (Some(t), _) => self.seconds("http.requestTimeout", Some(t), 10, 600)?,
+            (None, t) => self.seconds("http.bodyTimeout", t, 10, 600)?,
+        };
+        let keep_alive_timeout =
+            self.seconds("http.keepAliveTimeout", h.keep_alive_timeout, 15, 600)?;
+        let max_connections = match h.max_connections {
+            Some(n) if !(1..=1_000_000).contains(&n) => {
+                return Err(self.at("http.maxConnections", format!("{n} is outside 1..=1000000")))
+            }
+            n => n,
+        };
         let trusted_proxies = self.cidrs("http.trustedProxies", h.trusted_proxies)?;
         Ok(HttpConfig {
             workers,
             max_body_bytes,
-            body_timeout: Duration::from_secs(timeout),
+            request_timeout,
+            keep_alive_timeout,
+            max_connections,
             trusted_proxies,
         })
     }
@@ -547,13 +580,9 @@ impl Resolver<'_> {
                     })?,
             ),
         };
-        let seconds = |path: &str, value: Option<u64>, default: u64| match value.unwrap_or(default)
-        {
-            s @ 1..=300 => Ok(Duration::from_secs(s)),
-            s => Err(self.at(path, format!("{s} s is outside 1..=300"))),
-        };
-        let connect_timeout = seconds("federation.connectTimeout", f.connect_timeout, 5)?;
-        let timeout = seconds("federation.timeout", f.timeout, 15)?;
+        let connect_timeout =
+            self.seconds("federation.connectTimeout", f.connect_timeout, 5, 300)?;
+        let timeout = self.seconds("federation.timeout", f.timeout, 15, 300)?;
         let ip_range_whitelist = self.cidrs("federation.ipRangeWhitelist", f.ip_range_whitelist)?;
         let tls = f.tls.unwrap_or_default();
         let ca_file = self
@@ -666,15 +695,7 @@ impl Resolver<'_> {
         let connection = self
             .non_empty(&format!("{name}.connection"), s.connection)?
             .ok_or_else(|| format!("`{name}.connection` is required"))?;
-        let timeout = match s.timeout.unwrap_or(10) {
-            t @ 1..=300 => Duration::from_secs(t),
-            t => {
-                return Err(self.at(
-                    &format!("{name}.timeout"),
-                    format!("{t} s is outside 1..=300"),
-                ))
-            }
-        };
+        let timeout = self.seconds(&format!("{name}.timeout"), s.timeout, 10, 300)?;
         let identity = s.identity.unwrap_or_default();
         if identity.enabled == Some(false) {
             return Ok(None); // the store serves no lookups
@@ -738,15 +759,7 @@ impl Resolver<'_> {
                 format!("{} is not a readable file", ca.display()),
             ));
         }
-        let timeout = match c.timeout.unwrap_or(5) {
-            t @ 1..=300 => Duration::from_secs(t),
-            t => {
-                return Err(self.at(
-                    "ldap.connection.timeout",
-                    format!("{t} s is outside 1..=300"),
-                ))
-            }
-        };
+        let timeout = self.seconds("ldap.connection.timeout", c.timeout, 5, 300)?;
         let active_directory = l.active_directory.unwrap_or(false);
         let attribute = l.attribute.unwrap_or_default();
         let uid = attribute.uid.unwrap_or_default();
@@ -818,10 +831,7 @@ impl Resolver<'_> {
         if !(host.starts_with("http://") || host.starts_with("https://")) {
             return Err(self.at("rest.host", format!("'{host}' is not an http(s) URL")));
         }
-        let timeout = match r.timeout.unwrap_or(10) {
-            t @ 1..=300 => Duration::from_secs(t),
-            t => return Err(self.at("rest.timeout", format!("{t} s is outside 1..=300"))),
-        };
+        let timeout = self.seconds("rest.timeout", r.timeout, 10, 300)?;
         let endpoints = r.endpoints.unwrap_or_default();
         self.unsupported("rest.endpoints", &endpoints.unsupported());
         let identity = endpoints.identity.unwrap_or_default();

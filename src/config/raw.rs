@@ -135,7 +135,10 @@ section! {
     Http {
         workers: usize = "workers",
         max_body_bytes: usize = "maxBodyBytes",
+        request_timeout: u64 = "requestTimeout",
         body_timeout: u64 = "bodyTimeout",
+        keep_alive_timeout: u64 = "keepAliveTimeout",
+        max_connections: usize = "maxConnections",
         trusted_proxies: Vec<String> = "trustedProxies",
     }
 }

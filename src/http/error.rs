@@ -21,8 +21,20 @@ pub enum ApiError {
     BadJson(String),
     /// The body exceeds `http.maxBodyBytes` (413 M_TOO_LARGE).
     BodyTooLarge(usize),
-    /// The body did not arrive within `http.bodyTimeout` (408 M_UNKNOWN).
-    BodyTimeout,
+    /// The request did not arrive within `http.requestTimeout` (408 M_UNKNOWN).
+    RequestTimeout,
+    /// A malformed request line, header or body framing (400 M_UNKNOWN); says what.
+    BadRequest(String),
+    /// A request line over the line limit (414 M_UNKNOWN).
+    UriTooLong,
+    /// Header lines over their limits (431 M_UNKNOWN).
+    HeadTooLarge,
+    /// An HTTP version other than 1.0 and 1.1 (505 M_UNKNOWN).
+    HttpVersion,
+    /// An `Expect` other than `100-continue` (417 M_UNKNOWN).
+    ExpectationFailed,
+    /// `http.maxConnections` are open, or no thread for another one (503 M_UNKNOWN).
+    TooManyConnections,
     /// Something on our side failed; the log has the reason (500 M_UNKNOWN).
     Internal,
     /// A backend we depend on is unavailable (503 M_UNKNOWN); names it, no details.
@@ -57,7 +69,13 @@ impl ApiError {
             | ApiError::NotJson(_)
             | ApiError::BadJson(_) => 400,
             ApiError::BodyTooLarge(_) => 413,
-            ApiError::BodyTimeout => 408,
+            ApiError::RequestTimeout => 408,
+            ApiError::BadRequest(_) => 400,
+            ApiError::UriTooLong => 414,
+            ApiError::HeadTooLarge => 431,
+            ApiError::HttpVersion => 505,
+            ApiError::ExpectationFailed => 417,
+            ApiError::TooManyConnections => 503,
             ApiError::Internal => 500,
             ApiError::Unavailable(_) => 503,
             ApiError::Unauthorized(_) | ApiError::UnknownToken => 401,
@@ -82,7 +100,13 @@ impl ApiError {
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => "M_UNAUTHORIZED",
             ApiError::UnknownToken => "M_UNKNOWN_TOKEN",
             ApiError::TermsNotSigned => "M_TERMS_NOT_SIGNED",
-            ApiError::BodyTimeout
+            ApiError::RequestTimeout
+            | ApiError::BadRequest(_)
+            | ApiError::UriTooLong
+            | ApiError::HeadTooLarge
+            | ApiError::HttpVersion
+            | ApiError::ExpectationFailed
+            | ApiError::TooManyConnections
             | ApiError::Internal
             | ApiError::Unavailable(_)
             | ApiError::Upstream { .. } => "M_UNKNOWN",
@@ -99,7 +123,13 @@ impl ApiError {
             ApiError::NotJson(why) => format!("Body is not valid JSON: {why}"),
             ApiError::BadJson(why) => format!("Malformed JSON body: {why}"),
             ApiError::BodyTooLarge(limit) => format!("Request body is larger than {limit} bytes"),
-            ApiError::BodyTimeout => "Request body was not received in time".into(),
+            ApiError::RequestTimeout => "Request was not received in time".into(),
+            ApiError::BadRequest(why) => format!("Bad request: {why}"),
+            ApiError::UriTooLong => "Request line too long".into(),
+            ApiError::HeadTooLarge => "Request header fields too large".into(),
+            ApiError::HttpVersion => "Only HTTP/1.0 and HTTP/1.1 are supported".into(),
+            ApiError::ExpectationFailed => "Only 'Expect: 100-continue' is supported".into(),
+            ApiError::TooManyConnections => "too many connections".into(),
             ApiError::Internal => "Internal server error".into(),
             ApiError::Unavailable(what) => format!("{what} is unavailable, try again later"),
             ApiError::Unauthorized(why) | ApiError::Forbidden(why) => why.clone(),

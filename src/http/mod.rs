@@ -13,6 +13,6 @@ mod urlencoded;
 
 pub use error::ApiError;
 pub use reply::Reply;
-pub use request::Request;
+pub use request::{Client, Request};
 pub use router::{Handler, Method, Router};
 pub use server::Server;

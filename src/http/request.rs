@@ -1,19 +1,20 @@
 //! What a handler sees of a request: method, path parameters, query, headers, the body
-//! (already read, within `http.maxBodyBytes` and `http.bodyTimeout`) and the client address.
+//! (read whole by the connection thread, within `http.maxBodyBytes` and
+//! `http.requestTimeout`) and the client address.
 
 use super::router::Method;
 use super::ApiError;
 use crate::cidr::Cidr;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::io::ErrorKind;
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 pub struct Request<'a> {
     pub method: Method,
     /// The client: the socket peer, or what a trusted proxy says in `X-Forwarded-For`.
-    pub client: IpAddr,
+    pub client: Client,
     params: Vec<(String, String)>,
     query: Vec<(String, String)>,
     /// Borrowed from tiny_http's request: copying them cost two allocations per header.
@@ -24,7 +25,7 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     pub fn new(
         method: Method,
-        client: IpAddr,
+        client: Client,
         params: Vec<(String, String)>,
         query: Vec<(String, String)>,
         headers: &'a [tiny_http::Header],
@@ -102,75 +103,92 @@ fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Reads the body: refuses a declared length over `max` before reading anything, stops
-/// reading past `max`, and gives up when the whole body takes longer than `timeout` (each
-/// socket read is also bounded by the same timeout, set on the connection).
-pub fn read_body(
-    raw: &mut tiny_http::Request,
-    max: usize,
-    timeout: Duration,
-) -> Result<Vec<u8>, ApiError> {
-    if raw.body_length().is_some_and(|len| len > max) {
-        return Err(ApiError::BodyTooLarge(max));
-    }
-    let started = Instant::now();
-    // With a Content-Length, the body is read in place: a chunk buffer zeroed for every
-    // request cost more than the rest of a small request's reading.
-    let declared = raw.body_length();
-    let mut body = vec![0; declared.unwrap_or(16 * 1024).min(max + 1)];
-    let mut filled = 0;
-    let reader = raw.as_reader();
-    loop {
-        if started.elapsed() > timeout {
-            return Err(ApiError::BodyTimeout);
-        }
-        if filled == body.len() {
-            if declared.is_some() {
-                break; // all of it: tiny_http reads no further than the declared length
-            }
-            // Chunked: the length comes as it goes; one byte past `max` tells it is over.
-            body.resize((body.len() * 2).min(max + 1), 0);
-        }
-        match reader.read(&mut body[filled..]) {
-            Ok(0) => break,
-            Ok(n) if filled + n > max => return Err(ApiError::BodyTooLarge(max)),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(ApiError::BodyTimeout)
-            }
-            Err(e) => {
-                log::debug!("reading a request body failed: {e}");
-                return Err(ApiError::BadJson(
-                    "the request body could not be read".into(),
-                ));
-            }
-        }
-    }
-    body.truncate(filled);
-    Ok(body)
+/// Who sent a request, as far as mxisd can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// The socket peer, or the address a trusted proxy forwarded for.
+    Ip(IpAddr),
+    /// Not known: a forwarded hop that is not an address, or `X-Forwarded-For` from a peer
+    /// that is not a trusted proxy (its socket address is then some proxy's). Matches no
+    /// CIDR, so it is granted nothing by address; one shared bucket for rate limits.
+    Unknown,
 }
 
-/// The client address: the peer, unless the peer is a trusted proxy, in which case the
-/// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
-    if !is_trusted(peer) {
-        return peer;
-    }
-    let mut client = peer;
-    for entry in forwarded_for.unwrap_or_default().rsplit(',') {
-        match entry.trim().parse::<IpAddr>() {
-            Ok(ip) => {
-                client = ip;
-                if !is_trusted(ip) {
-                    break;
-                }
-            }
-            Err(_) => break,
+impl Client {
+    /// Whether the client is in one of `cidrs`; an unknown client never is.
+    pub fn is_in(&self, cidrs: &[Cidr]) -> bool {
+        match self {
+            Client::Ip(ip) => cidrs.iter().any(|c| c.contains(*ip)),
+            Client::Unknown => false,
         }
     }
-    client
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Client::Ip(ip) => ip.fmt(f),
+            Client::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The client of a request from `peer` with these headers. Without `X-Forwarded-For` it is
+/// the peer. With it (every instance of the header, in order), the peer must be a trusted
+/// proxy; then the hops are walked from the right while they are trusted proxies too, and
+/// the first that is not is the client. A hop may carry a port (`1.2.3.4:5678`,
+/// `[2001:db8::1]:80`); one that is still not an address makes the client unknown.
+pub fn client_address(peer: IpAddr, headers: &[tiny_http::Header], trusted: &[Cidr]) -> Client {
+    let mut forwarded = headers
+        .iter()
+        .filter(|h| h.field.equiv("X-Forwarded-For"))
+        .map(|h| h.value.as_str())
+        .peekable();
+    if forwarded.peek().is_none() {
+        return Client::Ip(peer);
+    }
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        warn_untrusted_forwarder(peer);
+        return Client::Unknown;
+    }
+    let hops: Vec<&str> = forwarded.flat_map(|value| value.split(',')).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = hop_address(hop.trim()) else {
+            return Client::Unknown;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Client::Ip(client)
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]` or `[2001:db8::1]:80`.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
+
+/// A proxy that is not in `http.trustedProxies` (a same-host nginx, say) makes every client
+/// unknown: say so, at most once a minute.
+fn warn_untrusted_forwarder(peer: IpAddr) {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = crate::now_ms();
+    let last = LAST.load(Ordering::Relaxed);
+    if now - last >= 60_000
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log::warn!(
+            "X-Forwarded-For from {peer}, which is not in http.trustedProxies: such clients are treated as unknown (no address-based access); list your reverse proxy there"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -181,30 +199,92 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn xff(values: &[&str]) -> Vec<tiny_http::Header> {
+        values
+            .iter()
+            .map(|v| tiny_http::Header::from_bytes("X-Forwarded-For", *v).unwrap())
+            .collect()
+    }
+
+    fn client(peer: &str, values: &[&str], trusted: &[Cidr]) -> Client {
+        client_address(ip(peer), &xff(values), trusted)
+    }
+
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let trusted: Vec<Cidr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
-        let xff = Some("203.0.113.7, 198.51.100.2, 10.0.0.3");
+        let chain = "203.0.113.7, 198.51.100.2, 10.0.0.3";
         assert_eq!(
-            client_address(ip("127.0.0.1"), xff, &trusted),
-            ip("198.51.100.2")
+            client("127.0.0.1", &[chain], &trusted),
+            Client::Ip(ip("198.51.100.2"))
         );
         assert_eq!(
-            client_address(ip("192.0.2.1"), xff, &trusted),
-            ip("192.0.2.1")
+            client("127.0.0.1", &[], &trusted),
+            Client::Ip(ip("127.0.0.1"))
         );
         assert_eq!(
-            client_address(ip("127.0.0.1"), None, &trusted),
-            ip("127.0.0.1")
+            client("192.0.2.1", &[], &trusted),
+            Client::Ip(ip("192.0.2.1"))
         );
         assert_eq!(
-            client_address(ip("127.0.0.1"), Some("garbage"), &trusted),
-            ip("127.0.0.1")
+            client("127.0.0.1", &["10.1.1.1"], &trusted),
+            Client::Ip(ip("10.1.1.1"))
+        );
+        // A peer that is not a trusted proxy but forwards: its own address grants nothing.
+        assert_eq!(client("192.0.2.1", &[chain], &trusted), Client::Unknown);
+        assert_eq!(client("127.0.0.1", &["203.0.113.9"], &[]), Client::Unknown);
+    }
+
+    #[test]
+    fn every_forwarded_for_header_counts_and_ports_are_stripped() {
+        let trusted: Vec<Cidr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        // The last header's hops are the nearest.
+        assert_eq!(
+            client("127.0.0.1", &["203.0.113.7", "10.0.0.3"], &trusted),
+            Client::Ip(ip("203.0.113.7"))
         );
         assert_eq!(
-            client_address(ip("127.0.0.1"), Some("10.1.1.1"), &trusted),
-            ip("10.1.1.1")
+            client("127.0.0.1", &["1.2.3.4:5678"], &trusted),
+            Client::Ip(ip("1.2.3.4"))
         );
-        assert_eq!(client_address(ip("127.0.0.1"), xff, &[]), ip("127.0.0.1"));
+        assert_eq!(
+            client("127.0.0.1", &["[2001:db8::1]:443"], &trusted),
+            Client::Ip(ip("2001:db8::1"))
+        );
+        assert_eq!(
+            client("127.0.0.1", &["[2001:db8::1]"], &trusted),
+            Client::Ip(ip("2001:db8::1"))
+        );
+        assert_eq!(
+            client("127.0.0.1", &["2001:db8::1"], &trusted),
+            Client::Ip(ip("2001:db8::1"))
+        );
+    }
+
+    #[test]
+    fn a_hop_that_is_not_an_address_makes_the_client_unknown() {
+        let trusted: Vec<Cidr> = vec!["127.0.0.1".parse().unwrap()];
+        for value in [
+            "unknown",
+            "garbage",
+            "",
+            "1.2.3.4:",
+            "203.0.113.7, unknown",
+            "_hidden",
+        ] {
+            assert_eq!(
+                client("127.0.0.1", &[value], &trusted),
+                Client::Unknown,
+                "{value:?}"
+            );
+        }
+        // An unknown hop beyond the first untrusted one does not matter.
+        assert_eq!(
+            client("127.0.0.1", &["unknown, 203.0.113.7"], &trusted),
+            Client::Ip(ip("203.0.113.7"))
+        );
+        let everything: Vec<Cidr> = vec!["0.0.0.0/0".parse().unwrap()];
+        assert!(!Client::Unknown.is_in(&everything));
+        assert!(Client::Ip(ip("192.0.2.1")).is_in(&everything));
     }
 }

@@ -26,10 +26,6 @@ impl Method {
             _ => None,
         }
     }
-
-    pub fn has_body(self) -> bool {
-        matches!(self, Method::Post | Method::Put)
-    }
 }
 
 pub struct Route {

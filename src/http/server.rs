@@ -1,21 +1,30 @@
 //! The server: one tiny_http listener, a fixed pool of `http.workers` threads pulling
 //! requests from it, and a graceful stop.
 //!
+//! - Workers get whole requests: tiny_http's connection threads read the head and the body
+//!   within `http.maxBodyBytes` and `http.requestTimeout` (the vendored crate's
+//!   `Limits`), so a slow client never holds a worker while it sends. What they refuse
+//!   (malformed or ambiguous framing, too large, too slow, too many connections) is
+//!   answered with the spec's JSON error from `ApiError`, and logged.
+//! - A worker writes its response within `http.requestTimeout`; a client that does not
+//!   read is cut off then.
+//! - At most `http.maxConnections` connections (by default as many as the open-files limit
+//!   allows, up to 4,096); the soft limit is raised to the hard one at start.
 //! - A handler that panics answers 500 M_UNKNOWN; its worker goes on serving.
-//! - Bodies are read within `http.maxBodyBytes` and `http.bodyTimeout`; the same timeout is
-//!   the socket read/write timeout of every connection, so no client holds a worker for long.
-//! - Stopping shuts the listening socket (no new connections), lets the workers finish what
-//!   is queued or in flight (for at most `GRACE`), then joins them.
+//! - If the listener dies, the process stops with a failure so its service manager
+//!   restarts it.
+//! - Stopping stops accepting connections, lets the workers finish what is queued, being
+//!   read or in flight (for at most `GRACE`), then joins them.
 //! - One access-log line per request: method, route pattern (never the raw path or query,
 //!   which may carry addresses or tokens), status, milliseconds.
 
-use super::request::{client_address, read_body};
+use super::request::client_address;
 use super::router::{split, Method, RouteMatch};
 use super::{urlencoded, ApiError, Reply, Request, Router};
 use crate::app::App;
+use crate::config::HttpConfig;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,6 +35,8 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(100);
 /// Longest the workers keep serving after a stop was asked.
 const GRACE: Duration = Duration::from_secs(10);
+/// Default ceiling of `http.maxConnections`: a thread each (tiny_http's connection threads).
+const MAX_CONNECTIONS: usize = 4096;
 
 pub struct Server {
     inner: Arc<tiny_http::Server>,
@@ -33,7 +44,6 @@ pub struct Server {
     stopping: Arc<AtomicBool>,
     failed: Arc<AtomicBool>,
     addr: SocketAddr,
-    listener_fd: i32,
 }
 
 struct Shared {
@@ -52,14 +62,17 @@ impl Server {
             .collect();
         let listener = TcpListener::bind(&addrs[..])?;
         let addr = listener.local_addr()?;
-        let listener_fd = listener.as_raw_fd();
-        let inner = tiny_http::Server::from_listener_with_timeout(
-            listener,
-            None,
-            Some(cfg.http.body_timeout),
-        )
-        .map(Arc::new)
-        .map_err(io::Error::other)?;
+        let limits = tiny_http::Limits {
+            max_connections: max_connections(&cfg.http),
+            request_timeout: cfg.http.request_timeout,
+            keep_alive_timeout: cfg.http.keep_alive_timeout,
+            max_body_bytes: cfg.http.max_body_bytes,
+        };
+        let max_body = cfg.http.max_body_bytes;
+        let rejecter: tiny_http::Rejecter = Arc::new(move |why| refusal(why, max_body));
+        let inner = Arc::new(tiny_http::Server::from_listener(
+            listener, limits, rejecter,
+        )?);
 
         let stopping = Arc::new(AtomicBool::new(false));
         let failed = Arc::new(AtomicBool::new(false));
@@ -83,7 +96,6 @@ impl Server {
             stopping,
             failed,
             addr,
-            listener_fd,
         })
     }
 
@@ -99,16 +111,84 @@ impl Server {
     /// Stops accepting, lets in-flight requests finish, and joins the workers.
     pub fn shutdown(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // Shutting the listening socket makes new connections fail at once and ends
-        // tiny_http's accept loop; connections already accepted are still served.
-        // SAFETY: the fd is the listener we bound; tiny_http closes it only after this call
-        // makes its accept() fail, so it still refers to our socket here.
-        unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
+        self.inner.stop_accepting();
         for worker in self.workers {
             let _ = worker.join();
         }
         drop(self.inner);
     }
+}
+
+/// The answer to a request tiny_http refused before routing, from `ApiError`; logged with
+/// why (the connection cap is logged by the accept thread, which counts refusals).
+fn refusal(why: &tiny_http::Rejection, max_body: usize) -> tiny_http::ResponseBox {
+    use tiny_http::Rejection;
+    let error = match why {
+        Rejection::TooManyConnections => ApiError::TooManyConnections,
+        Rejection::BadRequest(what) => ApiError::BadRequest(what.to_string()),
+        Rejection::UriTooLong => ApiError::UriTooLong,
+        Rejection::HeadTooLarge => ApiError::HeadTooLarge,
+        Rejection::BodyTooLarge => ApiError::BodyTooLarge(max_body),
+        Rejection::Timeout => ApiError::RequestTimeout,
+        Rejection::VersionNotSupported => ApiError::HttpVersion,
+        Rejection::ExpectationFailed => ApiError::ExpectationFailed,
+    };
+    if error != ApiError::TooManyConnections {
+        log::info!(target: "mxisd::access", "(refused) {error}; connection closed");
+    }
+    Reply::from(error).into_response().boxed()
+}
+
+/// `http.maxConnections`, or as many connections as the open-files limit allows (each
+/// holds one descriptor) beside a reserve for the workers' own files and sockets, at most
+/// `MAX_CONNECTIONS`. Raises the soft open-files limit to the hard one first.
+fn max_connections(http: &HttpConfig) -> usize {
+    let files = raise_open_files_limit();
+    let reserve = 64 + 4 * http.workers;
+    let room = files.saturating_sub(reserve).max(1);
+    match http.max_connections {
+        Some(max) => {
+            if max > room {
+                log::warn!(
+                    "http.maxConnections is {max}, but the open-files limit ({files}) leaves room for about {room}: beyond that, new connections are refused (503); raise LimitNOFILE"
+                );
+            }
+            max
+        }
+        None => {
+            let max = room.min(MAX_CONNECTIONS);
+            if max < 256 {
+                log::warn!(
+                    "the open-files limit ({files}) leaves room for only {max} connections: raise LimitNOFILE"
+                );
+            }
+            max
+        }
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit; returns the soft limit in force.
+fn raise_open_files_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
 fn work(server: &tiny_http::Server, shared: &Shared) {
@@ -122,11 +202,12 @@ fn work(server: &tiny_http::Server, shared: &Shared) {
         }
         match server.recv_timeout(POLL) {
             Ok(Some(request)) => handle(shared, request),
-            Ok(None) if stop_deadline.is_some() => return, // queue drained
+            // Queue drained, and no request still arriving.
+            Ok(None) if stop_deadline.is_some() && server.requests_being_read() == 0 => return,
             Ok(None) => {}
             Err(e) if shared.stopping.load(Ordering::SeqCst) => log::debug!("listener closed: {e}"),
             Err(e) => {
-                // tiny_http's accept loop ends on any accept error: we cannot serve anymore.
+                // tiny_http's accept loop ended: we cannot serve anymore.
                 log::error!(
                     "listener failed ({e}): stopping so that the service manager restarts mxisd"
                 );
@@ -155,7 +236,7 @@ fn handle(shared: &Shared, mut raw: tiny_http::Request) {
     };
     let status = reply.status;
     if let Err(e) = raw.respond(reply.into_response()) {
-        log::debug!("could not send the response: {e}");
+        log::info!("{method} {label}: the response could not be written whole: {e}");
     }
     log::info!(
         target: "mxisd::access",
@@ -186,25 +267,12 @@ fn dispatch<'s>(shared: &'s Shared, raw: &mut tiny_http::Request) -> (Reply, &'s
         RouteMatch::NotFound => return (ApiError::Unrecognized.into(), "(unknown)"),
     };
     let label = route.pattern.as_str();
-    let http = &shared.app.config.http;
-    let body = if method.has_body() {
-        match read_body(raw, http.max_body_bytes, http.body_timeout) {
-            Ok(body) => body,
-            Err(e) => return (e.into(), label),
-        }
-    } else {
-        Vec::new()
-    };
+    let body = raw.take_body();
     let peer = raw
         .remote_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let forwarded = raw
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("X-Forwarded-For"))
-        .map(|h| h.value.as_str());
-    let client = client_address(peer, forwarded, &http.trusted_proxies);
+    let client = client_address(peer, raw.headers(), &shared.app.config.http.trusted_proxies);
     let request = Request::new(method, client, params, query, raw.headers(), body);
     let reply = (route.handler)(&shared.app, &request).unwrap_or_else(|e| {
         if e.status() >= 500 {

@@ -1,7 +1,10 @@
 //! The hash index of v2 lookups: `sha256("<address> <medium> <pepper>")` → Matrix ID, over
 //! every binding of the stores that can list theirs, so a hashed lookup never scans a
-//! directory. Built at start and rebuilt every `hashing.refreshInterval` on a background
-//! thread; the new index replaces the old one in one swap, so readers never wait.
+//! directory. Built on a background thread as soon as the server listens (hashed lookups
+//! answer 503 until then; the log says "hash index ready"), and rebuilt every
+//! `hashing.refreshInterval`; the new index replaces the old one in one swap, so readers
+//! never wait. Building it first, before listening, let a store that hangs (a database that
+//! accepts and never answers) hold up the start.
 //!
 //! An index built while a store could not list is incomplete: hashed lookups then fail
 //! naming the store rather than answer a false "not found" (the previous complete index is
@@ -11,6 +14,7 @@ use super::Chain;
 use crate::backend::BackendError;
 use crate::crypto::{b64, hash::lookup_hash};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// One built index.
@@ -22,16 +26,19 @@ pub struct Index {
 
 pub struct Hashes {
     pepper: String,
-    current: RwLock<Arc<Index>>,
+    /// `None` until the first build.
+    current: RwLock<Option<Arc<Index>>>,
+    /// Whether a complete index was installed yet (and "hash index ready" logged).
+    ready: AtomicBool,
 }
 
 impl Hashes {
-    /// An index of `chain` under `pepper`, built now.
-    pub fn build(chain: &Chain, pepper: String) -> Hashes {
-        let index = Arc::new(build_index(chain, &pepper));
+    /// An index under `pepper`, not built yet: `refresh` builds it.
+    pub fn new(pepper: String) -> Hashes {
         Hashes {
             pepper,
-            current: RwLock::new(index),
+            current: RwLock::new(None),
+            ready: AtomicBool::new(false),
         }
     }
 
@@ -39,48 +46,49 @@ impl Hashes {
         &self.pepper
     }
 
-    /// How many hashes the index holds.
-    pub fn len(&self) -> usize {
-        self.snapshot().by_hash.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn snapshot(&self) -> Arc<Index> {
+    fn snapshot(&self) -> Option<Arc<Index>> {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    /// Rebuilds the index from the stores and swaps it in. An incomplete rebuild does not
+    /// Builds the index from the stores and swaps it in. An incomplete rebuild does not
     /// replace a complete index.
     pub fn refresh(&self, chain: &Chain) {
         let fresh = build_index(chain, &self.pepper);
+        let complete = fresh.missing.is_empty();
         let old = self.snapshot();
-        if !fresh.missing.is_empty() && old.missing.is_empty() {
+        if !complete && old.as_ref().is_some_and(|old| old.missing.is_empty()) {
             log::warn!("hash index not refreshed: a store could not list its bindings; keeping the previous index");
             return;
         }
-        log::debug!("hash index refreshed: {} hashes", fresh.by_hash.len());
-        let old = std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
-            Arc::new(fresh),
-        );
+        let count = fresh.by_hash.len();
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(Arc::new(fresh));
+        if complete && !self.ready.swap(true, Ordering::SeqCst) {
+            log::info!("hash index ready: {count} hashes");
+        } else if !complete && old.is_none() {
+            log::warn!("hash index built without a store that could not list its bindings: hashed lookups answer 503 until it can");
+        } else {
+            log::debug!("hash index refreshed: {count} hashes");
+        }
         drop(old); // freed here unless a lookup still holds it
         release_freed_memory();
     }
 
     /// The Matrix IDs of these lookup hashes (unpadded URL-safe base64), as (hash, mxid) for
-    /// the ones found. Fails, naming the stores, if the index lacks a store's bindings.
+    /// the ones found. Fails, naming the stores, if the index lacks a store's bindings, and
+    /// until it is first built.
     pub fn lookup(&self, hashes: &[String]) -> Result<Vec<(String, String)>, super::LookupError> {
-        let index = self.snapshot();
+        let Some(index) = self.snapshot() else {
+            return Err(super::LookupError::IndexNotReady);
+        };
         if !index.missing.is_empty() {
-            return Err(super::LookupError {
-                failed: index.missing.clone(),
-            });
+            return Err(super::LookupError::Stores(index.missing.clone()));
         }
         Ok(hashes
             .iter()

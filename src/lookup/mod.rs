@@ -23,27 +23,37 @@ pub struct Chain {
     domain: String,
 }
 
-/// Stores failed and none of the others knew the answer.
+/// Why a lookup has no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LookupError {
-    pub failed: Vec<BackendError>,
+pub enum LookupError {
+    /// Stores failed and none of the others knew the answer.
+    Stores(Vec<BackendError>),
+    /// The hash index is not built yet (just after start).
+    IndexNotReady,
 }
 
 impl LookupError {
-    /// The failed stores' names, for the client (details stay in the log).
-    pub fn stores(&self) -> String {
-        self.failed
-            .iter()
-            .map(|e| e.store.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+    /// What is unavailable, for the client (details stay in the log).
+    pub fn what(&self) -> String {
+        match self {
+            LookupError::Stores(failed) => {
+                let names: Vec<&str> = failed.iter().map(|e| e.store.as_str()).collect();
+                format!("The identity store {}", names.join(", "))
+            }
+            LookupError::IndexNotReady => "The hash index (being built)".into(),
+        }
     }
 }
 
 impl fmt::Display for LookupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reasons: Vec<String> = self.failed.iter().map(ToString::to_string).collect();
-        f.write_str(&reasons.join("; "))
+        match self {
+            LookupError::Stores(failed) => {
+                let reasons: Vec<String> = failed.iter().map(ToString::to_string).collect();
+                f.write_str(&reasons.join("; "))
+            }
+            LookupError::IndexNotReady => f.write_str("the hash index is not built yet"),
+        }
     }
 }
 
@@ -101,7 +111,7 @@ impl Chain {
         if failed.is_empty() {
             Ok(None)
         } else {
-            Err(LookupError { failed })
+            Err(LookupError::Stores(failed))
         }
     }
 
@@ -143,7 +153,7 @@ impl Chain {
             }
         }
         if !failed.is_empty() && !wanted.is_empty() {
-            return Err(LookupError { failed });
+            return Err(LookupError::Stores(failed));
         }
         Ok(found)
     }

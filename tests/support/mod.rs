@@ -90,9 +90,34 @@ impl Mxisd {
         Mxisd::spawn(dir, &config)
     }
 
+    /// Starts mxisd through `wrapper`, a command that runs the rest of its command line
+    /// (`prlimit --nofile=256:256 --`, `setpriv --reuid=…`). Its directory is writable by
+    /// every user, for a wrapper that drops privileges.
+    pub fn start_wrapped(extra: &str, wrapper: &[&str]) -> Mxisd {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let keys = dir.join("keys");
+        let config = dir.join("mxisd.yaml");
+        std::fs::write(&config, config_text(&dir, &keys, extra)).unwrap();
+        Mxisd::spawn_with(dir, &config, wrapper)
+    }
+
     /// Starts mxisd on an existing config file and waits until it listens.
     pub fn spawn(dir: TempDir, config: &Path) -> Mxisd {
-        let mut child = Command::new(BIN)
+        Mxisd::spawn_with(dir, config, &[])
+    }
+
+    fn spawn_with(dir: TempDir, config: &Path, wrapper: &[&str]) -> Mxisd {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .arg("-c")
             .arg(config)
             .stdin(Stdio::null())
@@ -156,6 +181,48 @@ impl Mxisd {
     /// Everything mxisd logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the hash index is built (it is built after mxisd starts listening;
+    /// hashed lookups are 503 until then).
+    pub fn wait_hash_index(&self) {
+        assert!(self.wait_for_log("hash index ready"), "{}", self.log());
+    }
+
+    /// The process id (wrappers exec mxisd, so it is mxisd's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// Whether `GET /_matrix/identity/v2` is answered 200 on a new connection within
+    /// `within` (asking again while it is refused or unanswered).
+    pub fn answers_within(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(left.max(Duration::from_millis(1))))
+                .build()
+                .into();
+            if let Ok(r) = agent.get(self.url("/_matrix/identity/v2")).call() {
+                if r.status() == 200 {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Waits until the log contains `needle` (logging runs in the background).
@@ -269,6 +336,11 @@ impl From<Result<ureq::http::Response<ureq::Body>, ureq::Error>> for Response {
             text: r.body_mut().read_to_string().unwrap_or_default(),
         }
     }
+}
+
+/// The first line of a raw HTTP answer.
+pub fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or_default()
 }
 
 /// Sends raw bytes on a fresh connection and returns everything the server answers.

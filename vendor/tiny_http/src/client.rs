@@ -1,348 +1,188 @@
-use ascii::AsciiString;
+//! mxisd patch: one client connection, served by its own thread (rewritten).
+//!
+//! The thread reads a whole request, head and body, under one deadline
+//! (`Limits::request_timeout`), and only then queues it for the workers: a slow client
+//! holds this thread, never a worker. It reads the next request only once the previous one
+//! is answered (one request in flight per connection). Between requests it waits at most
+//! `Limits::keep_alive_timeout`. What it refuses (`Rejection`) it answers itself, through
+//! the server's `Rejecter`, and then closes the connection: after a refused request the
+//! rest of the stream cannot be trusted to start a request.
 
-use std::io::Error as IoError;
-use std::io::Result as IoResult;
-use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use std::net::SocketAddr;
-use std::str::FromStr;
+use crate::framing::{self, Failure, Rejection};
+use crate::request::ResponseWriter;
+use crate::util::{MessagesQueue, Socket, SocketReader, Turn};
+use crate::{HTTPVersion, Limits, Message, Rejecter, Request};
 
-use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
-use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+/// The answer to a `100-continue` expectation, sent once the head is accepted.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// How long, and how much, a refused client may still send after its answer before the
+/// connection is closed (closing with unread bytes resets it, which can lose the answer).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
 
-/// mxisd patch: longest request or header line accepted, in bytes.
-const MAX_LINE_BYTES: usize = 16 * 1024;
-/// mxisd patch: most header lines accepted in one request.
-const MAX_HEADERS: usize = 128;
+/// One in a count (of open connections, of requests being read) while it lives.
+pub(crate) struct Counted(Arc<AtomicUsize>);
 
-/// A ClientConnection is an object that will store a socket to a client
-/// and return Request objects.
-pub struct ClientConnection {
-    // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
-
-    // sequence of Readers to the stream, so that the data is not read in
-    //  the wrong order
-    source: SequentialReaderBuilder<BufReader<RefinedTcpStream>>,
-
-    // sequence of Writers to the stream, to avoid writing response #2 before
-    //  response #1
-    sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
-
-    // Reader to read the next header from
-    next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
-
-    // set to true if we know that the previous request is the last one
-    no_more_requests: bool,
-
-    // true if the connection goes through SSL
-    secure: bool,
+impl Counted {
+    pub(crate) fn new(count: &Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::AcqRel);
+        Counted(count.clone())
+    }
 }
 
-/// Error that can happen when reading a request.
-#[derive(Debug)]
-enum ReadError {
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
-    ReadIoError(IoError),
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the connections of a server share.
+pub(crate) struct Shared {
+    pub(crate) limits: Limits,
+    pub(crate) rejecter: Rejecter,
+    pub(crate) messages: Arc<MessagesQueue<Message>>,
+    /// Connections open now.
+    pub(crate) open: Arc<AtomicUsize>,
+    /// Requests begun and not yet queued or refused.
+    pub(crate) reading: Arc<AtomicUsize>,
+}
+
+pub(crate) struct ClientConnection {
+    socket: Arc<Socket>,
+    reader: BufReader<SocketReader>,
+    remote_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    _open: Counted,
 }
 
 impl ClientConnection {
-    /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
-        write_socket: RefinedTcpStream,
-        mut read_socket: RefinedTcpStream,
-    ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
-        let secure = read_socket.secure();
-
-        let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
-
-        ClientConnection {
-            source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
-            remote_addr,
-            next_header_source: first_header,
-            no_more_requests: false,
-            secure,
-        }
-    }
-
-    /// true if the connection is HTTPS
-    pub fn secure(&self) -> bool {
-        self.secure
-    }
-
-    /// Reads the next line from self.next_header_source.
-    ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        // mxisd patch: room for a usual header line at once; growing from empty reallocated
-        // about twelve times per request.
-        let mut buf = Vec::with_capacity(128);
-
-        // mxisd patch: scans the buffered bytes for the end of the line, instead of reading
-        // them one by one through two reader layers.
-        loop {
-            let available = match self.next_header_source.fill_buf() {
-                Ok(available) => available,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if available.is_empty() {
-                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
-            }
-            let (taken, line_feed) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (available.len(), false),
-            };
-            buf.extend_from_slice(&available[..taken]);
-            self.next_header_source.consume(taken);
-
-            // A line ends at CRLF; a bare LF is part of the line, as before.
-            let complete = line_feed && buf.ends_with(b"\r\n");
-            if complete {
-                buf.truncate(buf.len() - 2);
-            }
-            // mxisd patch: a request or header line may not grow without bound (a final CR
-            // may still be the start of the line's end).
-            if buf.len() >= MAX_LINE_BYTES + usize::from(!complete && buf.ends_with(b"\r")) {
-                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
-            }
-            if complete {
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
-            }
-        }
-    }
-
-    /// Reads a request from the stream.
-    /// Blocks until the header has been read.
-    fn read(&mut self) -> Result<Request, ReadError> {
-        let (method, path, version, headers) = {
-            // reading the request line
-            let (method, path, version) = {
-                let line = self
-                    .read_next_line()
-                    .map_err(|e| line_error(e, ReadError::WrongRequestLine))?;
-
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
-            };
-
-            // getting all headers
-            let headers = {
-                let mut headers = Vec::new();
-                loop {
-                    let line = self
-                        .read_next_line()
-                        .map_err(|e| line_error(e, ReadError::WrongHeader(version.clone())))?;
-
-                    if line.is_empty() {
-                        break;
-                    };
-                    // mxisd patch: bound the number of header lines as well.
-                    if headers.len() >= MAX_HEADERS {
-                        return Err(ReadError::WrongHeader(version));
-                    }
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
-                }
-
-                headers
-            };
-
-            (method, path, version, headers)
+    pub(crate) fn new(socket: Arc<Socket>, shared: Arc<Shared>) -> ClientConnection {
+        let reader = SocketReader {
+            socket: socket.clone(),
+            deadline: Instant::now(),
         };
-
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
-
-        // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
-        std::mem::swap(&mut self.next_header_source, &mut data_source);
-
-        // building the next reader
-        let request = crate::request::new_request(
-            self.secure,
-            method,
-            path,
-            version.clone(),
-            headers,
-            *self.remote_addr.as_ref().unwrap(),
-            data_source,
-            writer,
-        )
-        .map_err(|e| {
-            use crate::request;
-            match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
-                }
-            }
-        })?;
-
-        // return the request
-        Ok(request)
-    }
-}
-
-impl Iterator for ClientConnection {
-    type Item = Request;
-
-    /// Blocks until the next Request is available.
-    /// Returns None when no new Requests will come from the client.
-    fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
-        // the client sent a "connection: close" header in this previous request
-        //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
-            return None;
+        ClientConnection {
+            remote_addr: socket.peer_addr(),
+            socket,
+            reader: BufReader::with_capacity(1024, reader),
+            _open: Counted::new(&shared.open),
+            shared,
         }
+    }
 
+    /// Serves requests until the client closes, idles too long, or is refused.
+    pub(crate) fn serve(mut self) {
+        // A new connection has `request_timeout` to start its first request.
+        let mut idle = self.shared.limits.request_timeout;
+        let mut answered: Option<Arc<Turn>> = None;
         loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+            if !self.wait_for_request(idle, answered.as_deref()) {
+                return;
             }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
+            // The usual client sends its next request only after the answer, so the turn
+            // is already passed and this does not block.
+            if let Some(turn) = answered.take() {
+                if !turn.wait() {
+                    return; // the answer was cut short: the connection is unusable
                 }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
+            }
+            let reading = Counted::new(&self.shared.reading);
+            self.reader.get_mut().deadline = Instant::now() + self.shared.limits.request_timeout;
+            let (request, turn, keep_alive) = match self.read_request() {
+                Ok(request) => request,
+                Err(Failure::Closed) => return,
+                Err(Failure::Reject(why)) => return self.reject(&why),
             };
+            self.shared.messages.push(request.into());
+            drop(reading);
+            if !keep_alive {
+                turn.wait();
+                return;
+            }
+            answered = Some(turn);
+            idle = self.shared.limits.keep_alive_timeout;
+        }
+    }
 
-            // returning the request
-            return Some(rq);
+    /// Waits, without reading it, for the next request to start. The idle time counts from
+    /// the previous answer: while a worker still answers, waiting goes on.
+    fn wait_for_request(&mut self, idle: Duration, answering: Option<&Turn>) -> bool {
+        loop {
+            self.reader.get_mut().deadline = Instant::now() + idle;
+            match self.reader.fill_buf() {
+                Ok(bytes) => return !bytes.is_empty(),
+                Err(_) if answering.is_some_and(|turn| !turn.is_passed()) => {
+                    if answering.is_some_and(|turn| !turn.wait()) {
+                        return false;
+                    }
+                }
+                Err(_) => return false, // idle too long, or the client is gone
+            }
+        }
+    }
+
+    /// Reads a whole request: the head, `100 Continue` if the client waits for it, the body.
+    fn read_request(&mut self) -> Result<(Request, Arc<Turn>, bool), Failure> {
+        let max = self.shared.limits.max_body_bytes;
+        let head = framing::read_head(&mut self.reader, max)?;
+        if head.expects_continue {
+            let deadline = self.reader.get_ref().deadline;
+            self.socket.write_all_before(CONTINUE, deadline)?;
+        }
+        let body = framing::read_body(&mut self.reader, &head, max)?;
+        let turn = Turn::new();
+        let writer = ResponseWriter::new(
+            self.socket.clone(),
+            self.shared.limits.request_timeout,
+            turn.clone(),
+        );
+        let keep_alive = head.keep_alive;
+        let request = Request::new(
+            head.method,
+            head.path,
+            head.version,
+            head.headers,
+            body,
+            self.remote_addr,
+            writer,
+        );
+        Ok((request, turn, keep_alive))
+    }
+
+    /// Answers a refused request and closes the connection, gently.
+    fn reject(mut self, why: &Rejection) {
+        let answer = rejection_bytes(&self.shared.rejecter, why);
+        let deadline = Instant::now() + self.shared.limits.request_timeout;
+        if self.socket.write_all_before(&answer, deadline).is_err() {
+            return;
+        }
+        // Read (and drop) what the client still sends for a moment, so that closing does
+        // not reset the connection before it has read its answer.
+        self.socket.shutdown(Shutdown::Write);
+        let reader = self.reader.get_mut();
+        reader.deadline = Instant::now() + LINGER;
+        let mut scratch = [0u8; 4096];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match reader.socket.read_before(&mut scratch, reader.deadline) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
         }
     }
 }
 
-/// mxisd patch: a line too long or not ASCII is a malformed request (answered 400 before
-/// the connection closes), not an I/O error (which closes it without a word).
-fn line_error(e: IoError, malformed: ReadError) -> ReadError {
-    if e.kind() == ErrorKind::InvalidInput {
-        malformed
-    } else {
-        ReadError::ReadIoError(e)
-    }
-}
-
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
-    };
-
-    Ok(HTTPVersion(major, minor))
-}
-
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
-}
-
-#[cfg(test)]
-mod test {
-    #[test]
-    fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
-
-        assert!(method == crate::Method::Get);
-        assert!(path == "/hello");
-        assert!(ver == crate::common::HTTPVersion(1, 1));
-
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
-    }
+/// The bytes of the answer to `why`: the rejecter's response, announcing the close.
+pub(crate) fn rejection_bytes(rejecter: &Rejecter, why: &Rejection) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let response = rejecter(why);
+    // Writing into a vector cannot fail.
+    let _ = response.raw_print(&mut bytes, HTTPVersion(1, 1), &[], false, true);
+    bytes
 }

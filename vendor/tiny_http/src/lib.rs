@@ -1,147 +1,96 @@
-//! # Simple usage
+//! tiny_http 0.12.0, patched for mxisd: see `PATCHES.md` beside this crate.
 //!
-//! ## Creating the server
-//!
-//! The easiest way to create a server is to call `Server::http()`.
-//!
-//! The `http()` function returns an `IoResult<Server>` which will return an error
-//! in the case where the server creation fails (for example if the listening port is already
-//! occupied).
+//! A blocking HTTP/1.1 server. An accept thread hands each connection to a thread of its
+//! own, which reads whole requests (head and body, within `Limits`) and queues them; the
+//! application's worker threads take them with `recv` or `recv_timeout` and `respond`.
+//! TLS, Unix sockets and protocol upgrades of the published crate are removed: mxisd sits
+//! behind a reverse proxy and needs none of them.
 //!
 //! ```no_run
-//! let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-//! ```
-//!
-//! A newly-created `Server` will immediately start listening for incoming connections and HTTP
-//! requests.
-//!
-//! ## Receiving requests
-//!
-//! Calling `server.recv()` will block until the next request is available.
-//! This function returns an `IoResult<Request>`, so you need to handle the possible errors.
-//!
-//! ```no_run
-//! # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-//!
-//! loop {
-//!     // blocks until the next request is received
-//!     let request = match server.recv() {
-//!         Ok(rq) => rq,
-//!         Err(e) => { println!("error: {}", e); break }
-//!     };
-//!
-//!     // do something with the request
-//!     // ...
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+//! let limits = tiny_http::Limits {
+//!     max_connections: 1024,
+//!     request_timeout: Duration::from_secs(10),
+//!     keep_alive_timeout: Duration::from_secs(15),
+//!     max_body_bytes: 1 << 20,
+//! };
+//! let rejecter: tiny_http::Rejecter =
+//!     Arc::new(|why| tiny_http::Response::from_string(format!("{why:?}")).boxed());
+//! let server = tiny_http::Server::from_listener(listener, limits, rejecter).unwrap();
+//! for request in server.incoming_requests() {
+//!     let _ = request.respond(tiny_http::Response::from_string("hello"));
 //! }
 //! ```
-//!
-//! In a real-case scenario, you will probably want to spawn multiple worker tasks and call
-//! `server.recv()` on all of them. Like this:
-//!
-//! ```no_run
-//! # use std::sync::Arc;
-//! # use std::thread;
-//! # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-//! let server = Arc::new(server);
-//! let mut guards = Vec::with_capacity(4);
-//!
-//! for _ in (0 .. 4) {
-//!     let server = server.clone();
-//!
-//!     let guard = thread::spawn(move || {
-//!         loop {
-//!             let rq = server.recv().unwrap();
-//!
-//!             // ...
-//!         }
-//!     });
-//!
-//!     guards.push(guard);
-//! }
-//! ```
-//!
-//! If you don't want to block, you can call `server.try_recv()` instead.
-//!
-//! ## Handling requests
-//!
-//! The `Request` object returned by `server.recv()` contains informations about the client's request.
-//! The most useful methods are probably `request.method()` and `request.url()` which return
-//! the requested method (`GET`, `POST`, etc.) and url.
-//!
-//! To handle a request, you need to create a `Response` object. See the docs of this object for
-//! more infos. Here is an example of creating a `Response` from a file:
-//!
-//! ```no_run
-//! # use std::fs::File;
-//! # use std::path::Path;
-//! let response = tiny_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
-//! ```
-//!
-//! All that remains to do is call `request.respond()`:
-//!
-//! ```no_run
-//! # use std::fs::File;
-//! # use std::path::Path;
-//! # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-//! # let request = server.recv().unwrap();
-//! # let response = tiny_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
-//! let _ = request.respond(response);
-//! ```
-#![allow(dead_code, unused_imports)] // mxisd patch: rustc of today lints this 2022 code; not ours to change
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
-
-use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use client::ClientConnection;
-use connection::Connection;
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
-pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use request::{ReadWrite, Request};
+pub use framing::Rejection;
+pub use request::Request;
 pub use response::{Response, ResponseBox};
-pub use test::TestRequest;
 
+mod accept;
 mod client;
 mod common;
-mod connection;
+mod framing;
 mod request;
 mod response;
-mod ssl;
-mod test;
 mod util;
 
 /// The main class of this library.
 ///
-/// Destroying this object will immediately close the listening socket and the reading
-///  part of all the client's connections. Requests that have already been returned by
-///  the `recv()` function will not close and the responses will be transferred to the client.
+/// Destroying this object stops accepting connections. Requests that have already been
+/// returned by `recv()` are still answered.
 pub struct Server {
     // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
+    // when set to true, the accept thread ends
     close: Arc<AtomicBool>,
 
     // queue for messages received by child threads
     messages: Arc<MessagesQueue<Message>>,
 
     // result of TcpListener::local_addr()
-    listening_addr: ListenAddr,
+    listening_addr: SocketAddr,
+
+    // mxisd patch: connections open now, and requests begun but not yet queued
+    open: Arc<AtomicUsize>,
+    reading: Arc<AtomicUsize>,
 }
+
+/// mxisd patch: what a client may take, and how long.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most connections open at once; beyond, a new one is answered
+    /// `Rejection::TooManyConnections` and closed.
+    pub max_connections: usize,
+    /// Time for a whole request (head and body) once its first byte has come, and for a
+    /// whole response once its first byte is written. A new connection also has this long
+    /// to start its first request.
+    pub request_timeout: Duration,
+    /// Longest wait for the next request on an idle keep-alive connection.
+    pub keep_alive_timeout: Duration,
+    /// Largest request body (`Rejection::BodyTooLarge` beyond).
+    pub max_body_bytes: usize,
+}
+
+/// mxisd patch: builds the answer to a request the connection layer refused. Called on the
+/// connection's thread (the accept thread for `TooManyConnections`, once, at start).
+pub type Rejecter = Arc<dyn Fn(&Rejection) -> ResponseBox + Send + Sync>;
 
 enum Message {
     Error(IoError),
@@ -160,216 +109,49 @@ impl From<Request> for Message {
     }
 }
 
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
+// Worker threads share the server.
+const _: fn() = || {
+    fn shared<T: Sync + Send>() {}
+    shared::<Server>();
+};
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
 }
 
-/// Represents the parameters required to create a server.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The addresses to try to listen to.
-    pub addr: ConfigListenAddr,
-
-    /// If `Some`, then the server will use SSL to encode the communications.
-    pub ssl: Option<SslConfig>,
-}
-
-/// Configuration of the server for SSL.
-#[derive(Debug, Clone)]
-pub struct SslConfig {
-    /// Contains the public certificate to send to clients.
-    pub certificate: Vec<u8>,
-    /// Contains the ultra-secret private key used to decode communications.
-    pub private_key: Vec<u8>,
-}
-
 impl Server {
-    /// Shortcut for a simple server on a specific address.
-    #[inline]
-    pub fn http<A>(addr: A) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: None,
-        })
-    }
-
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
-        })
-    }
-
-    #[cfg(unix)]
-    #[inline]
-    /// Shortcut for a UNIX socket server at a specific path
-    pub fn http_unix(
-        path: &std::path::Path,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::unix_from_path(path),
-            ssl: None,
-        })
-    }
-
-    /// Builds a new server that listens on the specified address.
-    pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
-    }
-
-    /// Builds a new server using the specified TCP listener.
-    ///
-    /// This is useful if you've constructed TcpListener using some less usual method
-    /// such as from systemd. For other cases, you probably want the `new()` function.
-    pub fn from_listener<L: Into<Listener>>(
-        listener: L,
-        ssl_config: Option<SslConfig>,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_with_timeout(listener, ssl_config, None)
-    }
-
-    /// mxisd patch: like `from_listener`, and every accepted TCP connection gets `io_timeout`
-    /// as its socket read and write timeout, so a client that stops sending (or reading)
-    /// cannot hold a connection thread or a request handler forever. On Linux a timed-out
-    /// read surfaces as `WouldBlock`, which closes the connection without a response.
-    pub fn from_listener_with_timeout<L: Into<Listener>>(
-        listener: L,
-        ssl_config: Option<SslConfig>,
-        io_timeout: Option<Duration>,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
-
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
+    /// Serves the connections of `listener` within `limits`; `rejecter` answers what the
+    /// connection layer refuses.
+    pub fn from_listener(
+        listener: TcpListener,
+        limits: Limits,
+        rejecter: Rejecter,
+    ) -> IoResult<Server> {
+        let listening_addr = listener.local_addr()?;
+        let close = Arc::new(AtomicBool::new(false));
         let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        if let (Some(t), Connection::Tcp(tcp)) = (io_timeout, &sock) {
-                            let _ = tcp.set_read_timeout(Some(t));
-                            let _ = tcp.set_write_timeout(Some(t));
-                        }
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
-
-        // result
+        let open = Arc::new(AtomicUsize::new(0));
+        let reading = Arc::new(AtomicUsize::new(0));
+        let acceptor = accept::Acceptor {
+            listener,
+            shared: Arc::new(client::Shared {
+                limits,
+                rejecter,
+                messages: messages.clone(),
+                open: open.clone(),
+                reading: reading.clone(),
+            }),
+            close: close.clone(),
+        };
+        thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || acceptor.run())?;
         Ok(Server {
             messages,
-            close: close_trigger,
-            listening_addr: local_addr,
+            close,
+            listening_addr,
+            open,
+            reading,
         })
     }
 
@@ -383,14 +165,26 @@ impl Server {
 
     /// Returns the address the server is listening to.
     #[inline]
-    pub fn server_addr(&self) -> ListenAddr {
-        self.listening_addr.clone()
+    pub fn server_addr(&self) -> SocketAddr {
+        self.listening_addr
     }
 
-    /// Returns the number of clients currently connected to the server.
+    /// mxisd patch: the number of connections open now.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.open.load(Relaxed)
+    }
+
+    /// mxisd patch: the number of requests whose head or body is being read: a graceful
+    /// stop waits for them (they are in flight) as well as for the queue.
+    pub fn requests_being_read(&self) -> usize {
+        self.reading.load(Relaxed)
+    }
+
+    /// mxisd patch: stops accepting connections; those already accepted are still served.
+    pub fn stop_accepting(&self) {
+        self.close.store(true, Relaxed);
+        // Connect briefly to ourselves to unblock the accept thread.
+        let _ = TcpStream::connect_timeout(&self.listening_addr, Duration::from_secs(1));
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -437,26 +231,8 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.close.store(true, Relaxed);
-        // Connect briefly to ourselves to unblock the accept thread
-        let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
-            #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
-        };
-        if let Ok(stream) = maybe_stream {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-
-        #[cfg(unix)]
-        if let ListenAddr::Unix(addr) = &self.listening_addr {
-            if let Some(path) = addr.as_pathname() {
-                let _ = std::fs::remove_file(path);
-            }
+        if !self.close.load(Relaxed) {
+            self.stop_accepting();
         }
     }
 }

@@ -337,9 +337,9 @@ where
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
-        upgrade: Option<&str>,
+        close: bool,
     ) -> IoResult<()> {
-        let mut transfer_encoding = Some(choose_transfer_encoding(
+        let transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
             request_headers,
             &http_version,
@@ -361,17 +361,11 @@ where
             );
         }
 
-        // handling upgrade
-        if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
-            );
-            transfer_encoding = None;
+        // mxisd patch: `close` announces that the connection closes after this response
+        // (it replaces the protocol upgrade, which mxisd never does).
+        if close {
+            self.headers
+                .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
         }
 
         // if the transfer encoding is identity, the content length must be known ; therefore if

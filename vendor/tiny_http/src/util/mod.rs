@@ -1,21 +1,15 @@
-pub use self::custom_stream::CustomStream;
-pub use self::equal_reader::EqualReader;
-pub use self::fused_reader::FusedReader;
+pub(crate) use self::deadline::{Socket, SocketReader};
 pub use self::messages_queue::MessagesQueue;
-pub use self::refined_tcp_stream::RefinedTcpStream;
-pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
-pub use self::sequential::{SequentialWriter, SequentialWriterBuilder};
 pub use self::task_pool::TaskPool;
+pub(crate) use self::turn::Turn;
 
 use std::str::FromStr;
 
-mod custom_stream;
-mod equal_reader;
-mod fused_reader;
+pub(crate) mod chunked;
+mod deadline;
 mod messages_queue;
-pub(crate) mod refined_tcp_stream;
-mod sequential;
 mod task_pool;
+mod turn;
 
 /// Parses a the value of a header.
 /// Suitable for `Accept-*`, `TE`, etc.

@@ -1,6 +1,8 @@
 use std::collections::VecDeque;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -68,7 +70,8 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            // mxisd patch: threads the pool cannot start now are started on demand.
+            let _ = pool.add_thread(None);
         }
 
         pool
@@ -76,33 +79,42 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut todo = self.sharing.todo.lock().unwrap();
+    ///
+    /// mxisd patch: a thread that cannot be started (a task or memory limit) is an error,
+    /// not a panic of the caller; `code` is then dropped unrun.
+    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> io::Result<()> {
+        let mut todo = lock(&self.sharing.todo);
 
         if todo.idle == 0 {
             drop(todo);
-            self.add_thread(Some(code));
+            self.add_thread(Some(code))
         } else {
             todo.idle -= 1;
             todo.tasks.push_back(code);
             self.sharing.condvar.notify_one();
+            Ok(())
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) -> io::Result<()> {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // mxisd patch: a named thread with a smaller stack (a connection thread parses a
+        // request and little else), started with an error rather than a panic on failure.
+        let builder = thread::Builder::new()
+            .name("http-connection".into())
+            .stack_size(STACK_SIZE);
+        builder.spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
-            if let Some(mut f) = initial_fn {
-                f();
+            if let Some(f) = initial_fn {
+                run(f);
             }
 
             loop {
-                let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                let task: Box<dyn FnMut() + Send> = {
+                    let mut todo = lock(&sharing.todo);
                     // Idle from here; a task taken below was counted out by its `spawn`.
                     todo.idle += 1;
 
@@ -115,13 +127,16 @@ impl TaskPool {
 
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
+                                todo = sharing
+                                    .condvar
+                                    .wait(todo)
+                                    .unwrap_or_else(|e| e.into_inner());
                                 true
                             } else {
                                 let (new_lock, waitres) = sharing
                                     .condvar
                                     .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
+                                    .unwrap_or_else(|e| e.into_inner());
                                 todo = new_lock;
                                 !waitres.timed_out()
                             };
@@ -135,9 +150,24 @@ impl TaskPool {
                     task
                 };
 
-                task();
+                run(task);
             }
-        });
+        })?;
+        Ok(())
+    }
+}
+
+/// mxisd patch: stack of a pool thread.
+const STACK_SIZE: usize = 256 * 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// mxisd patch: a task that panics ends its connection, not the pool thread.
+fn run(mut task: Box<dyn FnMut() + Send>) {
+    if panic::catch_unwind(AssertUnwindSafe(|| task())).is_err() {
+        log::error!("a connection thread panicked; its connection is closed");
     }
 }
 

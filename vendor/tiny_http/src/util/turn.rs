@@ -1,0 +1,63 @@
+//! mxisd patch: `Turn`, how a connection learns that the answer to its request is written.
+//!
+//! The connection thread reads the next request only once the previous one is answered,
+//! so a client never has two requests in flight on one connection. The worker passes the
+//! turn when its response writer is dropped: `true` if the response went out whole.
+//! Passing makes no wake-up call when nobody waits, the usual case: the connection thread
+//! waits on the socket for the next request and finds the turn already passed.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+pub(crate) struct Turn {
+    state: Mutex<State>,
+    passed: Condvar,
+}
+
+struct State {
+    written: Option<bool>,
+    /// Whether a thread waits in `wait`: only then does `pass` make a wake-up call.
+    waiting: bool,
+}
+
+impl Turn {
+    pub(crate) fn new() -> Arc<Turn> {
+        Arc::new(Turn {
+            state: Mutex::new(State {
+                written: None,
+                waiting: false,
+            }),
+            passed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn pass(&self, written: bool) {
+        let mut state = self.lock();
+        state.written = Some(written);
+        let wake = state.waiting;
+        drop(state);
+        if wake {
+            self.passed.notify_one();
+        }
+    }
+
+    /// Whether the response was written whole, once it is (blocks until then).
+    pub(crate) fn wait(&self) -> bool {
+        let mut state = self.lock();
+        loop {
+            if let Some(written) = state.written {
+                state.waiting = false;
+                return written;
+            }
+            state.waiting = true;
+            state = self.passed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(crate) fn is_passed(&self) -> bool {
+        self.lock().written.is_some()
+    }
+}
