@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::services::{ensure_up, get};
-use support::{Mxisd, Response};
+use support::{raw_exchange, status_line, Mxisd, Response};
 
 const PATH: &str = "/_matrix-internal/identity/v1/check_credentials";
 
@@ -101,4 +101,56 @@ fn attempts_are_limited_per_user() {
         check(&s, "@alice:example.org", "alicepw").json()["auth"]["success"],
         true
     );
+}
+
+/// A password check for frank sent with these `X-Forwarded-For` headers: the status.
+fn forwarded_check(s: &Mxisd, forwarded_for: &[&str]) -> String {
+    let body = json!({"user": {"id": "@frank:example.org", "password": "frankpw"}}).to_string();
+    let headers: String = forwarded_for
+        .iter()
+        .map(|v| format!("X-Forwarded-For: {v}\r\n"))
+        .collect();
+    let request = format!(
+        "POST {PATH} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw_exchange(s, request.as_bytes());
+    status_line(&answer).to_owned()
+}
+
+#[test]
+fn a_local_proxy_not_listed_as_trusted_grants_its_clients_nothing() {
+    ensure_up();
+    // nginx on the same host, http.trustedProxies left empty: its clients are not loopback.
+    let s = Mxisd::start(&ldap_and_static(""));
+    assert!(forwarded_check(&s, &[]).starts_with("HTTP/1.1 200"));
+    assert!(forwarded_check(&s, &["203.0.113.9"]).starts_with("HTTP/1.1 403"));
+    assert!(forwarded_check(&s, &["127.0.0.1"]).starts_with("HTTP/1.1 403"));
+    assert!(
+        s.wait_for_log("X-Forwarded-For from 127.0.0.1, which is not in http.trustedProxies"),
+        "{}",
+        s.log()
+    );
+    assert!(
+        s.wait_for_log("check_credentials refused to unknown"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn forwarded_addresses_fail_closed() {
+    ensure_up();
+    let s = Mxisd::start(&ldap_and_static("http:\n  trustedProxies: ['127.0.0.1']\n"));
+    // Through the trusted proxy, a loopback client may ask; an internet client may not.
+    assert!(forwarded_check(&s, &["127.0.0.1"]).starts_with("HTTP/1.1 200"));
+    assert!(forwarded_check(&s, &["127.0.0.1:43210"]).starts_with("HTTP/1.1 200"));
+    assert!(forwarded_check(&s, &["203.0.113.9"]).starts_with("HTTP/1.1 403"));
+    // A hop with a port is that address; one that is no address is an unknown client.
+    assert!(forwarded_check(&s, &["1.2.3.4:5678"]).starts_with("HTTP/1.1 403"));
+    assert!(forwarded_check(&s, &["unknown"]).starts_with("HTTP/1.1 403"));
+    assert!(forwarded_check(&s, &["127.0.0.1, unknown"]).starts_with("HTTP/1.1 403"));
+    // Every header counts, the last nearest: the client is 203.0.113.9, not loopback.
+    assert!(forwarded_check(&s, &["127.0.0.1", "203.0.113.9"]).starts_with("HTTP/1.1 403"));
+    assert!(forwarded_check(&s, &["203.0.113.9", "127.0.0.1"]).starts_with("HTTP/1.1 403"));
 }

@@ -8,9 +8,7 @@ use mxisd::crypto::hash::lookup_hash;
 use serde_json::{json, Value};
 use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
 use support::services::{ensure_up, get, psql};
-use support::{Mxisd, Response, TempDir};
-
-const SYNAPSE_SCHEMA: &str = "CREATE TABLE user_threepids (user_id TEXT NOT NULL, medium TEXT NOT NULL, address TEXT NOT NULL, validated_at BIGINT NOT NULL, added_at BIGINT NOT NULL)";
+use support::{synapse_sqlite, Mxisd, Response, TempDir, SYNAPSE_SCHEMA};
 
 /// `synapseSql` over the SQLite file `db`, with `extra` sections.
 fn sqlite_store(db: &str, extra: &str) -> String {
@@ -22,23 +20,6 @@ fn sqlite_store(db: &str, extra: &str) -> String {
 
 fn allow_loopback() -> String {
     federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
-}
-
-/// A Synapse-shaped SQLite database with `rows` of (user_id, medium, address).
-fn synapse_sqlite(dir: &TempDir, rows: &[(String, &str, String)]) -> String {
-    let path = dir.join("homeserver.db");
-    let mut db = rusqlite::Connection::open(&path).unwrap();
-    db.execute(SYNAPSE_SCHEMA, []).unwrap();
-    let tx = db.transaction().unwrap();
-    for (user, medium, address) in rows {
-        tx.execute(
-            "INSERT INTO user_threepids VALUES (?1, ?2, ?3, 0, 0)",
-            rusqlite::params![user, medium, address],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
-    path.display().to_string()
 }
 
 fn post_v2(s: &Mxisd, token: &str, body: &Value) -> Response {

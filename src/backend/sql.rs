@@ -103,7 +103,7 @@ impl SqlStore {
                     if result.is_err() && client.is_closed() {
                         *slot = None;
                     }
-                    result.map_err(|e| self.error(e))
+                    result.map_err(|e| self.error(with_causes(&e)))
                 }
             })
             .map_err(|e: BackendError| BackendError {
@@ -120,7 +120,7 @@ impl SqlStore {
             .ok_or_else(|| self.error("no PostgreSQL configuration"))?;
         self.connector
             .connect(self.cfg.timeout, move || {
-                config.connect(postgres::NoTls).map_err(|e| e.to_string())
+                config.connect(postgres::NoTls).map_err(|e| with_causes(&e))
             })
             .map_err(|e| self.error(format!("connecting: {e}")))
     }
@@ -173,6 +173,20 @@ fn pg_each(
         );
     }
     Ok(())
+}
+
+/// An error with the errors that caused it: the `postgres` crate says only "db error" or
+/// "error connecting to server", and keeps the why (the server's message, the I/O error)
+/// in its source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// mxisd's queries use JDBC's `?`; PostgreSQL wants `$1, $2, …` (quoted text is left alone).

@@ -338,6 +338,26 @@ impl From<Result<ureq::http::Response<ureq::Body>, ureq::Error>> for Response {
     }
 }
 
+/// Synapse's table of 3PIDs.
+pub const SYNAPSE_SCHEMA: &str = "CREATE TABLE user_threepids (user_id TEXT NOT NULL, medium TEXT NOT NULL, address TEXT NOT NULL, validated_at BIGINT NOT NULL, added_at BIGINT NOT NULL)";
+
+/// A Synapse-shaped SQLite database with `rows` of (user_id, medium, address); its path.
+pub fn synapse_sqlite(dir: &TempDir, rows: &[(String, &str, String)]) -> String {
+    let path = dir.join("homeserver.db");
+    let mut db = rusqlite::Connection::open(&path).unwrap();
+    db.execute(SYNAPSE_SCHEMA, []).unwrap();
+    let tx = db.transaction().unwrap();
+    for (user, medium, address) in rows {
+        tx.execute(
+            "INSERT INTO user_threepids VALUES (?1, ?2, ?3, 0, 0)",
+            rusqlite::params![user, medium, address],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    path.display().to_string()
+}
+
 /// The first line of a raw HTTP answer.
 pub fn status_line(answer: &str) -> &str {
     answer.lines().next().unwrap_or_default()
