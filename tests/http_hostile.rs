@@ -30,20 +30,34 @@ fn open_idle(s: &Mxisd, n: usize) -> Vec<TcpStream> {
         .collect()
 }
 
-/// How the server treated idle connections: (held open, answered and closed, answers).
+/// How the server treated idle connections: (held open, answered and closed, answers),
+/// once that no longer changes (the server deals with a flood one connection at a time).
 fn sort_out(conns: &[TcpStream]) -> (usize, usize, Vec<String>) {
-    thread::sleep(Duration::from_millis(500));
-    let (mut held, mut answered) = (0, Vec::new());
     for conn in conns {
         conn.set_nonblocking(true).unwrap();
-        let mut buf = [0u8; 4096];
-        match (&*conn).read(&mut buf) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => held += 1,
-            Ok(n) => answered.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(e) => answered.push(format!("error: {e}")),
+    }
+    let mut answers: Vec<Option<String>> = vec![None; conns.len()];
+    let mut held = conns.len();
+    loop {
+        thread::sleep(Duration::from_millis(500));
+        let before = held;
+        for (conn, answer) in conns.iter().zip(answers.iter_mut()) {
+            if answer.is_some() {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            match (&*conn).read(&mut buf) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                Ok(n) => *answer = Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e) => *answer = Some(format!("error: {e}")),
+            }
+            held -= 1;
+        }
+        if held == before {
+            let answers: Vec<String> = answers.into_iter().flatten().collect();
+            return (held, answers.len(), answers);
         }
     }
-    (held, answered.len(), answered)
 }
 
 fn assert_refused_with_503(answers: &[String]) {

@@ -26,8 +26,9 @@ use crate::client::{rejection_bytes, ClientConnection, Shared};
 use crate::util::{Socket, TaskPool};
 use crate::Rejection;
 
-/// Pause after a failed accept or spawn, so a persistent failure does not spin.
-const BACKOFF: Duration = Duration::from_millis(10);
+/// Pause after a failed accept or spawn, so that a failure that persists (no memory for a
+/// socket, say) does not spin; short, since a flood of new connections waits behind it.
+const BACKOFF: Duration = Duration::from_millis(1);
 /// At most one warning per this interval for each kind of failure.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
