@@ -8,6 +8,8 @@
 #   loopback: the machine's ceiling, since machines are noisy;
 # - one bulk lookup of 10,000 hashes, timed by curl on loopback;
 # - mxisd's RSS with 0, 10,000 and 100,000 bindings.
+# BENCH_BASELINE=/path/to/another/mxisd also runs that build on the same data, alternating
+# with this one and nginx, and prints the ratio of the two builds.
 # Needs root for apt (wrk, nginx-light) and the test services (for the TLS test CA and the
 # fake homeserver that vouches for the benchmark's account).
 set -euo pipefail
@@ -47,8 +49,8 @@ db.commit()
 PY
 }
 
-start_mxisd() { # start_mxisd NAME COUNT -> sets PORT, PID
-    local d="$W/$1"; mkdir -p "$d"
+start_mxisd() { # start_mxisd NAME COUNT [BINARY] -> sets PORT, PID
+    local d="$W/$1" bin="${3:-$BIN}"; mkdir -p "$d"
     seed "$d/synapse.db" "$2"
     cat > "$d/mxisd.yaml" <<YAML
 matrix:
@@ -78,8 +80,9 @@ YAML
     # In its own session, as nginx is once it daemonises (and as a service is): the kernel's
     # autogroup then shares the CPU between client and server equally whatever their thread
     # counts. In wrk's session, mxisd's threads would compete with wrk's one by one.
-    setsid "$BIN" -c "$d/mxisd.yaml" 2> "$d/log" & PID=$!; pids+=("$PID")
-    for _ in $(seq 300); do grep -q "listening on" "$d/log" && break; sleep 0.1; done
+    setsid "$bin" -c "$d/mxisd.yaml" 2> "$d/log" & PID=$!; pids+=("$PID")
+    # The hash index is built once mxisd listens (before, ahead of it).
+    for _ in $(seq 300); do grep -q "listening on" "$d/log" && grep -q "hash index" "$d/log" && break; sleep 0.1; done
     PORT="$(grep -o 'listening on http://[0-9.:]*' "$d/log" | sed 's/.*://')"
 }
 
@@ -91,19 +94,27 @@ rss_kb() { grep VmRSS "/proc/$1/status" | awk '{print $2}'; }
 for _ in $(seq 100); do grep -q listening "$W/hs.out" 2>/dev/null && break; sleep 0.1; done
 HS="127.0.0.1:$(awk '{print $2}' "$W/hs.out")"
 
-start_mxisd empty 0; RSS0="$(rss_kb "$PID")"
-start_mxisd main 10000; MAIN_PID="$PID"; MAIN_PORT="$PORT"; RSS10K="$(rss_kb "$PID")"
-URL="http://127.0.0.1:$MAIN_PORT"
-TOKEN="$(curl -sf -X POST "$URL/_matrix/identity/v2/account/register" \
-    -d "{\"access_token\":\"user:@bench:$HS\",\"token_type\":\"Bearer\",\"matrix_server_name\":\"$HS\",\"expires_in\":3600}" \
-    | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-PEPPER="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/_matrix/identity/v2/hash_details" \
-    | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["lookup_pepper"])')"
 hash() { printf '%s' "$1" | openssl dgst -sha256 -binary | basenc --base64url | tr -d '='; }
-export BENCH_TOKEN="$TOKEN"
-export BENCH_BODY="{\"algorithm\":\"sha256\",\"pepper\":\"$PEPPER\",\"addresses\":[\"$(hash "user4242@example.org email $PEPPER")\"]}"
-check="$(curl -sf -H "Authorization: Bearer $TOKEN" -d "$BENCH_BODY" "$URL/_matrix/identity/v2/lookup")"
-case "$check" in *'@user4242:example.org'*) ;; *) echo "lookup check failed: $check" >&2; exit 1 ;; esac
+prepare() { # prepare PORT -> sets URL, TOKEN, PEPPER, BODY (one hashed lookup of user4242)
+    URL="http://127.0.0.1:$1"
+    TOKEN="$(curl -sf -X POST "$URL/_matrix/identity/v2/account/register" \
+        -d "{\"access_token\":\"user:@bench:$HS\",\"token_type\":\"Bearer\",\"matrix_server_name\":\"$HS\",\"expires_in\":3600}" \
+        | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+    PEPPER="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/_matrix/identity/v2/hash_details" \
+        | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["lookup_pepper"])')"
+    BODY="{\"algorithm\":\"sha256\",\"pepper\":\"$PEPPER\",\"addresses\":[\"$(hash "user4242@example.org email $PEPPER")\"]}"
+    local check
+    check="$(curl -sf -H "Authorization: Bearer $TOKEN" -d "$BODY" "$URL/_matrix/identity/v2/lookup")"
+    case "$check" in *'@user4242:example.org'*) ;; *) echo "lookup check failed: $check" >&2; exit 1 ;; esac
+}
+
+start_mxisd empty 0; RSS0="$(rss_kb "$PID")"
+if [ -n "${BENCH_BASELINE:-}" ]; then
+    start_mxisd baseline 10000 "$BENCH_BASELINE"
+    prepare "$PORT"; B_URL="$URL"; B_TOKEN="$TOKEN"; B_BODY="$BODY"
+fi
+start_mxisd main 10000; MAIN_PID="$PID"; RSS10K="$(rss_kb "$PID")"
+prepare "$PORT"
 
 # nginx on loopback, the same wrk settings: the machine's ceiling.
 NGINX_PORT=18099
@@ -120,7 +131,8 @@ CONF
 nginx -c "$W/nginx.conf" -p "$W"
 pids+=("$(cat "$W/nginx.pid")")
 
-wrk_run() { # wrk_run URL CONNECTIONS -> "req/s p50 p99"
+wrk_run() { # wrk_run URL CONNECTIONS [TOKEN BODY] -> "req/s p50 p99"
+    BENCH_TOKEN="${3:-}" BENCH_BODY="${4:-}" \
     wrk -t2 -c"$2" -d"$DURATION" --latency -s tests/bench/lookup.lua "$1" 2>/dev/null | tee -a "$W/wrk.log" | awk '
         /Requests\/sec/ {rps=$2}
         /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
@@ -128,20 +140,29 @@ wrk_run() { # wrk_run URL CONNECTIONS -> "req/s p50 p99"
 }
 
 printf '\n%-26s %12s %10s %10s %14s %10s %10s %8s\n' "single hashed lookup" "mxisd req/s" "p50" "p99" "nginx req/s" "p50" "p99" "ratio"
-# mxisd and nginx alternate, ROUNDS times each; the best run of each is compared, so that a
-# noisy neighbour slowing one run does not decide the ratio.
+# mxisd and nginx (and the baseline build) alternate, ROUNDS times each; the best run of
+# each is compared, so that a noisy neighbour slowing one run does not decide the ratio.
 ROUNDS="${BENCH_ROUNDS:-3}"
 best_of() { sort -k1,1 -g | tail -n 1; }
 for c in $CONNECTIONS; do
-    : > "$W/m.txt"; : > "$W/n.txt"
+    : > "$W/m.txt"; : > "$W/n.txt"; : > "$W/b.txt"
     for _ in $(seq "$ROUNDS"); do
-        wrk_run "$URL/_matrix/identity/v2/lookup" "$c" >> "$W/m.txt"
+        wrk_run "$URL/_matrix/identity/v2/lookup" "$c" "$TOKEN" "$BODY" >> "$W/m.txt"
+        if [ -n "${BENCH_BASELINE:-}" ]; then
+            wrk_run "$B_URL/_matrix/identity/v2/lookup" "$c" "$B_TOKEN" "$B_BODY" >> "$W/b.txt"
+        fi
         wrk_run "http://127.0.0.1:$NGINX_PORT/" "$c" >> "$W/n.txt"
     done
     read -r m_rps m_p50 m_p99 <<<"$(best_of < "$W/m.txt")"
     read -r n_rps n_p50 n_p99 <<<"$(best_of < "$W/n.txt")"
     ratio="$(awk -v a="$m_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a / b}')"
     printf '%-26s %12s %10s %10s %14s %10s %10s %8s\n' "$c connections" "$m_rps" "$m_p50" "$m_p99" "$n_rps" "$n_p50" "$n_p99" "$ratio"
+    if [ -n "${BENCH_BASELINE:-}" ]; then
+        read -r b_rps b_p50 b_p99 <<<"$(best_of < "$W/b.txt")"
+        printf '%-26s %12s %10s %10s %14s %10s %10s %8s\n' "  baseline build" "$b_rps" "$b_p50" "$b_p99" "" "" "" \
+            "$(awk -v a="$b_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a / b}')"
+        printf '%-26s %12s\n' "  this build / baseline" "$(awk -v a="$m_rps" -v b="$b_rps" 'BEGIN {printf "%.3f", a / b}')"
+    fi
 done
 printf '(best of %s alternating %s runs each, wrk -t2)\n' "$ROUNDS" "$DURATION"
 
