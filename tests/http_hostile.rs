@@ -87,6 +87,17 @@ fn idle_connections_beyond_the_cap_are_refused_and_the_listener_lives() {
 }
 
 #[test]
+fn the_open_files_soft_limit_is_raised_to_the_hard_one() {
+    let s = Mxisd::start_wrapped("", &["prlimit", "--nofile=256:2048", "--"]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
+    let files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(files.split_whitespace().nth(3), Some("2048"), "{files}");
+}
+
+#[test]
 fn out_of_file_descriptors_new_connections_are_refused_and_the_listener_lives() {
     // A cap above what the files allow: accept(2) itself fails with EMFILE.
     let s = Mxisd::start_wrapped(

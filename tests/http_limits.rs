@@ -90,14 +90,27 @@ fn stalled_bodies_time_out_without_taking_a_worker() {
 
 #[test]
 fn idle_keep_alive_connections_are_closed_quietly() {
-    let s = Mxisd::start(LIMITS);
+    let s = Mxisd::start("http:\n  requestTimeout: 10\n  keepAliveTimeout: 2\n");
+    let get = b"GET /_matrix/identity/versions HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut conn = s.connect();
-    conn.write_all(b"GET /_matrix/identity/versions HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    // Idle for less than the keep-alive timeout: the connection still serves.
+    conn.write_all(get).unwrap();
+    let mut first = [0u8; 1024];
+    let n = conn.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_millis(1000));
+    conn.write_all(get).unwrap();
+    // Then idle for longer: closed after keepAliveTimeout, without a word, well before the
+    // client's own 8 s and the request timeout.
+    let started = std::time::Instant::now();
     let mut answer = Vec::new();
-    let _ = conn.read_to_end(&mut answer); // ends when the server closes the idle connection
+    let _ = conn.read_to_end(&mut answer);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     let answer = String::from_utf8_lossy(&answer);
     assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

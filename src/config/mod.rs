@@ -988,7 +988,34 @@ mod tests {
         assert_eq!(c.server.public_url, "https://example.org");
         assert_eq!(c.http.workers, 16);
         assert_eq!(c.http.max_body_bytes, 1 << 20);
+        assert_eq!(c.http.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.keep_alive_timeout, Duration::from_secs(15));
+        assert_eq!(c.http.max_connections, None);
         assert!(c.matrix.v1 && c.matrix.v2);
+    }
+
+    #[test]
+    fn the_request_timeout_has_an_older_name() {
+        let http = |keys: &str| load(&format!("matrix:\n  domain: example.org\nhttp:\n{keys}"));
+        let c = http("  bodyTimeout: 3\n  keepAliveTimeout: 4\n  maxConnections: 100\n");
+        let c = c.unwrap().config.http;
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
+        assert_eq!(c.keep_alive_timeout, Duration::from_secs(4));
+        assert_eq!(c.max_connections, Some(100));
+        let c = http("  requestTimeout: 5\n  bodyTimeout: 5\n")
+            .unwrap()
+            .config
+            .http;
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        let e = http("  requestTimeout: 5\n  bodyTimeout: 6\n").unwrap_err();
+        assert!(
+            e.contains("`http.requestTimeout` (line 4)") && e.contains("bodyTimeout"),
+            "{e}"
+        );
+        let e = http("  keepAliveTimeout: 0\n").unwrap_err();
+        assert!(e.contains("`http.keepAliveTimeout` (line 4)"), "{e}");
+        let e = http("  maxConnections: 0\n").unwrap_err();
+        assert!(e.contains("`http.maxConnections` (line 4)"), "{e}");
     }
 
     #[test]
