@@ -4,9 +4,10 @@
 //!
 //! The connect runs on a helper thread; the caller waits for it at most its timeout. A
 //! connect still running then is abandoned, not stopped (a blocking library gives no way
-//! to): it finishes on its own, and what it brings (a connection, or its error) is what the
-//! next caller gets. While it runs no other connect starts, so a hanging server costs one
-//! thread and one socket per `Connector`, however many callers try.
+//! to): it finishes on its own, and the connection it brings is what the next caller gets
+//! (its error too, unless older than that caller's timeout: then the caller tries afresh).
+//! While it runs no other connect starts, so a hanging server costs one thread and one
+//! socket per `Connector`, however many callers try.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
@@ -25,7 +26,8 @@ struct Shared<T> {
 
 struct Attempt<T> {
     in_flight: bool,
-    outcome: Option<Result<T, String>>,
+    /// What the last connect brought, and when.
+    outcome: Option<(Result<T, String>, Instant)>,
 }
 
 /// Why no connection came.
@@ -73,8 +75,11 @@ impl<T: Send + 'static> Connector<T> {
         let connect = Arc::new(connect);
         let mut attempt = crate::lock(&self.shared.attempt);
         loop {
-            if let Some(outcome) = attempt.outcome.take() {
-                return outcome.map_err(ConnectError::Failed);
+            match attempt.outcome.take() {
+                // An error from long ago says little about the server now.
+                Some((Err(_), at)) if at.elapsed() > timeout => {}
+                Some((outcome, _)) => return outcome.map_err(ConnectError::Failed),
+                None => {}
             }
             if !attempt.in_flight {
                 self.start(connect.clone())?;
@@ -105,7 +110,7 @@ impl<T: Send + 'static> Connector<T> {
                     .unwrap_or_else(|_| Err("the connect panicked".into()));
                 let mut attempt = crate::lock(&shared.attempt);
                 attempt.in_flight = false;
-                attempt.outcome = Some(outcome);
+                attempt.outcome = Some((outcome, Instant::now()));
                 shared.done.notify_all();
             })
             .map(drop)
@@ -150,6 +155,22 @@ mod tests {
             Ok(42)
         );
         assert_eq!(started.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_old_error_of_an_abandoned_connect_is_not_handed_out() {
+        let connector = Connector::<u32>::default();
+        let t = Duration::from_millis(50);
+        let slow_failure = || {
+            thread::sleep(Duration::from_millis(100));
+            Err("refused".to_owned())
+        };
+        assert_eq!(
+            connector.connect(t, slow_failure),
+            Err(ConnectError::TimedOut(t))
+        );
+        thread::sleep(Duration::from_millis(200)); // it failed 100 ms ago, more than t
+        assert_eq!(connector.connect(t, || Ok(7)), Ok(7));
     }
 
     #[test]

@@ -40,9 +40,26 @@ pub fn every(
     Ok(Job { stop, handle })
 }
 
+/// Longest `stop` waits for a run in progress: a store that hangs below every timeout we
+/// can set (a database server that acknowledges and never answers) must not hold up the
+/// exit.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 impl Job {
+    /// Asks the job to end, and waits for it to (at most `STOP_WAIT`).
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + STOP_WAIT;
+        while !self.handle.is_finished() {
+            if Instant::now() > deadline {
+                log::warn!(
+                    "background job {} still running: not waiting for it",
+                    self.handle.thread().name().unwrap_or("?")
+                );
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.handle.join();
     }
 }

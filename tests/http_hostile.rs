@@ -87,6 +87,39 @@ fn idle_connections_beyond_the_cap_are_refused_and_the_listener_lives() {
 }
 
 #[test]
+fn a_connection_counts_until_its_request_is_answered_even_half_closed() {
+    // Lookups wait 2 s for a database that never answers: requests stay queued a while.
+    let silent = support::Silent::start();
+    let s = Mxisd::start(&format!(
+        "http:\n  workers: 1\n  maxConnections: 3\nsynapseSql:\n  enabled: true\n  type: postgresql\n  connection: '//127.0.0.1:{}/synapse?user=synapse'\n  timeout: 2\n",
+        silent.port
+    ));
+    let lookup = "GET /_matrix/identity/api/v1/lookup?medium=email&address=a%40example.org HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Each client sends its request and closes its sending side: it still waits for the
+    // answer, and its socket is still open.
+    let waiting: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut conn = s.connect();
+            conn.write_all(lookup.as_bytes()).unwrap();
+            conn.shutdown(std::net::Shutdown::Write).unwrap();
+            conn
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let (held, refused, answers) = sort_out(&open_idle(&s, 1));
+    assert_eq!((held, refused), (0, 1), "the cap of 3 was not reached");
+    assert_refused_with_503(&answers);
+    for conn in waiting {
+        conn.set_nonblocking(false).unwrap();
+        let mut answer = String::new();
+        let _ = (&conn).read_to_string(&mut answer);
+        assert!(status_line(&answer).starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("synapseSql"), "{answer}");
+    }
+    assert!(s.answers_within(SOON));
+}
+
+#[test]
 fn the_open_files_soft_limit_is_raised_to_the_hard_one() {
     let s = Mxisd::start_wrapped("", &["prlimit", "--nofile=256:2048", "--"]);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();

@@ -116,6 +116,30 @@ fn idle_keep_alive_connections_are_closed_quietly() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+#[test]
+fn the_keep_alive_timeout_counts_from_the_answer() {
+    // A lookup that takes 2 s (a database that never answers, timeout 2), then 1.5 s idle:
+    // within keepAliveTimeout (3 s) of the answer, though 3.5 s after the request.
+    let silent = support::Silent::start();
+    let s = Mxisd::start(&format!(
+        "http:\n  keepAliveTimeout: 3\nsynapseSql:\n  enabled: true\n  type: postgresql\n  connection: '//127.0.0.1:{}/synapse?user=synapse'\n  timeout: 2\n",
+        silent.port
+    ));
+    let mut conn = s.connect();
+    conn.write_all(b"GET /_matrix/identity/api/v1/lookup?medium=email&address=a%40b.org HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503"));
+    std::thread::sleep(Duration::from_millis(1500));
+    conn.write_all(
+        b"GET /_matrix/identity/versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// A GET of the v2 status with one extra header line `X-Pad: <pad>`, closing after it.
 fn get_with_header(pad: &str) -> String {
     format!(

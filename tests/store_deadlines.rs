@@ -6,37 +6,10 @@
 mod support;
 
 use serde_json::json;
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::services::{ensure_up, get};
-use support::{Mxisd, V1_BULK_LOOKUP};
-
-/// A server that accepts connections and never says a word; counts what it accepted.
-struct Silent {
-    port: u16,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Silent {
-    fn start() -> Silent {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        // The connections are kept open (and silent) for the life of the test process.
-        let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
-                held.lock().unwrap().push(conn);
-            }
-        });
-        Silent { port, accepted }
-    }
-}
+use support::{Mxisd, Silent, V1_BULK_LOOKUP};
 
 const ALICE: &str = "/_matrix/identity/api/v1/lookup?medium=email&address=alice%40example.org";
 

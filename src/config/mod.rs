@@ -392,7 +392,6 @@ impl Resolver<'_> {
         }
     }
 
-    /// An error about a key that is present: its path and, where we find it, its line.
     /// A number of seconds at `path` in `1..=max`, `default` when absent.
     fn seconds(
         &self,
@@ -407,6 +406,7 @@ impl Resolver<'_> {
         }
     }
 
+    /// An error about a key that is present: its path and, where we find it, its line.
     fn at(&self, path: &str, message: impl fmt::Display) -> String {
         match locate(self.text, path) {
             Some(line) => format!("`{path}` (line {line}): {message}"),

@@ -24,7 +24,7 @@ use super::{urlencoded, ApiError, Reply, Request, Router};
 use crate::app::App;
 use crate::config::HttpConfig;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -268,10 +268,7 @@ fn dispatch<'s>(shared: &'s Shared, raw: &mut tiny_http::Request) -> (Reply, &'s
     };
     let label = route.pattern.as_str();
     let body = raw.take_body();
-    let peer = raw
-        .remote_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let peer = raw.remote_addr().ip();
     let client = client_address(peer, raw.headers(), &shared.app.config.http.trusted_proxies);
     let request = Request::new(method, client, params, query, raw.headers(), body);
     let reply = (route.handler)(&shared.app, &request).unwrap_or_else(|e| {

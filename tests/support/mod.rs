@@ -91,32 +91,32 @@ impl Mxisd {
     }
 
     /// Starts mxisd through `wrapper`, a command that runs the rest of its command line
-    /// (`prlimit --nofile=256:256 --`, `setpriv --reuid=…`). Its directory is writable by
-    /// every user, for a wrapper that drops privileges.
+    /// (`prlimit --nofile=256:256 --`, `setpriv --reuid=…`). A wrapper may drop privileges:
+    /// the directory is writable by every user, and holds the binary, which a checkout in
+    /// a private directory would not let another user run.
     pub fn start_wrapped(extra: &str, wrapper: &[&str]) -> Mxisd {
         use std::os::unix::fs::PermissionsExt;
         let dir = TempDir::new();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let bin = dir.join("mxisd");
+        if std::fs::hard_link(BIN, &bin).is_err() {
+            std::fs::copy(BIN, &bin).unwrap();
+        }
         let keys = dir.join("keys");
         let config = dir.join("mxisd.yaml");
         std::fs::write(&config, config_text(&dir, &keys, extra)).unwrap();
-        Mxisd::spawn_with(dir, &config, wrapper)
+        let mut command = Command::new(wrapper[0]);
+        command.args(&wrapper[1..]).arg(&bin);
+        Mxisd::spawn_with(dir, &config, command)
     }
 
     /// Starts mxisd on an existing config file and waits until it listens.
     pub fn spawn(dir: TempDir, config: &Path) -> Mxisd {
-        Mxisd::spawn_with(dir, config, &[])
+        Mxisd::spawn_with(dir, config, Command::new(BIN))
     }
 
-    fn spawn_with(dir: TempDir, config: &Path, wrapper: &[&str]) -> Mxisd {
-        let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(BIN);
-                command
-            }
-            None => Command::new(BIN),
-        };
+    /// Runs `command` (mxisd, or a wrapper of it) with `-c config`.
+    fn spawn_with(dir: TempDir, config: &Path, mut command: Command) -> Mxisd {
         let mut child = command
             .arg("-c")
             .arg(config)
@@ -335,6 +335,30 @@ impl From<Result<ureq::http::Response<ureq::Body>, ureq::Error>> for Response {
             headers,
             text: r.body_mut().read_to_string().unwrap_or_default(),
         }
+    }
+}
+
+/// A server that accepts connections and never says a word; counts what it accepted.
+pub struct Silent {
+    pub port: u16,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        // The connections are kept open (and silent) for the life of the test process.
+        let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.lock().unwrap().push(conn);
+            }
+        });
+        Silent { port, accepted }
     }
 }
 

@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,7 +65,7 @@ impl Acceptor {
         loop {
             match self.listener.accept() {
                 Ok(_) if self.close.load(Ordering::Relaxed) => return io::Error::other("closed"),
-                Ok((tcp, _)) => {
+                Ok((tcp, peer)) => {
                     if self.shared.open.load(Ordering::Acquire) >= max {
                         refuse(&tcp, &refusal);
                         warnings.warn("at_cap", || {
@@ -73,7 +73,7 @@ impl Acceptor {
                         });
                         continue;
                     }
-                    if let Err(e) = self.start(tcp, &pool, &refusal) {
+                    if let Err(e) = self.start(tcp, peer, &pool, &refusal) {
                         warnings.warn("start", || format!("could not serve a new connection: {e}"));
                         thread::sleep(BACKOFF);
                     }
@@ -103,16 +103,17 @@ impl Acceptor {
 
     /// Hands the connection to a thread of the pool; a connection that cannot get one is
     /// refused.
-    fn start(&self, tcp: TcpStream, pool: &TaskPool, refusal: &[u8]) -> io::Result<()> {
+    fn start(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        pool: &TaskPool,
+        refusal: &[u8],
+    ) -> io::Result<()> {
         // Fails when the peer is already gone.
-        let socket = Arc::new(Socket::new(tcp, self.shared.limits.request_timeout)?);
+        let socket = Arc::new(Socket::new(tcp, peer, self.shared.limits.request_timeout)?);
         let connection = ClientConnection::new(socket.clone(), self.shared.clone());
-        let mut connection = Some(connection);
-        let spawned = pool.spawn(Box::new(move || {
-            if let Some(connection) = connection.take() {
-                connection.serve();
-            }
-        }));
+        let spawned = pool.spawn(Box::new(move || connection.serve()));
         if spawned.is_err() {
             refuse(socket.tcp(), refusal);
         }
@@ -126,8 +127,9 @@ fn refuse(tcp: &TcpStream, answer: &[u8]) {
     // A new connection's send buffer takes the short answer whole.
     let _ = (&*tcp).write(answer);
     let _ = tcp.shutdown(Shutdown::Write);
-    // What the client already sent is read, so closing does not reset the connection
-    // (which could discard the answer before the client reads it).
+    // What the client already sent is read, so that closing does not reset the connection
+    // (which can discard the answer before the client reads it). A request that arrives
+    // after this may still meet a reset: the accept thread does not wait for it.
     let mut scratch = [0u8; 2048];
     let _ = (&*tcp).read(&mut scratch);
 }

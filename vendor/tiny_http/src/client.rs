@@ -8,7 +8,7 @@
 //! the server's `Rejecter`, and then closes the connection: after a refused request the
 //! rest of the stream cannot be trusted to start a request.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,7 +56,7 @@ pub(crate) struct Shared {
 pub(crate) struct ClientConnection {
     socket: Arc<Socket>,
     reader: BufReader<SocketReader>,
-    remote_addr: Option<SocketAddr>,
+    remote_addr: SocketAddr,
     shared: Arc<Shared>,
     _open: Counted,
 }
@@ -76,21 +76,23 @@ impl ClientConnection {
         }
     }
 
-    /// Serves requests until the client closes, idles too long, or is refused.
+    /// Serves requests until the client closes, idles too long, or is refused. Returns only
+    /// once the last request it queued is answered, so that the connection counts against
+    /// `max_connections` for as long as its socket is in use.
     pub(crate) fn serve(mut self) {
-        // A new connection has `request_timeout` to start its first request.
-        let mut idle = self.shared.limits.request_timeout;
         let mut answered: Option<Arc<Turn>> = None;
         loop {
-            if !self.wait_for_request(idle, answered.as_deref()) {
-                return;
-            }
-            // The usual client sends its next request only after the answer, so the turn
-            // is already passed and this does not block.
+            let next = self.wait_for_request(answered.as_deref());
+            // The usual client sends its next request only after the answer, so the turn is
+            // already passed and this does not block.
             if let Some(turn) = answered.take() {
-                if !turn.wait() {
+                let (written, _) = turn.wait();
+                if !written {
                     return; // the answer was cut short: the connection is unusable
                 }
+            }
+            if !next {
+                return;
             }
             let reading = Counted::new(&self.shared.reading);
             self.reader.get_mut().deadline = Instant::now() + self.shared.limits.request_timeout;
@@ -106,23 +108,34 @@ impl ClientConnection {
                 return;
             }
             answered = Some(turn);
-            idle = self.shared.limits.keep_alive_timeout;
         }
     }
 
-    /// Waits, without reading it, for the next request to start. The idle time counts from
-    /// the previous answer: while a worker still answers, waiting goes on.
-    fn wait_for_request(&mut self, idle: Duration, answering: Option<&Turn>) -> bool {
+    /// Waits, without reading it, for the next request to start; whether one did. A new
+    /// connection has `request_timeout` to start its first request; after that an idle
+    /// connection has `keep_alive_timeout`, counted from the previous answer (which may
+    /// come after the client's next request, or long after the request).
+    fn wait_for_request(&mut self, answering: Option<&Turn>) -> bool {
+        let limits = &self.shared.limits;
+        let idle = match answering {
+            Some(_) => limits.keep_alive_timeout,
+            None => limits.request_timeout,
+        };
+        let mut deadline = Instant::now() + idle;
         loop {
-            self.reader.get_mut().deadline = Instant::now() + idle;
+            self.reader.get_mut().deadline = deadline;
             match self.reader.fill_buf() {
                 Ok(bytes) => return !bytes.is_empty(),
-                Err(_) if answering.is_some_and(|turn| !turn.is_passed()) => {
-                    if answering.is_some_and(|turn| !turn.wait()) {
-                        return false;
-                    }
-                }
-                Err(_) => return false, // idle too long, or the client is gone
+                Err(e) if e.kind() != ErrorKind::TimedOut => return false, // the client is gone
+                Err(_) => {}
+            }
+            let Some(turn) = answering else {
+                return false;
+            };
+            let (written, answered_at) = turn.wait();
+            deadline = answered_at + idle;
+            if !written || deadline <= Instant::now() {
+                return false;
             }
         }
     }

@@ -150,11 +150,11 @@ pub(crate) fn read_line<R: BufRead>(r: &mut R, limit: usize) -> Result<Vec<u8>, 
 pub(crate) fn read_head<R: BufRead>(r: &mut R, max_body: usize) -> Result<Head, Failure> {
     let mut budget = MAX_HEAD_BYTES;
     let request_line = loop {
-        let line = read_line(r, MAX_LINE_BYTES.min(budget)).map_err(|e| match e {
-            LineError::TooLong if budget > MAX_LINE_BYTES => Rejection::UriTooLong.into(),
+        let line = read_head_line(r, &mut budget).map_err(|e| match e {
+            // Over the line limit rather than the budget: the request target is too long.
+            LineError::TooLong if budget >= MAX_LINE_BYTES + 2 => Rejection::UriTooLong.into(),
             e => line_failure(e),
         })?;
-        budget -= line.len() + 2;
         if !line.is_empty() {
             break line;
         }
@@ -163,8 +163,7 @@ pub(crate) fn read_head<R: BufRead>(r: &mut R, max_body: usize) -> Result<Head, 
 
     let mut headers = Vec::new();
     loop {
-        let line = read_line(r, MAX_LINE_BYTES.min(budget)).map_err(line_failure)?;
-        budget -= line.len() + 2;
+        let line = read_head_line(r, &mut budget).map_err(line_failure)?;
         if line.is_empty() {
             break;
         }
@@ -189,8 +188,20 @@ pub(crate) fn read_head<R: BufRead>(r: &mut R, max_body: usize) -> Result<Head, 
     })
 }
 
+/// A line of the head (or of a chunked body's trailers): at most `MAX_LINE_BYTES`, and
+/// counted with its CRLF against `budget`, what is left of `MAX_HEAD_BYTES`.
+pub(crate) fn read_head_line<R: BufRead>(
+    r: &mut R,
+    budget: &mut usize,
+) -> Result<Vec<u8>, LineError> {
+    let room = budget.checked_sub(2).ok_or(LineError::TooLong)?;
+    let line = read_line(r, MAX_LINE_BYTES.min(room))?;
+    *budget -= line.len() + 2;
+    Ok(line)
+}
+
 /// A header or trailer line that failed: too long is 431, malformed 400.
-fn line_failure(e: LineError) -> Failure {
+pub(crate) fn line_failure(e: LineError) -> Failure {
     match e {
         LineError::TooLong => Rejection::HeadTooLarge.into(),
         LineError::Malformed(why) => Rejection::BadRequest(why).into(),
@@ -255,7 +266,7 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), Reje
 
 /// `field-name ":" OWS field-value OWS`: no space before the colon, no folding, no
 /// control characters, ASCII only.
-fn parse_header(line: &[u8]) -> Result<Header, Rejection> {
+pub(crate) fn parse_header(line: &[u8]) -> Result<Header, Rejection> {
     if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
         return Err(Rejection::BadRequest("a folded header line"));
     }
@@ -520,6 +531,28 @@ mod tests {
             rejection(&format!("GET / HTTP/1.1\r\n{half}{half}\r\n")),
             Rejection::HeadTooLarge
         );
+    }
+
+    #[test]
+    fn the_budget_counts_line_ends_and_never_runs_out_below_zero() {
+        // Nothing but line ends before the request line: the budget, not a panic.
+        let blank = "\r\n".repeat(MAX_HEAD_BYTES / 2 + 1);
+        assert_eq!(
+            rejection(&format!("{blank}GET / HTTP/1.1\r\n\r\n")),
+            Rejection::HeadTooLarge
+        );
+        // Lines that fill the budget to its last bytes, then the empty line that ends the
+        // head: 2 bytes more than are left.
+        let request = "GET / HTTP/1.1\r\n";
+        let first = format!("X: {}\r\n", "a".repeat(MAX_LINE_BYTES - 3));
+        let left = MAX_HEAD_BYTES - request.len() - first.len();
+        let second = format!("Y: {}\r\n", "b".repeat(left - 2 - 3));
+        assert_eq!(
+            rejection(&format!("{request}{first}{second}\r\n")),
+            Rejection::HeadTooLarge
+        );
+        let fits = format!("Y: {}\r\n", "b".repeat(left - 4 - 3));
+        assert!(head(&format!("{request}{first}{fits}\r\n")).is_ok());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct Request {
     // if this writer is empty, then the request has been answered
     response_writer: Option<BufWriter<ResponseWriter>>,
 
-    remote_addr: Option<SocketAddr>,
+    remote_addr: SocketAddr,
 
     method: Method,
 
@@ -96,7 +96,7 @@ impl Request {
         http_version: HTTPVersion,
         headers: Vec<Header>,
         body: Vec<u8>,
-        remote_addr: Option<SocketAddr>,
+        remote_addr: SocketAddr,
         writer: ResponseWriter,
     ) -> Request {
         Request {
@@ -148,12 +148,12 @@ impl Request {
 
     /// Returns the address of the client that sent this request.
     ///
-    /// Note that this is gathered from the socket. If you receive the request from a proxy,
-    /// this function will return the address of the proxy and not the address of the actual
-    /// user.
+    /// Note that this is gathered from the socket (mxisd patch: as accept(2) gave it, so it
+    /// is always known). If you receive the request from a proxy, this function will return
+    /// the address of the proxy and not the address of the actual user.
     #[inline]
-    pub fn remote_addr(&self) -> Option<&SocketAddr> {
-        self.remote_addr.as_ref()
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
     }
 
     /// Sends a response to this request.

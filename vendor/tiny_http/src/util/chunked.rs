@@ -8,7 +8,9 @@
 
 use std::io::{BufRead, Read};
 
-use crate::framing::{read_line, Failure, LineError, Rejection, MAX_LINE_BYTES};
+use crate::framing::{
+    line_failure, parse_header, read_head_line, read_line, Failure, LineError, Rejection,
+};
 
 /// Longest chunk-size line (size and extensions, without CRLF).
 pub(crate) const MAX_SIZE_LINE_BYTES: usize = 32;
@@ -47,43 +49,36 @@ fn malformed(e: LineError, too_long: &'static str) -> Failure {
     }
 }
 
-/// `chunk-size [ chunk-ext ]`: hexadecimal digits, then optionally `;` and extensions,
-/// which are ignored.
+/// `chunk-size [ chunk-ext ]`: hexadecimal digits, then optionally `;` (after optional
+/// whitespace) and extensions, which are ignored.
 fn chunk_size(line: &[u8]) -> Result<usize, Rejection> {
+    let malformed = Rejection::BadRequest("a malformed chunk size");
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     // 15 digits fit in 60 bits; any real size is far below `max` anyway.
     if digits == 0 || digits > 15 {
-        return Err(Rejection::BadRequest("a malformed chunk size"));
+        return Err(malformed);
     }
     let extensions = &line[digits..];
     let first = extensions.iter().find(|&&b| b != b' ' && b != b'\t');
-    if first.is_some_and(|&b| b != b';')
+    if (!extensions.is_empty() && first != Some(&b';'))
         || !extensions
             .iter()
             .all(|&b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
     {
-        return Err(Rejection::BadRequest("a malformed chunk size"));
+        return Err(malformed);
     }
-    let digits = std::str::from_utf8(&line[..digits])
-        .map_err(|_| Rejection::BadRequest("a malformed chunk size"))?;
-    usize::from_str_radix(digits, 16).map_err(|_| Rejection::BadRequest("a malformed chunk size"))
+    let digits = std::str::from_utf8(&line[..digits]).map_err(|_| malformed.clone())?;
+    usize::from_str_radix(digits, 16).map_err(|_| malformed)
 }
 
 /// Trailer lines end the body; they are read within the head's budget and dropped.
 fn skip_trailers<R: BufRead>(r: &mut R, mut budget: usize) -> Result<(), Failure> {
     loop {
-        let line = read_line(r, MAX_LINE_BYTES.min(budget)).map_err(|e| match e {
-            LineError::TooLong => Rejection::HeadTooLarge.into(),
-            LineError::Malformed(why) => Rejection::BadRequest(why).into(),
-            LineError::Failed(f) => f,
-        })?;
+        let line = read_head_line(r, &mut budget).map_err(line_failure)?;
         if line.is_empty() {
             return Ok(());
         }
-        if line[0] == b' ' || line[0] == b'\t' || !line.contains(&b':') {
-            return Err(Rejection::BadRequest("a malformed trailer line").into());
-        }
-        budget = budget.saturating_sub(line.len() + 2);
+        parse_header(&line)?;
     }
 }
 
@@ -138,6 +133,11 @@ mod tests {
         ));
         assert!(matches!(rejection("x\r\n", 10), Rejection::BadRequest(_)));
         assert!(matches!(rejection("-1\r\n", 10), Rejection::BadRequest(_)));
+        assert!(matches!(
+            rejection("3 \r\nabc\r\n0\r\n\r\n", 10),
+            Rejection::BadRequest(_)
+        ));
+        assert_eq!(decode("3 ;x\r\nabc\r\n0\r\n\r\n", 10).unwrap(), b"abc");
         assert!(matches!(
             rejection("3 x\r\nabc\r\n", 10),
             Rejection::BadRequest(_)

@@ -21,20 +21,24 @@ const SHORT: Duration = Duration::from_secs(1);
 /// worker answering the current request (which writes the response).
 pub(crate) struct Socket {
     tcp: TcpStream,
+    /// The peer's address, as accept(2) gave it.
+    peer: SocketAddr,
     /// The `SO_RCVTIMEO` and `SO_SNDTIMEO` in place, in milliseconds.
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
 }
 
 impl Socket {
-    /// Wraps an accepted connection; `timeout` is its first read and write timeout.
-    pub(crate) fn new(tcp: TcpStream, timeout: Duration) -> io::Result<Socket> {
+    /// Wraps a connection accepted from `peer`; `timeout` is its first read and write
+    /// timeout.
+    pub(crate) fn new(tcp: TcpStream, peer: SocketAddr, timeout: Duration) -> io::Result<Socket> {
         let timeout = timeout.max(Duration::from_millis(1));
         tcp.set_read_timeout(Some(timeout))?;
         tcp.set_write_timeout(Some(timeout))?;
         let millis = timeout.as_millis() as u64;
         Ok(Socket {
             tcp,
+            peer,
             read_timeout: AtomicU64::new(millis),
             write_timeout: AtomicU64::new(millis),
         })
@@ -44,8 +48,8 @@ impl Socket {
         &self.tcp
     }
 
-    pub(crate) fn peer_addr(&self) -> Option<SocketAddr> {
-        self.tcp.peer_addr().ok()
+    pub(crate) fn peer_addr(&self) -> SocketAddr {
+        self.peer
     }
 
     pub(crate) fn shutdown(&self, how: Shutdown) {
@@ -145,10 +149,10 @@ mod tests {
     fn pair() -> (TcpStream, Socket) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
+        let (server, peer) = listener.accept().unwrap();
         (
             client,
-            Socket::new(server, Duration::from_secs(10)).unwrap(),
+            Socket::new(server, peer, Duration::from_secs(10)).unwrap(),
         )
     }
 

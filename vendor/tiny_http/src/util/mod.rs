@@ -4,12 +4,19 @@ pub use self::task_pool::TaskPool;
 pub(crate) use self::turn::Turn;
 
 use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard};
 
 pub(crate) mod chunked;
 mod deadline;
 mod messages_queue;
 mod task_pool;
 mod turn;
+
+/// mxisd patch: locks `mutex`, recovering it if a thread panicked while holding it (what
+/// the crate keeps behind its mutexes stays valid through a panic).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Parses a the value of a header.
 /// Suitable for `Accept-*`, `TE`, etc.

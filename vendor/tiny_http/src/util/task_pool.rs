@@ -2,7 +2,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
+
+use super::lock;
 use std::thread;
 use std::time::Duration;
 
@@ -31,7 +33,7 @@ struct Sharing {
 // same idle threads, queued their tasks behind them, and started no thread. Since a task
 // is a whole keep-alive connection, the queued connections then waited for others to close.
 struct Todo {
-    tasks: VecDeque<Box<dyn FnMut() + Send>>,
+    tasks: VecDeque<Box<dyn FnOnce() + Send>>,
     // Threads waiting for a task, less the tasks already queued for them.
     idle: usize,
 }
@@ -81,8 +83,8 @@ impl TaskPool {
     /// If no thread is available, spawns a new one.
     ///
     /// mxisd patch: a thread that cannot be started (a task or memory limit) is an error,
-    /// not a panic of the caller; `code` is then dropped unrun.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> io::Result<()> {
+    /// not a panic of the caller; `code` is then dropped unrun. Tasks run once (`FnOnce`).
+    pub fn spawn(&self, code: Box<dyn FnOnce() + Send>) -> io::Result<()> {
         let mut todo = lock(&self.sharing.todo);
 
         if todo.idle == 0 {
@@ -96,7 +98,7 @@ impl TaskPool {
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) -> io::Result<()> {
+    fn add_thread(&self, initial_fn: Option<Box<dyn FnOnce() + Send>>) -> io::Result<()> {
         let sharing = self.sharing.clone();
 
         // mxisd patch: a named thread with a smaller stack (a connection thread parses a
@@ -113,7 +115,7 @@ impl TaskPool {
             }
 
             loop {
-                let task: Box<dyn FnMut() + Send> = {
+                let task: Box<dyn FnOnce() + Send> = {
                     let mut todo = lock(&sharing.todo);
                     // Idle from here; a task taken below was counted out by its `spawn`.
                     todo.idle += 1;
@@ -160,13 +162,9 @@ impl TaskPool {
 /// mxisd patch: stack of a pool thread.
 const STACK_SIZE: usize = 256 * 1024;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// mxisd patch: a task that panics ends its connection, not the pool thread.
-fn run(mut task: Box<dyn FnMut() + Send>) {
-    if panic::catch_unwind(AssertUnwindSafe(|| task())).is_err() {
+fn run(task: Box<dyn FnOnce() + Send>) {
+    if panic::catch_unwind(AssertUnwindSafe(task)).is_err() {
         log::error!("a connection thread panicked; its connection is closed");
     }
 }

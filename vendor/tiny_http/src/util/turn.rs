@@ -8,13 +8,17 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use super::lock;
+use std::time::Instant;
+
 pub(crate) struct Turn {
     state: Mutex<State>,
     passed: Condvar,
 }
 
 struct State {
-    written: Option<bool>,
+    /// Whether the response went out whole, and when the turn was passed.
+    written: Option<(bool, Instant)>,
     /// Whether a thread waits in `wait`: only then does `pass` make a wake-up call.
     waiting: bool,
 }
@@ -31,12 +35,12 @@ impl Turn {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     pub(crate) fn pass(&self, written: bool) {
         let mut state = self.lock();
-        state.written = Some(written);
+        state.written = Some((written, Instant::now()));
         let wake = state.waiting;
         drop(state);
         if wake {
@@ -44,20 +48,16 @@ impl Turn {
         }
     }
 
-    /// Whether the response was written whole, once it is (blocks until then).
-    pub(crate) fn wait(&self) -> bool {
+    /// Whether the response was written whole, and when it was done; blocks until then.
+    pub(crate) fn wait(&self) -> (bool, Instant) {
         let mut state = self.lock();
         loop {
-            if let Some(written) = state.written {
+            if let Some(done) = state.written {
                 state.waiting = false;
-                return written;
+                return done;
             }
             state.waiting = true;
             state = self.passed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-    }
-
-    pub(crate) fn is_passed(&self) -> bool {
-        self.lock().written.is_some()
     }
 }
