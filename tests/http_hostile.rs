@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
-use support::{status_line, synapse_sqlite, Mxisd, TempDir, V1_BULK_LOOKUP};
+use support::{numbered_users, status_line, synapse_sqlite, Mxisd, TempDir, V1_BULK_LOOKUP};
 
 const SOON: Duration = Duration::from_secs(2);
 /// The answer at the connection cap, exactly.
@@ -413,16 +413,7 @@ fn a_client_that_reads_slowly_is_cut_off_at_the_deadline() {
     const USERS: usize = 80_000;
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = TempDir::new();
-    let rows: Vec<_> = (0..USERS)
-        .map(|i| {
-            (
-                format!("@user{i}:example.org"),
-                "email",
-                format!("user{i}@example.org"),
-            )
-        })
-        .collect();
-    let db = synapse_sqlite(&dir, &rows);
+    let db = synapse_sqlite(&dir, &numbered_users(USERS));
     // One worker: while it writes to the slow reader, nobody else is served.
     let s = Mxisd::start(&format!(
         "http:\n  workers: 1\n  requestTimeout: 2\n  maxBodyBytes: 8388608\nlookup:\n  maxAddresses: {USERS}\nsynapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\n{}",
@@ -430,14 +421,7 @@ fn a_client_that_reads_slowly_is_cut_off_at_the_deadline() {
     ));
     s.wait_hash_index();
     let token = v2_token(&s, &hs, "reader");
-    let pepper = s
-        .get(&format!(
-            "/_matrix/identity/v2/hash_details?access_token={token}"
-        ))
-        .json()["lookup_pepper"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pepper = s.pepper(&token);
     let hashes: Vec<String> = (0..USERS)
         .map(|i| {
             format!(

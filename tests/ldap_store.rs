@@ -96,14 +96,7 @@ fn lookup(s: &Mxisd, medium: &str, address: &str) -> Value {
 }
 
 fn hashed(s: &Mxisd, token: &str, pairs: &[(&str, &str)]) -> Value {
-    let pepper = s
-        .get(&format!(
-            "/_matrix/identity/v2/hash_details?access_token={token}"
-        ))
-        .json()["lookup_pepper"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pepper = s.pepper(token);
     let hashes: Vec<String> = pairs
         .iter()
         .map(|(a, m)| lookup_hash(a, m, &pepper))

@@ -8,7 +8,7 @@ use mxisd::crypto::hash::lookup_hash;
 use serde_json::{json, Value};
 use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
 use support::services::{ensure_up, get, psql};
-use support::{synapse_sqlite, Mxisd, Response, TempDir, SYNAPSE_SCHEMA};
+use support::{numbered_users, synapse_sqlite, Mxisd, Response, TempDir, SYNAPSE_SCHEMA};
 
 /// `synapseSql` over the SQLite file `db`, with `extra` sections.
 fn sqlite_store(db: &str, extra: &str) -> String {
@@ -31,13 +31,6 @@ fn post_v2(s: &Mxisd, token: &str, body: &Value) -> Response {
     )
 }
 
-fn pepper(s: &Mxisd, token: &str) -> String {
-    let r = s.get(&format!(
-        "/_matrix/identity/v2/hash_details?access_token={token}"
-    ));
-    r.json()["lookup_pepper"].as_str().unwrap().to_owned()
-}
-
 fn assert_finds_alice(s: &Mxisd, hs: &FakeHomeserver) {
     let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=Alice%40Example.org");
     assert_eq!(r.json()["mxid"], "@alice:example.org", "{}", r.text);
@@ -49,7 +42,7 @@ fn assert_finds_alice(s: &Mxisd, hs: &FakeHomeserver) {
     );
     s.wait_hash_index();
     let token = v2_token(s, hs, "reader");
-    let pepper = pepper(s, &token);
+    let pepper = s.pepper(&token);
     let hash = lookup_hash("alice@example.org", "email", &pepper);
     let r = post_v2(
         s,
@@ -131,16 +124,7 @@ fn a_custom_query_with_localparts() {
 fn ten_thousand_addresses_in_one_bulk() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = TempDir::new();
-    let rows: Vec<_> = (0..10_000)
-        .map(|i| {
-            (
-                format!("@user{i}:example.org"),
-                "email",
-                format!("user{i}@example.org"),
-            )
-        })
-        .collect();
-    let db = synapse_sqlite(&dir, &rows);
+    let db = synapse_sqlite(&dir, &numbered_users(10_000));
     let s = Mxisd::start(&sqlite_store(&db, ""));
 
     let asked: Vec<Value> = (0..10_000)
@@ -161,7 +145,7 @@ fn ten_thousand_addresses_in_one_bulk() {
 
     s.wait_hash_index();
     let token = v2_token(&s, &hs, "bulk");
-    let pepper = pepper(&s, &token);
+    let pepper = s.pepper(&token);
     let hashes: Vec<String> = (0..10_000)
         .map(|i| lookup_hash(&format!("user{i}@example.org"), "email", &pepper))
         .collect();
@@ -194,7 +178,7 @@ fn a_database_that_is_down_is_503_never_not_found() {
     s.post(support::V1_BULK_LOOKUP, &bulk.to_string())
         .assert_error(503, "M_UNKNOWN");
     let token = v2_token(&s, &hs, "x");
-    let pepper = pepper(&s, &token);
+    let pepper = s.pepper(&token);
     let body = json!({"algorithm": "sha256", "pepper": pepper, "addresses": [lookup_hash("alice@example.org", "email", &pepper)]});
     post_v2(&s, &token, &body).assert_error(503, "M_UNKNOWN");
     assert!(s.wait_for_log("identity store synapseSql"), "{}", s.log());
@@ -213,7 +197,7 @@ fn the_hash_index_picks_up_new_bindings_on_refresh() {
     ));
     s.wait_hash_index();
     let token = v2_token(&s, &hs, "reader");
-    let pepper = pepper(&s, &token);
+    let pepper = s.pepper(&token);
     let hash = lookup_hash("gina@example.org", "email", &pepper);
     let ask = json!({"algorithm": "sha256", "pepper": pepper, "addresses": [hash]});
     assert_eq!(post_v2(&s, &token, &ask).json(), json!({"mappings": {}}));

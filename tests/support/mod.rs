@@ -183,6 +183,14 @@ impl Mxisd {
         self.log.lock().unwrap().clone()
     }
 
+    /// The lookup pepper, asked with a v2 access token.
+    pub fn pepper(&self, token: &str) -> String {
+        let r = self.get(&format!(
+            "/_matrix/identity/v2/hash_details?access_token={token}"
+        ));
+        r.json()["lookup_pepper"].as_str().unwrap().to_owned()
+    }
+
     /// Waits until the hash index is built (it is built after mxisd starts listening;
     /// hashed lookups are 503 until then).
     pub fn wait_hash_index(&self) {
@@ -364,6 +372,20 @@ impl Silent {
 
 /// Synapse's table of 3PIDs.
 pub const SYNAPSE_SCHEMA: &str = "CREATE TABLE user_threepids (user_id TEXT NOT NULL, medium TEXT NOT NULL, address TEXT NOT NULL, validated_at BIGINT NOT NULL, added_at BIGINT NOT NULL)";
+
+/// `n` users `@user<i>:example.org` with the e-mail `user<i>@example.org`, as rows of
+/// (user_id, medium, address).
+pub fn numbered_users(n: usize) -> Vec<(String, &'static str, String)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("@user{i}:example.org"),
+                "email",
+                format!("user{i}@example.org"),
+            )
+        })
+        .collect()
+}
 
 /// A Synapse-shaped SQLite database with `rows` of (user_id, medium, address); its path.
 pub fn synapse_sqlite(dir: &TempDir, rows: &[(String, &str, String)]) -> String {
