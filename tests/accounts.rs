@@ -2,12 +2,11 @@
 //! `tests/fakes/homeserver.py` over TLS (trusted through federation.tls.caFile) and names
 //! resolved by the test dnsmasq.
 
-mod support;
-
+use crate::support;
+use crate::support::fake_homeserver::{federation_config, FakeHomeserver};
+use crate::support::{Mxisd, Response};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::fake_homeserver::{federation_config, FakeHomeserver};
-use support::{Mxisd, Response};
 
 const V2: &str = "/_matrix/identity/v2";
 

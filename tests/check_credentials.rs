@@ -2,11 +2,9 @@
 //! check_credentials`, against the static store and a real slapd: right and wrong
 //! passwords, who may ask, and the rate limit.
 
-mod support;
-
+use crate::support::services::{ensure_up, get};
+use crate::support::{raw_exchange, status_line, Mxisd, Response};
 use serde_json::{json, Value};
-use support::services::{ensure_up, get};
-use support::{raw_exchange, status_line, Mxisd, Response};
 
 const PATH: &str = "/_matrix-internal/identity/v1/check_credentials";
 

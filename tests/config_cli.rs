@@ -1,9 +1,8 @@
 //! The command line and the configuration file, against the real binary: exit codes and
 //! messages that name the key at fault.
 
-mod support;
-
-use support::{run, Mxisd, TempDir};
+use crate::support;
+use crate::support::{run, Mxisd, TempDir};
 
 fn write(dir: &TempDir, text: &str) -> String {
     let path = dir.join("mxisd.yaml");

@@ -1,13 +1,12 @@
 //! The discovery and public-key endpoints, and the error shapes, over HTTP against the real
 //! binary.
 
-mod support;
-
+use crate::support;
+use crate::support::{raw_exchange, Mxisd};
 use ed25519_dalek::VerifyingKey;
 use mxisd::crypto::{b64, verify_json, SigningKeys};
 use serde_json::json;
 use std::io::{Read, Write};
-use support::{raw_exchange, Mxisd};
 
 const V1: &str = "/_matrix/identity/api/v1";
 const V2: &str = "/_matrix/identity/v2";

@@ -3,13 +3,11 @@
 //! hand-off between tiny_http's connection threads and the worker pool (the patched queue
 //! and the per-request turn-passing in vendor/tiny_http).
 
-mod support;
-
+use crate::support::{Mxisd, V1_BULK_LOOKUP};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use support::{Mxisd, V1_BULK_LOOKUP};
 
 /// A bulk lookup whose body is `len` bytes or a little more: bodies over 1 KiB are read by
 /// the worker from the connection, smaller ones arrive with the request.

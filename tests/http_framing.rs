@@ -4,11 +4,9 @@
 //! that reuses connections, it would come from the proxy's trusted address). The hidden
 //! request must never be answered: one answer, then the connection closes.
 
-mod support;
-
+use crate::support::{raw_exchange, status_line, Mxisd, V1_BULK_LOOKUP};
 use std::io::{Read, Write};
 use std::time::Duration;
-use support::{raw_exchange, status_line, Mxisd, V1_BULK_LOOKUP};
 
 const CONFIG: &str = "http:\n  workers: 2\n  requestTimeout: 2\n  keepAliveTimeout: 2\n";
 /// What each ambiguous request carries after it.

@@ -4,8 +4,9 @@
 //! server answers `GET /_matrix/identity/v2` within 2 s on a new connection, and its memory
 //! stays bounded. Short timeouts in the configs keep the suite fast.
 
-mod support;
-
+use crate::support;
+use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use crate::support::{numbered_users, status_line, synapse_sqlite, Mxisd, TempDir, V1_BULK_LOOKUP};
 use mxisd::crypto::hash::lookup_hash;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,8 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
-use support::{numbered_users, status_line, synapse_sqlite, Mxisd, TempDir, V1_BULK_LOOKUP};
 
 const SOON: Duration = Duration::from_secs(2);
 /// The answer at the connection cap, exactly.

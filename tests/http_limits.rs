@@ -2,11 +2,10 @@
 //! idle clients, over HTTP against the real binary. None of these may crash the server or
 //! take a worker. (Hostile floods and framing attacks: `http_hostile.rs`, `http_framing.rs`.)
 
-mod support;
-
+use crate::support;
+use crate::support::{raw_exchange, status_line, Mxisd, V1_BULK_LOOKUP};
 use std::io::{Read, Write};
 use std::time::Duration;
-use support::{raw_exchange, status_line, Mxisd, V1_BULK_LOOKUP};
 
 const LIMITS: &str =
     "http:\n  workers: 2\n  maxBodyBytes: 2048\n  requestTimeout: 1\n  keepAliveTimeout: 1\n";

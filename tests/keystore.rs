@@ -1,13 +1,12 @@
 //! mxisd's signing key store at `key.path`: the directory form, the legacy single file, fresh
 //! creation with private modes, loose modes tightened, invalid keys, over the real binary.
 
-mod support;
-
+use crate::support;
+use crate::support::{Mxisd, TempDir};
 use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use support::{Mxisd, TempDir};
 
 /// The public key of the spec's test seed, which the shared samples hold.
 const SAMPLE_PUBLIC_KEY: &str = "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI";

@@ -2,14 +2,13 @@
 //! fixture users (so listing pages past slapd's 500-entry limit), AD-style attributes,
 //! filter injection, and a directory that goes down and comes back.
 
-mod support;
-
+use crate::support;
+use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use crate::support::services::{ensure_up, get};
+use crate::support::{Mxisd, Response, TempDir};
 use mxisd::crypto::hash::lookup_hash;
 use serde_json::{json, Value};
 use std::process::Command;
-use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
-use support::services::{ensure_up, get};
-use support::{Mxisd, Response, TempDir};
 
 fn ldap_config(port: &str, extra: &str) -> String {
     format!(

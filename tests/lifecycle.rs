@@ -1,14 +1,13 @@
 //! Start and stop: SIGTERM/SIGINT let requests in flight finish and exit 0; a panicking
 //! handler answers 500 and its worker serves on.
 
-mod support;
-
+use crate::support;
+use crate::support::{Mxisd, TempDir, V1_BULK_LOOKUP};
 use mxisd::http::{ApiError, Method, Reply, Request, Server};
 use mxisd::{api, app::App, config};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Mxisd, TempDir, V1_BULK_LOOKUP};
 
 #[test]
 fn sigterm_and_sigint_stop_with_exit_code_zero() {

@@ -1,13 +1,12 @@
 //! Lookups over HTTP against the real binary, answered by the static (`memory`) store:
 //! signed v1 answers, bulk, v2 hashed and plain lookups, and their errors.
 
-mod support;
-
+use crate::support;
+use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use crate::support::{Mxisd, Response};
 use ed25519_dalek::VerifyingKey;
 use mxisd::crypto::{b64, hash::lookup_hash, verify_json};
 use serde_json::{json, Value};
-use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
-use support::{Mxisd, Response};
 
 const STORE: &str = "\
 memory:

@@ -1,10 +1,11 @@
 //! The REST identity store against a loopback backend speaking mxisd's wire format.
 
-mod support;
-
+use crate::support;
+use crate::support::fake_homeserver::{
+    federation_config, v2_token, FakeHomeserver, FakeRestBackend,
+};
+use crate::support::{Mxisd, Response};
 use serde_json::json;
-use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver, FakeRestBackend};
-use support::{Mxisd, Response};
 
 fn config(backend: &FakeRestBackend) -> String {
     format!(

@@ -1,11 +1,9 @@
 //! The test services of `tests/services/` answer for real: an LDAP search finds a fixture, a
 //! SQL select answers, an SRV query answers, a sent mail is stored.
 
-mod support;
-
+use crate::support::services::{ensure_up, get, port, psql};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::services::{ensure_up, get, port, psql};
 
 fn output(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run command");

@@ -2,13 +2,12 @@
 //! `user_threepids` table in SQLite and in the test PostgreSQL, a custom query, 10,000
 //! entries in bulk, and a database that is not there.
 
-mod support;
-
+use crate::support;
+use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use crate::support::services::{ensure_up, get, psql};
+use crate::support::{numbered_users, synapse_sqlite, Mxisd, Response, TempDir, SYNAPSE_SCHEMA};
 use mxisd::crypto::hash::lookup_hash;
 use serde_json::{json, Value};
-use support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
-use support::services::{ensure_up, get, psql};
-use support::{numbered_users, synapse_sqlite, Mxisd, Response, TempDir, SYNAPSE_SCHEMA};
 
 /// `synapseSql` over the SQLite file `db`, with `extra` sections.
 fn sqlite_store(db: &str, extra: &str) -> String {

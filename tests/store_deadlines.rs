@@ -3,13 +3,11 @@
 //! long, makes lookups fail (503, naming the store) within the store's timeout. It never
 //! holds up the start, and never holds a worker for good.
 
-mod support;
-
+use crate::support::services::{ensure_up, get};
+use crate::support::{Mxisd, Silent, V1_BULK_LOOKUP};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::services::{ensure_up, get};
-use support::{Mxisd, Silent, V1_BULK_LOOKUP};
 
 const ALICE: &str = "/_matrix/identity/api/v1/lookup?medium=email&address=alice%40example.org";
 

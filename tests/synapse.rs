@@ -3,13 +3,12 @@
 //! mxisd, which verifies it over federation (TLS, checked against the test CA), and uses
 //! the mxisd token.
 
-mod support;
-
+use crate::support;
+use crate::support::fake_homeserver::federation_config;
+use crate::support::services::{ensure_up, get};
+use crate::support::{Mxisd, Response};
 use serde_json::{json, Value};
 use std::process::Command;
-use support::fake_homeserver::federation_config;
-use support::services::{ensure_up, get};
-use support::{Mxisd, Response};
 
 fn client_api(path: &str) -> String {
     format!("http://127.0.0.1:{}{path}", get("SYNAPSE_CLIENT_PORT"))

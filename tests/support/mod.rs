@@ -1,7 +1,6 @@
 //! Test support: temporary directories, the real `mxisd` binary started on a free loopback
 //! port with a generated config, an HTTP client that returns statuses instead of errors, and
 //! the addresses of the test services (from `tests/services/config.sh`).
-#![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod fake_homeserver;
 pub mod services;

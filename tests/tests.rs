@@ -1,0 +1,22 @@
+//! The integration tests: one binary (as ripgrep's), one module per area, all running the
+//! real `mxisd` binary against real services started by `support` (`tests/services/`).
+
+mod support;
+
+mod accounts;
+mod check_credentials;
+mod config_cli;
+mod http_api;
+mod http_concurrency;
+mod http_framing;
+mod http_hostile;
+mod http_limits;
+mod keystore;
+mod ldap_store;
+mod lifecycle;
+mod lookup;
+mod rest_store;
+mod services;
+mod sql_store;
+mod store_deadlines;
+mod synapse;
