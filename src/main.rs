@@ -92,6 +92,25 @@ fn run_command() -> ExitCode {
     run(config)
 }
 
+/// The job that builds the hash index of v2 hashed lookups, unless `hashing.enabled` is
+/// false (v2 lookups then take only the `none` algorithm, and no index is kept). The index
+/// is first built at once, on the job's thread, with the listener already up: a store that
+/// hangs cannot hold up the start (hashed lookups are 503 until it is ready).
+fn hash_index_refresh(app: &Arc<App>) -> std::io::Result<Option<jobs::Job>> {
+    if !app.config.hashing.enabled {
+        log::info!(
+            "hashing.enabled is false: no hash index; v2 lookups take only the none algorithm"
+        );
+        return Ok(None);
+    }
+    let app = app.clone();
+    let interval = app.config.hashing.refresh_interval;
+    jobs::every("hash-refresh", interval, move || {
+        app.hashes.refresh(&app.lookup)
+    })
+    .map(Some)
+}
+
 fn run(config: config::Config) -> ExitCode {
     let signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
@@ -120,16 +139,7 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The hash index is first built now, on the job's thread, with the listener already up:
-    // a store that hangs cannot hold up the start (hashed lookups are 503 until it is ready).
-    let refresh = app.config.hashing.refresh_interval;
-    let refresher = {
-        let app = app.clone();
-        jobs::every("hash-refresh", refresh, move || {
-            app.hashes.refresh(&app.lookup)
-        })
-    };
-    let refresher = match refresher {
+    let refresher = match hash_index_refresh(&app) {
         Ok(job) => job,
         Err(e) => {
             log::error!("cannot start the hash index refresh: {e}");
@@ -153,7 +163,9 @@ fn run(config: config::Config) -> ExitCode {
     }
     let failed = server.failed();
     server.shutdown();
-    refresher.stop();
+    if let Some(job) = refresher {
+        job.stop();
+    }
     log::info!("stopped");
     if failed {
         ExitCode::FAILURE

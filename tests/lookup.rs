@@ -188,3 +188,41 @@ fn the_none_algorithm_can_be_turned_off() {
     let body = json!({"algorithm": "none", "pepper": details["lookup_pepper"], "addresses": ["alice@example.org email"]});
     post_v2(&s, &token, "/_matrix/identity/v2/lookup", &body).assert_error(400, "M_INVALID_PARAM");
 }
+
+#[test]
+fn the_bulk_lookup_can_be_turned_off() {
+    let s = Mxisd::start(&STORE.replace("lookup:\n", "lookup:\n  bulk:\n    enabled: false\n"));
+    let bulk = json!({"threepids": [["email", "alice@example.org"]]});
+    s.post(support::V1_BULK_LOOKUP, &bulk.to_string())
+        .assert_error(404, "M_UNRECOGNIZED");
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=alice%40example.org");
+    assert_eq!(r.json()["mxid"], "@alice:example.org");
+}
+
+#[test]
+fn hashing_can_be_turned_off() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Mxisd::start(&format!(
+        "{STORE}hashing:\n  enabled: false\n{}",
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    ));
+    assert!(s.wait_for_log("no hash index"), "{}", s.log());
+    let token = v2_token(&s, &hs, "frank");
+    let details = s
+        .get(&format!(
+            "/_matrix/identity/v2/hash_details?access_token={token}"
+        ))
+        .json();
+    assert_eq!(details["algorithms"], json!(["none"]));
+    let pepper = details["lookup_pepper"].as_str().unwrap();
+    let hashed = json!({"algorithm": "sha256", "pepper": pepper, "addresses": [lookup_hash("alice@example.org", "email", pepper)]});
+    post_v2(&s, &token, "/_matrix/identity/v2/lookup", &hashed)
+        .assert_error(400, "M_INVALID_PARAM");
+    let plain =
+        json!({"algorithm": "none", "pepper": pepper, "addresses": ["alice@example.org email"]});
+    assert_eq!(
+        post_v2(&s, &token, "/_matrix/identity/v2/lookup", &plain).json(),
+        json!({"mappings": {"alice@example.org email": "@alice:example.org"}})
+    );
+    assert!(!s.log().contains("hash index ready"), "{}", s.log());
+}

@@ -62,11 +62,14 @@ pub fn router(config: &Config) -> Router {
     }
     if config.matrix.v1 {
         r.add(Method::Get, &format!("{V1}/lookup"), lookup::lookup_v1);
-        r.add(
-            Method::Post,
-            &format!("{V1}/bulk_lookup"),
-            lookup::bulk_lookup_v1,
-        );
+        // `lookup.bulk.enabled: false`: no bulk lookup (404, as for any unknown path).
+        if config.lookup.bulk_enabled {
+            r.add(
+                Method::Post,
+                &format!("{V1}/bulk_lookup"),
+                lookup::bulk_lookup_v1,
+            );
+        }
     }
     r.add(
         Method::Post,

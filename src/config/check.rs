@@ -1,0 +1,106 @@
+//! The checks every section shares, on the way from the file as written to the typed
+//! configuration: ranges of seconds, CIDR lists, non-empty strings, readable files, http(s)
+//! URLs, required keys; and the messages, which name the key path and its line.
+
+use super::yaml::locate;
+use crate::cidr::Cidr;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Resolves sections: the file's text (for lines) and the warnings collected.
+pub(super) struct Resolver<'a> {
+    pub(super) text: &'a str,
+    pub(super) warnings: &'a mut Vec<String>,
+}
+
+impl Resolver<'_> {
+    pub(super) fn unsupported(&mut self, section: &str, keys: &[&str]) {
+        for key in keys {
+            let path = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            let line = locate(self.text, &path)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            self.warnings.push(format!(
+                "`{path}`{line} is recognised (mxisd/ma1sd), not supported by this version: ignored"
+            ));
+        }
+    }
+
+    /// A number of seconds at `path` in `1..=max`, `default` when absent.
+    pub(super) fn seconds(
+        &self,
+        path: &str,
+        value: Option<u64>,
+        default: u64,
+        max: u64,
+    ) -> Result<Duration, String> {
+        match value.unwrap_or(default) {
+            s if (1..=max).contains(&s) => Ok(Duration::from_secs(s)),
+            s => Err(self.at(path, format!("{s} s is outside 1..={max}"))),
+        }
+    }
+
+    /// An error about a key that is present: its path and, where we find it, its line.
+    pub(super) fn at(&self, path: &str, message: impl fmt::Display) -> String {
+        match locate(self.text, path) {
+            Some(line) => format!("`{path}` (line {line}): {message}"),
+            None => format!("`{path}`: {message}"),
+        }
+    }
+
+    /// A key that must be there and is not: its path, and the line of the section that
+    /// lacks it, where there is one.
+    pub(super) fn required(&self, path: &str, what: &str) -> String {
+        let parent = path.rsplit_once('.').map(|(p, _)| p);
+        match parent.and_then(|p| Some((p, locate(self.text, p)?))) {
+            Some((p, line)) => format!("`{path}` is required{what} (in `{p}`, line {line})"),
+            None => format!("`{path}` is required{what}"),
+        }
+    }
+
+    /// A list of CIDR ranges; an entry that is not one is an error at `path`.
+    pub(super) fn cidrs(&self, path: &str, list: Option<Vec<String>>) -> Result<Vec<Cidr>, String> {
+        list.unwrap_or_default()
+            .iter()
+            .map(|c| c.parse::<Cidr>().map_err(|e| self.at(path, e)))
+            .collect()
+    }
+
+    pub(super) fn non_empty(
+        &self,
+        path: &str,
+        value: Option<String>,
+    ) -> Result<Option<String>, String> {
+        match value {
+            Some(v) if v.trim().is_empty() => Err(self.at(path, "is empty")),
+            other => Ok(other.map(|v| v.trim().to_owned())),
+        }
+    }
+
+    /// A file path that must name a readable file, when given.
+    pub(super) fn readable_file(
+        &self,
+        path: &str,
+        value: Option<String>,
+    ) -> Result<Option<PathBuf>, String> {
+        let file = self.non_empty(path, value)?.map(PathBuf::from);
+        if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
+            return Err(self.at(path, format!("{} is not a readable file", f.display())));
+        }
+        Ok(file)
+    }
+
+    /// A URL that must be http or https.
+    pub(super) fn http_url(&self, path: &str, url: &str) -> Result<(), String> {
+        if url.starts_with("https://") || url.starts_with("http://") {
+            Ok(())
+        } else {
+            Err(self.at(path, format!("'{url}' is not an http(s) URL")))
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `ldap`: mxisd's LDAP / Active Directory identity store.
+
+use super::check::Resolver;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct LdapConfig {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    pub start_tls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    pub bind_password: String,
+    pub base_dns: Vec<String>,
+    pub timeout: Duration,
+    pub active_directory: bool,
+    pub default_domain: Option<String>,
+    /// Added to every search (e.g. group membership).
+    pub filter: String,
+    /// The attribute holding the user id, and whether it is a full Matrix ID.
+    pub uid_attribute: String,
+    pub uid_is_mxid: bool,
+    pub name_attribute: String,
+    /// Attributes holding each medium's addresses.
+    pub threepid_attributes: std::collections::BTreeMap<String, Vec<String>>,
+    /// Added to lookup searches.
+    pub identity_filter: String,
+    /// Per-medium lookup filter templates; `token` stands for the escaped address.
+    pub identity_medium_filters: std::collections::BTreeMap<String, String>,
+    pub identity_token: String,
+    /// Added to authentication searches.
+    pub auth_filter: String,
+}
+
+impl Resolver<'_> {
+    pub(super) fn ldap(&mut self, l: raw::Ldap) -> Result<Option<LdapConfig>, String> {
+        if l.enabled != Some(true) {
+            return Ok(None);
+        }
+        self.unsupported("ldap", &l.unsupported());
+        let c = l.connection.unwrap_or_default();
+        let host = self
+            .non_empty("ldap.connection.host", c.host)?
+            .ok_or_else(|| self.required("ldap.connection.host", ""))?;
+        let tls = c.tls.unwrap_or(false);
+        let start_tls = c.start_tls.unwrap_or(false);
+        if tls && start_tls {
+            return Err(self.at(
+                "ldap.connection.startTls",
+                "cannot be used with tls (LDAPS): pick one",
+            ));
+        }
+        let port = c.port.unwrap_or(if tls { 636 } else { 389 });
+        let url = format!("{}://{host}:{port}", if tls { "ldaps" } else { "ldap" });
+        let mut base_dns = c.base_dns.unwrap_or_default();
+        base_dns.extend(c.base_dn);
+        base_dns.retain(|b| !b.trim().is_empty());
+        if base_dns.is_empty() {
+            return Err(self.required("ldap.connection.baseDNs", ": at least one base DN"));
+        }
+        let ca_file = self.readable_file("ldap.connection.caFile", c.ca_file)?;
+        let timeout = self.seconds("ldap.connection.timeout", c.timeout, 5, 300)?;
+        let active_directory = l.active_directory.unwrap_or(false);
+        let attribute = l.attribute.unwrap_or_default();
+        let uid = attribute.uid.unwrap_or_default();
+        let uid_is_mxid = match uid.kind.as_deref() {
+            None | Some("uid") => false,
+            Some("mxid") => true,
+            Some(other) => {
+                return Err(self.at(
+                    "ldap.attribute.uid.type",
+                    format!("'{other}' is not uid or mxid"),
+                ))
+            }
+        };
+        let default_uid = if active_directory {
+            "sAMAccountName"
+        } else {
+            "uid"
+        };
+        let mut threepid_attributes = std::collections::BTreeMap::new();
+        threepid_attributes.insert(
+            "email".to_owned(),
+            vec!["mail".to_owned(), "otherMailbox".to_owned()],
+        );
+        threepid_attributes.insert(
+            "msisdn".to_owned(),
+            [
+                "telephoneNumber",
+                "mobile",
+                "homePhone",
+                "otherTelephone",
+                "otherMobile",
+                "otherHomePhone",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        );
+        threepid_attributes.extend(attribute.threepid.unwrap_or_default());
+        let identity = l.identity.unwrap_or_default();
+        self.unsupported("ldap.identity", &identity.unsupported());
+        Ok(Some(LdapConfig {
+            url,
+            start_tls,
+            ca_file,
+            bind_dn: c.bind_dn.unwrap_or_default(),
+            bind_password: c.bind_password.unwrap_or_default(),
+            base_dns,
+            timeout,
+            active_directory,
+            default_domain: l.default_domain.filter(|d| !d.trim().is_empty()),
+            filter: l.filter.unwrap_or_default(),
+            uid_attribute: uid.value.unwrap_or_else(|| default_uid.into()),
+            uid_is_mxid,
+            name_attribute: attribute.name.unwrap_or_else(|| "displayName".into()),
+            threepid_attributes,
+            identity_filter: identity.filter.unwrap_or_default(),
+            identity_medium_filters: identity.medium.unwrap_or_default(),
+            identity_token: identity.token.unwrap_or_else(|| "%3pid".into()),
+            auth_filter: l.auth.and_then(|a| a.filter).unwrap_or_default(),
+        }))
+    }
+}
+
+/// `ldap` as written.
+pub(super) mod raw {
+    use crate::config::yaml::section;
+
+    section! {
+        /// mxisd's LDAP / Active Directory identity store.
+        Ldap {
+            enabled: bool = "enabled",
+            active_directory: bool = "activeDirectory",
+            default_domain: String = "defaultDomain",
+            filter: String = "filter",
+            connection: LdapConnection = "connection",
+            attribute: LdapAttribute = "attribute",
+            identity: LdapIdentity = "identity",
+            auth: LdapAuth = "auth",
+        } unsupported {
+            directory = "directory",
+            profile = "profile",
+        }
+    }
+    section! {
+        LdapConnection {
+            host: String = "host",
+            port: u16 = "port",
+            tls: bool = "tls",
+            start_tls: bool = "startTls",
+            ca_file: String = "caFile",
+            bind_dn: String = "bindDn",
+            bind_password: String = "bindPassword",
+            base_dns: Vec<String> = "baseDNs",
+            base_dn: String = "baseDn",
+            timeout: u64 = "timeout",
+        }
+    }
+    section! {
+        LdapAttribute {
+            uid: LdapUid = "uid",
+            name: String = "name",
+            threepid: std::collections::BTreeMap<String, Vec<String>> = "threepid",
+        }
+    }
+    section! {
+        LdapUid {
+            kind: String = "type",
+            value: String = "value",
+        }
+    }
+    section! {
+        LdapIdentity {
+            filter: String = "filter",
+            token: String = "token",
+            medium: std::collections::BTreeMap<String, String> = "medium",
+        } unsupported {
+            lookup = "lookup",
+        }
+    }
+    section! {
+        LdapAuth {
+            filter: String = "filter",
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `memory`: mxisd's static identity store, written in the config.
+
+use super::check::Resolver;
+
+#[derive(Debug, Clone)]
+pub struct MemoryIdentity {
+    pub username: String,
+    pub password: Option<String>,
+    pub display_name: Option<String>,
+    /// (medium, address) as written; stores normalise them.
+    pub threepids: Vec<(String, String)>,
+}
+
+impl Resolver<'_> {
+    pub(super) fn memory(&mut self, m: raw::Memory) -> Result<Vec<MemoryIdentity>, String> {
+        if m.enabled == Some(false) {
+            return Ok(Vec::new());
+        }
+        let mut identities = Vec::new();
+        for (i, id) in m.identities.unwrap_or_default().into_iter().enumerate() {
+            let at = format!("memory.identities[{i}]");
+            if !id.unsupported().is_empty() {
+                self.unsupported(&at, &id.unsupported());
+            }
+            let username = id
+                .username
+                .filter(|u| !u.trim().is_empty())
+                .ok_or_else(|| format!("`{at}.username` is required"))?;
+            let threepids = id
+                .threepids
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| match (t.medium, t.address) {
+                    (Some(m), Some(a)) => Ok((m, a)),
+                    _ => Err(format!(
+                        "`{at}.threepids` entries need a medium and an address"
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+            identities.push(MemoryIdentity {
+                username: username.trim().to_owned(),
+                password: id.password,
+                display_name: id.display_name,
+                threepids,
+            });
+        }
+        Ok(identities)
+    }
+}
+
+/// `memory` as written.
+pub(super) mod raw {
+    use crate::config::yaml::section;
+
+    section! {
+        /// mxisd's static identity store.
+        Memory {
+            enabled: bool = "enabled",
+            identities: Vec<MemoryIdentity> = "identities",
+        }
+    }
+    section! {
+        MemoryIdentity {
+            username: String = "username",
+            password: String = "password",
+            display_name: String = "displayName",
+            threepids: Vec<ThreePid> = "threepids",
+        } unsupported {
+            roles = "roles",
+        }
+    }
+    section! {
+        ThreePid {
+            medium: String = "medium",
+            address: String = "address",
+        }
+    }
+}
