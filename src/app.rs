@@ -5,18 +5,18 @@ use crate::config::Config;
 use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
 use crate::federation;
-use crate::lookup::{hashes::Hashes, Chain};
+use crate::lookup::{hash_index::HashIndex, Chain};
 use crate::ratelimit::RateLimiter;
-use crate::store::{Store, StoreError};
+use crate::state::{State, StateError};
 use std::fmt;
 
 pub struct App {
     pub config: Config,
     pub keys: SigningKeys,
-    pub store: Store,
+    pub state: State,
     pub lookup: Chain,
     /// The hash index of v2 lookups, over `lookup`'s listable stores.
-    pub hashes: Hashes,
+    pub hash_index: HashIndex,
     /// Outbound calls to homeservers and identity servers.
     pub federation: federation::Client,
     pub accounts: Accounts,
@@ -28,7 +28,7 @@ pub struct App {
 #[derive(Debug)]
 pub enum StartError {
     Keys(KeyError),
-    Store { path: String, error: StoreError },
+    State { path: String, error: StateError },
     Federation(String),
     Stores(String),
 }
@@ -37,7 +37,7 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Keys(e) => write!(f, "signing keys (key.path): {e}"),
-            StartError::Store { path, error } => {
+            StartError::State { path, error } => {
                 write!(
                     f,
                     "storage (storage.provider.sqlite.database = {path}): {error}"
@@ -57,8 +57,8 @@ impl App {
         let keys = SigningKeys::load_or_create(&config.key.path).map_err(StartError::Keys)?;
         let db = &config.storage.sqlite_database;
         // One connection per worker, and two for background jobs.
-        let store =
-            Store::open_sqlite(db, config.http.workers + 2).map_err(|error| StartError::Store {
+        let state =
+            State::open_sqlite(db, config.http.workers + 2).map_err(|error| StartError::State {
                 path: db.display().to_string(),
                 error,
             })?;
@@ -68,20 +68,20 @@ impl App {
         let lookup = Chain::from_config(&config).map_err(StartError::Stores)?;
         let fresh = random::string_from(random::ALPHANUMERIC, config.hashing.pepper_length)
             .map_err(|e| StartError::Federation(format!("no randomness for the pepper: {e}")))?;
-        let pepper = store
+        let pepper = state
             .pepper_or_insert(&fresh)
-            .map_err(|error| StartError::Store {
+            .map_err(|error| StartError::State {
                 path: db.display().to_string(),
                 error,
             })?;
-        let hashes = Hashes::new(pepper);
+        let hash_index = HashIndex::new(pepper);
         let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
         Ok(App {
             config,
             keys,
-            store,
+            state,
             lookup,
-            hashes,
+            hash_index,
             federation,
             accounts,
             credential_checks,

@@ -20,7 +20,7 @@ pub mod logging;
 pub mod lookup;
 pub mod pool;
 pub mod ratelimit;
-pub mod store;
+pub mod state;
 pub mod threepid;
 
 /// Milliseconds since the Unix epoch, as Matrix timestamps are written.

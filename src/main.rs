@@ -106,7 +106,7 @@ fn hash_index_refresh(app: &Arc<App>) -> std::io::Result<Option<jobs::Job>> {
     let app = app.clone();
     let interval = app.config.hashing.refresh_interval;
     jobs::every("hash-refresh", interval, move || {
-        app.hashes.refresh(&app.lookup)
+        app.hash_index.refresh(&app.lookup)
     })
     .map(Some)
 }

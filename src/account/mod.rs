@@ -2,7 +2,7 @@
 //! the user's acceptance of the terms. Knows no HTTP.
 //!
 //! Tokens are random (190 bits), handed to the client once, and kept only as a SHA-256 hash.
-//! An in-memory cache in front of the store answers token → user and "has accepted the
+//! An in-memory cache in front of the state answers token → user and "has accepted the
 //! current terms", so an authenticated request costs no SQL; logout and terms acceptance
 //! update it.
 
@@ -11,13 +11,13 @@ pub mod terms;
 
 use crate::crypto::{b64, random};
 use crate::lock;
-use crate::store::{Store, StoreError};
+use crate::state::{State, StateError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use terms::Terms;
 
-/// Cached tokens beyond this many are forgotten (and read again from the store).
+/// Cached tokens beyond this many are forgotten (and read again from the state).
 const CACHE_LIMIT: usize = 100_000;
 
 pub struct Accounts {
@@ -28,15 +28,15 @@ pub struct Accounts {
 
 #[derive(Debug)]
 pub enum AccountError {
-    Store(StoreError),
+    State(StateError),
     Random(std::io::Error),
     /// A URL that is not one of the current terms.
     UnknownTermsUrl(String),
 }
 
-impl From<StoreError> for AccountError {
-    fn from(e: StoreError) -> Self {
-        AccountError::Store(e)
+impl From<StateError> for AccountError {
+    fn from(e: StateError) -> Self {
+        AccountError::State(e)
     }
 }
 
@@ -54,19 +54,19 @@ impl Accounts {
     }
 
     /// A new access token for `user_id` (creating the account on first use).
-    pub fn issue_token(&self, store: &Store, user_id: &str) -> Result<String, AccountError> {
+    pub fn issue_token(&self, state: &State, user_id: &str) -> Result<String, AccountError> {
         let token = random::string_from(random::ALPHANUMERIC, 32).map_err(AccountError::Random)?;
-        store.add_token(user_id, &hash(&token), crate::now_ms())?;
+        state.add_token(user_id, &hash(&token), crate::now_ms())?;
         Ok(token)
     }
 
     /// The user a token belongs to.
-    pub fn user_of(&self, store: &Store, token: &str) -> Result<Option<String>, StoreError> {
+    pub fn user_of(&self, state: &State, token: &str) -> Result<Option<String>, StateError> {
         let key = hash(token);
         if let Some(user) = lock(&self.users_by_token).get(&key) {
             return Ok(Some(user.clone()));
         }
-        let user = store.token_user(&key)?;
+        let user = state.token_user(&key)?;
         if let Some(user) = &user {
             let mut cache = lock(&self.users_by_token);
             if cache.len() >= CACHE_LIMIT {
@@ -78,14 +78,14 @@ impl Accounts {
     }
 
     /// Ends a token; whether it existed.
-    pub fn logout(&self, store: &Store, token: &str) -> Result<bool, StoreError> {
+    pub fn logout(&self, state: &State, token: &str) -> Result<bool, StateError> {
         let key = hash(token);
         lock(&self.users_by_token).remove(&key);
-        store.delete_token(&key)
+        state.delete_token(&key)
     }
 
     /// Whether `user_id` accepted every current policy.
-    pub fn accepted_terms(&self, store: &Store, user_id: &str) -> Result<bool, StoreError> {
+    pub fn accepted_terms(&self, state: &State, user_id: &str) -> Result<bool, StateError> {
         if self.terms.is_empty() {
             return Ok(true);
         }
@@ -94,7 +94,7 @@ impl Accounts {
         }
         let ok = self
             .terms
-            .all_accepted(&store.accepted_terms_urls(user_id)?);
+            .all_accepted(&state.accepted_terms_urls(user_id)?);
         self.remember_terms(user_id, ok);
         Ok(ok)
     }
@@ -102,17 +102,17 @@ impl Accounts {
     /// Records that `user_id` accepts `urls` (each must be a URL of the current terms).
     pub fn accept_terms(
         &self,
-        store: &Store,
+        state: &State,
         user_id: &str,
         urls: &[String],
     ) -> Result<(), AccountError> {
         if let Some(unknown) = urls.iter().find(|u| !self.terms.knows_url(u)) {
             return Err(AccountError::UnknownTermsUrl(unknown.clone()));
         }
-        store.accept_terms_urls(user_id, urls)?;
+        state.accept_terms_urls(user_id, urls)?;
         let ok = self
             .terms
-            .all_accepted(&store.accepted_terms_urls(user_id)?);
+            .all_accepted(&state.accepted_terms_urls(user_id)?);
         self.remember_terms(user_id, ok);
         Ok(())
     }

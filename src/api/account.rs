@@ -36,7 +36,7 @@ pub fn register(app: &App, req: &Request) -> Result<Reply, ApiError> {
     .map_err(register_error)?;
     let token = app
         .accounts
-        .issue_token(&app.store, &user_id)
+        .issue_token(&app.state, &user_id)
         .map_err(account_error)?;
     log::info!(
         "registered a token for a user of {}",
@@ -70,7 +70,7 @@ fn register_error(e: RegisterError) -> ApiError {
 
 pub(super) fn account_error(e: AccountError) -> ApiError {
     match e {
-        AccountError::Store(e) => e.into(),
+        AccountError::State(e) => e.into(),
         AccountError::Random(e) => {
             log::error!("no randomness for a token: {e}");
             ApiError::Internal
@@ -96,7 +96,7 @@ pub fn whoami(app: &App, req: &Request) -> Result<Reply, ApiError> {
 pub fn logout(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let token =
         auth::token(req).ok_or_else(|| ApiError::Unauthorized("Missing access token".into()))?;
-    if !app.accounts.logout(&app.store, &token)? {
+    if !app.accounts.logout(&app.state, &token)? {
         return Err(ApiError::UnknownToken);
     }
     Ok(Reply::json(json!({})))

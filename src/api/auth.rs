@@ -27,7 +27,7 @@ pub fn token(req: &Request) -> Option<String> {
 /// The caller, by a valid token; terms not checked (logout and `POST /terms` only).
 pub fn authenticated(app: &App, req: &Request) -> Result<User, ApiError> {
     let token = token(req).ok_or_else(|| ApiError::Unauthorized("Missing access token".into()))?;
-    match app.accounts.user_of(&app.store, &token)? {
+    match app.accounts.user_of(&app.state, &token)? {
         Some(user_id) => Ok(User { user_id, token }),
         None => Err(ApiError::Unauthorized("Unrecognised access token".into())),
     }
@@ -36,7 +36,7 @@ pub fn authenticated(app: &App, req: &Request) -> Result<User, ApiError> {
 /// The caller, by a valid token, having accepted every current policy.
 pub fn authorized(app: &App, req: &Request) -> Result<User, ApiError> {
     let user = authenticated(app, req)?;
-    if !app.accounts.accepted_terms(&app.store, &user.user_id)? {
+    if !app.accounts.accepted_terms(&app.state, &user.user_id)? {
         return Err(ApiError::TermsNotSigned);
     }
     Ok(user)

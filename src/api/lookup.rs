@@ -72,7 +72,7 @@ pub fn bulk_lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
 pub fn hash_details(app: &App, req: &Request) -> Result<Reply, ApiError> {
     auth::authorized(app, req)?;
     Ok(Reply::json(json!({
-        "lookup_pepper": app.hashes.pepper(),
+        "lookup_pepper": app.hash_index.pepper(),
         "algorithms": app.config.hashing.algorithms,
     })))
 }
@@ -100,9 +100,9 @@ pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
             body.algorithm
         )));
     }
-    if body.pepper != app.hashes.pepper() {
+    if body.pepper != app.hash_index.pepper() {
         return Err(ApiError::InvalidPepper {
-            pepper: app.hashes.pepper().to_owned(),
+            pepper: app.hash_index.pepper().to_owned(),
         });
     }
     let max = app.config.lookup.max_addresses;
@@ -110,7 +110,7 @@ pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
         return Err(ApiError::TooManyAddresses(max));
     }
     let mappings = if body.algorithm == "sha256" {
-        app.hashes.lookup(&body.addresses)?
+        app.hash_index.lookup(&body.addresses)?
     } else {
         // "<address> <medium>": the medium is the last word.
         let asked: Vec<(String, String)> = body

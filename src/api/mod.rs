@@ -15,7 +15,7 @@ mod terms;
 
 use crate::config::Config;
 use crate::http::{ApiError, Handler, Method, Router};
-use crate::store::StoreError;
+use crate::state::StateError;
 
 pub const V1: &str = "/_matrix/identity/api/v1";
 pub const V2: &str = "/_matrix/identity/v2";
@@ -79,11 +79,11 @@ pub fn router(config: &Config) -> Router {
     r
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> ApiError {
         log::error!("{e}");
         match e {
-            StoreError::Exhausted => ApiError::Unavailable("The database".into()),
+            StateError::Exhausted => ApiError::Unavailable("The database".into()),
             _ => ApiError::Internal,
         }
     }

@@ -38,7 +38,7 @@ pub fn is_valid(app: &App, req: &Request) -> Result<Reply, ApiError> {
 pub fn ephemeral_is_valid(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let valid = match b64::decode(&public_key_param(req)?) {
         Some(bytes) => app
-            .store
+            .state
             .ephemeral_key_is_valid(&b64::encode_url_safe(&bytes))?,
         None => false,
     };

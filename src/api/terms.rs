@@ -26,7 +26,7 @@ pub fn accept(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let user = auth::authenticated(app, req)?;
     let body: Accept = req.json()?;
     app.accounts
-        .accept_terms(&app.store, &user.user_id, &body.user_accepts)
+        .accept_terms(&app.state, &user.user_id, &body.user_accepts)
         .map_err(account_error)?;
     Ok(Reply::json(json!({})))
 }

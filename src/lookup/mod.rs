@@ -3,9 +3,9 @@
 //! no store answered and one failed, the lookup fails naming it. Knows no HTTP.
 //!
 //! Addresses are normalised (`threepid`) before any store sees them. v2 hashed lookups are
-//! answered from [`hashes::Hashes`], an index built from the stores that can list.
+//! answered from [`hash_index::HashIndex`], an index built from the stores that can list.
 
-pub mod hashes;
+pub mod hash_index;
 
 use crate::backend::rest::RestStore;
 use crate::backend::{

@@ -24,7 +24,7 @@ pub struct Index {
     missing: Vec<BackendError>,
 }
 
-pub struct Hashes {
+pub struct HashIndex {
     pepper: String,
     /// `None` until the first build.
     current: RwLock<Option<Arc<Index>>>,
@@ -32,10 +32,10 @@ pub struct Hashes {
     ready: AtomicBool,
 }
 
-impl Hashes {
+impl HashIndex {
     /// An index under `pepper`, not built yet: `refresh` builds it.
-    pub fn new(pepper: String) -> Hashes {
-        Hashes {
+    pub fn new(pepper: String) -> HashIndex {
+        HashIndex {
             pepper,
             current: RwLock::new(None),
             ready: AtomicBool::new(false),

@@ -1,5 +1,5 @@
 //! Our own state (tokens, terms, sessions, invites, ephemeral keys, the pepper): SQLite now,
-//! behind this `Store` API so that PostgreSQL can serve the same calls later.
+//! behind this `State` API so that PostgreSQL can serve the same calls later.
 //!
 //! Each table family has its own file with its SQL next to its functions; the schema is
 //! built by numbered migrations in `migrations/`, applied in order at start. Callers never
@@ -22,12 +22,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free connection before it fails.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct Store {
+pub struct State {
     pool: Pool<rusqlite::Connection>,
 }
 
 #[derive(Debug)]
-pub enum StoreError {
+pub enum StateError {
     Sqlite(rusqlite::Error),
     Io(std::io::Error),
     /// Every connection stayed busy for longer than the checkout timeout.
@@ -39,13 +39,13 @@ pub enum StoreError {
     },
 }
 
-impl fmt::Display for StoreError {
+impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Sqlite(e) => write!(f, "database: {e}"),
-            StoreError::Io(e) => write!(f, "database file: {e}"),
-            StoreError::Exhausted => f.write_str("database: no free connection in time"),
-            StoreError::TooNew { found, known } => write!(
+            StateError::Sqlite(e) => write!(f, "database: {e}"),
+            StateError::Io(e) => write!(f, "database file: {e}"),
+            StateError::Exhausted => f.write_str("database: no free connection in time"),
+            StateError::TooNew { found, known } => write!(
                 f,
                 "database schema version {found} is newer than this mxisd knows ({known}); run the newer version"
             ),
@@ -53,26 +53,26 @@ impl fmt::Display for StoreError {
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StateError {}
 
-impl From<Exhausted> for StoreError {
+impl From<Exhausted> for StateError {
     fn from(_: Exhausted) -> Self {
-        StoreError::Exhausted
+        StateError::Exhausted
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
+impl From<rusqlite::Error> for StateError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e)
+        StateError::Sqlite(e)
     }
 }
 
-impl Store {
+impl State {
     /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to
     /// date and keeps `connections` connections open.
-    pub fn open_sqlite(path: &Path, connections: usize) -> Result<Store, StoreError> {
-        create_private_file(path).map_err(StoreError::Io)?;
-        let open = || -> Result<rusqlite::Connection, StoreError> {
+    pub fn open_sqlite(path: &Path, connections: usize) -> Result<State, StateError> {
+        create_private_file(path).map_err(StateError::Io)?;
+        let open = || -> Result<rusqlite::Connection, StateError> {
             let conn = rusqlite::Connection::open(path)?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -86,13 +86,13 @@ impl Store {
         for _ in 1..connections.max(1) {
             conns.push(open()?);
         }
-        Ok(Store {
+        Ok(State {
             pool: Pool::new(conns, CHECKOUT_TIMEOUT),
         })
     }
 
     /// The schema version now in the database.
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
+    pub fn schema_version(&self) -> Result<i64, StateError> {
         self.pool
             .with(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
     }

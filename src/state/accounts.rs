@@ -1,16 +1,16 @@
 //! `accounts`, `tokens`, `accepted_terms_urls`: v2 accounts and what they accepted.
 
-use super::{Store, StoreError};
+use super::{State, StateError};
 use rusqlite::{params, OptionalExtension};
 
-impl Store {
+impl State {
     /// Creates the account if new and records a token (by its hash) for it.
     pub fn add_token(
         &self,
         user_id: &str,
         token_hash: &str,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StateError> {
         self.pool.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -27,7 +27,7 @@ impl Store {
     }
 
     /// The user a token (by its hash) belongs to.
-    pub fn token_user(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+    pub fn token_user(&self, token_hash: &str) -> Result<Option<String>, StateError> {
         self.pool.with(|c| {
             Ok(c.query_row(
                 "SELECT user_id FROM tokens WHERE token_hash = ?1",
@@ -39,12 +39,12 @@ impl Store {
     }
 
     /// Deletes a token; whether it existed.
-    pub fn delete_token(&self, token_hash: &str) -> Result<bool, StoreError> {
+    pub fn delete_token(&self, token_hash: &str) -> Result<bool, StateError> {
         self.pool
             .with(|c| Ok(c.execute("DELETE FROM tokens WHERE token_hash = ?1", [token_hash])? > 0))
     }
 
-    pub fn accepted_terms_urls(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+    pub fn accepted_terms_urls(&self, user_id: &str) -> Result<Vec<String>, StateError> {
         self.pool.with(|c| {
             let mut stmt = c.prepare("SELECT url FROM accepted_terms_urls WHERE user_id = ?1")?;
             let urls = stmt
@@ -54,7 +54,7 @@ impl Store {
         })
     }
 
-    pub fn accept_terms_urls(&self, user_id: &str, urls: &[String]) -> Result<(), StoreError> {
+    pub fn accept_terms_urls(&self, user_id: &str, urls: &[String]) -> Result<(), StateError> {
         self.pool.with(|c| {
             let tx = c.transaction()?;
             for url in urls {

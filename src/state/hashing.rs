@@ -1,11 +1,11 @@
 //! `hashing_metadata`: the lookup pepper.
 
-use super::{Store, StoreError};
+use super::{State, StateError};
 use rusqlite::OptionalExtension;
 
-impl Store {
+impl State {
     /// The stored pepper, or `fresh` stored and returned when there is none yet.
-    pub fn pepper_or_insert(&self, fresh: &str) -> Result<String, StoreError> {
+    pub fn pepper_or_insert(&self, fresh: &str) -> Result<String, StateError> {
         self.pool.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO hashing_metadata (id, lookup_pepper) VALUES (1, ?1)",

@@ -1,12 +1,12 @@
 //! `ephemeral_public_keys`: the one-off keys of e-mail invites.
 
-use super::{Store, StoreError};
+use super::{State, StateError};
 use rusqlite::OptionalExtension;
 
-impl Store {
+impl State {
     /// Whether `public_key` (URL-safe unpadded base64) is an ephemeral key we handed out;
     /// each check is counted, as sydent does.
-    pub fn ephemeral_key_is_valid(&self, public_key: &str) -> Result<bool, StoreError> {
+    pub fn ephemeral_key_is_valid(&self, public_key: &str) -> Result<bool, StateError> {
         self.pool.with(|c| {
             let found = c
                 .query_row(
@@ -26,7 +26,7 @@ impl Store {
     }
 
     /// Records an ephemeral public key (store-invite).
-    pub fn add_ephemeral_key(&self, public_key: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub fn add_ephemeral_key(&self, public_key: &str, now_ms: i64) -> Result<(), StateError> {
         self.pool.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO ephemeral_public_keys (public_key, created_ts) VALUES (?1, ?2)",
