@@ -2,26 +2,29 @@
 //!
 //! A blocking tiny_http server hands requests to a fixed pool of worker threads (`http`),
 //! which run the endpoint handlers (`api`) over the domain modules: the lookup chain
-//! (`lookup`), our own state (`store`) and the signing keys (`crypto`). The configuration
-//! (`config`) follows mxisd's YAML keys. See ARCHITECTURE.md for who may call whom.
+//! (`lookup`), our own state (`state`) and the signing keys (`crypto`). The configuration
+//! (`config`) follows mxisd's YAML keys. See `docs/architecture.md` for who may call whom.
+//!
+//! Public are the modules the `mxisd` command and the integration tests use; the rest is
+//! `pub(crate)`, so that the compiler reports what nothing uses.
 
-pub mod account;
+pub(crate) mod account;
 pub mod api;
 pub mod app;
-pub mod backend;
-pub mod cidr;
+pub(crate) mod backend;
+pub(crate) mod cidr;
 pub mod config;
 pub mod crypto;
-pub mod federation;
-pub mod handshake;
+pub(crate) mod federation;
+pub(crate) mod handshake;
 pub mod http;
 pub mod jobs;
 pub mod logging;
-pub mod lookup;
-pub mod pool;
-pub mod ratelimit;
-pub mod state;
-pub mod threepid;
+pub(crate) mod lookup;
+pub(crate) mod pool;
+pub(crate) mod ratelimit;
+pub(crate) mod state;
+pub(crate) mod threepid;
 
 /// Milliseconds since the Unix epoch, as Matrix timestamps are written.
 pub fn now_ms() -> i64 {

@@ -8,7 +8,6 @@ use crate::http::{ApiError, Request};
 /// An authenticated caller.
 pub struct User {
     pub user_id: String,
-    pub token: String,
 }
 
 /// The access token of the request, if it carries one.
@@ -28,7 +27,7 @@ pub fn token(req: &Request) -> Option<String> {
 pub fn authenticated(app: &App, req: &Request) -> Result<User, ApiError> {
     let token = token(req).ok_or_else(|| ApiError::Unauthorized("Missing access token".into()))?;
     match app.accounts.user_of(&app.state, &token)? {
-        Some(user_id) => Ok(User { user_id, token }),
+        Some(user_id) => Ok(User { user_id }),
         None => Err(ApiError::Unauthorized("Unrecognised access token".into())),
     }
 }

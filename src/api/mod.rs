@@ -6,7 +6,7 @@
 //! `matrix.v1` / `matrix.v2` turn each family off.
 
 mod account;
-pub mod auth;
+mod auth;
 mod internal;
 mod lookup;
 mod pubkey;
@@ -17,8 +17,8 @@ use crate::config::Config;
 use crate::http::{ApiError, Handler, Method, Router};
 use crate::state::StateError;
 
-pub const V1: &str = "/_matrix/identity/api/v1";
-pub const V2: &str = "/_matrix/identity/v2";
+pub(crate) const V1: &str = "/_matrix/identity/api/v1";
+pub(crate) const V2: &str = "/_matrix/identity/v2";
 
 /// Every route this server answers, given which API versions are enabled.
 pub fn router(config: &Config) -> Router {

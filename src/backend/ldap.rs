@@ -31,7 +31,6 @@ pub struct LdapStore {
 
 /// A user found in the directory.
 pub struct LdapUser {
-    pub dn: String,
     pub mxid: String,
     pub display_name: Option<String>,
     pub threepids: Vec<(String, String)>,
@@ -61,7 +60,7 @@ impl LdapStore {
 
     fn error(&self, reason: impl std::fmt::Display) -> BackendError {
         BackendError {
-            store: "ldap".into(),
+            store: self.name().into(),
             reason: reason.to_string(),
         }
     }
@@ -107,7 +106,7 @@ impl LdapStore {
                 result
             })
             .map_err(|e: BackendError| BackendError {
-                store: "ldap".into(),
+                store: self.name().into(),
                 ..e
             })
     }
@@ -242,7 +241,6 @@ impl LdapStore {
             }
         }
         Some(LdapUser {
-            dn: entry.dn.clone(),
             mxid,
             display_name: first(&self.cfg.name_attribute),
             threepids,

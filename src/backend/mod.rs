@@ -2,7 +2,7 @@
 //! static `memory` store). The one seam of the lookup chain: each store implements
 //! [`IdentityStore`] and says what it can do. Stores never see HTTP requests.
 //!
-//! Addresses given to and returned by stores are normalised (see `lookup::normalize`).
+//! Addresses given to and returned by stores are normalised (see `threepid`).
 
 pub mod ldap;
 pub mod memory;

@@ -37,7 +37,7 @@ impl RestStore {
 
     fn error(&self, reason: impl std::fmt::Display) -> BackendError {
         BackendError {
-            store: "rest".into(),
+            store: self.name().into(),
             reason: reason.to_string(),
         }
     }

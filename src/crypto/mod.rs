@@ -4,15 +4,14 @@
 //! Depends on nothing else in mxisd; knows nothing about HTTP or storage of our own state.
 
 pub mod b64;
-pub mod canonical;
+pub(crate) mod canonical;
 pub mod hash;
-pub mod keys;
-pub mod random;
-pub mod sign;
+pub(crate) mod keys;
+pub(crate) mod random;
+pub(crate) mod sign;
 
-pub use canonical::canonical_json;
 pub use keys::{KeyError, SigningKeys};
-pub use sign::{sign_json, verify_json, SignError};
+pub use sign::verify_json;
 
 #[cfg(test)]
 mod vectors;

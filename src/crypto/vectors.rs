@@ -1,7 +1,7 @@
 //! Every vector of `tests/data/matrix-json-signing.json`, made with the Python
 //! reference libraries (canonicaljson, signedjson, hashlib), reproduced by our code.
 
-use super::{b64, canonical_json, hash::lookup_hash, sign_json, verify_json};
+use super::{b64, canonical::canonical_json, hash::lookup_hash, sign::sign_json, verify_json};
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 

@@ -12,5 +12,4 @@ pub mod discovery;
 pub mod dns;
 pub mod homeserver;
 
-pub use address_policy::{AddressPolicy, Refused};
 pub use client::{CallError, Client};

@@ -86,7 +86,7 @@ impl ApiError {
         }
     }
 
-    pub fn errcode(&self) -> &'static str {
+    pub(crate) fn errcode(&self) -> &'static str {
         match self {
             ApiError::Unrecognized | ApiError::MethodNotAllowed => "M_UNRECOGNIZED",
             ApiError::NotFound(_) => "M_NOT_FOUND",
@@ -113,7 +113,7 @@ impl ApiError {
         }
     }
 
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             ApiError::Unrecognized => "Unrecognized request".into(),
             ApiError::MethodNotAllowed => "Method not allowed on this endpoint".into(),
@@ -147,7 +147,7 @@ impl ApiError {
     }
 
     /// The spec-shaped body: `{"errcode":"M_…","error":"…"}`.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let mut body = json!({ "errcode": self.errcode(), "error": self.message() });
         match self {
             // As sydent does, a wrong pepper is answered with the right one.

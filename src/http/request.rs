@@ -23,7 +23,7 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    pub fn new(
+    pub(crate) fn new(
         method: Method,
         client: Client,
         params: Vec<(String, String)>,
@@ -138,7 +138,11 @@ impl fmt::Display for Client {
 /// proxy; then the hops are walked from the right while they are trusted proxies too, and
 /// the first that is not is the client. A hop may carry a port (`1.2.3.4:5678`,
 /// `[2001:db8::1]:80`); one that is still not an address makes the client unknown.
-pub fn client_address(peer: IpAddr, headers: &[tiny_http::Header], trusted: &[Cidr]) -> Client {
+pub(crate) fn client_address(
+    peer: IpAddr,
+    headers: &[tiny_http::Header],
+    trusted: &[Cidr],
+) -> Client {
     let mut forwarded = headers
         .iter()
         .filter(|h| h.field.equiv("X-Forwarded-For"))

@@ -17,7 +17,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub fn from_tiny(m: &tiny_http::Method) -> Option<Method> {
+    pub(crate) fn from_tiny(m: &tiny_http::Method) -> Option<Method> {
         match m {
             tiny_http::Method::Get | tiny_http::Method::Head => Some(Method::Get),
             tiny_http::Method::Post => Some(Method::Post),
@@ -28,7 +28,7 @@ impl Method {
     }
 }
 
-pub struct Route {
+pub(crate) struct Route {
     pub method: Method,
     /// The pattern as registered: what the access log shows instead of the real path.
     pub pattern: String,
@@ -41,7 +41,7 @@ enum Segment {
     Param(String),
 }
 
-pub enum RouteMatch<'r> {
+pub(crate) enum RouteMatch<'r> {
     Found(&'r Route, Vec<(String, String)>),
     WrongMethod,
     NotFound,
@@ -75,7 +75,7 @@ impl Router {
     }
 
     /// `path` is already percent-decoded segment by segment.
-    pub fn find<S: AsRef<str>>(&self, method: Method, path: &[S]) -> RouteMatch<'_> {
+    pub(crate) fn find<S: AsRef<str>>(&self, method: Method, path: &[S]) -> RouteMatch<'_> {
         let mut best: Option<(&Route, Vec<(String, String)>)> = None;
         let mut path_known = false;
         for route in &self.routes {
@@ -116,7 +116,7 @@ impl Route {
 }
 
 /// The non-empty segments of a path: `/a//b/` and `/a/b` are the same route.
-pub fn split(path: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn split(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 /// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`). `None` if the result is
 /// not UTF-8 or an escape is broken. Borrows `s` when there is nothing to decode.
-pub fn decode(s: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
+pub(crate) fn decode(s: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
     let escaped = s.contains('%') || (plus_is_space && s.contains('+'));
     if !escaped {
         return Some(Cow::Borrowed(s));
@@ -34,7 +34,7 @@ pub fn decode(s: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
 }
 
 /// The pairs of a query string, decoded; pairs that do not decode are dropped.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
