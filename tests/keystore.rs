@@ -94,6 +94,8 @@ fn a_legacy_key_file_is_migrated() {
     assert_eq!(key["key"], fs::read_to_string(&legacy).unwrap().trim());
     assert_eq!(key["isValid"], true);
     assert!(s.wait_for_log("migrated legacy key file"), "{}", s.log());
+    // The key was migrated, not created.
+    assert!(!s.log().contains("created signing key"), "{}", s.log());
 }
 
 #[test]

@@ -107,7 +107,7 @@ impl SigningKeys {
     /// single-file key as needed.
     pub fn load_or_create(path: &Path) -> Result<SigningKeys, KeyError> {
         match fs::metadata(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => create_store(path, &new_seed(path)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => create_new_store(path),
             Err(source) => Err(KeyError::Io {
                 path: path.into(),
                 source,
@@ -115,7 +115,7 @@ impl SigningKeys {
             Ok(meta) if meta.is_file() => migrate_legacy(path),
             Ok(_) => {
                 if !path.join("current").exists() && is_empty_dir(path)? {
-                    return create_store(path, &new_seed(path)?);
+                    return create_new_store(path);
                 }
                 load_store(path)
             }
@@ -170,11 +170,18 @@ fn key_file_path(root: &Path, serial: &str) -> PathBuf {
     root.join(KEY_TYPE).join(ALGO).join(serial)
 }
 
+/// A new key store at `root` with `seed` as key 0.
 fn create_store(root: &Path, seed: &str) -> Result<SigningKeys, KeyError> {
     write_key(root, "0", seed, true)?;
     write_current(root, "0")?;
-    log::info!("created signing key {ALGO}:0 in {}", root.display());
     load_store(root)
+}
+
+/// A new key store at `root`, with a new key.
+fn create_new_store(root: &Path) -> Result<SigningKeys, KeyError> {
+    let keys = create_store(root, &new_seed(root)?)?;
+    log::info!("created signing key {ALGO}:0 in {}", root.display());
+    Ok(keys)
 }
 
 fn migrate_legacy(path: &Path) -> Result<SigningKeys, KeyError> {
