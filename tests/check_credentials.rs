@@ -17,7 +17,7 @@ fn check(s: &Mxisd, id: &str, password: &str) -> Response {
 
 fn ldap_and_static(extra: &str) -> String {
     format!(
-        "ldap:\n  enabled: true\n  connection:\n    host: '127.0.0.1'\n    port: {}\n    bindDn: '{}'\n    bindPassword: '{}'\n    baseDNs: ['ou=people,{}']\n    timeout: 2\nmemory:\n  identities:\n    - username: frank\n      password: frankpw\n      displayName: Frank\n      threepids:\n        - medium: email\n          address: frank@example.org\n{extra}",
+        "ldap:\n  enabled: true\n  connection:\n    host: '127.0.0.1'\n    port: {}\n    bindDn: '{}'\n    bindPassword: '{}'\n    baseDNs: ['ou=people,{}']\n    timeout: 2\n  attribute:\n    uid:\n      value: uid\nmemory:\n  enabled: true\n  identities:\n    - username: frank\n      password: frankpw\n      displayName: Frank\n      threepids:\n        - medium: email\n          address: frank@example.org\n{extra}",
         get("LDAP_PORT"),
         get("LDAP_ADMIN_DN"),
         get("LDAP_ADMIN_PASSWORD"),

@@ -11,8 +11,15 @@ use serde_json::{json, Value};
 use std::process::Command;
 
 fn ldap_config(port: &str, extra: &str) -> String {
+    // The fixtures are OpenLDAP's: user ids in `uid` (mxisd's default is AD's
+    // sAMAccountName), unless the test sets its own.
+    let uid = if extra.contains("activeDirectory") {
+        ""
+    } else {
+        "  attribute:\n    uid:\n      value: uid\n"
+    };
     format!(
-        "ldap:\n  enabled: true\n  connection:\n    host: '127.0.0.1'\n    port: {port}\n    bindDn: '{}'\n    bindPassword: '{}'\n    baseDNs: ['ou=people,{}']\n    timeout: 2\n{extra}lookup:\n  defaultRegion: GB\n{}",
+        "ldap:\n  enabled: true\n  connection:\n    host: '127.0.0.1'\n    port: {port}\n    bindDn: '{}'\n    bindPassword: '{}'\n    baseDNs: ['ou=people,{}']\n    timeout: 2\n{uid}{extra}lookup:\n  defaultRegion: GB\n{}",
         get("LDAP_ADMIN_DN"),
         get("LDAP_ADMIN_PASSWORD"),
         get("LDAP_BASE"),
@@ -273,4 +280,39 @@ fn hashed_lookups_keep_the_last_complete_index_while_the_directory_is_down() {
     // Refreshes fail now; the previous, complete index keeps answering.
     assert!(s.wait_for_log("hash index not refreshed"), "{}", s.log());
     assert_eq!(hashed(&s, &token, &[("bob@example.org", "email")]), before);
+}
+
+#[test]
+fn the_directory_may_stay_out_of_the_hash_index() {
+    ensure_up();
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    // mxisd's docs say `ldap.lookup`, its code reads `ldap.identity.lookup`: both work.
+    for switch in ["  lookup: false\n", "  identity:\n    lookup: false\n"] {
+        let s = Mxisd::start(&ldap_config(get("LDAP_PORT"), switch));
+        s.wait_hash_index();
+        assert!(
+            s.log().contains("hash index ready: 0 hashes"),
+            "{}",
+            s.log()
+        );
+        assert_eq!(
+            lookup(&s, "email", "alice@example.org")["mxid"],
+            "@alice:example.org"
+        );
+        let token = v2_token(&s, &hs, "reader");
+        assert_eq!(
+            hashed(&s, &token, &[("alice@example.org", "email")]),
+            json!({})
+        );
+    }
+}
+
+#[test]
+fn netiq_is_the_ldap_store_under_another_name() {
+    ensure_up();
+    let s = Mxisd::start(&ldap_config(get("LDAP_PORT"), "").replacen("ldap:\n", "netiq:\n", 1));
+    assert_eq!(
+        lookup(&s, "email", "alice@example.org")["mxid"],
+        "@alice:example.org"
+    );
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 const STORE: &str = "\
 memory:
+  enabled: true
   identities:
     - username: alice
       password: alicepw
@@ -225,4 +226,27 @@ fn hashing_can_be_turned_off() {
         json!({"mappings": {"alice@example.org email": "@alice:example.org"}})
     );
     assert!(!s.log().contains("hash index ready"), "{}", s.log());
+}
+
+#[test]
+fn the_static_store_may_stay_out_of_the_hash_index() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Mxisd::start(&format!(
+        "{}{}",
+        STORE.replace(
+            "  enabled: true\n",
+            "  enabled: true\n  hashEnabled: false\n"
+        ),
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    ));
+    s.wait_hash_index();
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=alice%40example.org");
+    assert_eq!(r.json()["mxid"], "@alice:example.org");
+    let token = v2_token(&s, &hs, "grace");
+    let pepper = s.pepper(&token);
+    let body = json!({"algorithm": "sha256", "pepper": pepper, "addresses": [lookup_hash("alice@example.org", "email", &pepper)]});
+    assert_eq!(
+        post_v2(&s, &token, "/_matrix/identity/v2/lookup", &body).json(),
+        json!({"mappings": {}})
+    );
 }

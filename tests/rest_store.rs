@@ -73,3 +73,29 @@ fn a_failing_backend_is_503() {
         .assert_error(503, "M_UNKNOWN");
     assert!(body["error"].as_str().unwrap().contains("rest"), "{body}");
 }
+
+#[test]
+fn endpoints_may_be_full_urls_and_bulk_may_be_disabled() {
+    // As mxisd's docs allow: full URLs (so no `host`), and an empty bulk endpoint
+    // ("disabled"), which the backend does not have: bulk lookups ask one by one.
+    let backend = FakeRestBackend::start(false);
+    let base = format!("http://127.0.0.1:{}/_mxisd/backend/api/v1", backend.port);
+    let s = Mxisd::start(&format!(
+        "rest:\n  enabled: true\n  timeout: 2\n  endpoints:\n    auth: '{base}/auth/login'\n    identity:\n      single: '{base}/identity/single'\n      bulk: ''\n"
+    ));
+    let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=erin%40example.org");
+    assert_eq!(r.json()["mxid"], "@erin:example.org", "{}", r.text);
+    let bulk = json!({"threepids": [["msisdn", "15551230000"], ["email", "erin@example.org"], ["email", "nobody@example.org"]]});
+    let r = s.post(support::V1_BULK_LOOKUP, &bulk.to_string());
+    assert_eq!(r.status, 200, "{}", r.text);
+    let found = r.json()["threepids"].as_array().unwrap().clone();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.contains(&json!(["msisdn", "15551230000", "@erin:example.org"])));
+    let ok = s
+        .post(
+            "/_matrix-internal/identity/v1/check_credentials",
+            &json!({"user": {"id": "@erin:example.org", "password": "erinpw"}}).to_string(),
+        )
+        .json();
+    assert_eq!(ok["auth"]["success"], true);
+}

@@ -73,6 +73,21 @@ fn synapse_sqlite_database() {
 }
 
 #[test]
+fn ma1sd_documented_settings_are_read_as_meant() {
+    // ma1sd's docs: the type left out (mxisd's default, sqlite), `legacyRoomNames`, and a
+    // listing query naming its columns in another order than (medium, address, id).
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let dir = TempDir::new();
+    let db = synapse_sqlite(&dir, &alice_rows());
+    let s = Mxisd::start(&format!(
+        "synapseSql:\n  enabled: true\n  connection: '{db}'\n  legacyRoomNames: true\n  lookup:\n    query: 'select user_id as mxid, medium, address from user_threepids'\n{}",
+        allow_loopback()
+    ));
+    assert_finds_alice(&s, &hs);
+    assert!(!s.log().contains("legacyRoomNames"), "{}", s.log());
+}
+
+#[test]
 fn synapse_postgresql_database() {
     ensure_up();
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);

@@ -342,6 +342,9 @@ impl IdentityStore for LdapStore {
     }
 
     fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
+        if !self.cfg.listed {
+            return None; // `ldap.identity.lookup: false`
+        }
         let present: String = self
             .cfg
             .threepid_attributes

@@ -2,12 +2,14 @@
 //! sites and tests. Each identity's Matrix ID is `@<username>:<matrix.domain>`.
 
 use super::{AuthenticatedUser, BackendError, Binding, IdentityStore};
-use crate::config::MemoryIdentity;
+use crate::config::MemoryConfig;
 use crate::threepid;
 
 pub struct MemoryStore {
     bindings: Vec<Binding>,
     users: Vec<User>,
+    /// `memory.hashEnabled`: listed into the hash index.
+    listed: bool,
 }
 
 struct User {
@@ -19,10 +21,11 @@ struct User {
 impl MemoryStore {
     /// The identities of the config; 3PIDs that do not normalise are skipped with a warning.
     pub fn new(
-        identities: &[MemoryIdentity],
+        config: &MemoryConfig,
         domain: &str,
         region: Option<phonenumber::country::Id>,
     ) -> MemoryStore {
+        let identities = &config.identities;
         let mut bindings = Vec::new();
         for id in identities {
             let mxid = format!("@{}:{domain}", id.username);
@@ -47,7 +50,11 @@ impl MemoryStore {
                 display_name: id.display_name.clone(),
             })
             .collect();
-        MemoryStore { bindings, users }
+        MemoryStore {
+            bindings,
+            users,
+            listed: config.listed,
+        }
     }
 }
 
@@ -65,6 +72,9 @@ impl IdentityStore for MemoryStore {
     }
 
     fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
+        if !self.listed {
+            return None;
+        }
         self.bindings.iter().cloned().for_each(sink);
         Some(Ok(()))
     }

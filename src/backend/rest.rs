@@ -8,7 +8,8 @@
 //!
 //! The backend is the operator's (not a name from a request), so the outbound address
 //! policy does not apply; every call has the `rest.timeout`. It cannot list, so it answers
-//! v2 lookups only for the `none` algorithm.
+//! v2 lookups only for the `none` algorithm. Without a bulk endpoint (`identity.bulk` left
+//! empty), bulk lookups ask the single endpoint for each address.
 
 use super::{AuthenticatedUser, BackendError, Binding, IdentityStore};
 use crate::config::RestConfig;
@@ -42,11 +43,10 @@ impl RestStore {
         }
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<Value, BackendError> {
-        let url = format!("{}{path}", self.cfg.host);
+    fn post(&self, url: &str, body: &Value) -> Result<Value, BackendError> {
         let mut answer = self
             .agent
-            .post(&url)
+            .post(url)
             .header("Content-Type", "application/json")
             .send(body.to_string())
             .map_err(|e| self.error(format!("{url}: {e}")))?;
@@ -80,7 +80,7 @@ impl IdentityStore for RestStore {
 
     fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError> {
         let answer = self.post(
-            &self.cfg.single_path,
+            &self.cfg.single_url,
             &json!({"lookup": {"medium": medium, "address": address}}),
         )?;
         Ok(answer
@@ -90,11 +90,24 @@ impl IdentityStore for RestStore {
     }
 
     fn find_many(&self, threepids: &[(String, String)]) -> Result<Vec<Binding>, BackendError> {
+        let Some(bulk_url) = &self.cfg.bulk_url else {
+            let mut found = Vec::new();
+            for (medium, address) in threepids {
+                if let Some(mxid) = self.find(medium, address)? {
+                    found.push(Binding {
+                        medium: medium.clone(),
+                        address: address.clone(),
+                        mxid,
+                    });
+                }
+            }
+            return Ok(found);
+        };
         let asked: Vec<Value> = threepids
             .iter()
             .map(|(m, a)| json!({"medium": m, "address": a}))
             .collect();
-        let answer = self.post(&self.cfg.bulk_path, &json!({ "lookup": asked }))?;
+        let answer = self.post(bulk_url, &json!({ "lookup": asked }))?;
         let found = answer
             .get("lookup")
             .and_then(Value::as_array)
@@ -119,7 +132,7 @@ impl IdentityStore for RestStore {
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, BackendError> {
         let body = json!({"auth": {"mxid": mxid, "localpart": localpart, "domain": self.domain, "password": password}});
-        let answer = self.post(&self.cfg.auth_path, &body)?;
+        let answer = self.post(&self.cfg.auth_url, &body)?;
         let auth = answer.get("auth").cloned().unwrap_or_default();
         if auth.get("success").and_then(Value::as_bool) != Some(true) {
             return Ok(None);

@@ -84,12 +84,13 @@ impl SqlStore {
         }
     }
 
-    /// Runs `sql` with text parameters and hands each row (every column as text) to `row`.
+    /// Runs `sql` with text parameters and hands each row (every column as text) to `row`,
+    /// with the names of the columns.
     fn each_row(
         &self,
         sql: &str,
         params: &[&str],
-        row: &mut dyn FnMut(Vec<Option<String>>),
+        row: &mut RowSink<'_>,
     ) -> Result<(), BackendError> {
         self.pool
             .with(|conn| match conn {
@@ -134,14 +135,18 @@ impl SqlStore {
     }
 }
 
+/// Takes each row of a query: the column names, and every value as text.
+type RowSink<'a> = dyn FnMut(&[String], Vec<Option<String>>) + 'a;
+
 fn sqlite_each(
     c: &rusqlite::Connection,
     sql: &str,
     params: &[&str],
-    each: &mut dyn FnMut(Vec<Option<String>>),
+    each: &mut RowSink<'_>,
 ) -> rusqlite::Result<()> {
     let mut stmt = c.prepare_cached(sql)?;
     let columns = stmt.column_count();
+    let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(row) = rows.next()? {
         let mut values = Vec::with_capacity(columns);
@@ -152,7 +157,7 @@ fn sqlite_each(
                 _ => None,
             });
         }
-        each(values);
+        each(&names, values);
     }
     Ok(())
 }
@@ -161,18 +166,38 @@ fn pg_each(
     client: &mut postgres::Client,
     sql: &str,
     params: &[&str],
-    each: &mut dyn FnMut(Vec<Option<String>>),
+    each: &mut RowSink<'_>,
 ) -> Result<(), postgres::Error> {
     use postgres::fallible_iterator::FallibleIterator;
     let mut rows = client.query_raw(sql, params.iter().copied())?;
+    let mut names: Option<Vec<String>> = None;
     while let Some(row) = rows.next()? {
+        let names = names
+            .get_or_insert_with(|| row.columns().iter().map(|c| c.name().to_owned()).collect());
         each(
+            names,
             (0..row.len())
                 .map(|i| row.try_get::<_, Option<String>>(i).ok().flatten())
                 .collect(),
         );
     }
     Ok(())
+}
+
+/// Where a listing query's medium, address and user id are: by name when the query names
+/// `medium` and `address` (ma1sd documents `select user_id as mxid, medium, address`), the
+/// id being the other column; else in that order.
+fn listing_columns(names: &[String]) -> [usize; 3] {
+    let named = |wanted: &str| names.iter().position(|n| n.eq_ignore_ascii_case(wanted));
+    match (named("medium"), named("address")) {
+        (Some(medium), Some(address)) => {
+            let id = (0..names.len())
+                .find(|i| *i != medium && *i != address)
+                .unwrap_or(2);
+            [medium, address, id]
+        }
+        _ => [0, 1, 2],
+    }
 }
 
 /// An error with the errors that caused it: the `postgres` crate says only "db error" or
@@ -238,7 +263,7 @@ impl IdentityStore for SqlStore {
             .get(medium)
             .unwrap_or(&self.cfg.query);
         let mut first = None;
-        self.each_row(query, &[medium, address], &mut |row| {
+        self.each_row(query, &[medium, address], &mut |_, row| {
             if first.is_none() {
                 first = row.into_iter().next().flatten();
             }
@@ -247,27 +272,47 @@ impl IdentityStore for SqlStore {
     }
 
     fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
-        Some(self.each_row(&self.cfg.list_query, &[], &mut |row| {
-            let mut cols = row.into_iter();
-            let (Some(Some(medium)), Some(Some(address)), Some(Some(id))) =
-                (cols.next(), cols.next(), cols.next())
-            else {
-                return;
-            };
-            if let Some(address) = threepid::address(&medium, &address, self.region) {
-                sink(Binding {
-                    medium,
-                    address,
-                    mxid: self.to_mxid(&id),
-                });
-            }
-        }))
+        let mut layout = None;
+        Some(
+            self.each_row(&self.cfg.list_query, &[], &mut |names, mut row| {
+                let [m, a, i] = *layout.get_or_insert_with(|| listing_columns(names));
+                let mut take = |i: usize| row.get_mut(i).and_then(Option::take);
+                let (Some(medium), Some(address), Some(id)) = (take(m), take(a), take(i)) else {
+                    return;
+                };
+                if let Some(address) = threepid::address(&medium, &address, self.region) {
+                    sink(Binding {
+                        medium,
+                        address,
+                        mxid: self.to_mxid(&id),
+                    });
+                }
+            }),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_columns_are_found_by_name_or_position() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            listing_columns(&names(&["mxid", "medium", "address"])),
+            [1, 2, 0]
+        );
+        assert_eq!(
+            listing_columns(&names(&["Address", "user_id", "MEDIUM"])),
+            [2, 0, 1]
+        );
+        assert_eq!(
+            listing_columns(&names(&["medium", "address", "user_id"])),
+            [0, 1, 2]
+        );
+        assert_eq!(listing_columns(&names(&["m", "a", "u"])), [0, 1, 2]);
+    }
 
     #[test]
     fn jdbc_placeholders_become_numbered() {

@@ -53,14 +53,17 @@ impl Resolver<'_> {
         }
     }
 
-    /// A key that must be there and is not: its path, and the line of the section that
-    /// lacks it, where there is one.
+    /// A key that must be there and is not: its path, and the line of the nearest section
+    /// above it that is written, if any.
     pub(super) fn required(&self, path: &str, what: &str) -> String {
-        let parent = path.rsplit_once('.').map(|(p, _)| p);
-        match parent.and_then(|p| Some((p, locate(self.text, p)?))) {
-            Some((p, line)) => format!("`{path}` is required{what} (in `{p}`, line {line})"),
-            None => format!("`{path}` is required{what}"),
+        let mut section = path;
+        while let Some((parent, _)) = section.rsplit_once('.') {
+            if let Some(line) = locate(self.text, parent) {
+                return format!("`{path}` is required{what} (in `{parent}`, line {line})");
+            }
+            section = parent;
         }
+        format!("`{path}` is required{what}")
     }
 
     /// A list of CIDR ranges; an entry that is not one is an error at `path`.

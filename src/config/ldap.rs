@@ -1,4 +1,5 @@
-//! `ldap`: mxisd's LDAP / Active Directory identity store.
+//! `ldap`: mxisd's LDAP / Active Directory identity store; `netiq` is the same store under
+//! another name (mxisd's docs), and only one of them may be enabled.
 
 use super::check::Resolver;
 use std::path::PathBuf;
@@ -31,23 +32,28 @@ pub struct LdapConfig {
     pub identity_token: String,
     /// Added to authentication searches.
     pub auth_filter: String,
+    /// Whether the directory's bindings are listed into the hash index of v2 lookups
+    /// (`ldap.identity.lookup`, or mxisd's documented `ldap.lookup`).
+    pub listed: bool,
 }
 
 impl Resolver<'_> {
-    pub(super) fn ldap(&mut self, l: raw::Ldap) -> Result<Option<LdapConfig>, String> {
+    /// The section `name` (`ldap` or `netiq`), when enabled.
+    pub(super) fn ldap(&mut self, name: &str, l: raw::Ldap) -> Result<Option<LdapConfig>, String> {
         if l.enabled != Some(true) {
             return Ok(None);
         }
-        self.unsupported("ldap", &l.unsupported());
+        let key = |k: &str| format!("{name}.{k}");
+        self.unsupported(name, &l.unsupported());
         let c = l.connection.unwrap_or_default();
         let host = self
-            .non_empty("ldap.connection.host", c.host)?
-            .ok_or_else(|| self.required("ldap.connection.host", ""))?;
+            .non_empty(&key("connection.host"), c.host)?
+            .ok_or_else(|| self.required(&key("connection.host"), ""))?;
         let tls = c.tls.unwrap_or(false);
         let start_tls = c.start_tls.unwrap_or(false);
         if tls && start_tls {
             return Err(self.at(
-                "ldap.connection.startTls",
+                &key("connection.startTls"),
                 "cannot be used with tls (LDAPS): pick one",
             ));
         }
@@ -57,10 +63,10 @@ impl Resolver<'_> {
         base_dns.extend(c.base_dn);
         base_dns.retain(|b| !b.trim().is_empty());
         if base_dns.is_empty() {
-            return Err(self.required("ldap.connection.baseDNs", ": at least one base DN"));
+            return Err(self.required(&key("connection.baseDNs"), ": at least one base DN"));
         }
-        let ca_file = self.readable_file("ldap.connection.caFile", c.ca_file)?;
-        let timeout = self.seconds("ldap.connection.timeout", c.timeout, 5, 300)?;
+        let ca_file = self.readable_file(&key("connection.caFile"), c.ca_file)?;
+        let timeout = self.seconds(&key("connection.timeout"), c.timeout, 5, 300)?;
         let active_directory = l.active_directory.unwrap_or(false);
         let attribute = l.attribute.unwrap_or_default();
         let uid = attribute.uid.unwrap_or_default();
@@ -69,20 +75,19 @@ impl Resolver<'_> {
             Some("mxid") => true,
             Some(other) => {
                 return Err(self.at(
-                    "ldap.attribute.uid.type",
+                    &key("attribute.uid.type"),
                     format!("'{other}' is not uid or mxid"),
                 ))
             }
         };
-        let default_uid = if active_directory {
-            "sAMAccountName"
-        } else {
-            "uid"
-        };
+        // mxisd's defaults, made for Active Directory; an OpenLDAP directory sets
+        // `attribute.uid.value: uid` (the example config does).
         let mut threepid_attributes = std::collections::BTreeMap::new();
         threepid_attributes.insert(
             "email".to_owned(),
-            vec!["mail".to_owned(), "otherMailbox".to_owned()],
+            ["mailPrimaryAddress", "mail", "otherMailbox"]
+                .map(str::to_owned)
+                .to_vec(),
         );
         threepid_attributes.insert(
             "msisdn".to_owned(),
@@ -99,7 +104,16 @@ impl Resolver<'_> {
         );
         threepid_attributes.extend(attribute.threepid.unwrap_or_default());
         let identity = l.identity.unwrap_or_default();
-        self.unsupported("ldap.identity", &identity.unsupported());
+        // mxisd's docs say `ldap.lookup`, its code reads `ldap.identity.lookup`: either.
+        let listed = match (l.lookup, identity.lookup) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(self.at(
+                    &key("identity.lookup"),
+                    format!("{b}, but `{name}.lookup` says {a}: keep one"),
+                ))
+            }
+            (a, b) => a.or(b).unwrap_or(true),
+        };
         Ok(Some(LdapConfig {
             url,
             start_tls,
@@ -111,7 +125,7 @@ impl Resolver<'_> {
             active_directory,
             default_domain: l.default_domain.filter(|d| !d.trim().is_empty()),
             filter: l.filter.unwrap_or_default(),
-            uid_attribute: uid.value.unwrap_or_else(|| default_uid.into()),
+            uid_attribute: uid.value.unwrap_or_else(|| "saMAccountName".into()),
             uid_is_mxid,
             name_attribute: attribute.name.unwrap_or_else(|| "displayName".into()),
             threepid_attributes,
@@ -119,6 +133,7 @@ impl Resolver<'_> {
             identity_medium_filters: identity.medium.unwrap_or_default(),
             identity_token: identity.token.unwrap_or_else(|| "%3pid".into()),
             auth_filter: l.auth.and_then(|a| a.filter).unwrap_or_default(),
+            listed,
         }))
     }
 }
@@ -138,6 +153,7 @@ pub(super) mod raw {
             attribute: LdapAttribute = "attribute",
             identity: LdapIdentity = "identity",
             auth: LdapAuth = "auth",
+            lookup: bool = "lookup",
         } unsupported {
             directory = "directory",
             profile = "profile",
@@ -175,8 +191,7 @@ pub(super) mod raw {
             filter: String = "filter",
             token: String = "token",
             medium: std::collections::BTreeMap<String, String> = "medium",
-        } unsupported {
-            lookup = "lookup",
+            lookup: bool = "lookup",
         }
     }
     section! {

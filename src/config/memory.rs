@@ -3,6 +3,14 @@
 use super::check::Resolver;
 
 #[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    pub identities: Vec<MemoryIdentity>,
+    /// Whether its bindings are listed into the hash index of v2 lookups
+    /// (`memory.hashEnabled`).
+    pub listed: bool,
+}
+
+#[derive(Debug, Clone)]
 pub struct MemoryIdentity {
     pub username: String,
     pub password: Option<String>,
@@ -12,9 +20,10 @@ pub struct MemoryIdentity {
 }
 
 impl Resolver<'_> {
-    pub(super) fn memory(&mut self, m: raw::Memory) -> Result<Vec<MemoryIdentity>, String> {
-        if m.enabled == Some(false) {
-            return Ok(Vec::new());
+    /// The static store, when `memory.enabled` is true (mxisd's default: off).
+    pub(super) fn memory(&mut self, m: raw::Memory) -> Result<Option<MemoryConfig>, String> {
+        if m.enabled != Some(true) {
+            return Ok(None);
         }
         let mut identities = Vec::new();
         for (i, id) in m.identities.unwrap_or_default().into_iter().enumerate() {
@@ -44,7 +53,10 @@ impl Resolver<'_> {
                 threepids,
             });
         }
-        Ok(identities)
+        Ok(Some(MemoryConfig {
+            identities,
+            listed: m.hash_enabled.unwrap_or(true),
+        }))
     }
 }
 
@@ -56,6 +68,7 @@ pub(super) mod raw {
         /// mxisd's static identity store.
         Memory {
             enabled: bool = "enabled",
+            hash_enabled: bool = "hashEnabled",
             identities: Vec<MemoryIdentity> = "identities",
         }
     }

@@ -34,7 +34,7 @@ pub use ldap::LdapConfig;
 pub use logging::LoggingConfig;
 pub use lookup::{HashingConfig, LookupConfig};
 pub use matrix::MatrixConfig;
-pub use memory::MemoryIdentity;
+pub use memory::{MemoryConfig, MemoryIdentity};
 pub use rest::RestConfig;
 pub use server::{KeyConfig, ServerConfig};
 pub use sql::{SqlKind, SqlStoreConfig, SQL_DEFAULT_LIST_QUERY, SQL_DEFAULT_QUERY};
@@ -59,8 +59,8 @@ pub struct Config {
     pub account: AccountConfig,
     /// Terms every user must accept (ma1sd's `policy.policies`), by policy name.
     pub policies: Vec<PolicyConfig>,
-    /// The static store's identities (`memory.identities`), when enabled.
-    pub memory: Vec<MemoryIdentity>,
+    /// The static store (`memory`), when enabled.
+    pub memory: Option<MemoryConfig>,
     pub lookup: LookupConfig,
     pub hashing: HashingConfig,
     /// SQL identity stores: `sql`, then `synapseSql`, when enabled.
@@ -159,8 +159,33 @@ impl Resolver<'_> {
                 sql.push(store);
             }
         }
-        let ldap = self.ldap(root.ldap.unwrap_or_default())?;
+        let ldap = self.ldap("ldap", root.ldap.unwrap_or_default())?;
+        let netiq = self.ldap("netiq", root.netiq.unwrap_or_default())?;
+        let ldap = match (ldap, netiq) {
+            (Some(_), Some(_)) => return Err(self.at(
+                "netiq.enabled",
+                "`netiq` is the LDAP store under another name, and `ldap` is enabled too: keep one",
+            )),
+            (ldap, netiq) => ldap.or(netiq),
+        };
         let rest = self.rest(root.rest.unwrap_or_default())?;
+        for (name, store) in [
+            ("exec", root.exec),
+            ("firebase", root.firebase),
+            ("wordpress", root.wordpress),
+        ] {
+            if store.and_then(|s| s.enabled) == Some(true) {
+                return Err(self.at(
+                    &format!("{name}.enabled"),
+                    format!("this version does not implement the {name} identity store: mxisd stops here rather than answer every lookup with nothing"),
+                ));
+            }
+        }
+        if memory.is_none() && sql.is_empty() && ldap.is_none() && rest.is_none() {
+            self.warnings.push(
+                "no identity store is enabled (memory, ldap, sql, synapseSql, rest): lookups find nobody".into(),
+            );
+        }
         let internal = self.internal(root.internal.unwrap_or_default())?;
         Ok(Config {
             matrix,
@@ -240,7 +265,15 @@ mod tests {
         // A key that is required: the line of the section that lacks it.
         let e = load("matrix:\n  domain: example.org\nrest:\n  enabled: true\n").unwrap_err();
         assert!(
-            e.contains("`rest.host` is required (in `rest`, line 3)"),
+            e.contains(
+                "`rest.host` is required for `rest.endpoints.auth`, a path (in `rest`, line 3)"
+            ),
+            "{e}"
+        );
+        // A section not written at all: the line of the nearest one that is.
+        let e = load("matrix:\n  domain: example.org\nldap:\n  enabled: true\n").unwrap_err();
+        assert!(
+            e.contains("`ldap.connection.host` is required (in `ldap`, line 3)"),
             "{e}"
         );
         let e = load("matrix:\n  v1: true\n").unwrap_err();
@@ -248,6 +281,88 @@ mod tests {
             e.contains("`matrix.domain` is required") && e.contains("line 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn mxisd_and_ma1sd_configs_start_as_documented() {
+        let c = |extra: &str| load(&format!("matrix:\n  domain: example.org\n{extra}"));
+        // Stores are off unless enabled, the static store included; with none, a warning.
+        let loaded = c("memory:\n  identities: []\n").unwrap();
+        assert!(loaded.config.memory.is_none());
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("no identity store is enabled")),
+            "{:?}",
+            loaded.warnings
+        );
+        // The SQL store's type defaults to sqlite; legacyRoomNames is accepted quietly.
+        let loaded =
+            c("synapseSql:\n  enabled: true\n  connection: /tmp/x.db\n  legacyRoomNames: true\n")
+                .unwrap();
+        assert_eq!(loaded.config.sql[0].kind, SqlKind::Sqlite);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        // LDAP: mxisd's defaults; its listing switch under both documented names.
+        let ldap = "ldap:\n  enabled: true\n  connection:\n    host: h\n    baseDNs: ['dc=x']\n";
+        let l = c(ldap).unwrap().config.ldap.unwrap();
+        assert_eq!(l.uid_attribute, "saMAccountName");
+        assert_eq!(
+            l.threepid_attributes["email"],
+            ["mailPrimaryAddress", "mail", "otherMailbox"]
+        );
+        assert!(l.listed);
+        assert!(
+            !c(&format!("{ldap}  lookup: false\n"))
+                .unwrap()
+                .config
+                .ldap
+                .unwrap()
+                .listed
+        );
+        let e = c(&format!(
+            "{ldap}  lookup: true\n  identity:\n    lookup: false\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("keep one"), "{e}");
+        // netiq is LDAP under another name; not both.
+        let netiq = ldap.replace("ldap:", "netiq:");
+        assert!(c(&netiq).unwrap().config.ldap.is_some());
+        let e = c(&format!("{ldap}{netiq}")).unwrap_err();
+        assert!(
+            e.contains("`netiq.enabled`") && e.contains("keep one"),
+            "{e}"
+        );
+        // REST: full URLs need no host; paths do.
+        let rest = "rest:\n  enabled: true\n  endpoints:\n    auth: 'https://b.example/a'\n    identity:\n      single: 'https://b.example/s'\n      bulk: ''\n";
+        let r = c(rest).unwrap().config.rest.unwrap();
+        assert_eq!(
+            (r.single_url.as_str(), r.bulk_url),
+            ("https://b.example/s", None)
+        );
+        let e = c("rest:\n  enabled: true\n").unwrap_err();
+        assert!(
+            e.contains("`rest.host` is required for `rest.endpoints.auth`, a path"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stores_this_version_lacks_stop_the_start() {
+        let c = |extra: &str| load(&format!("matrix:\n  domain: example.org\n{extra}"));
+        for store in ["exec", "firebase", "wordpress"] {
+            let e = c(&format!("{store}:\n  enabled: true\n  other: keys\n")).unwrap_err();
+            assert!(e.contains(&format!("`{store}.enabled` (line 4)")), "{e}");
+            assert!(e.contains("does not implement"), "{e}");
+            assert!(c(&format!("{store}:\n  enabled: false\n")).is_ok());
+        }
+        let e = c("sql:\n  enabled: true\n  type: mysql\n  connection: x\n").unwrap_err();
+        assert!(
+            e.contains("`sql.type` (line 5)") && e.contains("mysql"),
+            "{e}"
+        );
+        let e = c("storage:\n  backend: postgresql\n").unwrap_err();
+        assert!(e.contains("not in this version yet"), "{e}");
     }
 
     #[test]
@@ -278,7 +393,7 @@ mod tests {
 
     #[test]
     fn mxisd_sections_warn_once_each() {
-        let text = "matrix:\n  domain: example.org\n  identity:\n    servers: {}\nappsvc:\n  enabled: true\n  endpoint:\n    toHS: x\nstorage:\n  provider:\n    postgresql:\n      database: x\n";
+        let text = "matrix:\n  domain: example.org\n  identity:\n    servers: {}\nappsvc:\n  enabled: true\n  endpoint:\n    toHS: x\nstorage:\n  provider:\n    postgresql:\n      database: x\nmemory:\n  enabled: true\n";
         let w = load(text).unwrap().warnings;
         assert_eq!(w.len(), 3, "{w:?}");
         assert!(w.iter().any(|w| w.contains("`appsvc` (line 5)")), "{w:?}");

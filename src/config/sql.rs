@@ -45,21 +45,29 @@ impl Resolver<'_> {
             return Ok(None);
         }
         self.unsupported(name, &s.unsupported());
+        // mxisd's default type is sqlite.
         let kind = match self.non_empty(&format!("{name}.type"), s.kind)?.as_deref() {
-            Some("sqlite") => SqlKind::Sqlite,
+            None | Some("sqlite") => SqlKind::Sqlite,
             Some("postgresql") => SqlKind::Postgresql,
+            Some(other @ ("mysql" | "mariadb")) => {
+                return Err(self.at(
+                    &format!("{name}.type"),
+                    format!("this version does not implement the {other} identity store (sqlite and postgresql only): mxisd would stop here rather than answer every lookup with nothing"),
+                ))
+            }
             Some(other) => {
                 return Err(self.at(
                     &format!("{name}.type"),
                     format!("'{other}' is not sqlite or postgresql"),
                 ))
             }
-            None => return Err(self.required(&format!("{name}.type"), " (sqlite or postgresql)")),
         };
         let connection = self
             .non_empty(&format!("{name}.connection"), s.connection)?
             .ok_or_else(|| self.required(&format!("{name}.connection"), ""))?;
         let timeout = self.seconds(&format!("{name}.timeout"), s.timeout, 10, 300)?;
+        // Accepted, with nothing to do: room names come with the store-invite request.
+        let _ = s.legacy_room_names;
         let identity = s.identity.unwrap_or_default();
         if identity.enabled == Some(false) {
             return Ok(None); // the store serves no lookups
@@ -103,6 +111,7 @@ pub(super) mod raw {
             timeout: u64 = "timeout",
             identity: SqlIdentity = "identity",
             lookup: SqlLookup = "lookup",
+            legacy_room_names: bool = "legacyRoomNames",
         } unsupported {
             auth = "auth",
             directory = "directory",

@@ -12,10 +12,16 @@ impl Resolver<'_> {
     pub(super) fn storage(&mut self, s: raw::Storage) -> Result<StorageConfig, String> {
         match self.non_empty("storage.backend", s.backend)?.as_deref() {
             None | Some("sqlite") => {}
+            Some("postgresql") => {
+                return Err(self.at(
+                    "storage.backend",
+                    "mxisd's own state on PostgreSQL (for several instances on one database) is not in this version yet; use sqlite",
+                ))
+            }
             Some(other) => {
                 return Err(self.at(
                     "storage.backend",
-                    format!("'{other}' is not supported by this version; use sqlite"),
+                    format!("'{other}' is not sqlite or postgresql"),
                 ))
             }
         }

@@ -65,6 +65,10 @@ section! {
         sql: super::sql::raw::Sql = "sql",
         synapse_sql: super::sql::raw::Sql = "synapseSql",
         ldap: super::ldap::raw::Ldap = "ldap",
+        netiq: super::ldap::raw::Ldap = "netiq",
+        exec: OtherStore = "exec",
+        firebase: OtherStore = "firebase",
+        wordpress: OtherStore = "wordpress",
         rest: super::rest::raw::Rest = "rest",
         internal: super::internal::raw::Internal = "internal",
     } unsupported {
@@ -73,18 +77,21 @@ section! {
         directory = "directory",
         account_config = "accountConfig",
         dns = "dns",
-        exec = "exec",
-        firebase = "firebase",
         forward = "forward",
         invite = "invite",
         notification = "notification",
-        netiq = "netiq",
         register = "register",
         session = "session",
         threepid = "threepid",
         view = "view",
-        wordpress = "wordpress",
     }
+}
+
+/// An identity store of mxisd's that this version does not implement: only whether it is
+/// enabled is read (its other keys are accepted as they are).
+#[derive(serde::Deserialize, Default, Debug)]
+pub struct OtherStore {
+    pub enabled: Option<bool>,
 }
 
 /// serde_yaml-style messages already carry the key path and position ("server.port: invalid

@@ -64,8 +64,8 @@ impl Chain {
         let region = config.lookup.default_region;
         let domain = &config.matrix.domain;
         let mut stores: Vec<Box<dyn IdentityStore>> = Vec::new();
-        if !config.memory.is_empty() {
-            stores.push(Box::new(MemoryStore::new(&config.memory, domain, region)));
+        if let Some(memory) = &config.memory {
+            stores.push(Box::new(MemoryStore::new(memory, domain, region)));
         }
         if let Some(ldap) = &config.ldap {
             stores.push(Box::new(LdapStore::new(ldap.clone(), domain, region)?));
