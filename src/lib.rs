@@ -25,6 +25,7 @@ pub(crate) mod pool;
 pub(crate) mod ratelimit;
 pub(crate) mod state;
 pub(crate) mod threepid;
+pub(crate) mod user_id;
 
 /// Milliseconds since the Unix epoch, as Matrix timestamps are written.
 pub fn now_ms() -> i64 {

@@ -7,13 +7,44 @@
 //!   default region.
 
 use phonenumber::country::Id;
+use std::fmt;
+
+/// The kinds of 3PID the spec knows, parsed once where a medium comes in (a request, a
+/// store's row, the config); anything else is not a 3PID this server can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Medium {
+    Email,
+    Msisdn,
+}
+
+impl Medium {
+    pub fn parse(medium: &str) -> Option<Medium> {
+        match medium {
+            "email" => Some(Medium::Email),
+            "msisdn" => Some(Medium::Msisdn),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Medium::Email => "email",
+            Medium::Msisdn => "msisdn",
+        }
+    }
+}
+
+impl fmt::Display for Medium {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Normalises an address of `medium`; `None` if it is not a valid one.
-pub fn address(medium: &str, address: &str, default_region: Option<Id>) -> Option<String> {
+pub fn address(medium: Medium, address: &str, default_region: Option<Id>) -> Option<String> {
     match medium {
-        "email" => email(address),
-        "msisdn" => msisdn(address, default_region),
-        _ => Some(address.trim().to_owned()),
+        Medium::Email => email(address),
+        Medium::Msisdn => msisdn(address, default_region),
     }
 }
 

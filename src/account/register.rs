@@ -4,6 +4,7 @@
 use crate::federation::discovery::parse_server_name;
 use crate::federation::homeserver::{openid_userinfo, HomeserverError};
 use crate::federation::Client;
+use crate::user_id::UserId;
 use std::fmt;
 
 #[derive(Debug)]
@@ -48,16 +49,11 @@ pub fn verify_openid(
         return Err(RegisterError::NotAllowed(server.to_owned()));
     }
     let user_id = openid_userinfo(client, server, token).map_err(RegisterError::Homeserver)?;
-    // `@localpart:server` — the server part is everything after the first colon.
-    let user_server = user_id
-        .strip_prefix('@')
-        .and_then(|u| u.split_once(':'))
-        .map(|(_, s)| s);
-    if user_server != Some(server) {
-        return Err(RegisterError::ForeignUser {
+    match UserId::parse(&user_id) {
+        Some(user) if user.server() == server => Ok(user.into_string()),
+        _ => Err(RegisterError::ForeignUser {
             server: server.to_owned(),
             user_id,
-        });
+        }),
     }
-    Ok(user_id)
 }

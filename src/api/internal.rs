@@ -3,6 +3,7 @@
 
 use crate::app::App;
 use crate::http::{ApiError, Reply, Request};
+use crate::user_id::UserId;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -39,16 +40,18 @@ pub fn check_credentials(app: &App, req: &Request) -> Result<Reply, ApiError> {
             retry_after_ms: wait.as_millis() as u64,
         });
     }
-    let Some(user) = app
-        .lookup
-        .authenticate(&body.user.id, &body.user.password)?
+    // A user id that is not one is nobody's.
+    let Some(user) = UserId::parse(&body.user.id)
+        .map(|id| app.lookup.authenticate(&id, &body.user.password))
+        .transpose()?
+        .flatten()
     else {
         return Ok(Reply::json(json!({ "auth": { "success": false } })));
     };
     let three_pids: Vec<_> = user
         .threepids
         .iter()
-        .map(|(m, a)| json!({ "medium": m, "address": a }))
+        .map(|(m, a)| json!({ "medium": m.as_str(), "address": a }))
         .collect();
     Ok(Reply::json(json!({
         "auth": {

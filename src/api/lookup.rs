@@ -6,6 +6,7 @@ use super::auth;
 use crate::app::App;
 use crate::http::{ApiError, Reply, Request};
 use crate::lookup::LookupError;
+use crate::threepid::Medium;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::Deserialize;
 use serde_json::json;
@@ -25,7 +26,12 @@ impl From<LookupError> for ApiError {
 pub fn lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let medium = req.require_query("medium")?;
     let address = req.require_query("address")?;
-    let Some(mxid) = app.lookup.find(medium, address)? else {
+    // A medium that is not a 3PID of the spec is bound to nobody.
+    let Some(mxid) = Medium::parse(medium)
+        .map(|m| app.lookup.find(m, address))
+        .transpose()?
+        .flatten()
+    else {
         return Ok(Reply::json(json!({})));
     };
     let ts = crate::now_ms();
@@ -57,11 +63,16 @@ pub fn bulk_lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
     if body.threepids.len() > max {
         return Err(ApiError::TooManyAddresses(max));
     }
+    let asked: Vec<(Medium, String)> = body
+        .threepids
+        .into_iter()
+        .filter_map(|(medium, address)| Some((Medium::parse(&medium)?, address)))
+        .collect();
     let found: Vec<[String; 3]> = app
         .lookup
-        .find_many(&body.threepids)?
+        .find_many(&asked)?
         .into_iter()
-        .map(|b| [b.medium, b.address, b.mxid])
+        .map(|b| [b.medium.as_str().to_owned(), b.address, b.mxid])
         .collect();
     Ok(Reply::json(json!({ "threepids": found })))
 }
@@ -113,12 +124,12 @@ pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
         app.hash_index.lookup(&body.addresses)?
     } else {
         // "<address> <medium>": the medium is the last word.
-        let asked: Vec<(String, String)> = body
+        let asked: Vec<(Medium, String)> = body
             .addresses
             .iter()
             .filter_map(|a| {
-                a.rsplit_once(' ')
-                    .map(|(address, medium)| (medium.to_owned(), address.to_owned()))
+                let (address, medium) = a.rsplit_once(' ')?;
+                Some((Medium::parse(medium)?, address.to_owned()))
             })
             .collect();
         app.lookup

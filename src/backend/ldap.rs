@@ -13,16 +13,21 @@
 use super::{AuthenticatedUser, BackendError, Binding, IdentityStore};
 use crate::config::LdapConfig;
 use crate::pool::Pool;
-use crate::threepid;
+use crate::threepid::{self, Medium};
+use crate::user_id::UserId;
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{ldap_escape, LdapConn, LdapConnSettings, Scope, SearchEntry};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-const CONNECTIONS: usize = 4;
 const PAGE_SIZE: i32 = 500;
 
 pub struct LdapStore {
     cfg: LdapConfig,
+    /// `attribute.threepid.<medium>`: the attributes holding each medium's addresses.
+    threepid_attributes: BTreeMap<Medium, Vec<String>>,
+    /// `identity.medium.<medium>`: lookup filter templates replacing the attribute search.
+    medium_filters: BTreeMap<Medium, String>,
     domain: String,
     region: Option<phonenumber::country::Id>,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -33,36 +38,49 @@ pub struct LdapStore {
 pub struct LdapUser {
     pub mxid: String,
     pub display_name: Option<String>,
-    pub threepids: Vec<(String, String)>,
+    pub threepids: Vec<(Medium, String)>,
+}
+
+/// A map keyed by medium names from the config, keyed by `Medium`; `key` names it in errors.
+fn by_medium<V: Clone>(
+    map: &BTreeMap<String, V>,
+    key: &str,
+) -> Result<BTreeMap<Medium, V>, String> {
+    map.iter()
+        .map(|(m, v)| match Medium::parse(m) {
+            Some(medium) => Ok((medium, v.clone())),
+            None => Err(format!("ldap.{key}.{m}: not a medium (email, msisdn)")),
+        })
+        .collect()
 }
 
 impl LdapStore {
+    /// The store of `cfg`, with `connections` connections (one per worker), each waited for
+    /// at most twice the store's timeout (a connect and a bind).
     pub fn new(
         cfg: LdapConfig,
         domain: &str,
         region: Option<phonenumber::country::Id>,
+        connections: usize,
     ) -> Result<LdapStore, String> {
         let tls = match &cfg.ca_file {
             Some(path) => Some(Arc::new(tls_config(path)?)),
             None => None,
         };
+        let threepid_attributes = by_medium(&cfg.threepid_attributes, "attribute.threepid")?;
+        let medium_filters = by_medium(&cfg.identity_medium_filters, "identity.medium")?;
         // A connection whose user panicked is remade.
-        let pool = Pool::new((0..CONNECTIONS).map(|_| None).collect(), cfg.timeout * 2)
+        let pool = Pool::new((0..connections).map(|_| None).collect(), cfg.timeout * 2)
             .on_panic(|slot| *slot = None);
         Ok(LdapStore {
             cfg,
+            threepid_attributes,
+            medium_filters,
             domain: domain.to_owned(),
             region,
             tls,
             pool,
         })
-    }
-
-    fn error(&self, reason: impl std::fmt::Display) -> BackendError {
-        BackendError {
-            store: self.name().into(),
-            reason: reason.to_string(),
-        }
     }
 
     fn settings(&self) -> LdapConnSettings {
@@ -159,7 +177,7 @@ impl LdapStore {
             self.cfg.uid_attribute.clone(),
             self.cfg.name_attribute.clone(),
         ];
-        attrs.extend(self.cfg.threepid_attributes.values().flatten().cloned());
+        attrs.extend(self.threepid_attributes.values().flatten().cloned());
         attrs
     }
 
@@ -175,14 +193,14 @@ impl LdapStore {
         }
     }
 
-    fn lookup_filter(&self, medium: &str, address: &str) -> Option<String> {
+    fn lookup_filter(&self, medium: Medium, address: &str) -> Option<String> {
         // Directories store phone numbers as written; telephoneNumber matching ignores spaces
         // and hyphens, so ask for the international form with and without '+'.
         let values: Vec<String> = match medium {
-            "msisdn" => vec![format!("+{address}"), address.to_owned()],
-            _ => vec![address.to_owned()],
+            Medium::Msisdn => vec![format!("+{address}"), address.to_owned()],
+            Medium::Email => vec![address.to_owned()],
         };
-        let inner = match self.cfg.identity_medium_filters.get(medium) {
+        let inner = match self.medium_filters.get(&medium) {
             Some(template) => format!(
                 "(|{})",
                 values
@@ -191,7 +209,7 @@ impl LdapStore {
                     .collect::<String>()
             ),
             None => {
-                let attrs = self.cfg.threepid_attributes.get(medium)?;
+                let attrs = self.threepid_attributes.get(&medium)?;
                 let terms: String = attrs
                     .iter()
                     .flat_map(|a| {
@@ -225,17 +243,17 @@ impl LdapStore {
             } else {
                 &uid
             };
-            format!("@{}:{}", local.to_lowercase(), self.domain)
+            UserId::of(local, &self.domain).into_string()
         };
         let mut threepids = Vec::new();
-        for (medium, attrs) in &self.cfg.threepid_attributes {
+        for (&medium, attrs) in &self.threepid_attributes {
             for (name, values) in &entry.attrs {
                 if attrs.iter().any(|a| a.eq_ignore_ascii_case(name)) {
                     threepids.extend(
                         values
                             .iter()
                             .filter_map(|v| threepid::address(medium, v, self.region))
-                            .map(|a| (medium.clone(), a)),
+                            .map(|a| (medium, a)),
                     );
                 }
             }
@@ -272,7 +290,7 @@ impl IdentityStore for LdapStore {
         "ldap"
     }
 
-    fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError> {
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
         let Some(filter) = self.lookup_filter(medium, address) else {
             return Ok(None); // no attribute holds this medium
         };
@@ -281,16 +299,20 @@ impl IdentityStore for LdapStore {
         Ok(entries
             .iter()
             .filter_map(|e| self.user(e))
-            .find(|u| u.threepids.iter().any(|(m, a)| m == medium && a == address))
+            .find(|u| {
+                u.threepids
+                    .iter()
+                    .any(|(m, a)| *m == medium && a == address)
+            })
             .map(|u| u.mxid))
     }
 
     fn authenticate(
         &self,
-        localpart: &str,
-        mxid: &str,
+        user_id: &UserId,
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, BackendError> {
+        let (localpart, mxid) = (user_id.localpart(), user_id.as_str());
         // An empty password is an anonymous bind, which LDAP servers accept: never a login.
         if password.is_empty() {
             return Ok(None);
@@ -346,7 +368,6 @@ impl IdentityStore for LdapStore {
             return None; // `ldap.identity.lookup: false`
         }
         let present: String = self
-            .cfg
             .threepid_attributes
             .values()
             .flatten()
@@ -366,5 +387,25 @@ impl IdentityStore for LdapStore {
                 }
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medium_keys_of_the_config_are_mediums() {
+        let mut map = BTreeMap::new();
+        map.insert("email".to_owned(), 1);
+        assert_eq!(
+            by_medium(&map, "attribute.threepid").unwrap()[&Medium::Email],
+            1
+        );
+        map.insert("fax".to_owned(), 2);
+        assert_eq!(
+            by_medium(&map, "attribute.threepid").unwrap_err(),
+            "ldap.attribute.threepid.fax: not a medium (email, msisdn)"
+        );
     }
 }

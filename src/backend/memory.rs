@@ -3,7 +3,8 @@
 
 use super::{AuthenticatedUser, BackendError, Binding, IdentityStore};
 use crate::config::MemoryConfig;
-use crate::threepid;
+use crate::threepid::{self, Medium};
+use crate::user_id::UserId;
 
 pub struct MemoryStore {
     bindings: Vec<Binding>,
@@ -28,24 +29,26 @@ impl MemoryStore {
         let identities = &config.identities;
         let mut bindings = Vec::new();
         for id in identities {
-            let mxid = format!("@{}:{domain}", id.username);
+            let mxid = UserId::of(&id.username, domain).into_string();
             for (medium, address) in &id.threepids {
-                match threepid::address(medium, address, region) {
-                    Some(address) => bindings.push(Binding {
-                        medium: medium.clone(),
+                let normal = Medium::parse(medium)
+                    .and_then(|m| Some((m, threepid::address(m, address, region)?)));
+                match normal {
+                    Some((medium, address)) => bindings.push(Binding {
+                        medium,
                         address,
                         mxid: mxid.clone(),
                     }),
-                    None => {
-                        log::warn!("memory store: {mxid} has a {medium} that is not valid: skipped")
-                    }
+                    None => log::warn!(
+                        "memory store: {mxid} has a {medium} '{address}' that is not valid: skipped"
+                    ),
                 }
             }
         }
         let users = identities
             .iter()
             .map(|id| User {
-                localpart: id.username.clone(),
+                localpart: UserId::of(&id.username, domain).localpart().to_owned(),
                 password: id.password.clone(),
                 display_name: id.display_name.clone(),
             })
@@ -63,7 +66,7 @@ impl IdentityStore for MemoryStore {
         "memory"
     }
 
-    fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError> {
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
         Ok(self
             .bindings
             .iter()
@@ -81,13 +84,17 @@ impl IdentityStore for MemoryStore {
 
     fn authenticate(
         &self,
-        localpart: &str,
-        mxid: &str,
+        user_id: &UserId,
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, BackendError> {
-        let Some(user) = self.users.iter().find(|u| u.localpart == localpart) else {
+        let Some(user) = self
+            .users
+            .iter()
+            .find(|u| u.localpart == user_id.localpart())
+        else {
             return Ok(None);
         };
+        let mxid = user_id.as_str();
         let right = user
             .password
             .as_deref()
@@ -99,7 +106,7 @@ impl IdentityStore for MemoryStore {
                 .bindings
                 .iter()
                 .filter(|b| b.mxid == mxid)
-                .map(|b| (b.medium.clone(), b.address.clone()))
+                .map(|b| (b.medium, b.address.clone()))
                 .collect(),
         }))
     }
@@ -108,4 +115,38 @@ impl IdentityStore for MemoryStore {
 /// Compares without stopping at the first difference, so timing says nothing of the password.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MemoryIdentity;
+
+    #[test]
+    fn users_are_found_by_normalised_3pids_under_lower_case_ids() {
+        let config = MemoryConfig {
+            identities: vec![MemoryIdentity {
+                username: "Carol".into(),
+                password: Some("pw".into()),
+                display_name: None,
+                threepids: vec![
+                    ("email".into(), "Carol@Example.org".into()),
+                    ("fax".into(), "123".into()),
+                ],
+            }],
+            listed: true,
+        };
+        let store = MemoryStore::new(&config, "example.org", None);
+        assert_eq!(
+            store.find(Medium::Email, "carol@example.org"),
+            Ok(Some("@carol:example.org".into()))
+        );
+        let user = UserId::parse("@carol:example.org").unwrap();
+        let found = store.authenticate(&user, "pw").unwrap().unwrap();
+        assert_eq!(
+            found.threepids,
+            [(Medium::Email, "carol@example.org".into())]
+        );
+        assert_eq!(store.authenticate(&user, "nope"), Ok(None));
+    }
 }

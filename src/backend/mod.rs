@@ -9,12 +9,14 @@ pub mod memory;
 pub mod rest;
 pub mod sql;
 
+use crate::threepid::Medium;
+use crate::user_id::UserId;
 use std::fmt;
 
 /// A 3PID bound to a Matrix ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
-    pub medium: String,
+    pub medium: Medium,
     pub address: String,
     pub mxid: String,
 }
@@ -38,7 +40,7 @@ pub struct AuthenticatedUser {
     pub mxid: String,
     pub display_name: Option<String>,
     /// (medium, address), normalised.
-    pub threepids: Vec<(String, String)>,
+    pub threepids: Vec<(Medium, String)>,
 }
 
 /// All connections of a store stayed busy; the store renames the error with its own name.
@@ -55,23 +57,24 @@ pub trait IdentityStore: Send + Sync {
     /// A short name for logs and errors (`ldap`, `sql`, `memory`, ...).
     fn name(&self) -> &str;
 
-    /// The Matrix ID bound to one 3PID.
-    fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError>;
+    /// This store's error: it could not answer, and why.
+    fn error(&self, reason: impl fmt::Display) -> BackendError
+    where
+        Self: Sized,
+    {
+        BackendError {
+            store: self.name().to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The Matrix ID bound to one 3PID (its address normalised).
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError>;
 
     /// The bindings of many 3PIDs (only those found). Stores that can do better than one
     /// query per 3PID override this.
-    fn find_many(&self, threepids: &[(String, String)]) -> Result<Vec<Binding>, BackendError> {
-        let mut found = Vec::new();
-        for (medium, address) in threepids {
-            if let Some(mxid) = self.find(medium, address)? {
-                found.push(Binding {
-                    medium: medium.clone(),
-                    address: address.clone(),
-                    mxid,
-                });
-            }
-        }
-        Ok(found)
+    fn find_many(&self, threepids: &[(Medium, String)]) -> Result<Vec<Binding>, BackendError> {
+        find_one_by_one(self, threepids)
     }
 
     /// Hands every binding to `sink`, one at a time (the hash index of v2 lookups is built
@@ -80,15 +83,32 @@ pub trait IdentityStore: Send + Sync {
         None
     }
 
-    /// Checks the password of the user `localpart` (Matrix ID `mxid`): the user if it is
-    /// right, `None` if the user is unknown here or the password wrong (or the store does
-    /// not authenticate).
+    /// Checks the password of `user` (one of `matrix.domain`): the user if it is right,
+    /// `None` if the user is unknown here or the password wrong (or the store does not
+    /// authenticate).
     fn authenticate(
         &self,
-        _localpart: &str,
-        _mxid: &str,
+        _user: &UserId,
         _password: &str,
     ) -> Result<Option<AuthenticatedUser>, BackendError> {
         Ok(None)
     }
+}
+
+/// Many 3PIDs asked one at a time, for stores without a bulk query.
+pub fn find_one_by_one<S: IdentityStore + ?Sized>(
+    store: &S,
+    threepids: &[(Medium, String)],
+) -> Result<Vec<Binding>, BackendError> {
+    let mut found = Vec::new();
+    for (medium, address) in threepids {
+        if let Some(mxid) = store.find(*medium, address)? {
+            found.push(Binding {
+                medium: *medium,
+                address: address.clone(),
+                mxid,
+            });
+        }
+    }
+    Ok(found)
 }

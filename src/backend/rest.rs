@@ -11,18 +11,25 @@
 //! v2 lookups only for the `none` algorithm. Without a bulk endpoint (`identity.bulk` left
 //! empty), bulk lookups ask the single endpoint for each address.
 
-use super::{AuthenticatedUser, BackendError, Binding, IdentityStore};
+use super::{find_one_by_one, AuthenticatedUser, BackendError, Binding, IdentityStore};
 use crate::config::RestConfig;
+use crate::threepid::{self, Medium};
+use crate::user_id::UserId;
 use serde_json::{json, Value};
 
 pub struct RestStore {
     cfg: RestConfig,
     domain: String,
+    region: Option<phonenumber::country::Id>,
     agent: ureq::Agent,
 }
 
 impl RestStore {
-    pub fn new(cfg: RestConfig, domain: &str) -> RestStore {
+    pub fn new(
+        cfg: RestConfig,
+        domain: &str,
+        region: Option<phonenumber::country::Id>,
+    ) -> RestStore {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(cfg.timeout))
@@ -32,14 +39,8 @@ impl RestStore {
         RestStore {
             cfg,
             domain: domain.to_owned(),
+            region,
             agent,
-        }
-    }
-
-    fn error(&self, reason: impl std::fmt::Display) -> BackendError {
-        BackendError {
-            store: self.name().into(),
-            reason: reason.to_string(),
         }
     }
 
@@ -63,11 +64,17 @@ impl RestStore {
         serde_json::from_str(&text).map_err(|e| self.error(format!("{url}: not JSON ({e})")))
     }
 
+    /// A 3PID the backend gave, normalised; `None` if it is not one.
+    fn threepid(&self, medium: &str, address: &str) -> Option<(Medium, String)> {
+        let medium = Medium::parse(medium)?;
+        Some((medium, threepid::address(medium, address, self.region)?))
+    }
+
     /// `{"type":"mxid"|"localpart","value":…}` → a Matrix ID.
     fn mxid(&self, id: &Value) -> Option<String> {
         let value = id.get("value")?.as_str()?;
         match id.get("type").and_then(Value::as_str) {
-            Some("localpart") => Some(format!("@{value}:{}", self.domain)),
+            Some("localpart") => Some(UserId::of(value, &self.domain).into_string()),
             _ => Some(value.to_owned()),
         }
     }
@@ -78,10 +85,10 @@ impl IdentityStore for RestStore {
         "rest"
     }
 
-    fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError> {
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
         let answer = self.post(
             &self.cfg.single_url,
-            &json!({"lookup": {"medium": medium, "address": address}}),
+            &json!({"lookup": {"medium": medium.as_str(), "address": address}}),
         )?;
         Ok(answer
             .get("lookup")
@@ -89,23 +96,13 @@ impl IdentityStore for RestStore {
             .and_then(|id| self.mxid(id)))
     }
 
-    fn find_many(&self, threepids: &[(String, String)]) -> Result<Vec<Binding>, BackendError> {
+    fn find_many(&self, threepids: &[(Medium, String)]) -> Result<Vec<Binding>, BackendError> {
         let Some(bulk_url) = &self.cfg.bulk_url else {
-            let mut found = Vec::new();
-            for (medium, address) in threepids {
-                if let Some(mxid) = self.find(medium, address)? {
-                    found.push(Binding {
-                        medium: medium.clone(),
-                        address: address.clone(),
-                        mxid,
-                    });
-                }
-            }
-            return Ok(found);
+            return find_one_by_one(self, threepids);
         };
         let asked: Vec<Value> = threepids
             .iter()
-            .map(|(m, a)| json!({"medium": m, "address": a}))
+            .map(|(m, a)| json!({"medium": m.as_str(), "address": a}))
             .collect();
         let answer = self.post(bulk_url, &json!({ "lookup": asked }))?;
         let found = answer
@@ -113,12 +110,18 @@ impl IdentityStore for RestStore {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        // The backend's addresses are normalised as ours are, or the chain would not
+        // recognise them as the ones it asked for.
         Ok(found
             .iter()
             .filter_map(|item| {
+                let (medium, address) = self.threepid(
+                    item.get("medium")?.as_str()?,
+                    item.get("address")?.as_str()?,
+                )?;
                 Some(Binding {
-                    medium: item.get("medium")?.as_str()?.to_owned(),
-                    address: item.get("address")?.as_str()?.to_owned(),
+                    medium,
+                    address,
                     mxid: self.mxid(item.get("id")?)?,
                 })
             })
@@ -127,10 +130,10 @@ impl IdentityStore for RestStore {
 
     fn authenticate(
         &self,
-        localpart: &str,
-        mxid: &str,
+        user_id: &UserId,
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, BackendError> {
+        let (localpart, mxid) = (user_id.localpart(), user_id.as_str());
         let body = json!({"auth": {"mxid": mxid, "localpart": localpart, "domain": self.domain, "password": password}});
         let answer = self.post(&self.cfg.auth_url, &body)?;
         let auth = answer.get("auth").cloned().unwrap_or_default();
@@ -144,10 +147,7 @@ impl IdentityStore for RestStore {
             .map(|list| {
                 list.iter()
                     .filter_map(|t| {
-                        Some((
-                            t.get("medium")?.as_str()?.to_owned(),
-                            t.get("address")?.as_str()?.to_owned(),
-                        ))
+                        self.threepid(t.get("medium")?.as_str()?, t.get("address")?.as_str()?)
                     })
                     .collect()
             })

@@ -12,14 +12,16 @@ use super::{BackendError, Binding, IdentityStore};
 use crate::config::{SqlKind, SqlStoreConfig};
 use crate::handshake::Connector;
 use crate::pool::Pool;
-use crate::threepid;
+use crate::threepid::{self, Medium};
+use crate::user_id::UserId;
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-const CONNECTIONS: usize = 4;
-
 pub struct SqlStore {
     cfg: SqlStoreConfig,
+    /// `identity.medium.<medium>`: the queries that replace `identity.query` for a medium.
+    medium_queries: BTreeMap<Medium, String>,
     domain: String,
     region: Option<phonenumber::country::Id>,
     pool: Pool<Conn>,
@@ -33,16 +35,30 @@ enum Conn {
 }
 
 impl SqlStore {
+    /// The store of `cfg` with `connections` connections (one per worker), each waited
+    /// for at most the store's timeout.
     pub fn open(
         cfg: SqlStoreConfig,
         domain: &str,
         region: Option<phonenumber::country::Id>,
+        connections: usize,
     ) -> Result<SqlStore, String> {
+        let medium_queries = cfg
+            .medium_queries
+            .iter()
+            .map(|(m, q)| match Medium::parse(m) {
+                Some(medium) => Ok((medium, q.clone())),
+                None => Err(format!(
+                    "{}.identity.medium.{m}: not a medium (email, msisdn)",
+                    cfg.name
+                )),
+            })
+            .collect::<Result<_, _>>()?;
         let mut conns = Vec::new();
         let mut pg = None;
         match cfg.kind {
             SqlKind::Sqlite => {
-                for _ in 0..CONNECTIONS {
+                for _ in 0..connections {
                     let conn = rusqlite::Connection::open_with_flags(
                         &cfg.connection,
                         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -58,12 +74,13 @@ impl SqlStore {
                     pg_config(&cfg.connection, cfg.timeout)
                         .map_err(|e| format!("{}.connection: {e}", cfg.name))?,
                 );
-                conns.extend((0..CONNECTIONS).map(|_| Conn::Pg(None)));
+                conns.extend((0..connections).map(|_| Conn::Pg(None)));
             }
         }
         let checkout = cfg.timeout;
         Ok(SqlStore {
             cfg,
+            medium_queries,
             domain: domain.to_owned(),
             region,
             // A PostgreSQL connection whose user panicked is remade.
@@ -75,13 +92,6 @@ impl SqlStore {
             pg,
             connector: Connector::default(),
         })
-    }
-
-    fn error(&self, reason: impl std::fmt::Display) -> BackendError {
-        BackendError {
-            store: self.cfg.name.to_owned(),
-            reason: reason.to_string(),
-        }
     }
 
     /// Runs `sql` with text parameters and hands each row (every column as text) to `row`,
@@ -130,7 +140,7 @@ impl SqlStore {
         if self.cfg.mxid_column {
             id.to_owned()
         } else {
-            format!("@{id}:{}", self.domain)
+            UserId::of(id, &self.domain).into_string()
         }
     }
 }
@@ -256,14 +266,10 @@ impl IdentityStore for SqlStore {
         self.cfg.name
     }
 
-    fn find(&self, medium: &str, address: &str) -> Result<Option<String>, BackendError> {
-        let query = self
-            .cfg
-            .medium_queries
-            .get(medium)
-            .unwrap_or(&self.cfg.query);
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
+        let query = self.medium_queries.get(&medium).unwrap_or(&self.cfg.query);
         let mut first = None;
-        self.each_row(query, &[medium, address], &mut |_, row| {
+        self.each_row(query, &[medium.as_str(), address], &mut |_, row| {
             if first.is_none() {
                 first = row.into_iter().next().flatten();
             }
@@ -280,7 +286,10 @@ impl IdentityStore for SqlStore {
                 let (Some(medium), Some(address), Some(id)) = (take(m), take(a), take(i)) else {
                     return;
                 };
-                if let Some(address) = threepid::address(&medium, &address, self.region) {
+                let Some(medium) = Medium::parse(&medium) else {
+                    return; // not a medium of ours
+                };
+                if let Some(address) = threepid::address(medium, &address, self.region) {
                     sink(Binding {
                         medium,
                         address,

@@ -105,7 +105,7 @@ fn build_index(chain: &Chain, pepper: &str) -> Index {
     let mut mxids: HashMap<String, Arc<str>> = HashMap::new();
     let mut by_hash = HashMap::new();
     let missing = chain.list_all(&mut |b| {
-        let Some(key) = b64::decode(&lookup_hash(&b.address, &b.medium, pepper))
+        let Some(key) = b64::decode(&lookup_hash(&b.address, b.medium.as_str(), pepper))
             .and_then(|k| k.try_into().ok())
         else {
             return;

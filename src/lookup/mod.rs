@@ -13,7 +13,8 @@ use crate::backend::{
     IdentityStore,
 };
 use crate::config::Config;
-use crate::threepid;
+use crate::threepid::{self, Medium};
+use crate::user_id::UserId;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -63,18 +64,30 @@ impl Chain {
     pub fn from_config(config: &Config) -> Result<Chain, String> {
         let region = config.lookup.default_region;
         let domain = &config.matrix.domain;
+        // A connection per worker: none waits for another's.
+        let connections = config.http.workers;
         let mut stores: Vec<Box<dyn IdentityStore>> = Vec::new();
         if let Some(memory) = &config.memory {
             stores.push(Box::new(MemoryStore::new(memory, domain, region)));
         }
         if let Some(ldap) = &config.ldap {
-            stores.push(Box::new(LdapStore::new(ldap.clone(), domain, region)?));
+            stores.push(Box::new(LdapStore::new(
+                ldap.clone(),
+                domain,
+                region,
+                connections,
+            )?));
         }
         for sql in &config.sql {
-            stores.push(Box::new(SqlStore::open(sql.clone(), domain, region)?));
+            stores.push(Box::new(SqlStore::open(
+                sql.clone(),
+                domain,
+                region,
+                connections,
+            )?));
         }
         if let Some(rest) = &config.rest {
-            stores.push(Box::new(RestStore::new(rest.clone(), domain)));
+            stores.push(Box::new(RestStore::new(rest.clone(), domain, region)));
         }
         Ok(Chain {
             stores,
@@ -84,7 +97,7 @@ impl Chain {
     }
 
     /// The Matrix ID bound to this 3PID, if a store knows one.
-    pub fn find(&self, medium: &str, address: &str) -> Result<Option<String>, LookupError> {
+    pub fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, LookupError> {
         let Some(address) = threepid::address(medium, address, self.region) else {
             return Ok(None);
         };
@@ -116,13 +129,13 @@ impl Chain {
     }
 
     /// The bindings of many 3PIDs, keyed by the (medium, address) as asked.
-    pub fn find_many(&self, asked: &[(String, String)]) -> Result<Vec<Binding>, LookupError> {
+    pub fn find_many(&self, asked: &[(Medium, String)]) -> Result<Vec<Binding>, LookupError> {
         // normalised (medium, address) -> the forms it was asked in
-        let mut wanted: HashMap<(String, String), Vec<String>> = HashMap::new();
+        let mut wanted: HashMap<(Medium, String), Vec<String>> = HashMap::new();
         for (medium, address) in asked {
-            if let Some(norm) = threepid::address(medium, address, self.region) {
+            if let Some(norm) = threepid::address(*medium, address, self.region) {
                 wanted
-                    .entry((medium.clone(), norm))
+                    .entry((*medium, norm))
                     .or_default()
                     .push(address.clone());
             }
@@ -133,13 +146,13 @@ impl Chain {
             if wanted.is_empty() {
                 break;
             }
-            let query: Vec<(String, String)> = wanted.keys().cloned().collect();
+            let query: Vec<(Medium, String)> = wanted.keys().cloned().collect();
             match store.find_many(&query) {
                 Ok(bindings) => {
                     for b in bindings {
-                        if let Some(forms) = wanted.remove(&(b.medium.clone(), b.address.clone())) {
+                        if let Some(forms) = wanted.remove(&(b.medium, b.address.clone())) {
                             found.extend(forms.into_iter().map(|address| Binding {
-                                medium: b.medium.clone(),
+                                medium: b.medium,
                                 address,
                                 mxid: b.mxid.clone(),
                             }));
@@ -158,20 +171,17 @@ impl Chain {
         Ok(found)
     }
 
-    /// Checks `password` for the Matrix ID `mxid` (a user of `matrix.domain`): the first store
-    /// that accepts it answers. Fails only if no store accepted and one could not answer.
+    /// Checks `password` for `user` (one of `matrix.domain`): the first store that accepts it
+    /// answers. Fails only if no store accepted and one could not answer.
     pub fn authenticate(
         &self,
-        mxid: &str,
+        user: &UserId,
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, LookupError> {
-        let Some(localpart) = mxid
-            .strip_prefix('@')
-            .and_then(|m| m.strip_suffix(&format!(":{}", self.domain)))
-        else {
+        if user.server() != self.domain {
             return Ok(None); // not one of our users
-        };
-        self.first_answer(|store| store.authenticate(localpart, mxid, password))
+        }
+        self.first_answer(|store| store.authenticate(user, password))
     }
 
     /// Hands every binding of the stores that can list them to `sink`, most authoritative
