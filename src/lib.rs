@@ -23,8 +23,10 @@ pub mod logging;
 pub(crate) mod lookup;
 pub(crate) mod pool;
 pub(crate) mod ratelimit;
+pub(crate) mod requester;
 pub(crate) mod state;
 pub(crate) mod threepid;
+pub(crate) mod urlencoded;
 pub(crate) mod user_id;
 
 /// Milliseconds since the Unix epoch, as Matrix timestamps are written.

@@ -28,7 +28,7 @@ pub fn lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let address = req.require_query("address")?;
     // A medium that is not a 3PID of the spec is bound to nobody.
     let Some(mxid) = Medium::parse(medium)
-        .map(|m| app.lookup.find(m, address))
+        .map(|m| app.lookup.find(req.client, m, address))
         .transpose()?
         .flatten()
     else {
@@ -70,7 +70,7 @@ pub fn bulk_lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
         .collect();
     let found: Vec<[String; 3]> = app
         .lookup
-        .find_many(&asked)?
+        .find_many(req.client, &asked)?
         .into_iter()
         .map(|b| [b.medium.as_str().to_owned(), b.address, b.mxid])
         .collect();
@@ -133,7 +133,7 @@ pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
             })
             .collect();
         app.lookup
-            .find_many(&asked)?
+            .find_many(req.client, &asked)?
             .into_iter()
             .map(|b| (format!("{} {}", b.address, b.medium), b.mxid))
             .collect()

@@ -13,6 +13,7 @@
 
 use super::{find_one_by_one, AuthenticatedUser, BackendError, Binding, IdentityStore};
 use crate::config::RestConfig;
+use crate::federation::ConfiguredClient;
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
 use serde_json::{json, Value};
@@ -21,47 +22,35 @@ pub struct RestStore {
     cfg: RestConfig,
     domain: String,
     region: Option<phonenumber::country::Id>,
-    agent: ureq::Agent,
+    client: ConfiguredClient,
 }
 
 impl RestStore {
+    /// The store of `cfg`, called through `client` (the outbound module's client for
+    /// configured destinations, with `rest.timeout`).
     pub fn new(
         cfg: RestConfig,
         domain: &str,
         region: Option<phonenumber::country::Id>,
+        client: ConfiguredClient,
     ) -> RestStore {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(cfg.timeout))
-            .user_agent(concat!("mxisd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         RestStore {
             cfg,
             domain: domain.to_owned(),
             region,
-            agent,
+            client,
         }
     }
 
     fn post(&self, url: &str, body: &Value) -> Result<Value, BackendError> {
-        let mut answer = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
+        let answer = self
+            .client
+            .post_json(url, body)
             .map_err(|e| self.error(format!("{url}: {e}")))?;
-        let status = answer.status().as_u16();
-        let text = answer
-            .body_mut()
-            .with_config()
-            .limit(16 << 20)
-            .read_to_string()
-            .map_err(|e| self.error(e))?;
-        if status != 200 {
-            return Err(self.error(format!("{url} answered HTTP {status}")));
+        if answer.status != 200 {
+            return Err(self.error(format!("{url} answered HTTP {}", answer.status)));
         }
-        serde_json::from_str(&text).map_err(|e| self.error(format!("{url}: not JSON ({e})")))
+        answer.json().map_err(|e| self.error(format!("{url}: {e}")))
     }
 
     /// A 3PID the backend gave, normalised; `None` if it is not one.

@@ -1,7 +1,13 @@
-//! The outbound HTTP client. Each call resolves names through our DNS, refuses addresses
-//! the address policy forbids (after every redirect too, since each hop is resolved here),
-//! verifies certificates, and is bounded by the connect and total timeouts. Failures come
-//! back classified, so that a client can be told *which* thing went wrong.
+//! The outbound HTTP clients, both on one footing: certificates verified (against
+//! `federation.tls.caFile` when set), connect and total timeouts, at most 1 MiB read,
+//! failures classified so that a client can be told *which* thing went wrong.
+//!
+//! - [`Client`], the *guarded* one, for names users give (homeservers, other identity
+//!   servers): names resolved through our DNS, every address checked by the address policy
+//!   (after every redirect too, since each hop is resolved here).
+//! - [`ConfiguredClient`], for destinations the operator wrote in the config (a REST
+//!   backend, later an SMS gateway): the system's resolver and no address policy, since
+//!   such backends often live on private addresses.
 
 use super::address_policy::{AddressPolicy, Refused};
 use super::dns::{Dns, DnsError};
@@ -15,16 +21,32 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-/// Largest answer body we read from another server.
+/// Largest answer body we read from a server a user named.
 const MAX_ANSWER_BYTES: u64 = 1 << 20;
+/// Largest answer body we read from a configured backend (a bulk answer can be large).
+const MAX_BACKEND_ANSWER_BYTES: u64 = 16 << 20;
 
+/// The guarded client.
 #[derive(Debug, Clone)]
 pub struct Client {
     dns: Dns,
     policy: AddressPolicy,
+    caller: Caller,
+}
+
+/// The client for the operator's own destinations.
+#[derive(Debug, Clone)]
+pub struct ConfiguredClient {
+    caller: Caller,
+}
+
+/// What both clients share: TLS trust and timeouts, and how a call is made.
+#[derive(Debug, Clone)]
+struct Caller {
     tls: TlsConfig,
     connect_timeout: Duration,
     timeout: Duration,
+    max_answer: u64,
 }
 
 /// Why an outbound call failed.
@@ -59,7 +81,8 @@ impl fmt::Display for CallError {
     }
 }
 
-/// An answer: its status and body (at most [`MAX_ANSWER_BYTES`]).
+/// An answer: its status and body (at most [`MAX_ANSWER_BYTES`], or
+/// [`MAX_BACKEND_ANSWER_BYTES`] from a configured backend).
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
@@ -73,22 +96,86 @@ impl Answer {
     }
 }
 
-impl Client {
-    pub fn new(cfg: &FederationConfig) -> Result<Client, String> {
+impl Caller {
+    /// `federation`'s TLS settings and connect timeout, `timeout` for a whole call, and
+    /// answers of at most `max_answer` bytes.
+    fn new(cfg: &FederationConfig, timeout: Duration, max_answer: u64) -> Result<Caller, String> {
         let mut tls = TlsConfig::builder();
         if let Some(path) = &cfg.ca_file {
             tls = tls.root_certs(RootCerts::new_with_certs(&load_certs(path)?));
         }
         if cfg.tls_insecure {
-            log::warn!("federation.tls.insecure is set: certificates of homeservers and identity servers are NOT checked; never do this in production");
             tls = tls.disable_verification(true);
+        }
+        Ok(Caller {
+            tls: tls.build(),
+            connect_timeout: cfg.connect_timeout,
+            timeout,
+            max_answer,
+        })
+    }
+
+    fn config(&self) -> UreqConfig {
+        UreqConfig::builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(self.connect_timeout))
+            .timeout_global(Some(self.timeout))
+            .max_redirects(5)
+            .user_agent(concat!("mxisd/", env!("CARGO_PKG_VERSION")))
+            .tls_config(self.tls.clone())
+            .build()
+    }
+
+    /// GETs `url`, or POSTs `json` to it.
+    fn send(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<Answer, ureq::Error> {
+        let answer = match json {
+            None => agent.get(url).call(),
+            Some(body) => agent
+                .post(url)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+        };
+        answer.and_then(|mut r| {
+            let status = r.status().as_u16();
+            let body = r
+                .body_mut()
+                .with_config()
+                .limit(self.max_answer)
+                .read_to_string()?;
+            Ok(Answer { status, body })
+        })
+    }
+}
+
+impl ConfiguredClient {
+    /// A client for one configured destination, whose whole calls take at most `timeout`.
+    pub fn new(cfg: &FederationConfig, timeout: Duration) -> Result<ConfiguredClient, String> {
+        Ok(ConfiguredClient {
+            caller: Caller::new(cfg, timeout, MAX_BACKEND_ANSWER_BYTES)?,
+        })
+    }
+
+    /// POSTs `body` as JSON to `url`.
+    pub fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<Answer, CallError> {
+        let agent = ureq::Agent::new_with_config(self.caller.config());
+        self.caller.send(&agent, url, Some(body)).map_err(classify)
+    }
+}
+
+impl Client {
+    pub fn new(cfg: &FederationConfig) -> Result<Client, String> {
+        if cfg.tls_insecure {
+            log::warn!("federation.tls.insecure is set: certificates of homeservers, identity servers and configured backends are NOT checked; never do this in production");
         }
         Ok(Client {
             dns: Dns::new(cfg.resolver, cfg.connect_timeout),
             policy: AddressPolicy::new(cfg.ip_range_whitelist.clone()),
-            tls: tls.build(),
-            connect_timeout: cfg.connect_timeout,
-            timeout: cfg.timeout,
+            caller: Caller::new(cfg, cfg.timeout, MAX_ANSWER_BYTES)?,
         })
     }
 
@@ -114,24 +201,9 @@ impl Client {
             pin,
             refusal: refusal.clone(),
         };
-        let config = UreqConfig::builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(self.connect_timeout))
-            .timeout_global(Some(self.timeout))
-            .max_redirects(5)
-            .user_agent(concat!("mxisd/", env!("CARGO_PKG_VERSION")))
-            .tls_config(self.tls.clone())
-            .build();
-        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), resolver);
-        let outcome = agent.get(url).call().and_then(|mut r| {
-            let status = r.status().as_u16();
-            let body = r
-                .body_mut()
-                .with_config()
-                .limit(MAX_ANSWER_BYTES)
-                .read_to_string()?;
-            Ok(Answer { status, body })
-        });
+        let agent =
+            ureq::Agent::with_parts(self.caller.config(), DefaultConnector::new(), resolver);
+        let outcome = self.caller.send(&agent, url, None);
         outcome.map_err(|e| {
             // A refusal or DNS failure in our resolver says more than ureq's wrapper error.
             match crate::lock(&refusal).take() {

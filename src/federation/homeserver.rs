@@ -48,7 +48,7 @@ pub fn openid_userinfo(
     let url = format!(
         "{}/_matrix/federation/v1/openid/userinfo?access_token={}",
         dest.base_url,
-        encode_component(access_token)
+        crate::urlencoded::encode(access_token)
     );
     let answer = client.get(&url, dest.pin).map_err(call)?;
     match answer.status {
@@ -66,27 +66,4 @@ pub fn openid_userinfo(
         .and_then(|s| s.as_str())
         .map(str::to_owned)
         .ok_or_else(|| bad("userinfo has no `sub`".into()))
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn encode_component(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tokens_are_encoded_for_the_query() {
-        assert_eq!(
-            super::encode_component("a b&c=d/é"),
-            "a%20b%26c%3Dd%2F%C3%A9"
-        );
-    }
 }

@@ -1,10 +1,12 @@
-//! Everything that leaves this server over the network for a name a user gave us:
-//! homeservers (server discovery, OpenID userinfo) and, later, other identity servers.
+//! Everything that leaves this server over HTTP: the one outbound module.
 //!
-//! Every call goes through [`client::Client`]: names are resolved by our DNS (one configurable
-//! server), every address is checked by the outbound address policy (redirects included),
-//! TLS certificates are verified (against `federation.tls.caFile` when set), and connect and
-//! total timeouts bound each call.
+//! For names a user gave us (homeservers: server discovery, OpenID userinfo; later other
+//! identity servers) every call goes through the guarded [`client::Client`]: names are
+//! resolved by our DNS (one configurable server), every address is checked by the outbound
+//! address policy (redirects included). For destinations the operator configured (the REST
+//! backend) the [`client::ConfiguredClient`]: no address policy. Both verify TLS
+//! certificates (against `federation.tls.caFile` when set) and have connect and total
+//! timeouts.
 
 pub mod address_policy;
 pub mod client;
@@ -12,4 +14,4 @@ pub mod discovery;
 pub mod dns;
 pub mod homeserver;
 
-pub use client::{CallError, Client};
+pub use client::{CallError, Client, ConfiguredClient};

@@ -9,10 +9,9 @@ mod reply;
 mod request;
 mod router;
 mod server;
-mod urlencoded;
 
 pub use error::ApiError;
 pub use reply::Reply;
-pub use request::{Client, Request};
+pub use request::Request;
 pub use router::{Handler, Method, Router};
 pub use server::Server;

@@ -5,16 +5,16 @@
 use super::router::Method;
 use super::ApiError;
 use crate::cidr::Cidr;
+use crate::requester::Requester;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 pub struct Request<'a> {
     pub method: Method,
     /// The client: the socket peer, or what a trusted proxy says in `X-Forwarded-For`.
-    pub client: Client,
+    pub client: Requester,
     params: Vec<(String, String)>,
     query: Vec<(String, String)>,
     /// Borrowed from tiny_http's request: copying them cost two allocations per header.
@@ -25,7 +25,7 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     pub(crate) fn new(
         method: Method,
-        client: Client,
+        client: Requester,
         params: Vec<(String, String)>,
         query: Vec<(String, String)>,
         headers: &'a [tiny_http::Header],
@@ -103,36 +103,6 @@ fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Who sent a request, as far as mxisd can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Client {
-    /// The socket peer, or the address a trusted proxy forwarded for.
-    Ip(IpAddr),
-    /// Not known: a forwarded hop that is not an address, or `X-Forwarded-For` from a peer
-    /// that is not a trusted proxy (its socket address is then some proxy's). Matches no
-    /// CIDR, so it is granted nothing by address; one shared bucket for rate limits.
-    Unknown,
-}
-
-impl Client {
-    /// Whether the client is in one of `cidrs`; an unknown client never is.
-    pub fn is_in(&self, cidrs: &[Cidr]) -> bool {
-        match self {
-            Client::Ip(ip) => cidrs.iter().any(|c| c.contains(*ip)),
-            Client::Unknown => false,
-        }
-    }
-}
-
-impl fmt::Display for Client {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Client::Ip(ip) => ip.fmt(f),
-            Client::Unknown => f.write_str("unknown"),
-        }
-    }
-}
-
 /// The client of a request from `peer` with these headers. Without `X-Forwarded-For` it is
 /// the peer. With it (every instance of the header, in order), the peer must be a trusted
 /// proxy; then the hops are walked from the right while they are trusted proxies too, and
@@ -142,32 +112,32 @@ pub(crate) fn client_address(
     peer: IpAddr,
     headers: &[tiny_http::Header],
     trusted: &[Cidr],
-) -> Client {
+) -> Requester {
     let mut forwarded = headers
         .iter()
         .filter(|h| h.field.equiv("X-Forwarded-For"))
         .map(|h| h.value.as_str())
         .peekable();
     if forwarded.peek().is_none() {
-        return Client::Ip(peer);
+        return Requester::Ip(peer);
     }
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
         warn_untrusted_forwarder(peer);
-        return Client::Unknown;
+        return Requester::Unknown;
     }
     let hops: Vec<&str> = forwarded.flat_map(|value| value.split(',')).collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
         let Some(ip) = hop_address(hop.trim()) else {
-            return Client::Unknown;
+            return Requester::Unknown;
         };
         client = ip;
         if !is_trusted(ip) {
             break;
         }
     }
-    Client::Ip(client)
+    Requester::Ip(client)
 }
 
 /// `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]` or `[2001:db8::1]:80`.
@@ -210,7 +180,7 @@ mod tests {
             .collect()
     }
 
-    fn client(peer: &str, values: &[&str], trusted: &[Cidr]) -> Client {
+    fn client(peer: &str, values: &[&str], trusted: &[Cidr]) -> Requester {
         client_address(ip(peer), &xff(values), trusted)
     }
 
@@ -220,23 +190,26 @@ mod tests {
         let chain = "203.0.113.7, 198.51.100.2, 10.0.0.3";
         assert_eq!(
             client("127.0.0.1", &[chain], &trusted),
-            Client::Ip(ip("198.51.100.2"))
+            Requester::Ip(ip("198.51.100.2"))
         );
         assert_eq!(
             client("127.0.0.1", &[], &trusted),
-            Client::Ip(ip("127.0.0.1"))
+            Requester::Ip(ip("127.0.0.1"))
         );
         assert_eq!(
             client("192.0.2.1", &[], &trusted),
-            Client::Ip(ip("192.0.2.1"))
+            Requester::Ip(ip("192.0.2.1"))
         );
         assert_eq!(
             client("127.0.0.1", &["10.1.1.1"], &trusted),
-            Client::Ip(ip("10.1.1.1"))
+            Requester::Ip(ip("10.1.1.1"))
         );
         // A peer that is not a trusted proxy but forwards: its own address grants nothing.
-        assert_eq!(client("192.0.2.1", &[chain], &trusted), Client::Unknown);
-        assert_eq!(client("127.0.0.1", &["203.0.113.9"], &[]), Client::Unknown);
+        assert_eq!(client("192.0.2.1", &[chain], &trusted), Requester::Unknown);
+        assert_eq!(
+            client("127.0.0.1", &["203.0.113.9"], &[]),
+            Requester::Unknown
+        );
     }
 
     #[test]
@@ -245,23 +218,23 @@ mod tests {
         // The last header's hops are the nearest.
         assert_eq!(
             client("127.0.0.1", &["203.0.113.7", "10.0.0.3"], &trusted),
-            Client::Ip(ip("203.0.113.7"))
+            Requester::Ip(ip("203.0.113.7"))
         );
         assert_eq!(
             client("127.0.0.1", &["1.2.3.4:5678"], &trusted),
-            Client::Ip(ip("1.2.3.4"))
+            Requester::Ip(ip("1.2.3.4"))
         );
         assert_eq!(
             client("127.0.0.1", &["[2001:db8::1]:443"], &trusted),
-            Client::Ip(ip("2001:db8::1"))
+            Requester::Ip(ip("2001:db8::1"))
         );
         assert_eq!(
             client("127.0.0.1", &["[2001:db8::1]"], &trusted),
-            Client::Ip(ip("2001:db8::1"))
+            Requester::Ip(ip("2001:db8::1"))
         );
         assert_eq!(
             client("127.0.0.1", &["2001:db8::1"], &trusted),
-            Client::Ip(ip("2001:db8::1"))
+            Requester::Ip(ip("2001:db8::1"))
         );
     }
 
@@ -278,17 +251,17 @@ mod tests {
         ] {
             assert_eq!(
                 client("127.0.0.1", &[value], &trusted),
-                Client::Unknown,
+                Requester::Unknown,
                 "{value:?}"
             );
         }
         // An unknown hop beyond the first untrusted one does not matter.
         assert_eq!(
             client("127.0.0.1", &["unknown, 203.0.113.7"], &trusted),
-            Client::Ip(ip("203.0.113.7"))
+            Requester::Ip(ip("203.0.113.7"))
         );
         let everything: Vec<Cidr> = vec!["0.0.0.0/0".parse().unwrap()];
-        assert!(!Client::Unknown.is_in(&everything));
-        assert!(Client::Ip(ip("192.0.2.1")).is_in(&everything));
+        assert!(!Requester::Unknown.is_in(&everything));
+        assert!(Requester::Ip(ip("192.0.2.1")).is_in(&everything));
     }
 }

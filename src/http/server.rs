@@ -20,9 +20,10 @@
 
 use super::request::client_address;
 use super::router::{split, Method, RouteMatch};
-use super::{urlencoded, ApiError, Reply, Request, Router};
+use super::{ApiError, Reply, Request, Router};
 use crate::app::App;
 use crate::config::HttpConfig;
+use crate::urlencoded;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};

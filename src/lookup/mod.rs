@@ -13,6 +13,8 @@ use crate::backend::{
     IdentityStore,
 };
 use crate::config::Config;
+use crate::federation::ConfiguredClient;
+use crate::requester::Requester;
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
 use std::collections::HashMap;
@@ -87,7 +89,13 @@ impl Chain {
             )?));
         }
         if let Some(rest) = &config.rest {
-            stores.push(Box::new(RestStore::new(rest.clone(), domain, region)));
+            let client = ConfiguredClient::new(&config.federation, rest.timeout)?;
+            stores.push(Box::new(RestStore::new(
+                rest.clone(),
+                domain,
+                region,
+                client,
+            )));
         }
         Ok(Chain {
             stores,
@@ -96,8 +104,15 @@ impl Chain {
         })
     }
 
-    /// The Matrix ID bound to this 3PID, if a store knows one.
-    pub fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, LookupError> {
+    /// The Matrix ID bound to this 3PID, if a store knows one. `requester` is who asked:
+    /// whether a lookup may go on to other identity servers will depend on it
+    /// (`lookup.recursive.allowedCidr`); today only the local stores are asked.
+    pub fn find(
+        &self,
+        _requester: Requester,
+        medium: Medium,
+        address: &str,
+    ) -> Result<Option<String>, LookupError> {
         let Some(address) = threepid::address(medium, address, self.region) else {
             return Ok(None);
         };
@@ -128,8 +143,13 @@ impl Chain {
         }
     }
 
-    /// The bindings of many 3PIDs, keyed by the (medium, address) as asked.
-    pub fn find_many(&self, asked: &[(Medium, String)]) -> Result<Vec<Binding>, LookupError> {
+    /// The bindings of many 3PIDs, keyed by the (medium, address) as asked; `requester` as
+    /// for [`Chain::find`].
+    pub fn find_many(
+        &self,
+        _requester: Requester,
+        asked: &[(Medium, String)],
+    ) -> Result<Vec<Binding>, LookupError> {
         // normalised (medium, address) -> the forms it was asked in
         let mut wanted: HashMap<(Medium, String), Vec<String>> = HashMap::new();
         for (medium, address) in asked {

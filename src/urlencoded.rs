@@ -1,4 +1,5 @@
-//! Percent-decoding of paths and `application/x-www-form-urlencoded` query strings.
+//! Percent-encoding, both ways: decoding of request paths and query strings
+//! (`application/x-www-form-urlencoded`), encoding of what goes into outbound URLs and forms.
 
 use std::borrow::Cow;
 
@@ -33,6 +34,19 @@ pub(crate) fn decode(s: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
     String::from_utf8(out).ok().map(Cow::Owned)
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters: a query value or form
+/// field goes through as it is.
+pub(crate) fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The pairs of a query string, decoded; pairs that do not decode are dropped.
 pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
     query
@@ -64,5 +78,23 @@ mod tests {
         assert_eq!(decode("ed25519%3A0", false).as_deref(), Some("ed25519:0"));
         assert_eq!(decode("a+b", false).as_deref(), Some("a+b"));
         assert_eq!(decode("%", false), None);
+    }
+
+    #[test]
+    fn encodes_what_decodes_back() {
+        assert_eq!(encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        let query = format!(
+            "To={}&Body={}",
+            encode("+44 7700 900001"),
+            encode("code: 123")
+        );
+        assert_eq!(query, "To=%2B44%207700%20900001&Body=code%3A%20123");
+        assert_eq!(
+            parse_query(&query),
+            vec![
+                ("To".into(), "+44 7700 900001".into()),
+                ("Body".into(), "code: 123".into())
+            ]
+        );
     }
 }
