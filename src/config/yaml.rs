@@ -99,36 +99,35 @@ pub struct OtherStore {
 /// gets the line of its repetition.
 pub(super) fn describe_yaml_error(e: &yaml_serde::Error, text: &str) -> String {
     let message = e.to_string();
-    if let Some((path, rest)) = message.split_once("unknown field `") {
-        let key = rest.split('`').next().unwrap_or_default();
-        let path = path.trim().trim_end_matches(':');
-        let full = if path.is_empty() || path == "." {
-            key.to_owned()
-        } else {
-            format!("{path}.{key}")
-        };
+    if let Some(key) = named_key(&message, "unknown field `") {
         let position = e
             .location()
             .map(|l| format!(" (line {})", l.line()))
             .unwrap_or_default();
-        return format!("unknown key `{full}`{position}: neither mxisd nor ma1sd has this key; check its spelling and indentation");
+        return format!("unknown key `{key}`{position}: neither mxisd nor ma1sd has this key; check its spelling and indentation");
     }
-    if let Some((path, rest)) = message.split_once("duplicate field `") {
-        // At the top level the parser's message says no line.
+    // At the top level the parser's message for a repeated key says no line.
+    if let Some(key) = named_key(&message, "duplicate field `") {
         if !message.contains(" at line ") {
-            let key = rest.split('`').next().unwrap_or_default();
-            let path = path.trim().trim_end_matches(':');
-            let full = if path.is_empty() || path == "." {
-                key.to_owned()
-            } else {
-                format!("{path}.{key}")
-            };
-            if let Some(line) = locate_all(text, &full).get(1) {
+            if let Some(line) = locate_all(text, &key).get(1) {
                 return format!("{message} (line {line}): a key may be written once");
             }
         }
     }
     message
+}
+
+/// The full path of the key a parser message names after `marker`: the path the message
+/// starts with (`server.tls: …`, empty at the top level) and the key in backquotes.
+fn named_key(message: &str, marker: &str) -> Option<String> {
+    let (path, rest) = message.split_once(marker)?;
+    let key = rest.split('`').next().unwrap_or_default();
+    let path = path.trim().trim_end_matches(':');
+    Some(if path.is_empty() || path == "." {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    })
 }
 
 /// The line (1-based) where the key at `path` (`a.b.c`) is written, for block-style YAML.
