@@ -44,8 +44,9 @@ impl Resolver<'_> {
                 terms.push((lang, title, url));
             }
             if terms.is_empty() {
-                return Err(format!(
-                    "`{path}.terms` needs at least one language with a name and url"
+                return Err(self.required(
+                    &format!("{path}.terms"),
+                    ": at least one language with a name and url",
                 ));
             }
             policies.push(PolicyConfig {

@@ -58,6 +58,8 @@ impl Resolver<'_> {
     pub(super) fn required(&self, path: &str, what: &str) -> String {
         let mut section = path;
         while let Some((parent, _)) = section.rsplit_once('.') {
+            // A list entry (`identities[0]`) is looked for as its list.
+            let parent = parent.split_once('[').map_or(parent, |(list, _)| list);
             if let Some(line) = locate(self.text, parent) {
                 return format!("`{path}` is required{what} (in `{parent}`, line {line})");
             }

@@ -34,15 +34,16 @@ impl Resolver<'_> {
             let username = id
                 .username
                 .filter(|u| !u.trim().is_empty())
-                .ok_or_else(|| format!("`{at}.username` is required"))?;
+                .ok_or_else(|| self.required(&format!("{at}.username"), ""))?;
             let threepids = id
                 .threepids
                 .unwrap_or_default()
                 .into_iter()
                 .map(|t| match (t.medium, t.address) {
                     (Some(m), Some(a)) => Ok((m, a)),
-                    _ => Err(format!(
-                        "`{at}.threepids` entries need a medium and an address"
+                    _ => Err(self.required(
+                        &format!("{at}.threepids[].medium"),
+                        " with an address in every entry",
                     )),
                 })
                 .collect::<Result<_, _>>()?;

@@ -270,6 +270,14 @@ mod tests {
             ),
             "{e}"
         );
+        // An entry of a list: the line of the list's section.
+        let e = load("matrix:\n  domain: example.org\nmemory:\n  enabled: true\n  identities:\n    - password: x\n").unwrap_err();
+        assert!(
+            e.contains(
+                "`memory.identities[0].username` is required (in `memory.identities`, line 5)"
+            ),
+            "{e}"
+        );
         // A section not written at all: the line of the nearest one that is.
         let e = load("matrix:\n  domain: example.org\nldap:\n  enabled: true\n").unwrap_err();
         assert!(
