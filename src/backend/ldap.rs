@@ -10,7 +10,7 @@
 //!   500 entries and AD pages by 1,000.
 //! - A small pool of bound connections, remade after a failure; every operation has a timeout.
 
-use super::{AuthenticatedUser, BackendError, Binding, IdentityStore};
+use super::{by_medium, AuthenticatedUser, BackendError, Binding, IdentityStore};
 use crate::config::LdapConfig;
 use crate::pool::Pool;
 use crate::threepid::{self, Medium};
@@ -41,19 +41,6 @@ pub struct LdapUser {
     pub threepids: Vec<(Medium, String)>,
 }
 
-/// A map keyed by medium names from the config, keyed by `Medium`; `key` names it in errors.
-fn by_medium<V: Clone>(
-    map: &BTreeMap<String, V>,
-    key: &str,
-) -> Result<BTreeMap<Medium, V>, String> {
-    map.iter()
-        .map(|(m, v)| match Medium::parse(m) {
-            Some(medium) => Ok((medium, v.clone())),
-            None => Err(format!("ldap.{key}.{m}: not a medium (email, msisdn)")),
-        })
-        .collect()
-}
-
 impl LdapStore {
     /// The store of `cfg`, with `connections` connections (one per worker), each waited for
     /// at most twice the store's timeout (a connect and a bind).
@@ -67,8 +54,8 @@ impl LdapStore {
             Some(path) => Some(Arc::new(tls_config(path)?)),
             None => None,
         };
-        let threepid_attributes = by_medium(&cfg.threepid_attributes, "attribute.threepid")?;
-        let medium_filters = by_medium(&cfg.identity_medium_filters, "identity.medium")?;
+        let threepid_attributes = by_medium(&cfg.threepid_attributes, "ldap.attribute.threepid")?;
+        let medium_filters = by_medium(&cfg.identity_medium_filters, "ldap.identity.medium")?;
         // A connection whose user panicked is remade.
         let pool = Pool::new((0..connections).map(|_| None).collect(), cfg.timeout * 2)
             .on_panic(|slot| *slot = None);
@@ -387,25 +374,5 @@ impl IdentityStore for LdapStore {
                 }
             }),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medium_keys_of_the_config_are_mediums() {
-        let mut map = BTreeMap::new();
-        map.insert("email".to_owned(), 1);
-        assert_eq!(
-            by_medium(&map, "attribute.threepid").unwrap()[&Medium::Email],
-            1
-        );
-        map.insert("fax".to_owned(), 2);
-        assert_eq!(
-            by_medium(&map, "attribute.threepid").unwrap_err(),
-            "ldap.attribute.threepid.fax: not a medium (email, msisdn)"
-        );
     }
 }

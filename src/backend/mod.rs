@@ -11,6 +11,7 @@ pub mod sql;
 
 use crate::threepid::Medium;
 use crate::user_id::UserId;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A 3PID bound to a Matrix ID.
@@ -95,6 +96,20 @@ pub trait IdentityStore: Send + Sync {
     }
 }
 
+/// A config map keyed by medium names (`attribute.threepid`, `identity.medium`), keyed by
+/// `Medium`; `key` (`ldap.attribute.threepid`) names it in errors.
+pub fn by_medium<V: Clone>(
+    map: &BTreeMap<String, V>,
+    key: &str,
+) -> Result<BTreeMap<Medium, V>, String> {
+    map.iter()
+        .map(|(m, v)| match Medium::parse(m) {
+            Some(medium) => Ok((medium, v.clone())),
+            None => Err(format!("{key}.{m}: not a medium (email, msisdn)")),
+        })
+        .collect()
+}
+
 /// Many 3PIDs asked one at a time, for stores without a bulk query.
 pub fn find_one_by_one<S: IdentityStore + ?Sized>(
     store: &S,
@@ -111,4 +126,24 @@ pub fn find_one_by_one<S: IdentityStore + ?Sized>(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medium_keys_of_the_config_are_mediums() {
+        let mut map = BTreeMap::new();
+        map.insert("email".to_owned(), 1);
+        assert_eq!(
+            by_medium(&map, "ldap.attribute.threepid").unwrap()[&Medium::Email],
+            1
+        );
+        map.insert("fax".to_owned(), 2);
+        assert_eq!(
+            by_medium(&map, "ldap.attribute.threepid").unwrap_err(),
+            "ldap.attribute.threepid.fax: not a medium (email, msisdn)"
+        );
+    }
 }

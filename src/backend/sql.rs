@@ -8,7 +8,7 @@
 //! (socket, startup exchange, authentication) has `timeout` (`handshake::Connector`: one
 //! connect at a time), and so has every statement (`statement_timeout`).
 
-use super::{BackendError, Binding, IdentityStore};
+use super::{by_medium, BackendError, Binding, IdentityStore};
 use crate::config::{SqlKind, SqlStoreConfig};
 use crate::handshake::Connector;
 use crate::pool::Pool;
@@ -43,17 +43,10 @@ impl SqlStore {
         region: Option<phonenumber::country::Id>,
         connections: usize,
     ) -> Result<SqlStore, String> {
-        let medium_queries = cfg
-            .medium_queries
-            .iter()
-            .map(|(m, q)| match Medium::parse(m) {
-                Some(medium) => Ok((medium, q.clone())),
-                None => Err(format!(
-                    "{}.identity.medium.{m}: not a medium (email, msisdn)",
-                    cfg.name
-                )),
-            })
-            .collect::<Result<_, _>>()?;
+        let medium_queries = by_medium(
+            &cfg.medium_queries,
+            &format!("{}.identity.medium", cfg.name),
+        )?;
         let mut conns = Vec::new();
         let mut pg = None;
         match cfg.kind {
