@@ -28,7 +28,7 @@ pub struct App {
 #[derive(Debug)]
 pub enum StartError {
     Keys(KeyError),
-    State { path: String, error: StateError },
+    State { store: String, error: StateError },
     Federation(String),
     Stores(String),
 }
@@ -37,12 +37,7 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Keys(e) => write!(f, "signing keys (key.path): {e}"),
-            StartError::State { path, error } => {
-                write!(
-                    f,
-                    "storage (storage.provider.sqlite.database = {path}): {error}"
-                )
-            }
+            StartError::State { store, error } => write!(f, "storage ({store}): {error}"),
             StartError::Federation(e) => write!(f, "federation: {e}"),
             StartError::Stores(e) => write!(f, "identity stores: {e}"),
         }
@@ -55,13 +50,14 @@ impl App {
     /// Opens the key store and the database named by `config`.
     pub fn open(config: Config) -> Result<App, StartError> {
         let keys = SigningKeys::load_or_create(&config.key.path).map_err(StartError::Keys)?;
-        let db = &config.storage.sqlite_database;
-        // One connection per worker, and two for background jobs.
-        let state =
-            State::open_sqlite(db, config.http.workers + 2).map_err(|error| StartError::State {
-                path: db.display().to_string(),
+        let store = config.storage.describe();
+        // SQLite: one connection per worker, and two for background jobs.
+        let state = State::open(&config.storage, config.http.workers + 2).map_err(|error| {
+            StartError::State {
+                store: store.clone(),
                 error,
-            })?;
+            }
+        })?;
         let federation =
             federation::Client::new(&config.federation).map_err(StartError::Federation)?;
         let accounts = Accounts::new(Terms::new(config.policies.clone()));
@@ -70,10 +66,7 @@ impl App {
             .map_err(|e| StartError::Federation(format!("no randomness for the pepper: {e}")))?;
         let pepper = state
             .pepper_or_insert(&fresh)
-            .map_err(|error| StartError::State {
-                path: db.display().to_string(),
-                error,
-            })?;
+            .map_err(|error| StartError::State { store, error })?;
         let hash_index = HashIndex::new(pepper);
         let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
         Ok(App {

@@ -5,7 +5,8 @@
 //! (`lookup`), our own state (`state`) and the signing keys (`crypto`). The configuration
 //! (`config`) follows mxisd's YAML keys. See `docs/architecture.md` for who may call whom.
 //!
-//! Public are the modules the `mxisd` command and the integration tests use; the rest is
+//! Public are the modules the `mxisd` command and the integration tests use (`state`: its
+//! test suite runs on both databases); the rest is
 //! `pub(crate)`, so that the compiler reports what nothing uses.
 
 pub(crate) mod account;
@@ -21,11 +22,13 @@ pub mod http;
 pub mod jobs;
 pub mod logging;
 pub(crate) mod lookup;
+pub(crate) mod pg;
 pub(crate) mod pool;
 pub(crate) mod ratelimit;
 pub(crate) mod requester;
-pub(crate) mod state;
+pub mod state;
 pub(crate) mod threepid;
+pub(crate) mod tls;
 pub(crate) mod urlencoded;
 pub(crate) mod user_id;
 

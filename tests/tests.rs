@@ -18,5 +18,6 @@ mod lookup;
 mod rest_store;
 mod services;
 mod sql_store;
+mod state;
 mod store_deadlines;
 mod synapse;

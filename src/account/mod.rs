@@ -2,9 +2,13 @@
 //! the user's acceptance of the terms. Knows no HTTP.
 //!
 //! Tokens are random (190 bits), handed to the client once, and kept only as a SHA-256 hash.
-//! An in-memory cache in front of the state answers token → user and "has accepted the
-//! current terms", so an authenticated request costs no SQL; logout and terms acceptance
-//! update it.
+//! Caches, each agreeing with the database at every moment, with several instances too:
+//! - "has accepted the current terms", only once true: nobody un-accepts terms, and the
+//!   terms change only with a restart. "Not accepted" is always read again, so an
+//!   acceptance on another instance counts at once.
+//! - token → user, only when this process is the database's only writer (SQLite): then
+//!   every logout passes here. On PostgreSQL every use reads the database, so a token
+//!   logged out on one instance is refused by all at once.
 
 pub mod register;
 pub mod terms;
@@ -13,7 +17,7 @@ use crate::crypto::{b64, random};
 use crate::lock;
 use crate::state::{State, StateError};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use terms::Terms;
 
@@ -23,7 +27,8 @@ const CACHE_LIMIT: usize = 100_000;
 pub struct Accounts {
     pub terms: Terms,
     users_by_token: Mutex<HashMap<String, String>>,
-    terms_ok_by_user: Mutex<HashMap<String, bool>>,
+    /// Users known to have accepted the current terms.
+    terms_accepted: Mutex<HashSet<String>>,
 }
 
 #[derive(Debug)]
@@ -49,7 +54,7 @@ impl Accounts {
         Accounts {
             terms,
             users_by_token: Mutex::default(),
-            terms_ok_by_user: Mutex::default(),
+            terms_accepted: Mutex::default(),
         }
     }
 
@@ -63,6 +68,9 @@ impl Accounts {
     /// The user a token belongs to.
     pub fn user_of(&self, state: &State, token: &str) -> Result<Option<String>, StateError> {
         let key = hash(token);
+        if !state.sole_writer() {
+            return state.token_user(&key);
+        }
         if let Some(user) = lock(&self.users_by_token).get(&key) {
             return Ok(Some(user.clone()));
         }
@@ -89,13 +97,15 @@ impl Accounts {
         if self.terms.is_empty() {
             return Ok(true);
         }
-        if let Some(ok) = lock(&self.terms_ok_by_user).get(user_id) {
-            return Ok(*ok);
+        if lock(&self.terms_accepted).contains(user_id) {
+            return Ok(true);
         }
         let ok = self
             .terms
             .all_accepted(&state.accepted_terms_urls(user_id)?);
-        self.remember_terms(user_id, ok);
+        if ok {
+            self.remember_accepted(user_id);
+        }
         Ok(ok)
     }
 
@@ -110,18 +120,14 @@ impl Accounts {
             return Err(AccountError::UnknownTermsUrl(unknown.clone()));
         }
         state.accept_terms_urls(user_id, urls)?;
-        let ok = self
-            .terms
-            .all_accepted(&state.accepted_terms_urls(user_id)?);
-        self.remember_terms(user_id, ok);
         Ok(())
     }
 
-    fn remember_terms(&self, user_id: &str, ok: bool) {
-        let mut cache = lock(&self.terms_ok_by_user);
+    fn remember_accepted(&self, user_id: &str) {
+        let mut cache = lock(&self.terms_accepted);
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(user_id.to_owned(), ok);
+        cache.insert(user_id.to_owned());
     }
 }

@@ -82,9 +82,9 @@ pub fn router(config: &Config) -> Router {
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> ApiError {
         log::error!("{e}");
-        match e {
-            StateError::Exhausted => ApiError::Unavailable("The database".into()),
-            _ => ApiError::Internal,
+        match e.unavailable_store() {
+            Some(store) => ApiError::Unavailable(format!("The state database ({store})")),
+            None => ApiError::Internal,
         }
     }
 }

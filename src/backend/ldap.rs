@@ -51,7 +51,10 @@ impl LdapStore {
         connections: usize,
     ) -> Result<LdapStore, String> {
         let tls = match &cfg.ca_file {
-            Some(path) => Some(Arc::new(tls_config(path)?)),
+            Some(path) => Some(Arc::new(crate::tls::verifying(
+                Some(path),
+                "ldap.connection.caFile",
+            )?)),
             None => None,
         };
         let threepid_attributes = by_medium(&cfg.threepid_attributes, "ldap.attribute.threepid")?;
@@ -251,25 +254,6 @@ impl LdapStore {
             threepids,
         })
     }
-}
-
-fn tls_config(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("ldap.connection.caFile {}: {e}", path.display()))?
-    {
-        let cert = cert.map_err(|e| format!("ldap.connection.caFile {}: {e}", path.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("ldap.connection.caFile {}: {e}", path.display()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 impl IdentityStore for LdapStore {

@@ -10,13 +10,11 @@
 
 use super::{by_medium, BackendError, Binding, IdentityStore};
 use crate::config::{SqlKind, SqlStoreConfig};
-use crate::handshake::Connector;
+use crate::pg::{numbered_placeholders, with_causes, PgTarget};
 use crate::pool::Pool;
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
 use std::collections::BTreeMap;
-use std::str::FromStr;
-use std::time::Duration;
 
 pub struct SqlStore {
     cfg: SqlStoreConfig,
@@ -25,8 +23,7 @@ pub struct SqlStore {
     domain: String,
     region: Option<phonenumber::country::Id>,
     pool: Pool<Conn>,
-    pg: Option<postgres::Config>,
-    connector: Connector<postgres::Client>,
+    pg: Option<PgTarget>,
 }
 
 enum Conn {
@@ -63,10 +60,13 @@ impl SqlStore {
                 }
             }
             SqlKind::Postgresql => {
-                pg = Some(
-                    pg_config(&cfg.connection, cfg.timeout)
-                        .map_err(|e| format!("{}.connection: {e}", cfg.name))?,
-                );
+                pg = Some(PgTarget::new(
+                    &cfg.connection,
+                    (None, None),
+                    cfg.timeout,
+                    &cfg.tls,
+                    &format!("{}.connection", cfg.name),
+                )?);
                 conns.extend((0..connections).map(|_| Conn::Pg(None)));
             }
         }
@@ -83,7 +83,6 @@ impl SqlStore {
                 }
             }),
             pg,
-            connector: Connector::default(),
         })
     }
 
@@ -103,7 +102,7 @@ impl SqlStore {
                         *slot = Some(self.connect()?);
                     }
                     let client = slot.as_mut().ok_or_else(|| self.error("not connected"))?;
-                    let result = pg_each(client, &placeholders_to_dollars(sql), params, row);
+                    let result = pg_each(client, &numbered_placeholders(sql), params, row);
                     if result.is_err() && client.is_closed() {
                         *slot = None;
                     }
@@ -118,14 +117,10 @@ impl SqlStore {
 
     /// A new PostgreSQL connection, handshake included, within `timeout`.
     fn connect(&self) -> Result<postgres::Client, BackendError> {
-        let config = self
-            .pg
-            .clone()
-            .ok_or_else(|| self.error("no PostgreSQL configuration"))?;
-        self.connector
-            .connect(self.cfg.timeout, move || {
-                config.connect(postgres::NoTls).map_err(|e| with_causes(&e))
-            })
+        self.pg
+            .as_ref()
+            .ok_or_else(|| self.error("no PostgreSQL configuration"))?
+            .connect()
             .map_err(|e| self.error(format!("connecting: {e}")))
     }
 
@@ -203,57 +198,6 @@ fn listing_columns(names: &[String]) -> [usize; 3] {
     }
 }
 
-/// An error with the errors that caused it: the `postgres` crate says only "db error" or
-/// "error connecting to server", and keeps the why (the server's message, the I/O error)
-/// in its source.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
-/// mxisd's queries use JDBC's `?`; PostgreSQL wants `$1, $2, …` (quoted text is left alone).
-fn placeholders_to_dollars(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let (mut n, mut quoted) = (0, false);
-    for c in sql.chars() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                out.push(c);
-            }
-            '?' if !quoted => {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// mxisd's JDBC-style `//host[:port]/db?user=…&password=…`, or what `postgres` reads
-/// (`postgresql://` URLs, `key=value` pairs).
-fn pg_config(connection: &str, timeout: Duration) -> Result<postgres::Config, postgres::Error> {
-    let text = match connection.strip_prefix("//") {
-        Some(rest) => format!("postgresql://{rest}"),
-        None => connection.to_owned(),
-    };
-    let mut config = postgres::Config::from_str(&text)?;
-    config.connect_timeout(timeout);
-    // statement_timeout bounds a slow server; a network that drops packets mid-query is
-    // bounded by TCP's user timeout (unacknowledged data fails the connection).
-    config.tcp_user_timeout(timeout);
-    config.options(&format!("-c statement_timeout={}", timeout.as_millis()));
-    config.application_name("mxisd");
-    Ok(config)
-}
-
 impl IdentityStore for SqlStore {
     fn name(&self) -> &str {
         self.cfg.name
@@ -314,31 +258,5 @@ mod tests {
             [0, 1, 2]
         );
         assert_eq!(listing_columns(&names(&["m", "a", "u"])), [0, 1, 2]);
-    }
-
-    #[test]
-    fn jdbc_placeholders_become_numbered() {
-        assert_eq!(
-            placeholders_to_dollars("SELECT a FROM t WHERE m = ? AND x = '?' AND y = ?"),
-            "SELECT a FROM t WHERE m = $1 AND x = '?' AND y = $2"
-        );
-    }
-
-    #[test]
-    fn mxisd_connection_strings_are_read() {
-        let c = pg_config(
-            "//db.example.org:5433/synapse?user=synapse&password=secret",
-            Duration::from_secs(3),
-        )
-        .unwrap();
-        assert_eq!(c.get_dbname(), Some("synapse"));
-        assert_eq!(c.get_user(), Some("synapse"));
-        assert_eq!(c.get_ports(), &[5433]);
-        let c = pg_config(
-            "host=127.0.0.1 port=5433 user=postgres dbname=idtest",
-            Duration::from_secs(3),
-        )
-        .unwrap();
-        assert_eq!(c.get_dbname(), Some("idtest"));
     }
 }

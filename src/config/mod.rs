@@ -20,6 +20,7 @@ mod logging;
 mod lookup;
 mod matrix;
 mod memory;
+mod postgresql;
 mod rest;
 mod server;
 mod sql;
@@ -35,6 +36,7 @@ pub use logging::LoggingConfig;
 pub use lookup::{HashingConfig, LookupConfig};
 pub use matrix::MatrixConfig;
 pub use memory::{MemoryConfig, MemoryIdentity};
+pub use postgresql::{connection_text, DbTls, PostgresConfig, TlsMode};
 pub use rest::RestConfig;
 pub use server::{KeyConfig, ServerConfig};
 pub use sql::{SqlKind, SqlStoreConfig, SQL_DEFAULT_LIST_QUERY, SQL_DEFAULT_QUERY};
@@ -369,8 +371,52 @@ mod tests {
             e.contains("`sql.type` (line 5)") && e.contains("mysql"),
             "{e}"
         );
-        let e = c("storage:\n  backend: postgresql\n").unwrap_err();
-        assert!(e.contains("not in this version yet"), "{e}");
+    }
+
+    #[test]
+    fn state_on_postgresql_reads_ma1sd_keys_and_ours() {
+        let c = |extra: &str| {
+            load(&format!(
+                "matrix:\n  domain: example.org\nstorage:\n  backend: postgresql\n{extra}"
+            ))
+        };
+        let e = c("").unwrap_err();
+        assert!(
+            e.contains("`storage.provider.postgresql.database` is required"),
+            "{e}"
+        );
+        let cfg = c("  provider:\n    postgresql:\n      database: //db.example.org:5433/mxisd\n      username: mxisd\n      password: secret\n").unwrap().config;
+        let StorageConfig::Postgresql(pg) = cfg.storage else {
+            panic!("not postgresql")
+        };
+        assert_eq!(pg.connection, "postgresql://db.example.org:5433/mxisd");
+        assert_eq!(
+            (pg.username.as_deref(), pg.password.as_deref()),
+            (Some("mxisd"), Some("secret"))
+        );
+        assert_eq!((pg.pool_size, pg.timeout.as_secs()), (8, 5));
+        assert_eq!(pg.tls.mode, TlsMode::Disable);
+        let cfg = c("  provider:\n    postgresql:\n      connection: 'host=db dbname=x sslmode=require'\n      poolSize: 3\n").unwrap().config;
+        let StorageConfig::Postgresql(pg) = cfg.storage else {
+            panic!("not postgresql")
+        };
+        assert_eq!((pg.pool_size, pg.tls.mode), (3, TlsMode::Require));
+        let e = c(
+            "  provider:\n    postgresql:\n      connection: x\n      tls:\n        mode: verify\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`storage.provider.postgresql.tls.mode` (line 9)"),
+            "{e}"
+        );
+        let e = c("  provider:\n    postgresql:\n      connection: x\n      tls:\n        caFile: /nonexistent.pem\n").unwrap_err();
+        assert!(
+            e.contains("caFile") && e.contains("not a readable file"),
+            "{e}"
+        );
+        let e = c("  provider:\n    postgresql:\n      connection: x\n      database: y\n")
+            .unwrap_err();
+        assert!(e.contains("not both"), "{e}");
     }
 
     #[test]
@@ -401,17 +447,12 @@ mod tests {
 
     #[test]
     fn mxisd_sections_warn_once_each() {
-        let text = "matrix:\n  domain: example.org\n  identity:\n    servers: {}\nappsvc:\n  enabled: true\n  endpoint:\n    toHS: x\nstorage:\n  provider:\n    postgresql:\n      database: x\nmemory:\n  enabled: true\n";
+        let text = "matrix:\n  domain: example.org\n  identity:\n    servers: {}\nappsvc:\n  enabled: true\n  endpoint:\n    toHS: x\nmemory:\n  enabled: true\n";
         let w = load(text).unwrap().warnings;
-        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!(w.len(), 2, "{w:?}");
         assert!(w.iter().any(|w| w.contains("`appsvc` (line 5)")), "{w:?}");
         assert!(
             w.iter().any(|w| w.contains("`matrix.identity` (line 3)")),
-            "{w:?}"
-        );
-        assert!(
-            w.iter()
-                .any(|w| w.contains("`storage.provider.postgresql` (line 11)")),
             "{w:?}"
         );
     }
@@ -428,9 +469,8 @@ mod tests {
         let e = load("matrix:\n  domain: example.org\nhttp:\n  trustedProxies: ['10.0.0.0/40']\n")
             .unwrap_err();
         assert!(e.contains("`http.trustedProxies` (line 4)"), "{e}");
-        let e =
-            load("matrix:\n  domain: example.org\nstorage:\n  backend: postgresql\n").unwrap_err();
-        assert!(e.contains("storage.backend"), "{e}");
+        let e = load("matrix:\n  domain: example.org\nstorage:\n  backend: mysql\n").unwrap_err();
+        assert!(e.contains("`storage.backend` (line 4)"), "{e}");
         let e = load("matrix:\n  domain: https://example.org\n").unwrap_err();
         assert!(e.contains("matrix.domain"), "{e}");
     }

@@ -20,6 +20,8 @@ pub struct SqlStoreConfig {
     pub connection: String,
     /// Connect and statement timeout.
     pub timeout: Duration,
+    /// PostgreSQL: `<name>.tls`.
+    pub tls: super::DbTls,
     /// The query column holds full Matrix IDs (`true`) or localparts.
     pub mxid_column: bool,
     /// Finds one 3PID: parameters medium, address (`?` placeholders).
@@ -66,6 +68,7 @@ impl Resolver<'_> {
             .non_empty(&format!("{name}.connection"), s.connection)?
             .ok_or_else(|| self.required(&format!("{name}.connection"), ""))?;
         let timeout = self.seconds(&format!("{name}.timeout"), s.timeout, 10, 300)?;
+        let tls = self.db_tls(&format!("{name}.tls"), s.tls, &connection)?;
         // Accepted, with nothing to do: room names come with the store-invite request.
         let _ = s.legacy_room_names;
         let identity = s.identity.unwrap_or_default();
@@ -87,6 +90,7 @@ impl Resolver<'_> {
             kind,
             connection,
             timeout,
+            tls,
             mxid_column,
             query: identity.query.unwrap_or_else(|| SQL_DEFAULT_QUERY.into()),
             medium_queries: identity.medium.unwrap_or_default(),
@@ -112,6 +116,7 @@ pub(super) mod raw {
             identity: SqlIdentity = "identity",
             lookup: SqlLookup = "lookup",
             legacy_room_names: bool = "legacyRoomNames",
+            tls: crate::config::postgresql::raw::Tls = "tls",
         } unsupported {
             auth = "auth",
             directory = "directory",

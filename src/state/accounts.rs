@@ -1,7 +1,6 @@
 //! `accounts`, `tokens`, `accepted_terms_urls`: v2 accounts and what they accepted.
 
 use super::{State, StateError};
-use rusqlite::{params, OptionalExtension};
 
 impl State {
     /// Creates the account if new and records a token (by its hash) for it.
@@ -11,59 +10,64 @@ impl State {
         token_hash: &str,
         now_ms: i64,
     ) -> Result<(), StateError> {
-        self.pool.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "INSERT OR IGNORE INTO accounts (user_id, created_ts) VALUES (?1, ?2)",
-                params![user_id, now_ms],
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO accounts (user_id, created_ts) VALUES ($1, $2)
+                 ON CONFLICT (user_id) DO NOTHING",
+                &[user_id.into(), now_ms.into()],
             )?;
-            tx.execute(
-                "INSERT INTO tokens (token_hash, user_id, created_ts) VALUES (?1, ?2, ?3)",
-                params![token_hash, user_id, now_ms],
+            c.execute(
+                "INSERT INTO tokens (token_hash, user_id, created_ts) VALUES ($1, $2, $3)",
+                &[token_hash.into(), user_id.into(), now_ms.into()],
             )?;
-            tx.commit()?;
             Ok(())
         })
     }
 
     /// The user a token (by its hash) belongs to.
     pub fn token_user(&self, token_hash: &str) -> Result<Option<String>, StateError> {
-        self.pool.with(|c| {
-            Ok(c.query_row(
-                "SELECT user_id FROM tokens WHERE token_hash = ?1",
-                [token_hash],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.read(|c| {
+            c.query(
+                "SELECT user_id FROM tokens WHERE token_hash = $1",
+                &[token_hash.into()],
+            )?
+            .first()
+            .map(|r| r.text(0))
+            .transpose()
         })
     }
 
     /// Deletes a token; whether it existed.
     pub fn delete_token(&self, token_hash: &str) -> Result<bool, StateError> {
-        self.pool
-            .with(|c| Ok(c.execute("DELETE FROM tokens WHERE token_hash = ?1", [token_hash])? > 0))
+        self.read(|c| {
+            Ok(c.execute(
+                "DELETE FROM tokens WHERE token_hash = $1",
+                &[token_hash.into()],
+            )? > 0)
+        })
     }
 
     pub fn accepted_terms_urls(&self, user_id: &str) -> Result<Vec<String>, StateError> {
-        self.pool.with(|c| {
-            let mut stmt = c.prepare("SELECT url FROM accepted_terms_urls WHERE user_id = ?1")?;
-            let urls = stmt
-                .query_map([user_id], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(urls)
+        self.read(|c| {
+            c.query(
+                "SELECT url FROM accepted_terms_urls WHERE user_id = $1",
+                &[user_id.into()],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
         })
     }
 
     pub fn accept_terms_urls(&self, user_id: &str, urls: &[String]) -> Result<(), StateError> {
-        self.pool.with(|c| {
-            let tx = c.transaction()?;
+        self.write(|c| {
             for url in urls {
-                tx.execute(
-                    "INSERT OR IGNORE INTO accepted_terms_urls (user_id, url) VALUES (?1, ?2)",
-                    params![user_id, url],
+                c.execute(
+                    "INSERT INTO accepted_terms_urls (user_id, url) VALUES ($1, $2)
+                     ON CONFLICT (user_id, url) DO NOTHING",
+                    &[user_id.into(), url.into()],
                 )?;
             }
-            tx.commit()?;
             Ok(())
         })
     }

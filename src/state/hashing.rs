@@ -1,24 +1,25 @@
-//! `hashing_metadata`: the lookup pepper.
+//! `hashing_metadata`: the lookup pepper, decided once for every instance.
 
 use super::{State, StateError};
-use rusqlite::OptionalExtension;
 
 impl State {
-    /// The stored pepper, or `fresh` stored and returned when there is none yet.
+    /// The stored pepper, or `fresh` stored and returned when there is none yet. Two
+    /// instances starting together store one pepper: the second insert does nothing.
     pub fn pepper_or_insert(&self, fresh: &str) -> Result<String, StateError> {
-        self.pool.with(|c| {
+        self.read(|c| {
             c.execute(
-                "INSERT OR IGNORE INTO hashing_metadata (id, lookup_pepper) VALUES (1, ?1)",
-                [fresh],
+                "INSERT INTO hashing_metadata (id, lookup_pepper) VALUES (1, $1)
+                 ON CONFLICT (id) DO NOTHING",
+                &[fresh.into()],
             )?;
-            let pepper: Option<String> = c
-                .query_row(
-                    "SELECT lookup_pepper FROM hashing_metadata WHERE id = 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(pepper.unwrap_or_else(|| fresh.to_owned()))
+            c.query(
+                "SELECT lookup_pepper FROM hashing_metadata WHERE id = 1",
+                &[],
+            )?
+            .first()
+            .map(|r| r.text(0))
+            .transpose()?
+            .ok_or_else(|| StateError::schema("the pepper row is missing".into()))
         })
     }
 }

@@ -1,11 +1,18 @@
-//! The schema, built by numbered migrations applied in order. `PRAGMA user_version` records
-//! how many have run; each runs in its own transaction, so a failed one leaves no trace.
+//! The schema, built by named migrations applied in order, each recorded in
+//! `schema_migrations`. All of them run in one transaction holding the migration lock
+//! (PostgreSQL: an advisory lock; SQLite: the write lock), so instances starting together
+//! apply each migration once, and a failed start leaves no half-built schema.
+//!
+//! A database of the previous version (SQLite, counted by `PRAGMA user_version`) is taken
+//! over in place: its first `user_version` migrations are recorded as applied.
+//!
+//! The SQL files up to 0003 once said `INTEGER` where they now say `BIGINT`: they had only
+//! ever run on SQLite, where both are the same 64-bit type.
 
+use super::dialect::{Conn, Dialect, Kind, Tx};
 use super::StateError;
-use rusqlite::Connection;
 
-/// In order; the schema version is the number of entries applied. Never edit a released
-/// entry: add a new one.
+/// In order. Never edit what an entry does once released: add a new one.
 const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_ephemeral_keys",
@@ -16,20 +23,89 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0002_accounts.sql"),
     ),
     ("0003_hashing", include_str!("migrations/0003_hashing.sql")),
+    (
+        "0004_delivery_queue",
+        include_str!("migrations/0004_delivery_queue.sql"),
+    ),
+    ("0005_changes", include_str!("migrations/0005_changes.sql")),
 ];
 
-pub fn apply(conn: &mut Connection) -> Result<(), StateError> {
-    let known = MIGRATIONS.len() as i64;
-    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if found > known {
-        return Err(StateError::TooNew { found, known });
-    }
-    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
-        tx.commit()?;
-        log::info!("database: applied migration {name}");
+pub fn apply(db: &dyn Dialect) -> Result<(), StateError> {
+    let kind = db.kind();
+    let mut applied = Vec::new();
+    db.run(Tx::Migrate, &mut |c| {
+        applied.clear(); // a repeated run starts over
+        c.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 name       TEXT PRIMARY KEY NOT NULL,
+                 applied_ts BIGINT NOT NULL
+             )",
+        )?;
+        let mut done = recorded(c)?;
+        if done.is_empty() && kind == Kind::Sqlite {
+            done = take_over_user_version(c)?;
+        }
+        let unknown: Vec<String> = done
+            .iter()
+            .filter(|d| !MIGRATIONS.iter().any(|(name, _)| name == d))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(StateError::TooNew { unknown });
+        }
+        for (name, sql) in MIGRATIONS {
+            if !done.iter().any(|d| d == name) {
+                c.batch(sql)?;
+                record(c, name)?;
+                applied.push(*name);
+            }
+        }
+        Ok(())
+    })?;
+    for name in applied {
+        log::info!("database ({}): applied migration {name}", kind.name());
     }
     Ok(())
+}
+
+fn recorded(c: &mut dyn Conn) -> Result<Vec<String>, StateError> {
+    c.query("SELECT name FROM schema_migrations", &[])?
+        .iter()
+        .map(|r| r.text(0))
+        .collect()
+}
+
+fn record(c: &mut dyn Conn, name: &str) -> Result<(), StateError> {
+    c.execute(
+        "INSERT INTO schema_migrations (name, applied_ts) VALUES ($1, $2)",
+        &[name.into(), crate::now_ms().into()],
+    )?;
+    Ok(())
+}
+
+/// The previous version counted applied migrations in `PRAGMA user_version`.
+fn take_over_user_version(c: &mut dyn Conn) -> Result<Vec<String>, StateError> {
+    let version = c
+        .query("PRAGMA user_version", &[])?
+        .first()
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StateError::TooNew {
+            unknown: vec![format!("user_version {version}")],
+        });
+    }
+    let taken: Vec<String> = MIGRATIONS[..version as usize]
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for name in &taken {
+        record(c, name)?;
+    }
+    if version > 0 {
+        log::info!("database (SQLite): took over schema version {version} (PRAGMA user_version)");
+    }
+    Ok(taken)
 }

@@ -1,53 +1,91 @@
-//! Our own state (tokens, terms, sessions, invites, ephemeral keys, the pepper): SQLite now,
-//! behind this `State` API so that PostgreSQL can serve the same calls later.
+//! Our own state (tokens, terms, the pepper, ephemeral keys, the delivery queue, the change
+//! feed; sessions, binds and invites next), on SQLite (the embedded default, one instance)
+//! or PostgreSQL (several instances on one database).
 //!
-//! Each table family has its own file with its SQL next to its functions; the schema is
-//! built by numbered migrations in `migrations/`, applied in order at start. Callers never
-//! see SQL or rusqlite types.
+//! Each table family has its own file with its SQL next to its functions, written once in
+//! portable SQL (`dialect.rs`); `sqlite.rs` and `postgres.rs` run it. The schema is built
+//! by named migrations in `migrations/`, applied in order at start under a lock. Callers
+//! never see SQL or a database crate's types.
 
 mod accounts;
+mod changes;
+mod dialect;
 mod ephemeral_keys;
 mod hashing;
 mod migrations;
+mod postgres;
+mod queue;
+mod sqlite;
 
-use crate::pool::{Exhausted, Pool};
+pub use changes::{Change, ChangeCursor, Changes};
+pub use queue::QueueItem;
+
+use crate::config::StorageConfig;
+use crate::pool::Exhausted;
+use dialect::{Conn, Dialect, Kind, Tx};
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
-use std::time::Duration;
-
-/// How long a statement waits for another writer before it fails.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a caller waits for a free connection before it fails.
-const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct State {
-    pool: Pool<rusqlite::Connection>,
+    db: Box<dyn Dialect>,
+    /// Names this process as a claimer of queue items.
+    instance: String,
 }
 
 #[derive(Debug)]
 pub enum StateError {
-    Sqlite(rusqlite::Error),
-    Io(std::io::Error),
-    /// Every connection stayed busy for longer than the checkout timeout.
-    Exhausted,
-    /// The database was written by a newer mxisd.
-    TooNew {
-        found: i64,
-        known: i64,
+    /// The database cannot be reached, did not answer in time, or every connection stayed
+    /// busy: a 503, worth trying again.
+    Unavailable {
+        store: &'static str,
+        why: String,
     },
+    /// What the database refused or answered unexpectedly.
+    Database {
+        store: &'static str,
+        why: String,
+    },
+    Io(std::io::Error),
+    /// Another mxisd uses this SQLite database.
+    InUse(String),
+    /// The database was migrated by a newer mxisd.
+    TooNew {
+        unknown: Vec<String>,
+    },
+}
+
+impl StateError {
+    fn schema(why: String) -> StateError {
+        StateError::Database {
+            store: "state",
+            why,
+        }
+    }
+
+    /// The store named in a 503, when this is one.
+    pub fn unavailable_store(&self) -> Option<&'static str> {
+        match self {
+            StateError::Unavailable { store, .. } => Some(store),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StateError::Sqlite(e) => write!(f, "database: {e}"),
+            StateError::Unavailable { store, why } => {
+                write!(f, "state database ({store}) unavailable: {why}")
+            }
+            StateError::Database { store, why } => write!(f, "state database ({store}): {why}"),
             StateError::Io(e) => write!(f, "database file: {e}"),
-            StateError::Exhausted => f.write_str("database: no free connection in time"),
-            StateError::TooNew { found, known } => write!(
+            StateError::InUse(path) => write!(
                 f,
-                "database schema version {found} is newer than this mxisd knows ({known}); run the newer version"
+                "another mxisd uses the SQLite database {path}; several instances need storage.backend: postgresql"
+            ),
+            StateError::TooNew { unknown } => write!(
+                f,
+                "the database has migrations this mxisd does not know ({}): it was used by a newer version; run that version",
+                unknown.join(", ")
             ),
         }
     }
@@ -57,63 +95,97 @@ impl std::error::Error for StateError {}
 
 impl From<Exhausted> for StateError {
     fn from(_: Exhausted) -> Self {
-        StateError::Exhausted
-    }
-}
-
-impl From<rusqlite::Error> for StateError {
-    fn from(e: rusqlite::Error) -> Self {
-        StateError::Sqlite(e)
+        // The store is named by `State::run`, which knows it.
+        StateError::Unavailable {
+            store: "",
+            why: "no free connection in time".into(),
+        }
     }
 }
 
 impl State {
-    /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to
-    /// date and keeps `connections` connections open.
-    pub fn open_sqlite(path: &Path, connections: usize) -> Result<State, StateError> {
-        create_private_file(path).map_err(StateError::Io)?;
-        let open = || -> Result<rusqlite::Connection, StateError> {
-            let conn = rusqlite::Connection::open(path)?;
-            conn.busy_timeout(BUSY_TIMEOUT)?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.pragma_update(None, "foreign_keys", "ON")?;
-            Ok(conn)
+    /// Opens the state `cfg` names, brings its schema up to date (waiting for another
+    /// instance that is doing the same) and keeps `connections` SQLite connections open
+    /// (PostgreSQL: `poolSize`, connected on first use).
+    pub fn open(cfg: &StorageConfig, connections: usize) -> Result<State, StateError> {
+        let db: Box<dyn Dialect> = match cfg {
+            StorageConfig::Sqlite { database } => {
+                Box::new(sqlite::Sqlite::open(database, connections)?)
+            }
+            StorageConfig::Postgresql(pg) => Box::new(postgres::Postgres::open(pg)?),
         };
-        let mut first = open()?;
-        migrations::apply(&mut first)?;
-        let mut conns = vec![first];
-        for _ in 1..connections.max(1) {
-            conns.push(open()?);
-        }
+        migrations::apply(db.as_ref())?;
         Ok(State {
-            pool: Pool::new(conns, CHECKOUT_TIMEOUT),
+            db,
+            instance: instance_id(),
         })
     }
 
-    /// The schema version now in the database.
-    pub fn schema_version(&self) -> Result<i64, StateError> {
-        self.pool
-            .with(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+    /// "SQLite" or "PostgreSQL".
+    pub fn store(&self) -> &'static str {
+        self.db.kind().name()
+    }
+
+    /// Whether this process is the database's only writer (SQLite, locked to us): then a
+    /// cache kept up to date by our own writes agrees with the database.
+    pub fn sole_writer(&self) -> bool {
+        self.db.kind() == Kind::Sqlite
+    }
+
+    /// The names of the migrations applied, in order.
+    pub fn migrations(&self) -> Result<Vec<String>, StateError> {
+        self.read(|c| {
+            c.query("SELECT name FROM schema_migrations ORDER BY name", &[])?
+                .iter()
+                .map(|r| r.text(0))
+                .collect()
+        })
+    }
+
+    /// `work` with a connection, each statement on its own.
+    fn read<T>(
+        &self,
+        mut work: impl FnMut(&mut dyn Conn) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        self.run(Tx::None, &mut work)
+    }
+
+    /// `work` in one transaction.
+    fn write<T>(
+        &self,
+        mut work: impl FnMut(&mut dyn Conn) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        self.run(Tx::Write, &mut work)
+    }
+
+    fn run<T>(
+        &self,
+        tx: Tx,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let mut out = None;
+        self.db
+            .run(tx, &mut |c| {
+                out = Some(work(c)?);
+                Ok(())
+            })
+            .map_err(|e| match e {
+                StateError::Unavailable { store: "", why } => StateError::Unavailable {
+                    store: self.store(),
+                    why,
+                },
+                e => e,
+            })?;
+        out.ok_or_else(|| StateError::schema("the work gave no result".into()))
     }
 }
 
-/// The database holds secrets (token hashes, session tokens): create it and its directory
-/// readable by us alone. An existing file keeps the mode the operator gave it.
-fn create_private_file(path: &Path) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-        _ => Ok(()),
-    }
+/// Host, process and a random part: unique among the instances sharing a database.
+fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let random = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 8)
+        .unwrap_or_default();
+    format!("{host}/{}/{random}", std::process::id())
 }

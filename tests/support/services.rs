@@ -74,3 +74,27 @@ pub fn psql(db: &str, sql: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A new, empty database on the test PostgreSQL, named after `prefix`; its name.
+pub fn fresh_database(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    ensure_up();
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
+    psql("postgres", &format!("CREATE DATABASE {name}"));
+    name
+}
+
+/// A `key=value` connection string to database `db` of the test PostgreSQL.
+pub fn pg_connection(db: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={} dbname={db}",
+        get("PG_PORT"),
+        get("PG_USER")
+    )
+}

@@ -2,6 +2,6 @@
 -- GET /pubkey/ephemeral/isvalid. Stored in URL-safe unpadded base64, as the spec gives them.
 CREATE TABLE ephemeral_public_keys (
     public_key  TEXT PRIMARY KEY NOT NULL,
-    created_ts  INTEGER NOT NULL,
-    verify_count INTEGER NOT NULL DEFAULT 0
+    created_ts  BIGINT NOT NULL,
+    verify_count BIGINT NOT NULL DEFAULT 0
 );

@@ -2,12 +2,12 @@
 -- access tokens (only a SHA-256 hash is kept), and the terms URLs they accepted.
 CREATE TABLE accounts (
     user_id    TEXT PRIMARY KEY NOT NULL,
-    created_ts INTEGER NOT NULL
+    created_ts BIGINT NOT NULL
 );
 CREATE TABLE tokens (
     token_hash TEXT PRIMARY KEY NOT NULL,
     user_id    TEXT NOT NULL REFERENCES accounts (user_id),
-    created_ts INTEGER NOT NULL
+    created_ts BIGINT NOT NULL
 );
 CREATE INDEX tokens_by_user ON tokens (user_id);
 CREATE TABLE accepted_terms_urls (

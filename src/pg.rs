@@ -1,0 +1,167 @@
+//! Connecting to PostgreSQL, for our own state and for the `sql` identity stores: the
+//! connection string (mxisd's `//host/db`, URLs, `key=value`), TLS (`disable`, `require`,
+//! `verify-full`), and a deadline on everything the client cannot bound itself.
+//!
+//! Every connection gets: the whole connect (socket, TLS, startup, authentication) under
+//! `timeout` (`handshake::Connector`); `statement_timeout` and `lock_timeout` of `timeout`,
+//! so the server ends a slow statement or a wait for a lock; TCP keepalives and a TCP user
+//! timeout, so a host that vanished fails the connection rather than leave it waiting.
+
+use crate::config::{DbTls, TlsMode};
+use crate::handshake::{ConnectError, Connector};
+use postgres::config::SslMode;
+use postgres::{Client, NoTls};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Where and how to connect; one connect at a time.
+pub struct PgTarget {
+    config: postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+    timeout: Duration,
+    connector: Connector<Client>,
+}
+
+impl PgTarget {
+    /// `key` names the config section in errors.
+    pub fn new(
+        connection: &str,
+        credentials: (Option<&str>, Option<&str>),
+        timeout: Duration,
+        tls: &DbTls,
+        key: &str,
+    ) -> Result<PgTarget, String> {
+        let mut config = postgres::Config::from_str(&crate::config::connection_text(connection))
+            .map_err(|e| format!("{key}: {}", with_causes(&e)))?;
+        if let Some(user) = credentials.0 {
+            config.user(user);
+        }
+        if let Some(password) = credentials.1 {
+            config.password(password);
+        }
+        let ms = timeout.as_millis();
+        config
+            .connect_timeout(timeout)
+            .tcp_user_timeout(timeout)
+            .keepalives(true)
+            .keepalives_idle(timeout)
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3)
+            .options(&format!(
+                "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={}",
+                ms.max(60_000)
+            ))
+            .application_name("mxisd");
+        let tls = match tls.mode {
+            TlsMode::Disable => {
+                config.ssl_mode(SslMode::Disable);
+                None
+            }
+            TlsMode::Require => {
+                config.ssl_mode(SslMode::Require);
+                Some(crate::tls::unverified()?)
+            }
+            TlsMode::VerifyFull => {
+                config.ssl_mode(SslMode::Require);
+                Some(crate::tls::verifying(
+                    tls.ca_file.as_deref(),
+                    &format!("{key}.tls.caFile"),
+                )?)
+            }
+        };
+        Ok(PgTarget {
+            config,
+            tls: tls.map(MakeRustlsConnect::new),
+            timeout,
+            connector: Connector::default(),
+        })
+    }
+
+    /// A new connection, handshake included, within the timeout.
+    pub fn connect(&self) -> Result<Client, ConnectError> {
+        let config = self.config.clone();
+        match self.tls.clone() {
+            None => self.connector.connect(self.timeout, move || {
+                config.connect(NoTls).map_err(|e| with_causes(&e))
+            }),
+            Some(tls) => self.connector.connect(self.timeout, move || {
+                config.connect(tls.clone()).map_err(|e| with_causes(&e))
+            }),
+        }
+    }
+}
+
+/// An error with the errors that caused it: the `postgres` crate says only "db error" or
+/// "error connecting to server", and keeps the why (the server's message, the I/O error)
+/// in its source.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// JDBC's `?` placeholders (mxisd's queries) as PostgreSQL's `$1, $2, …`; quoted text is
+/// left alone.
+pub fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let (mut n, mut quoted) = (0, false);
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(connection: &str) -> PgTarget {
+        let tls = DbTls {
+            mode: TlsMode::Disable,
+            ca_file: None,
+        };
+        PgTarget::new(
+            connection,
+            (None, None),
+            Duration::from_secs(3),
+            &tls,
+            "sql",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn mxisd_connection_strings_are_read() {
+        let c = target("//db.example.org:5433/synapse?user=synapse&password=secret").config;
+        assert_eq!(c.get_dbname(), Some("synapse"));
+        assert_eq!(c.get_user(), Some("synapse"));
+        assert_eq!(c.get_ports(), &[5433]);
+        let c = target("host=127.0.0.1 port=5433 user=postgres dbname=idtest").config;
+        assert_eq!(c.get_dbname(), Some("idtest"));
+        assert_eq!(c.get_ssl_mode(), SslMode::Disable);
+    }
+
+    #[test]
+    fn jdbc_placeholders_become_numbered() {
+        assert_eq!(
+            numbered_placeholders("SELECT a FROM t WHERE m = ? AND x = '?' AND y = ?"),
+            "SELECT a FROM t WHERE m = $1 AND x = '?' AND y = $2"
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! The PostgreSQL dialect: several mxisd instances on one database. Connections are made
+//! on first use and remade after a failure, so a database that goes away makes requests
+//! fail (503) until it is back, with no restart; every call is bounded as `pg` describes,
+//! and a caller waits at most the timeout for a free connection.
+
+use super::dialect::{Conn, Dialect, Kind, Param, Row, Tx, Value};
+use super::StateError;
+use crate::config::PostgresConfig;
+use crate::pg::{with_causes, PgTarget};
+use crate::pool::Pool;
+use postgres::types::{ToSql, Type};
+use std::collections::HashMap;
+
+/// The advisory lock migrations hold ("mxisd" in ASCII): one instance migrates at a time.
+const MIGRATION_LOCK: i64 = 0x006d_7869_7364;
+/// How long a migration may wait for another instance's and run; longer than a
+/// statement's timeout, as a migration may rewrite a table.
+const MIGRATION_TIMEOUT: &str = "120s";
+
+pub struct Postgres {
+    target: PgTarget,
+    pool: Pool<PgConn>,
+}
+
+/// A pooled connection (none until first used, or after a failure) and its prepared
+/// statements.
+#[derive(Default)]
+struct PgConn {
+    client: Option<postgres::Client>,
+    statements: HashMap<String, postgres::Statement>,
+    /// Whether a statement succeeded since it was taken from the pool.
+    answered: bool,
+}
+
+impl Postgres {
+    pub fn open(cfg: &PostgresConfig) -> Result<Postgres, StateError> {
+        let target = PgTarget::new(
+            &cfg.connection,
+            (cfg.username.as_deref(), cfg.password.as_deref()),
+            cfg.timeout,
+            &cfg.tls,
+            "storage.provider.postgresql",
+        )
+        .map_err(|why| StateError::Database {
+            store: Kind::Postgres.name(),
+            why,
+        })?;
+        let conns = (0..cfg.pool_size).map(|_| PgConn::default()).collect();
+        Ok(Postgres {
+            pool: Pool::new(conns, cfg.timeout).on_panic(|c| *c = PgConn::default()),
+            target,
+        })
+    }
+
+    /// `work` in the way `tx` says, on `conn` (connected here if it is not).
+    fn attempt(
+        &self,
+        conn: &mut PgConn,
+        tx: Tx,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        if conn.client.as_ref().is_none_or(|c| c.is_closed()) {
+            *conn = PgConn::default();
+            conn.client = Some(
+                self.target
+                    .connect()
+                    .map_err(|e| unavailable(e.to_string()))?,
+            );
+        }
+        conn.answered = false;
+        match tx {
+            Tx::None => work(conn),
+            Tx::Write | Tx::Migrate => {
+                conn.batch("BEGIN")?;
+                if tx == Tx::Migrate {
+                    conn.batch(&format!(
+                        "SET LOCAL statement_timeout = '{MIGRATION_TIMEOUT}'; SET LOCAL lock_timeout = '{MIGRATION_TIMEOUT}'"
+                    ))?;
+                    conn.execute("SELECT pg_advisory_xact_lock($1)", &[MIGRATION_LOCK.into()])?;
+                }
+                match work(conn) {
+                    Ok(()) => conn.batch("COMMIT"),
+                    Err(e) => {
+                        if conn.batch("ROLLBACK").is_err() {
+                            *conn = PgConn::default();
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Dialect for Postgres {
+    fn kind(&self) -> Kind {
+        Kind::Postgres
+    }
+
+    fn run(
+        &self,
+        tx: Tx,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        self.pool.with(|conn| {
+            let reused = conn.client.is_some();
+            let result = self.attempt(conn, tx, work);
+            let lost = conn.client.as_ref().is_none_or(|c| c.is_closed());
+            let answered = conn.answered;
+            if lost {
+                *conn = PgConn::default();
+            }
+            match result {
+                // A kept connection was dead before it did anything (the server
+                // restarted since it was made): once more on a new one.
+                Err(StateError::Unavailable { .. }) if reused && lost && !answered => {
+                    self.attempt(conn, tx, work)
+                }
+                other => other,
+            }
+        })
+    }
+}
+
+impl PgConn {
+    fn client(&mut self) -> Result<&mut postgres::Client, StateError> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| unavailable("not connected".into()))
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, StateError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self.client()?.prepare(sql).map_err(pg_error)?;
+        self.statements.insert(sql.to_owned(), prepared.clone());
+        Ok(prepared)
+    }
+
+    fn answered<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, StateError> {
+        let value = result.map_err(pg_error)?;
+        self.answered = true;
+        Ok(value)
+    }
+}
+
+impl Conn for PgConn {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StateError> {
+        let stmt = self.statement(sql)?;
+        let result = self.client()?.execute(&stmt, &to_sql(params));
+        self.answered(result)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StateError> {
+        let stmt = self.statement(sql)?;
+        let result = self.client()?.query(&stmt, &to_sql(params));
+        self.answered(result)?.iter().map(row).collect()
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), StateError> {
+        let result = self.client()?.batch_execute(sql);
+        self.answered(result)
+    }
+}
+
+fn to_sql<'a>(params: &'a [Param<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Int(v) => v as &(dyn ToSql + Sync),
+            Param::Text(v) => v as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+fn row(r: &postgres::Row) -> Result<Row, StateError> {
+    let mut values = Vec::with_capacity(r.len());
+    for (i, column) in r.columns().iter().enumerate() {
+        let value = match *column.type_() {
+            Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|n| Value::Int(n.into()))),
+            Type::BOOL => r
+                .try_get::<_, Option<bool>>(i)
+                .map(|v| v.map(|b| Value::Int(b.into()))),
+            _ => r
+                .try_get::<_, Option<String>>(i)
+                .map(|v| v.map(Value::Text)),
+        };
+        values.push(
+            value
+                .map_err(|e| StateError::schema(format!("column {i}: {e}")))?
+                .unwrap_or(Value::Null),
+        );
+    }
+    Ok(Row(values))
+}
+
+fn unavailable(why: String) -> StateError {
+    StateError::Unavailable {
+        store: Kind::Postgres.name(),
+        why,
+    }
+}
+
+/// A lost connection, a timeout or a server that refuses more work is the database being
+/// unavailable (503, try again); anything else is an error of ours or of the schema (500).
+fn pg_error(e: postgres::Error) -> StateError {
+    let why = with_causes(&e);
+    let transient = e.is_closed()
+        || e.code().is_none_or(|code| {
+            let c = code.code();
+            // 08: connection exceptions; 53: insufficient resources (too many
+            // connections); 57: operator intervention (statement timeout, shutdown);
+            // 55P03: lock_timeout; 40: serialization failure, deadlock.
+            ["08", "53", "57", "40"]
+                .iter()
+                .any(|class| c.starts_with(class))
+                || c == "55P03"
+        });
+    if transient {
+        unavailable(why)
+    } else {
+        StateError::Database {
+            store: Kind::Postgres.name(),
+            why,
+        }
+    }
+}

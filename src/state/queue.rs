@@ -1,0 +1,122 @@
+//! `delivery_queue`: work delivered at least once (invite callbacks, mails), whichever
+//! instance takes it. A claim hands due items to one instance for a lease; the claimer
+//! completes an item (deleted) or puts it back for later; a lease that ran out (the
+//! claimer died) makes the item claimable again. Consumers make delivery idempotent.
+
+use super::dialect::{Kind, Row};
+use super::{State, StateError};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueItem {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    /// Claims so far, this one included.
+    pub attempts: i64,
+}
+
+impl State {
+    /// Queues `payload` under `kind`, due at `due_ms`; its id.
+    pub fn enqueue(&self, kind: &str, payload: &str, due_ms: i64) -> Result<String, StateError> {
+        let id = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 24)
+            .map_err(StateError::Io)?;
+        self.read(|c| {
+            c.execute(
+                "INSERT INTO delivery_queue (id, kind, payload, created_ts, next_attempt_ts)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    id.as_str().into(),
+                    kind.into(),
+                    payload.into(),
+                    crate::now_ms().into(),
+                    due_ms.into(),
+                ],
+            )
+        })?;
+        Ok(id)
+    }
+
+    /// Up to `limit` items of `kind` due at `now_ms` and not held by anyone, claimed by
+    /// this instance for `lease`. PostgreSQL skips rows another claim is taking; SQLite
+    /// has one writer at a time.
+    pub fn claim(
+        &self,
+        kind: &str,
+        limit: i64,
+        lease: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<QueueItem>, StateError> {
+        let skip_locked = match self.db.kind() {
+            Kind::Postgres => "FOR UPDATE SKIP LOCKED",
+            Kind::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE delivery_queue
+             SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1
+             WHERE id IN (
+                 SELECT id FROM delivery_queue
+                 WHERE kind = $3 AND next_attempt_ts <= $4
+                   AND (claimed_until IS NULL OR claimed_until <= $4)
+                 ORDER BY next_attempt_ts LIMIT $5 {skip_locked})
+             RETURNING id, kind, payload, attempts"
+        );
+        let until = now_ms.saturating_add(lease.as_millis() as i64);
+        self.write(|c| {
+            c.query(
+                &sql,
+                &[
+                    self.instance.as_str().into(),
+                    until.into(),
+                    kind.into(),
+                    now_ms.into(),
+                    limit.into(),
+                ],
+            )?
+            .iter()
+            .map(item)
+            .collect()
+        })
+    }
+
+    /// The item was delivered: gone, whoever holds it now.
+    pub fn complete(&self, id: &str) -> Result<(), StateError> {
+        self.read(|c| c.execute("DELETE FROM delivery_queue WHERE id = $1", &[id.into()]))?;
+        Ok(())
+    }
+
+    /// Delivery failed: due again at `due_ms`, free for any instance then. Only while this
+    /// instance holds the item; whether it did.
+    pub fn retry_at(&self, id: &str, due_ms: i64) -> Result<bool, StateError> {
+        self.read(|c| {
+            Ok(c.execute(
+                "UPDATE delivery_queue
+                 SET next_attempt_ts = $1, claimed_by = NULL, claimed_until = NULL
+                 WHERE id = $2 AND claimed_by = $3",
+                &[due_ms.into(), id.into(), self.instance.as_str().into()],
+            )? > 0)
+        })
+    }
+
+    /// How many items of `kind` are queued, claimed or not.
+    pub fn queued(&self, kind: &str) -> Result<i64, StateError> {
+        self.read(|c| {
+            c.query(
+                "SELECT COUNT(*) FROM delivery_queue WHERE kind = $1",
+                &[kind.into()],
+            )?
+            .first()
+            .map(|r| r.int(0))
+            .unwrap_or(Ok(0))
+        })
+    }
+}
+
+fn item(r: &Row) -> Result<QueueItem, StateError> {
+    Ok(QueueItem {
+        id: r.text(0)?,
+        kind: r.text(1)?,
+        payload: r.text(2)?,
+        attempts: r.int(3)?,
+    })
+}

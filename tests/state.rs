@@ -1,0 +1,323 @@
+//! The state layer's own suite, run with the same assertions on SQLite and on the test
+//! PostgreSQL: accounts and terms, the pepper, migrations, the delivery queue's claim
+//! (racing claimers, expired leases) and the change feed between two handles.
+
+use crate::support::services::{fresh_database, pg_connection};
+use crate::support::TempDir;
+use mxisd::config::{DbTls, PostgresConfig, StorageConfig, TlsMode};
+use mxisd::state::{ChangeCursor, Changes, State};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where a test's state lives; opened as often as the test needs (several instances).
+enum Db {
+    Sqlite(TempDir),
+    Postgres(String),
+}
+
+impl Db {
+    fn both() -> [Db; 2] {
+        [
+            Db::Sqlite(TempDir::new()),
+            Db::Postgres(fresh_database("state")),
+        ]
+    }
+
+    fn config(&self) -> StorageConfig {
+        match self {
+            Db::Sqlite(dir) => StorageConfig::Sqlite {
+                database: dir.join("state.db"),
+            },
+            Db::Postgres(name) => StorageConfig::Postgresql(PostgresConfig {
+                connection: pg_connection(name),
+                username: None,
+                password: None,
+                timeout: Duration::from_secs(5),
+                pool_size: 4,
+                tls: DbTls {
+                    mode: TlsMode::Disable,
+                    ca_file: None,
+                },
+            }),
+        }
+    }
+
+    fn open(&self) -> State {
+        State::open(&self.config(), 4).unwrap_or_else(|e| panic!("open: {e}"))
+    }
+
+    /// A second instance: another process on PostgreSQL; on SQLite (one process only)
+    /// the same handle.
+    fn second(&self, first: &Arc<State>) -> Arc<State> {
+        match self {
+            Db::Sqlite(_) => first.clone(),
+            Db::Postgres(_) => Arc::new(self.open()),
+        }
+    }
+}
+
+#[test]
+fn accounts_tokens_and_terms() {
+    for db in Db::both() {
+        let s = db.open();
+        s.add_token("@a:example.org", "hash-1", 1000).unwrap();
+        s.add_token("@a:example.org", "hash-2", 1001).unwrap();
+        assert_eq!(
+            s.token_user("hash-1").unwrap().as_deref(),
+            Some("@a:example.org")
+        );
+        assert_eq!(s.token_user("hash-9").unwrap(), None);
+        assert!(s.delete_token("hash-1").unwrap());
+        assert!(!s.delete_token("hash-1").unwrap());
+        assert_eq!(s.token_user("hash-1").unwrap(), None);
+        assert_eq!(
+            s.token_user("hash-2").unwrap().as_deref(),
+            Some("@a:example.org")
+        );
+        let urls = vec!["https://t/1".to_owned(), "https://t/2".to_owned()];
+        s.accept_terms_urls("@a:example.org", &urls).unwrap();
+        s.accept_terms_urls("@a:example.org", &urls[..1]).unwrap(); // again: no error
+        let mut got = s.accepted_terms_urls("@a:example.org").unwrap();
+        got.sort();
+        assert_eq!(got, urls, "{}", s.store());
+    }
+}
+
+#[test]
+fn the_pepper_is_decided_once() {
+    for db in Db::both() {
+        let s = db.open();
+        assert_eq!(s.pepper_or_insert("first").unwrap(), "first");
+        drop(s);
+        let s = db.open();
+        assert_eq!(
+            s.pepper_or_insert("second").unwrap(),
+            "first",
+            "{}",
+            s.store()
+        );
+    }
+}
+
+#[test]
+fn migrations_are_recorded_and_applied_once() {
+    for db in Db::both() {
+        let names = db.open().migrations().unwrap();
+        assert_eq!(
+            names,
+            [
+                "0001_ephemeral_keys",
+                "0002_accounts",
+                "0003_hashing",
+                "0004_delivery_queue",
+                "0005_changes"
+            ]
+        );
+        let again = db.open();
+        assert_eq!(again.migrations().unwrap(), names, "{}", again.store());
+        assert!(again.ephemeral_key_is_valid("nope").is_ok());
+    }
+}
+
+#[test]
+fn an_sqlite_database_of_the_previous_version_is_taken_over_in_place() {
+    let dir = TempDir::new();
+    let path = dir.join("old.db");
+    {
+        // What the previous version left: three migrations counted by user_version, a
+        // token and the pepper.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE ephemeral_public_keys (public_key TEXT PRIMARY KEY NOT NULL, created_ts INTEGER NOT NULL, verify_count INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE accounts (user_id TEXT PRIMARY KEY NOT NULL, created_ts INTEGER NOT NULL);
+             CREATE TABLE tokens (token_hash TEXT PRIMARY KEY NOT NULL, user_id TEXT NOT NULL REFERENCES accounts (user_id), created_ts INTEGER NOT NULL);
+             CREATE INDEX tokens_by_user ON tokens (user_id);
+             CREATE TABLE accepted_terms_urls (user_id TEXT NOT NULL REFERENCES accounts (user_id), url TEXT NOT NULL, PRIMARY KEY (user_id, url));
+             CREATE TABLE hashing_metadata (id INTEGER PRIMARY KEY CHECK (id = 1), lookup_pepper TEXT NOT NULL);
+             INSERT INTO accounts VALUES ('@old:example.org', 1);
+             INSERT INTO tokens VALUES ('old-hash', '@old:example.org', 1);
+             INSERT INTO hashing_metadata VALUES (1, 'oldpepper');
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let s = State::open(&StorageConfig::Sqlite { database: path }, 2).unwrap();
+    assert_eq!(s.migrations().unwrap().len(), 5);
+    assert_eq!(
+        s.token_user("old-hash").unwrap().as_deref(),
+        Some("@old:example.org")
+    );
+    assert_eq!(s.pepper_or_insert("new").unwrap(), "oldpepper");
+    assert_eq!(s.queued("mail").unwrap(), 0, "the new tables exist");
+}
+
+#[test]
+fn a_second_process_is_kept_off_an_sqlite_database() {
+    let db = Db::Sqlite(TempDir::new());
+    let _first = db.open();
+    let e = State::open(&db.config(), 2)
+        .err()
+        .expect("a second open must fail");
+    assert!(
+        e.to_string()
+            .contains("several instances need storage.backend: postgresql"),
+        "{e}"
+    );
+}
+
+#[test]
+fn racing_claimers_each_get_an_item_once() {
+    for db in Db::both() {
+        let a = Arc::new(db.open());
+        let b = db.second(&a);
+        let mut ids = Vec::new();
+        for i in 0..60 {
+            ids.push(a.enqueue("onbind", &format!("item {i}"), 0).unwrap());
+        }
+        a.enqueue("mail", "another kind", 0).unwrap();
+        a.enqueue("onbind", "not due yet", i64::MAX / 2).unwrap();
+        let claimed: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let claimers: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
+            .into_iter()
+            .map(|s| {
+                let claimed = claimed.clone();
+                std::thread::spawn(move || loop {
+                    let items = s
+                        .claim("onbind", 3, Duration::from_secs(60), mxisd::now_ms())
+                        .unwrap();
+                    if items.is_empty() {
+                        break;
+                    }
+                    for item in items {
+                        assert_eq!(item.kind, "onbind");
+                        assert_eq!(item.attempts, 1);
+                        *claimed.lock().unwrap().entry(item.id.clone()).or_default() += 1;
+                        s.complete(&item.id).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for c in claimers {
+            c.join().unwrap();
+        }
+        let claimed = claimed.lock().unwrap();
+        assert_eq!(claimed.len(), 60, "{}: every due item claimed", a.store());
+        assert!(
+            claimed.values().all(|n| *n == 1),
+            "{}: {claimed:?}",
+            a.store()
+        );
+        assert!(ids.iter().all(|id| claimed.contains_key(id)));
+        assert_eq!(a.queued("onbind").unwrap(), 1, "the item not due yet stays");
+        assert_eq!(a.queued("mail").unwrap(), 1);
+    }
+}
+
+#[test]
+fn an_expired_lease_is_claimed_again_and_a_retry_waits() {
+    for db in Db::both() {
+        let a = Arc::new(db.open());
+        let b = db.second(&a);
+        let id = a.enqueue("mail", "hello", 1_000).unwrap();
+        let now = 10_000;
+        let first = a.claim("mail", 10, Duration::from_secs(30), now).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            (first[0].id.as_str(), first[0].payload.as_str()),
+            (id.as_str(), "hello")
+        );
+        assert!(b
+            .claim("mail", 10, Duration::from_secs(30), now + 29_999)
+            .unwrap()
+            .is_empty());
+        // The claimer died: its lease ran out.
+        let again = b
+            .claim("mail", 10, Duration::from_secs(30), now + 30_000)
+            .unwrap();
+        assert_eq!(again.len(), 1, "{}", a.store());
+        assert_eq!(again[0].attempts, 2);
+        // A retry by the holder puts it back for later, free for anyone then.
+        assert!(b.retry_at(&id, now + 60_000).unwrap());
+        assert!(a
+            .claim("mail", 10, Duration::from_secs(30), now + 59_999)
+            .unwrap()
+            .is_empty());
+        let third = a
+            .claim("mail", 10, Duration::from_secs(30), now + 60_000)
+            .unwrap();
+        assert_eq!(third[0].attempts, 3);
+        a.complete(&id).unwrap();
+        assert_eq!(a.queued("mail").unwrap(), 0);
+    }
+}
+
+#[test]
+fn the_change_feed_is_read_in_order_by_another_instance() {
+    for db in Db::both() {
+        let a = Arc::new(db.open());
+        let b = db.second(&a);
+        let start = b.change_cursor().unwrap();
+        let seqs: Vec<i64> = (0..5)
+            .map(|i| a.record_change("bind", &format!("change {i}")).unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        let (changes, cursor) = b.changes_after(start, 3).unwrap();
+        let Changes::New(first) = changes else {
+            panic!("a gap")
+        };
+        assert_eq!(
+            first.iter().map(|c| c.body.as_str()).collect::<Vec<_>>(),
+            ["change 0", "change 1", "change 2"]
+        );
+        let (changes, cursor) = b.changes_after(cursor, 100).unwrap();
+        assert!(
+            matches!(&changes, Changes::New(rest) if rest.len() == 2),
+            "{changes:?}"
+        );
+        assert_eq!(
+            b.changes_after(cursor, 100).unwrap().0,
+            Changes::New(vec![])
+        );
+        // Pruned beyond a reader: it is told to rebuild.
+        assert!(a.prune_changes(i64::MAX).unwrap() >= 4);
+        assert_eq!(
+            b.changes_after(start, 100).unwrap().0,
+            Changes::Gap,
+            "{}",
+            a.store()
+        );
+        assert_eq!(
+            b.changes_after(cursor, 100).unwrap().0,
+            Changes::New(vec![])
+        );
+        assert_eq!(
+            b.change_cursor().unwrap(),
+            ChangeCursor(*seqs.last().unwrap())
+        );
+    }
+}
+
+#[test]
+fn concurrent_feed_writers_get_consecutive_numbers() {
+    for db in Db::both() {
+        let a = Arc::new(db.open());
+        let b = db.second(&a);
+        let writers: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|s| {
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|_| s.record_change("t", "x").unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<i64> = writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        all.sort();
+        assert_eq!(all, (1..=50).collect::<Vec<_>>(), "{}", a.store());
+    }
+}
