@@ -11,6 +11,7 @@ mod http_concurrency;
 mod http_framing;
 mod http_hostile;
 mod http_limits;
+mod instances;
 mod keystore;
 mod ldap_store;
 mod lifecycle;

@@ -2,7 +2,9 @@
 //! port with a generated config, an HTTP client that returns statuses instead of errors, and
 //! the addresses of the test services (from `tests/services/config.sh`).
 
+pub mod balancer;
 pub mod fake_homeserver;
+pub mod pg_cluster;
 pub mod services;
 
 use serde_json::Value;
@@ -58,12 +60,20 @@ impl Drop for TempDir {
     }
 }
 
-/// The config every test server starts from; `extra` adds top-level sections.
+/// The config every test server starts from; `extra` adds top-level sections (its own
+/// `storage` replaces the SQLite database in `dir`).
 pub fn config_text(dir: &TempDir, key_path: &Path, extra: &str) -> String {
+    let storage = if extra.starts_with("storage:") || extra.contains("\nstorage:") {
+        String::new()
+    } else {
+        format!(
+            "storage:\n  provider:\n    sqlite:\n      database: '{}'\n",
+            dir.join("mxisd.db").display()
+        )
+    };
     format!(
-        "matrix:\n  domain: example.org\nserver:\n  port: 0\nkey:\n  path: '{}'\nstorage:\n  provider:\n    sqlite:\n      database: '{}'\n{extra}",
+        "matrix:\n  domain: example.org\nserver:\n  port: 0\nkey:\n  path: '{}'\n{storage}{extra}",
         key_path.display(),
-        dir.join("mxisd.db").display()
     )
 }
 
@@ -346,26 +356,49 @@ impl From<Result<ureq::http::Response<ureq::Body>, ureq::Error>> for Response {
 }
 
 /// A server that accepts connections and never says a word; counts what it accepted.
+/// Dropped, it closes its listener and every connection it held.
 pub struct Silent {
     pub port: u16,
     pub accepted: Arc<AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Silent {
     pub fn start() -> Silent {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Silent::start_on(0)
+    }
+
+    /// On `port` (0: any free one), e.g. where a stopped server listened.
+    pub fn start_on(port: u16) -> Silent {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        // The connections are kept open (and silent) for the life of the test process.
-        let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (count, stopped) = (accepted.clone(), stop.clone());
         std::thread::spawn(move || {
+            // The connections are kept open (and silent) until the Silent is dropped.
+            let mut held = Vec::new();
             for conn in listener.incoming().flatten() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
                 count.fetch_add(1, Ordering::SeqCst);
-                held.lock().unwrap().push(conn);
+                held.push(conn);
             }
         });
-        Silent { port, accepted }
+        Silent {
+            port,
+            accepted,
+            stop,
+        }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which then ends and closes everything.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 

@@ -1,0 +1,95 @@
+//! Debian's nginx as a round-robin load balancer in front of several mxisd instances,
+//! configured by the example the README gives (`etc/nginx/mxisd-instances.conf`).
+
+use super::pg_cluster::free_port;
+use super::TempDir;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Balancer {
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Balancer {
+    /// nginx on a free loopback port, passing requests in turn to `upstreams`.
+    pub fn start(upstreams: &[SocketAddr]) -> Balancer {
+        super::services::ensure_up(); // installs nginx
+        let example = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/nginx/mxisd-instances.conf"),
+        )
+        .unwrap();
+        let port = free_port();
+        let servers: String = upstreams
+            .iter()
+            .map(|a| format!("    server {a};\n"))
+            .collect();
+        let site = example
+            .replace(
+                "    server 127.0.0.1:8091;\n    server 127.0.0.1:8092;\n",
+                &servers,
+            )
+            .replace(
+                "listen 127.0.0.1:8090;",
+                &format!("listen 127.0.0.1:{port};"),
+            );
+        assert!(
+            site.contains(&servers) && site.contains(&port.to_string()),
+            "the example changed: {site}"
+        );
+        let dir = TempDir::new();
+        std::fs::write(dir.join("mxisd-instances.conf"), site).unwrap();
+        let d = dir.path().display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  include {d}/mxisd-instances.conf;\n}}\n"
+            ),
+        )
+        .unwrap();
+        let nginx = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nginx");
+        let child = Command::new(nginx)
+            .args([
+                "-p",
+                &d.to_string(),
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-g",
+                "daemon off;",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run nginx");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen: {}",
+                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Balancer {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
