@@ -326,3 +326,14 @@ fn tls_to_postgresql_is_verified_with_the_ca_file() {
     let s = Mxisd::start(&config(&tls("require", None), &tls("require", None)));
     assert_eq!(s.get(ISVALID).status, 200);
 }
+
+#[test]
+fn the_readme_shows_the_nginx_example_the_balancer_test_uses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(root.join("etc/nginx/mxisd-instances.conf")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```nginx\n{example}```")),
+        "README's \"Running several instances\" must quote etc/nginx/mxisd-instances.conf"
+    );
+}

@@ -8,6 +8,9 @@
 #   loopback: the machine's ceiling, since machines are noisy;
 # - one bulk lookup of 10,000 hashes, timed by curl on loopback;
 # - mxisd's RSS with 0, 10,000 and 100,000 bindings.
+# - the same lookups with mxisd's own state on the test PostgreSQL (storage.backend:
+#   postgresql, default poolSize) instead of SQLite, alternating with the others
+#   (BENCH_PG=0 skips it);
 # BENCH_BASELINE=/path/to/another/mxisd also runs that build on the same data, alternating
 # with this one and nginx, and prints the ratio of the two builds.
 # Needs root for apt (wrk, nginx-light) and the test services (for the TLS test CA and the
@@ -35,7 +38,10 @@ BIN="$ROOT/target/release/mxisd"
 
 W="$(mktemp -d /tmp/mxisd-bench.XXXXXX)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"
+    psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "DROP DATABASE IF EXISTS bench_state_$$" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 
 seed() { # seed FILE COUNT
@@ -49,9 +55,21 @@ db.commit()
 PY
 }
 
-start_mxisd() { # start_mxisd NAME COUNT [BINARY] -> sets PORT, PID
-    local d="$W/$1" bin="${3:-$BIN}"; mkdir -p "$d"
+PG_STATE_DB="bench_state_$$"
+start_mxisd() { # start_mxisd NAME COUNT [BINARY] [postgresql] -> sets PORT, PID
+    local d="$W/$1" bin="${3:-$BIN}" storage; mkdir -p "$d"
     seed "$d/synapse.db" "$2"
+    if [ "${4:-}" = postgresql ]; then
+        psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "CREATE DATABASE $PG_STATE_DB" >/dev/null
+        storage="  backend: postgresql
+  provider:
+    postgresql:
+      connection: 'host=127.0.0.1 port=$PG_PORT user=$PG_USER dbname=$PG_STATE_DB'"
+    else
+        storage="  provider:
+    sqlite:
+      database: '$d/mxisd.db'"
+    fi
     cat > "$d/mxisd.yaml" <<YAML
 matrix:
   domain: example.org
@@ -60,9 +78,7 @@ server:
 key:
   path: '$d/keys'
 storage:
-  provider:
-    sqlite:
-      database: '$d/mxisd.db'
+$storage
 logging:
   app: info
 http:
@@ -113,6 +129,10 @@ if [ -n "${BENCH_BASELINE:-}" ]; then
     start_mxisd baseline 10000 "$BENCH_BASELINE"
     prepare "$PORT"; B_URL="$URL"; B_TOKEN="$TOKEN"; B_BODY="$BODY"
 fi
+if [ "${BENCH_PG:-1}" != 0 ]; then
+    start_mxisd pgstate 10000 "$BIN" postgresql
+    prepare "$PORT"; P_URL="$URL"; P_TOKEN="$TOKEN"; P_BODY="$BODY"
+fi
 start_mxisd main 10000; MAIN_PID="$PID"; RSS10K="$(rss_kb "$PID")"
 prepare "$PORT"
 
@@ -145,9 +165,12 @@ printf '\n%-26s %12s %10s %10s %14s %10s %10s %8s\n' "single hashed lookup" "mxi
 ROUNDS="${BENCH_ROUNDS:-3}"
 best_of() { sort -k1,1 -g | tail -n 1; }
 for c in $CONNECTIONS; do
-    : > "$W/m.txt"; : > "$W/n.txt"; : > "$W/b.txt"
+    : > "$W/m.txt"; : > "$W/n.txt"; : > "$W/b.txt"; : > "$W/p.txt"
     for _ in $(seq "$ROUNDS"); do
         wrk_run "$URL/_matrix/identity/v2/lookup" "$c" "$TOKEN" "$BODY" >> "$W/m.txt"
+        if [ -n "${P_URL:-}" ]; then
+            wrk_run "$P_URL/_matrix/identity/v2/lookup" "$c" "$P_TOKEN" "$P_BODY" >> "$W/p.txt"
+        fi
         if [ -n "${BENCH_BASELINE:-}" ]; then
             wrk_run "$B_URL/_matrix/identity/v2/lookup" "$c" "$B_TOKEN" "$B_BODY" >> "$W/b.txt"
         fi
@@ -157,6 +180,12 @@ for c in $CONNECTIONS; do
     read -r n_rps n_p50 n_p99 <<<"$(best_of < "$W/n.txt")"
     ratio="$(awk -v a="$m_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a / b}')"
     printf '%-26s %12s %10s %10s %14s %10s %10s %8s\n' "$c connections" "$m_rps" "$m_p50" "$m_p99" "$n_rps" "$n_p50" "$n_p99" "$ratio"
+    if [ -n "${P_URL:-}" ]; then
+        read -r p_rps p_p50 p_p99 <<<"$(best_of < "$W/p.txt")"
+        printf '%-26s %12s %10s %10s %14s %10s %10s %8s\n' "  state on PostgreSQL" "$p_rps" "$p_p50" "$p_p99" "" "" "" \
+            "$(awk -v a="$p_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a / b}')"
+        printf '%-26s %12s\n' "  PostgreSQL / SQLite" "$(awk -v a="$p_rps" -v b="$m_rps" 'BEGIN {printf "%.3f", a / b}')"
+    fi
     if [ -n "${BENCH_BASELINE:-}" ]; then
         read -r b_rps b_p50 b_p99 <<<"$(best_of < "$W/b.txt")"
         printf '%-26s %12s %10s %10s %14s %10s %10s %8s\n' "  baseline build" "$b_rps" "$b_p50" "$b_p99" "" "" "" \
