@@ -1,12 +1,14 @@
 //! `App`: everything a handler may use, built once at start and shared by the workers.
 
 use crate::account::{terms::Terms, Accounts};
+use crate::api::Pages;
 use crate::config::Config;
 use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
 use crate::federation;
 use crate::lookup::{hash_index::HashIndex, Chain};
 use crate::ratelimit::RateLimiter;
+use crate::session::Sessions;
 use crate::state::{State, StateError};
 use std::fmt;
 
@@ -22,6 +24,10 @@ pub struct App {
     pub accounts: Accounts,
     /// Password checks per user id (`internal.rateLimit`).
     pub credential_checks: RateLimiter,
+    /// 3PID validation sessions, with their notifications.
+    pub sessions: Sessions,
+    /// The pages of the links in validation mails.
+    pub pages: Pages,
 }
 
 /// Why the server could not start, with the config key an operator should look at.
@@ -31,6 +37,7 @@ pub enum StartError {
     State { store: String, error: StateError },
     Federation(String),
     Stores(String),
+    Sessions(String),
 }
 
 impl fmt::Display for StartError {
@@ -40,6 +47,7 @@ impl fmt::Display for StartError {
             StartError::State { store, error } => write!(f, "storage ({store}): {error}"),
             StartError::Federation(e) => write!(f, "federation: {e}"),
             StartError::Stores(e) => write!(f, "identity stores: {e}"),
+            StartError::Sessions(e) => write!(f, "3PID sessions: {e}"),
         }
     }
 }
@@ -69,6 +77,8 @@ impl App {
             .map_err(|error| StartError::State { store, error })?;
         let hash_index = HashIndex::new(pepper);
         let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
+        let sessions = Sessions::new(&config).map_err(StartError::Sessions)?;
+        let pages = Pages::from_config(&config).map_err(StartError::Sessions)?;
         Ok(App {
             config,
             keys,
@@ -78,6 +88,8 @@ impl App {
             federation,
             accounts,
             credential_checks,
+            sessions,
+            pages,
         })
     }
 }

@@ -111,6 +111,16 @@ fn hash_index_refresh(app: &Arc<App>) -> std::io::Result<Option<jobs::Job>> {
     .map(Some)
 }
 
+/// Forgets expired validation sessions, every minute (safe on every instance at once).
+fn session_sweep(app: &Arc<App>) -> std::io::Result<jobs::Job> {
+    let app = app.clone();
+    jobs::every(
+        "session-sweep",
+        std::time::Duration::from_secs(60),
+        move || app.sessions.sweep(&app.state),
+    )
+}
+
 fn run(config: config::Config) -> ExitCode {
     let signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
@@ -146,6 +156,13 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let sweeper = match session_sweep(&app) {
+        Ok(job) => job,
+        Err(e) => {
+            log::error!("cannot start the session sweep: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let key = app.keys.current();
     log::info!(
         "mxisd {} listening on http://{} for {} as {} (public URL {}), signing with {} {}",
@@ -166,6 +183,7 @@ fn run(config: config::Config) -> ExitCode {
     if let Some(job) = refresher {
         job.stop();
     }
+    sweeper.stop();
     log::info!("stopped");
     if failed {
         ExitCode::FAILURE

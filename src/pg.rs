@@ -41,6 +41,10 @@ impl PgTarget {
             config.password(password);
         }
         let ms = timeout.as_millis();
+        let written = config
+            .get_options()
+            .map(|o| format!("{o} "))
+            .unwrap_or_default();
         config
             .connect_timeout(timeout)
             .tcp_user_timeout(timeout)
@@ -49,7 +53,7 @@ impl PgTarget {
             .keepalives_interval(Duration::from_secs(1))
             .keepalives_retries(3)
             .options(&format!(
-                "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={}",
+                "{written}-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={}",
                 ms.max(60_000)
             ))
             .application_name("mxisd");
@@ -76,6 +80,11 @@ impl PgTarget {
             timeout,
             connector: Connector::default(),
         })
+    }
+
+    /// The connect, statement and lock timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// A new connection, handshake included, within the timeout.

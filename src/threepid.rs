@@ -55,6 +55,41 @@ pub fn email(address: &str) -> Option<String> {
         .then_some(folded)
 }
 
+/// An e-mail address a user gave to be sent a token, normalised as `email` does; `None`
+/// unless it is a plain `local@domain` a mail can go to (no display name, comment, spaces,
+/// control characters or quotes: what would change the message's headers or recipients).
+pub fn email_to_send_to(address: &str) -> Option<String> {
+    let address = address.trim();
+    let (local, domain) = address.rsplit_once('@')?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| {
+            c.is_alphanumeric() || (c.is_ascii_punctuation() && "!#$%&'*+-/=?^_`{|}~.".contains(c))
+        });
+    let domain_ok = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    (address.len() <= 500 && local_ok && domain_ok).then(|| email(address))?
+}
+
+/// A phone number as a user types it, in `country` (ISO 3166 alpha-2): E.164 digits
+/// without `+`, if it is a valid number.
+pub fn msisdn_in(number: &str, country: &str) -> Option<String> {
+    let region: Id = country.trim().to_ascii_uppercase().parse().ok()?;
+    let parsed = phonenumber::parse(Some(region), number.trim()).ok()?;
+    phonenumber::is_valid(&parsed).then(|| {
+        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        e164.trim_start_matches('+').to_owned()
+    })
+}
+
 /// E.164 digits without `+`. Digits-only input (as the spec sends msisdns) is taken as
 /// international already; anything else is parsed with `default_region`.
 pub fn msisdn(number: &str, default_region: Option<Id>) -> Option<String> {
@@ -70,6 +105,34 @@ pub fn msisdn(number: &str, default_region: Option<Id>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_to_send_to_are_plain() {
+        assert_eq!(
+            email_to_send_to(" Alice@Example.org ").as_deref(),
+            Some("alice@example.org")
+        );
+        for bad in [
+            "x@y.test@z.test",
+            "a b@example.org",
+            "a@example.org\r\nBcc: x@y.z",
+            "<a@example.org>",
+            "Alice <a@example.org>",
+            "a@localhost",
+            "a@exa_mple.org",
+            "\"a\"@example.org",
+            "a@",
+            "@example.org",
+        ] {
+            assert_eq!(email_to_send_to(bad), None, "{bad}");
+        }
+        assert_eq!(
+            msisdn_in("07911 123456", "gb").as_deref(),
+            Some("447911123456")
+        );
+        assert_eq!(msisdn_in("12", "GB"), None);
+        assert_eq!(msisdn_in("07911 123456", "XX"), None);
+    }
 
     #[test]
     fn emails_are_case_folded() {

@@ -160,13 +160,13 @@ fn instances_starting_together_on_an_empty_database_migrate_once() {
         .map(|s| s.log().matches("applied migration").count())
         .collect();
     assert!(
-        applied == [5, 0] || applied == [0, 5],
+        applied == [6, 0] || applied == [0, 6],
         "{applied:?}\n{}\n{}",
         servers[0].log(),
         servers[1].log()
     );
     let names = support::services::psql(&db, "SELECT name FROM schema_migrations ORDER BY name");
-    assert_eq!(names.lines().count(), 5, "{names}");
+    assert_eq!(names.lines().count(), 6, "{names}");
     let pepper = support::services::psql(&db, "SELECT count(*) FROM hashing_metadata");
     assert_eq!(pepper.trim(), "1");
 }
@@ -322,6 +322,21 @@ fn tls_to_postgresql_is_verified_with_the_ca_file() {
         err.contains("certificate") || err.contains("UnknownIssuer"),
         "{err}"
     );
+    // With the CA but another host name than the certificate's: refused too.
+    let wrong_name = pg.connection().replace(
+        "host=127.0.0.1",
+        "host=pg.wrong-name.test hostaddr=127.0.0.1",
+    );
+    let dir = TempDir::new();
+    let file = dir.join("mxisd.yaml");
+    let text = on_postgres(
+        &wrong_name,
+        &format!("      tls:\n{}", indent(&verified, 6)),
+    );
+    std::fs::write(&file, support::config_text(&dir, &dir.join("keys"), &text)).unwrap();
+    let (code, _, err) = support::run(&["-c", file.to_str().unwrap()], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("not valid for name"), "{err}");
     // `require` encrypts without checking.
     let s = Mxisd::start(&config(&tls("require", None), &tls("require", None)));
     assert_eq!(s.get(ISVALID).status, 200);

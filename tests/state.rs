@@ -111,7 +111,8 @@ fn migrations_are_recorded_and_applied_once() {
                 "0002_accounts",
                 "0003_hashing",
                 "0004_delivery_queue",
-                "0005_changes"
+                "0005_changes",
+                "0006_sessions"
             ]
         );
         let again = db.open();
@@ -143,7 +144,7 @@ fn an_sqlite_database_of_the_previous_version_is_taken_over_in_place() {
         .unwrap();
     }
     let s = State::open(&StorageConfig::Sqlite { database: path }, 2).unwrap();
-    assert_eq!(s.migrations().unwrap().len(), 5);
+    assert_eq!(s.migrations().unwrap().len(), 6);
     assert_eq!(
         s.token_user("old-hash").unwrap().as_deref(),
         Some("@old:example.org")
@@ -237,8 +238,10 @@ fn an_expired_lease_is_claimed_again_and_a_retry_waits() {
             .unwrap();
         assert_eq!(again.len(), 1, "{}", a.store());
         assert_eq!(again[0].attempts, 2);
+        // The first claim no longer holds it: it cannot put it back.
+        assert!(!a.retry_at(&first[0], now + 1).unwrap());
         // A retry by the holder puts it back for later, free for anyone then.
-        assert!(b.retry_at(&id, now + 60_000).unwrap());
+        assert!(b.retry_at(&again[0], now + 60_000).unwrap());
         assert!(a
             .claim("mail", 10, Duration::from_secs(30), now + 59_999)
             .unwrap()
@@ -299,25 +302,84 @@ fn the_change_feed_is_read_in_order_by_another_instance() {
 }
 
 #[test]
-fn concurrent_feed_writers_get_consecutive_numbers() {
+fn a_reader_polling_during_concurrent_writes_sees_every_change_in_order() {
     for db in Db::both() {
         let a = Arc::new(db.open());
         let b = db.second(&a);
-        let writers: Vec<_> = [a.clone(), b.clone()]
+        let start = b.change_cursor().unwrap();
+        let writers: Vec<_> = [a.clone(), b.clone(), a.clone()]
             .into_iter()
             .map(|s| {
                 std::thread::spawn(move || {
-                    (0..25)
+                    (0..30)
                         .map(|_| s.record_change("t", "x").unwrap())
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        let mut all: Vec<i64> = writers
+        // Polls while they write: numbers must arrive in order, with no hole and no gap
+        // (a change committed after a higher-numbered one would show as a hole).
+        let mut seen = Vec::new();
+        let mut cursor = start;
+        while seen.len() < 90 {
+            let (changes, next) = b.changes_after(cursor, 7).unwrap();
+            match changes {
+                Changes::New(new) => seen.extend(new.iter().map(|c| c.seq)),
+                Changes::Gap => panic!("{}: a gap after {cursor:?}", a.store()),
+            }
+            cursor = next;
+        }
+        let mut written: Vec<i64> = writers
             .into_iter()
             .flat_map(|w| w.join().unwrap())
             .collect();
-        all.sort();
-        assert_eq!(all, (1..=50).collect::<Vec<_>>(), "{}", a.store());
+        written.sort();
+        assert_eq!(
+            written,
+            (start.0 + 1..=start.0 + 90).collect::<Vec<_>>(),
+            "{}",
+            a.store()
+        );
+        assert_eq!(seen, written, "{}: seen in order", a.store());
     }
+}
+
+#[test]
+fn pruning_keeps_changes_newer_than_the_cut() {
+    for db in Db::both() {
+        let s = db.open();
+        let start = s.change_cursor().unwrap();
+        for _ in 0..3 {
+            s.record_change("t", "x").unwrap();
+        }
+        // Nothing is older than a minute ago: nothing goes.
+        assert_eq!(s.prune_changes(mxisd::now_ms() - 60_000).unwrap(), 0);
+        assert!(matches!(s.changes_after(start, 10).unwrap().0, Changes::New(c) if c.len() == 3));
+    }
+}
+
+#[test]
+fn instances_opening_an_empty_postgresql_database_together_migrate_once() {
+    let db = Db::Postgres(fresh_database("race"));
+    let config = db.config();
+    let barrier = Arc::new(std::sync::Barrier::new(4));
+    let openers: Vec<_> = (0..4)
+        .map(|_| {
+            let (config, barrier) = (config.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                State::open(&config, 2)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for o in openers {
+        o.join().unwrap().unwrap();
+    }
+    let names = db.open().migrations().unwrap();
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(names, unique);
+    assert_eq!(names.len(), 6);
 }

@@ -18,6 +18,7 @@ mod lifecycle;
 mod lookup;
 mod rest_store;
 mod services;
+mod sessions;
 mod sql_store;
 mod state;
 mod store_deadlines;

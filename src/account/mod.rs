@@ -24,9 +24,17 @@ use terms::Terms;
 /// Cached tokens beyond this many are forgotten (and read again from the state).
 const CACHE_LIMIT: usize = 100_000;
 
+#[derive(Default)]
+struct TokenCache {
+    users: HashMap<String, String>,
+    logouts: u64,
+}
+
 pub struct Accounts {
     pub terms: Terms,
-    users_by_token: Mutex<HashMap<String, String>>,
+    /// Token hash → user, with the number of logouts when it was filled: an entry read
+    /// from the database while a logout ran is not kept.
+    users_by_token: Mutex<TokenCache>,
     /// Users known to have accepted the current terms.
     terms_accepted: Mutex<HashSet<String>>,
 }
@@ -71,16 +79,23 @@ impl Accounts {
         if !state.sole_writer() {
             return state.token_user(&key);
         }
-        if let Some(user) = lock(&self.users_by_token).get(&key) {
-            return Ok(Some(user.clone()));
-        }
+        let logouts = {
+            let cache = lock(&self.users_by_token);
+            if let Some(user) = cache.users.get(&key) {
+                return Ok(Some(user.clone()));
+            }
+            cache.logouts
+        };
         let user = state.token_user(&key)?;
         if let Some(user) = &user {
             let mut cache = lock(&self.users_by_token);
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
+            // A logout since our read may have deleted this very token.
+            if cache.logouts == logouts {
+                if cache.users.len() >= CACHE_LIMIT {
+                    cache.users.clear();
+                }
+                cache.users.insert(key, user.clone());
             }
-            cache.insert(key, user.clone());
         }
         Ok(user)
     }
@@ -88,8 +103,11 @@ impl Accounts {
     /// Ends a token; whether it existed.
     pub fn logout(&self, state: &State, token: &str) -> Result<bool, StateError> {
         let key = hash(token);
-        lock(&self.users_by_token).remove(&key);
-        state.delete_token(&key)
+        let existed = state.delete_token(&key);
+        let mut cache = lock(&self.users_by_token);
+        cache.logouts += 1;
+        cache.users.remove(&key);
+        existed
     }
 
     /// Whether `user_id` accepted every current policy.

@@ -10,12 +10,15 @@ mod auth;
 mod internal;
 mod lookup;
 mod pubkey;
+mod session;
 mod status;
 mod terms;
 
 use crate::config::Config;
 use crate::http::{ApiError, Handler, Method, Router};
 use crate::state::StateError;
+
+pub use session::Pages;
 
 pub(crate) const V1: &str = "/_matrix/identity/api/v1";
 pub(crate) const V2: &str = "/_matrix/identity/v2";
@@ -38,6 +41,51 @@ pub fn router(config: &Config) -> Router {
         Method::Get,
         "/pubkey/ephemeral/isvalid",
         pubkey::ephemeral_is_valid,
+    );
+    // Handlers that differ by version only in whether they need an access token.
+    let mut versioned = |method: Method, path: &str, v1: Handler, v2: Handler| {
+        for (enabled, prefix, handler) in [(config.matrix.v1, V1, v1), (config.matrix.v2, V2, v2)] {
+            if enabled {
+                r.add(method, &format!("{prefix}{path}"), handler);
+            }
+        }
+    };
+    for medium in ["email", "msisdn"] {
+        let request: [Handler; 2] = match medium {
+            "email" => [
+                session::request_email::<false>,
+                session::request_email::<true>,
+            ],
+            _ => [
+                session::request_msisdn::<false>,
+                session::request_msisdn::<true>,
+            ],
+        };
+        versioned(
+            Method::Post,
+            &format!("/validate/{medium}/requestToken"),
+            request[0],
+            request[1],
+        );
+        versioned(
+            Method::Post,
+            &format!("/validate/{medium}/submitToken"),
+            session::submit::<false>,
+            session::submit::<true>,
+        );
+        // The link in a mail: no access token on either version.
+        versioned(
+            Method::Get,
+            &format!("/validate/{medium}/submitToken"),
+            session::submit_link,
+            session::submit_link,
+        );
+    }
+    versioned(
+        Method::Get,
+        "/3pid/getValidated3pid",
+        session::get_validated::<false>,
+        session::get_validated::<true>,
     );
     if config.matrix.v2 {
         r.add(

@@ -23,8 +23,10 @@ mod memory;
 mod postgresql;
 mod rest;
 mod server;
+mod session;
 mod sql;
 mod storage;
+mod threepid;
 mod yaml;
 
 pub use account::{AccountConfig, PolicyConfig};
@@ -39,8 +41,12 @@ pub use memory::{MemoryConfig, MemoryIdentity};
 pub use postgresql::{connection_text, DbTls, PostgresConfig, TlsMode};
 pub use rest::RestConfig;
 pub use server::{KeyConfig, ServerConfig};
+pub use session::{Scope, SessionConfig, ValidationPolicy};
 pub use sql::{SqlKind, SqlStoreConfig, SQL_DEFAULT_LIST_QUERY, SQL_DEFAULT_QUERY};
 pub use storage::StorageConfig;
+pub use threepid::{
+    EmailConfig, MsisdnConfig, SmtpConfig, SmtpTls, Templates, ThreepidConfig, TwilioConfig,
+};
 
 use check::Resolver;
 use std::fmt;
@@ -70,6 +76,8 @@ pub struct Config {
     pub ldap: Option<LdapConfig>,
     pub rest: Option<RestConfig>,
     pub internal: InternalConfig,
+    pub threepid: ThreepidConfig,
+    pub session: SessionConfig,
 }
 
 /// A loaded configuration and the warnings it produced (to be logged once).
@@ -189,6 +197,8 @@ impl Resolver<'_> {
             );
         }
         let internal = self.internal(root.internal.unwrap_or_default())?;
+        let threepid = self.threepid(root.threepid.unwrap_or_default(), &matrix.domain)?;
+        let session = self.session(root.session.unwrap_or_default(), root.view)?;
         Ok(Config {
             matrix,
             server,
@@ -206,6 +216,8 @@ impl Resolver<'_> {
             ldap,
             rest,
             internal,
+            threepid,
+            session,
         })
     }
 }

@@ -71,6 +71,9 @@ section! {
         wordpress: OtherStore = "wordpress",
         rest: super::rest::raw::Rest = "rest",
         internal: super::internal::raw::Internal = "internal",
+        threepid: super::threepid::raw::Threepid = "threepid",
+        session: super::session::raw::Session = "session",
+        view: super::session::raw::View = "view",
     } unsupported {
         appsvc = "appsvc",
         auth = "auth",
@@ -81,9 +84,6 @@ section! {
         invite = "invite",
         notification = "notification",
         register = "register",
-        session = "session",
-        threepid = "threepid",
-        view = "view",
     }
 }
 

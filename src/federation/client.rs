@@ -12,6 +12,8 @@
 use super::address_policy::{AddressPolicy, Refused};
 use super::dns::{Dns, DnsError};
 use crate::config::FederationConfig;
+use crate::crypto::b64;
+use crate::urlencoded;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -164,6 +166,38 @@ impl ConfiguredClient {
     pub fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<Answer, CallError> {
         let agent = ureq::Agent::new_with_config(self.caller.config());
         self.caller.send(&agent, url, Some(body)).map_err(classify)
+    }
+
+    /// POSTs `fields` as an HTML form to `url`, with HTTP basic authentication (APIs such as
+    /// Twilio's).
+    pub fn post_form(
+        &self,
+        url: &str,
+        fields: &[(&str, &str)],
+        basic: (&str, &str),
+    ) -> Result<Answer, CallError> {
+        let agent = ureq::Agent::new_with_config(self.caller.config());
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencoded::encode(k), urlencoded::encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let auth = b64::encode(format!("{}:{}", basic.0, basic.1).as_bytes());
+        agent
+            .post(url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Authorization", &format!("Basic {auth}"))
+            .send(body)
+            .and_then(|mut r| {
+                let status = r.status().as_u16();
+                let body = r
+                    .body_mut()
+                    .with_config()
+                    .limit(self.caller.max_answer)
+                    .read_to_string()?;
+                Ok(Answer { status, body })
+            })
+            .map_err(classify)
     }
 }
 

@@ -55,6 +55,24 @@ pub enum ApiError {
     LimitExceeded { retry_after_ms: u64 },
     /// Another server failed us (502, or 504 for a timeout; M_UNKNOWN); says which and how.
     Upstream { timeout: bool, message: String },
+    /// Not an e-mail address we can send to (400 M_INVALID_EMAIL).
+    InvalidEmail,
+    /// Not a phone number (400 M_INVALID_ADDRESS).
+    InvalidAddress(String),
+    /// The notification could not be sent (500 M_EMAIL_SEND_ERROR for e-mail, else
+    /// M_SEND_ERROR).
+    SendFailed { email: bool },
+    /// Refused by the operator's policy (403 M_FORBIDDEN); names the config key.
+    PolicyForbids(String),
+    /// No session of that sid and client secret (404 M_NO_VALID_SESSION), or one that can
+    /// no longer be used (400 M_NO_VALID_SESSION: too many wrong tokens).
+    NoValidSession { ended: bool },
+    /// The session expired (400 M_SESSION_EXPIRED).
+    SessionExpired,
+    /// The token is not the session's (400 M_TOKEN_INCORRECT).
+    TokenIncorrect,
+    /// The session is not validated yet (400 M_SESSION_NOT_VALIDATED).
+    SessionNotValidated,
 }
 
 impl ApiError {
@@ -83,6 +101,15 @@ impl ApiError {
             ApiError::LimitExceeded { .. } => 429,
             ApiError::Upstream { timeout: true, .. } => 504,
             ApiError::Upstream { timeout: false, .. } => 502,
+            ApiError::InvalidEmail
+            | ApiError::InvalidAddress(_)
+            | ApiError::NoValidSession { ended: true }
+            | ApiError::SessionExpired
+            | ApiError::TokenIncorrect
+            | ApiError::SessionNotValidated => 400,
+            ApiError::NoValidSession { ended: false } => 404,
+            ApiError::SendFailed { .. } => 500,
+            ApiError::PolicyForbids(_) => 403,
         }
     }
 
@@ -110,6 +137,15 @@ impl ApiError {
             | ApiError::Internal
             | ApiError::Unavailable(_)
             | ApiError::Upstream { .. } => "M_UNKNOWN",
+            ApiError::InvalidEmail => "M_INVALID_EMAIL",
+            ApiError::InvalidAddress(_) => "M_INVALID_ADDRESS",
+            ApiError::SendFailed { email: true } => "M_EMAIL_SEND_ERROR",
+            ApiError::SendFailed { email: false } => "M_SEND_ERROR",
+            ApiError::PolicyForbids(_) => "M_FORBIDDEN",
+            ApiError::NoValidSession { .. } => "M_NO_VALID_SESSION",
+            ApiError::SessionExpired => "M_SESSION_EXPIRED",
+            ApiError::TokenIncorrect => "M_TOKEN_INCORRECT",
+            ApiError::SessionNotValidated => "M_SESSION_NOT_VALIDATED",
         }
     }
 
@@ -143,6 +179,19 @@ impl ApiError {
             ApiError::InvalidPepper { .. } => {
                 "Unknown or invalid pepper: get it from hash_details".into()
             }
+            ApiError::InvalidEmail => "Not a valid e-mail address".into(),
+            ApiError::InvalidAddress(why) => why.clone(),
+            ApiError::SendFailed { .. } => "The message could not be sent, try again later".into(),
+            ApiError::PolicyForbids(why) => why.clone(),
+            ApiError::NoValidSession { ended: false } => {
+                "No valid session for this sid and client secret".into()
+            }
+            ApiError::NoValidSession { ended: true } => {
+                "This session has ended after too many wrong tokens: request a new one".into()
+            }
+            ApiError::SessionExpired => "This session has expired: request a new one".into(),
+            ApiError::TokenIncorrect => "The token is incorrect".into(),
+            ApiError::SessionNotValidated => "This session is not validated yet".into(),
         }
     }
 

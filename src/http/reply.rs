@@ -1,4 +1,5 @@
-//! What a handler answers: JSON, with a status. Every reply carries the CORS headers.
+//! What a handler answers: JSON with a status, or (for the pages a user sees after clicking a
+//! link in a mail) HTML, maybe redirecting. Every reply carries the CORS headers.
 
 use super::ApiError;
 use serde_json::Value;
@@ -8,8 +9,10 @@ use tiny_http::{Header, Response};
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
-    /// JSON.
     body: Vec<u8>,
+    content_type: &'static str,
+    /// A redirect's target.
+    location: Option<String>,
 }
 
 const CORS: [(&str, &str); 3] = [
@@ -39,6 +42,27 @@ impl Reply {
         Reply {
             status,
             body: serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
+            content_type: "application/json",
+            location: None,
+        }
+    }
+
+    /// An HTML page.
+    pub(crate) fn html(status: u16, page: String) -> Reply {
+        Reply {
+            status,
+            body: page.into_bytes(),
+            content_type: "text/html; charset=utf-8",
+            location: None,
+        }
+    }
+
+    /// 302 to `location` (an http(s) URL checked by the caller), with `page` for a client
+    /// that does not follow.
+    pub(crate) fn redirect(location: &str, page: String) -> Reply {
+        Reply {
+            location: Some(location.to_owned()),
+            ..Reply::html(302, page)
         }
     }
 
@@ -49,7 +73,10 @@ impl Reply {
                 response.add_header(h);
             }
         };
-        add("Content-Type", "application/json");
+        add("Content-Type", self.content_type);
+        if let Some(location) = &self.location {
+            add("Location", location);
+        }
         for (name, value) in CORS {
             add(name, value);
         }

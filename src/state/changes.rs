@@ -93,10 +93,15 @@ impl State {
                     })
                 })
                 .collect::<Result<Vec<_>, StateError>>()?;
-            match changes.first() {
-                // Numbers are consecutive: a hole right after the cursor was pruned.
-                Some(first) if first.seq > cursor.0 + 1 => Ok((Changes::Gap, cursor)),
-                _ => {
+            // Numbers are consecutive and pruning takes only the oldest: a hole after the
+            // cursor means changes this reader never saw are gone.
+            let holes = changes
+                .iter()
+                .zip(std::iter::once(cursor.0).chain(changes.iter().map(|c| c.seq)))
+                .any(|(c, before)| c.seq != before + 1);
+            match holes {
+                true => Ok((Changes::Gap, cursor)),
+                false => {
                     let next = changes.last().map_or(cursor, |c| ChangeCursor(c.seq));
                     Ok((Changes::New(changes), next))
                 }
@@ -104,13 +109,16 @@ impl State {
         })
     }
 
-    /// Forgets changes older than `before_ms`, keeping the newest (its number tells a
-    /// reader whether it missed any).
+    /// Forgets the oldest changes, up to the newest one written before `before_ms`, always
+    /// keeping the newest of all (its number tells a reader whether it missed any). Only a
+    /// run from the oldest up is removed, whatever the writers' clocks said, so a reader
+    /// never finds a hole in the middle.
     pub fn prune_changes(&self, before_ms: i64) -> Result<u64, StateError> {
         self.read(|c| {
             c.execute(
-                "DELETE FROM changes WHERE created_ts < $1
-                 AND seq < (SELECT seq FROM change_seq WHERE id = 1)",
+                "DELETE FROM changes
+                 WHERE seq <= (SELECT MAX(seq) FROM changes WHERE created_ts < $1)
+                   AND seq < (SELECT seq FROM change_seq WHERE id = 1)",
                 &[before_ms.into()],
             )
         })

@@ -85,6 +85,20 @@ impl Row {
         }
     }
 
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StateError> {
+        match self.0.get(i) {
+            Some(Value::Null) => Ok(None),
+            _ => self.text(i).map(Some),
+        }
+    }
+
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StateError> {
+        match self.0.get(i) {
+            Some(Value::Null) => Ok(None),
+            _ => self.int(i).map(Some),
+        }
+    }
+
     pub fn int(&self, i: usize) -> Result<i64, StateError> {
         match self.0.get(i) {
             Some(Value::Int(n)) => Ok(*n),

@@ -28,6 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0004_delivery_queue.sql"),
     ),
     ("0005_changes", include_str!("migrations/0005_changes.sql")),
+    (
+        "0006_sessions",
+        include_str!("migrations/0006_sessions.sql"),
+    ),
 ];
 
 pub fn apply(db: &dyn Dialect) -> Result<(), StateError> {
@@ -92,7 +96,7 @@ fn take_over_user_version(c: &mut dyn Conn) -> Result<Vec<String>, StateError> {
         .transpose()?
         .unwrap_or(0);
     let known = MIGRATIONS.len() as i64;
-    if version > known {
+    if !(0..=known).contains(&version) {
         return Err(StateError::TooNew {
             unknown: vec![format!("user_version {version}")],
         });

@@ -15,10 +15,12 @@ mod hashing;
 mod migrations;
 mod postgres;
 mod queue;
+mod sessions;
 mod sqlite;
 
 pub use changes::{Change, ChangeCursor, Changes};
 pub use queue::QueueItem;
+pub use sessions::{Requested, SessionRow, Submitted, TokenRequest, Undo};
 
 use crate::config::StorageConfig;
 use crate::pool::Exhausted;

@@ -10,6 +10,7 @@ use crate::pg::{with_causes, PgTarget};
 use crate::pool::Pool;
 use postgres::types::{ToSql, Type};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// The advisory lock migrations hold ("mxisd" in ASCII): one instance migrates at a time.
 const MIGRATION_LOCK: i64 = 0x006d_7869_7364;
@@ -24,13 +25,24 @@ pub struct Postgres {
 
 /// A pooled connection (none until first used, or after a failure) and its prepared
 /// statements.
-#[derive(Default)]
 struct PgConn {
     client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
-    /// Whether a statement succeeded since it was taken from the pool.
-    answered: bool,
+    last_used: Instant,
 }
+
+impl Default for PgConn {
+    fn default() -> Self {
+        PgConn {
+            client: None,
+            statements: HashMap::new(),
+            last_used: Instant::now(),
+        }
+    }
+}
+
+/// A connection unused for this long is checked (one round trip) before it is used again.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 impl Postgres {
     pub fn open(cfg: &PostgresConfig) -> Result<Postgres, StateError> {
@@ -52,14 +64,20 @@ impl Postgres {
         })
     }
 
-    /// `work` in the way `tx` says, on `conn` (connected here if it is not).
+    /// `work` in the way `tx` says, on `conn` (connected here if it is not, checked first
+    /// if it sat idle: a database restarted since would fail the work half-way).
     fn attempt(
         &self,
         conn: &mut PgConn,
         tx: Tx,
         work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
-        if conn.client.as_ref().is_none_or(|c| c.is_closed()) {
+        let stale = conn.last_used.elapsed() > IDLE_CHECK
+            && conn
+                .client
+                .as_mut()
+                .is_some_and(|c| c.is_valid(self.target.timeout()).is_err());
+        if stale || conn.client.as_ref().is_none_or(|c| c.is_closed()) {
             *conn = PgConn::default();
             conn.client = Some(
                 self.target
@@ -67,29 +85,33 @@ impl Postgres {
                     .map_err(|e| unavailable(e.to_string()))?,
             );
         }
-        conn.answered = false;
-        match tx {
-            Tx::None => work(conn),
-            Tx::Write | Tx::Migrate => {
-                conn.batch("BEGIN")?;
-                if tx == Tx::Migrate {
-                    conn.batch(&format!(
-                        "SET LOCAL statement_timeout = '{MIGRATION_TIMEOUT}'; SET LOCAL lock_timeout = '{MIGRATION_TIMEOUT}'"
-                    ))?;
-                    conn.execute("SELECT pg_advisory_xact_lock($1)", &[MIGRATION_LOCK.into()])?;
+        conn.last_used = Instant::now();
+        if tx == Tx::None {
+            return work(conn);
+        }
+        let result = begin(conn, tx).and_then(|()| work(conn));
+        match result {
+            Ok(()) => conn.batch("COMMIT"),
+            Err(e) => {
+                if conn.batch("ROLLBACK").is_err() {
+                    *conn = PgConn::default();
                 }
-                match work(conn) {
-                    Ok(()) => conn.batch("COMMIT"),
-                    Err(e) => {
-                        if conn.batch("ROLLBACK").is_err() {
-                            *conn = PgConn::default();
-                        }
-                        Err(e)
-                    }
-                }
+                Err(e)
             }
         }
     }
+}
+
+/// Opens the transaction; a migration's also waits for the migration lock.
+fn begin(conn: &mut PgConn, tx: Tx) -> Result<(), StateError> {
+    conn.batch("BEGIN")?;
+    if tx == Tx::Migrate {
+        conn.batch(&format!(
+            "SET LOCAL statement_timeout = '{MIGRATION_TIMEOUT}'; SET LOCAL lock_timeout = '{MIGRATION_TIMEOUT}'"
+        ))?;
+        conn.execute("SELECT pg_advisory_xact_lock($1)", &[MIGRATION_LOCK.into()])?;
+    }
+    Ok(())
 }
 
 impl Dialect for Postgres {
@@ -103,21 +125,15 @@ impl Dialect for Postgres {
         work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
         self.pool.with(|conn| {
-            let reused = conn.client.is_some();
             let result = self.attempt(conn, tx, work);
-            let lost = conn.client.as_ref().is_none_or(|c| c.is_closed());
-            let answered = conn.answered;
-            if lost {
+            // A connection that failed with the database unavailable (lost, timed out, a
+            // server gone read-only) is not trusted again: the next use connects anew.
+            if matches!(result, Err(StateError::Unavailable { .. }))
+                || conn.client.as_ref().is_none_or(|c| c.is_closed())
+            {
                 *conn = PgConn::default();
             }
-            match result {
-                // A kept connection was dead before it did anything (the server
-                // restarted since it was made): once more on a new one.
-                Err(StateError::Unavailable { .. }) if reused && lost && !answered => {
-                    self.attempt(conn, tx, work)
-                }
-                other => other,
-            }
+            result
         })
     }
 }
@@ -137,30 +153,27 @@ impl PgConn {
         self.statements.insert(sql.to_owned(), prepared.clone());
         Ok(prepared)
     }
-
-    fn answered<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, StateError> {
-        let value = result.map_err(pg_error)?;
-        self.answered = true;
-        Ok(value)
-    }
 }
 
 impl Conn for PgConn {
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StateError> {
         let stmt = self.statement(sql)?;
-        let result = self.client()?.execute(&stmt, &to_sql(params));
-        self.answered(result)
+        self.client()?
+            .execute(&stmt, &to_sql(params))
+            .map_err(pg_error)
     }
 
     fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StateError> {
         let stmt = self.statement(sql)?;
-        let result = self.client()?.query(&stmt, &to_sql(params));
-        self.answered(result)?.iter().map(row).collect()
+        let rows = self
+            .client()?
+            .query(&stmt, &to_sql(params))
+            .map_err(pg_error)?;
+        rows.iter().map(row).collect()
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StateError> {
-        let result = self.client()?.batch_execute(sql);
-        self.answered(result)
+        self.client()?.batch_execute(sql).map_err(pg_error)
     }
 }
 
@@ -205,20 +218,25 @@ fn unavailable(why: String) -> StateError {
     }
 }
 
-/// A lost connection, a timeout or a server that refuses more work is the database being
-/// unavailable (503, try again); anything else is an error of ours or of the schema (500).
+/// A lost connection, a timeout, a server that refuses more work or writes (a standby after
+/// a failover) is the database being unavailable (503, try again; the connection is not
+/// used again); anything else, a statement or a value the server or the client refused,
+/// is a bug of ours or of the schema (500).
 fn pg_error(e: postgres::Error) -> StateError {
     let why = with_causes(&e);
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     let transient = e.is_closed()
-        || e.code().is_none_or(|code| {
+        || io
+        || e.code().is_some_and(|code| {
             let c = code.code();
             // 08: connection exceptions; 53: insufficient resources (too many
             // connections); 57: operator intervention (statement timeout, shutdown);
-            // 55P03: lock_timeout; 40: serialization failure, deadlock.
+            // 40: serialization failure, deadlock; 55P03: lock_timeout; 25006: read-only.
             ["08", "53", "57", "40"]
                 .iter()
                 .any(|class| c.starts_with(class))
                 || c == "55P03"
+                || c == "25006"
         });
     if transient {
         unavailable(why)

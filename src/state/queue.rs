@@ -14,6 +14,8 @@ pub struct QueueItem {
     pub payload: String,
     /// Claims so far, this one included.
     pub attempts: i64,
+    /// This claim (instance and a nonce): only its holder may put the item back.
+    pub claim: String,
 }
 
 impl State {
@@ -37,9 +39,9 @@ impl State {
         Ok(id)
     }
 
-    /// Up to `limit` items of `kind` due at `now_ms` and not held by anyone, claimed by
-    /// this instance for `lease`. PostgreSQL skips rows another claim is taking; SQLite
-    /// has one writer at a time.
+    /// Up to `limit` items of `kind` due at `now_ms` and not held by anyone, claimed for
+    /// `lease`. PostgreSQL skips rows another claim is taking; SQLite has one writer at a
+    /// time. Leases are in the instances' own clocks: keep them in step (NTP).
     pub fn claim(
         &self,
         kind: &str,
@@ -59,14 +61,17 @@ impl State {
                  WHERE kind = $3 AND next_attempt_ts <= $4
                    AND (claimed_until IS NULL OR claimed_until <= $4)
                  ORDER BY next_attempt_ts LIMIT $5 {skip_locked})
-             RETURNING id, kind, payload, attempts"
+             RETURNING id, kind, payload, attempts, claimed_by"
         );
         let until = now_ms.saturating_add(lease.as_millis() as i64);
+        let nonce = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 12)
+            .map_err(StateError::Io)?;
+        let claim = format!("{} {nonce}", self.instance);
         self.write(|c| {
             c.query(
                 &sql,
                 &[
-                    self.instance.as_str().into(),
+                    claim.as_str().into(),
                     until.into(),
                     kind.into(),
                     now_ms.into(),
@@ -85,15 +90,20 @@ impl State {
         Ok(())
     }
 
-    /// Delivery failed: due again at `due_ms`, free for any instance then. Only while this
-    /// instance holds the item; whether it did.
-    pub fn retry_at(&self, id: &str, due_ms: i64) -> Result<bool, StateError> {
+    /// Delivery failed: due again at `due_ms`, free for anyone then. Only while `item`'s
+    /// claim still holds it (its lease may have run out and another claim taken it);
+    /// whether it did.
+    pub fn retry_at(&self, item: &QueueItem, due_ms: i64) -> Result<bool, StateError> {
         self.read(|c| {
             Ok(c.execute(
                 "UPDATE delivery_queue
                  SET next_attempt_ts = $1, claimed_by = NULL, claimed_until = NULL
                  WHERE id = $2 AND claimed_by = $3",
-                &[due_ms.into(), id.into(), self.instance.as_str().into()],
+                &[
+                    due_ms.into(),
+                    item.id.as_str().into(),
+                    item.claim.as_str().into(),
+                ],
             )? > 0)
         })
     }
@@ -118,5 +128,6 @@ fn item(r: &Row) -> Result<QueueItem, StateError> {
         kind: r.text(1)?,
         payload: r.text(2)?,
         attempts: r.int(3)?,
+        claim: r.text(4)?,
     })
 }

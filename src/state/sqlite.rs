@@ -28,7 +28,8 @@ impl Sqlite {
     /// Opens (creating if needed) the database at `path` with `connections` connections.
     pub fn open(path: &Path, connections: usize) -> Result<Sqlite, StateError> {
         create_private_file(path).map_err(StateError::Io)?;
-        let lock = lock_file(path)?;
+        // One lock per file, however the path to it is written (a symlink, `..`).
+        let lock = lock_file(&fs::canonicalize(path).map_err(StateError::Io)?)?;
         let mut conns = Vec::new();
         for _ in 0..connections.max(1) {
             let conn = rusqlite::Connection::open(path).map_err(sqlite_error)?;

@@ -4,6 +4,7 @@
 
 pub mod balancer;
 pub mod fake_homeserver;
+pub mod mail;
 pub mod pg_cluster;
 pub mod services;
 

@@ -1,0 +1,267 @@
+//! 3PID validation sessions: `validate/{email,msisdn}/requestToken`, `…/submitToken` (POST
+//! from clients, GET from the link in a mail), `3pid/getValidated3pid`. v2 needs the access
+//! token and accepted terms, except GET submitToken: it is a link in a mail, and carries no
+//! token (on v1 and v2).
+
+use super::auth;
+use crate::app::App;
+use crate::http::{ApiError, Reply, Request};
+use crate::notify::template::{fill_html, Placeholders};
+use crate::session::{self, SessionError};
+use crate::threepid::Medium;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The v2 paths (`V2`) need an authorised caller; v1 is open.
+fn caller<const V2: bool>(app: &App, req: &Request) -> Result<(), ApiError> {
+    if V2 {
+        auth::authorized(app, req)?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct EmailRequest {
+    client_secret: String,
+    email: String,
+    send_attempt: i64,
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MsisdnRequest {
+    client_secret: String,
+    country: String,
+    phone_number: String,
+    send_attempt: i64,
+    next_link: Option<String>,
+}
+
+/// # `POST …/validate/email/requestToken`
+///
+/// `{client_secret, email, send_attempt, next_link?}` → `{"sid"}`: sends a link to the
+/// address, unless `send_attempt` is not higher than the last one (then the same sid, and
+/// nothing sent). 400 M_INVALID_EMAIL, 403 M_FORBIDDEN (the policy, naming its key), 500
+/// M_EMAIL_SEND_ERROR.
+pub fn request_email<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    caller::<V2>(app, req)?;
+    let body: EmailRequest = req.json()?;
+    let address = crate::threepid::email_to_send_to(&body.email).ok_or(ApiError::InvalidEmail)?;
+    request(
+        app,
+        Medium::Email,
+        &address,
+        &body.client_secret,
+        body.send_attempt,
+        body.next_link,
+    )
+}
+
+/// # `POST …/validate/msisdn/requestToken`
+///
+/// `{client_secret, country, phone_number, send_attempt, next_link?}` → `{"sid"}`: sends a
+/// 6-digit code by SMS. 400 M_INVALID_ADDRESS, 403 M_FORBIDDEN, 500 M_SEND_ERROR.
+pub fn request_msisdn<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    caller::<V2>(app, req)?;
+    let body: MsisdnRequest = req.json()?;
+    let number =
+        crate::threepid::msisdn_in(&body.phone_number, &body.country).ok_or_else(|| {
+            ApiError::InvalidAddress(format!(
+                "'{}' is not a phone number of country '{}'",
+                body.phone_number.chars().take(40).collect::<String>(),
+                body.country.chars().take(8).collect::<String>()
+            ))
+        })?;
+    request(
+        app,
+        Medium::Msisdn,
+        &number,
+        &body.client_secret,
+        body.send_attempt,
+        body.next_link,
+    )
+}
+
+fn request(
+    app: &App,
+    medium: Medium,
+    address: &str,
+    client_secret: &str,
+    send_attempt: i64,
+    next_link: Option<String>,
+) -> Result<Reply, ApiError> {
+    if let Some(link) = &next_link {
+        if link.len() > 2048 || link.chars().any(char::is_control) {
+            return Err(ApiError::InvalidParam(
+                "next_link must be a URL of at most 2048 characters".into(),
+            ));
+        }
+    }
+    let sid = app.sessions.request_token(
+        &app.state,
+        &session::Request {
+            medium,
+            address,
+            client_secret,
+            send_attempt,
+            next_link: next_link.as_deref(),
+        },
+    )?;
+    Ok(Reply::json(json!({ "sid": sid })))
+}
+
+#[derive(Deserialize)]
+struct Submit {
+    sid: String,
+    client_secret: String,
+    token: String,
+}
+
+/// # `POST …/validate/{email,msisdn}/submitToken`
+///
+/// `{sid, client_secret, token}` → `{"success":true}`. 400 M_TOKEN_INCORRECT, 400
+/// M_SESSION_EXPIRED, 404 M_NO_VALID_SESSION (unknown sid or secret), 400
+/// M_NO_VALID_SESSION after too many wrong tokens.
+pub fn submit<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    caller::<V2>(app, req)?;
+    let body: Submit = req.json()?;
+    app.sessions
+        .submit_token(&app.state, &body.sid, &body.client_secret, &body.token)?;
+    Ok(Reply::json(json!({ "success": true })))
+}
+
+/// # `GET …/validate/{email,msisdn}/submitToken?sid&client_secret&token`
+///
+/// The link in the mail: no access token. Answers a page saying whether it worked; on
+/// success, redirects to the `next_link` stored with the session when it is http(s) — never
+/// to one from this link.
+pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    let param = |name: &str| req.query(name).unwrap_or_default();
+    let outcome = app.sessions.submit_token(
+        &app.state,
+        param("sid"),
+        param("client_secret"),
+        param("token"),
+    );
+    let mut values = app.pages.base.clone();
+    match outcome {
+        Ok(session) => {
+            values.set("RECIPIENT_ADDRESS", session.address.as_str());
+            let next = session.next_link.filter(|l| is_http(l));
+            values.set("NEXT_URL", next.clone().unwrap_or_default());
+            let page = fill_html(&app.pages.success, &values);
+            Ok(match next {
+                Some(link) => Reply::redirect(&link, page),
+                None => Reply::html(200, page),
+            })
+        }
+        Err(e) => {
+            let error = ApiError::from(e);
+            values.set("REASON", page_reason(&error));
+            Ok(Reply::html(
+                error.status(),
+                fill_html(&app.pages.failure, &values),
+            ))
+        }
+    }
+}
+
+fn is_http(link: &str) -> bool {
+    let lower = link.to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+fn page_reason(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::TokenIncorrect => "The code in this link is not the right one.",
+        ApiError::SessionExpired => "This link has expired.",
+        ApiError::NoValidSession { ended: true } => {
+            "This request was stopped after too many wrong codes."
+        }
+        ApiError::NoValidSession { ended: false } => "This link is not known here, or no longer.",
+        ApiError::Unavailable(_) => "The server cannot check it right now: try again in a minute.",
+        _ => "Something went wrong on our side: try again later.",
+    }
+}
+
+/// # `GET …/3pid/getValidated3pid?sid&client_secret`
+///
+/// `{medium, address, validated_at}`; 400 M_SESSION_NOT_VALIDATED, 400 M_SESSION_EXPIRED,
+/// 404 M_NO_VALID_SESSION.
+pub fn get_validated<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    caller::<V2>(app, req)?;
+    let sid = req.require_query("sid")?;
+    let secret = req.require_query("client_secret")?;
+    let v = app.sessions.validated(&app.state, sid, secret)?;
+    Ok(Reply::json(json!({
+        "medium": v.medium,
+        "address": v.address,
+        "validated_at": v.validated_at,
+    })))
+}
+
+/// The page templates of GET submitToken (`view.session.onTokenSubmit`, else ours), and
+/// the placeholders every page has.
+pub struct Pages {
+    pub success: String,
+    pub failure: String,
+    pub base: Placeholders,
+}
+
+impl Pages {
+    pub fn from_config(config: &crate::config::Config) -> Result<Pages, String> {
+        let read = |path: &Option<std::path::PathBuf>, builtin: &str| match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())),
+            None => Ok(builtin.to_owned()),
+        };
+        let domain = &config.matrix.domain;
+        let mut pretty = domain.clone();
+        if let Some(first) = pretty.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        let mut base = Placeholders::new();
+        base.set("DOMAIN", domain.as_str())
+            .set("DOMAIN_PRETTY", pretty);
+        Ok(Pages {
+            success: read(
+                &config.session.success_page,
+                include_str!("../../etc/templates/session-success.html"),
+            )?,
+            failure: read(
+                &config.session.failure_page,
+                include_str!("../../etc/templates/session-failure.html"),
+            )?,
+            base,
+        })
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> ApiError {
+        match e {
+            SessionError::InvalidSecret => {
+                ApiError::InvalidParam("client_secret must be 1 to 255 of [0-9a-zA-Z.=_-]".into())
+            }
+            SessionError::Forbidden(why) => {
+                log::info!("session refused by policy: {why}");
+                ApiError::PolicyForbids(why)
+            }
+            SessionError::SendFailed(medium, e) => {
+                log::error!("session: the {medium} could not be sent: {e}");
+                ApiError::SendFailed {
+                    email: medium == Medium::Email,
+                }
+            }
+            SessionError::NoSession => ApiError::NoValidSession { ended: false },
+            SessionError::Ended => ApiError::NoValidSession { ended: true },
+            SessionError::Expired => ApiError::SessionExpired,
+            SessionError::TokenIncorrect => ApiError::TokenIncorrect,
+            SessionError::NotValidated => ApiError::SessionNotValidated,
+            SessionError::Random(e) => {
+                log::error!("session: no randomness: {e}");
+                ApiError::Internal
+            }
+            SessionError::State(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `session` and `view.session`: 3PID validation sessions — how long they live, mxisd's
+//! validation policy (seed 004: which 3PIDs may be validated here or on another server),
+//! and the pages a user sees after clicking a validation link.
+
+use super::check::Resolver;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// How long a session lives after its last requestToken.
+    pub expiration: Duration,
+    pub policy: ValidationPolicy,
+    /// `view.session.onTokenSubmit.{success, failure}`: page templates (`None`: built in).
+    pub success_page: Option<PathBuf>,
+    pub failure_page: Option<PathBuf>,
+}
+
+/// `session.policy.validation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationPolicy {
+    pub enabled: bool,
+    /// E-mail addresses on `matrix.domain`.
+    pub for_local: Scope,
+    /// Every other e-mail address, every phone number.
+    pub for_remote: Scope,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub enabled: bool,
+    pub to_local: bool,
+    pub to_remote: bool,
+    /// `toRemote.server`: a label of `matrix.identity.servers`.
+    pub remote_server: Option<String>,
+}
+
+impl Scope {
+    /// Validate here, never elsewhere: what mxisd 1.4 and ma1sd do for every 3PID.
+    fn local_only() -> Scope {
+        Scope {
+            enabled: true,
+            to_local: true,
+            to_remote: false,
+            remote_server: None,
+        }
+    }
+}
+
+impl Resolver<'_> {
+    pub(super) fn session(
+        &mut self,
+        s: raw::Session,
+        view: Option<raw::View>,
+    ) -> Result<SessionConfig, String> {
+        let policy = s.policy.unwrap_or_default();
+        self.unsupported("session.policy", &policy.unsupported());
+        let pages = view.and_then(|v| v.session).unwrap_or_default();
+        self.unsupported("view.session", &pages.unsupported());
+        // ma1sd's place, else mxisd 1.x's page for local sessions.
+        let submit = pages
+            .on_token_submit
+            .or_else(|| pages.local.and_then(|l| l.on_token_submit))
+            .unwrap_or_default();
+        Ok(SessionConfig {
+            expiration: self.seconds("session.expiration", s.expiration, 86_400, 30 * 86_400)?,
+            policy: self.validation_policy(policy.validation.unwrap_or_default()),
+            success_page: self
+                .readable_file("view.session.onTokenSubmit.success", submit.success)?,
+            failure_page: self
+                .readable_file("view.session.onTokenSubmit.failure", submit.failure)?,
+        })
+    }
+
+    /// Without scopes, every 3PID is validated here (mxisd 1.4, ma1sd). With scopes, the
+    /// seed's table gives each unwritten key: local 3PIDs here (remote offered), remote
+    /// 3PIDs only on another server.
+    fn validation_policy(&self, v: raw::Validation) -> ValidationPolicy {
+        let written = v.for_local.is_some() || v.for_remote.is_some();
+        let scope = |s: Option<raw::Scope>, to_local_default: bool| match (written, s) {
+            (false, _) => Scope::local_only(),
+            (true, s) => {
+                let s = s.unwrap_or_default();
+                let remote = s.to_remote.unwrap_or_default();
+                Scope {
+                    enabled: s.enabled.unwrap_or(true),
+                    to_local: s.to_local.unwrap_or(to_local_default),
+                    to_remote: remote.enabled.unwrap_or(true),
+                    remote_server: remote.server,
+                }
+            }
+        };
+        ValidationPolicy {
+            enabled: v.enabled.unwrap_or(true),
+            for_local: scope(v.for_local, true),
+            for_remote: scope(v.for_remote, false),
+        }
+    }
+}
+
+/// `session` and `view` as written.
+pub(super) mod raw {
+    use crate::config::yaml::section;
+
+    section! {
+        Session {
+            expiration: u64 = "expiration",
+            policy: Policy = "policy",
+        }
+    }
+    section! {
+        Policy {
+            validation: Validation = "validation",
+        } unsupported {
+            unbind = "unbind",
+        }
+    }
+    section! {
+        Validation {
+            enabled: bool = "enabled",
+            for_local: Scope = "forLocal",
+            for_remote: Scope = "forRemote",
+        }
+    }
+    section! {
+        Scope {
+            enabled: bool = "enabled",
+            to_local: bool = "toLocal",
+            to_remote: ToRemote = "toRemote",
+        }
+    }
+    section! {
+        ToRemote {
+            enabled: bool = "enabled",
+            server: String = "server",
+        }
+    }
+    section! {
+        View {
+            session: ViewSession = "session",
+        }
+    }
+    section! {
+        ViewSession {
+            on_token_submit: Pages = "onTokenSubmit",
+            local: ViewScope = "local",
+        } unsupported {
+            local_remote = "localRemote",
+            remote = "remote",
+        }
+    }
+    section! {
+        ViewScope {
+            on_token_submit: Pages = "onTokenSubmit",
+        }
+    }
+    section! {
+        Pages {
+            success: String = "success",
+            failure: String = "failure",
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Notifications to a 3PID: a generator writes the message (`template`: mxisd's template
+//! files), a connector sends it (`smtp` for e-mail, `twilio` for SMS). Both are chosen per
+//! medium (`threepid.medium.<medium>`). Knows no HTTP requests and no state.
+
+pub mod smtp;
+pub mod template;
+pub mod twilio;
+
+use crate::config::{Config, EmailConfig, FederationConfig, MsisdnConfig, Templates};
+use crate::threepid::Medium;
+use std::fmt;
+use template::{Placeholders, TemplateError};
+
+/// What a validation message says.
+pub struct Validation<'a> {
+    pub address: &'a str,
+    pub token: &'a str,
+    /// The link that submits the token (e-mail).
+    pub link: &'a str,
+    pub next_url: &'a str,
+}
+
+/// Writes the message of one kind of notification for one medium.
+pub trait Generator: Send + Sync {
+    fn validation(&self, v: &Validation<'_>) -> Result<String, NotifyError>;
+}
+
+/// Sends a message (as its generator wrote it) to an address.
+pub trait Connector: Send + Sync {
+    fn send(&self, to: &str, message: &str) -> Result<(), NotifyError>;
+}
+
+#[derive(Debug)]
+pub enum NotifyError {
+    /// No connector configured for this medium: names the config key.
+    NotConfigured(&'static str),
+    Template(TemplateError),
+    /// The connector failed: says why (for the log, never for the client).
+    Send(String),
+}
+
+impl fmt::Display for NotifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotifyError::NotConfigured(key) => write!(f, "no connector configured ({key})"),
+            NotifyError::Template(e) => write!(f, "template: {e}"),
+            NotifyError::Send(why) => write!(f, "sending failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for NotifyError {}
+
+impl From<TemplateError> for NotifyError {
+    fn from(e: TemplateError) -> Self {
+        NotifyError::Template(e)
+    }
+}
+
+/// A generator and a connector.
+pub struct Channel {
+    pub generator: Box<dyn Generator>,
+    pub connector: Box<dyn Connector>,
+}
+
+/// The channels of every medium.
+pub struct Notifier {
+    email: Option<Channel>,
+    msisdn: Option<Channel>,
+}
+
+impl Notifier {
+    pub fn from_config(config: &Config) -> Result<Notifier, String> {
+        let domain = &config.matrix.domain;
+        Ok(Notifier {
+            email: email_channel(&config.threepid.email, domain)?,
+            msisdn: sms_channel(&config.threepid.msisdn, &config.federation, domain)?,
+        })
+    }
+
+    /// Sends the validation message for `v` to `v.address` over `medium`'s channel.
+    pub fn validation(&self, medium: Medium, v: &Validation<'_>) -> Result<(), NotifyError> {
+        let channel = match medium {
+            Medium::Email => self.email.as_ref().ok_or(NotifyError::NotConfigured(
+                "threepid.medium.email.connectors.smtp",
+            ))?,
+            Medium::Msisdn => self.msisdn.as_ref().ok_or(NotifyError::NotConfigured(
+                "threepid.medium.msisdn.connectors.twilio",
+            ))?,
+        };
+        let message = channel.generator.validation(v)?;
+        channel.connector.send(v.address, &message)
+    }
+}
+
+fn email_channel(cfg: &EmailConfig, domain: &str) -> Result<Option<Channel>, String> {
+    let Some(smtp) = &cfg.smtp else {
+        return Ok(None);
+    };
+    Ok(Some(Channel {
+        generator: Box::new(TemplateGenerator::new(
+            Kind::Email,
+            &cfg.templates,
+            base_placeholders(domain, &cfg.from, &cfg.name, &cfg.templates),
+            domain,
+        )?),
+        connector: Box::new(smtp::Smtp::new(smtp, &cfg.from)?),
+    }))
+}
+
+fn sms_channel(
+    cfg: &MsisdnConfig,
+    federation: &FederationConfig,
+    domain: &str,
+) -> Result<Option<Channel>, String> {
+    let Some(twilio) = &cfg.twilio else {
+        return Ok(None);
+    };
+    Ok(Some(Channel {
+        generator: Box::new(TemplateGenerator::new(
+            Kind::Sms,
+            &cfg.templates,
+            base_placeholders(domain, "", "", &cfg.templates),
+            domain,
+        )?),
+        connector: Box::new(twilio::Twilio::new(twilio, federation)?),
+    }))
+}
+
+/// The placeholders of every message: mxisd's `DOMAIN`, `DOMAIN_PRETTY`, `FROM_EMAIL`,
+/// `FROM_NAME`, and the operator's static ones (`placeholder`).
+fn base_placeholders(domain: &str, from: &str, name: &str, t: &Templates) -> Placeholders {
+    let mut p = Placeholders::new();
+    let mut pretty = domain.to_owned();
+    if let Some(first) = pretty.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    p.set("DOMAIN", domain)
+        .set("DOMAIN_PRETTY", pretty)
+        .set("FROM_EMAIL", from)
+        .set("FROM_NAME", name);
+    for (k, v) in &t.placeholders {
+        p.set(k, v.clone());
+    }
+    p
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Email,
+    Sms,
+}
+
+/// mxisd's `template` generator: the operator's files, else ours (`etc/templates/`,
+/// built in).
+struct TemplateGenerator {
+    kind: Kind,
+    validation: String,
+    base: Placeholders,
+    /// The right-hand side of our Message-IDs.
+    domain: String,
+}
+
+impl TemplateGenerator {
+    fn new(kind: Kind, t: &Templates, base: Placeholders, domain: &str) -> Result<Self, String> {
+        let builtin = match kind {
+            Kind::Email => include_str!("../../etc/templates/validate-template.eml"),
+            Kind::Sms => include_str!("../../etc/templates/validate-template.txt"),
+        };
+        let validation = match &t.validation {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("template {}: {e}", path.display()))?,
+            None => builtin.to_owned(),
+        };
+        Ok(TemplateGenerator {
+            kind,
+            validation,
+            base,
+            domain: domain.to_owned(),
+        })
+    }
+}
+
+impl Generator for TemplateGenerator {
+    fn validation(&self, v: &Validation<'_>) -> Result<String, NotifyError> {
+        let mut p = self.base.clone();
+        let medium = match self.kind {
+            Kind::Email => "email",
+            Kind::Sms => "msisdn",
+        };
+        p.set("RECIPIENT_MEDIUM", medium)
+            .set("RECIPIENT_MEDIUM_URL_ENCODED", medium)
+            .set("RECIPIENT_ADDRESS", v.address)
+            .set(
+                "RECIPIENT_ADDRESS_URL_ENCODED",
+                crate::urlencoded::encode(v.address),
+            )
+            .set("VALIDATION_LINK", v.link)
+            .set("VALIDATION_TOKEN", v.token)
+            .set("NEXT_URL", v.next_url);
+        Ok(match self.kind {
+            Kind::Email => {
+                template::fill_email(&self.validation, &p, crate::now_ms() / 1000, &self.domain)?
+            }
+            Kind::Sms => template::fill_text(&self.validation, &p),
+        })
+    }
+}

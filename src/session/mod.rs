@@ -1,0 +1,236 @@
+//! 3PID validation sessions: a user proves they own an address by a token sent to it
+//! (`requestToken`), then given back (`submitToken`, by a link in a mail or an SMS code).
+//! The rules live here; each step is one state transaction (`state/sessions.rs`), so any
+//! instance may answer any step. Knows no HTTP.
+//!
+//! - The same (medium, address, client_secret) is the same session; a notification goes out
+//!   only when `send_attempt` is higher than the last one (a retry costs nothing).
+//! - Tokens: e-mail 32 alphanumerics (190 bits, URL-safe), SMS 6 digits; kept as SHA-256
+//!   hashes; every token of a session stays valid until it validates or expires.
+//! - `MAX_FAILURES` wrong tokens end a session (6 digits are guessable otherwise).
+//! - A notification that cannot be sent leaves no trace: the session (or the new token) is
+//!   taken back, so the client's retry with the same `send_attempt` sends again.
+
+pub mod policy;
+
+use crate::config::{Config, SessionConfig};
+use crate::crypto::{b64, random};
+use crate::notify::{Notifier, NotifyError, Validation};
+use crate::state::{Requested, SessionRow, State, StateError, Submitted, TokenRequest};
+use crate::threepid::Medium;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Wrong tokens that end a session.
+pub const MAX_FAILURES: i64 = 5;
+
+pub struct Sessions {
+    cfg: SessionConfig,
+    domain: String,
+    notifier: Notifier,
+    /// `<publicUrl>/_matrix/identity/<v2 or api/v1>`: where the mail's link points.
+    link_base: String,
+}
+
+#[derive(Debug)]
+pub enum SessionError {
+    InvalidSecret,
+    /// The policy refuses: says why, naming the key.
+    Forbidden(String),
+    SendFailed(Medium, NotifyError),
+    /// No session of this sid and secret.
+    NoSession,
+    /// Ended by too many wrong tokens.
+    Ended,
+    Expired,
+    TokenIncorrect,
+    NotValidated,
+    Random(std::io::Error),
+    State(StateError),
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::InvalidSecret => {
+                f.write_str("client_secret is not [0-9a-zA-Z.=_-]{1,255}")
+            }
+            SessionError::Forbidden(why) => f.write_str(why),
+            SessionError::SendFailed(m, e) => write!(f, "{m} notification: {e}"),
+            SessionError::NoSession => f.write_str("no session of this sid and client secret"),
+            SessionError::Ended => f.write_str("session ended by too many wrong tokens"),
+            SessionError::Expired => f.write_str("session expired"),
+            SessionError::TokenIncorrect => f.write_str("wrong token"),
+            SessionError::NotValidated => f.write_str("session not validated"),
+            SessionError::Random(e) => write!(f, "no randomness: {e}"),
+            SessionError::State(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<StateError> for SessionError {
+    fn from(e: StateError) -> Self {
+        SessionError::State(e)
+    }
+}
+
+/// A validated 3PID (`getValidated3pid`).
+pub struct Validated {
+    pub medium: String,
+    pub address: String,
+    pub validated_at: i64,
+}
+
+/// What a requestToken asks for, its address already normalised.
+pub struct Request<'a> {
+    pub medium: Medium,
+    pub address: &'a str,
+    pub client_secret: &'a str,
+    pub send_attempt: i64,
+    pub next_link: Option<&'a str>,
+}
+
+pub fn valid_client_secret(secret: &str) -> bool {
+    (1..=255).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'=' | b'_' | b'-'))
+}
+
+fn hash(token: &str) -> String {
+    b64::encode_url_safe(&Sha256::digest(token.as_bytes()))
+}
+
+impl Sessions {
+    pub fn new(config: &Config) -> Result<Sessions, String> {
+        let api = if config.matrix.v2 { "v2" } else { "api/v1" };
+        Ok(Sessions {
+            cfg: config.session.clone(),
+            domain: config.matrix.domain.clone(),
+            notifier: Notifier::from_config(config)?,
+            link_base: format!("{}/_matrix/identity/{api}", config.server.public_url),
+        })
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    /// Starts or continues the session of `r`; its sid. Sends a token when `send_attempt`
+    /// is new.
+    pub fn request_token(&self, state: &State, r: &Request<'_>) -> Result<String, SessionError> {
+        if !valid_client_secret(r.client_secret) {
+            return Err(SessionError::InvalidSecret);
+        }
+        policy::allows(&self.cfg.policy, r.medium, r.address, &self.domain)
+            .map_err(SessionError::Forbidden)?;
+        let token = match r.medium {
+            Medium::Email => random::string_from(random::ALPHANUMERIC, 32),
+            Medium::Msisdn => random::string_from(b"0123456789", 6),
+        }
+        .map_err(SessionError::Random)?;
+        let fresh_sid =
+            random::string_from(random::ALPHANUMERIC, 24).map_err(SessionError::Random)?;
+        let token_hash = hash(&token);
+        let now = crate::now_ms();
+        let requested = state.request_token(&TokenRequest {
+            medium: r.medium.as_str(),
+            address: r.address,
+            client_secret: r.client_secret,
+            send_attempt: r.send_attempt,
+            next_link: r.next_link,
+            token_hash: &token_hash,
+            fresh_sid: &fresh_sid,
+            now_ms: now,
+            expires_ts: now.saturating_add(self.cfg.expiration.as_millis() as i64),
+        })?;
+        let (sid, undo) = match requested {
+            Requested::Unchanged { sid } => return Ok(sid),
+            Requested::Send { sid, undo } => (sid, undo),
+        };
+        let link = format!(
+            "{}/validate/{}/submitToken?sid={}&client_secret={}&token={}",
+            self.link_base,
+            r.medium,
+            crate::urlencoded::encode(&sid),
+            crate::urlencoded::encode(r.client_secret),
+            crate::urlencoded::encode(&token)
+        );
+        let sent = self.notifier.validation(
+            r.medium,
+            &Validation {
+                address: r.address,
+                token: &token,
+                link: &link,
+                next_url: r.next_link.unwrap_or_default(),
+            },
+        );
+        if let Err(e) = sent {
+            if let Err(undo_failed) = state.undo_request(&sid, &token_hash, &undo) {
+                log::error!(
+                    "session {sid}: the failed send could not be taken back: {undo_failed}"
+                );
+            }
+            return Err(SessionError::SendFailed(r.medium, e));
+        }
+        Ok(sid)
+    }
+
+    /// Validates the session `sid` with `token`; the session.
+    pub fn submit_token(
+        &self,
+        state: &State,
+        sid: &str,
+        client_secret: &str,
+        token: &str,
+    ) -> Result<SessionRow, SessionError> {
+        let submitted = state.submit_token(
+            sid,
+            client_secret,
+            &hash(token.trim()),
+            crate::now_ms(),
+            MAX_FAILURES,
+        )?;
+        match submitted {
+            Submitted::Validated(session) => Ok(session),
+            Submitted::Wrong { failed_attempts } => {
+                log::info!("session {sid}: wrong token ({failed_attempts} of {MAX_FAILURES})");
+                Err(SessionError::TokenIncorrect)
+            }
+            Submitted::NoSession => Err(SessionError::NoSession),
+            Submitted::TooManyFailures => Err(SessionError::Ended),
+            Submitted::Expired => Err(SessionError::Expired),
+        }
+    }
+
+    /// The session's 3PID, once validated.
+    pub fn validated(
+        &self,
+        state: &State,
+        sid: &str,
+        client_secret: &str,
+    ) -> Result<Validated, SessionError> {
+        let session = state
+            .session(sid)?
+            .filter(|s| s.client_secret == client_secret)
+            .ok_or(SessionError::NoSession)?;
+        if session.expires_ts <= crate::now_ms() {
+            return Err(SessionError::Expired);
+        }
+        let validated_at = session.validated_ts.ok_or(SessionError::NotValidated)?;
+        Ok(Validated {
+            medium: session.medium,
+            address: session.address,
+            validated_at,
+        })
+    }
+
+    /// The background sweep: forgets expired sessions.
+    pub fn sweep(&self, state: &State) {
+        match state.sweep_sessions(crate::now_ms()) {
+            Ok(0) => {}
+            Ok(n) => log::info!("sessions: {n} expired sessions removed"),
+            Err(e) => log::warn!("sessions: the sweep failed: {e}"),
+        }
+    }
+}
