@@ -1,5 +1,8 @@
-//! A per-key limit of attempts per minute (fixed one-minute windows), for endpoints that
-//! would otherwise be oracles (password checks).
+//! Per-key limits, kept in memory (per instance):
+//! - `RateLimiter`: attempts per minute in fixed one-minute windows, for endpoints that
+//!   would otherwise be oracles (password checks);
+//! - `Buckets`: a burst, refilled at a rate per minute (token buckets), for what costs
+//!   something to send (validation mails and SMS).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,9 +45,79 @@ impl RateLimiter {
     }
 }
 
+/// Token buckets per key: `burst` at once, then `per_minute`.
+pub struct Buckets {
+    burst: f64,
+    per_ms: f64,
+    buckets: Mutex<HashMap<String, (Instant, f64)>>,
+}
+
+impl Buckets {
+    pub fn new(burst: u32, per_minute: u32) -> Buckets {
+        Buckets {
+            burst: f64::from(burst.max(1)),
+            per_ms: f64::from(per_minute) / 60_000.0,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Whether `key` may take one now; else how long until it may.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let level = self.level(&mut crate::lock(&self.buckets), key, Instant::now());
+        if level >= 1.0 {
+            Ok(())
+        } else if self.per_ms > 0.0 {
+            Err(Duration::from_millis(
+                ((1.0 - level) / self.per_ms).ceil() as u64
+            ))
+        } else {
+            Err(WINDOW)
+        }
+    }
+
+    /// Takes one from `key`'s bucket (after a `check` said it may).
+    pub fn take(&self, key: &str) {
+        let now = Instant::now();
+        let mut buckets = crate::lock(&self.buckets);
+        let level = self.level(&mut buckets, key, now);
+        buckets.insert(key.to_owned(), (now, (level - 1.0).max(0.0)));
+    }
+
+    /// The bucket's level now; full buckets are forgotten when there are too many.
+    fn level(&self, buckets: &mut HashMap<String, (Instant, f64)>, key: &str, now: Instant) -> f64 {
+        if buckets.len() >= MAX_KEYS {
+            let (burst, per_ms) = (self.burst, self.per_ms);
+            buckets.retain(|_, (at, level)| {
+                *level + now.duration_since(*at).as_millis() as f64 * per_ms < burst
+            });
+        }
+        buckets.get(key).map_or(self.burst, |(at, level)| {
+            (level + now.duration_since(*at).as_millis() as f64 * self.per_ms).min(self.burst)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_allow_a_burst_then_the_rate() {
+        let b = Buckets::new(3, 60); // one a second after the burst
+        for _ in 0..3 {
+            assert!(b.check("a").is_ok());
+            b.take("a");
+        }
+        let wait = b.check("a").unwrap_err();
+        assert!(
+            wait <= Duration::from_secs(1) && wait > Duration::from_millis(900),
+            "{wait:?}"
+        );
+        assert!(b.check("b").is_ok(), "each key its own bucket");
+        // Checking takes nothing.
+        assert!(b.check("b").is_ok() && b.check("b").is_ok() && b.check("b").is_ok());
+        assert!(b.check("b").is_ok());
+    }
 
     #[test]
     fn limits_each_key_separately() {

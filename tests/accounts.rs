@@ -45,6 +45,11 @@ fn register_use_and_logout() {
     assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
     let token = r.json()["token"].as_str().unwrap().to_owned();
     assert!(token.len() >= 22, "{token}");
+    assert_eq!(
+        r.json()["access_token"],
+        token,
+        "sydent's field for older clients"
+    );
 
     let me = with_token(&s, "GET", &format!("{V2}/account"), &token, None);
     assert_eq!(

@@ -318,3 +318,225 @@ fn the_policy_decides_what_is_validated_here() {
         "{body}"
     );
 }
+
+fn request_sms(s: &Mxisd, number: &str, secret: &str, attempt: i64) -> Response {
+    post(
+        s,
+        &format!("{V1}/validate/msisdn/requestToken"),
+        &json!({"client_secret": secret, "country": "GB", "phone_number": number, "send_attempt": attempt}),
+    )
+}
+
+fn submit_sms(s: &Mxisd, sid: &Value, secret: &str, code: &str) -> Response {
+    post(
+        s,
+        &format!("{V1}/validate/msisdn/submitToken"),
+        &json!({"sid": sid, "client_secret": secret, "token": code}),
+    )
+}
+
+#[test]
+fn sms_session_through_the_twilio_api() {
+    let twilio = support::fake_homeserver::FakeTwilio::start(&["+447911000666"]);
+    let s = Mxisd::start(&format!("threepid:\n  medium:\n{}", twilio.config()));
+    let r = request_sms(&s, "07911 123456", "sms-1", 1);
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let sid = r.json()["sid"].clone();
+    let sent = twilio.messages();
+    assert_eq!(sent.len(), 1);
+    let (to, from, body) = &sent[0];
+    assert_eq!(
+        (to.as_str(), from.as_str()),
+        ("+447911123456", "+15550001111")
+    );
+    let code: String = body.chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{body}");
+    assert!(
+        body.starts_with("Your Example.org verification code is "),
+        "{body}"
+    );
+    // The same attempt: nothing sent.
+    assert_eq!(
+        request_sms(&s, "+44 7911 123456", "sms-1", 1).json()["sid"],
+        sid
+    );
+    assert_eq!(twilio.messages().len(), 1);
+
+    submit_sms(&s, &sid, "sms-1", "000000").assert_error(400, "M_TOKEN_INCORRECT");
+    assert_eq!(
+        submit_sms(&s, &sid, "sms-1", &code).json(),
+        json!({"success": true})
+    );
+    let v = s
+        .get(&format!(
+            "{V1}/3pid/getValidated3pid?sid={}&client_secret=sms-1",
+            sid.as_str().unwrap()
+        ))
+        .json();
+    assert_eq!(
+        (v["medium"].as_str(), v["address"].as_str()),
+        (Some("msisdn"), Some("447911123456"))
+    );
+
+    // A number Twilio refuses: 500 M_SEND_ERROR, nothing kept.
+    request_sms(&s, "07911 000666", "sms-2", 1).assert_error(500, "M_SEND_ERROR");
+}
+
+#[test]
+fn five_wrong_codes_end_an_sms_session_and_a_resend_starts_a_fresh_count() {
+    let twilio = support::fake_homeserver::FakeTwilio::start(&[]);
+    let s = Mxisd::start(&format!("threepid:\n  medium:\n{}", twilio.config()));
+    let sid = request_sms(&s, "07911 222333", "five", 1).json()["sid"].clone();
+    let code: String = twilio.messages()[0]
+        .2
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let wrong = if code == "111111" { "222222" } else { "111111" };
+    for _ in 0..4 {
+        submit_sms(&s, &sid, "five", wrong).assert_error(400, "M_TOKEN_INCORRECT");
+    }
+    submit_sms(&s, &sid, "five", wrong).assert_error(400, "M_TOKEN_INCORRECT");
+    // The fifth wrong code ended it: even the right one is refused now.
+    submit_sms(&s, &sid, "five", &code).assert_error(400, "M_NO_VALID_SESSION");
+    // A resend (higher attempt) starts a fresh count, with a new code.
+    assert_eq!(
+        request_sms(&s, "07911 222333", "five", 2).json()["sid"],
+        sid
+    );
+    let new_code: String = twilio.messages()[1]
+        .2
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(
+        submit_sms(&s, &sid, "five", &new_code).json(),
+        json!({"success": true})
+    );
+}
+
+#[test]
+fn an_expired_session_is_refused_and_swept() {
+    let s = Mxisd::start(&mail_config("session:\n  expiration: 1\n"));
+    let email = fresh_address("example.org");
+    let sid = request_email(&s, V1, &email, "e", 1).json()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = param(&link_in(&wait_for(&email, 1)[0]), "token");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    post(
+        &s,
+        &format!("{V1}/validate/email/submitToken"),
+        &json!({"sid": sid, "client_secret": "e", "token": token}),
+    )
+    .assert_error(400, "M_SESSION_EXPIRED");
+    s.get(&format!(
+        "{V1}/3pid/getValidated3pid?sid={sid}&client_secret=e"
+    ))
+    .assert_error(400, "M_SESSION_EXPIRED");
+    // A new request for the expired key is a new session.
+    let again = request_email(&s, V1, &email, "e", 1).json()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(again, sid);
+}
+
+#[test]
+fn mails_to_one_address_stop_at_its_burst_and_retries_cost_nothing() {
+    let s = Mxisd::start(&mail_config(""));
+    let email = fresh_address("example.org");
+    let statuses: Vec<u16> = (1..=50)
+        .map(|attempt| request_email(&s, V1, &email, "burst", attempt).status)
+        .collect();
+    assert_eq!(&statuses[..3], [200, 200, 200]);
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    let limited = request_email(&s, V1, &email, "burst", 51);
+    let body = limited.assert_error(429, "M_LIMIT_EXCEEDED");
+    let wait = body["retry_after_ms"].as_u64().unwrap();
+    assert!(wait > 1_000 && wait <= 60_000, "{body}");
+    // A client's retry of an attempt that was sent costs nothing and still answers.
+    assert_eq!(request_email(&s, V1, &email, "burst", 3).status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(wait_for(&email, 3).len(), 3, "at most the burst of mails");
+    assert_eq!(crate::support::mail::mails_to(&email).len(), 3);
+}
+
+#[test]
+fn v1_request_token_only_from_the_allowed_networks_when_narrowed() {
+    let s = Mxisd::start(&mail_config(
+        "session:\n  v1:\n    allowedCidr: ['10.0.0.0/8']\n",
+    ));
+    request_email(&s, V1, &fresh_address("example.org"), "n", 1)
+        .assert_error(403, "M_UNAUTHORIZED");
+    let s = Mxisd::start(&mail_config(
+        "session:\n  v1:\n    allowedCidr: ['127.0.0.0/8']\n",
+    ));
+    assert_eq!(
+        request_email(&s, V1, &fresh_address("example.org"), "n", 1).status,
+        200
+    );
+}
+
+#[test]
+fn an_mxisd_template_and_custom_pages_are_used_and_values_escaped() {
+    let dir = support::TempDir::new();
+    // A template as mxisd's are written: a whole message, mxisd's placeholders.
+    let eml = dir.join("validate-local-template.eml");
+    std::fs::write(
+        &eml,
+        "Subject: Your Matrix Validation Token\nFrom: \"%FROM_NAME%\" <%FROM_EMAIL%>\nTo: %RECIPIENT_ADDRESS%\nMIME-Version: 1.0\nContent-Type: multipart/alternative;\n  boundary=7REaIwWQCioQ6NaBlAQlg8ztbUQj6PKJ\n\n--7REaIwWQCioQ6NaBlAQlg8ztbUQj6PKJ\nContent-Type: text/plain; charset=UTF-8\nContent-Disposition: inline\n\nHello!\n\nValidate %RECIPIENT_ADDRESS% for %DOMAIN_PRETTY% with %VALIDATION_LINK%\n\n--7REaIwWQCioQ6NaBlAQlg8ztbUQj6PKJ\nContent-Type: text/html; charset=UTF-8\nContent-Disposition: inline\n\n<html><body><p>Validate for %DOMAIN_PRETTY% by <a href=\"%VALIDATION_LINK%\">clicking here</a> from %FROM_NAME%</p></body></html>\n\n--7REaIwWQCioQ6NaBlAQlg8ztbUQj6PKJ--\n",
+    )
+    .unwrap();
+    let page = dir.join("success.html");
+    std::fs::write(
+        &page,
+        "<html><body><p id=ok>Done for %RECIPIENT_ADDRESS%, next: %NEXT_URL%</p></body></html>\n",
+    )
+    .unwrap();
+    let s = Mxisd::start(&format!(
+        "threepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n        name: 'Zoë <Identity> & Co'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n      generators:\n        template:\n          session:\n            validation:\n              local: '{}'\nview:\n  session:\n    onTokenSubmit:\n      success: '{}'\n",
+        get("SMTP_PORT"),
+        eml.display(),
+        page.display()
+    ));
+    let email = fresh_address("example.org");
+    let next = "https://app.example.org/?a=<script>alert(1)</script>";
+    let r = post(
+        &s,
+        &format!("{V1}/validate/email/requestToken"),
+        &json!({"client_secret": "m", "email": email, "send_attempt": 1, "next_link": next}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mail = &wait_for(&email, 1)[0];
+    assert!(
+        mail.contains("Subject: Your Matrix Validation Token"),
+        "{mail}"
+    );
+    // The display name: an encoded-word in the header, escaped in the HTML part.
+    assert!(mail.contains("From: =?UTF-8?B?"), "{mail}");
+    assert!(
+        mail.contains("from Zoë &lt;Identity&gt; &amp; Co</p>"),
+        "{mail}"
+    );
+    let link = link_in(mail);
+    let agent = ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build(),
+    );
+    let r = Response::from(
+        agent
+            .get(s.url(link.trim_start_matches("https://example.org")))
+            .call(),
+    );
+    assert_eq!(r.status, 302);
+    assert!(
+        r.text
+            .contains("next: https://app.example.org/?a=&lt;script&gt;alert(1)&lt;/script&gt;</p>"),
+        "{}",
+        r.text
+    );
+}

@@ -42,7 +42,10 @@ pub fn register(app: &App, req: &Request) -> Result<Reply, ApiError> {
         "registered a token for a user of {}",
         body.matrix_server_name
     );
-    Ok(Reply::json(json!({ "token": token })))
+    // sydent also sends `access_token`: older clients read that field.
+    Ok(Reply::json(
+        json!({ "token": token, "access_token": token }),
+    ))
 }
 
 fn register_error(e: RegisterError) -> ApiError {

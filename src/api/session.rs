@@ -12,12 +12,30 @@ use crate::threepid::Medium;
 use serde::Deserialize;
 use serde_json::json;
 
-/// The v2 paths (`V2`) need an authorised caller; v1 is open.
-fn caller<const V2: bool>(app: &App, req: &Request) -> Result<(), ApiError> {
-    if V2 {
-        auth::authorized(app, req)?;
+/// The v2 paths (`V2`) need an authorised caller, its user id; v1 is open.
+fn caller<const V2: bool>(app: &App, req: &Request) -> Result<Option<String>, ApiError> {
+    Ok(if V2 {
+        Some(auth::authorized(app, req)?.user_id)
+    } else {
+        None
+    })
+}
+
+/// Who asks for a token: on v1, only `session.v1.allowedCidr` (when set).
+fn requester<const V2: bool>(app: &App, req: &Request) -> Result<Option<String>, ApiError> {
+    let user = caller::<V2>(app, req)?;
+    if let (false, Some(allowed)) = (V2, &app.sessions.config().v1_allowed) {
+        if !req.client.is_in(allowed) {
+            log::info!(
+                "v1 requestToken from {} refused (session.v1.allowedCidr)",
+                req.client
+            );
+            return Err(ApiError::Forbidden(
+                "Use the v2 API (with an access token) to validate an address from here".into(),
+            ));
+        }
     }
-    Ok(())
+    Ok(user)
 }
 
 #[derive(Deserialize)]
@@ -41,28 +59,35 @@ struct MsisdnRequest {
 ///
 /// `{client_secret, email, send_attempt, next_link?}` → `{"sid"}`: sends a link to the
 /// address, unless `send_attempt` is not higher than the last one (then the same sid, and
-/// nothing sent). 400 M_INVALID_EMAIL, 403 M_FORBIDDEN (the policy, naming its key), 500
-/// M_EMAIL_SEND_ERROR.
+/// nothing sent). 400 M_INVALID_EMAIL, 403 M_FORBIDDEN (the policy, naming its key), 429
+/// M_LIMIT_EXCEEDED, 500 M_EMAIL_SEND_ERROR.
 pub fn request_email<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
-    caller::<V2>(app, req)?;
+    let user = requester::<V2>(app, req)?;
     let body: EmailRequest = req.json()?;
     let address = crate::threepid::email_to_send_to(&body.email).ok_or(ApiError::InvalidEmail)?;
     request(
         app,
-        Medium::Email,
-        &address,
-        &body.client_secret,
-        body.send_attempt,
-        body.next_link,
+        req,
+        session::Request {
+            medium: Medium::Email,
+            address: &address,
+            client_secret: &body.client_secret,
+            send_attempt: body.send_attempt,
+            next_link: body.next_link.as_deref(),
+            client: "",
+            user: user.as_deref(),
+            country: None,
+        },
     )
 }
 
 /// # `POST …/validate/msisdn/requestToken`
 ///
 /// `{client_secret, country, phone_number, send_attempt, next_link?}` → `{"sid"}`: sends a
-/// 6-digit code by SMS. 400 M_INVALID_ADDRESS, 403 M_FORBIDDEN, 500 M_SEND_ERROR.
+/// 6-digit code by SMS. 400 M_INVALID_ADDRESS, 403 M_FORBIDDEN, 429 M_LIMIT_EXCEEDED, 500
+/// M_SEND_ERROR.
 pub fn request_msisdn<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
-    caller::<V2>(app, req)?;
+    let user = requester::<V2>(app, req)?;
     let body: MsisdnRequest = req.json()?;
     let number =
         crate::threepid::msisdn_in(&body.phone_number, &body.country).ok_or_else(|| {
@@ -72,39 +97,37 @@ pub fn request_msisdn<const V2: bool>(app: &App, req: &Request) -> Result<Reply,
                 body.country.chars().take(8).collect::<String>()
             ))
         })?;
+    let country = body.country.trim().to_ascii_uppercase();
     request(
         app,
-        Medium::Msisdn,
-        &number,
-        &body.client_secret,
-        body.send_attempt,
-        body.next_link,
+        req,
+        session::Request {
+            medium: Medium::Msisdn,
+            address: &number,
+            client_secret: &body.client_secret,
+            send_attempt: body.send_attempt,
+            next_link: body.next_link.as_deref(),
+            client: "",
+            user: user.as_deref(),
+            country: Some(&country),
+        },
     )
 }
 
-fn request(
-    app: &App,
-    medium: Medium,
-    address: &str,
-    client_secret: &str,
-    send_attempt: i64,
-    next_link: Option<String>,
-) -> Result<Reply, ApiError> {
-    if let Some(link) = &next_link {
+fn request(app: &App, req: &Request, r: session::Request<'_>) -> Result<Reply, ApiError> {
+    if let Some(link) = r.next_link {
         if link.len() > 2048 || link.chars().any(char::is_control) {
             return Err(ApiError::InvalidParam(
                 "next_link must be a URL of at most 2048 characters".into(),
             ));
         }
     }
+    let client = req.client.to_string();
     let sid = app.sessions.request_token(
         &app.state,
         &session::Request {
-            medium,
-            address,
-            client_secret,
-            send_attempt,
-            next_link: next_link.as_deref(),
+            client: &client,
+            ..r
         },
     )?;
     Ok(Reply::json(json!({ "sid": sid })))
@@ -257,6 +280,9 @@ impl From<SessionError> for ApiError {
             SessionError::Expired => ApiError::SessionExpired,
             SessionError::TokenIncorrect => ApiError::TokenIncorrect,
             SessionError::NotValidated => ApiError::SessionNotValidated,
+            SessionError::Limited(wait) => ApiError::LimitExceeded {
+                retry_after_ms: wait.as_millis() as u64,
+            },
             SessionError::Random(e) => {
                 log::error!("session: no randomness: {e}");
                 ApiError::Internal

@@ -14,6 +14,27 @@ pub struct SessionConfig {
     /// `view.session.onTokenSubmit.{success, failure}`: page templates (`None`: built in).
     pub success_page: Option<PathBuf>,
     pub failure_page: Option<PathBuf>,
+    pub limits: SessionLimits,
+    /// Who may use the unauthenticated v1 requestToken (`session.v1.allowedCidr`); `None`:
+    /// anyone, as mxisd.
+    pub v1_allowed: Option<Vec<crate::cidr::Cidr>>,
+}
+
+/// `session.rateLimit`: notifications sent, per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub per_address: Limit,
+    pub per_client: Limit,
+    pub per_user: Limit,
+    /// SMS per minute to one country, and to all.
+    pub sms_per_country: u32,
+    pub sms_global: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub burst: u32,
+    pub per_minute: u32,
 }
 
 /// `session.policy.validation`.
@@ -69,7 +90,29 @@ impl Resolver<'_> {
                 .readable_file("view.session.onTokenSubmit.success", submit.success)?,
             failure_page: self
                 .readable_file("view.session.onTokenSubmit.failure", submit.failure)?,
+            limits: self.session_limits(s.rate_limit.unwrap_or_default()),
+            v1_allowed: match s.v1.and_then(|v| v.allowed_cidr) {
+                Some(list) => Some(self.cidrs("session.v1.allowedCidr", Some(list))?),
+                None => None,
+            },
         })
+    }
+
+    fn session_limits(&self, r: raw::RateLimit) -> SessionLimits {
+        let limit = |l: Option<raw::Limit>, burst: u32, per_minute: u32| {
+            let l = l.unwrap_or_default();
+            Limit {
+                burst: l.burst.unwrap_or(burst).max(1),
+                per_minute: l.per_minute.unwrap_or(per_minute),
+            }
+        };
+        SessionLimits {
+            per_address: limit(r.per_address, 3, 1),
+            per_client: limit(r.per_client, 20, 10),
+            per_user: limit(r.per_user, 20, 10),
+            sms_per_country: r.sms_per_country.unwrap_or(50).max(1),
+            sms_global: r.sms_global.unwrap_or(200).max(1),
+        }
     }
 
     /// Without scopes, every 3PID is validated here (mxisd 1.4, ma1sd). With scopes, the
@@ -106,6 +149,28 @@ pub(super) mod raw {
         Session {
             expiration: u64 = "expiration",
             policy: Policy = "policy",
+            rate_limit: RateLimit = "rateLimit",
+            v1: V1 = "v1",
+        }
+    }
+    section! {
+        RateLimit {
+            per_address: Limit = "perAddress",
+            per_client: Limit = "perClient",
+            per_user: Limit = "perUser",
+            sms_per_country: u32 = "smsPerCountry",
+            sms_global: u32 = "smsGlobal",
+        }
+    }
+    section! {
+        Limit {
+            burst: u32 = "burst",
+            per_minute: u32 = "perMinute",
+        }
+    }
+    section! {
+        V1 {
+            allowed_cidr: Vec<String> = "allowedCidr",
         }
     }
     section! {

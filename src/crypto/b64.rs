@@ -23,6 +23,11 @@ pub fn encode_url_safe(bytes: &[u8]) -> String {
     URL_SAFE.encode(bytes)
 }
 
+/// Padded standard base64, as HTTP basic authentication and MIME want it.
+pub fn encode_padded(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// Decodes standard or URL-safe base64, padded or not: clients are not consistent.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();

@@ -182,7 +182,7 @@ impl ConfiguredClient {
             .map(|(k, v)| format!("{}={}", urlencoded::encode(k), urlencoded::encode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let auth = b64::encode(format!("{}:{}", basic.0, basic.1).as_bytes());
+        let auth = b64::encode_padded(format!("{}:{}", basic.0, basic.1).as_bytes());
         agent
             .post(url)
             .header("Content-Type", "application/x-www-form-urlencoded")

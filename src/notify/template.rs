@@ -14,8 +14,6 @@
 //! - SMS (`.txt`): plain text, values as they are ([`fill_text`]).
 //! - Web pages (`.html`): every value HTML-escaped ([`fill_html`]).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use std::fmt;
 
 /// Placeholder values by name (without the % signs), in the order given.
@@ -583,7 +581,12 @@ fn encoded_words(text: &str) -> String {
     words.push(&text[start..]);
     words
         .iter()
-        .map(|w| format!("=?UTF-8?B?{}?=", STANDARD.encode(w.as_bytes())))
+        .map(|w| {
+            format!(
+                "=?UTF-8?B?{}?=",
+                crate::crypto::b64::encode_padded(w.as_bytes())
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -1030,7 +1033,7 @@ Content-Transfer-Encoding: 8bit
                 .strip_prefix("=?UTF-8?B?")
                 .and_then(|w| w.strip_suffix("?="))
                 .expect("an encoded-word");
-            bytes.extend(STANDARD.decode(b64).expect("base64"));
+            bytes.extend(crate::crypto::b64::decode(b64).expect("base64"));
         }
         String::from_utf8(bytes).expect("UTF-8")
     }

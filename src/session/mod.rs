@@ -16,6 +16,7 @@ pub mod policy;
 use crate::config::{Config, SessionConfig};
 use crate::crypto::{b64, random};
 use crate::notify::{Notifier, NotifyError, Validation};
+use crate::ratelimit::Buckets;
 use crate::state::{Requested, SessionRow, State, StateError, Submitted, TokenRequest};
 use crate::threepid::Medium;
 use sha2::{Digest, Sha256};
@@ -30,6 +31,16 @@ pub struct Sessions {
     notifier: Notifier,
     /// `<publicUrl>/_matrix/identity/<v2 or api/v1>`: where the mail's link points.
     link_base: String,
+    limits: Limits,
+}
+
+/// `session.rateLimit`, counted on notifications actually sent (per instance).
+struct Limits {
+    per_address: Buckets,
+    per_client: Buckets,
+    per_user: Buckets,
+    sms_per_country: Buckets,
+    sms_global: Buckets,
 }
 
 #[derive(Debug)]
@@ -45,6 +56,8 @@ pub enum SessionError {
     Expired,
     TokenIncorrect,
     NotValidated,
+    /// A rate limit: try again after this long.
+    Limited(std::time::Duration),
     Random(std::io::Error),
     State(StateError),
 }
@@ -62,6 +75,7 @@ impl fmt::Display for SessionError {
             SessionError::Expired => f.write_str("session expired"),
             SessionError::TokenIncorrect => f.write_str("wrong token"),
             SessionError::NotValidated => f.write_str("session not validated"),
+            SessionError::Limited(wait) => write!(f, "rate limited for {} ms", wait.as_millis()),
             SessionError::Random(e) => write!(f, "no randomness: {e}"),
             SessionError::State(e) => e.fmt(f),
         }
@@ -88,6 +102,11 @@ pub struct Request<'a> {
     pub client_secret: &'a str,
     pub send_attempt: i64,
     pub next_link: Option<&'a str>,
+    /// Who asked (the client's address, or `unknown`), and as whom (v2).
+    pub client: &'a str,
+    pub user: Option<&'a str>,
+    /// SMS: the country the number was given in.
+    pub country: Option<&'a str>,
 }
 
 pub fn valid_client_secret(secret: &str) -> bool {
@@ -104,7 +123,16 @@ fn hash(token: &str) -> String {
 impl Sessions {
     pub fn new(config: &Config) -> Result<Sessions, String> {
         let api = if config.matrix.v2 { "v2" } else { "api/v1" };
+        let l = &config.session.limits;
+        let limits = Limits {
+            per_address: Buckets::new(l.per_address.burst, l.per_address.per_minute),
+            per_client: Buckets::new(l.per_client.burst, l.per_client.per_minute),
+            per_user: Buckets::new(l.per_user.burst, l.per_user.per_minute),
+            sms_per_country: Buckets::new(l.sms_per_country, l.sms_per_country),
+            sms_global: Buckets::new(l.sms_global, l.sms_global),
+        };
         Ok(Sessions {
+            limits,
             cfg: config.session.clone(),
             domain: config.matrix.domain.clone(),
             notifier: Notifier::from_config(config)?,
@@ -148,6 +176,12 @@ impl Sessions {
             Requested::Unchanged { sid } => return Ok(sid),
             Requested::Send { sid, undo } => (sid, undo),
         };
+        if let Err(wait) = self.take_limits(r) {
+            if let Err(e) = state.undo_request(&sid, &token_hash, &undo) {
+                log::error!("session {sid}: the limited request could not be taken back: {e}");
+            }
+            return Err(SessionError::Limited(wait));
+        }
         let link = format!(
             "{}/validate/{}/submitToken?sid={}&client_secret={}&token={}",
             self.link_base,
@@ -174,6 +208,31 @@ impl Sessions {
             return Err(SessionError::SendFailed(r.medium, e));
         }
         Ok(sid)
+    }
+
+    /// Counts a notification against every limit that applies, if none is reached; else
+    /// the longest wait.
+    fn take_limits(&self, r: &Request<'_>) -> Result<(), std::time::Duration> {
+        let address = format!("{}:{}", r.medium, r.address);
+        let mut applies: Vec<(&Buckets, &str)> = vec![
+            (&self.limits.per_address, &address),
+            (&self.limits.per_client, r.client),
+        ];
+        if let Some(user) = r.user {
+            applies.push((&self.limits.per_user, user));
+        }
+        if r.medium == Medium::Msisdn {
+            applies.push((&self.limits.sms_per_country, r.country.unwrap_or_default()));
+            applies.push((&self.limits.sms_global, ""));
+        }
+        let longest = applies.iter().filter_map(|(b, k)| b.check(k).err()).max();
+        if let Some(wait) = longest {
+            return Err(wait);
+        }
+        for (bucket, key) in applies {
+            bucket.take(key);
+        }
+        Ok(())
     }
 
     /// Validates the session `sid` with `token`; the session.

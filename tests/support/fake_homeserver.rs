@@ -79,6 +79,58 @@ impl Drop for FakeRestBackend {
     }
 }
 
+/// `tests/fakes/twilio.py`: Twilio's Messages API (account `ACtest`, token
+/// `secret-token`); `fail_to` numbers are refused as Twilio refuses a bad number.
+pub struct FakeTwilio {
+    child: Child,
+    pub port: u16,
+}
+
+impl FakeTwilio {
+    pub fn start(fail_to: &[&str]) -> FakeTwilio {
+        let args: Vec<String> = fail_to
+            .iter()
+            .flat_map(|n| ["--fail-to".to_owned(), n.to_string()])
+            .collect();
+        let (child, port) = spawn_fake("twilio.py", &args);
+        FakeTwilio { child, port }
+    }
+
+    /// The `threepid.medium.msisdn` section sending through this fake.
+    pub fn config(&self) -> String {
+        format!(
+            "    msisdn:\n      connectors:\n        twilio:\n          accountSid: ACtest\n          authToken: secret-token\n          number: '+15550001111'\n          baseUrl: 'http://127.0.0.1:{}'\n",
+            self.port
+        )
+    }
+
+    /// Every message the fake accepted: (To, From, Body).
+    pub fn messages(&self) -> Vec<(String, String, String)> {
+        let text = ureq::get(&format!("http://127.0.0.1:{}/messages", self.port))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let f = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+                (f("To"), f("From"), f("Body"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for FakeTwilio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for FakeHomeserver {
     fn drop(&mut self) {
         let _ = self.child.kill();
