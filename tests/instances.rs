@@ -352,3 +352,50 @@ fn the_readme_shows_the_nginx_example_the_balancer_test_uses() {
         "README's \"Running several instances\" must quote etc/nginx/mxisd-instances.conf"
     );
 }
+
+#[test]
+fn a_session_started_on_one_instance_validates_on_the_other() {
+    let db = fresh_database("sessions");
+    let shared = TempDir::new();
+    let keys = shared.join("keys");
+    let config = on_postgres(
+        &pg_connection(&db),
+        &format!(
+            "threepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n",
+            get("SMTP_PORT")
+        ),
+    );
+    let a = instance(&keys, &config);
+    let b = instance(&keys, &config);
+    let lb = Balancer::start(&[a.addr, b.addr]);
+    let email = format!(
+        "two-instances-{}-{}@example.org",
+        std::process::id(),
+        mxisd::now_ms()
+    );
+    let request = json!({"client_secret": "both", "email": email, "send_attempt": 1});
+    let path = "/_matrix/identity/api/v1/validate/email/requestToken";
+    let r = a.post(path, &request.to_string());
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.json()["sid"].clone();
+    // The retry lands on the other instance: the same session, no second mail.
+    assert_eq!(b.post(path, &request.to_string()).json()["sid"], sid);
+    let mails = crate::support::mail::wait_for(&email, 1);
+    let link = crate::support::mail::link_in(&mails[0]);
+    let r = b.get(link.trim_start_matches("https://example.org"));
+    assert_eq!(
+        r.status, 200,
+        "validated through the other instance: {}",
+        r.text
+    );
+    let check = format!(
+        "/_matrix/identity/api/v1/3pid/getValidated3pid?sid={}&client_secret=both",
+        sid.as_str().unwrap()
+    );
+    for url in [lb.url(&check), lb.url(&check), a.url(&check)] {
+        let r = Response::from(support::agent().get(&url).call());
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["address"], email);
+    }
+    assert_eq!(crate::support::mail::mails_to(&email).len(), 1);
+}

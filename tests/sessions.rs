@@ -2,7 +2,7 @@
 //! the link's page and redirect, retries, wrong and expired tokens, the policy.
 
 use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
-use crate::support::mail::{link_in, param, wait_for};
+use crate::support::mail::{link_in, param, wait_for, TlsSink};
 use crate::support::services::get;
 use crate::support::{self, Mxisd, Response};
 use serde_json::{json, Value};
@@ -539,4 +539,121 @@ fn an_mxisd_template_and_custom_pages_are_used_and_values_escaped() {
         "{}",
         r.text
     );
+}
+
+/// A session's mail through `sink` with mxisd's `tls` mode; the requestToken's status.
+fn send_over_tls(sink: &support::mail::TlsSink, tls: u8, ca: bool) -> u16 {
+    let ca = if ca {
+        format!("          caFile: '{}/tls/ca.pem'\n", get("MXISD_TEST_DIR"))
+    } else {
+        String::new()
+    };
+    let s = Mxisd::start(&format!(
+        "threepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: {tls}\n          timeout: 5\n{ca}",
+        sink.port
+    ));
+    request_email(&s, V1, &fresh_address("example.org"), "tls", 1).status
+}
+
+#[test]
+fn starttls_and_implicit_tls_check_the_certificate() {
+    for implicit in [false, true] {
+        let sink = TlsSink::start(implicit);
+        let tls = if implicit { 3 } else { 2 };
+        assert_eq!(
+            send_over_tls(&sink, tls, true),
+            200,
+            "tls {tls} with the CA"
+        );
+        assert_eq!(sink_count_eventually(&sink, 1), 1);
+        assert_eq!(
+            send_over_tls(&sink, tls, false),
+            500,
+            "tls {tls} without the CA"
+        );
+        assert_eq!(sink.count(), 1, "nothing sent to an untrusted server");
+    }
+    // STARTTLS required by the server, and `tls: 1` (if offered) uses it.
+    let sink = TlsSink::start(false);
+    assert_eq!(send_over_tls(&sink, 1, true), 200);
+    assert_eq!(sink_count_eventually(&sink, 1), 1);
+}
+
+fn sink_count_eventually(sink: &TlsSink, n: usize) -> usize {
+    for _ in 0..100 {
+        if sink.count() >= n {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sink.count()
+}
+
+/// Headless Chromium (Debian's) on `url`: the rendered DOM, and a screenshot saved at
+/// `screenshot`, as a phone-sized window shows the page.
+fn chromium(url: &str, screenshot: &std::path::Path) -> String {
+    let profile = support::TempDir::new();
+    let base = |c: &mut std::process::Command| {
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=412,915",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut shot = std::process::Command::new("chromium");
+    base(&mut shot);
+    let out = shot
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut dump = std::process::Command::new("chromium");
+    base(&mut dump);
+    let out = dump
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_link_page_renders_in_a_browser() {
+    let s = Mxisd::start(&mail_config(""));
+    let email = fresh_address("example.org");
+    assert_eq!(request_email(&s, V1, &email, "browser", 1).status, 200);
+    let link = link_in(&wait_for(&email, 1)[0]);
+    let url = s.url(link.trim_start_matches("https://example.org"));
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let ok = chromium(&url, &shots.join("session-success.png"));
+    assert!(ok.contains("<h1>Address confirmed</h1>"), "{ok}");
+    assert!(ok.contains(&email.to_lowercase()), "{ok}");
+    let bad = chromium(
+        &url.replace("token=", "token=x"),
+        &shots.join("session-failure.png"),
+    );
+    assert!(bad.contains("This link is not valid"), "{bad}");
+    assert!(bad.contains("not the right one"), "{bad}");
+    for name in ["session-success.png", "session-failure.png"] {
+        let png = std::fs::read(shots.join(name)).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 5_000,
+            "{name}: {} bytes",
+            png.len()
+        );
+    }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts the test services on loopback, idempotently: OpenLDAP slapd (with fixtures),
 # PostgreSQL, dnsmasq (SRV records) and an aiosmtpd mail sink that stores each mail as a
-# file; installs nginx for the tests that start their own (a load balancer). Installs
-# missing Debian packages when run as root. Safe to run concurrently.
+# file; installs nginx and Chromium for the tests that start their own (a load balancer,
+# a browser rendering mxisd's pages). Installs missing Debian packages when run as root.
+# Safe to run concurrently.
 # Stop them with tests/services/down.sh.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -28,6 +29,7 @@ command -v dig >/dev/null || missing+=(dnsutils)
 command -v flock >/dev/null || missing+=(util-linux)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v chromium >/dev/null || missing+=(chromium)
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then

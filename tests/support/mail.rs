@@ -64,3 +64,57 @@ pub fn param(url: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {url}"))
         .to_owned()
 }
+
+/// An SMTP sink of a test's own (aiosmtpd, the test CA's certificate): STARTTLS required
+/// before any mail (`starttls`), or implicit TLS (`implicit`). Mails land in its own Maildir.
+pub struct TlsSink {
+    pub port: u16,
+    child: std::process::Child,
+    dir: super::TempDir,
+}
+
+impl TlsSink {
+    pub fn start(implicit: bool) -> TlsSink {
+        ensure_up();
+        let port = super::pg_cluster::free_port();
+        let dir = super::TempDir::new();
+        let tls = PathBuf::from(get("MXISD_TEST_DIR")).join("tls");
+        let (cert_flag, key_flag) = if implicit {
+            ("--smtpscert", "--smtpskey")
+        } else {
+            ("--tlscert", "--tlskey")
+        };
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .arg(cert_flag)
+            .arg(tls.join("server.pem"))
+            .arg(key_flag)
+            .arg(tls.join("server.key"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.join("maildir"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TlsSink { port, child, dir }
+    }
+
+    /// How many mails arrived.
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.dir.join("maildir/new"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for TlsSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
