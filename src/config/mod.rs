@@ -197,7 +197,11 @@ impl Resolver<'_> {
             );
         }
         let internal = self.internal(root.internal.unwrap_or_default())?;
-        let threepid = self.threepid(root.threepid.unwrap_or_default(), &matrix.domain)?;
+        let threepid = self.threepid(
+            root.threepid.unwrap_or_default(),
+            root.invite,
+            &matrix.domain,
+        )?;
         let session = self.session(root.session.unwrap_or_default(), root.view)?;
         Ok(Config {
             matrix,
@@ -429,6 +433,27 @@ mod tests {
         let e = c("  provider:\n    postgresql:\n      connection: x\n      database: y\n")
             .unwrap_err();
         assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn mxisd_older_invite_sender_configures_the_smtp_connector() {
+        let c = load("matrix:\n  domain: example.org\ninvite:\n  sender:\n    email:\n      host: smtp.example.org\n      port: 25\n      tls: 0\n      email: id@example.org\n      name: Example ID\n").unwrap().config;
+        let smtp = c.threepid.email.smtp.expect("a connector");
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.tls),
+            ("smtp.example.org", 25, SmtpTls::None)
+        );
+        assert_eq!(
+            (
+                c.threepid.email.from.as_str(),
+                c.threepid.email.name.as_str()
+            ),
+            ("id@example.org", "Example ID")
+        );
+        // The newer keys win.
+        let c = load("matrix:\n  domain: example.org\nthreepid:\n  medium:\n    email:\n      identity:\n        from: new@example.org\ninvite:\n  sender:\n    email:\n      host: smtp.example.org\n      email: old@example.org\n").unwrap().config;
+        assert_eq!(c.threepid.email.from, "new@example.org");
+        assert_eq!(c.threepid.email.smtp.unwrap().port, 587);
     }
 
     #[test]

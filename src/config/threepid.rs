@@ -73,13 +73,23 @@ pub struct TwilioConfig {
 }
 
 impl Resolver<'_> {
+    /// `invite`: mxisd's older place of the e-mail sender (`invite.sender.email`), used where
+    /// `threepid.medium.email` does not say.
     pub(super) fn threepid(
         &mut self,
         t: raw::Threepid,
+        invite: Option<raw::Invite>,
         domain: &str,
     ) -> Result<ThreepidConfig, String> {
         let mut media = t.medium.unwrap_or_default();
-        let email = media.remove("email").unwrap_or_default();
+        let mut email = media.remove("email").unwrap_or_default();
+        if let Some(invite) = invite {
+            self.unsupported("invite", &invite.unsupported());
+            if let Some(old) = invite.sender.and_then(|s| s.email) {
+                self.unsupported("invite.sender.email", &old.unsupported());
+                old_sender(&mut email, old);
+            }
+        }
         let msisdn = media.remove("msisdn").unwrap_or_default();
         for other in media.keys() {
             self.unsupported("threepid.medium", &[other.as_str()]);
@@ -219,7 +229,27 @@ impl Resolver<'_> {
     }
 }
 
-/// `threepid` as written.
+/// mxisd's older keys (`invite.sender.email.{host, port, tls, login, password, email,
+/// name}`) fill what `threepid.medium.email` leaves out.
+fn old_sender(email: &mut raw::Medium, old: raw::OldSender) {
+    let identity = email.identity.get_or_insert_with(Default::default);
+    identity.from = identity.from.take().or(old.email);
+    identity.name = identity.name.take().or(old.name);
+    let connectors = email.connectors.get_or_insert_with(Default::default);
+    if connectors.smtp.is_none() && old.host.is_some() {
+        connectors.smtp = Some(raw::Smtp {
+            host: old.host,
+            port: old.port,
+            tls: old.tls,
+            login: old.login,
+            password: old.password,
+            ca_file: None,
+            timeout: None,
+        });
+    }
+}
+
+/// `threepid` (and `invite`'s sender) as written.
 pub(super) mod raw {
     use crate::config::yaml::section;
     use std::collections::BTreeMap;
@@ -260,6 +290,35 @@ pub(super) mod raw {
             password: String = "password",
             ca_file: String = "caFile",
             timeout: u64 = "timeout",
+        }
+    }
+    section! {
+        /// `invite`: only its sender is read here (the invites issue reads the rest).
+        Invite {
+            sender: InviteSender = "sender",
+        } unsupported {
+            expiration = "expiration",
+            resolution = "resolution",
+            policy = "policy",
+        }
+    }
+    section! {
+        InviteSender {
+            email: OldSender = "email",
+        }
+    }
+    section! {
+        /// mxisd's older SMTP sender (`invite.sender.email`).
+        OldSender {
+            host: String = "host",
+            port: u16 = "port",
+            tls: u8 = "tls",
+            login: String = "login",
+            password: String = "password",
+            email: String = "email",
+            name: String = "name",
+        } unsupported {
+            template = "template",
         }
     }
     section! {

@@ -74,6 +74,7 @@ section! {
         threepid: super::threepid::raw::Threepid = "threepid",
         session: super::session::raw::Session = "session",
         view: super::session::raw::View = "view",
+        invite: super::threepid::raw::Invite = "invite",
     } unsupported {
         appsvc = "appsvc",
         auth = "auth",
@@ -81,7 +82,6 @@ section! {
         account_config = "accountConfig",
         dns = "dns",
         forward = "forward",
-        invite = "invite",
         notification = "notification",
         register = "register",
     }
