@@ -111,6 +111,25 @@ fn email_session_from_mail_to_validated_3pid() {
 }
 
 #[test]
+fn with_only_v1_served_the_mail_links_to_v1() {
+    let dir = support::TempDir::new();
+    let config = dir.join("mxisd.yaml");
+    let text = support::config_text(&dir, &dir.join("keys"), &mail_config("")).replace(
+        "matrix:\n  domain: example.org\n",
+        "matrix:\n  domain: example.org\n  v2: false\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let s = Mxisd::spawn(dir, &config);
+    let email = fresh_address("example.org");
+    assert_eq!(request_email(&s, V1, &email, "v1only", 1).status, 200);
+    let link = link_in(&wait_for(&email, 1)[0]);
+    assert!(
+        link.starts_with("https://example.org/_matrix/identity/api/v1/validate/email/submitToken?"),
+        "{link}"
+    );
+}
+
+#[test]
 fn a_retry_with_the_same_send_attempt_sends_nothing_and_a_new_one_resends() {
     let s = Mxisd::start(&mail_config(""));
     let email = fresh_address("example.org");

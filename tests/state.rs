@@ -383,3 +383,73 @@ fn instances_opening_an_empty_postgresql_database_together_migrate_once() {
     assert_eq!(names, unique);
     assert_eq!(names.len(), 6);
 }
+
+#[test]
+fn sessions_are_found_validated_and_swept() {
+    use mxisd::state::{Requested, Submitted, TokenRequest, Undo};
+    for db in Db::both() {
+        let s = db.open();
+        fn request<'a>(attempt: i64, token: &'a str, sid: &'a str, now: i64) -> TokenRequest<'a> {
+            TokenRequest {
+                medium: "email",
+                address: "a@example.org",
+                client_secret: "sec",
+                send_attempt: attempt,
+                next_link: None,
+                token_hash: token,
+                fresh_sid: sid,
+                now_ms: now,
+                expires_ts: now + 1_000,
+            }
+        }
+        let first = s.request_token(&request(1, "t1", "sid1", 10_000)).unwrap();
+        assert_eq!(
+            first,
+            Requested::Send {
+                sid: "sid1".into(),
+                undo: Undo::Created
+            }
+        );
+        assert_eq!(
+            s.request_token(&request(1, "t2", "sid2", 10_001)).unwrap(),
+            Requested::Unchanged { sid: "sid1".into() }
+        );
+        let resent = s.request_token(&request(2, "t2", "sid2", 10_002)).unwrap();
+        assert_eq!(
+            resent,
+            Requested::Send {
+                sid: "sid1".into(),
+                undo: Undo::Resent {
+                    previous_attempt: 1
+                }
+            }
+        );
+        assert_eq!(
+            s.submit_token("sid1", "sec", "t9", 10_003, 5).unwrap(),
+            Submitted::Wrong { failed_attempts: 1 }
+        );
+        assert_eq!(
+            s.submit_token("sid1", "nope", "t1", 10_003, 5).unwrap(),
+            Submitted::NoSession
+        );
+        let Submitted::Validated(row) = s.submit_token("sid1", "sec", "t1", 10_004, 5).unwrap()
+        else {
+            panic!("{}: the first token stays valid", s.store())
+        };
+        assert_eq!(row.validated_ts, Some(10_004));
+        assert_eq!(
+            s.submit_token("sid1", "sec", "t2", 20_000, 5).unwrap(),
+            Submitted::Expired
+        );
+        // The sweep forgets what expired, and only that.
+        s.request_token(&TokenRequest {
+            address: "b@example.org",
+            expires_ts: 99_000,
+            ..request(1, "t3", "sid3", 10_000)
+        })
+        .unwrap();
+        assert_eq!(s.sweep_sessions(50_000).unwrap(), 1, "{}", s.store());
+        assert!(s.session("sid1").unwrap().is_none());
+        assert!(s.session("sid3").unwrap().is_some());
+    }
+}
