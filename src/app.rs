@@ -2,20 +2,23 @@
 
 use crate::account::{terms::Terms, Accounts};
 use crate::api::Pages;
+use crate::backend::local_binds::LocalBinds;
 use crate::config::Config;
 use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
 use crate::federation;
+use crate::federation::xmatrix::KeyCache;
 use crate::lookup::{hash_index::HashIndex, Chain};
 use crate::ratelimit::RateLimiter;
 use crate::session::Sessions;
 use crate::state::{State, StateError};
 use std::fmt;
+use std::sync::Arc;
 
 pub struct App {
     pub config: Config,
     pub keys: SigningKeys,
-    pub state: State,
+    pub state: Arc<State>,
     pub lookup: Chain,
     /// The hash index of v2 lookups, over `lookup`'s listable stores.
     pub hash_index: HashIndex,
@@ -28,6 +31,11 @@ pub struct App {
     pub sessions: Sessions,
     /// The pages of the links in validation mails.
     pub pages: Pages,
+    /// Homeservers' keys, for the requests they sign (unbind).
+    pub server_keys: KeyCache,
+    /// The names a request signed for us may give as its destination: `server.name` and
+    /// the host (and port) of `server.publicUrl`.
+    pub names: Vec<String>,
 }
 
 /// Why the server could not start, with the config key an operator should look at.
@@ -60,16 +68,19 @@ impl App {
         let keys = SigningKeys::load_or_create(&config.key.path).map_err(StartError::Keys)?;
         let store = config.storage.describe();
         // SQLite: one connection per worker, and two for background jobs.
-        let state = State::open(&config.storage, config.http.workers + 2).map_err(|error| {
-            StartError::State {
+        let state = State::open(&config.storage, config.http.workers + 2)
+            .map(Arc::new)
+            .map_err(|error| StartError::State {
                 store: store.clone(),
                 error,
-            }
-        })?;
+            })?;
         let federation =
             federation::Client::new(&config.federation).map_err(StartError::Federation)?;
         let accounts = Accounts::new(Terms::new(config.policies.clone()));
-        let lookup = Chain::from_config(&config).map_err(StartError::Stores)?;
+        let mut lookup = Chain::from_config(&config).map_err(StartError::Stores)?;
+        if config.binds.local {
+            lookup.push(Box::new(LocalBinds::new(state.clone())));
+        }
         let fresh = random::string_from(random::ALPHANUMERIC, config.hashing.pepper_length)
             .map_err(|e| StartError::Federation(format!("no randomness for the pepper: {e}")))?;
         let pepper = state
@@ -79,6 +90,16 @@ impl App {
         let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
         let sessions = Sessions::new(&config).map_err(StartError::Sessions)?;
         let pages = Pages::from_config(&config).map_err(StartError::Sessions)?;
+        let mut names = vec![config.server.name.clone()];
+        let public_host = config
+            .server
+            .public_url
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        if !public_host.is_empty() && !names.contains(&public_host) {
+            names.push(public_host);
+        }
         Ok(App {
             config,
             keys,
@@ -90,6 +111,8 @@ impl App {
             credential_checks,
             sessions,
             pages,
+            server_keys: KeyCache::default(),
+            names,
         })
     }
 }

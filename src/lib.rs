@@ -13,6 +13,7 @@ pub(crate) mod account;
 pub mod api;
 pub mod app;
 pub(crate) mod backend;
+pub mod binds;
 pub(crate) mod cidr;
 pub mod config;
 pub mod crypto;

@@ -121,6 +121,22 @@ fn session_sweep(app: &Arc<App>) -> std::io::Result<jobs::Job> {
     )
 }
 
+/// Follows the change feed for binds made by other instances (every 500 ms: they count
+/// within a second), when binds are kept here.
+fn binds_feed(app: &Arc<App>) -> std::io::Result<Option<jobs::Job>> {
+    if !app.config.binds.local {
+        return Ok(None);
+    }
+    let app = app.clone();
+    let mut follower = mxisd::binds::Follower::default();
+    jobs::every(
+        "binds-feed",
+        std::time::Duration::from_millis(500),
+        move || follower.poll(&app.state, &app.hash_index),
+    )
+    .map(Some)
+}
+
 fn run(config: config::Config) -> ExitCode {
     let signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
@@ -163,6 +179,13 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let feed = match binds_feed(&app) {
+        Ok(job) => job,
+        Err(e) => {
+            log::error!("cannot start following the change feed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let key = app.keys.current();
     log::info!(
         "mxisd {} listening on http://{} for {} as {} (public URL {}), signing with {} {}",
@@ -184,6 +207,9 @@ fn run(config: config::Config) -> ExitCode {
         job.stop();
     }
     sweeper.stop();
+    if let Some(job) = feed {
+        job.stop();
+    }
     log::info!("stopped");
     if failed {
         ExitCode::FAILURE

@@ -4,6 +4,7 @@
 mod support;
 
 mod accounts;
+mod binds;
 mod check_credentials;
 mod config_cli;
 mod http_api;

@@ -7,6 +7,7 @@
 
 mod account;
 mod auth;
+mod binds;
 mod internal;
 mod lookup;
 mod pubkey;
@@ -86,6 +87,18 @@ pub fn router(config: &Config) -> Router {
         "/3pid/getValidated3pid",
         session::get_validated::<false>,
         session::get_validated::<true>,
+    );
+    versioned(
+        Method::Post,
+        "/3pid/bind",
+        binds::bind::<false>,
+        binds::bind::<true>,
+    );
+    versioned(
+        Method::Post,
+        "/3pid/unbind",
+        binds::unbind::<false>,
+        binds::unbind::<true>,
     );
     if config.matrix.v2 {
         r.add(

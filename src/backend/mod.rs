@@ -5,6 +5,7 @@
 //! Addresses given to and returned by stores are normalised (see `threepid`).
 
 pub mod ldap;
+pub mod local_binds;
 pub mod memory;
 pub mod rest;
 pub mod sql;

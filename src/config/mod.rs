@@ -11,6 +11,7 @@
 //! the resolver from one to the other; `check.rs` holds the checks they share.
 
 mod account;
+mod binds;
 mod check;
 mod federation;
 mod http;
@@ -30,6 +31,7 @@ mod threepid;
 mod yaml;
 
 pub use account::{AccountConfig, PolicyConfig};
+pub use binds::BindsConfig;
 pub use federation::FederationConfig;
 pub use http::HttpConfig;
 pub use internal::InternalConfig;
@@ -78,6 +80,7 @@ pub struct Config {
     pub internal: InternalConfig,
     pub threepid: ThreepidConfig,
     pub session: SessionConfig,
+    pub binds: BindsConfig,
 }
 
 /// A loaded configuration and the warnings it produced (to be logged once).
@@ -203,6 +206,7 @@ impl Resolver<'_> {
             &matrix.domain,
         )?;
         let session = self.session(root.session.unwrap_or_default(), root.view)?;
+        let binds = self.binds(root.binds.unwrap_or_default());
         Ok(Config {
             matrix,
             server,
@@ -222,6 +226,7 @@ impl Resolver<'_> {
             internal,
             threepid,
             session,
+            binds,
         })
     }
 }

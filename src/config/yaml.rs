@@ -75,6 +75,7 @@ section! {
         session: super::session::raw::Session = "session",
         view: super::session::raw::View = "view",
         invite: super::threepid::raw::Invite = "invite",
+        binds: super::binds::raw::Binds = "binds",
     } unsupported {
         appsvc = "appsvc",
         auth = "auth",

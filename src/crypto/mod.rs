@@ -11,7 +11,7 @@ pub(crate) mod random;
 pub(crate) mod sign;
 
 pub use keys::{KeyError, SigningKeys};
-pub use sign::verify_json;
+pub use sign::{sign_json, verify_json};
 
 #[cfg(test)]
 mod vectors;

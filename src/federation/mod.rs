@@ -13,5 +13,6 @@ pub mod client;
 pub mod discovery;
 pub mod dns;
 pub mod homeserver;
+pub mod xmatrix;
 
 pub use client::{CallError, Client, ConfiguredClient};

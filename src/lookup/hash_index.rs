@@ -9,6 +9,11 @@
 //! An index built while a store could not list is incomplete: hashed lookups then fail
 //! naming the store rather than answer a false "not found" (the previous complete index is
 //! kept instead, when there is one).
+//!
+//! The binds made here (`binds.local.enabled`) are a second, smaller map beside it, after
+//! the stores (which are more authoritative): changed one bind at a time, at once by the
+//! instance that binds and from the change feed by the others, each entry keeping the
+//! number of the change that set it so that an older change never undoes a newer one.
 
 use super::Chain;
 use crate::backend::BackendError;
@@ -30,7 +35,11 @@ pub struct HashIndex {
     current: RwLock<Option<Arc<Index>>>,
     /// Whether a complete index was installed yet (and "hash index ready" logged).
     ready: AtomicBool,
+    local: RwLock<LocalBinds>,
 }
+
+/// Local binds: hash → (change number, Matrix ID or `None` once unbound).
+type LocalBinds = HashMap<[u8; 32], (i64, Option<Arc<str>>)>;
 
 impl HashIndex {
     /// An index under `pepper`, not built yet: `refresh` builds it.
@@ -39,7 +48,41 @@ impl HashIndex {
             pepper,
             current: RwLock::new(None),
             ready: AtomicBool::new(false),
+            local: RwLock::default(),
         }
+    }
+
+    fn key(&self, medium: &str, address: &str) -> Option<[u8; 32]> {
+        b64::decode(&lookup_hash(address, medium, &self.pepper))?
+            .try_into()
+            .ok()
+    }
+
+    /// A local bind (or unbind: `mxid` `None`) made by change `seq`, unless a newer change
+    /// of that 3PID is already applied.
+    pub fn apply_local(&self, medium: &str, address: &str, mxid: Option<&str>, seq: i64) {
+        let Some(key) = self.key(medium, address) else {
+            return;
+        };
+        let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
+        match local.get(&key) {
+            Some((applied, _)) if *applied >= seq => {}
+            _ => {
+                local.insert(key, (seq, mxid.map(Arc::from)));
+            }
+        }
+    }
+
+    /// Replaces every local bind (at start, and when the feed says changes were missed).
+    pub fn load_local(&self, binds: &[crate::state::LocalBind]) {
+        let fresh: HashMap<_, _> = binds
+            .iter()
+            .filter_map(|b| {
+                let key = self.key(&b.medium, &b.address)?;
+                Some((key, (b.seq, Some(Arc::from(b.mxid.as_str())))))
+            })
+            .collect();
+        *self.local.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 
     pub fn pepper(&self) -> &str {
@@ -90,11 +133,15 @@ impl HashIndex {
         if !index.missing.is_empty() {
             return Err(super::LookupError::Stores(index.missing.clone()));
         }
+        let local = self.local.read().unwrap_or_else(|p| p.into_inner());
         Ok(hashes
             .iter()
             .filter_map(|h| {
                 let key: [u8; 32] = b64::decode(h)?.try_into().ok()?;
-                let mxid = index.by_hash.get(&key)?;
+                let mxid = match index.by_hash.get(&key) {
+                    Some(mxid) => mxid,
+                    None => local.get(&key)?.1.as_ref()?,
+                };
                 Some((h.clone(), mxid.to_string()))
             })
             .collect())

@@ -104,6 +104,11 @@ impl Chain {
         })
     }
 
+    /// Adds `store` after the others (the least authoritative: the binds made here).
+    pub fn push(&mut self, store: Box<dyn IdentityStore>) {
+        self.stores.push(store);
+    }
+
     /// The Matrix ID bound to this 3PID, if a store knows one. `requester` is who asked:
     /// whether a lookup may go on to other identity servers will depend on it
     /// (`lookup.recursive.allowedCidr`); today only the local stores are asked.

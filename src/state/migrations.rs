@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_sessions",
         include_str!("migrations/0006_sessions.sql"),
     ),
+    (
+        "0007_local_binds",
+        include_str!("migrations/0007_local_binds.sql"),
+    ),
 ];
 
 pub fn apply(db: &dyn Dialect) -> Result<(), StateError> {

@@ -8,6 +8,7 @@
 //! never see SQL or a database crate's types.
 
 mod accounts;
+mod binds;
 mod changes;
 mod dialect;
 mod ephemeral_keys;
@@ -18,6 +19,7 @@ mod queue;
 mod sessions;
 mod sqlite;
 
+pub use binds::{LocalBind, BIND_TOPIC};
 pub use changes::{Change, ChangeCursor, Changes};
 pub use queue::QueueItem;
 pub use sessions::{Requested, SessionRow, Submitted, TokenRequest, Undo};

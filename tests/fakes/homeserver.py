@@ -6,12 +6,15 @@ Speaks HTTPS with the test CA's server certificate. Prints "listening <port>" on
   GET /_matrix/federation/v1/openid/userinfo?access_token=T
       T = "user:<mxid>" -> 200 {"sub": mxid};  T = "hang" -> never answers in time;
       T = "error" -> 500;  anything else -> 401 M_UNKNOWN_TOKEN.
+  GET /_matrix/key/v2/server
+      --key-answer FILE   -> 200 with the file's JSON (the test signs it)
   GET /.well-known/matrix/server
       --well-known NAME   -> 200 {"m.server": NAME}
       --redirect URL      -> 302 to URL
       neither             -> 404
 """
 import argparse
+import json
 import ssl
 import time
 from http.server import ThreadingHTTPServer
@@ -28,6 +31,7 @@ def main():
     p.add_argument("--key", required=True)
     p.add_argument("--well-known")
     p.add_argument("--redirect")
+    p.add_argument("--key-answer", help="a file served as /_matrix/key/v2/server")
     args = p.parse_args()
 
     class Handler(JsonHandler):
@@ -46,6 +50,9 @@ def main():
                 else:
                     self.send_json(404, {"errcode": "M_NOT_FOUND", "error": "no well-known"})
                 return
+            if url.path == "/_matrix/key/v2/server" and args.key_answer:
+                with open(args.key_answer) as f:
+                    return self.send_json(200, json.load(f))
             if url.path == "/_matrix/federation/v1/openid/userinfo":
                 token = parse_qs(url.query).get("access_token", [""])[0]
                 if token.startswith("user:"):

@@ -1,0 +1,180 @@
+//! `3pid/bind` and `3pid/unbind`: publishing a validated 3PID as bound to a Matrix ID, and
+//! taking it back. The signed association is answered whether or not this server keeps
+//! binds (`binds.local.enabled`); when it does, lookups here see the bind at once.
+
+use super::auth;
+use crate::app::App;
+use crate::federation::xmatrix::{self, Signed, XMatrixError};
+use crate::http::{ApiError, Reply, Request};
+use crate::threepid::{self, Medium};
+use crate::user_id::UserId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// sydent's validity of a bind's signed association: a hundred years.
+const HUNDRED_YEARS_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
+
+#[derive(Deserialize)]
+struct Bind {
+    sid: String,
+    client_secret: String,
+    mxid: String,
+}
+
+/// # `POST …/3pid/bind`
+///
+/// `{sid, client_secret, mxid}` → the signed association `{medium, address, mxid, ts,
+/// not_before, not_after, signatures}` of the session's validated 3PID. v2: `mxid` must be
+/// the caller (403 M_UNAUTHORIZED). 400 M_SESSION_NOT_VALIDATED, 404 M_NO_VALID_SESSION.
+pub fn bind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    let caller = if V2 {
+        Some(auth::authorized(app, req)?.user_id)
+    } else {
+        None
+    };
+    let body: Bind = req.json()?;
+    let mxid = UserId::parse(&body.mxid)
+        .ok_or_else(|| ApiError::InvalidParam(format!("'{}' is not a Matrix ID", body.mxid)))?
+        .into_string();
+    if caller.is_some_and(|c| c != mxid) {
+        return Err(ApiError::Forbidden(
+            "A 3PID can only be bound to the caller's own Matrix ID".into(),
+        ));
+    }
+    let v = app
+        .sessions
+        .validated(&app.state, &body.sid, &body.client_secret)?;
+    let ts = crate::now_ms();
+    let validity = (ts, ts, ts.saturating_add(HUNDRED_YEARS_MS));
+    if app.config.binds.local {
+        crate::binds::bind(
+            &app.state,
+            &app.hash_index,
+            (&v.medium, &v.address, &mxid),
+            validity,
+        )?;
+    }
+    log::info!(
+        "bound a {} to a user of {}",
+        v.medium,
+        mxid.rsplit(':').next().unwrap_or_default()
+    );
+    let mut association = json!({
+        "medium": v.medium,
+        "address": v.address,
+        "mxid": mxid,
+        "ts": validity.0,
+        "not_before": validity.1,
+        "not_after": validity.2,
+    });
+    app.keys
+        .sign(&app.config.server.name, &mut association)
+        .map_err(|e| {
+            log::error!("signing a bind: {e}");
+            ApiError::Internal
+        })?;
+    Ok(Reply::json(association))
+}
+
+#[derive(Deserialize)]
+struct Threepid {
+    medium: String,
+    address: String,
+}
+
+#[derive(Deserialize)]
+struct Unbind {
+    mxid: String,
+    threepid: Threepid,
+    sid: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// # `POST …/3pid/unbind`
+///
+/// `{mxid, threepid: {medium, address}, sid?, client_secret?}` → `{}`. Allowed with the sid
+/// and secret of a validated session of that 3PID, or signed by the mxid's homeserver
+/// (`Authorization: X-Matrix …`, as Synapse sends it). With local binds off, a no-op.
+pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    let content: Value = req.json()?;
+    let body: Unbind =
+        serde_json::from_value(content.clone()).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let mxid = UserId::parse(&body.mxid)
+        .ok_or_else(|| ApiError::InvalidParam(format!("'{}' is not a Matrix ID", body.mxid)))?;
+    let medium = Medium::parse(&body.threepid.medium)
+        .ok_or_else(|| ApiError::InvalidParam("threepid.medium is not email or msisdn".into()))?;
+    let address = threepid::address(
+        medium,
+        &body.threepid.address,
+        app.config.lookup.default_region,
+    )
+    .ok_or_else(|| ApiError::InvalidParam("threepid.address is not an address".into()))?;
+    match (&body.sid, &body.client_secret) {
+        (Some(sid), Some(secret)) => {
+            let v = app.sessions.validated(&app.state, sid, secret)?;
+            if v.medium != medium.as_str() || v.address != address {
+                return Err(ApiError::Forbidden(
+                    "The session did not validate this 3PID".into(),
+                ));
+            }
+        }
+        _ => signed_by_homeserver::<V2>(app, req, &content, &mxid)?,
+    }
+    if app.config.binds.local {
+        let mxid = mxid.into_string();
+        crate::binds::unbind(
+            &app.state,
+            &app.hash_index,
+            (medium.as_str(), &address, &mxid),
+        )?;
+    }
+    Ok(Reply::json(json!({})))
+}
+
+/// The request must be signed by the server of `mxid`.
+fn signed_by_homeserver<const V2: bool>(
+    app: &App,
+    req: &Request,
+    content: &Value,
+    mxid: &UserId,
+) -> Result<(), ApiError> {
+    let header = req.header("Authorization").ok_or_else(|| {
+        ApiError::Unauthorized(
+            "Unbinding needs a validated session (sid, client_secret) or the homeserver's signature".into(),
+        )
+    })?;
+    let uri = if V2 {
+        "/_matrix/identity/v2/3pid/unbind"
+    } else {
+        "/_matrix/identity/api/v1/3pid/unbind"
+    };
+    let origin = xmatrix::verify(
+        &app.federation,
+        &app.server_keys,
+        header,
+        &Signed {
+            method: "POST",
+            uri,
+            content,
+            us: &app.names,
+        },
+    )
+    .map_err(|e| {
+        log::warn!("unbind refused: {e}");
+        match e {
+            XMatrixError::Malformed => ApiError::Unauthorized(e.to_string()),
+            XMatrixError::Keys { .. } => ApiError::Upstream {
+                timeout: false,
+                message: e.to_string(),
+            },
+            _ => ApiError::PolicyForbids(e.to_string()),
+        }
+    })?;
+    if origin != mxid.server() {
+        log::warn!("unbind refused: {origin} signed for a user of another server");
+        return Err(ApiError::PolicyForbids(
+            "Only the user's own homeserver may unbind for it".into(),
+        ));
+    }
+    Ok(())
+}

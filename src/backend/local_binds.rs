@@ -1,0 +1,31 @@
+//! The binds made here (`binds.local.enabled`), as an identity store: last in the chain, as
+//! the configured stores are the operator's directories and more authoritative. v2 hashed
+//! lookups see them through the hash index's map of local binds, kept in step by the
+//! change feed, so this store does not list.
+
+use super::{BackendError, IdentityStore};
+use crate::state::State;
+use crate::threepid::Medium;
+use std::sync::Arc;
+
+pub struct LocalBinds {
+    state: Arc<State>,
+}
+
+impl LocalBinds {
+    pub fn new(state: Arc<State>) -> LocalBinds {
+        LocalBinds { state }
+    }
+}
+
+impl IdentityStore for LocalBinds {
+    fn name(&self) -> &str {
+        "local binds"
+    }
+
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
+        self.state
+            .bound(medium.as_str(), address)
+            .map_err(|e| self.error(e))
+    }
+}

@@ -1,0 +1,111 @@
+//! Binds made here (`binds.local.enabled`): kept in our state, served to lookups after the
+//! identity stores, and applied to the hash index at once by the instance that made them
+//! and, through the change feed, within a second by the others. Knows no HTTP.
+
+use crate::lookup::hash_index::HashIndex;
+use crate::state::{ChangeCursor, Changes, State, StateError, BIND_TOPIC};
+use serde::Deserialize;
+
+/// How long changes stay in the feed: an instance away for longer reloads every bind.
+const FEED_KEEP_MS: i64 = 24 * 3600 * 1000;
+/// Polls between two prunings of the feed (an hour at the follower's 500 ms).
+const PRUNE_EVERY: u32 = 7200;
+
+/// Records a bind and applies it to this instance's index.
+pub fn bind(
+    state: &State,
+    index: &HashIndex,
+    (medium, address, mxid): (&str, &str, &str),
+    validity: (i64, i64, i64),
+) -> Result<(), StateError> {
+    let seq = state.bind(medium, address, mxid, validity)?;
+    index.apply_local(medium, address, Some(mxid), seq);
+    Ok(())
+}
+
+/// Removes a bind of `mxid`; whether there was one.
+pub fn unbind(
+    state: &State,
+    index: &HashIndex,
+    (medium, address, mxid): (&str, &str, &str),
+) -> Result<bool, StateError> {
+    match state.unbind(medium, address, mxid)? {
+        Some(seq) => {
+            index.apply_local(medium, address, None, seq);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+#[derive(Deserialize)]
+struct BindChange {
+    medium: String,
+    address: String,
+    mxid: Option<String>,
+}
+
+/// Reads the change feed for the binds other instances make.
+#[derive(Default)]
+pub struct Follower {
+    cursor: Option<ChangeCursor>,
+    polls: u32,
+}
+
+impl Follower {
+    /// One poll: loads every bind the first time (or after missing changes), else applies
+    /// the new changes.
+    pub fn poll(&mut self, state: &State, index: &HashIndex) {
+        if let Err(e) = self.try_poll(state, index) {
+            log::warn!("binds: following the change feed failed (retrying): {e}");
+        }
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls % PRUNE_EVERY == 1 {
+            match state.prune_changes(crate::now_ms() - FEED_KEEP_MS) {
+                Ok(0) => {}
+                Ok(n) => log::info!("change feed: {n} old changes pruned"),
+                Err(e) => log::warn!("change feed: pruning failed: {e}"),
+            }
+        }
+    }
+
+    fn try_poll(&mut self, state: &State, index: &HashIndex) -> Result<(), StateError> {
+        let Some(mut cursor) = self.cursor else {
+            return self.reload(state, index);
+        };
+        loop {
+            let (changes, next) = state.changes_after(cursor, 1000)?;
+            match changes {
+                Changes::Gap => {
+                    log::warn!("binds: changes were pruned before this instance read them; reloading every bind");
+                    return self.reload(state, index);
+                }
+                Changes::New(list) if list.is_empty() => return Ok(()),
+                Changes::New(list) => {
+                    for change in list.iter().filter(|c| c.topic == BIND_TOPIC) {
+                        match serde_json::from_str::<BindChange>(&change.body) {
+                            Ok(b) => index.apply_local(
+                                &b.medium,
+                                &b.address,
+                                b.mxid.as_deref(),
+                                change.seq,
+                            ),
+                            Err(e) => log::error!("change {}: not a bind: {e}", change.seq),
+                        }
+                    }
+                    cursor = next;
+                    self.cursor = Some(next);
+                }
+            }
+        }
+    }
+
+    /// The cursor first (changes after it are applied next, again if need be), then the
+    /// binds themselves.
+    fn reload(&mut self, state: &State, index: &HashIndex) -> Result<(), StateError> {
+        let cursor = state.change_cursor()?;
+        index.load_local(&state.local_binds()?);
+        self.cursor = Some(cursor);
+        Ok(())
+    }
+}

@@ -1,0 +1,349 @@
+//! Bind and unbind against the real binary: the signed association, the local binds store
+//! seen at once by v1, bulk and hashed lookups, unbinding by session and by a homeserver's
+//! X-Matrix signature (a loopback homeserver with a key of the test's own), several
+//! instances on PostgreSQL.
+
+use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use crate::support::mail::{link_in, wait_for};
+use crate::support::services::{fresh_database, get, pg_connection};
+use crate::support::{self, Mxisd, Response, TempDir};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use mxisd::crypto::{b64, hash::lookup_hash, sign_json, verify_json};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const V1: &str = "/_matrix/identity/api/v1";
+const V2: &str = "/_matrix/identity/v2";
+
+fn config(extra: &str) -> String {
+    format!(
+        "binds:\n  local:\n    enabled: true\nthreepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n{}{extra}",
+        get("SMTP_PORT"),
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    )
+}
+
+fn fresh_address() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "bind{}-{}-{}@example.org",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        mxisd::now_ms()
+    )
+}
+
+/// A validated e-mail session on `s`: (sid, client_secret, address).
+fn validated(s: &Mxisd) -> (String, String, String) {
+    let email = fresh_address();
+    let r = s.post(
+        &format!("{V1}/validate/email/requestToken"),
+        &json!({"client_secret": "bindsecret", "email": email, "send_attempt": 1}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.json()["sid"].as_str().unwrap().to_owned();
+    let link = link_in(&wait_for(&email, 1)[0]);
+    assert_eq!(
+        s.get(link.trim_start_matches("https://example.org")).status,
+        200
+    );
+    (sid, "bindsecret".into(), email)
+}
+
+fn with_token(s: &Mxisd, path: &str, token: &str, body: &Value) -> Response {
+    Response::from(
+        support::agent()
+            .post(s.url(path))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send(body.to_string()),
+    )
+}
+
+/// What v1, bulk and v2 hashed lookups on `s` say of `email`.
+fn lookups(s: &Mxisd, token: &str, email: &str) -> [Option<String>; 3] {
+    let v1 = s
+        .get(&format!("{V1}/lookup?medium=email&address={email}"))
+        .json()["mxid"]
+        .as_str()
+        .map(str::to_owned);
+    let bulk = s
+        .post(
+            &format!("{V1}/bulk_lookup"),
+            &json!({"threepids": [["email", email]]}).to_string(),
+        )
+        .json()["threepids"][0][2]
+        .as_str()
+        .map(str::to_owned);
+    let details = Response::from(
+        support::agent()
+            .get(s.url(&format!("{V2}/hash_details")))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call(),
+    )
+    .json();
+    let pepper = details["lookup_pepper"].as_str().unwrap();
+    let hash = lookup_hash(email, "email", pepper);
+    let body = json!({"algorithm": "sha256", "pepper": pepper, "addresses": [hash]});
+    let r = with_token(s, &format!("{V2}/lookup"), token, &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v2 = r.json()["mappings"][&hash].as_str().map(str::to_owned);
+    [v1, bulk, v2]
+}
+
+#[test]
+fn bind_is_seen_by_every_lookup_at_once_and_unbind_by_session_removes_it() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Mxisd::start(&config(""));
+    s.wait_hash_index();
+    let token = v2_token(&s, &hs, "erin");
+    let (sid, secret, email) = validated(&s);
+    let mxid = "@erin:example.org";
+    assert_eq!(lookups(&s, &token, &email), [None, None, None]);
+
+    let r = s.post(
+        &format!("{V1}/3pid/bind"),
+        &json!({"sid": sid, "client_secret": secret, "mxid": mxid}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let association = r.json();
+    assert_eq!(association["address"], email.to_lowercase());
+    assert_eq!(association["mxid"], mxid);
+    let ts = association["ts"].as_i64().unwrap();
+    assert!(association["not_after"].as_i64().unwrap() > ts + 50 * 365 * 24 * 3600 * 1000);
+    let key = s.get(&format!("{V2}/pubkey/ed25519:0")).json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = VerifyingKey::from_bytes(&b64::decode(&key).unwrap().try_into().unwrap()).unwrap();
+    verify_json(&association, "example.org", "ed25519:0", &key).unwrap();
+
+    let found = Some(mxid.to_owned());
+    assert_eq!(
+        lookups(&s, &token, &email),
+        [found.clone(), found.clone(), found]
+    );
+
+    // Unbinding with the session of another address is refused.
+    let (other_sid, other_secret, _) = validated(&s);
+    let unbind = |sid: &str, secret: &str| {
+        s.post(
+            &format!("{V1}/3pid/unbind"),
+            &json!({"mxid": mxid, "threepid": {"medium": "email", "address": email}, "sid": sid, "client_secret": secret}).to_string(),
+        )
+    };
+    unbind(&other_sid, &other_secret).assert_error(403, "M_UNAUTHORIZED");
+    let r = unbind(&sid, &secret);
+    assert_eq!((r.status, r.json()), (200, json!({})));
+    assert!(r
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(lookups(&s, &token, &email), [None, None, None]);
+}
+
+#[test]
+fn v2_binds_only_the_callers_own_id_and_without_the_store_nothing_is_kept() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Mxisd::start(&config("").replace("binds:\n  local:\n    enabled: true\n", ""));
+    s.wait_hash_index();
+    let token = v2_token(&s, &hs, "frank");
+    let me = format!("@frank:127.0.0.1:{}", hs.port);
+    let (sid, secret, email) = validated(&s);
+    with_token(
+        &s,
+        &format!("{V2}/3pid/bind"),
+        &token,
+        &json!({"sid": sid, "client_secret": secret, "mxid": "@someone:else.example"}),
+    )
+    .assert_error(403, "M_UNAUTHORIZED");
+    let r = with_token(
+        &s,
+        &format!("{V2}/3pid/bind"),
+        &token,
+        &json!({"sid": sid, "client_secret": secret, "mxid": me}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["mxid"], me.as_str());
+    assert!(r.json()["signatures"]["example.org"]["ed25519:0"].is_string());
+    assert_eq!(
+        lookups(&s, &token, &email),
+        [None, None, None],
+        "nothing kept"
+    );
+    // Unbind is then a no-op that succeeds.
+    let r = s.post(
+        &format!("{V1}/3pid/unbind"),
+        &json!({"mxid": me, "threepid": {"medium": "email", "address": email}, "sid": sid, "client_secret": secret}).to_string(),
+    );
+    assert_eq!(r.status, 200);
+    // An unvalidated session binds nothing.
+    let r = s.post(
+        &format!("{V1}/validate/email/requestToken"),
+        &json!({"client_secret": "x", "email": fresh_address(), "send_attempt": 1}).to_string(),
+    );
+    let sid = r.json()["sid"].as_str().unwrap().to_owned();
+    s.post(
+        &format!("{V1}/3pid/bind"),
+        &json!({"sid": sid, "client_secret": "x", "mxid": me}).to_string(),
+    )
+    .assert_error(400, "M_SESSION_NOT_VALIDATED");
+    s.post(
+        &format!("{V1}/3pid/bind"),
+        &json!({"sid": "nope", "client_secret": "x", "mxid": me}).to_string(),
+    )
+    .assert_error(404, "M_NO_VALID_SESSION");
+}
+
+#[test]
+fn rebinding_replaces_and_the_other_instance_sees_binds_within_a_second() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let db = fresh_database("binds");
+    let shared = TempDir::new();
+    let keys = shared.join("keys");
+    let text = format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n{}",
+        pg_connection(&db),
+        config("")
+    );
+    let a = Mxisd::start_in(TempDir::new(), &keys, &text);
+    let b = Mxisd::start_in(TempDir::new(), &keys, &text);
+    a.wait_hash_index();
+    b.wait_hash_index();
+    let token_b = v2_token(&b, &hs, "gina");
+    let (sid, secret, email) = validated(&a);
+    let bind = |mxid: &str| {
+        let r = a.post(
+            &format!("{V1}/3pid/bind"),
+            &json!({"sid": sid, "client_secret": secret, "mxid": mxid}).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        Instant::now()
+    };
+    let seen_by_b = |mxid: &str, since: Instant| loop {
+        if lookups(&b, &token_b, &email)[2].as_deref() == Some(mxid) {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(3),
+            "B never saw {mxid}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let first = seen_by_b("@gina:example.org", bind("@gina:example.org"));
+    assert!(first < Duration::from_millis(1500), "{first:?}");
+    // A rebind to another user replaces the bind, everywhere.
+    let second = seen_by_b("@hal:example.org", bind("@hal:example.org"));
+    assert!(second < Duration::from_millis(1500), "{second:?}");
+    let found = Some("@hal:example.org".to_owned());
+    assert_eq!(lookups(&b, &token_b, &email)[..2], [found.clone(), found]);
+}
+
+/// A homeserver of the test's own: its name, its signing key, and the fake serving its
+/// key answer (signed with that key).
+struct SigningHomeserver {
+    name: String,
+    key: SigningKey,
+    _fake: FakeHomeserver,
+    _dir: TempDir,
+}
+
+impl SigningHomeserver {
+    fn start(seed: u8) -> SigningHomeserver {
+        let port = support::pg_cluster::free_port();
+        let name = format!("127.0.0.1:{port}");
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let mut answer = json!({
+            "server_name": name,
+            "verify_keys": {"ed25519:hs1": {"key": b64::encode(key.verifying_key().as_bytes())}},
+            "old_verify_keys": {},
+            "valid_until_ts": mxisd::now_ms() + 3_600_000,
+        });
+        sign_json(&mut answer, &name, "ed25519:hs1", &key).unwrap();
+        let dir = TempDir::new();
+        let file = dir.join("keys.json");
+        std::fs::write(&file, answer.to_string()).unwrap();
+        let fake =
+            FakeHomeserver::start("127.0.0.1", port, &["--key-answer", file.to_str().unwrap()]);
+        SigningHomeserver {
+            name,
+            key,
+            _fake: fake,
+            _dir: dir,
+        }
+    }
+
+    /// The X-Matrix header Synapse sends for `content` (origin `origin`, signed with
+    /// `key`, for `destination_is`).
+    fn header(
+        &self,
+        origin: &str,
+        key: &SigningKey,
+        destination_is: &str,
+        content: &Value,
+    ) -> String {
+        let mut signed = json!({
+            "method": "POST",
+            "uri": "/_matrix/identity/v2/3pid/unbind",
+            "origin": origin,
+            "destination_is": destination_is,
+            "content": content,
+        });
+        sign_json(&mut signed, origin, "ed25519:hs1", key).unwrap();
+        let sig = signed["signatures"][origin]["ed25519:hs1"]
+            .as_str()
+            .unwrap();
+        format!("X-Matrix origin={origin},key=\"ed25519:hs1\",sig=\"{sig}\"")
+    }
+}
+
+#[test]
+fn a_homeserver_signed_unbind_is_accepted_and_forged_ones_are_not() {
+    let hs = SigningHomeserver::start(7);
+    let s = Mxisd::start(&config(""));
+    let (sid, secret, email) = validated(&s);
+    let mxid = format!("@ivy:{}", hs.name);
+    let r = s.post(
+        &format!("{V1}/3pid/bind"),
+        &json!({"sid": sid, "client_secret": secret, "mxid": mxid}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let content = json!({"mxid": mxid, "threepid": {"medium": "email", "address": email}});
+    let unbind = |header: &str| {
+        Response::from(
+            support::agent()
+                .post(s.url(&format!("{V2}/3pid/unbind")))
+                .header("Authorization", header)
+                .send(content.to_string()),
+        )
+    };
+    let v1 = |s: &Mxisd| {
+        s.get(&format!("{V1}/lookup?medium=email&address={email}"))
+            .json()["mxid"]
+            .clone()
+    };
+
+    // Another key than the homeserver's.
+    let stranger = SigningKey::from_bytes(&[9; 32]);
+    unbind(&hs.header(&hs.name, &stranger, "example.org", &content))
+        .assert_error(403, "M_FORBIDDEN");
+    // Signed for another identity server.
+    unbind(&hs.header(&hs.name, &hs.key, "evil.example", &content))
+        .assert_error(403, "M_FORBIDDEN");
+    // A homeserver that is not the user's.
+    let other = SigningHomeserver::start(8);
+    unbind(&other.header(&other.name, &other.key, "example.org", &content))
+        .assert_error(403, "M_FORBIDDEN");
+    // No authorization at all.
+    Response::from(
+        support::agent()
+            .post(s.url(&format!("{V2}/3pid/unbind")))
+            .send(content.to_string()),
+    )
+    .assert_error(401, "M_UNAUTHORIZED");
+    assert_eq!(v1(&s), mxid.as_str(), "still bound");
+
+    let r = unbind(&hs.header(&hs.name, &hs.key, "example.org", &content));
+    assert_eq!((r.status, r.json()), (200, json!({})), "{}", s.log());
+    assert_eq!(v1(&s), Value::Null);
+}
