@@ -61,10 +61,13 @@ impl Buckets {
         }
     }
 
-    /// Whether `key` may take one now; else how long until it may.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let level = self.level(&mut crate::lock(&self.buckets), key, Instant::now());
+    /// Takes one from `key`'s bucket if it has one; else how long until it will.
+    pub fn try_take(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut buckets = crate::lock(&self.buckets);
+        let level = self.level(&mut buckets, key, now);
         if level >= 1.0 {
+            buckets.insert(key.to_owned(), (now, level - 1.0));
             Ok(())
         } else if self.per_ms > 0.0 {
             Err(Duration::from_millis(
@@ -75,12 +78,12 @@ impl Buckets {
         }
     }
 
-    /// Takes one from `key`'s bucket (after a `check` said it may).
-    pub fn take(&self, key: &str) {
+    /// Gives back one taken for something that did not happen after all.
+    pub fn refund(&self, key: &str) {
         let now = Instant::now();
         let mut buckets = crate::lock(&self.buckets);
         let level = self.level(&mut buckets, key, now);
-        buckets.insert(key.to_owned(), (now, (level - 1.0).max(0.0)));
+        buckets.insert(key.to_owned(), (now, (level + 1.0).min(self.burst)));
     }
 
     /// The bucket's level now; full buckets are forgotten when there are too many.
@@ -105,18 +108,18 @@ mod tests {
     fn buckets_allow_a_burst_then_the_rate() {
         let b = Buckets::new(3, 60); // one a second after the burst
         for _ in 0..3 {
-            assert!(b.check("a").is_ok());
-            b.take("a");
+            assert!(b.try_take("a").is_ok());
         }
-        let wait = b.check("a").unwrap_err();
+        let wait = b.try_take("a").unwrap_err();
         assert!(
             wait <= Duration::from_secs(1) && wait > Duration::from_millis(900),
             "{wait:?}"
         );
-        assert!(b.check("b").is_ok(), "each key its own bucket");
-        // Checking takes nothing.
-        assert!(b.check("b").is_ok() && b.check("b").is_ok() && b.check("b").is_ok());
-        assert!(b.check("b").is_ok());
+        assert!(b.try_take("b").is_ok(), "each key its own bucket");
+        // A refund makes room for one more, no more than the burst.
+        b.refund("a");
+        assert!(b.try_take("a").is_ok());
+        assert!(b.try_take("a").is_err());
     }
 
     #[test]

@@ -56,8 +56,9 @@ pub fn email(address: &str) -> Option<String> {
 }
 
 /// An e-mail address a user gave to be sent a token, normalised as `email` does; `None`
-/// unless it is a plain `local@domain` a mail can go to (no display name, comment, spaces,
-/// control characters or quotes: what would change the message's headers or recipients).
+/// unless it is a plain ASCII `local@domain` a mail can go to (no display name, comment,
+/// spaces, control characters or quotes: what would change the message's headers or
+/// recipients; internationalised addresses would need SMTPUTF8 from every relay).
 pub fn email_to_send_to(address: &str) -> Option<String> {
     let address = address.trim();
     let (local, domain) = address.rsplit_once('@')?;
@@ -66,15 +67,15 @@ pub fn email_to_send_to(address: &str) -> Option<String> {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local.chars().all(|c| {
-            c.is_alphanumeric() || (c.is_ascii_punctuation() && "!#$%&'*+-/=?^_`{|}~.".contains(c))
-        });
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
     let domain_ok = domain.contains('.')
         && domain.split('.').all(|label| {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     (address.len() <= 500 && local_ok && domain_ok).then(|| email(address))?
 }
@@ -88,6 +89,12 @@ pub fn msisdn_in(number: &str, country: &str) -> Option<String> {
         let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
         e164.trim_start_matches('+').to_owned()
     })
+}
+
+/// The country calling code of an E.164 number (digits without `+`).
+pub fn calling_code(e164: &str) -> Option<u16> {
+    let parsed = phonenumber::parse(None, format!("+{e164}")).ok()?;
+    Some(parsed.code().value())
 }
 
 /// E.164 digits without `+`. Digits-only input (as the spec sends msisdns) is taken as

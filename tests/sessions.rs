@@ -676,3 +676,47 @@ fn the_link_page_renders_in_a_browser() {
         );
     }
 }
+
+#[test]
+fn a_resend_that_sends_nothing_does_not_reset_the_count_of_wrong_codes() {
+    let twilio = support::fake_homeserver::FakeTwilio::start(&[]);
+    let s = Mxisd::start(&format!(
+        "threepid:\n  medium:\n{}session:\n  rateLimit:\n    perAddress:\n      burst: 1\n      perMinute: 0\n",
+        twilio.config()
+    ));
+    let r = request_sms(&s, "07911 123457", "brute", 1);
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let sid = r.json()["sid"].clone();
+    let code: String = twilio.messages()[0]
+        .2
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let wrong = if code == "111111" { "222222" } else { "111111" };
+    for _ in 0..5 {
+        submit_sms(&s, &sid, "brute", wrong).assert_error(400, "M_TOKEN_INCORRECT");
+    }
+    // The resend is refused by the limit: nothing sent, and the session stays ended.
+    request_sms(&s, "07911 123457", "brute", 2).assert_error(429, "M_LIMIT_EXCEEDED");
+    assert_eq!(twilio.messages().len(), 1);
+    submit_sms(&s, &sid, "brute", &code).assert_error(400, "M_NO_VALID_SESSION");
+}
+
+#[test]
+fn a_login_is_never_sent_in_clear_unless_tls_is_off() {
+    let with_login = |tls: u8| {
+        Mxisd::start(&format!(
+            "threepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: {tls}\n          login: someone\n          password: secret\n",
+            get("SMTP_PORT")
+        ))
+    };
+    // The test sink offers no STARTTLS (nor AUTH): with `tls: 1` the login is not sent.
+    let s = with_login(1);
+    request_email(&s, V1, &fresh_address("example.org"), "clear", 1)
+        .assert_error(500, "M_EMAIL_SEND_ERROR");
+    assert!(
+        s.wait_for_log("not sending the login in clear"),
+        "{}",
+        s.log()
+    );
+}

@@ -112,7 +112,8 @@ fn migrations_are_recorded_and_applied_once() {
                 "0003_hashing",
                 "0004_delivery_queue",
                 "0005_changes",
-                "0006_sessions"
+                "0006_sessions",
+                "0007_local_binds"
             ]
         );
         let again = db.open();
@@ -144,7 +145,7 @@ fn an_sqlite_database_of_the_previous_version_is_taken_over_in_place() {
         .unwrap();
     }
     let s = State::open(&StorageConfig::Sqlite { database: path }, 2).unwrap();
-    assert_eq!(s.migrations().unwrap().len(), 6);
+    assert_eq!(s.migrations().unwrap(), State::known_migrations());
     assert_eq!(
         s.token_user("old-hash").unwrap().as_deref(),
         Some("@old:example.org")
@@ -381,7 +382,7 @@ fn instances_opening_an_empty_postgresql_database_together_migrate_once() {
     let mut unique = names.clone();
     unique.dedup();
     assert_eq!(names, unique);
-    assert_eq!(names.len(), 6);
+    assert_eq!(names, State::known_migrations());
 }
 
 #[test]
@@ -415,14 +416,9 @@ fn sessions_are_found_validated_and_swept() {
             Requested::Unchanged { sid: "sid1".into() }
         );
         let resent = s.request_token(&request(2, "t2", "sid2", 10_002)).unwrap();
-        assert_eq!(
-            resent,
-            Requested::Send {
-                sid: "sid1".into(),
-                undo: Undo::Resent {
-                    previous_attempt: 1
-                }
-            }
+        assert!(
+            matches!(&resent, Requested::Send { sid, undo: Undo::Resent { previous_attempt: 1, .. } } if sid == "sid1"),
+            "{resent:?}"
         );
         assert_eq!(
             s.submit_token("sid1", "sec", "t9", 10_003, 5).unwrap(),

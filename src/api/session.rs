@@ -116,9 +116,9 @@ pub fn request_msisdn<const V2: bool>(app: &App, req: &Request) -> Result<Reply,
 
 fn request(app: &App, req: &Request, r: session::Request<'_>) -> Result<Reply, ApiError> {
     if let Some(link) = r.next_link {
-        if link.len() > 2048 || link.chars().any(char::is_control) {
+        if link.len() > 2048 || link.chars().any(char::is_control) || !is_http(link) {
             return Err(ApiError::InvalidParam(
-                "next_link must be a URL of at most 2048 characters".into(),
+                "next_link must be an http(s) URL of at most 2048 characters".into(),
             ));
         }
     }

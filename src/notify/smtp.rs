@@ -97,7 +97,7 @@ impl Connector for Smtp {
         }
         let fail = |why: String| NotifyError::Send(format!("SMTP {}: {why}", self.cfg.host));
         let (mut session, reused) = self.session().map_err(fail)?;
-        match session.send(&self.from, to, message) {
+        match session.send(&self.from, to, message, self.cfg.timeout) {
             Ok(()) => {
                 self.keep(session);
                 Ok(())
@@ -107,7 +107,7 @@ impl Connector for Smtp {
             Err(Failure::BeforeData(_)) if reused => {
                 let mut fresh = Session::open(self).map_err(fail)?;
                 fresh
-                    .send(&self.from, to, message)
+                    .send(&self.from, to, message, self.cfg.timeout)
                     .map_err(|e| fail(e.why()))?;
                 self.keep(fresh);
                 Ok(())
@@ -166,6 +166,26 @@ struct Session {
     stream: BufReader<Stream>,
     pipelining: bool,
     eight_bit: bool,
+    /// When the exchange under way must be over: each read and write waits at most until
+    /// then, so a server trickling bytes cannot hold a worker past `timeout`.
+    deadline: Instant,
+    /// The socket under `stream`, to shorten its timeouts as the deadline nears.
+    tcp: TcpStream,
+}
+
+/// Why an expected reply did not come: another reply (the connection is still in step), or
+/// the connection failed.
+enum Refusal {
+    Reply(String),
+    Io(String),
+}
+
+impl From<Refusal> for String {
+    fn from(r: Refusal) -> String {
+        match r {
+            Refusal::Reply(e) | Refusal::Io(e) => e,
+        }
+    }
 }
 
 /// A reply: its code and text (lines joined).
@@ -177,10 +197,8 @@ struct Reply {
 impl Session {
     fn open(smtp: &Smtp) -> Result<Session, String> {
         let cfg = &smtp.cfg;
-        let addrs: Vec<_> = (cfg.host.as_str(), cfg.port)
-            .to_socket_addrs()
-            .map_err(|e| format!("resolving: {e}"))?
-            .collect();
+        let deadline = Instant::now() + cfg.timeout;
+        let addrs = resolve(&cfg.host, cfg.port, cfg.timeout)?;
         let mut last = "no address".to_owned();
         let tcp = addrs
             .iter()
@@ -196,6 +214,7 @@ impl Session {
         tcp.set_nodelay(true).map_err(io)?;
         tcp.set_read_timeout(Some(cfg.timeout)).map_err(io)?;
         tcp.set_write_timeout(Some(cfg.timeout)).map_err(io)?;
+        let control = tcp.try_clone().map_err(io)?;
         let stream = match cfg.tls {
             SmtpTls::Implicit => smtp.wrap_tls(tcp)?,
             _ => Stream::Plain(tcp),
@@ -204,8 +223,10 @@ impl Session {
             stream: BufReader::new(stream),
             pipelining: false,
             eight_bit: false,
+            deadline,
+            tcp: control,
         };
-        session.expect(220, "greeting")?;
+        session.expect(220, "greeting").map_err(String::from)?;
         let mut extensions = session.ehlo(&smtp.hello)?;
         let offers_tls = extensions.iter().any(|e| e == "STARTTLS");
         let upgrade = match cfg.tls {
@@ -226,7 +247,16 @@ impl Session {
         }
         session.pipelining = extensions.iter().any(|e| e == "PIPELINING");
         session.eight_bit = extensions.iter().any(|e| e == "8BITMIME");
+        let encrypted = matches!(session.stream.get_ref(), Stream::Tls(_));
         if let Some(login) = &cfg.login {
+            // A password never goes in clear unless the operator chose no TLS at all
+            // (`tls: 1` with a server that does not offer STARTTLS, or a stripped offer).
+            if !encrypted && cfg.tls != SmtpTls::None {
+                return Err(
+                    "the server offered no STARTTLS: not sending the login in clear (tls: 0 allows it)"
+                        .into(),
+                );
+            }
             let secret = format!("\0{login}\0{}", cfg.password.as_deref().unwrap_or_default());
             let auth = format!("AUTH PLAIN {}\r\n", b64::encode_padded(secret.as_bytes()));
             session.command(&auth, 235, "AUTH")?;
@@ -246,7 +276,14 @@ impl Session {
             .collect())
     }
 
-    fn send(&mut self, from: &str, to: &str, message: &str) -> Result<(), Failure> {
+    fn send(
+        &mut self,
+        from: &str,
+        to: &str,
+        message: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        self.deadline = Instant::now() + timeout;
         let before = Failure::BeforeData;
         let body = if !message.is_ascii() && self.eight_bit {
             " BODY=8BITMIME"
@@ -265,8 +302,14 @@ impl Session {
             // refusal; the first refusal is the one reported.
             let mut refused = None;
             for (_, code, what) in &envelope {
-                if let Err(e) = self.expect(*code, what) {
-                    refused.get_or_insert(e);
+                match self.expect(*code, what) {
+                    Ok(_) => {}
+                    // A refusal: the other replies still come.
+                    Err(Refusal::Reply(e)) => {
+                        refused.get_or_insert(e);
+                    }
+                    // The connection failed: nothing more will come.
+                    Err(Refusal::Io(e)) => return Err(before(e)),
                 }
             }
             if let Some(e) = refused {
@@ -281,16 +324,29 @@ impl Session {
         data.push_str(".\r\n");
         self.write(&data).map_err(Failure::AfterData)?;
         self.expect(250, "end of data")
-            .map_err(Failure::AfterData)?;
+            .map_err(|e| Failure::AfterData(e.into()))?;
         Ok(())
     }
 
     fn command(&mut self, command: &str, code: u16, what: &str) -> Result<Reply, String> {
         self.write(command)?;
-        self.expect(code, what)
+        self.expect(code, what).map_err(String::from)
+    }
+
+    /// Applies what is left of the deadline to the socket's next wait.
+    fn arm(&self) -> Result<(), String> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("no answer in time".into());
+        }
+        self.tcp
+            .set_read_timeout(Some(left))
+            .and_then(|()| self.tcp.set_write_timeout(Some(left)))
+            .map_err(|e| e.to_string())
     }
 
     fn write(&mut self, text: &str) -> Result<(), String> {
+        self.arm()?;
         let stream = self.stream.get_mut();
         stream
             .write_all(text.as_bytes())
@@ -298,23 +354,26 @@ impl Session {
             .map_err(|e| format!("writing: {e}"))
     }
 
-    /// Reads a reply; an error unless its code is `code`.
-    fn expect(&mut self, code: u16, what: &str) -> Result<Reply, String> {
-        let reply = self.reply().map_err(|e| format!("{what}: {e}"))?;
+    /// Reads a reply; a refusal unless its code is `code`.
+    fn expect(&mut self, code: u16, what: &str) -> Result<Reply, Refusal> {
+        let reply = self
+            .reply()
+            .map_err(|e| Refusal::Io(format!("{what}: {e}")))?;
         if reply.code == code {
             Ok(reply)
         } else {
-            Err(format!(
+            Err(Refusal::Reply(format!(
                 "{what}: the server answered {} {}",
                 reply.code,
                 reply.text.lines().next().unwrap_or_default()
-            ))
+            )))
         }
     }
 
     fn reply(&mut self) -> Result<Reply, String> {
         let mut text = String::new();
         for _ in 0..LINES_MAX {
+            self.arm()?;
             let mut line = Vec::new();
             let read = (&mut self.stream)
                 .take(LINE_MAX as u64)
@@ -357,6 +416,27 @@ impl Smtp {
                 .map_err(|e| format!("TLS handshake: {e}"))?;
         }
         Ok(Stream::Tls(Box::new(stream)))
+    }
+}
+
+/// `host:port`'s addresses, within `timeout`: the system resolver has no timeout to give,
+/// so it runs on a helper thread, abandoned if it takes longer.
+fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<std::net::SocketAddr>, String> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![(ip, port).into()]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("smtp-resolve".into())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect()));
+        })
+        .map_err(|e| format!("no thread to resolve {host}: {e}"))?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(format!("resolving {host}: {e}")),
+        Err(_) => Err(format!("resolving {host}: no answer in time")),
     }
 }
 

@@ -176,7 +176,8 @@ impl Sessions {
             Requested::Unchanged { sid } => return Ok(sid),
             Requested::Send { sid, undo } => (sid, undo),
         };
-        if let Err(wait) = self.take_limits(r) {
+        let limits = self.limits_of(r);
+        if let Err(wait) = self.take_limits(&limits) {
             if let Err(e) = state.undo_request(&sid, &token_hash, &undo) {
                 log::error!("session {sid}: the limited request could not be taken back: {e}");
             }
@@ -200,6 +201,10 @@ impl Sessions {
             },
         );
         if let Err(e) = sent {
+            // Only notifications actually sent count.
+            for (bucket, key) in &limits {
+                bucket.refund(key);
+            }
             if let Err(undo_failed) = state.undo_request(&sid, &token_hash, &undo) {
                 log::error!(
                     "session {sid}: the failed send could not be taken back: {undo_failed}"
@@ -210,27 +215,37 @@ impl Sessions {
         Ok(sid)
     }
 
-    /// Counts a notification against every limit that applies, if none is reached; else
-    /// the longest wait.
-    fn take_limits(&self, r: &Request<'_>) -> Result<(), std::time::Duration> {
-        let address = format!("{}:{}", r.medium, r.address);
-        let mut applies: Vec<(&Buckets, &str)> = vec![
-            (&self.limits.per_address, &address),
-            (&self.limits.per_client, r.client),
+    /// The limits a notification for `r` counts against, and its key in each.
+    fn limits_of(&self, r: &Request<'_>) -> Vec<(&Buckets, String)> {
+        let mut applies = vec![
+            (
+                &self.limits.per_address,
+                format!("{}:{}", r.medium, r.address),
+            ),
+            (&self.limits.per_client, r.client.to_owned()),
         ];
         if let Some(user) = r.user {
-            applies.push((&self.limits.per_user, user));
+            applies.push((&self.limits.per_user, user.to_owned()));
         }
         if r.medium == Medium::Msisdn {
-            applies.push((&self.limits.sms_per_country, r.country.unwrap_or_default()));
-            applies.push((&self.limits.sms_global, ""));
+            // The number's own country, not the one the client says it typed it in.
+            let code = crate::threepid::calling_code(r.address).unwrap_or_default();
+            applies.push((&self.limits.sms_per_country, code.to_string()));
+            applies.push((&self.limits.sms_global, String::new()));
         }
-        let longest = applies.iter().filter_map(|(b, k)| b.check(k).err()).max();
-        if let Some(wait) = longest {
-            return Err(wait);
-        }
-        for (bucket, key) in applies {
-            bucket.take(key);
+        applies
+    }
+
+    /// Counts a notification against every limit that applies, all or none; else how long
+    /// until it may go.
+    fn take_limits(&self, applies: &[(&Buckets, String)]) -> Result<(), std::time::Duration> {
+        for (i, (bucket, key)) in applies.iter().enumerate() {
+            if let Err(wait) = bucket.try_take(key) {
+                for (taken, key) in &applies[..i] {
+                    taken.refund(key);
+                }
+                return Err(wait);
+            }
         }
         Ok(())
     }

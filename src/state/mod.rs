@@ -125,6 +125,16 @@ impl State {
         })
     }
 
+    /// What a SELECT in a write transaction adds to lock the rows it reads until the
+    /// transaction ends: PostgreSQL's `FOR UPDATE`; nothing on SQLite, whose write
+    /// transactions already exclude each other.
+    fn lock_rows(&self) -> &'static str {
+        match self.db.kind() {
+            Kind::Postgres => " FOR UPDATE",
+            Kind::Sqlite => "",
+        }
+    }
+
     /// "SQLite" or "PostgreSQL".
     pub fn store(&self) -> &'static str {
         self.db.kind().name()
@@ -134,6 +144,11 @@ impl State {
     /// cache kept up to date by our own writes agrees with the database.
     pub fn sole_writer(&self) -> bool {
         self.db.kind() == Kind::Sqlite
+    }
+
+    /// The names of every migration this version knows, in order.
+    pub fn known_migrations() -> Vec<&'static str> {
+        migrations::known()
     }
 
     /// The names of the migrations applied, in order.

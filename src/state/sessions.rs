@@ -46,8 +46,13 @@ pub enum Requested {
 pub enum Undo {
     /// Delete the new session.
     Created,
-    /// Forget the new token and restore the previous `send_attempt`.
-    Resent { previous_attempt: i64 },
+    /// Forget the new token and restore what the resend (of `attempt`) changed.
+    Resent {
+        attempt: i64,
+        previous_attempt: i64,
+        previous_failed: i64,
+        previous_expires: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,84 +102,121 @@ impl State {
     }
 
     /// Finds or creates the session of (medium, address, client_secret) and decides whether
-    /// a notification goes out. An expired session of the same key is replaced.
+    /// a notification goes out. An expired session of the same key is replaced. The row is
+    /// locked while deciding (PostgreSQL; SQLite has one writer), so two instances answering
+    /// the same retry agree, and a new session raced by another instance is found, not
+    /// duplicated.
     pub fn request_token(&self, r: &TokenRequest<'_>) -> Result<Requested, StateError> {
+        let by_key = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE medium = $1 AND address = $2 AND client_secret = $3{}",
+            self.lock_rows()
+        );
         self.write(|c| {
-            let found = c
-                .query(
-                    &format!("SELECT {COLUMNS} FROM sessions WHERE medium = $1 AND address = $2 AND client_secret = $3"),
-                    &[r.medium.into(), r.address.into(), r.client_secret.into()],
-                )?
+            let key = [r.medium.into(), r.address.into(), r.client_secret.into()];
+            let mut found = c
+                .query(&by_key, &key)?
                 .first()
                 .map(session_row)
                 .transpose()?;
-            match found {
-                Some(s) if s.expires_ts > r.now_ms => {
-                    if r.send_attempt <= s.send_attempt {
-                        return Ok(Requested::Unchanged { sid: s.sid });
-                    }
-                    c.execute(
-                        "UPDATE sessions SET send_attempt = $1, failed_attempts = 0, expires_ts = $2,
-                         next_link = COALESCE($3, next_link) WHERE sid = $4",
-                        &[
-                            r.send_attempt.into(),
-                            r.expires_ts.into(),
-                            r.next_link.into(),
-                            s.sid.as_str().into(),
-                        ],
-                    )?;
-                    add_token(c, &s.sid, r.token_hash, r.now_ms)?;
-                    Ok(Requested::Send {
-                        sid: s.sid,
-                        undo: Undo::Resent {
-                            previous_attempt: s.send_attempt,
-                        },
-                    })
-                }
-                expired => {
-                    if let Some(old) = expired {
-                        c.execute("DELETE FROM sessions WHERE sid = $1", &[old.sid.as_str().into()])?;
-                    }
-                    c.execute(
-                        "INSERT INTO sessions (sid, medium, address, client_secret, next_link,
-                         send_attempt, created_ts, expires_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                        &[
-                            r.fresh_sid.into(),
-                            r.medium.into(),
-                            r.address.into(),
-                            r.client_secret.into(),
-                            r.next_link.into(),
-                            r.send_attempt.into(),
-                            r.now_ms.into(),
-                            r.expires_ts.into(),
-                        ],
-                    )?;
-                    add_token(c, r.fresh_sid, r.token_hash, r.now_ms)?;
-                    Ok(Requested::Send {
+            if let Some(old) = found.as_ref().filter(|s| s.expires_ts <= r.now_ms) {
+                c.execute(
+                    "DELETE FROM sessions WHERE sid = $1",
+                    &[old.sid.as_str().into()],
+                )?;
+                found = None;
+            }
+            if found.is_none() {
+                let created = c.execute(
+                    "INSERT INTO sessions (sid, medium, address, client_secret, next_link,
+                     send_attempt, created_ts, expires_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (medium, address, client_secret) DO NOTHING",
+                    &[
+                        r.fresh_sid.into(),
+                        r.medium.into(),
+                        r.address.into(),
+                        r.client_secret.into(),
+                        r.next_link.into(),
+                        r.send_attempt.into(),
+                        r.now_ms.into(),
+                        r.expires_ts.into(),
+                    ],
+                )?;
+                if created == 1 {
+                    add_token(c, r.medium, r.fresh_sid, r.token_hash, r.now_ms)?;
+                    return Ok(Requested::Send {
                         sid: r.fresh_sid.to_owned(),
                         undo: Undo::Created,
-                    })
+                    });
                 }
+                // Another instance created it just now: that one sends.
+                found = c
+                    .query(&by_key, &key)?
+                    .first()
+                    .map(session_row)
+                    .transpose()?;
             }
+            let Some(s) = found else {
+                return Err(StateError::schema(
+                    "a session vanished while requested".into(),
+                ));
+            };
+            if r.send_attempt <= s.send_attempt {
+                return Ok(Requested::Unchanged { sid: s.sid });
+            }
+            c.execute(
+                "UPDATE sessions SET send_attempt = $1, failed_attempts = 0, expires_ts = $2,
+                 next_link = COALESCE($3, next_link) WHERE sid = $4",
+                &[
+                    r.send_attempt.into(),
+                    r.expires_ts.into(),
+                    r.next_link.into(),
+                    s.sid.as_str().into(),
+                ],
+            )?;
+            add_token(c, r.medium, &s.sid, r.token_hash, r.now_ms)?;
+            Ok(Requested::Send {
+                undo: Undo::Resent {
+                    attempt: r.send_attempt,
+                    previous_attempt: s.send_attempt,
+                    previous_failed: s.failed_attempts,
+                    previous_expires: s.expires_ts,
+                },
+                sid: s.sid,
+            })
         })
     }
 
-    /// Takes back a `Requested::Send` whose notification could not be sent: no half-made
-    /// session is left, and a retry with the same `send_attempt` sends again.
+    /// Takes back a `Requested::Send` whose notification was not sent (it failed, or a
+    /// limit refused it): no half-made session is left, a resend that sent nothing resets
+    /// nothing (the count of wrong tokens, the expiry), and a retry with the same
+    /// `send_attempt` sends again. A later request that changed the session meanwhile is
+    /// left alone.
     pub fn undo_request(&self, sid: &str, token_hash: &str, undo: &Undo) -> Result<(), StateError> {
         self.write(|c| {
             match undo {
                 Undo::Created => {
                     c.execute("DELETE FROM sessions WHERE sid = $1", &[sid.into()])?;
                 }
-                Undo::Resent { previous_attempt } => {
+                Undo::Resent {
+                    attempt,
+                    previous_attempt,
+                    previous_failed,
+                    previous_expires,
+                } => {
                     c.execute(
                         "DELETE FROM session_tokens WHERE sid = $1 AND token_hash = $2",
                         &[sid.into(), token_hash.into()],
                     )?;
                     c.execute(
-                        "UPDATE sessions SET send_attempt = $1 WHERE sid = $2",
-                        &[(*previous_attempt).into(), sid.into()],
+                        "UPDATE sessions SET send_attempt = $1, failed_attempts = $2, expires_ts = $3
+                         WHERE sid = $4 AND send_attempt = $5",
+                        &[
+                            (*previous_attempt).into(),
+                            (*previous_failed).into(),
+                            (*previous_expires).into(),
+                            sid.into(),
+                            (*attempt).into(),
+                        ],
                     )?;
                 }
             }
@@ -192,8 +234,17 @@ impl State {
         now_ms: i64,
         max_failures: i64,
     ) -> Result<Submitted, StateError> {
+        let locked = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE sid = $1{}",
+            self.lock_rows()
+        );
         self.write(|c| {
-            let Some(s) = by_sid(c, sid)?.filter(|s| s.client_secret == client_secret) else {
+            let found = c
+                .query(&locked, &[sid.into()])?
+                .first()
+                .map(session_row)
+                .transpose()?;
+            let Some(s) = found.filter(|s| s.client_secret == client_secret) else {
                 return Ok(Submitted::NoSession);
             };
             if s.expires_ts <= now_ms {
@@ -243,11 +294,30 @@ impl State {
     }
 }
 
-fn add_token(c: &mut dyn Conn, sid: &str, token_hash: &str, now_ms: i64) -> Result<(), StateError> {
+/// SMS codes valid at once per session: each resend adds one, and a guess at a 6-digit code
+/// wins with (codes / 10^6), so older codes are dropped beyond these. E-mail tokens (190
+/// bits) all stay valid until the session ends.
+const SMS_CODES_KEPT: i64 = 3;
+
+fn add_token(
+    c: &mut dyn Conn,
+    medium: &str,
+    sid: &str,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<(), StateError> {
     c.execute(
         "INSERT INTO session_tokens (sid, token_hash, created_ts) VALUES ($1, $2, $3)
          ON CONFLICT (sid, token_hash) DO NOTHING",
         &[sid.into(), token_hash.into(), now_ms.into()],
     )?;
+    if medium == "msisdn" {
+        c.execute(
+            "DELETE FROM session_tokens WHERE sid = $1 AND token_hash NOT IN (
+                 SELECT token_hash FROM session_tokens WHERE sid = $1
+                 ORDER BY created_ts DESC, token_hash LIMIT $2)",
+            &[sid.into(), SMS_CODES_KEPT.into()],
+        )?;
+    }
     Ok(())
 }
