@@ -274,7 +274,7 @@ impl SigningHomeserver {
     }
 
     /// The X-Matrix header Synapse sends for `content` (origin `origin`, signed with
-    /// `key`, for `destination_is`).
+    /// `key`, for `destination_is`, which the header names as `destination`).
     fn header(
         &self,
         origin: &str,
@@ -293,7 +293,8 @@ impl SigningHomeserver {
         let sig = signed["signatures"][origin]["ed25519:hs1"]
             .as_str()
             .unwrap();
-        format!("X-Matrix origin={origin},key=\"ed25519:hs1\",sig=\"{sig}\"")
+        // As Synapse writes it: the identity server named in the header too.
+        format!("X-Matrix origin=\"{origin}\",key=\"ed25519:hs1\",sig=\"{sig}\",destination=\"{destination_is}\"")
     }
 }
 

@@ -115,3 +115,84 @@ fn without_the_allow_list_synapse_on_loopback_is_refused() {
         .assert_error(502, "M_UNKNOWN");
     assert!(err["error"].as_str().unwrap().contains("loopback"), "{err}");
 }
+
+/// A Synapse user binds an address through the homeserver with mxisd (behind nginx over
+/// TLS, as homeservers reach identity servers) as `id_server`, then unbinds it: Synapse's
+/// unbind reaches mxisd signed with X-Matrix, and is accepted.
+#[test]
+fn synapse_binds_and_unbinds_through_mxisd() {
+    ensure_up();
+    let (user_id, access_token) = synapse_user(&format!("una{}", std::process::id()));
+    let front = support::pg_cluster::free_port();
+    let id_server = format!("localhost:{front}");
+    let dir = support::TempDir::new();
+    let config = dir.join("mxisd.yaml");
+    let extra = format!(
+        "binds:\n  local:\n    enabled: true\nthreepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n{}",
+        get("SMTP_PORT"),
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    );
+    let text = support::config_text(&dir, &dir.join("keys"), &extra).replace(
+        "server:\n  port: 0\n",
+        &format!("server:\n  port: 0\n  publicUrl: 'https://{id_server}'\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let s = Mxisd::spawn(dir, &config);
+    let _nginx = support::balancer::Balancer::start_on(front, &[s.addr], true);
+
+    // The client's identity-server token, from an OpenID token of the homeserver.
+    let openid = openid_token(&user_id, &access_token);
+    let r = s.post("/_matrix/identity/v2/account/register", &openid.to_string());
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let id_token = r.json()["token"].as_str().unwrap().to_owned();
+    // The client validates an address with mxisd.
+    let email = format!("una-{}-{}@example.org", std::process::id(), mxisd::now_ms());
+    let r = Response::from(
+        support::agent()
+            .post(s.url("/_matrix/identity/v2/validate/email/requestToken"))
+            .header("Authorization", &format!("Bearer {id_token}"))
+            .send(
+                json!({"client_secret": "synapse-bind", "email": email, "send_attempt": 1})
+                    .to_string(),
+            ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.json()["sid"].as_str().unwrap().to_owned();
+    let link = support::mail::link_in(&support::mail::wait_for(&email, 1)[0]);
+    assert_eq!(
+        s.get(link.trim_start_matches(&format!("https://{id_server}")))
+            .status,
+        200
+    );
+
+    // Synapse binds it with mxisd.
+    let synapse = |path: &str, body: Value| {
+        Response::from(
+            support::agent()
+                .post(client_api(path))
+                .header("Authorization", &format!("Bearer {access_token}"))
+                .send(body.to_string()),
+        )
+    };
+    let r = synapse(
+        "/_matrix/client/v3/account/3pid/bind",
+        json!({"client_secret": "synapse-bind", "sid": sid, "id_server": id_server, "id_access_token": id_token}),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let lookup = format!("/_matrix/identity/api/v1/lookup?medium=email&address={email}");
+    assert_eq!(s.get(&lookup).json()["mxid"], user_id.as_str());
+
+    // Synapse unbinds it: its request is signed with X-Matrix and accepted.
+    let r = synapse(
+        "/_matrix/client/v3/account/3pid/unbind",
+        json!({"medium": "email", "address": email, "id_server": id_server}),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    assert_eq!(
+        r.json()["id_server_unbind_result"],
+        "success",
+        "{}",
+        s.log()
+    );
+    assert_eq!(s.get(&lookup).json(), json!({}));
+}

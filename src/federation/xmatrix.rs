@@ -97,47 +97,34 @@ pub fn verify(
     request: &Signed<'_>,
 ) -> Result<String, XMatrixError> {
     let auth = parse(header).ok_or(XMatrixError::Malformed)?;
-    let mut signed = json!({
+    let signed = json!({
         "method": request.method,
         "uri": request.uri,
         "origin": auth.origin,
         "content": request.content,
     });
-    // Synapse signs requests to identity servers with `destination_is` in the object and no
-    // `destination` in the header; federation requests carry `destination` in both.
-    match &auth.destination {
-        Some(d) => {
-            if !request.us.contains(d) {
-                return Err(XMatrixError::WrongDestination(d.clone()));
-            }
-            signed["destination"] = json!(d);
+    // Synapse signs requests to identity servers with `destination_is` in the object (and
+    // names the same server as `destination` in the header, or not at all); federation
+    // requests sign `destination`. Each name we go by is tried, both ways.
+    let candidates: Vec<&String> = match &auth.destination {
+        Some(d) if !request.us.contains(d) => {
+            return Err(XMatrixError::WrongDestination(d.clone()))
         }
-        None => {
-            let candidates: Vec<&String> = request.us.iter().collect();
-            return verify_any(client, cache, &auth, signed, &candidates);
-        }
-    }
-    check(client, cache, &auth, signed)
-}
-
-/// Tries each name the request may have been signed for as `destination_is`.
-fn verify_any(
-    client: &Client,
-    cache: &KeyCache,
-    auth: &XMatrix,
-    signed: Value,
-    candidates: &[&String],
-) -> Result<String, XMatrixError> {
+        Some(d) => vec![d],
+        None => request.us.iter().collect(),
+    };
     let mut last = XMatrixError::BadSignature {
         origin: auth.origin.clone(),
     };
     for us in candidates {
-        let mut attempt = signed.clone();
-        attempt["destination_is"] = json!(us);
-        match check(client, cache, auth, attempt) {
-            Ok(origin) => return Ok(origin),
-            Err(e @ XMatrixError::Keys { .. }) => return Err(e),
-            Err(e) => last = e,
+        for field in ["destination_is", "destination"] {
+            let mut attempt = signed.clone();
+            attempt[field] = json!(us);
+            match check(client, cache, &auth, attempt) {
+                Ok(origin) => return Ok(origin),
+                Err(e @ XMatrixError::Keys { .. }) => return Err(e),
+                Err(e) => last = e,
+            }
         }
     }
     Err(last)

@@ -16,12 +16,17 @@ pub struct Balancer {
 impl Balancer {
     /// nginx on a free loopback port, passing requests in turn to `upstreams`.
     pub fn start(upstreams: &[SocketAddr]) -> Balancer {
+        Balancer::start_on(free_port(), upstreams, false)
+    }
+
+    /// The same on `port`, over TLS with the test CA's certificate (`localhost`) when `tls`:
+    /// how a homeserver reaches an identity server.
+    pub fn start_on(port: u16, upstreams: &[SocketAddr], tls: bool) -> Balancer {
         super::services::ensure_up(); // installs nginx
         let example = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/nginx/mxisd-instances.conf"),
         )
         .unwrap();
-        let port = free_port();
         let servers: String = upstreams
             .iter()
             .map(|a| format!("    server {a};\n"))
@@ -39,6 +44,15 @@ impl Balancer {
             site.contains(&servers) && site.contains(&port.to_string()),
             "the example changed: {site}"
         );
+        let site = if tls {
+            let certs = format!("{}/tls", super::services::get("MXISD_TEST_DIR"));
+            site.replace(
+                &format!("listen 127.0.0.1:{port};"),
+                &format!("listen 127.0.0.1:{port} ssl;\n    ssl_certificate {certs}/server.pem;\n    ssl_certificate_key {certs}/server.key;"),
+            )
+        } else {
+            site
+        };
         let dir = TempDir::new();
         std::fs::write(dir.join("mxisd-instances.conf"), site).unwrap();
         let d = dir.path().display();
