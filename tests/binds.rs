@@ -348,3 +348,30 @@ fn a_homeserver_signed_unbind_is_accepted_and_forged_ones_are_not() {
     assert_eq!((r.status, r.json()), (200, json!({})), "{}", s.log());
     assert_eq!(v1(&s), Value::Null);
 }
+
+#[test]
+fn an_unbind_notice_goes_to_the_address_when_the_operator_asks_for_it() {
+    let s = Mxisd::start(&config(
+        "session:\n  policy:\n    unbind:\n      notifications: true\n",
+    ));
+    let (sid, secret, email) = validated(&s);
+    let mxid = "@jo:example.org";
+    let body = json!({"sid": sid, "client_secret": secret, "mxid": mxid}).to_string();
+    assert_eq!(s.post(&format!("{V1}/3pid/bind"), &body).status, 200);
+    let r = s.post(
+        &format!("{V1}/3pid/unbind"),
+        &json!({"mxid": mxid, "threepid": {"medium": "email", "address": email}, "sid": sid, "client_secret": secret}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mails = wait_for(&email, 2);
+    assert_eq!(mails.len(), 2, "the validation mail, then the notice");
+    let notice = &mails[1];
+    assert!(
+        notice.contains(&format!(
+            "Subject: {} was removed from a Matrix account on Example.org",
+            email.to_lowercase()
+        )),
+        "{notice}"
+    );
+    assert!(notice.contains("@jo:example.org"), "{notice}");
+}

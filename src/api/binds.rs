@@ -120,14 +120,15 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
         }
         _ => signed_by_homeserver::<V2>(app, req, &content, &mxid)?,
     }
+    let mxid = mxid.into_string();
     if app.config.binds.local {
-        let mxid = mxid.into_string();
         crate::binds::unbind(
             &app.state,
             &app.hash_index,
             (medium.as_str(), &address, &mxid),
         )?;
     }
+    app.sessions.unbind_notice(medium, &address, &mxid);
     Ok(Reply::json(json!({})))
 }
 

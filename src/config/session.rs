@@ -15,6 +15,9 @@ pub struct SessionConfig {
     pub success_page: Option<PathBuf>,
     pub failure_page: Option<PathBuf>,
     pub limits: SessionLimits,
+    /// Tell an address when it is unbound (`session.policy.unbind.notifications`, or
+    /// mxisd's `session.policy.unbind.fraudulent.sendWarning`).
+    pub unbind_notice: bool,
     /// Who may use the unauthenticated v1 requestToken (`session.v1.allowedCidr`); `None`:
     /// anyone, as mxisd.
     pub v1_allowed: Option<Vec<crate::cidr::Cidr>>,
@@ -75,7 +78,6 @@ impl Resolver<'_> {
         view: Option<raw::View>,
     ) -> Result<SessionConfig, String> {
         let policy = s.policy.unwrap_or_default();
-        self.unsupported("session.policy", &policy.unsupported());
         let pages = view.and_then(|v| v.session).unwrap_or_default();
         self.unsupported("view.session", &pages.unsupported());
         // ma1sd's place, else mxisd 1.x's page for local sessions.
@@ -91,6 +93,10 @@ impl Resolver<'_> {
             failure_page: self
                 .readable_file("view.session.onTokenSubmit.failure", submit.failure)?,
             limits: self.session_limits(s.rate_limit.unwrap_or_default()),
+            unbind_notice: policy.unbind.as_ref().is_some_and(|u| {
+                u.notifications == Some(true)
+                    || u.fraudulent.as_ref().and_then(|f| f.send_warning) == Some(true)
+            }),
             v1_allowed: match s.v1.and_then(|v| v.allowed_cidr) {
                 Some(list) => Some(self.cidrs("session.v1.allowedCidr", Some(list))?),
                 None => None,
@@ -176,8 +182,19 @@ pub(super) mod raw {
     section! {
         Policy {
             validation: Validation = "validation",
-        } unsupported {
-            unbind = "unbind",
+            unbind: Unbind = "unbind",
+        }
+    }
+    section! {
+        /// ma1sd's `notifications`, mxisd's `fraudulent.sendWarning`.
+        Unbind {
+            notifications: bool = "notifications",
+            fraudulent: Fraudulent = "fraudulent",
+        }
+    }
+    section! {
+        Fraudulent {
+            send_warning: bool = "sendWarning",
         }
     }
     section! {

@@ -23,6 +23,8 @@ pub struct Validation<'a> {
 /// Writes the message of one kind of notification for one medium.
 pub trait Generator: Send + Sync {
     fn validation(&self, v: &Validation<'_>) -> Result<String, NotifyError>;
+    /// The notice that `address` is no longer bound to `mxid` (mxisd's `unbind-fraudulent`).
+    fn unbind_notice(&self, address: &str, mxid: &str) -> Result<String, NotifyError>;
 }
 
 /// Sends a message (as its generator wrote it) to an address.
@@ -80,16 +82,32 @@ impl Notifier {
 
     /// Sends the validation message for `v` to `v.address` over `medium`'s channel.
     pub fn validation(&self, medium: Medium, v: &Validation<'_>) -> Result<(), NotifyError> {
-        let channel = match medium {
-            Medium::Email => self.email.as_ref().ok_or(NotifyError::NotConfigured(
-                "threepid.medium.email.connectors.smtp",
-            ))?,
-            Medium::Msisdn => self.msisdn.as_ref().ok_or(NotifyError::NotConfigured(
-                "threepid.medium.msisdn.connectors.twilio",
-            ))?,
-        };
+        let channel = self.channel(medium)?;
         let message = channel.generator.validation(v)?;
         channel.connector.send(v.address, &message)
+    }
+
+    /// Tells `address` that it is no longer bound to `mxid`.
+    pub fn unbind_notice(
+        &self,
+        medium: Medium,
+        address: &str,
+        mxid: &str,
+    ) -> Result<(), NotifyError> {
+        let channel = self.channel(medium)?;
+        let message = channel.generator.unbind_notice(address, mxid)?;
+        channel.connector.send(address, &message)
+    }
+
+    fn channel(&self, medium: Medium) -> Result<&Channel, NotifyError> {
+        match medium {
+            Medium::Email => self.email.as_ref().ok_or(NotifyError::NotConfigured(
+                "threepid.medium.email.connectors.smtp",
+            )),
+            Medium::Msisdn => self.msisdn.as_ref().ok_or(NotifyError::NotConfigured(
+                "threepid.medium.msisdn.connectors.twilio",
+            )),
+        }
     }
 }
 
@@ -156,6 +174,7 @@ enum Kind {
 struct TemplateGenerator {
     kind: Kind,
     validation: String,
+    unbind_notice: String,
     base: Placeholders,
     /// The right-hand side of our Message-IDs.
     domain: String,
@@ -163,26 +182,32 @@ struct TemplateGenerator {
 
 impl TemplateGenerator {
     fn new(kind: Kind, t: &Templates, base: Placeholders, domain: &str) -> Result<Self, String> {
-        let builtin = match kind {
-            Kind::Email => include_str!("../../etc/templates/validate-template.eml"),
-            Kind::Sms => include_str!("../../etc/templates/validate-template.txt"),
+        let (validation, unbind_notice) = match kind {
+            Kind::Email => (
+                include_str!("../../etc/templates/validate-template.eml"),
+                include_str!("../../etc/templates/unbind-fraudulent.eml"),
+            ),
+            Kind::Sms => (
+                include_str!("../../etc/templates/validate-template.txt"),
+                include_str!("../../etc/templates/unbind-fraudulent.txt"),
+            ),
         };
-        let validation = match &t.validation {
+        let read = |path: &Option<std::path::PathBuf>, builtin: &str| match path {
             Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("template {}: {e}", path.display()))?,
-            None => builtin.to_owned(),
+                .map_err(|e| format!("template {}: {e}", path.display())),
+            None => Ok(builtin.to_owned()),
         };
         Ok(TemplateGenerator {
             kind,
-            validation,
+            validation: read(&t.validation, validation)?,
+            unbind_notice: read(&t.unbind_fraudulent, unbind_notice)?,
             base,
             domain: domain.to_owned(),
         })
     }
-}
 
-impl Generator for TemplateGenerator {
-    fn validation(&self, v: &Validation<'_>) -> Result<String, NotifyError> {
+    /// The base placeholders and the recipient's.
+    fn for_recipient(&self, address: &str) -> Placeholders {
         let mut p = self.base.clone();
         let medium = match self.kind {
             Kind::Email => "email",
@@ -190,19 +215,34 @@ impl Generator for TemplateGenerator {
         };
         p.set("RECIPIENT_MEDIUM", medium)
             .set("RECIPIENT_MEDIUM_URL_ENCODED", medium)
-            .set("RECIPIENT_ADDRESS", v.address)
+            .set("RECIPIENT_ADDRESS", address)
             .set(
                 "RECIPIENT_ADDRESS_URL_ENCODED",
-                crate::urlencoded::encode(v.address),
-            )
-            .set("VALIDATION_LINK", v.link)
+                crate::urlencoded::encode(address),
+            );
+        p
+    }
+
+    fn fill(&self, template: &str, p: &Placeholders) -> Result<String, NotifyError> {
+        Ok(match self.kind {
+            Kind::Email => template::fill_email(template, p, crate::now_ms() / 1000, &self.domain)?,
+            Kind::Sms => template::fill_text(template, p),
+        })
+    }
+}
+
+impl Generator for TemplateGenerator {
+    fn validation(&self, v: &Validation<'_>) -> Result<String, NotifyError> {
+        let mut p = self.for_recipient(v.address);
+        p.set("VALIDATION_LINK", v.link)
             .set("VALIDATION_TOKEN", v.token)
             .set("NEXT_URL", v.next_url);
-        Ok(match self.kind {
-            Kind::Email => {
-                template::fill_email(&self.validation, &p, crate::now_ms() / 1000, &self.domain)?
-            }
-            Kind::Sms => template::fill_text(&self.validation, &p),
-        })
+        self.fill(&self.validation, &p)
+    }
+
+    fn unbind_notice(&self, address: &str, mxid: &str) -> Result<String, NotifyError> {
+        let mut p = self.for_recipient(address);
+        p.set("MXID", mxid);
+        self.fill(&self.unbind_notice, &p)
     }
 }

@@ -299,6 +299,18 @@ impl Sessions {
         })
     }
 
+    /// Tells `address` it is no longer bound to `mxid`, when the operator asked for it
+    /// (`session.policy.unbind.notifications`). A notice that cannot be sent is logged: the
+    /// unbind stands.
+    pub fn unbind_notice(&self, medium: Medium, address: &str, mxid: &str) {
+        if !self.cfg.unbind_notice {
+            return;
+        }
+        if let Err(e) = self.notifier.unbind_notice(medium, address, mxid) {
+            log::warn!("unbind notice to a {medium} not sent: {e}");
+        }
+    }
+
     /// The background sweep: forgets expired sessions.
     pub fn sweep(&self, state: &State) {
         match state.sweep_sessions(crate::now_ms()) {
