@@ -238,13 +238,9 @@ impl Pages {
             None => Ok(builtin.to_owned()),
         };
         let domain = &config.matrix.domain;
-        let mut pretty = domain.clone();
-        if let Some(first) = pretty.get_mut(0..1) {
-            first.make_ascii_uppercase();
-        }
         let mut base = Placeholders::new();
         base.set("DOMAIN", domain.as_str())
-            .set("DOMAIN_PRETTY", pretty);
+            .set("DOMAIN_PRETTY", crate::notify::domain_pretty(domain));
         Ok(Pages {
             success: read(
                 &config.session.success_page,

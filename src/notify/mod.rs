@@ -145,16 +145,21 @@ fn sms_channel(
     }))
 }
 
-/// The placeholders of every message: mxisd's `DOMAIN`, `DOMAIN_PRETTY`, `FROM_EMAIL`,
-/// `FROM_NAME`, and the operator's static ones (`placeholder`).
-fn base_placeholders(domain: &str, from: &str, name: &str, t: &Templates) -> Placeholders {
-    let mut p = Placeholders::new();
+/// mxisd's `%DOMAIN_PRETTY%`: the domain with its first letter upper case.
+pub fn domain_pretty(domain: &str) -> String {
     let mut pretty = domain.to_owned();
     if let Some(first) = pretty.get_mut(0..1) {
         first.make_ascii_uppercase();
     }
+    pretty
+}
+
+/// The placeholders of every message: mxisd's `DOMAIN`, `DOMAIN_PRETTY`, `FROM_EMAIL`,
+/// `FROM_NAME`, and the operator's static ones (`placeholder`).
+fn base_placeholders(domain: &str, from: &str, name: &str, t: &Templates) -> Placeholders {
+    let mut p = Placeholders::new();
     p.set("DOMAIN", domain)
-        .set("DOMAIN_PRETTY", pretty)
+        .set("DOMAIN_PRETTY", domain_pretty(domain))
         .set("FROM_EMAIL", from)
         .set("FROM_NAME", name);
     for (k, v) in &t.placeholders {
