@@ -210,6 +210,7 @@ fn rebinding_replaces_and_the_other_instance_sees_binds_within_a_second() {
     let b = Mxisd::start_in(TempDir::new(), &keys, &text);
     a.wait_hash_index();
     b.wait_hash_index();
+    let lb = crate::support::balancer::Balancer::start(&[a.addr, b.addr]);
     let token_b = v2_token(&b, &hs, "gina");
     let (sid, secret, email) = validated(&a);
     let bind = |mxid: &str| {
@@ -237,6 +238,12 @@ fn rebinding_replaces_and_the_other_instance_sees_binds_within_a_second() {
     assert!(second < Duration::from_millis(1500), "{second:?}");
     let found = Some("@hal:example.org".to_owned());
     assert_eq!(lookups(&b, &token_b, &email)[..2], [found.clone(), found]);
+    // Through the balancer, each request to either instance: the same answer.
+    let v1 = lb.url(&format!("{V1}/lookup?medium=email&address={email}"));
+    for _ in 0..4 {
+        let r = Response::from(support::agent().get(&v1).call());
+        assert_eq!(r.json()["mxid"], "@hal:example.org");
+    }
 }
 
 /// A homeserver of the test's own: its name, its signing key, and the fake serving its
