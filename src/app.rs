@@ -8,7 +8,9 @@ use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
 use crate::federation;
 use crate::federation::xmatrix::KeyCache;
+use crate::invite::Invites;
 use crate::lookup::{hash_index::HashIndex, Chain};
+use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
 use crate::session::Sessions;
 use crate::state::{State, StateError};
@@ -29,6 +31,8 @@ pub struct App {
     pub credential_checks: RateLimiter,
     /// 3PID validation sessions, with their notifications.
     pub sessions: Sessions,
+    /// Invites by e-mail.
+    pub invites: Invites,
     /// The pages of the links in validation mails.
     pub pages: Pages,
     /// Homeservers' keys, for the requests they sign (unbind).
@@ -88,7 +92,14 @@ impl App {
             .map_err(|error| StartError::State { store, error })?;
         let hash_index = HashIndex::new(pepper);
         let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
-        let sessions = Sessions::new(&config).map_err(StartError::Sessions)?;
+        let notifier = Arc::new(Notifier::from_config(&config).map_err(StartError::Sessions)?);
+        let sessions = Sessions::new(&config, notifier.clone());
+        let invites = Invites::new(
+            &config.invite,
+            notifier,
+            &config.server.public_url,
+            config.matrix.v1,
+        );
         let pages = Pages::from_config(&config).map_err(StartError::Sessions)?;
         let mut names = vec![config.server.name.clone()];
         let public_host = config
@@ -110,6 +121,7 @@ impl App {
             accounts,
             credential_checks,
             sessions,
+            invites,
             pages,
             server_keys: KeyCache::default(),
             names,

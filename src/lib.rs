@@ -20,6 +20,7 @@ pub mod crypto;
 pub(crate) mod federation;
 pub(crate) mod handshake;
 pub mod http;
+pub(crate) mod invite;
 pub mod jobs;
 pub mod logging;
 pub(crate) mod lookup;

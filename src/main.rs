@@ -137,6 +137,16 @@ fn binds_feed(app: &Arc<App>) -> std::io::Result<Option<jobs::Job>> {
     .map(Some)
 }
 
+/// Delivers queued invite mails (those not sent at once, and retries), every 2 s.
+fn invite_mails(app: &Arc<App>) -> std::io::Result<jobs::Job> {
+    let app = app.clone();
+    jobs::every(
+        "invite-mails",
+        std::time::Duration::from_secs(2),
+        move || app.invites.deliver_due(&app.state),
+    )
+}
+
 fn run(config: config::Config) -> ExitCode {
     let signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
@@ -186,6 +196,13 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mailer = match invite_mails(&app) {
+        Ok(job) => job,
+        Err(e) => {
+            log::error!("cannot start the invite mail delivery: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let key = app.keys.current();
     log::info!(
         "mxisd {} listening on http://{} for {} as {} (public URL {}), signing with {} {}",
@@ -207,6 +224,7 @@ fn run(config: config::Config) -> ExitCode {
         job.stop();
     }
     sweeper.stop();
+    mailer.stop();
     if let Some(job) = feed {
         job.stop();
     }

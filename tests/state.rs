@@ -113,7 +113,8 @@ fn migrations_are_recorded_and_applied_once() {
                 "0004_delivery_queue",
                 "0005_changes",
                 "0006_sessions",
-                "0007_local_binds"
+                "0007_local_binds",
+                "0008_invites"
             ]
         );
         let again = db.open();

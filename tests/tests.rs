@@ -13,6 +13,7 @@ mod http_framing;
 mod http_hostile;
 mod http_limits;
 mod instances;
+mod invites;
 mod keystore;
 mod ldap_store;
 mod lifecycle;

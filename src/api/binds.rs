@@ -109,6 +109,15 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
         app.config.lookup.default_region,
     )
     .ok_or_else(|| ApiError::InvalidParam("threepid.address is not an address".into()))?;
+    let user = mxid;
+    let mxid = user.as_str().to_owned();
+    // Nothing to remove: answered at once, before any signature is checked (a check may
+    // fetch keys from a server the request names).
+    let bound = app.config.binds.local
+        && app.state.bound(medium.as_str(), &address)?.as_deref() == Some(mxid.as_str());
+    if !bound {
+        return Ok(Reply::json(json!({})));
+    }
     match (&body.sid, &body.client_secret) {
         (Some(sid), Some(secret)) => {
             let v = app.sessions.validated(&app.state, sid, secret)?;
@@ -118,17 +127,16 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
                 ));
             }
         }
-        _ => signed_by_homeserver::<V2>(app, req, &content, &mxid)?,
+        _ => signed_by_homeserver::<V2>(app, req, &content, &user)?,
     }
-    let mxid = mxid.into_string();
-    if app.config.binds.local {
-        crate::binds::unbind(
-            &app.state,
-            &app.hash_index,
-            (medium.as_str(), &address, &mxid),
-        )?;
+    let removed = crate::binds::unbind(
+        &app.state,
+        &app.hash_index,
+        (medium.as_str(), &address, &mxid),
+    )?;
+    if removed {
+        app.sessions.unbind_notice(medium, &address, &mxid);
     }
-    app.sessions.unbind_notice(medium, &address, &mxid);
     Ok(Reply::json(json!({})))
 }
 
@@ -158,6 +166,7 @@ fn signed_by_homeserver<const V2: bool>(
             uri,
             content,
             us: &app.names,
+            origin: mxid.server(),
         },
     )
     .map_err(|e| {

@@ -9,6 +9,7 @@ mod account;
 mod auth;
 mod binds;
 mod internal;
+mod invite;
 mod lookup;
 mod pubkey;
 mod session;
@@ -90,6 +91,12 @@ pub fn router(config: &Config) -> Router {
     );
     versioned(
         Method::Post,
+        "/store-invite",
+        invite::store::<false>,
+        invite::store::<true>,
+    );
+    versioned(
+        Method::Post,
         "/3pid/bind",
         binds::bind::<false>,
         binds::bind::<true>,
@@ -100,7 +107,11 @@ pub fn router(config: &Config) -> Router {
         binds::unbind::<false>,
         binds::unbind::<true>,
     );
+    // The mail's sign URL is a v1 path, served even when v1 is off: it signs only with a
+    // key the caller already holds.
+    r.add(Method::Post, &format!("{V1}/sign-ed25519"), invite::sign);
     if config.matrix.v2 {
+        r.add(Method::Post, &format!("{V2}/sign-ed25519"), invite::sign);
         r.add(
             Method::Post,
             &format!("{V2}/account/register"),

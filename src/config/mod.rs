@@ -16,6 +16,7 @@ mod check;
 mod federation;
 mod http;
 mod internal;
+mod invite;
 mod ldap;
 mod logging;
 mod lookup;
@@ -35,6 +36,7 @@ pub use binds::BindsConfig;
 pub use federation::FederationConfig;
 pub use http::HttpConfig;
 pub use internal::InternalConfig;
+pub use invite::InviteConfig;
 pub use ldap::LdapConfig;
 pub use logging::LoggingConfig;
 pub use lookup::{HashingConfig, LookupConfig};
@@ -81,6 +83,7 @@ pub struct Config {
     pub threepid: ThreepidConfig,
     pub session: SessionConfig,
     pub binds: BindsConfig,
+    pub invite: InviteConfig,
 }
 
 /// A loaded configuration and the warnings it produced (to be logged once).
@@ -200,9 +203,11 @@ impl Resolver<'_> {
             );
         }
         let internal = self.internal(root.internal.unwrap_or_default())?;
+        let invite_raw = root.invite.unwrap_or_default();
+        let invite = self.invite(&invite_raw)?;
         let threepid = self.threepid(
             root.threepid.unwrap_or_default(),
-            root.invite,
+            invite_raw.sender.and_then(|s| s.email),
             &matrix.domain,
         )?;
         let session = self.session(root.session.unwrap_or_default(), root.view)?;
@@ -227,6 +232,7 @@ impl Resolver<'_> {
             threepid,
             session,
             binds,
+            invite,
         })
     }
 }

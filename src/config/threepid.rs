@@ -78,17 +78,14 @@ impl Resolver<'_> {
     pub(super) fn threepid(
         &mut self,
         t: raw::Threepid,
-        invite: Option<raw::Invite>,
+        older: Option<raw::OldSender>,
         domain: &str,
     ) -> Result<ThreepidConfig, String> {
         let mut media = t.medium.unwrap_or_default();
         let mut email = media.remove("email").unwrap_or_default();
-        if let Some(invite) = invite {
-            self.unsupported("invite", &invite.unsupported());
-            if let Some(old) = invite.sender.and_then(|s| s.email) {
-                self.unsupported("invite.sender.email", &old.unsupported());
-                old_sender(&mut email, old);
-            }
+        if let Some(old) = older {
+            self.unsupported("invite.sender.email", &old.unsupported());
+            old_sender(&mut email, old);
         }
         let msisdn = media.remove("msisdn").unwrap_or_default();
         for other in media.keys() {
@@ -290,21 +287,6 @@ pub(super) mod raw {
             password: String = "password",
             ca_file: String = "caFile",
             timeout: u64 = "timeout",
-        }
-    }
-    section! {
-        /// `invite`: only its sender is read here (the invites issue reads the rest).
-        Invite {
-            sender: InviteSender = "sender",
-        } unsupported {
-            expiration = "expiration",
-            resolution = "resolution",
-            policy = "policy",
-        }
-    }
-    section! {
-        InviteSender {
-            email: OldSender = "email",
         }
     }
     section! {

@@ -74,7 +74,7 @@ section! {
         threepid: super::threepid::raw::Threepid = "threepid",
         session: super::session::raw::Session = "session",
         view: super::session::raw::View = "view",
-        invite: super::threepid::raw::Invite = "invite",
+        invite: super::invite::raw::Invite = "invite",
         binds: super::binds::raw::Binds = "binds",
     } unsupported {
         appsvc = "appsvc",

@@ -11,6 +11,7 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Longest we keep a server key, whatever its `valid_until_ts` says.
@@ -59,6 +60,8 @@ pub enum XMatrixError {
     Keys { origin: String, error: String },
     /// The key is not one of the origin's, or the signature does not verify.
     BadSignature { origin: String },
+    /// Signed by another server than the one that may ask.
+    WrongOrigin(String),
 }
 
 impl fmt::Display for XMatrixError {
@@ -70,15 +73,29 @@ impl fmt::Display for XMatrixError {
             XMatrixError::BadSignature { origin } => {
                 write!(f, "the signature does not verify with {origin}'s key")
             }
+            XMatrixError::WrongOrigin(o) => write!(f, "signed by {o}, not the user's homeserver"),
         }
     }
 }
 
-/// Server keys fetched so far: (server, key id) → (key, valid until, ms).
+/// Server keys fetched so far, and origins whose keys could not be fetched lately.
 #[derive(Default)]
 pub struct KeyCache {
+    /// (server, key id) → (key, valid until, ms).
     keys: Mutex<HashMap<(String, String), (VerifyingKey, i64)>>,
+    /// server → until when not to ask it again (ms).
+    failed: Mutex<HashMap<String, i64>>,
+    /// Key fetches running now.
+    fetching: AtomicUsize,
 }
+
+/// Keys kept at most; beyond, expired ones go, then all.
+const KEYS_MAX: usize = 10_000;
+/// How long an origin whose keys could not be fetched is not asked again.
+const FAILED_FOR_MS: i64 = 5 * 60 * 1000;
+/// Key fetches at once, all origins together: each can hold a worker for the outbound
+/// timeouts, so requests naming slow origins cannot take every worker.
+const FETCHES_MAX: usize = 2;
 
 /// A signed request as received.
 pub struct Signed<'a> {
@@ -87,6 +104,9 @@ pub struct Signed<'a> {
     pub content: &'a Value,
     /// What the request may name as its destination (our server name, our public host).
     pub us: &'a [String],
+    /// The only origin accepted (the user's homeserver): any other is refused before a key
+    /// is fetched.
+    pub origin: &'a str,
 }
 
 /// Checks `header` over `request`; the origin that signed it.
@@ -97,12 +117,9 @@ pub fn verify(
     request: &Signed<'_>,
 ) -> Result<String, XMatrixError> {
     let auth = parse(header).ok_or(XMatrixError::Malformed)?;
-    let signed = json!({
-        "method": request.method,
-        "uri": request.uri,
-        "origin": auth.origin,
-        "content": request.content,
-    });
+    if auth.origin != request.origin {
+        return Err(XMatrixError::WrongOrigin(auth.origin));
+    }
     // Synapse signs requests to identity servers with `destination_is` in the object (and
     // names the same server as `destination` in the header, or not at all); federation
     // requests sign `destination`. Each name we go by is tried, both ways.
@@ -113,40 +130,30 @@ pub fn verify(
         Some(d) => vec![d],
         None => request.us.iter().collect(),
     };
-    let mut last = XMatrixError::BadSignature {
-        origin: auth.origin.clone(),
-    };
+    let key = server_key(client, cache, &auth.origin, &auth.key)?;
+    let signed = json!({
+        "method": request.method,
+        "uri": request.uri,
+        "origin": auth.origin,
+        "content": request.content,
+        "signatures": { auth.origin.as_str(): { auth.key.as_str(): auth.sig } },
+    });
     for us in candidates {
         for field in ["destination_is", "destination"] {
             let mut attempt = signed.clone();
             attempt[field] = json!(us);
-            match check(client, cache, &auth, attempt) {
-                Ok(origin) => return Ok(origin),
-                Err(e @ XMatrixError::Keys { .. }) => return Err(e),
-                Err(e) => last = e,
+            if verify_json(&attempt, &auth.origin, &auth.key, &key).is_ok() {
+                return Ok(auth.origin);
             }
         }
     }
-    Err(last)
-}
-
-fn check(
-    client: &Client,
-    cache: &KeyCache,
-    auth: &XMatrix,
-    mut signed: Value,
-) -> Result<String, XMatrixError> {
-    let key = server_key(client, cache, &auth.origin, &auth.key)?;
-    signed["signatures"] = json!({ auth.origin.as_str(): { auth.key.as_str(): auth.sig } });
-    verify_json(&signed, &auth.origin, &auth.key, &key)
-        .map(|()| auth.origin.clone())
-        .map_err(|_| XMatrixError::BadSignature {
-            origin: auth.origin.clone(),
-        })
+    Err(XMatrixError::BadSignature {
+        origin: auth.origin,
+    })
 }
 
 /// `key_id` of `server`, from the cache or from the server itself (its answer checked to be
-/// signed by that key).
+/// signed by that key and still valid).
 fn server_key(
     client: &Client,
     cache: &KeyCache,
@@ -154,17 +161,59 @@ fn server_key(
     key_id: &str,
 ) -> Result<VerifyingKey, XMatrixError> {
     let now = crate::now_ms();
+    let failed = |error: String| XMatrixError::Keys {
+        origin: server.to_owned(),
+        error,
+    };
     let id = (server.to_owned(), key_id.to_owned());
     if let Some((key, until)) = crate::lock(&cache.keys).get(&id) {
         if *until > now {
             return Ok(*key);
         }
     }
-    let failed = |error: String| XMatrixError::Keys {
-        origin: server.to_owned(),
-        error,
-    };
-    let call = |e: CallError| failed(e.to_string());
+    if crate::lock(&cache.failed)
+        .get(server)
+        .is_some_and(|until| *until > now)
+    {
+        return Err(failed("failed lately; not asked again yet".into()));
+    }
+    if cache.fetching.fetch_add(1, Ordering::SeqCst) >= FETCHES_MAX {
+        cache.fetching.fetch_sub(1, Ordering::SeqCst);
+        return Err(failed("too many key fetches under way".into()));
+    }
+    let fetched = fetch_key(client, server, key_id, now);
+    cache.fetching.fetch_sub(1, Ordering::SeqCst);
+    match fetched {
+        Ok((key, until)) => {
+            let mut keys = crate::lock(&cache.keys);
+            if keys.len() >= KEYS_MAX {
+                keys.retain(|_, (_, until)| *until > now);
+                if keys.len() >= KEYS_MAX {
+                    keys.clear();
+                }
+            }
+            keys.insert(id, (key, until));
+            Ok(key)
+        }
+        Err(why) => {
+            let mut failures = crate::lock(&cache.failed);
+            if failures.len() >= KEYS_MAX {
+                failures.retain(|_, until| *until > now);
+            }
+            failures.insert(server.to_owned(), now + FAILED_FOR_MS);
+            Err(failed(why))
+        }
+    }
+}
+
+/// GETs `server`'s `/_matrix/key/v2/server`: `key_id`, and until when it is valid.
+fn fetch_key(
+    client: &Client,
+    server: &str,
+    key_id: &str,
+    now: i64,
+) -> Result<(VerifyingKey, i64), String> {
+    let call = |e: CallError| e.to_string();
     let dest = discovery::resolve(client, server).map_err(call)?;
     let answer = client
         .get(
@@ -173,11 +222,11 @@ fn server_key(
         )
         .map_err(call)?;
     if answer.status != 200 {
-        return Err(failed(format!("HTTP {}", answer.status)));
+        return Err(format!("HTTP {}", answer.status));
     }
     let keys = answer.json().map_err(call)?;
     if keys.get("server_name").and_then(Value::as_str) != Some(server) {
-        return Err(failed("the answer is for another server".into()));
+        return Err("the answer is for another server".into());
     }
     let key = keys
         .get("verify_keys")
@@ -187,16 +236,18 @@ fn server_key(
         .and_then(b64::decode)
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
         .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
-        .ok_or_else(|| failed(format!("no key {key_id}")))?;
+        .ok_or_else(|| format!("no key {key_id}"))?;
     verify_json(&keys, server, key_id, &key)
-        .map_err(|_| failed("its key answer is not signed by the key".into()))?;
+        .map_err(|_| "its key answer is not signed by the key".to_owned())?;
     let until = keys
         .get("valid_until_ts")
         .and_then(Value::as_i64)
-        .unwrap_or(now)
+        .unwrap_or(0)
         .min(now.saturating_add(KEEP_AT_MOST_MS));
-    crate::lock(&cache.keys).insert(id, (key, until));
-    Ok(key)
+    if until <= now {
+        return Err("its key answer has expired (valid_until_ts)".into());
+    }
+    Ok((key, until))
 }
 
 #[cfg(test)]

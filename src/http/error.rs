@@ -73,6 +73,10 @@ pub enum ApiError {
     TokenIncorrect,
     /// The session is not validated yet (400 M_SESSION_NOT_VALIDATED).
     SessionNotValidated,
+    /// The address is already bound (400 M_THREEPID_IN_USE, with `mxid`).
+    ThreepidInUse { mxid: String },
+    /// A medium this endpoint does not take (400 M_UNRECOGNIZED).
+    UnrecognizedMedium(String),
 }
 
 impl ApiError {
@@ -110,6 +114,7 @@ impl ApiError {
             ApiError::NoValidSession { ended: false } => 404,
             ApiError::SendFailed { .. } => 500,
             ApiError::PolicyForbids(_) => 403,
+            ApiError::ThreepidInUse { .. } | ApiError::UnrecognizedMedium(_) => 400,
         }
     }
 
@@ -146,6 +151,8 @@ impl ApiError {
             ApiError::SessionExpired => "M_SESSION_EXPIRED",
             ApiError::TokenIncorrect => "M_TOKEN_INCORRECT",
             ApiError::SessionNotValidated => "M_SESSION_NOT_VALIDATED",
+            ApiError::ThreepidInUse { .. } => "M_THREEPID_IN_USE",
+            ApiError::UnrecognizedMedium(_) => "M_UNRECOGNIZED",
         }
     }
 
@@ -192,6 +199,8 @@ impl ApiError {
             ApiError::SessionExpired => "This session has expired: request a new one".into(),
             ApiError::TokenIncorrect => "The token is incorrect".into(),
             ApiError::SessionNotValidated => "This session is not validated yet".into(),
+            ApiError::ThreepidInUse { .. } => "This address is already bound to a Matrix ID".into(),
+            ApiError::UnrecognizedMedium(m) => format!("Invites by {m} are not supported"),
         }
     }
 
@@ -207,6 +216,7 @@ impl ApiError {
             ApiError::LimitExceeded { retry_after_ms } => {
                 body["retry_after_ms"] = json!(retry_after_ms)
             }
+            ApiError::ThreepidInUse { mxid } => body["mxid"] = json!(mxid),
             _ => {}
         }
         body

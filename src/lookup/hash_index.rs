@@ -38,8 +38,13 @@ pub struct HashIndex {
     local: RwLock<LocalBinds>,
 }
 
-/// Local binds: hash → (change number, Matrix ID or `None` once unbound).
-type LocalBinds = HashMap<[u8; 32], (i64, Option<Arc<str>>)>;
+/// Local binds: hash → (change number, Matrix ID or `None` once unbound), and the change
+/// number the last reload was taken at: a change at or below it is in the reload already.
+#[derive(Default)]
+struct LocalBinds {
+    by_hash: HashMap<[u8; 32], (i64, Option<Arc<str>>)>,
+    floor: i64,
+}
 
 impl HashIndex {
     /// An index under `pepper`, not built yet: `refresh` builds it.
@@ -65,24 +70,37 @@ impl HashIndex {
             return;
         };
         let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
-        match local.get(&key) {
+        if seq <= local.floor {
+            return; // the last reload already has this change, or a later one
+        }
+        match local.by_hash.get(&key) {
             Some((applied, _)) if *applied >= seq => {}
             _ => {
-                local.insert(key, (seq, mxid.map(Arc::from)));
+                local.by_hash.insert(key, (seq, mxid.map(Arc::from)));
             }
         }
     }
 
-    /// Replaces every local bind (at start, and when the feed says changes were missed).
-    pub fn load_local(&self, binds: &[crate::state::LocalBind]) {
-        let fresh: HashMap<_, _> = binds
+    /// Replaces every local bind (at start, and when the feed says changes were missed)
+    /// with `binds`, read after the feed was at `cursor`. Changes after the cursor already
+    /// applied (this instance's own, made meanwhile) are kept; older ones are ignored from
+    /// now on.
+    pub fn load_local(&self, binds: &[crate::state::LocalBind], cursor: i64) {
+        let mut fresh: HashMap<_, _> = binds
             .iter()
             .filter_map(|b| {
                 let key = self.key(&b.medium, &b.address)?;
                 Some((key, (b.seq, Some(Arc::from(b.mxid.as_str())))))
             })
             .collect();
-        *self.local.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
+        for (key, entry) in local.by_hash.drain() {
+            if entry.0 > cursor && fresh.get(&key).is_none_or(|f| f.0 < entry.0) {
+                fresh.insert(key, entry);
+            }
+        }
+        local.by_hash = fresh;
+        local.floor = cursor;
     }
 
     pub fn pepper(&self) -> &str {
@@ -140,7 +158,7 @@ impl HashIndex {
                 let key: [u8; 32] = b64::decode(h)?.try_into().ok()?;
                 let mxid = match index.by_hash.get(&key) {
                     Some(mxid) => mxid,
-                    None => local.get(&key)?.1.as_ref()?,
+                    None => local.by_hash.get(&key)?.1.as_ref()?,
                 };
                 Some((h.clone(), mxid.to_string()))
             })

@@ -25,6 +25,8 @@ pub trait Generator: Send + Sync {
     fn validation(&self, v: &Validation<'_>) -> Result<String, NotifyError>;
     /// The notice that `address` is no longer bound to `mxid` (mxisd's `unbind-fraudulent`).
     fn unbind_notice(&self, address: &str, mxid: &str) -> Result<String, NotifyError>;
+    /// The invite to a room sent to `address`, with the invite's own placeholders.
+    fn invite(&self, address: &str, values: &Placeholders) -> Result<String, NotifyError>;
 }
 
 /// Sends a message (as its generator wrote it) to an address.
@@ -96,6 +98,18 @@ impl Notifier {
     ) -> Result<(), NotifyError> {
         let channel = self.channel(medium)?;
         let message = channel.generator.unbind_notice(address, mxid)?;
+        channel.connector.send(address, &message)
+    }
+
+    /// Sends `address` its invite.
+    pub fn invite(
+        &self,
+        medium: Medium,
+        address: &str,
+        values: &Placeholders,
+    ) -> Result<(), NotifyError> {
+        let channel = self.channel(medium)?;
+        let message = channel.generator.invite(address, values)?;
         channel.connector.send(address, &message)
     }
 
@@ -180,6 +194,7 @@ struct TemplateGenerator {
     kind: Kind,
     validation: String,
     unbind_notice: String,
+    invite: String,
     base: Placeholders,
     /// The right-hand side of our Message-IDs.
     domain: String,
@@ -187,14 +202,16 @@ struct TemplateGenerator {
 
 impl TemplateGenerator {
     fn new(kind: Kind, t: &Templates, base: Placeholders, domain: &str) -> Result<Self, String> {
-        let (validation, unbind_notice) = match kind {
+        let (validation, unbind_notice, invite) = match kind {
             Kind::Email => (
                 include_str!("../../etc/templates/validate-template.eml"),
                 include_str!("../../etc/templates/unbind-fraudulent.eml"),
+                include_str!("../../etc/templates/invite-template.eml"),
             ),
             Kind::Sms => (
                 include_str!("../../etc/templates/validate-template.txt"),
                 include_str!("../../etc/templates/unbind-fraudulent.txt"),
+                include_str!("../../etc/templates/invite-template.txt"),
             ),
         };
         let read = |path: &Option<std::path::PathBuf>, builtin: &str| match path {
@@ -206,6 +223,7 @@ impl TemplateGenerator {
             kind,
             validation: read(&t.validation, validation)?,
             unbind_notice: read(&t.unbind_fraudulent, unbind_notice)?,
+            invite: read(&t.invite, invite)?,
             base,
             domain: domain.to_owned(),
         })
@@ -249,5 +267,13 @@ impl Generator for TemplateGenerator {
         let mut p = self.for_recipient(address);
         p.set("MXID", mxid);
         self.fill(&self.unbind_notice, &p)
+    }
+
+    fn invite(&self, address: &str, values: &Placeholders) -> Result<String, NotifyError> {
+        let mut p = self.for_recipient(address);
+        for (name, value) in values.iter() {
+            p.set(name, value);
+        }
+        self.fill(&self.invite, &p)
     }
 }

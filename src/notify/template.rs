@@ -25,6 +25,11 @@ impl Placeholders {
         Placeholders(Vec::new())
     }
 
+    /// Every (name, value), in the order set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     /// Sets `name` to `value`, replacing an earlier value of the same name.
     pub fn set(&mut self, name: &str, value: impl Into<String>) -> &mut Placeholders {
         let value = value.into();

@@ -21,6 +21,7 @@ use crate::state::{Requested, SessionRow, State, StateError, Submitted, TokenReq
 use crate::threepid::Medium;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::Arc;
 
 /// Wrong tokens that end a session.
 pub const MAX_FAILURES: i64 = 5;
@@ -28,7 +29,7 @@ pub const MAX_FAILURES: i64 = 5;
 pub struct Sessions {
     cfg: SessionConfig,
     domain: String,
-    notifier: Notifier,
+    notifier: Arc<Notifier>,
     /// `<publicUrl>/_matrix/identity/<v2 or api/v1>`: where the mail's link points.
     link_base: String,
     limits: Limits,
@@ -121,7 +122,7 @@ fn hash(token: &str) -> String {
 }
 
 impl Sessions {
-    pub fn new(config: &Config) -> Result<Sessions, String> {
+    pub fn new(config: &Config, notifier: Arc<Notifier>) -> Sessions {
         let api = if config.matrix.v2 { "v2" } else { "api/v1" };
         let l = &config.session.limits;
         let limits = Limits {
@@ -131,13 +132,13 @@ impl Sessions {
             sms_per_country: Buckets::new(l.sms_per_country, l.sms_per_country),
             sms_global: Buckets::new(l.sms_global, l.sms_global),
         };
-        Ok(Sessions {
+        Sessions {
             limits,
             cfg: config.session.clone(),
             domain: config.matrix.domain.clone(),
-            notifier: Notifier::from_config(config)?,
+            notifier,
             link_base: format!("{}/_matrix/identity/{api}", config.server.public_url),
-        })
+        }
     }
 
     pub fn config(&self) -> &SessionConfig {

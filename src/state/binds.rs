@@ -60,7 +60,14 @@ impl State {
         mxid: &str,
     ) -> Result<Option<i64>, StateError> {
         let body = json!({ "medium": medium, "address": address, "mxid": null }).to_string();
+        let lock_feed = format!(
+            "SELECT seq FROM change_seq WHERE id = 1{}",
+            self.lock_rows()
+        );
         self.write(|c| {
+            // The feed's counter first, as bind takes it first: two writers of one address
+            // never wait for each other in opposite orders.
+            c.query(&lock_feed, &[])?;
             let removed = c.execute(
                 "DELETE FROM local_binds WHERE medium = $1 AND address = $2 AND mxid = $3",
                 &[medium.into(), address.into(), mxid.into()],

@@ -36,6 +36,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_local_binds",
         include_str!("migrations/0007_local_binds.sql"),
     ),
+    ("0008_invites", include_str!("migrations/0008_invites.sql")),
 ];
 
 /// The names of every migration this version knows, in order.

@@ -13,6 +13,7 @@ mod changes;
 mod dialect;
 mod ephemeral_keys;
 mod hashing;
+mod invites;
 mod migrations;
 mod postgres;
 mod queue;
@@ -21,6 +22,7 @@ mod sqlite;
 
 pub use binds::{LocalBind, BIND_TOPIC};
 pub use changes::{Change, ChangeCursor, Changes};
+pub use invites::{InviteRow, NewInvite};
 pub use queue::QueueItem;
 pub use sessions::{Requested, SessionRow, Submitted, TokenRequest, Undo};
 

@@ -3,7 +3,7 @@
 //! completes an item (deleted) or puts it back for later; a lease that ran out (the
 //! claimer died) makes the item claimable again. Consumers make delivery idempotent.
 
-use super::dialect::{Kind, Row};
+use super::dialect::{Conn, Kind, Row};
 use super::{State, StateError};
 use std::time::Duration;
 
@@ -23,20 +23,40 @@ impl State {
     pub fn enqueue(&self, kind: &str, payload: &str, due_ms: i64) -> Result<String, StateError> {
         let id = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 24)
             .map_err(StateError::Io)?;
-        self.read(|c| {
-            c.execute(
-                "INSERT INTO delivery_queue (id, kind, payload, created_ts, next_attempt_ts)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    id.as_str().into(),
-                    kind.into(),
-                    payload.into(),
-                    crate::now_ms().into(),
-                    due_ms.into(),
-                ],
-            )
-        })?;
+        self.read(|c| insert_item(c, &id, kind, payload, crate::now_ms(), due_ms))?;
         Ok(id)
+    }
+
+    /// Claims the item `id` (just queued by this instance, to deliver it at once) for
+    /// `lease`, if it is due and nobody holds it.
+    pub fn claim_item(
+        &self,
+        id: &str,
+        lease: Duration,
+        now_ms: i64,
+    ) -> Result<Option<QueueItem>, StateError> {
+        let nonce = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 12)
+            .map_err(StateError::Io)?;
+        let claim = format!("{} {nonce}", self.instance);
+        let until = now_ms.saturating_add(lease.as_millis() as i64);
+        self.write(|c| {
+            c.query(
+                "UPDATE delivery_queue
+                 SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1
+                 WHERE id = $3 AND next_attempt_ts <= $4
+                   AND (claimed_until IS NULL OR claimed_until <= $4)
+                 RETURNING id, kind, payload, attempts, claimed_by",
+                &[
+                    claim.as_str().into(),
+                    until.into(),
+                    id.into(),
+                    now_ms.into(),
+                ],
+            )?
+            .first()
+            .map(item)
+            .transpose()
+        })
     }
 
     /// Up to `limit` items of `kind` due at `now_ms` and not held by anyone, claimed for
@@ -120,6 +140,29 @@ impl State {
             .unwrap_or(Ok(0))
         })
     }
+}
+
+/// Inserts a queue item inside `c`'s transaction (with the data it is about).
+pub(super) fn insert_item(
+    c: &mut dyn Conn,
+    id: &str,
+    kind: &str,
+    payload: &str,
+    now_ms: i64,
+    due_ms: i64,
+) -> Result<(), StateError> {
+    c.execute(
+        "INSERT INTO delivery_queue (id, kind, payload, created_ts, next_attempt_ts)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            id.into(),
+            kind.into(),
+            payload.into(),
+            now_ms.into(),
+            due_ms.into(),
+        ],
+    )?;
+    Ok(())
 }
 
 fn item(r: &Row) -> Result<QueueItem, StateError> {

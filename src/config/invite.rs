@@ -1,0 +1,110 @@
+//! `invite`: invites by e-mail (store-invite): how long they live, the abuse limits, who may
+//! use the unauthenticated v1 endpoint, and the web client the mail links to. mxisd's older
+//! sender keys (`invite.sender.email`) configure the e-mail connector (`threepid.rs`).
+
+use super::check::Resolver;
+use super::session::Limit;
+use crate::cidr::Cidr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct InviteConfig {
+    /// `invite.expiration.{enabled, after}` (after in minutes, default a week).
+    pub expiration: Option<Duration>,
+    pub per_sender: Limit,
+    pub per_address: Limit,
+    /// Who may call the v1 store-invite (no account: an open mail relay otherwise).
+    pub v1_allowed: Vec<Cidr>,
+    /// The web client the mail's join link opens (Element's URL form).
+    pub client_url: String,
+}
+
+impl Resolver<'_> {
+    pub(super) fn invite(&mut self, i: &raw::Invite) -> Result<InviteConfig, String> {
+        self.unsupported("invite", &i.unsupported());
+        let expiration = i.expiration.as_ref();
+        if let Some(e) = expiration {
+            self.unsupported("invite.expiration", &e.unsupported());
+        }
+        let enabled = expiration.and_then(|e| e.enabled).unwrap_or(true);
+        let after = expiration.and_then(|e| e.after).unwrap_or(10_080);
+        if enabled && after == 0 {
+            return Err(self.at("invite.expiration.after", "0 minutes: use enabled: false"));
+        }
+        let limits = i.rate_limit.as_ref();
+        let limit = |l: Option<&super::session::raw::Limit>, burst: u32, per_minute: u32| Limit {
+            burst: l.and_then(|l| l.burst).unwrap_or(burst).max(1),
+            per_minute: l.and_then(|l| l.per_minute).unwrap_or(per_minute),
+        };
+        let v1_allowed = match i.v1.as_ref().and_then(|v| v.allowed_cidr.clone()) {
+            Some(list) => self.cidrs("invite.v1.allowedCidr", Some(list))?,
+            None => [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]
+            .iter()
+            .map(|c| c.parse())
+            .collect::<Result<_, _>>()?,
+        };
+        let client_url = i
+            .client_url
+            .clone()
+            .unwrap_or_else(|| "https://app.element.io".into())
+            .trim_end_matches('/')
+            .to_owned();
+        self.http_url("invite.clientUrl", &client_url)?;
+        Ok(InviteConfig {
+            expiration: enabled.then(|| Duration::from_secs(after * 60)),
+            per_sender: limit(limits.and_then(|l| l.per_sender.as_ref()), 10, 10),
+            per_address: limit(limits.and_then(|l| l.per_address.as_ref()), 3, 1),
+            v1_allowed,
+            client_url,
+        })
+    }
+}
+
+/// `invite` as written.
+pub(super) mod raw {
+    use crate::config::yaml::section;
+
+    section! {
+        Invite {
+            sender: InviteSender = "sender",
+            expiration: Expiration = "expiration",
+            rate_limit: RateLimit = "rateLimit",
+            v1: V1 = "v1",
+            client_url: String = "clientUrl",
+        } unsupported {
+            resolution = "resolution",
+            policy = "policy",
+        }
+    }
+    section! {
+        InviteSender {
+            email: crate::config::threepid::raw::OldSender = "email",
+        }
+    }
+    section! {
+        Expiration {
+            enabled: bool = "enabled",
+            after: u64 = "after",
+        } unsupported {
+            resolve_to = "resolveTo",
+        }
+    }
+    section! {
+        RateLimit {
+            per_sender: crate::config::session::raw::Limit = "perSender",
+            per_address: crate::config::session::raw::Limit = "perAddress",
+        }
+    }
+    section! {
+        V1 {
+            allowed_cidr: Vec<String> = "allowedCidr",
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Invites by e-mail: Synapse calls `store-invite` when a member invites an address that
+//! no Matrix ID has, puts the keys we answer in the room, and sends no mail itself: we do.
+//! Each invite gets a token and an ephemeral ed25519 key; the mail carries a link to the
+//! web client and a sign URL holding that key's private half (what matrix-js-sdk uses to
+//! join). The invite and its mail are stored in one transaction and the mail is delivered
+//! from the queue, at once if it can be, retried with backoff if not. Knows no HTTP.
+
+use crate::config::InviteConfig;
+use crate::crypto::{b64, random};
+use crate::notify::template::Placeholders;
+use crate::notify::{Notifier, NotifyError};
+use crate::ratelimit::Buckets;
+use crate::state::{NewInvite, QueueItem, State, StateError};
+use crate::threepid::Medium;
+use ed25519_dalek::SigningKey;
+use serde_json::{json, Map, Value};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The queue's kind for invite mails.
+pub const MAIL_KIND: &str = "invite-mail";
+/// How long one instance holds a mail it is sending.
+const LEASE: Duration = Duration::from_secs(60);
+/// Retries wait 30 s, doubling, at most an hour.
+const BACKOFF_MS: (i64, i64) = (30_000, 3_600_000);
+
+pub struct Invites {
+    cfg: InviteConfig,
+    notifier: Arc<Notifier>,
+    /// `<publicUrl>`: where sign URLs and key validity URLs point.
+    public_url: String,
+    /// `api/v1` or `v2`: the key validity URLs' paths (v2 when v1 is off).
+    key_api: &'static str,
+    per_sender: Buckets,
+    per_address: Buckets,
+}
+
+#[derive(Debug)]
+pub enum InviteError {
+    Limited(Duration),
+    Random(std::io::Error),
+    State(StateError),
+}
+
+impl fmt::Display for InviteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InviteError::Limited(w) => write!(f, "rate limited for {} ms", w.as_millis()),
+            InviteError::Random(e) => write!(f, "no randomness: {e}"),
+            InviteError::State(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<StateError> for InviteError {
+    fn from(e: StateError) -> Self {
+        InviteError::State(e)
+    }
+}
+
+/// What store-invite was given, its address normalised.
+pub struct Request<'a> {
+    pub address: &'a str,
+    pub room_id: &'a str,
+    pub sender: &'a str,
+    /// Every field the homeserver sent (room name, alias, avatars, display names, ...).
+    pub fields: &'a Map<String, Value>,
+}
+
+/// What store-invite answers.
+pub struct Stored {
+    pub token: String,
+    /// URL-safe unpadded base64, as the spec gives ephemeral keys.
+    pub ephemeral_public_key: String,
+    pub display_name: String,
+    /// The queue item of its mail, to send at once.
+    pub mail: String,
+}
+
+impl Invites {
+    pub fn new(cfg: &InviteConfig, notifier: Arc<Notifier>, public_url: &str, v1: bool) -> Invites {
+        Invites {
+            per_sender: Buckets::new(cfg.per_sender.burst, cfg.per_sender.per_minute),
+            per_address: Buckets::new(cfg.per_address.burst, cfg.per_address.per_minute),
+            cfg: cfg.clone(),
+            notifier,
+            public_url: public_url.to_owned(),
+            key_api: if v1 { "api/v1" } else { "v2" },
+        }
+    }
+
+    /// Where a long-term key (`ephemeral` false) or an invite's key is checked.
+    pub fn key_validity_url(&self, ephemeral: bool) -> String {
+        let which = if ephemeral { "ephemeral/" } else { "" };
+        format!(
+            "{}/_matrix/identity/{}/pubkey/{which}isvalid",
+            self.public_url, self.key_api
+        )
+    }
+
+    /// Stores the invite and queues its mail.
+    pub fn store(
+        &self,
+        state: &State,
+        server_key_id: &str,
+        r: &Request<'_>,
+    ) -> Result<Stored, InviteError> {
+        self.per_sender
+            .try_take(r.sender)
+            .map_err(InviteError::Limited)?;
+        if let Err(wait) = self.per_address.try_take(r.address) {
+            self.per_sender.refund(r.sender);
+            return Err(InviteError::Limited(wait));
+        }
+        let token = random::string_from(random::ALPHANUMERIC, 32).map_err(InviteError::Random)?;
+        let mut seed = [0u8; 32];
+        random::fill(&mut seed).map_err(InviteError::Random)?;
+        let key = SigningKey::from_bytes(&seed);
+        let ephemeral_public_key = b64::encode_url_safe(key.verifying_key().as_bytes());
+        let payload = json!({
+            "address": r.address,
+            "token": token,
+            "values": self.mail_values(r, &token, &b64::encode(&seed)),
+        });
+        let now = crate::now_ms();
+        let expires_ts = self
+            .cfg
+            .expiration
+            .map_or(i64::MAX, |e| now.saturating_add(e.as_millis() as i64));
+        let mail = state.add_invite(
+            &NewInvite {
+                token: &token,
+                medium: Medium::Email.as_str(),
+                address: r.address,
+                room_id: r.room_id,
+                sender: r.sender,
+                fields: &Value::Object(r.fields.clone()).to_string(),
+                ephemeral_public_key: &ephemeral_public_key,
+                server_key_id,
+                now_ms: now,
+                expires_ts,
+            },
+            MAIL_KIND,
+            &payload.to_string(),
+        )?;
+        Ok(Stored {
+            display_name: redacted(r.address),
+            token,
+            ephemeral_public_key,
+            mail,
+        })
+    }
+
+    /// mxisd's invite placeholders, and what a client needs to join by e-mail.
+    fn mail_values(&self, r: &Request<'_>, token: &str, private_key: &str) -> Map<String, Value> {
+        let field = |name: &str| {
+            r.fields
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let enc = crate::urlencoded::encode;
+        let sender_name = field("sender_display_name");
+        let room_name = field("room_name");
+        let room_alias = field("room_alias");
+        let or = |a: &str, b: &str| {
+            if a.is_empty() {
+                b.to_owned()
+            } else {
+                a.to_owned()
+            }
+        };
+        let sign_url = format!(
+            "{}/_matrix/identity/api/v1/sign-ed25519?token={}&private_key={}",
+            self.public_url,
+            enc(token),
+            enc(private_key)
+        );
+        let join_url = format!(
+            "{}/#/room/{}?email={}&signurl={}&room_name={}&room_avatar_url={}&inviter_name={}&room_type={}",
+            self.cfg.client_url,
+            enc(&or(&room_alias, r.room_id)),
+            enc(r.address),
+            enc(&sign_url),
+            enc(&room_name),
+            enc(&field("room_avatar_url")),
+            enc(&or(&sender_name, r.sender)),
+            enc(&field("room_type")),
+        );
+        let mut v = Map::new();
+        let mut set = |k: &str, val: String| {
+            v.insert(k.to_owned(), Value::String(val));
+        };
+        set("SENDER_ID", r.sender.to_owned());
+        set("SENDER_NAME", sender_name.clone());
+        set("SENDER_NAME_OR_ID", or(&sender_name, r.sender));
+        set("SENDER_AVATAR_URL", field("sender_avatar_url"));
+        set("INVITE_MEDIUM", "email".into());
+        set("INVITE_ADDRESS", r.address.to_owned());
+        set("INVITE_ADDRESS_URL_ENCODED", enc(r.address));
+        set("ROOM_ID", r.room_id.to_owned());
+        set("ROOM_NAME", room_name.clone());
+        set(
+            "ROOM_NAME_OR_ID",
+            or(&or(&room_name, &room_alias), r.room_id),
+        );
+        set("ROOM_ALIAS", room_alias);
+        set("ROOM_AVATAR_URL", field("room_avatar_url"));
+        set("INVITE_TOKEN", token.to_owned());
+        set("EPHEMERAL_PRIVATE_KEY", private_key.to_owned());
+        set("SIGN_URL", sign_url);
+        set("JOIN_URL", join_url);
+        v
+    }
+
+    /// Sends a queued mail now, if no other instance holds it; errors are retried later.
+    pub fn deliver_now(&self, state: &State, id: &str) {
+        match state.claim_item(id, LEASE, crate::now_ms()) {
+            Ok(Some(item)) => self.deliver(state, &item),
+            Ok(None) => {}
+            Err(e) => log::warn!("invite mail {id}: not sent now, the queue will: {e}"),
+        }
+    }
+
+    /// The background job: every due invite mail.
+    pub fn deliver_due(&self, state: &State) {
+        match state.claim(MAIL_KIND, 20, LEASE, crate::now_ms()) {
+            Ok(items) => {
+                for item in items {
+                    self.deliver(state, &item);
+                }
+            }
+            Err(e) => log::warn!("invite mails: the queue could not be read: {e}"),
+        }
+    }
+
+    fn deliver(&self, state: &State, item: &QueueItem) {
+        let outcome = self.send(state, item);
+        let done = match outcome {
+            Ok(()) => state.complete(&item.id),
+            Err(e) => {
+                let shift = (item.attempts - 1).clamp(0, 20) as u32;
+                let wait = BACKOFF_MS.0.saturating_mul(1 << shift).min(BACKOFF_MS.1);
+                log::warn!(
+                    "invite mail {} (attempt {}): {e}; again in {} s",
+                    item.id,
+                    item.attempts,
+                    wait / 1000
+                );
+                state.retry_at(item, crate::now_ms() + wait).map(drop)
+            }
+        };
+        if let Err(e) = done {
+            log::warn!(
+                "invite mail {}: the queue could not be updated: {e}",
+                item.id
+            );
+        }
+    }
+
+    /// Sends an item's mail, unless its invite ended meanwhile (then there is nothing to
+    /// send, and the item is done).
+    fn send(&self, state: &State, item: &QueueItem) -> Result<(), NotifyError> {
+        let payload: Value = serde_json::from_str(&item.payload)
+            .map_err(|e| NotifyError::Send(format!("unreadable queue item: {e}")))?;
+        let token = payload["token"].as_str().unwrap_or_default();
+        match state.invite(token, crate::now_ms()) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(NotifyError::Send(e.to_string())),
+        }
+        let address = payload["address"].as_str().unwrap_or_default();
+        let mut values = Placeholders::new();
+        if let Some(map) = payload["values"].as_object() {
+            for (k, v) in map {
+                values.set(k, v.as_str().unwrap_or_default());
+            }
+        }
+        self.notifier.invite(Medium::Email, address, &values)
+    }
+}
+
+/// The spec's redacted `display_name`: local part and domain each cut to their first
+/// three characters (one if they are short), as sydent does.
+pub fn redacted(address: &str) -> String {
+    fn cut(part: &str) -> String {
+        let chars: Vec<char> = part.chars().collect();
+        match chars.len() {
+            n if n > 3 => format!("{}...", chars[..3].iter().collect::<String>()),
+            n if n > 1 => format!("{}...", chars[0]),
+            _ => "...".into(),
+        }
+    }
+    match address.rsplit_once('@') {
+        Some((local, domain)) => format!("{}@{}", cut(local), cut(domain)),
+        None => cut(address),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn display_names_are_redacted_as_sydent_does() {
+        assert_eq!(redacted("alice@example.org"), "ali...@exa...");
+        assert_eq!(redacted("bo@x.io"), "b...@x.i...");
+        assert_eq!(redacted("a@b"), "...@...");
+    }
+}
