@@ -67,6 +67,15 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl App {
+    /// What invite deliveries need (keys, the homeserver client, our name).
+    pub fn outbound(&self) -> crate::invite::Outbound<'_> {
+        crate::invite::Outbound {
+            keys: &self.keys,
+            client: &self.federation,
+            server_name: &self.config.server.name,
+        }
+    }
+
     /// Opens the key store and the database named by `config`.
     pub fn open(config: Config) -> Result<App, StartError> {
         let keys = SigningKeys::load_or_create(&config.key.path).map_err(StartError::Keys)?;

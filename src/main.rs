@@ -143,7 +143,7 @@ fn invite_mails(app: &Arc<App>) -> std::io::Result<jobs::Job> {
     jobs::every(
         "invite-mails",
         std::time::Duration::from_secs(2),
-        move || app.invites.deliver_due(&app.state),
+        move || app.invites.deliver_due(&app.state, &app.outbound()),
     )
 }
 

@@ -161,3 +161,112 @@ fn store_invite_refuses_bound_addresses_other_media_and_foreign_senders() {
     );
     r.assert_error(403, "M_UNAUTHORIZED");
 }
+
+/// What the fake homeserver received as onbind: (method, body).
+fn recorded_onbinds(hs: &FakeHomeserver) -> Vec<(String, Value)> {
+    let agent = ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .disable_verification(true)
+                    .build(),
+            )
+            .build(),
+    );
+    let text = agent
+        .get(&format!("https://127.0.0.1:{}/recorded/onbind", hs.port))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let list: Value = serde_json::from_str(&text).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["method"].as_str().unwrap().to_owned(), r["body"].clone()))
+        .collect()
+}
+
+/// Invites `address`, then validates it and binds it to `mxid` on `s`; the invite's token
+/// and ephemeral key.
+fn invite_then_bind(s: &Mxisd, address: &str, mxid: &str) -> (String, String) {
+    let r = s.post(
+        &format!("{V1}/store-invite"),
+        &invite_body(address).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let ephemeral = r.json()["public_keys"][1]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s.post(
+        &format!("{V1}/validate/email/requestToken"),
+        &json!({"client_secret": "inv", "email": address, "send_attempt": 1}).to_string(),
+    );
+    let sid = r.json()["sid"].as_str().unwrap().to_owned();
+    // Two mails: the invite, then the validation link.
+    let mails = wait_for(address, 2);
+    let link = mails
+        .iter()
+        .find(|m| m.contains("submitToken?sid="))
+        .map(|m| crate::support::mail::link_in(m))
+        .expect("the validation mail");
+    assert_eq!(
+        s.get(link.trim_start_matches("https://example.org")).status,
+        200
+    );
+    let r = s.post(
+        &format!("{V1}/3pid/bind"),
+        &json!({"sid": sid, "client_secret": "inv", "mxid": mxid}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    (token, ephemeral)
+}
+
+#[test]
+fn binding_an_invited_address_calls_onbind_on_the_invitees_homeserver() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Mxisd::start(&config());
+    let address = fresh_address();
+    let mxid = format!("@newcomer:127.0.0.1:{}", hs.port);
+    let (token, ephemeral) = invite_then_bind(&s, &address, &mxid);
+
+    let calls = recorded_onbinds(&hs);
+    assert_eq!(calls.len(), 1, "{calls:?}\n{}", s.log());
+    let (method, body) = &calls[0];
+    assert_eq!(method, "POST");
+    assert_eq!(body["address"], address.to_lowercase());
+    assert_eq!(body["mxid"], mxid.as_str());
+    let invite = &body["invites"][0];
+    assert_eq!(invite["token"], token.as_str());
+    assert_eq!(invite["room_id"], "!room:example.org");
+    assert_eq!(invite["sender"], "@alice:example.org");
+    let key = s.get(&format!("{V2}/pubkey/ed25519:0")).json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = VerifyingKey::from_bytes(&b64::decode(&key).unwrap().try_into().unwrap()).unwrap();
+    assert_eq!(invite["signed"]["mxid"], mxid.as_str());
+    verify_json(&invite["signed"], "example.org", "ed25519:0", &key).unwrap();
+    // Delivered: the invite and its ephemeral key have ended.
+    let valid = s
+        .get(&format!(
+            "{V1}/pubkey/ephemeral/isvalid?public_key={ephemeral}"
+        ))
+        .json();
+    assert_eq!(valid, json!({"valid": false}));
+}
+
+#[test]
+fn a_homeserver_without_post_onbind_gets_a_put() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &["--onbind-post-status", "405"]);
+    let s = Mxisd::start(&config());
+    let address = fresh_address();
+    let mxid = format!("@putter:127.0.0.1:{}", hs.port);
+    invite_then_bind(&s, &address, &mxid);
+    let calls = recorded_onbinds(&hs);
+    assert_eq!(calls.len(), 1, "{calls:?}\n{}", s.log());
+    assert_eq!(calls[0].0, "PUT");
+}

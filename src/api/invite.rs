@@ -108,7 +108,8 @@ pub fn store<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError
         "invite stored for a room of {}",
         room_id.rsplit(':').next().unwrap_or_default()
     );
-    app.invites.deliver_now(&app.state, &stored.mail);
+    app.invites
+        .deliver_now(&app.state, &app.outbound(), &stored.mail);
     let server_key = app.keys.current().public_key();
     Ok(Reply::json(json!({
         "token": stored.token,

@@ -128,16 +128,20 @@ impl Caller {
             .build()
     }
 
-    /// GETs `url`, or POSTs `json` to it.
+    /// GETs `url`, or sends it `json` (`POST` or `PUT`).
     fn send(
         &self,
         agent: &ureq::Agent,
         url: &str,
-        json: Option<&serde_json::Value>,
+        json: Option<(&str, &serde_json::Value)>,
     ) -> Result<Answer, ureq::Error> {
         let answer = match json {
             None => agent.get(url).call(),
-            Some(body) => agent
+            Some(("PUT", body)) => agent
+                .put(url)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+            Some((_, body)) => agent
                 .post(url)
                 .header("Content-Type", "application/json")
                 .send(body.to_string()),
@@ -165,7 +169,9 @@ impl ConfiguredClient {
     /// POSTs `body` as JSON to `url`.
     pub fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<Answer, CallError> {
         let agent = ureq::Agent::new_with_config(self.caller.config());
-        self.caller.send(&agent, url, Some(body)).map_err(classify)
+        self.caller
+            .send(&agent, url, Some(("POST", body)))
+            .map_err(classify)
     }
 
     /// POSTs `fields` as an HTML form to `url`, with HTTP basic authentication (APIs such as
@@ -228,6 +234,26 @@ impl Client {
         url: &str,
         pin: Option<(String, Vec<SocketAddr>)>,
     ) -> Result<Answer, CallError> {
+        self.call(url, pin, None)
+    }
+
+    /// Sends `body` to `url` with `method` (`POST` or `PUT`), `pin` as for `get`.
+    pub fn send_json(
+        &self,
+        method: &str,
+        url: &str,
+        pin: Option<(String, Vec<SocketAddr>)>,
+        body: &serde_json::Value,
+    ) -> Result<Answer, CallError> {
+        self.call(url, pin, Some((method, body)))
+    }
+
+    fn call(
+        &self,
+        url: &str,
+        pin: Option<(String, Vec<SocketAddr>)>,
+        json: Option<(&str, &serde_json::Value)>,
+    ) -> Result<Answer, CallError> {
         let refusal = Arc::new(Mutex::new(None));
         let resolver = GuardedResolver {
             dns: self.dns.clone(),
@@ -237,7 +263,7 @@ impl Client {
         };
         let agent =
             ureq::Agent::with_parts(self.caller.config(), DefaultConnector::new(), resolver);
-        let outcome = self.caller.send(&agent, url, None);
+        let outcome = self.caller.send(&agent, url, json);
         outcome.map_err(|e| {
             // A refusal or DNS failure in our resolver says more than ureq's wrapper error.
             match crate::lock(&refusal).take() {

@@ -67,3 +67,49 @@ pub fn openid_userinfo(
         .map(str::to_owned)
         .ok_or_else(|| bad("userinfo has no `sub`".into()))
 }
+
+/// How an onbind call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Onbind {
+    Delivered,
+    /// The homeserver says the request is malformed (400): sending it again cannot help.
+    Refused(String),
+    /// Worth trying again: unreachable, timeout, 429, 5xx, 403 (Synapse's answer when a key
+    /// check fails, which may be on our side).
+    Retry(String),
+}
+
+/// `POST /_matrix/federation/v1/3pid/onbind` on `server` (Synapse has only POST), then PUT
+/// (the spec's method) when the POST is not known there (404, 405, M_UNRECOGNIZED).
+pub fn onbind(client: &Client, server: &str, body: &serde_json::Value) -> Onbind {
+    let dest = match discovery::resolve(client, server) {
+        Ok(d) => d,
+        Err(e) => return Onbind::Retry(format!("homeserver {server}: {e}")),
+    };
+    let url = format!("{}/_matrix/federation/v1/3pid/onbind", dest.base_url);
+    let mut outcome = Onbind::Retry("not tried".into());
+    for method in ["POST", "PUT"] {
+        let answer = match client.send_json(method, &url, dest.pin.clone(), body) {
+            Ok(a) => a,
+            Err(e) => return Onbind::Retry(format!("homeserver {server}: {e}")),
+        };
+        let unknown =
+            answer.status == 404 || answer.status == 405 || answer.body.contains("M_UNRECOGNIZED");
+        outcome = match answer.status {
+            200..=299 => return Onbind::Delivered,
+            400 if !unknown => {
+                return Onbind::Refused(format!(
+                    "homeserver {server} refused it (400): {}",
+                    answer.body.chars().take(200).collect::<String>()
+                ))
+            }
+            status => Onbind::Retry(format!(
+                "homeserver {server} answered {method} with {status}"
+            )),
+        };
+        if !unknown {
+            break;
+        }
+    }
+    outcome
+}

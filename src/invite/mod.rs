@@ -7,6 +7,7 @@
 
 use crate::config::InviteConfig;
 use crate::crypto::{b64, random};
+use crate::federation::homeserver::Onbind;
 use crate::notify::template::Placeholders;
 use crate::notify::{Notifier, NotifyError};
 use crate::ratelimit::Buckets;
@@ -20,6 +21,16 @@ use std::time::Duration;
 
 /// The queue's kind for invite mails.
 pub const MAIL_KIND: &str = "invite-mail";
+/// The queue's kind for onbind calls (a bound address with invites).
+pub const ONBIND_KIND: &str = "onbind";
+
+/// What delivering needs from the rest of the server: the keys invites were signed with,
+/// the guarded client for homeservers, and our name.
+pub struct Outbound<'a> {
+    pub keys: &'a crate::crypto::SigningKeys,
+    pub client: &'a crate::federation::Client,
+    pub server_name: &'a str,
+}
 /// How long one instance holds a mail it is sending.
 const LEASE: Duration = Duration::from_secs(60);
 /// Retries wait 30 s, doubling, at most an hour.
@@ -215,36 +226,70 @@ impl Invites {
         v
     }
 
-    /// Sends a queued mail now, if no other instance holds it; errors are retried later.
-    pub fn deliver_now(&self, state: &State, id: &str) {
-        match state.claim_item(id, LEASE, crate::now_ms()) {
-            Ok(Some(item)) => self.deliver(state, &item),
-            Ok(None) => {}
-            Err(e) => log::warn!("invite mail {id}: not sent now, the queue will: {e}"),
-        }
-    }
-
-    /// The background job: every due invite mail.
-    pub fn deliver_due(&self, state: &State) {
-        match state.claim(MAIL_KIND, 20, LEASE, crate::now_ms()) {
-            Ok(items) => {
-                for item in items {
-                    self.deliver(state, &item);
-                }
+    /// When (medium, address) gets bound to `mxid`: if invites wait for it, queues the
+    /// call that tells the homeserver of `mxid`, and makes it at once if it can.
+    pub fn on_bind(
+        &self,
+        state: &State,
+        out: &Outbound<'_>,
+        (medium, address, mxid): (&str, &str, &str),
+    ) {
+        let pending = match state.live_invites(medium, address, crate::now_ms()) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("invites of a newly bound address could not be read: {e}");
+                return;
             }
-            Err(e) => log::warn!("invite mails: the queue could not be read: {e}"),
+        };
+        if pending.is_empty() {
+            return;
+        }
+        let payload = json!({ "medium": medium, "address": address, "mxid": mxid }).to_string();
+        match state.enqueue(ONBIND_KIND, &payload, crate::now_ms()) {
+            Ok(id) => self.deliver_now(state, out, &id),
+            Err(e) => log::error!(
+                "the onbind of {} invites could not be queued: {e}",
+                pending.len()
+            ),
         }
     }
 
-    fn deliver(&self, state: &State, item: &QueueItem) {
-        let outcome = self.send(state, item);
+    /// Delivers a queued item now, if no other instance holds it; errors are retried later.
+    pub fn deliver_now(&self, state: &State, out: &Outbound<'_>, id: &str) {
+        match state.claim_item(id, LEASE, crate::now_ms()) {
+            Ok(Some(item)) => self.deliver(state, out, &item),
+            Ok(None) => {}
+            Err(e) => log::warn!("queue item {id}: not delivered now, the queue will: {e}"),
+        }
+    }
+
+    /// The background job: every due invite mail and onbind call.
+    pub fn deliver_due(&self, state: &State, out: &Outbound<'_>) {
+        for kind in [ONBIND_KIND, MAIL_KIND] {
+            match state.claim(kind, 20, LEASE, crate::now_ms()) {
+                Ok(items) => {
+                    for item in items {
+                        self.deliver(state, out, &item);
+                    }
+                }
+                Err(e) => log::warn!("{kind}: the queue could not be read: {e}"),
+            }
+        }
+    }
+
+    fn deliver(&self, state: &State, out: &Outbound<'_>, item: &QueueItem) {
+        let outcome = match item.kind.as_str() {
+            ONBIND_KIND => self.call_onbind(state, out, item),
+            _ => self.send(state, item),
+        };
         let done = match outcome {
             Ok(()) => state.complete(&item.id),
             Err(e) => {
                 let shift = (item.attempts - 1).clamp(0, 20) as u32;
                 let wait = BACKOFF_MS.0.saturating_mul(1 << shift).min(BACKOFF_MS.1);
                 log::warn!(
-                    "invite mail {} (attempt {}): {e}; again in {} s",
+                    "{} {} (attempt {}): {e}; again in {} s",
+                    item.kind,
                     item.id,
                     item.attempts,
                     wait / 1000
@@ -254,9 +299,68 @@ impl Invites {
         };
         if let Err(e) = done {
             log::warn!(
-                "invite mail {}: the queue could not be updated: {e}",
+                "{} {}: the queue could not be updated: {e}",
+                item.kind,
                 item.id
             );
+        }
+    }
+
+    /// Tells the homeserver of the bound mxid about the address's live invites, each signed
+    /// with the server key in use when it was made; ends them once delivered. A homeserver
+    /// that calls the request malformed is not asked again (logged).
+    fn call_onbind(
+        &self,
+        state: &State,
+        out: &Outbound<'_>,
+        item: &QueueItem,
+    ) -> Result<(), NotifyError> {
+        let failed = |e: &dyn fmt::Display| NotifyError::Send(e.to_string());
+        let bound: Value = serde_json::from_str(&item.payload).map_err(|e| failed(&e))?;
+        let text = |k: &str| bound[k].as_str().unwrap_or_default().to_owned();
+        let (medium, address, mxid) = (text("medium"), text("address"), text("mxid"));
+        let invites = state
+            .live_invites(&medium, &address, crate::now_ms())
+            .map_err(|e| failed(&e))?;
+        if invites.is_empty() {
+            return Ok(()); // delivered meanwhile, or expired
+        }
+        let mut entries = Vec::new();
+        for invite in &invites {
+            let mut signed = json!({ "mxid": mxid, "token": invite.token });
+            let key = out
+                .keys
+                .find(&invite.server_key_id)
+                .unwrap_or_else(|| out.keys.current());
+            crate::crypto::sign_json(&mut signed, out.server_name, &key.id, key.signing_key())
+                .map_err(|e| failed(&e))?;
+            entries.push(json!({
+                "medium": medium, "address": address, "mxid": mxid,
+                "room_id": invite.room_id, "sender": invite.sender,
+                "token": invite.token, "signed": signed,
+            }));
+        }
+        let body =
+            json!({ "medium": medium, "address": address, "mxid": mxid, "invites": entries });
+        let server = crate::user_id::UserId::parse(&mxid)
+            .map(|u| u.server().to_owned())
+            .unwrap_or_default();
+        let tokens: Vec<String> = invites.iter().map(|i| i.token.clone()).collect();
+        match crate::federation::homeserver::onbind(out.client, &server, &body) {
+            Onbind::Delivered => {
+                log::info!("onbind: {} invites delivered to {server}", tokens.len());
+                state
+                    .end_invites(&tokens, crate::now_ms())
+                    .map_err(|e| failed(&e))
+            }
+            Onbind::Refused(why) => {
+                log::error!(
+                    "onbind: {why}; the {} invites are not sent again",
+                    tokens.len()
+                );
+                Ok(())
+            }
+            Onbind::Retry(why) => Err(NotifyError::Send(why)),
         }
     }
 

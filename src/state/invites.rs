@@ -96,6 +96,49 @@ impl State {
         })
     }
 
+    /// The live invites of (medium, address).
+    pub fn live_invites(
+        &self,
+        medium: &str,
+        address: &str,
+        now_ms: i64,
+    ) -> Result<Vec<InviteRow>, StateError> {
+        self.read(|c| {
+            c.query(
+                "SELECT token, medium, address, room_id, sender, fields, server_key_id
+                 FROM invites WHERE medium = $1 AND address = $2
+                 AND ended_ts IS NULL AND expires_ts > $3 ORDER BY created_ts",
+                &[medium.into(), address.into(), now_ms.into()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(InviteRow {
+                    token: r.text(0)?,
+                    medium: r.text(1)?,
+                    address: r.text(2)?,
+                    room_id: r.text(3)?,
+                    sender: r.text(4)?,
+                    fields: r.text(5)?,
+                    server_key_id: r.text(6)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    /// Ends invites (delivered): their ephemeral keys stop being valid.
+    pub fn end_invites(&self, tokens: &[String], now_ms: i64) -> Result<(), StateError> {
+        self.write(|c| {
+            for token in tokens {
+                c.execute(
+                    "UPDATE invites SET ended_ts = $1 WHERE token = $2 AND ended_ts IS NULL",
+                    &[now_ms.into(), token.as_str().into()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     /// Whether `public_key` (URL-safe unpadded base64) is the ephemeral key of a live invite.
     pub fn invite_key_is_live(&self, public_key: &str, now_ms: i64) -> Result<bool, StateError> {
         self.read(|c| {

@@ -6,6 +6,9 @@ Speaks HTTPS with the test CA's server certificate. Prints "listening <port>" on
   GET /_matrix/federation/v1/openid/userinfo?access_token=T
       T = "user:<mxid>" -> 200 {"sub": mxid};  T = "hang" -> never answers in time;
       T = "error" -> 500;  anything else -> 401 M_UNKNOWN_TOKEN.
+  POST|PUT /_matrix/federation/v1/3pid/onbind
+      recorded (GET /recorded/onbind lists them); --onbind-post-status N answers POSTs
+      with N instead (405: a server that has only PUT)
   GET /_matrix/key/v2/server
       --key-answer FILE   -> 200 with the file's JSON (the test signs it)
   GET /.well-known/matrix/server
@@ -32,10 +35,28 @@ def main():
     p.add_argument("--well-known")
     p.add_argument("--redirect")
     p.add_argument("--key-answer", help="a file served as /_matrix/key/v2/server")
+    p.add_argument("--onbind-post-status", type=int, default=200,
+                   help="the answer to a POSTed onbind (405: as a server with only PUT)")
     args = p.parse_args()
+    recorded = []
 
     class Handler(JsonHandler):
         log_prefix = "fake-hs"
+
+        def onbind(self, method):
+            if urlsplit(self.path).path != "/_matrix/federation/v1/3pid/onbind":
+                return self.send_json(404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            if method == "POST" and args.onbind_post_status != 200:
+                return self.send_json(args.onbind_post_status, {"errcode": "M_UNRECOGNIZED", "error": "no POST"})
+            recorded.append({"method": method, "body": body})
+            self.send_json(200, {})
+
+        def do_POST(self):
+            self.onbind("POST")
+
+        def do_PUT(self):
+            self.onbind("PUT")
 
         def do_GET(self):
             url = urlsplit(self.path)
@@ -50,6 +71,8 @@ def main():
                 else:
                     self.send_json(404, {"errcode": "M_NOT_FOUND", "error": "no well-known"})
                 return
+            if url.path == "/recorded/onbind":
+                return self.send_json(200, recorded)
             if url.path == "/_matrix/key/v2/server" and args.key_answer:
                 with open(args.key_answer) as f:
                     return self.send_json(200, json.load(f))
