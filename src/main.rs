@@ -147,6 +147,16 @@ fn invite_mails(app: &Arc<App>) -> std::io::Result<jobs::Job> {
     )
 }
 
+/// Looks pending invites up in the identity stores (`invite.resolution`).
+fn invite_resolution(app: &Arc<App>) -> std::io::Result<jobs::Job> {
+    let app = app.clone();
+    let every = app.config.invite.resolution;
+    jobs::every("invite-resolution", every, move || {
+        app.invites
+            .resolve(&app.state, &app.outbound(), &app.lookup)
+    })
+}
+
 fn run(config: config::Config) -> ExitCode {
     let signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
@@ -203,6 +213,13 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let resolver = match invite_resolution(&app) {
+        Ok(job) => job,
+        Err(e) => {
+            log::error!("cannot start the invite resolution: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let key = app.keys.current();
     log::info!(
         "mxisd {} listening on http://{} for {} as {} (public URL {}), signing with {} {}",
@@ -225,6 +242,7 @@ fn run(config: config::Config) -> ExitCode {
     }
     sweeper.stop();
     mailer.stop();
+    resolver.stop();
     if let Some(job) = feed {
         job.stop();
     }

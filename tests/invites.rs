@@ -270,3 +270,44 @@ fn a_homeserver_without_post_onbind_gets_a_put() {
     assert_eq!(calls.len(), 1, "{calls:?}\n{}", s.log());
     assert_eq!(calls[0].0, "PUT");
 }
+
+#[test]
+fn an_invitee_who_appears_in_an_identity_store_is_resolved() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let dir = support::TempDir::new();
+    let db = support::synapse_sqlite(&dir, &[]);
+    let s = Mxisd::start(&format!(
+        "{}synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\ninvite:\n  resolution:\n    timer: 1\n    period: seconds\n",
+        config()
+    ));
+    let address = fresh_address();
+    let r = s.post(
+        &format!("{V1}/store-invite"),
+        &invite_body(&address).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    // The directory (here Synapse's table of 3PIDs) gains the invitee.
+    let mxid = format!("@found:127.0.0.1:{}", hs.port);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "INSERT INTO user_threepids VALUES (?1, 'email', ?2, 0, 0)",
+            rusqlite::params![mxid, address.to_lowercase()],
+        )
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let calls = loop {
+        let calls = recorded_onbinds(&hs);
+        if !calls.is_empty() || std::time::Instant::now() > deadline {
+            break calls;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(calls.len(), 1, "{}", s.log());
+    assert_eq!(calls[0].1["mxid"], mxid.as_str());
+    assert_eq!(calls[0].1["invites"][0]["token"], token.as_str());
+    // Once delivered, the next runs find nothing to do.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(recorded_onbinds(&hs).len(), 1);
+}

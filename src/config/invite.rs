@@ -17,6 +17,9 @@ pub struct InviteConfig {
     pub v1_allowed: Vec<Cidr>,
     /// The web client the mail's join link opens (Element's URL form).
     pub client_url: String,
+    /// How often pending invites are looked up in the identity stores
+    /// (`invite.resolution.{timer, period}`: 5 minutes by default).
+    pub resolution: Duration,
 }
 
 impl Resolver<'_> {
@@ -57,7 +60,25 @@ impl Resolver<'_> {
             .trim_end_matches('/')
             .to_owned();
         self.http_url("invite.clientUrl", &client_url)?;
+        let resolution = i.resolution.as_ref();
+        if resolution.and_then(|r| r.recursive) == Some(true) {
+            // mxisd's default: nothing to do until lookups ask other servers.
+            log::debug!("invite.resolution.recursive: other identity servers are not asked yet");
+        }
+        let timer = resolution.and_then(|r| r.timer).unwrap_or(5).max(1);
+        let unit = match resolution.and_then(|r| r.period.as_deref()) {
+            None | Some("minutes") => 60,
+            Some("seconds") => 1,
+            Some("hours") => 3600,
+            Some(other) => {
+                return Err(self.at(
+                    "invite.resolution.period",
+                    format!("'{other}' is not seconds, minutes or hours"),
+                ))
+            }
+        };
         Ok(InviteConfig {
+            resolution: Duration::from_secs(timer * unit),
             expiration: enabled.then(|| Duration::from_secs(after * 60)),
             per_sender: limit(limits.and_then(|l| l.per_sender.as_ref()), 10, 10),
             per_address: limit(limits.and_then(|l| l.per_address.as_ref()), 3, 1),
@@ -78,9 +99,17 @@ pub(super) mod raw {
             rate_limit: RateLimit = "rateLimit",
             v1: V1 = "v1",
             client_url: String = "clientUrl",
+            resolution: Resolution = "resolution",
         } unsupported {
-            resolution = "resolution",
             policy = "policy",
+        }
+    }
+    section! {
+        /// `recursive` (asking other identity servers) waits for federation: accepted.
+        Resolution {
+            timer: u64 = "timer",
+            period: String = "period",
+            recursive: bool = "recursive",
         }
     }
     section! {

@@ -245,12 +245,39 @@ impl Invites {
             return;
         }
         let payload = json!({ "medium": medium, "address": address, "mxid": mxid }).to_string();
+        // Already on its way (an earlier bind or resolution, being retried).
+        if state.is_queued(ONBIND_KIND, &payload).unwrap_or(false) {
+            return;
+        }
         match state.enqueue(ONBIND_KIND, &payload, crate::now_ms()) {
             Ok(id) => self.deliver_now(state, out, &id),
             Err(e) => log::error!(
                 "the onbind of {} invites could not be queued: {e}",
                 pending.len()
             ),
+        }
+    }
+
+    /// The resolution job: pending invites whose address an identity store now maps (a
+    /// directory gained the invitee) are delivered as if bound. Only this server's stores:
+    /// asking other servers would leak the invites.
+    pub fn resolve(&self, state: &State, out: &Outbound<'_>, lookup: &crate::lookup::Chain) {
+        let addresses = match state.invited_addresses(crate::now_ms()) {
+            Ok(a) => a,
+            Err(e) => {
+                log::warn!("invite resolution: pending invites could not be read: {e}");
+                return;
+            }
+        };
+        for (medium, address) in addresses {
+            let Some(m) = Medium::parse(&medium) else {
+                continue;
+            };
+            match lookup.find(crate::requester::Requester::Unknown, m, &address) {
+                Ok(Some(mxid)) => self.on_bind(state, out, (&medium, &address, &mxid)),
+                Ok(None) => {}
+                Err(e) => log::warn!("invite resolution: {e}"),
+            }
         }
     }
 

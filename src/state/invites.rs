@@ -126,6 +126,20 @@ impl State {
         })
     }
 
+    /// The addresses live invites wait for, each once.
+    pub fn invited_addresses(&self, now_ms: i64) -> Result<Vec<(String, String)>, StateError> {
+        self.read(|c| {
+            c.query(
+                "SELECT DISTINCT medium, address FROM invites
+                 WHERE ended_ts IS NULL AND expires_ts > $1",
+                &[now_ms.into()],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect()
+        })
+    }
+
     /// Ends invites (delivered): their ephemeral keys stop being valid.
     pub fn end_invites(&self, tokens: &[String], now_ms: i64) -> Result<(), StateError> {
         self.write(|c| {

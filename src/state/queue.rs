@@ -128,6 +128,18 @@ impl State {
         })
     }
 
+    /// Whether an item of `kind` with exactly `payload` is queued (not delivered yet).
+    pub fn is_queued(&self, kind: &str, payload: &str) -> Result<bool, StateError> {
+        self.read(|c| {
+            Ok(!c
+                .query(
+                    "SELECT 1 FROM delivery_queue WHERE kind = $1 AND payload = $2",
+                    &[kind.into(), payload.into()],
+                )?
+                .is_empty())
+        })
+    }
+
     /// How many items of `kind` are queued, claimed or not.
     pub fn queued(&self, kind: &str) -> Result<i64, StateError> {
         self.read(|c| {
