@@ -311,3 +311,37 @@ fn an_invitee_who_appears_in_an_identity_store_is_resolved() {
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert_eq!(recorded_onbinds(&hs).len(), 1);
 }
+
+#[test]
+fn an_onbind_to_a_homeserver_that_is_down_arrives_after_a_restart_once_it_is_up() {
+    let db = crate::support::services::fresh_database("onbind");
+    let port = support::pg_cluster::free_port(); // the homeserver, not up yet
+    let text = format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\ninvite:\n  retry:\n    first: 1\n    max: 1\n{}",
+        crate::support::services::pg_connection(&db),
+        config()
+    );
+    let keys = support::TempDir::new();
+    let mut first = Mxisd::start_in(support::TempDir::new(), &keys.join("keys"), &text);
+    let address = fresh_address();
+    let mxid = format!("@late:127.0.0.1:{port}");
+    invite_then_bind(&first, &address, &mxid);
+    assert!(first.wait_for_log("again in 1 s"), "{}", first.log());
+    // This instance stops; another starts on the same database; the homeserver comes up.
+    first.signal("TERM");
+    first.wait_exit(std::time::Duration::from_secs(20)).unwrap();
+    let second = Mxisd::start_in(support::TempDir::new(), &keys.join("keys"), &text);
+    let hs = FakeHomeserver::start("127.0.0.1", port, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let calls = loop {
+        let calls = recorded_onbinds(&hs);
+        if !calls.is_empty() || std::time::Instant::now() > deadline {
+            break calls;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(calls.len(), 1, "{}", second.log());
+    assert_eq!(calls[0].1["mxid"], mxid.as_str());
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(recorded_onbinds(&hs).len(), 1, "delivered once");
+}

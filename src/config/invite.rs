@@ -20,6 +20,9 @@ pub struct InviteConfig {
     /// How often pending invites are looked up in the identity stores
     /// (`invite.resolution.{timer, period}`: 5 minutes by default).
     pub resolution: Duration,
+    /// Retries of invite mails and onbind calls: the first wait, doubling up to the last
+    /// (`invite.retry.{first, max}`, seconds: 30 and 3,600).
+    pub retry: (Duration, Duration),
 }
 
 impl Resolver<'_> {
@@ -77,7 +80,21 @@ impl Resolver<'_> {
                 ))
             }
         };
+        let retry = i.retry.as_ref();
+        let first = self.seconds(
+            "invite.retry.first",
+            retry.and_then(|r| r.first),
+            30,
+            86_400,
+        )?;
+        let max = self.seconds(
+            "invite.retry.max",
+            retry.and_then(|r| r.max),
+            3_600,
+            7 * 86_400,
+        )?;
         Ok(InviteConfig {
+            retry: (first, max.max(first)),
             resolution: Duration::from_secs(timer * unit),
             expiration: enabled.then(|| Duration::from_secs(after * 60)),
             per_sender: limit(limits.and_then(|l| l.per_sender.as_ref()), 10, 10),
@@ -100,8 +117,16 @@ pub(super) mod raw {
             v1: V1 = "v1",
             client_url: String = "clientUrl",
             resolution: Resolution = "resolution",
+            retry: Retry = "retry",
         } unsupported {
             policy = "policy",
+        }
+    }
+    section! {
+        /// Ours: how invite mails and onbind calls are retried.
+        Retry {
+            first: u64 = "first",
+            max: u64 = "max",
         }
     }
     section! {

@@ -33,8 +33,6 @@ pub struct Outbound<'a> {
 }
 /// How long one instance holds a mail it is sending.
 const LEASE: Duration = Duration::from_secs(60);
-/// Retries wait 30 s, doubling, at most an hour.
-const BACKOFF_MS: (i64, i64) = (30_000, 3_600_000);
 
 pub struct Invites {
     cfg: InviteConfig,
@@ -313,7 +311,10 @@ impl Invites {
             Ok(()) => state.complete(&item.id),
             Err(e) => {
                 let shift = (item.attempts - 1).clamp(0, 20) as u32;
-                let wait = BACKOFF_MS.0.saturating_mul(1 << shift).min(BACKOFF_MS.1);
+                let (first, max) = self.cfg.retry;
+                let wait = (first.as_millis() as i64)
+                    .saturating_mul(1 << shift)
+                    .min(max.as_millis() as i64);
                 log::warn!(
                     "{} {} (attempt {}): {e}; again in {} s",
                     item.kind,
