@@ -196,3 +196,121 @@ fn synapse_binds_and_unbinds_through_mxisd() {
     );
     assert_eq!(s.get(&lookup).json(), json!({}));
 }
+
+/// A Synapse user invites an address by e-mail with mxisd as identity server; the invitee
+/// (another Synapse user) validates and binds that address through Synapse; mxisd's onbind
+/// reaches Synapse, which checks the invite's keys with mxisd and invites the user.
+#[test]
+fn an_invite_by_email_reaches_the_invitee_through_synapse() {
+    ensure_up();
+    let (alice, alice_token) = synapse_user(&format!("inviter{}", std::process::id()));
+    let (bob, bob_token) = synapse_user(&format!("invitee{}", std::process::id()));
+    let front = support::pg_cluster::free_port();
+    let id_server = format!("localhost:{front}");
+    let dir = support::TempDir::new();
+    let config = dir.join("mxisd.yaml");
+    let extra = format!(
+        "threepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n{}",
+        get("SMTP_PORT"),
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    );
+    let text = support::config_text(&dir, &dir.join("keys"), &extra).replace(
+        "server:\n  port: 0\n",
+        &format!("server:\n  port: 0\n  publicUrl: 'https://{id_server}'\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let s = Mxisd::spawn(dir, &config);
+    let _nginx = support::balancer::Balancer::start_on(front, &[s.addr], true);
+    let id_token = |user: &str, token: &str| {
+        let openid = openid_token(user, token);
+        let r = s.post("/_matrix/identity/v2/account/register", &openid.to_string());
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["token"].as_str().unwrap().to_owned()
+    };
+    let client = |token: &str, path: &str, body: Value| {
+        Response::from(
+            support::agent()
+                .post(client_api(path))
+                .header("Authorization", &format!("Bearer {token}"))
+                .send(body.to_string()),
+        )
+    };
+
+    let r = client(
+        &alice_token,
+        "/_matrix/client/v3/createRoom",
+        json!({"name": "Tea room"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let room = r.json()["room_id"].as_str().unwrap().to_owned();
+    let email = format!("bob-{}-{}@example.org", std::process::id(), mxisd::now_ms());
+    let alice_id = id_token(&alice, &alice_token);
+    let r = client(
+        &alice_token,
+        &format!(
+            "/_matrix/client/v3/rooms/{}/invite",
+            room.replace('!', "%21").replace(':', "%3A")
+        ),
+        json!({"id_server": id_server, "id_access_token": alice_id, "medium": "email", "address": email}),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let mail = &support::mail::wait_for(&email, 1)[0];
+    assert!(mail.contains("Tea room"), "{mail}");
+
+    // Bob validates the address with mxisd and binds it through Synapse.
+    let bob_id = id_token(&bob, &bob_token);
+    let r = Response::from(
+        support::agent()
+            .post(s.url("/_matrix/identity/v2/validate/email/requestToken"))
+            .header("Authorization", &format!("Bearer {bob_id}"))
+            .send(
+                json!({"client_secret": "bob-secret", "email": email, "send_attempt": 1})
+                    .to_string(),
+            ),
+    );
+    let sid = r.json()["sid"].as_str().unwrap().to_owned();
+    let mails = support::mail::wait_for(&email, 2);
+    let link = mails
+        .iter()
+        .find(|m| m.contains("submitToken?sid="))
+        .map(|m| support::mail::link_in(m))
+        .unwrap();
+    assert_eq!(
+        s.get(link.trim_start_matches(&format!("https://{id_server}")))
+            .status,
+        200
+    );
+    let r = client(
+        &bob_token,
+        "/_matrix/client/v3/account/3pid/bind",
+        json!({"client_secret": "bob-secret", "sid": sid, "id_server": id_server, "id_access_token": bob_id}),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+
+    // Synapse got the onbind and invited Bob.
+    let state = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+        room.replace('!', "%21").replace(':', "%3A"),
+        bob.replace('@', "%40").replace(':', "%3A")
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = Response::from(
+            support::agent()
+                .get(client_api(&state))
+                .header("Authorization", &format!("Bearer {alice_token}"))
+                .call(),
+        );
+        if r.status == 200 && r.json()["membership"] == "invite" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Bob was never invited: {} {}\n{}",
+            r.status,
+            r.text,
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
