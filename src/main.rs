@@ -220,6 +220,14 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if app.config.server.public_url_guessed {
+        // Mails (validation links, invites) and invite keys carry this URL: a wrong guess
+        // breaks them for every user, quietly.
+        log::warn!(
+            "server.publicUrl is not set: links in mails and invite key URLs use {}; set it to the URL clients reach mxisd at",
+            app.config.server.public_url
+        );
+    }
     let key = app.keys.current();
     log::info!(
         "mxisd {} listening on http://{} for {} as {} (public URL {}), signing with {} {}",

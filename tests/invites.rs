@@ -345,3 +345,13 @@ fn an_onbind_to_a_homeserver_that_is_down_arrives_after_a_restart_once_it_is_up(
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert_eq!(recorded_onbinds(&hs).len(), 1, "delivered once");
 }
+
+#[test]
+fn a_public_url_left_unset_is_warned_about_at_start() {
+    let s = Mxisd::start("");
+    assert!(
+        s.wait_for_log("server.publicUrl is not set: links in mails and invite key URLs use https://example.org"),
+        "{}",
+        s.log()
+    );
+}

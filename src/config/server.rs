@@ -12,6 +12,8 @@ pub struct ServerConfig {
     pub bind_address: String,
     /// Base URL clients reach us at, without a trailing slash.
     pub public_url: String,
+    /// `server.publicUrl` was not written (the URL is `https://<server.name>`).
+    pub public_url_guessed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -45,8 +47,9 @@ impl Resolver<'_> {
             (Some(b), _) | (None, Some(b)) => b,
             (None, None) => "127.0.0.1".into(),
         };
-        let public_url = self
-            .non_empty("server.publicUrl", s.public_url)?
+        let written = self.non_empty("server.publicUrl", s.public_url)?;
+        let public_url_guessed = written.is_none();
+        let public_url = written
             .map(|u| u.replace("%SERVER_NAME%", &name))
             .unwrap_or_else(|| format!("https://{name}"));
         self.http_url("server.publicUrl", &public_url)?;
@@ -55,6 +58,7 @@ impl Resolver<'_> {
             port: s.port.unwrap_or(8090),
             bind_address,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            public_url_guessed,
         })
     }
 }
