@@ -355,3 +355,50 @@ fn a_public_url_left_unset_is_warned_about_at_start() {
         s.log()
     );
 }
+
+#[test]
+fn a_final_refusal_of_an_onbind_is_not_retried() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &["--onbind-refuse"]);
+    let s = Mxisd::start(&format!(
+        "{}invite:\n  retry:\n    first: 1\n    max: 1\n",
+        config()
+    ));
+    let address = fresh_address();
+    invite_then_bind(&s, &address, &format!("@refused:127.0.0.1:{}", hs.port));
+    assert!(s.wait_for_log("are not sent again"), "{}", s.log());
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(recorded_onbinds(&hs).len(), 1, "one attempt only");
+}
+
+#[test]
+fn store_invite_is_limited_per_address_and_v1_by_network() {
+    let s = Mxisd::start(&format!(
+        "{}invite:\n  rateLimit:\n    perAddress:\n      burst: 1\n      perMinute: 0\n",
+        config()
+    ));
+    let address = fresh_address();
+    assert_eq!(
+        s.post(
+            &format!("{V1}/store-invite"),
+            &invite_body(&address).to_string()
+        )
+        .status,
+        200
+    );
+    let body = s
+        .post(
+            &format!("{V1}/store-invite"),
+            &invite_body(&address).to_string(),
+        )
+        .assert_error(429, "M_LIMIT_EXCEEDED");
+    assert!(body["retry_after_ms"].as_u64().unwrap() > 0);
+    let s = Mxisd::start(&format!(
+        "{}invite:\n  v1:\n    allowedCidr: ['10.0.0.0/8']\n",
+        config()
+    ));
+    s.post(
+        &format!("{V1}/store-invite"),
+        &invite_body(&fresh_address()).to_string(),
+    )
+    .assert_error(403, "M_UNAUTHORIZED");
+}

@@ -59,7 +59,9 @@ pub fn bind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError>
     log::info!(
         "bound a {} to a user of {}",
         v.medium,
-        mxid.rsplit(':').next().unwrap_or_default()
+        UserId::parse(&mxid)
+            .map(|u| u.server().to_owned())
+            .unwrap_or_default()
     );
     let mut association = json!({
         "medium": v.medium,

@@ -106,7 +106,7 @@ pub fn store<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError
         })?;
     log::info!(
         "invite stored for a room of {}",
-        room_id.rsplit(':').next().unwrap_or_default()
+        room_id.split_once(':').map_or("", |(_, server)| server)
     );
     app.invites
         .deliver_now(&app.state, &app.outbound(), &stored.mail);

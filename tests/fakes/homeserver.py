@@ -37,6 +37,8 @@ def main():
     p.add_argument("--key-answer", help="a file served as /_matrix/key/v2/server")
     p.add_argument("--onbind-post-status", type=int, default=200,
                    help="the answer to a POSTed onbind (405: as a server with only PUT)")
+    p.add_argument("--onbind-refuse", action="store_true",
+                   help="answer every onbind 400 M_INVALID_PARAM (a final refusal)")
     args = p.parse_args()
     recorded = []
 
@@ -47,6 +49,9 @@ def main():
             if urlsplit(self.path).path != "/_matrix/federation/v1/3pid/onbind":
                 return self.send_json(404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            if args.onbind_refuse:
+                recorded.append({"method": method, "body": body, "refused": True})
+                return self.send_json(400, {"errcode": "M_INVALID_PARAM", "error": "refused"})
             if method == "POST" and args.onbind_post_status != 200:
                 return self.send_json(args.onbind_post_status, {"errcode": "M_UNRECOGNIZED", "error": "no POST"})
             recorded.append({"method": method, "body": body})
