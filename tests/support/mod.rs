@@ -403,8 +403,9 @@ impl Drop for Silent {
     }
 }
 
-/// Synapse's table of 3PIDs.
-pub const SYNAPSE_SCHEMA: &str = "CREATE TABLE user_threepids (user_id TEXT NOT NULL, medium TEXT NOT NULL, address TEXT NOT NULL, validated_at BIGINT NOT NULL, added_at BIGINT NOT NULL)";
+/// Synapse's table of 3PIDs, with the index Synapse gives it (without it, a bulk lookup of
+/// 10,000 addresses scans the table 10,000 times: 30 s in a debug build).
+pub const SYNAPSE_SCHEMA: &str = "CREATE TABLE user_threepids (user_id TEXT NOT NULL, medium TEXT NOT NULL, address TEXT NOT NULL, validated_at BIGINT NOT NULL, added_at BIGINT NOT NULL); CREATE UNIQUE INDEX medium_address ON user_threepids (medium, address)";
 
 /// `n` users `@user<i>:example.org` with the e-mail `user<i>@example.org`, as rows of
 /// (user_id, medium, address).
@@ -424,7 +425,7 @@ pub fn numbered_users(n: usize) -> Vec<(String, &'static str, String)> {
 pub fn synapse_sqlite(dir: &TempDir, rows: &[(String, &str, String)]) -> String {
     let path = dir.join("homeserver.db");
     let mut db = rusqlite::Connection::open(&path).unwrap();
-    db.execute(SYNAPSE_SCHEMA, []).unwrap();
+    db.execute_batch(SYNAPSE_SCHEMA).unwrap();
     let tx = db.transaction().unwrap();
     for (user, medium, address) in rows {
         tx.execute(
