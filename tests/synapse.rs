@@ -116,19 +116,17 @@ fn without_the_allow_list_synapse_on_loopback_is_refused() {
     assert!(err["error"].as_str().unwrap().contains("loopback"), "{err}");
 }
 
-/// A Synapse user binds an address through the homeserver with mxisd (behind nginx over
-/// TLS, as homeservers reach identity servers) as `id_server`, then unbinds it: Synapse's
-/// unbind reaches mxisd signed with X-Matrix, and is accepted.
-#[test]
-fn synapse_binds_and_unbinds_through_mxisd() {
-    ensure_up();
-    let (user_id, access_token) = synapse_user(&format!("una{}", std::process::id()));
+/// mxisd as Synapse reaches identity servers: behind nginx over TLS (the test CA's
+/// certificate for `localhost`), its public URL that address; mail to the test sink, and
+/// loopback homeservers allowed. `extra` comes first in the config. The server, the name
+/// Synapse knows it by (`id_server`), and nginx.
+fn identity_server_for_synapse(extra: &str) -> (Mxisd, String, support::balancer::Balancer) {
     let front = support::pg_cluster::free_port();
     let id_server = format!("localhost:{front}");
     let dir = support::TempDir::new();
     let config = dir.join("mxisd.yaml");
     let extra = format!(
-        "binds:\n  local:\n    enabled: true\nthreepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n{}",
+        "{extra}threepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n{}",
         get("SMTP_PORT"),
         federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
     );
@@ -138,7 +136,19 @@ fn synapse_binds_and_unbinds_through_mxisd() {
     );
     std::fs::write(&config, text).unwrap();
     let s = Mxisd::spawn(dir, &config);
-    let _nginx = support::balancer::Balancer::start_on(front, &[s.addr], true);
+    let nginx = support::balancer::Balancer::start_on(front, &[s.addr], true);
+    (s, id_server, nginx)
+}
+
+/// A Synapse user binds an address through the homeserver with mxisd (behind nginx over
+/// TLS, as homeservers reach identity servers) as `id_server`, then unbinds it: Synapse's
+/// unbind reaches mxisd signed with X-Matrix, and is accepted.
+#[test]
+fn synapse_binds_and_unbinds_through_mxisd() {
+    ensure_up();
+    let (user_id, access_token) = synapse_user(&format!("una{}", std::process::id()));
+    let (s, id_server, _nginx) =
+        identity_server_for_synapse("binds:\n  local:\n    enabled: true\n");
 
     // The client's identity-server token, from an OpenID token of the homeserver.
     let openid = openid_token(&user_id, &access_token);
@@ -205,22 +215,7 @@ fn an_invite_by_email_reaches_the_invitee_through_synapse() {
     ensure_up();
     let (alice, alice_token) = synapse_user(&format!("inviter{}", std::process::id()));
     let (bob, bob_token) = synapse_user(&format!("invitee{}", std::process::id()));
-    let front = support::pg_cluster::free_port();
-    let id_server = format!("localhost:{front}");
-    let dir = support::TempDir::new();
-    let config = dir.join("mxisd.yaml");
-    let extra = format!(
-        "threepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n{}",
-        get("SMTP_PORT"),
-        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
-    );
-    let text = support::config_text(&dir, &dir.join("keys"), &extra).replace(
-        "server:\n  port: 0\n",
-        &format!("server:\n  port: 0\n  publicUrl: 'https://{id_server}'\n"),
-    );
-    std::fs::write(&config, text).unwrap();
-    let s = Mxisd::spawn(dir, &config);
-    let _nginx = support::balancer::Balancer::start_on(front, &[s.addr], true);
+    let (s, id_server, _nginx) = identity_server_for_synapse("");
     let id_token = |user: &str, token: &str| {
         let openid = openid_token(user, token);
         let r = s.post("/_matrix/identity/v2/account/register", &openid.to_string());

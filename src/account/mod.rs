@@ -13,10 +13,10 @@
 pub mod register;
 pub mod terms;
 
-use crate::crypto::{b64, random};
+use crate::crypto::hash::token_hash as hash;
+use crate::crypto::random;
 use crate::lock;
 use crate::state::{State, StateError};
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use terms::Terms;
@@ -51,10 +51,6 @@ impl From<StateError> for AccountError {
     fn from(e: StateError) -> Self {
         AccountError::State(e)
     }
-}
-
-fn hash(token: &str) -> String {
-    b64::encode_url_safe(&Sha256::digest(token.as_bytes()))
 }
 
 impl Accounts {

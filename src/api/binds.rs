@@ -103,7 +103,7 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
     let content: Value = req.json()?;
     let body: Unbind =
         serde_json::from_value(content.clone()).map_err(|e| ApiError::BadJson(e.to_string()))?;
-    let mxid = UserId::parse(&body.mxid)
+    let user = UserId::parse(&body.mxid)
         .ok_or_else(|| ApiError::InvalidParam(format!("'{}' is not a Matrix ID", body.mxid)))?;
     let medium = Medium::parse(&body.threepid.medium)
         .ok_or_else(|| ApiError::InvalidParam("threepid.medium is not email or msisdn".into()))?;
@@ -113,12 +113,11 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
         app.config.lookup.default_region,
     )
     .ok_or_else(|| ApiError::InvalidParam("threepid.address is not an address".into()))?;
-    let user = mxid;
-    let mxid = user.as_str().to_owned();
+    let mxid = user.as_str();
     // Nothing to remove: answered at once, before any signature is checked (a check may
     // fetch keys from a server the request names).
     let bound = app.config.binds.local
-        && app.state.bound(medium.as_str(), &address)?.as_deref() == Some(mxid.as_str());
+        && app.state.bound(medium.as_str(), &address)?.as_deref() == Some(mxid);
     if !bound {
         return Ok(Reply::json(json!({})));
     }
@@ -136,10 +135,10 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
     let removed = crate::binds::unbind(
         &app.state,
         &app.hash_index,
-        (medium.as_str(), &address, &mxid),
+        (medium.as_str(), &address, mxid),
     )?;
     if removed {
-        app.sessions.unbind_notice(medium, &address, &mxid);
+        app.sessions.unbind_notice(medium, &address, mxid);
     }
     Ok(Reply::json(json!({})))
 }

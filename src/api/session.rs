@@ -233,9 +233,8 @@ pub struct Pages {
 
 impl Pages {
     pub fn from_config(config: &crate::config::Config) -> Result<Pages, String> {
-        let read = |path: &Option<std::path::PathBuf>, builtin: &str| match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())),
-            None => Ok(builtin.to_owned()),
+        let read = |path: &Option<std::path::PathBuf>, builtin: &str| {
+            crate::notify::template::read_or_builtin(path.as_deref(), builtin)
         };
         let domain = &config.matrix.domain;
         let mut base = Placeholders::new();

@@ -38,10 +38,6 @@ impl Resolver<'_> {
             return Err(self.at("invite.expiration.after", "0 minutes: use enabled: false"));
         }
         let limits = i.rate_limit.as_ref();
-        let limit = |l: Option<&super::session::raw::Limit>, burst: u32, per_minute: u32| Limit {
-            burst: l.and_then(|l| l.burst).unwrap_or(burst).max(1),
-            per_minute: l.and_then(|l| l.per_minute).unwrap_or(per_minute),
-        };
         let v1_allowed = match i.v1.as_ref().and_then(|v| v.allowed_cidr.clone()) {
             Some(list) => self.cidrs("invite.v1.allowedCidr", Some(list))?,
             None => [
@@ -97,8 +93,8 @@ impl Resolver<'_> {
             retry: (first, max.max(first)),
             resolution: Duration::from_secs(timer * unit),
             expiration: enabled.then(|| Duration::from_secs(after * 60)),
-            per_sender: limit(limits.and_then(|l| l.per_sender.as_ref()), 10, 10),
-            per_address: limit(limits.and_then(|l| l.per_address.as_ref()), 3, 1),
+            per_sender: Limit::written(limits.and_then(|l| l.per_sender.as_ref()), 10, 10),
+            per_address: Limit::written(limits.and_then(|l| l.per_address.as_ref()), 3, 1),
             v1_allowed,
             client_url,
         })

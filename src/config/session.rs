@@ -40,6 +40,16 @@ pub struct Limit {
     pub per_minute: u32,
 }
 
+impl Limit {
+    /// A `{burst, perMinute}` as written, each key defaulting (a burst of at least one).
+    pub(super) fn written(l: Option<&raw::Limit>, burst: u32, per_minute: u32) -> Limit {
+        Limit {
+            burst: l.and_then(|l| l.burst).unwrap_or(burst).max(1),
+            per_minute: l.and_then(|l| l.per_minute).unwrap_or(per_minute),
+        }
+    }
+}
+
 /// `session.policy.validation`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationPolicy {
@@ -105,17 +115,10 @@ impl Resolver<'_> {
     }
 
     fn session_limits(&self, r: raw::RateLimit) -> SessionLimits {
-        let limit = |l: Option<raw::Limit>, burst: u32, per_minute: u32| {
-            let l = l.unwrap_or_default();
-            Limit {
-                burst: l.burst.unwrap_or(burst).max(1),
-                per_minute: l.per_minute.unwrap_or(per_minute),
-            }
-        };
         SessionLimits {
-            per_address: limit(r.per_address, 3, 1),
-            per_client: limit(r.per_client, 20, 10),
-            per_user: limit(r.per_user, 20, 10),
+            per_address: Limit::written(r.per_address.as_ref(), 3, 1),
+            per_client: Limit::written(r.per_client.as_ref(), 20, 10),
+            per_user: Limit::written(r.per_user.as_ref(), 20, 10),
             sms_per_country: r.sms_per_country.unwrap_or(50).max(1),
             sms_global: r.sms_global.unwrap_or(200).max(1),
         }

@@ -1,8 +1,14 @@
 //! The lookup hash of the v2 API: `sha256("<address> <medium> <pepper>")` in unpadded
-//! URL-safe base64 (identity service API, "Hashing" / MSC2134).
+//! URL-safe base64 (identity service API, "Hashing" / MSC2134); and the hash secrets are
+//! kept as (access tokens, session tokens).
 
 use super::b64;
 use sha2::{Digest, Sha256};
+
+/// The form a secret token is stored in: SHA-256, unpadded URL-safe base64.
+pub fn token_hash(token: &str) -> String {
+    b64::encode_url_safe(&Sha256::digest(token.as_bytes()))
+}
 
 pub fn lookup_hash(address: &str, medium: &str, pepper: &str) -> String {
     let mut hasher = Sha256::new();

@@ -151,16 +151,23 @@ impl HashIndex {
         if !index.missing.is_empty() {
             return Err(super::LookupError::Stores(index.missing.clone()));
         }
-        let local = self.local.read().unwrap_or_else(|p| p.into_inner());
+        // The local binds' lock is taken only for a hash the stores do not map, and once.
+        let mut local = None;
         Ok(hashes
             .iter()
             .filter_map(|h| {
                 let key: [u8; 32] = b64::decode(h)?.try_into().ok()?;
                 let mxid = match index.by_hash.get(&key) {
-                    Some(mxid) => mxid,
-                    None => local.by_hash.get(&key)?.1.as_ref()?,
+                    Some(mxid) => mxid.to_string(),
+                    None => local
+                        .get_or_insert_with(|| self.local.read().unwrap_or_else(|p| p.into_inner()))
+                        .by_hash
+                        .get(&key)?
+                        .1
+                        .as_ref()?
+                        .to_string(),
                 };
-                Some((h.clone(), mxid.to_string()))
+                Some((h.clone(), mxid))
             })
             .collect())
     }

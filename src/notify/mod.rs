@@ -214,10 +214,8 @@ impl TemplateGenerator {
                 include_str!("../../etc/templates/invite-template.txt"),
             ),
         };
-        let read = |path: &Option<std::path::PathBuf>, builtin: &str| match path {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("template {}: {e}", path.display())),
-            None => Ok(builtin.to_owned()),
+        let read = |path: &Option<std::path::PathBuf>, builtin: &str| {
+            template::read_or_builtin(path.as_deref(), builtin)
         };
         Ok(TemplateGenerator {
             kind,

@@ -74,6 +74,16 @@ impl fmt::Display for TemplateError {
 
 impl std::error::Error for TemplateError {}
 
+/// The operator's template file at `path`, else the built-in one.
+pub fn read_or_builtin(path: Option<&std::path::Path>, builtin: &str) -> Result<String, String> {
+    match path {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("template {}: {e}", path.display()))
+        }
+        None => Ok(builtin.to_owned()),
+    }
+}
+
 /// Fills an e-mail template into a message ready for SMTP (CRLF line endings throughout,
 /// no bare LF). `now_unix` is the time for a `Date` header; `message_id_domain` the
 /// right-hand side of a `Message-ID`. Both headers are added only when the template has

@@ -14,12 +14,12 @@
 pub mod policy;
 
 use crate::config::{Config, SessionConfig};
-use crate::crypto::{b64, random};
+use crate::crypto::hash::token_hash as hash;
+use crate::crypto::random;
 use crate::notify::{Notifier, NotifyError, Validation};
 use crate::ratelimit::Buckets;
 use crate::state::{Requested, SessionRow, State, StateError, Submitted, TokenRequest};
 use crate::threepid::Medium;
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::Arc;
 
@@ -115,10 +115,6 @@ pub fn valid_client_secret(secret: &str) -> bool {
         && secret
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'=' | b'_' | b'-'))
-}
-
-fn hash(token: &str) -> String {
-    b64::encode_url_safe(&Sha256::digest(token.as_bytes()))
 }
 
 impl Sessions {

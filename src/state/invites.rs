@@ -3,7 +3,8 @@
 //! the mail goes through the delivery queue, so it is sent at least once whatever happens
 //! to this instance.
 
-use super::queue::insert_item;
+use super::dialect::Row;
+use super::queue::{insert_item, new_item_id};
 use super::{State, StateError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +41,7 @@ impl State {
         mail_kind: &str,
         mail_payload: &str,
     ) -> Result<String, StateError> {
-        let id = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 24)
-            .map_err(StateError::Io)?;
+        let id = new_item_id()?;
         self.write(|c| {
             c.execute(
                 "INSERT INTO invites (token, medium, address, room_id, sender, fields,
@@ -76,22 +76,14 @@ impl State {
     pub fn invite(&self, token: &str, now_ms: i64) -> Result<Option<InviteRow>, StateError> {
         self.read(|c| {
             c.query(
-                "SELECT token, medium, address, room_id, sender, fields, server_key_id
-                 FROM invites WHERE token = $1 AND ended_ts IS NULL AND expires_ts > $2",
+                &format!(
+                    "SELECT {COLUMNS} FROM invites
+                     WHERE token = $1 AND ended_ts IS NULL AND expires_ts > $2"
+                ),
                 &[token.into(), now_ms.into()],
             )?
             .first()
-            .map(|r| {
-                Ok(InviteRow {
-                    token: r.text(0)?,
-                    medium: r.text(1)?,
-                    address: r.text(2)?,
-                    room_id: r.text(3)?,
-                    sender: r.text(4)?,
-                    fields: r.text(5)?,
-                    server_key_id: r.text(6)?,
-                })
-            })
+            .map(invite_row)
             .transpose()
         })
     }
@@ -105,23 +97,14 @@ impl State {
     ) -> Result<Vec<InviteRow>, StateError> {
         self.read(|c| {
             c.query(
-                "SELECT token, medium, address, room_id, sender, fields, server_key_id
-                 FROM invites WHERE medium = $1 AND address = $2
-                 AND ended_ts IS NULL AND expires_ts > $3 ORDER BY created_ts",
+                &format!(
+                    "SELECT {COLUMNS} FROM invites WHERE medium = $1 AND address = $2
+                     AND ended_ts IS NULL AND expires_ts > $3 ORDER BY created_ts"
+                ),
                 &[medium.into(), address.into(), now_ms.into()],
             )?
             .iter()
-            .map(|r| {
-                Ok(InviteRow {
-                    token: r.text(0)?,
-                    medium: r.text(1)?,
-                    address: r.text(2)?,
-                    room_id: r.text(3)?,
-                    sender: r.text(4)?,
-                    fields: r.text(5)?,
-                    server_key_id: r.text(6)?,
-                })
-            })
+            .map(invite_row)
             .collect()
         })
     }
@@ -165,4 +148,19 @@ impl State {
                 .is_empty())
         })
     }
+}
+
+/// The columns every invite query selects, in `invite_row`'s order.
+const COLUMNS: &str = "token, medium, address, room_id, sender, fields, server_key_id";
+
+fn invite_row(r: &Row) -> Result<InviteRow, StateError> {
+    Ok(InviteRow {
+        token: r.text(0)?,
+        medium: r.text(1)?,
+        address: r.text(2)?,
+        room_id: r.text(3)?,
+        sender: r.text(4)?,
+        fields: r.text(5)?,
+        server_key_id: r.text(6)?,
+    })
 }

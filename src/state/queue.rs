@@ -21,8 +21,7 @@ pub struct QueueItem {
 impl State {
     /// Queues `payload` under `kind`, due at `due_ms`; its id.
     pub fn enqueue(&self, kind: &str, payload: &str, due_ms: i64) -> Result<String, StateError> {
-        let id = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 24)
-            .map_err(StateError::Io)?;
+        let id = new_item_id()?;
         self.read(|c| insert_item(c, &id, kind, payload, crate::now_ms(), due_ms))?;
         Ok(id)
     }
@@ -35,9 +34,7 @@ impl State {
         lease: Duration,
         now_ms: i64,
     ) -> Result<Option<QueueItem>, StateError> {
-        let nonce = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 12)
-            .map_err(StateError::Io)?;
-        let claim = format!("{} {nonce}", self.instance);
+        let claim = self.new_claim()?;
         let until = now_ms.saturating_add(lease.as_millis() as i64);
         self.write(|c| {
             c.query(
@@ -84,9 +81,7 @@ impl State {
              RETURNING id, kind, payload, attempts, claimed_by"
         );
         let until = now_ms.saturating_add(lease.as_millis() as i64);
-        let nonce = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 12)
-            .map_err(StateError::Io)?;
-        let claim = format!("{} {nonce}", self.instance);
+        let claim = self.new_claim()?;
         self.write(|c| {
             c.query(
                 &sql,
@@ -152,6 +147,22 @@ impl State {
             .unwrap_or(Ok(0))
         })
     }
+}
+
+impl State {
+    /// A claim of this instance: its id and a nonce, so that two claims of one instance
+    /// (a lease that ran out, claimed again) are told apart.
+    fn new_claim(&self) -> Result<String, StateError> {
+        let nonce = crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 12)
+            .map_err(StateError::Io)?;
+        Ok(format!("{} {nonce}", self.instance))
+    }
+}
+
+/// A new queue item's id.
+pub(super) fn new_item_id() -> Result<String, StateError> {
+    crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 24)
+        .map_err(StateError::Io)
 }
 
 /// Inserts a queue item inside `c`'s transaction (with the data it is about).
