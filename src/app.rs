@@ -8,7 +8,7 @@ use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
 use crate::federation;
 use crate::federation::xmatrix::KeyCache;
-use crate::invite::Invites;
+use crate::invite::{Invites, Leases};
 use crate::lookup::{hash_index::HashIndex, Chain};
 use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
@@ -87,6 +87,10 @@ impl App {
                 store: store.clone(),
                 error,
             })?;
+        import_mxisd_invites(&state, &keys, &config).map_err(|error| StartError::State {
+            store: store.clone(),
+            error,
+        })?;
         let federation =
             federation::Client::new(&config.federation).map_err(StartError::Federation)?;
         let accounts = Accounts::new(Terms::new(config.policies.clone()));
@@ -106,6 +110,7 @@ impl App {
         let invites = Invites::new(
             &config.invite,
             notifier,
+            delivery_leases(&config),
             &config.server.public_url,
             config.matrix.v1,
         );
@@ -136,4 +141,38 @@ impl App {
             names,
         })
     }
+}
+
+/// How long an instance holds an onbind call or invite mail it is delivering: the longest
+/// each may take under its deadlines, with a margin. An onbind finds the homeserver
+/// (`.well-known`, then SRV) and may try POST then PUT; a mail may be tried on a kept
+/// connection, then on a new one.
+fn delivery_leases(config: &Config) -> Leases {
+    let margin = std::time::Duration::from_secs(5);
+    let f = &config.federation;
+    let smtp = config.threepid.email.smtp.as_ref();
+    Leases {
+        onbind: f.timeout * 3 + f.connect_timeout + margin,
+        mail: smtp.map_or(std::time::Duration::ZERO, |s| s.timeout * 3) + margin,
+    }
+}
+
+/// An operator coming from mxisd or ma1sd keeps their pending invites: imported at the
+/// first start on their database (`State::import_mxisd_invites`).
+fn import_mxisd_invites(
+    state: &State,
+    keys: &SigningKeys,
+    config: &Config,
+) -> Result<(), StateError> {
+    let now = crate::now_ms();
+    let expires = config
+        .invite
+        .expiration
+        .map_or(i64::MAX, |e| now.saturating_add(e.as_millis() as i64));
+    if let Some(n @ 1..) = state.import_mxisd_invites(&keys.current().id, now, expires)? {
+        log::info!(
+            "imported {n} pending invites of mxisd (table invite_3pid); their invitees' homeservers are told when they bind"
+        );
+    }
+    Ok(())
 }

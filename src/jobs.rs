@@ -3,25 +3,88 @@
 //! end the job for the life of the process.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// A running job; `stop` asks it to end and waits for it.
 pub struct Job {
-    stop: Arc<AtomicBool>,
+    signal: Arc<Signal>,
     handle: JoinHandle<()>,
+}
+
+/// Makes a job run now rather than at its next tick (work was just queued for it), from
+/// any thread, without waiting for the run.
+#[derive(Clone)]
+pub struct Waker(Arc<Signal>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.set(|f| f.woken = true);
+    }
+}
+
+/// What a job's thread waits on between runs: asked to stop, or to run now.
+#[derive(Default)]
+struct Signal {
+    flags: Mutex<Flags>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Flags {
+    stop: bool,
+    woken: bool,
+}
+
+impl Signal {
+    fn set(&self, change: impl FnOnce(&mut Flags)) {
+        let mut flags = self.flags.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut flags);
+        self.changed.notify_all();
+    }
+
+    /// Waits until `due`, a wake-up or a stop; whether to stop.
+    fn wait(&self, due: Instant) -> bool {
+        let mut flags = self.flags.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if flags.stop {
+                return true;
+            }
+            if flags.woken {
+                flags.woken = false;
+                return false;
+            }
+            let now = Instant::now();
+            if now >= due {
+                return false;
+            }
+            flags = match self.changed.wait_timeout(flags, due - now) {
+                Ok((f, _)) => f,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
 }
 
 /// Runs `work` at once, then every `interval` after each run ends, until stopped.
 pub fn every(
     name: &str,
     interval: Duration,
-    mut work: impl FnMut() + Send + 'static,
+    work: impl FnMut() + Send + 'static,
 ) -> std::io::Result<Job> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    every_or_woken(name, interval, work).map(|(job, _)| job)
+}
+
+/// As `every`, and also as soon as the returned `Waker` is woken (a wake-up during a run
+/// makes the next run start as soon as that one ends).
+pub fn every_or_woken(
+    name: &str,
+    interval: Duration,
+    mut work: impl FnMut() + Send + 'static,
+) -> std::io::Result<(Job, Waker)> {
+    let signal = Arc::new(Signal::default());
+    let waits = signal.clone();
     let job = name.to_owned();
     let handle = thread::Builder::new()
         .name(name.to_owned())
@@ -29,15 +92,12 @@ pub fn every(
             if panic::catch_unwind(AssertUnwindSafe(&mut work)).is_err() {
                 log::error!("background job {job} panicked; it runs again in {interval:?}");
             }
-            let due = Instant::now() + interval;
-            while Instant::now() < due {
-                if flag.load(Ordering::SeqCst) {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(100).min(interval));
+            if waits.wait(Instant::now() + interval) {
+                return;
             }
         })?;
-    Ok(Job { stop, handle })
+    let waker = Waker(signal.clone());
+    Ok((Job { signal, handle }, waker))
 }
 
 /// Longest `stop` waits for a run in progress: a store that hangs below every timeout we
@@ -48,7 +108,7 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 impl Job {
     /// Asks the job to end, and waits for it to (at most `STOP_WAIT`).
     pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.signal.set(|f| f.stop = true);
         let deadline = Instant::now() + STOP_WAIT;
         while !self.handle.is_finished() {
             if Instant::now() > deadline {
@@ -67,7 +127,7 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn a_job_runs_at_once_and_again_after_a_panic() {
@@ -85,5 +145,34 @@ mod tests {
         }
         job.stop();
         assert!(runs.load(Ordering::SeqCst) >= 3);
+    }
+
+    #[test]
+    fn a_woken_job_runs_before_its_tick() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let (job, waker) = every_or_woken("woken-job", Duration::from_secs(3600), move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs.load(Ordering::SeqCst) < 1 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        waker.wake();
+        while runs.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "woken once, not at its hourly tick"
+        );
+        let stopped = Instant::now();
+        job.stop();
+        assert!(
+            stopped.elapsed() < Duration::from_secs(1),
+            "a stop ends the wait"
+        );
     }
 }

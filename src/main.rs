@@ -137,14 +137,22 @@ fn binds_feed(app: &Arc<App>) -> std::io::Result<Option<jobs::Job>> {
     .map(Some)
 }
 
-/// Delivers queued invite mails (those not sent at once, and retries), every 2 s.
-fn invite_mails(app: &Arc<App>) -> std::io::Result<jobs::Job> {
-    let app = app.clone();
-    jobs::every(
-        "invite-mails",
+/// Delivers queued invite mails and onbind calls: at once when a request queues one (it
+/// wakes the job), and every 2 s for retries and for items another instance queued or
+/// gave up (its lease ran out).
+fn invite_delivery(app: &Arc<App>) -> std::io::Result<jobs::Job> {
+    let worker = app.clone();
+    let (job, waker) = jobs::every_or_woken(
+        "invite-delivery",
         std::time::Duration::from_secs(2),
-        move || app.invites.deliver_due(&app.state, &app.outbound()),
-    )
+        move || {
+            worker
+                .invites
+                .deliver_due(&worker.state, &worker.outbound())
+        },
+    )?;
+    app.invites.set_delivery(waker);
+    Ok(job)
 }
 
 /// Looks pending invites up in the identity stores (`invite.resolution`).
@@ -152,8 +160,7 @@ fn invite_resolution(app: &Arc<App>) -> std::io::Result<jobs::Job> {
     let app = app.clone();
     let every = app.config.invite.resolution;
     jobs::every("invite-resolution", every, move || {
-        app.invites
-            .resolve(&app.state, &app.outbound(), &app.lookup)
+        app.invites.resolve(&app.state, &app.lookup)
     })
 }
 
@@ -206,10 +213,10 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mailer = match invite_mails(&app) {
+    let delivery = match invite_delivery(&app) {
         Ok(job) => job,
         Err(e) => {
-            log::error!("cannot start the invite mail delivery: {e}");
+            log::error!("cannot start the invite delivery: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -249,7 +256,7 @@ fn run(config: config::Config) -> ExitCode {
         job.stop();
     }
     sweeper.stop();
-    mailer.stop();
+    delivery.stop();
     resolver.stop();
     if let Some(job) = feed {
         job.stop();

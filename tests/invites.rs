@@ -5,11 +5,13 @@
 use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
 use crate::support::mail::wait_for;
 use crate::support::services::get;
+use crate::support::slapd::OwnSlapd;
 use crate::support::{self, Mxisd, Response};
 use ed25519_dalek::VerifyingKey;
 use mxisd::crypto::{b64, verify_json};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 const V1: &str = "/_matrix/identity/api/v1";
 const V2: &str = "/_matrix/identity/v2";
@@ -188,9 +190,8 @@ fn recorded_onbinds(hs: &FakeHomeserver) -> Vec<(String, Value)> {
         .collect()
 }
 
-/// Invites `address`, then validates it and binds it to `mxid` on `s`; the invite's token
-/// and ephemeral key.
-fn invite_then_bind(s: &Mxisd, address: &str, mxid: &str) -> (String, String) {
+/// Invites `address` on `s`: the invite's token and ephemeral key.
+fn store_invite(s: &Mxisd, address: &str) -> (String, String) {
     let r = s.post(
         &format!("{V1}/store-invite"),
         &invite_body(address).to_string(),
@@ -201,13 +202,26 @@ fn invite_then_bind(s: &Mxisd, address: &str, mxid: &str) -> (String, String) {
         .as_str()
         .unwrap()
         .to_owned();
+    (token, ephemeral)
+}
+
+/// Invites `address`, then validates it and binds it to `mxid` on `s`; the invite's token
+/// and ephemeral key.
+fn invite_then_bind(s: &Mxisd, address: &str, mxid: &str) -> (String, String) {
+    let invite = store_invite(s, address);
+    // Two mails: the invite, then the validation link.
+    validate_and_bind(s, address, mxid, 2);
+    invite
+}
+
+/// Validates `address` through its mail (the `mails`th to it) and binds it to `mxid`.
+fn validate_and_bind(s: &Mxisd, address: &str, mxid: &str, mails: usize) {
     let r = s.post(
         &format!("{V1}/validate/email/requestToken"),
         &json!({"client_secret": "inv", "email": address, "send_attempt": 1}).to_string(),
     );
     let sid = r.json()["sid"].as_str().unwrap().to_owned();
-    // Two mails: the invite, then the validation link.
-    let mails = wait_for(address, 2);
+    let mails = wait_for(address, mails);
     let link = mails
         .iter()
         .find(|m| m.contains("submitToken?sid="))
@@ -222,7 +236,27 @@ fn invite_then_bind(s: &Mxisd, address: &str, mxid: &str) -> (String, String) {
         &json!({"sid": sid, "client_secret": "inv", "mxid": mxid}).to_string(),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    (token, ephemeral)
+}
+
+/// The onbind calls `hs` received, once there is one or `within` has passed.
+fn wait_for_onbinds(hs: &FakeHomeserver, within: Duration) -> Vec<(String, Value)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let calls = recorded_onbinds(hs);
+        if !calls.is_empty() || Instant::now() > deadline {
+            return calls;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The server's long-term key `ed25519:0`.
+fn server_key(s: &Mxisd) -> VerifyingKey {
+    let key = s.get(&format!("{V2}/pubkey/ed25519:0")).json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    VerifyingKey::from_bytes(&b64::decode(&key).unwrap().try_into().unwrap()).unwrap()
 }
 
 #[test]
@@ -233,7 +267,7 @@ fn binding_an_invited_address_calls_onbind_on_the_invitees_homeserver() {
     let mxid = format!("@newcomer:127.0.0.1:{}", hs.port);
     let (token, ephemeral) = invite_then_bind(&s, &address, &mxid);
 
-    let calls = recorded_onbinds(&hs);
+    let calls = wait_for_onbinds(&hs, Duration::from_secs(10));
     assert_eq!(calls.len(), 1, "{calls:?}\n{}", s.log());
     let (method, body) = &calls[0];
     assert_eq!(method, "POST");
@@ -243,14 +277,16 @@ fn binding_an_invited_address_calls_onbind_on_the_invitees_homeserver() {
     assert_eq!(invite["token"], token.as_str());
     assert_eq!(invite["room_id"], "!room:example.org");
     assert_eq!(invite["sender"], "@alice:example.org");
-    let key = s.get(&format!("{V2}/pubkey/ed25519:0")).json()["public_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let key = VerifyingKey::from_bytes(&b64::decode(&key).unwrap().try_into().unwrap()).unwrap();
     assert_eq!(invite["signed"]["mxid"], mxid.as_str());
-    verify_json(&invite["signed"], "example.org", "ed25519:0", &key).unwrap();
+    verify_json(
+        &invite["signed"],
+        "example.org",
+        "ed25519:0",
+        &server_key(&s),
+    )
+    .unwrap();
     // Delivered: the invite and its ephemeral key have ended.
+    assert!(s.wait_for_log("onbind: 1 invites delivered"), "{}", s.log());
     let valid = s
         .get(&format!(
             "{V1}/pubkey/ephemeral/isvalid?public_key={ephemeral}"
@@ -266,7 +302,7 @@ fn a_homeserver_without_post_onbind_gets_a_put() {
     let address = fresh_address();
     let mxid = format!("@putter:127.0.0.1:{}", hs.port);
     invite_then_bind(&s, &address, &mxid);
-    let calls = recorded_onbinds(&hs);
+    let calls = wait_for_onbinds(&hs, Duration::from_secs(10));
     assert_eq!(calls.len(), 1, "{calls:?}\n{}", s.log());
     assert_eq!(calls[0].0, "PUT");
 }
@@ -296,19 +332,12 @@ fn an_invitee_who_appears_in_an_identity_store_is_resolved() {
             rusqlite::params![mxid, address.to_lowercase()],
         )
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let calls = loop {
-        let calls = recorded_onbinds(&hs);
-        if !calls.is_empty() || std::time::Instant::now() > deadline {
-            break calls;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let calls = wait_for_onbinds(&hs, Duration::from_secs(10));
     assert_eq!(calls.len(), 1, "{}", s.log());
     assert_eq!(calls[0].1["mxid"], mxid.as_str());
     assert_eq!(calls[0].1["invites"][0]["token"], token.as_str());
     // Once delivered, the next runs find nothing to do.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(recorded_onbinds(&hs).len(), 1);
 }
 
@@ -329,20 +358,13 @@ fn an_onbind_to_a_homeserver_that_is_down_arrives_after_a_restart_once_it_is_up(
     assert!(first.wait_for_log("again in 1 s"), "{}", first.log());
     // This instance stops; another starts on the same database; the homeserver comes up.
     first.signal("TERM");
-    first.wait_exit(std::time::Duration::from_secs(20)).unwrap();
+    first.wait_exit(Duration::from_secs(20)).unwrap();
     let second = Mxisd::start_in(support::TempDir::new(), &keys.join("keys"), &text);
     let hs = FakeHomeserver::start("127.0.0.1", port, &[]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let calls = loop {
-        let calls = recorded_onbinds(&hs);
-        if !calls.is_empty() || std::time::Instant::now() > deadline {
-            break calls;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let calls = wait_for_onbinds(&hs, Duration::from_secs(15));
     assert_eq!(calls.len(), 1, "{}", second.log());
     assert_eq!(calls[0].1["mxid"], mxid.as_str());
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(recorded_onbinds(&hs).len(), 1, "delivered once");
 }
 
@@ -366,7 +388,7 @@ fn a_final_refusal_of_an_onbind_is_not_retried() {
     let address = fresh_address();
     invite_then_bind(&s, &address, &format!("@refused:127.0.0.1:{}", hs.port));
     assert!(s.wait_for_log("are not sent again"), "{}", s.log());
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(recorded_onbinds(&hs).len(), 1, "one attempt only");
 }
 
@@ -401,4 +423,207 @@ fn store_invite_is_limited_per_address_and_v1_by_network() {
         &invite_body(&fresh_address()).to_string(),
     )
     .assert_error(403, "M_UNAUTHORIZED");
+}
+
+#[test]
+fn an_instance_killed_while_it_delivers_leaves_the_onbind_to_another() {
+    let db = crate::support::services::fresh_database("onbind_kill");
+    let port = support::pg_cluster::free_port();
+    // The invitee's homeserver accepts connections and never answers: the first instance
+    // is still waiting for it (federation.timeout, 3 s) when it is killed.
+    let silent = support::Silent::start_on(port);
+    let text = format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\ninvite:\n  retry:\n    first: 1\n    max: 1\n{}",
+        crate::support::services::pg_connection(&db),
+        config()
+    );
+    let keys = support::TempDir::new();
+    let first = Mxisd::start_in(support::TempDir::new(), &keys.join("keys"), &text);
+    let second = Mxisd::start_in(support::TempDir::new(), &keys.join("keys"), &text);
+    let address = fresh_address();
+    let mxid = format!("@orphan:127.0.0.1:{port}");
+    invite_then_bind(&first, &address, &mxid);
+    // The first instance holds the onbind (its process id is in the claim) ...
+    let holder = format!("/{}/", first.pid());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let claimed_by = loop {
+        let by = crate::support::services::psql(
+            &db,
+            "SELECT claimed_by FROM delivery_queue WHERE kind = 'onbind' AND claimed_until IS NOT NULL",
+        );
+        if by.contains(&holder) || Instant::now() > deadline {
+            break by;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        claimed_by.contains(&holder),
+        "{claimed_by}\n{}",
+        first.log()
+    );
+    // ... and dies before the homeserver answers.
+    first.signal("KILL");
+    drop(silent);
+    let hs = FakeHomeserver::start("127.0.0.1", port, &[]);
+    // The other instance takes it over once the dead one's lease runs out.
+    let calls = wait_for_onbinds(&hs, Duration::from_secs(40));
+    assert_eq!(calls.len(), 1, "{}", second.log());
+    assert_eq!(calls[0].1["mxid"], mxid.as_str());
+    assert!(second.wait_for_log("onbind: 1 invites delivered"));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(recorded_onbinds(&hs).len(), 1, "delivered once");
+}
+
+#[test]
+fn an_expired_invite_ends_its_key_and_is_never_delivered() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    // 0.05 minutes: 3 s.
+    let s = Mxisd::start(&format!(
+        "{}invite:\n  expiration:\n    after: 0.05\n",
+        config()
+    ));
+    let address = fresh_address();
+    let stored = Instant::now();
+    let (token, ephemeral) = store_invite(&s, &address);
+    let isvalid = format!("{V1}/pubkey/ephemeral/isvalid?public_key={ephemeral}");
+    assert_eq!(s.get(&isvalid).json(), json!({"valid": true}));
+    let mail = wait_for(&address, 1).remove(0);
+    let join = mail
+        .lines()
+        .find(|l| l.starts_with("https://app.element.io/#/room/"))
+        .unwrap_or_else(|| panic!("no join link in {mail}"));
+    let sign_url = param(join, "signurl");
+    let private_key = param(&sign_url, "private_key");
+    let sign = |s: &Mxisd| {
+        s.post(
+            &format!("{V2}/sign-ed25519"),
+            &json!({"mxid": "@late:example.org", "token": token, "private_key": private_key})
+                .to_string(),
+        )
+    };
+    assert_eq!(sign(&s).status, 200);
+    std::thread::sleep(
+        Duration::from_secs(3).saturating_sub(stored.elapsed()) + Duration::from_millis(300),
+    );
+    assert_eq!(s.get(&isvalid).json(), json!({"valid": false}));
+    sign(&s).assert_error(404, "M_UNRECOGNIZED");
+    validate_and_bind(&s, &address, &format!("@late:127.0.0.1:{}", hs.port), 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(recorded_onbinds(&hs), vec![], "{}", s.log());
+}
+
+#[test]
+fn an_invitee_added_to_the_directory_is_resolved() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let dir = support::TempDir::new();
+    let slapd = OwnSlapd::start(&dir, "3893");
+    // Directory users carry their Matrix ID in employeeNumber (`uid.type: mxid`).
+    let s = Mxisd::start(&format!(
+        "ldap:\n  enabled: true\n  connection:\n    host: '127.0.0.1'\n    port: {}\n    bindDn: '{}'\n    bindPassword: '{}'\n    baseDNs: ['ou=people,{}']\n    timeout: 2\n  attribute:\n    uid:\n      type: mxid\n      value: employeeNumber\ninvite:\n  resolution:\n    timer: 1\n    period: seconds\n{}",
+        slapd.port,
+        get("LDAP_ADMIN_DN"),
+        get("LDAP_ADMIN_PASSWORD"),
+        get("LDAP_BASE"),
+        config()
+    ));
+    let address = fresh_address();
+    let (token, _) = store_invite(&s, &address);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(recorded_onbinds(&hs), vec![], "not in the directory yet");
+    let mxid = format!("@carol:127.0.0.1:{}", hs.port);
+    slapd.add(&format!(
+        "dn: uid=carol,ou=people,{}\nobjectClass: inetOrgPerson\nuid: carol\ncn: Carol\nsn: Example\nmail: {address}\nemployeeNumber: {mxid}\n",
+        get("LDAP_BASE")
+    ));
+    let calls = wait_for_onbinds(&hs, Duration::from_secs(10));
+    assert_eq!(calls.len(), 1, "{}", s.log());
+    assert_eq!(calls[0].1["mxid"], mxid.as_str());
+    assert_eq!(calls[0].1["invites"][0]["token"], token.as_str());
+    verify_json(
+        &calls[0].1["invites"][0]["signed"],
+        "example.org",
+        "ed25519:0",
+        &server_key(&s),
+    )
+    .unwrap();
+}
+
+/// mxisd's and ma1sd's table of pending invites, as ORMLite made it on SQLite.
+const MXISD_INVITE_TABLE: &str =
+    "CREATE TABLE `invite_3pid` (`id` VARCHAR , `token` VARCHAR NOT NULL , \
+     `sender` VARCHAR NOT NULL , `medium` VARCHAR NOT NULL , `address` VARCHAR NOT NULL , \
+     `roomId` VARCHAR NOT NULL , `properties` VARCHAR , PRIMARY KEY (`id`) )";
+
+#[test]
+fn pending_invites_of_an_mxisd_database_are_imported_once_and_delivered() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let data = support::TempDir::new();
+    let db = data.join("mxisd.db");
+    let address = fresh_address();
+    let token = format!("mxisd{}", mxisd::now_ms());
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute(MXISD_INVITE_TABLE, []).unwrap();
+    let rows = [
+        (&token, "email", address.to_uppercase()),
+        (&format!("{token}sms"), "msisdn", "447911123456".to_owned()),
+    ];
+    for (t, medium, a) in rows {
+        c.execute(
+            "INSERT INTO invite_3pid VALUES (?1, ?2, '@alice:example.org', ?3, ?4, '!old:example.org', ?5)",
+            rusqlite::params![
+                format!("example.org{medium}{a}"),
+                t,
+                medium,
+                a,
+                r#"{"room_name":"Old room"}"#
+            ],
+        )
+        .unwrap();
+    }
+    drop(c);
+    let text = format!(
+        "storage:\n  backend: sqlite\n  provider:\n    sqlite:\n      database: '{}'\n{}",
+        db.display(),
+        config()
+    );
+    let keys = support::TempDir::new();
+    let mut s = Mxisd::start_in(support::TempDir::new(), &keys.join("keys"), &text);
+    assert!(
+        s.wait_for_log("imported 1 pending invites of mxisd"),
+        "{}",
+        s.log()
+    );
+    assert!(s
+        .log()
+        .contains("pending invite for a msisdn is not imported"));
+    let mxid = format!("@old:127.0.0.1:{}", hs.port);
+    validate_and_bind(&s, &address, &mxid, 1);
+    let calls = wait_for_onbinds(&hs, Duration::from_secs(10));
+    assert_eq!(calls.len(), 1, "{}", s.log());
+    let invite = &calls[0].1["invites"][0];
+    assert_eq!(invite["token"], token.as_str());
+    assert_eq!(invite["room_id"], "!old:example.org");
+    assert_eq!(invite["sender"], "@alice:example.org");
+    verify_json(
+        &invite["signed"],
+        "example.org",
+        "ed25519:0",
+        &server_key(&s),
+    )
+    .unwrap();
+    // A restart on the same database imports nothing again.
+    s.signal("TERM");
+    s.wait_exit(Duration::from_secs(20)).unwrap();
+    let again = Mxisd::start_in(support::TempDir::new(), &keys.join("keys"), &text);
+    assert!(again.wait_for_log("listening on"), "{}", again.log());
+    assert!(!again.log().contains("imported"), "{}", again.log());
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let (imports, live): (i64, i64) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM imports), (SELECT count(*) FROM invites WHERE ended_ts IS NULL)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((imports, live), (1, 0));
 }

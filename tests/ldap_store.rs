@@ -5,10 +5,10 @@
 use crate::support;
 use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
 use crate::support::services::{ensure_up, get};
+use crate::support::slapd::OwnSlapd;
 use crate::support::{Mxisd, Response, TempDir};
 use mxisd::crypto::hash::lookup_hash;
 use serde_json::{json, Value};
-use std::process::Command;
 
 fn ldap_config(port: &str, extra: &str) -> String {
     // The fixtures are OpenLDAP's: user ids in `uid` (mxisd's default is AD's
@@ -30,61 +30,6 @@ fn ldap_config(port: &str, extra: &str) -> String {
 /// The LDAP config with extra `ldap.connection` lines (TLS settings).
 fn ldap_config_with_connection(port: &str, connection: &str) -> String {
     ldap_config(port, "").replace("    timeout: 2\n", &format!("    timeout: 2\n{connection}"))
-}
-
-/// A slapd of a test's own (to stop and restart it), with a few fixture users; stopped when
-/// dropped, so a failing test leaves no server behind on its port.
-struct OwnSlapd {
-    dir: std::path::PathBuf,
-    port: &'static str,
-}
-
-impl OwnSlapd {
-    fn start(dir: &TempDir, port: &'static str) -> OwnSlapd {
-        let slapd = OwnSlapd {
-            dir: dir.join("ldap"),
-            port,
-        };
-        slapd.run(false);
-        slapd
-    }
-
-    fn run(&self, keep_data: bool) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/ldap/start.sh");
-        let mut cmd = Command::new("bash");
-        cmd.arg(script).arg(&self.dir).arg(self.port).arg("10");
-        if keep_data {
-            cmd.arg("--keep");
-        }
-        assert!(
-            cmd.status().unwrap().success(),
-            "slapd on port {}",
-            self.port
-        );
-    }
-
-    fn restart(&self) {
-        self.run(true);
-    }
-
-    fn stop(&self) {
-        let Ok(pid) = std::fs::read_to_string(self.dir.join("slapd.pid")) else {
-            return;
-        };
-        let _ = Command::new("kill").arg(pid.trim()).status();
-        for _ in 0..100 {
-            if !self.dir.join("slapd.pid").exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for OwnSlapd {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 fn lookup(s: &Mxisd, medium: &str, address: &str) -> Value {

@@ -55,7 +55,7 @@ pub fn bind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError>
         )?;
     }
     app.invites
-        .on_bind(&app.state, &app.outbound(), (&v.medium, &v.address, &mxid));
+        .on_bind(&app.state, (&v.medium, &v.address, &mxid));
     log::info!(
         "bound a {} to a user of {}",
         v.medium,

@@ -108,8 +108,6 @@ pub fn store<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError
         "invite stored for a room of {}",
         room_id.split_once(':').map_or("", |(_, server)| server)
     );
-    app.invites
-        .deliver_now(&app.state, &app.outbound(), &stored.mail);
     let server_key = app.keys.current().public_key();
     Ok(Reply::json(json!({
         "token": stored.token,

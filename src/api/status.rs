@@ -5,7 +5,8 @@ use crate::http::{ApiError, Reply, Request};
 use serde_json::json;
 
 /// The Identity Service API versions we answer to: those sydent (the reference server)
-/// announces, as we implement the same endpoints, v1 paths included.
+/// announces. Each is served in full: every endpoint of v1.5 (and of the r0 versions on
+/// the v1 paths, when `matrix.v1` is on) has its route in `api/mod.rs`.
 pub const SPEC_VERSIONS: [&str; 8] = [
     "r0.1.0", "r0.2.0", "r0.3.0", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5",
 ];

@@ -33,9 +33,13 @@ impl Resolver<'_> {
             self.unsupported("invite.expiration", &e.unsupported());
         }
         let enabled = expiration.and_then(|e| e.enabled).unwrap_or(true);
-        let after = expiration.and_then(|e| e.after).unwrap_or(10_080);
-        if enabled && after == 0 {
-            return Err(self.at("invite.expiration.after", "0 minutes: use enabled: false"));
+        // Minutes, as mxisd's; a fraction is taken too (tests expire invites in seconds).
+        let after = expiration.and_then(|e| e.after).unwrap_or(10_080.0);
+        if enabled && !(after > 0.0 && after <= 1e9) {
+            return Err(self.at(
+                "invite.expiration.after",
+                format!("{after} minutes: give a positive number, or enabled: false"),
+            ));
         }
         let limits = i.rate_limit.as_ref();
         let v1_allowed = match i.v1.as_ref().and_then(|v| v.allowed_cidr.clone()) {
@@ -92,7 +96,7 @@ impl Resolver<'_> {
         Ok(InviteConfig {
             retry: (first, max.max(first)),
             resolution: Duration::from_secs(timer * unit),
-            expiration: enabled.then(|| Duration::from_secs(after * 60)),
+            expiration: enabled.then(|| Duration::from_secs_f64(after * 60.0)),
             per_sender: Limit::written(limits.and_then(|l| l.per_sender.as_ref()), 10, 10),
             per_address: Limit::written(limits.and_then(|l| l.per_address.as_ref()), 3, 1),
             v1_allowed,
@@ -141,7 +145,7 @@ pub(super) mod raw {
     section! {
         Expiration {
             enabled: bool = "enabled",
-            after: u64 = "after",
+            after: f64 = "after",
         } unsupported {
             resolve_to = "resolveTo",
         }

@@ -16,7 +16,7 @@ use crate::threepid::Medium;
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Map, Value};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The queue's kind for invite mails.
@@ -31,11 +31,22 @@ pub struct Outbound<'a> {
     pub client: &'a crate::federation::Client,
     pub server_name: &'a str,
 }
-/// How long one instance holds a mail it is sending.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a delivery may hold its queue item, by kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Leases {
+    pub onbind: Duration,
+    pub mail: Duration,
+}
 
 pub struct Invites {
     cfg: InviteConfig,
+    /// How long an instance holds an item it is delivering (onbind, mail): longer than
+    /// the slowest delivery its deadlines allow, so that no other instance takes it over
+    /// meanwhile; an instance that dies holding one gives it up when this runs out.
+    leases: Leases,
+    /// Wakes the delivery job (`main.rs`): requests queue work, the job does it, so a slow
+    /// homeserver or mail server never holds a request's worker.
+    delivery: OnceLock<crate::jobs::Waker>,
     notifier: Arc<Notifier>,
     /// `<publicUrl>`: where sign URLs and key validity URLs point.
     public_url: String,
@@ -83,13 +94,19 @@ pub struct Stored {
     /// URL-safe unpadded base64, as the spec gives ephemeral keys.
     pub ephemeral_public_key: String,
     pub display_name: String,
-    /// The queue item of its mail, to send at once.
-    pub mail: String,
 }
 
 impl Invites {
-    pub fn new(cfg: &InviteConfig, notifier: Arc<Notifier>, public_url: &str, v1: bool) -> Invites {
+    pub fn new(
+        cfg: &InviteConfig,
+        notifier: Arc<Notifier>,
+        leases: Leases,
+        public_url: &str,
+        v1: bool,
+    ) -> Invites {
         Invites {
+            leases,
+            delivery: OnceLock::new(),
             per_sender: Buckets::new(cfg.per_sender.burst, cfg.per_sender.per_minute),
             per_address: Buckets::new(cfg.per_address.burst, cfg.per_address.per_minute),
             cfg: cfg.clone(),
@@ -137,7 +154,7 @@ impl Invites {
             .cfg
             .expiration
             .map_or(i64::MAX, |e| now.saturating_add(e.as_millis() as i64));
-        let mail = state.add_invite(
+        state.add_invite(
             &NewInvite {
                 token: &token,
                 medium: Medium::Email.as_str(),
@@ -153,11 +170,11 @@ impl Invites {
             MAIL_KIND,
             &payload.to_string(),
         )?;
+        self.wake_delivery();
         Ok(Stored {
             display_name: redacted(r.address),
             token,
             ephemeral_public_key,
-            mail,
         })
     }
 
@@ -225,13 +242,8 @@ impl Invites {
     }
 
     /// When (medium, address) gets bound to `mxid`: if invites wait for it, queues the
-    /// call that tells the homeserver of `mxid`, and makes it at once if it can.
-    pub fn on_bind(
-        &self,
-        state: &State,
-        out: &Outbound<'_>,
-        (medium, address, mxid): (&str, &str, &str),
-    ) {
+    /// call that tells the homeserver of `mxid`, which the delivery job makes at once.
+    pub fn on_bind(&self, state: &State, (medium, address, mxid): (&str, &str, &str)) {
         let pending = match state.live_invites(medium, address, crate::now_ms()) {
             Ok(p) => p,
             Err(e) => {
@@ -248,7 +260,7 @@ impl Invites {
             return;
         }
         match state.enqueue(ONBIND_KIND, &payload, crate::now_ms()) {
-            Ok(id) => self.deliver_now(state, out, &id),
+            Ok(_) => self.wake_delivery(),
             Err(e) => log::error!(
                 "the onbind of {} invites could not be queued: {e}",
                 pending.len()
@@ -259,7 +271,7 @@ impl Invites {
     /// The resolution job: pending invites whose address an identity store now maps (a
     /// directory gained the invitee) are delivered as if bound. Only this server's stores:
     /// asking other servers would leak the invites.
-    pub fn resolve(&self, state: &State, out: &Outbound<'_>, lookup: &crate::lookup::Chain) {
+    pub fn resolve(&self, state: &State, lookup: &crate::lookup::Chain) {
         let addresses = match state.invited_addresses(crate::now_ms()) {
             Ok(a) => a,
             Err(e) => {
@@ -272,32 +284,46 @@ impl Invites {
                 continue;
             };
             match lookup.find(crate::requester::Requester::Unknown, m, &address) {
-                Ok(Some(mxid)) => self.on_bind(state, out, (&medium, &address, &mxid)),
+                Ok(Some(mxid)) => self.on_bind(state, (&medium, &address, &mxid)),
                 Ok(None) => {}
                 Err(e) => log::warn!("invite resolution: {e}"),
             }
         }
     }
 
-    /// Delivers a queued item now, if no other instance holds it; errors are retried later.
-    pub fn deliver_now(&self, state: &State, out: &Outbound<'_>, id: &str) {
-        match state.claim_item(id, LEASE, crate::now_ms()) {
-            Ok(Some(item)) => self.deliver(state, out, &item),
-            Ok(None) => {}
-            Err(e) => log::warn!("queue item {id}: not delivered now, the queue will: {e}"),
+    /// The delivery job's waker, once it runs.
+    pub fn set_delivery(&self, waker: crate::jobs::Waker) {
+        let _ = self.delivery.set(waker);
+    }
+
+    /// Asks the delivery job to run now (without it, its next tick does the work).
+    fn wake_delivery(&self) {
+        if let Some(w) = self.delivery.get() {
+            w.wake();
         }
     }
 
-    /// The background job: every due invite mail and onbind call.
+    /// The delivery job: every due onbind call, then every due invite mail, one claimed at
+    /// a time (a claim is held for `lease` from its own start, never while earlier items
+    /// are delivered).
     pub fn deliver_due(&self, state: &State, out: &Outbound<'_>) {
-        for kind in [ONBIND_KIND, MAIL_KIND] {
-            match state.claim(kind, 20, LEASE, crate::now_ms()) {
-                Ok(items) => {
-                    for item in items {
-                        self.deliver(state, out, &item);
+        for (kind, lease) in [
+            (ONBIND_KIND, self.leases.onbind),
+            (MAIL_KIND, self.leases.mail),
+        ] {
+            loop {
+                match state.claim(kind, 1, lease, crate::now_ms()) {
+                    Ok(items) if items.is_empty() => break,
+                    Ok(items) => {
+                        for item in items {
+                            self.deliver(state, out, &item);
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("{kind}: the queue could not be read: {e}");
+                        break;
                     }
                 }
-                Err(e) => log::warn!("{kind}: the queue could not be read: {e}"),
             }
         }
     }

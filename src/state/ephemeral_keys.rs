@@ -7,6 +7,9 @@ impl State {
     /// invite, or one recorded before invites kept their own. Reads only: the endpoint that
     /// asks is unauthenticated.
     pub fn ephemeral_key_is_valid(&self, public_key: &str) -> Result<bool, StateError> {
+        if public_key.is_empty() {
+            return Ok(false); // what invites imported from mxisd have: no ephemeral key
+        }
         if self.invite_key_is_live(public_key, crate::now_ms())? {
             return Ok(true);
         }

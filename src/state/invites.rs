@@ -3,9 +3,10 @@
 //! the mail goes through the delivery queue, so it is sent at least once whatever happens
 //! to this instance.
 
-use super::dialect::Row;
+use super::dialect::{Kind, Row};
 use super::queue::{insert_item, new_item_id};
 use super::{State, StateError};
+use crate::threepid::Medium;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewInvite<'a> {
@@ -163,4 +164,110 @@ fn invite_row(r: &Row) -> Result<InviteRow, StateError> {
         fields: r.text(5)?,
         server_key_id: r.text(6)?,
     })
+}
+
+/// The `imports` name of mxisd's and ma1sd's pending invites.
+const MXISD_INVITES: &str = "mxisd_invites";
+
+impl State {
+    /// Imports once the pending invites that mxisd or ma1sd left in this database (their
+    /// table `invite_3pid`, when an operator points us at their SQLite file or PostgreSQL
+    /// database): how many, or `None` when an earlier start did. They keep their tokens,
+    /// rooms and senders, and get a full lifetime (`expires_ts`) from now, as mxisd kept
+    /// no creation time. Their mails were sent by mxisd; their onbind is signed with
+    /// `server_key_id` (mxisd's replies named its long-term key, which a taken-over key
+    /// store keeps), and they have no ephemeral key.
+    pub fn import_mxisd_invites(
+        &self,
+        server_key_id: &str,
+        now_ms: i64,
+        expires_ts: i64,
+    ) -> Result<Option<u64>, StateError> {
+        let exists = match self.db.kind() {
+            Kind::Sqlite => {
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'invite_3pid'"
+            }
+            Kind::Postgres => {
+                "SELECT 1 FROM information_schema.tables
+                 WHERE table_name = 'invite_3pid' AND table_schema = current_schema()"
+            }
+        };
+        self.write(|c| {
+            let first = c.execute(
+                "INSERT INTO imports (name, imported_ts, count) VALUES ($1, $2, 0)
+                 ON CONFLICT (name) DO NOTHING",
+                &[MXISD_INVITES.into(), now_ms.into()],
+            )?;
+            if first == 0 {
+                return Ok(None);
+            }
+            if c.query(exists, &[])?.is_empty() {
+                return Ok(Some(0));
+            }
+            // ORMLite quoted its names: `roomId` keeps its case on PostgreSQL.
+            let rows = c.query(
+                "SELECT token, sender, medium, address, \"roomId\", properties FROM invite_3pid",
+                &[],
+            )?;
+            let mut count = 0;
+            for r in &rows {
+                let Some(invite) = mxisd_invite(r)? else {
+                    continue;
+                };
+                count += c.execute(
+                    "INSERT INTO invites (token, medium, address, room_id, sender, fields,
+                     ephemeral_public_key, server_key_id, created_ts, expires_ts)
+                     VALUES ($1, $2, $3, $4, $5, $6, '', $7, $8, $9)
+                     ON CONFLICT (token) DO NOTHING",
+                    &[
+                        invite.token.as_str().into(),
+                        invite.medium.as_str().into(),
+                        invite.address.as_str().into(),
+                        invite.room_id.as_str().into(),
+                        invite.sender.as_str().into(),
+                        invite.fields.as_str().into(),
+                        server_key_id.into(),
+                        now_ms.into(),
+                        expires_ts.into(),
+                    ],
+                )?;
+            }
+            c.execute(
+                "UPDATE imports SET count = $1 WHERE name = $2",
+                &[(count as i64).into(), MXISD_INVITES.into()],
+            )?;
+            Ok(Some(count))
+        })
+    }
+}
+
+/// One of mxisd's invite rows, its address normalised as ours are; `None` for a medium
+/// we do not invite by (logged).
+fn mxisd_invite(r: &Row) -> Result<Option<InviteRow>, StateError> {
+    let medium = r.text(2)?.to_ascii_lowercase();
+    let raw_address = r.text(3)?;
+    let address = match Medium::parse(&medium) {
+        Some(Medium::Email) => crate::threepid::email(&raw_address),
+        _ => None,
+    };
+    let Some(address) = address else {
+        log::warn!(
+            "mxisd's pending invite for a {medium} is not imported: only e-mail invites are"
+        );
+        return Ok(None);
+    };
+    // Its properties: what the homeserver sent (a JSON object of strings), for templates.
+    let fields = r
+        .opt_text(5)?
+        .filter(|p| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p).is_ok())
+        .unwrap_or_else(|| "{}".into());
+    Ok(Some(InviteRow {
+        token: r.text(0)?,
+        medium,
+        address,
+        room_id: r.text(4)?,
+        sender: r.text(1)?,
+        fields,
+        server_key_id: String::new(),
+    }))
 }

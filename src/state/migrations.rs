@@ -37,6 +37,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0007_local_binds.sql"),
     ),
     ("0008_invites", include_str!("migrations/0008_invites.sql")),
+    ("0009_imports", include_str!("migrations/0009_imports.sql")),
 ];
 
 /// The names of every migration this version knows, in order.

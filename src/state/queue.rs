@@ -26,36 +26,6 @@ impl State {
         Ok(id)
     }
 
-    /// Claims the item `id` (just queued by this instance, to deliver it at once) for
-    /// `lease`, if it is due and nobody holds it.
-    pub fn claim_item(
-        &self,
-        id: &str,
-        lease: Duration,
-        now_ms: i64,
-    ) -> Result<Option<QueueItem>, StateError> {
-        let claim = self.new_claim()?;
-        let until = now_ms.saturating_add(lease.as_millis() as i64);
-        self.write(|c| {
-            c.query(
-                "UPDATE delivery_queue
-                 SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1
-                 WHERE id = $3 AND next_attempt_ts <= $4
-                   AND (claimed_until IS NULL OR claimed_until <= $4)
-                 RETURNING id, kind, payload, attempts, claimed_by",
-                &[
-                    claim.as_str().into(),
-                    until.into(),
-                    id.into(),
-                    now_ms.into(),
-                ],
-            )?
-            .first()
-            .map(item)
-            .transpose()
-        })
-    }
-
     /// Up to `limit` items of `kind` due at `now_ms` and not held by anyone, claimed for
     /// `lease`. PostgreSQL skips rows another claim is taking; SQLite has one writer at a
     /// time. Leases are in the instances' own clocks: keep them in step (NTP).

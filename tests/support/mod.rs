@@ -7,6 +7,7 @@ pub mod fake_homeserver;
 pub mod mail;
 pub mod pg_cluster;
 pub mod services;
+pub mod slapd;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
