@@ -137,21 +137,18 @@ fn binds_feed(app: &Arc<App>) -> std::io::Result<Option<jobs::Job>> {
     .map(Some)
 }
 
-/// Delivers queued invite mails and onbind calls: at once when a request queues one (it
+/// Delivers queued items of `kind` (invite mails, or onbind calls: one job each, so that
+/// neither waits for the other's slow servers): at once when a request queues one (it
 /// wakes the job), and every 2 s for retries and for items another instance queued or
 /// gave up (its lease ran out).
-fn invite_delivery(app: &Arc<App>) -> std::io::Result<jobs::Job> {
+fn invite_delivery(app: &Arc<App>, kind: &'static str) -> std::io::Result<jobs::Job> {
     let worker = app.clone();
-    let (job, waker) = jobs::every_or_woken(
-        "invite-delivery",
-        std::time::Duration::from_secs(2),
-        move || {
-            worker
-                .invites
-                .deliver_due(&worker.state, &worker.outbound())
-        },
-    )?;
-    app.invites.set_delivery(waker);
+    let (job, waker) = jobs::every_or_woken(kind, std::time::Duration::from_secs(2), move || {
+        worker
+            .invites
+            .deliver_due(kind, &worker.state, &worker.outbound())
+    })?;
+    app.invites.set_delivery(kind, waker);
     Ok(job)
 }
 
@@ -180,6 +177,17 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the listener: the first requests' deliveries wake them.
+    let mut deliveries = Vec::new();
+    for kind in mxisd::invite_kinds() {
+        match invite_delivery(&app, kind) {
+            Ok(job) => deliveries.push(job),
+            Err(e) => {
+                log::error!("cannot start the {kind} delivery: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let server = match http::Server::start(app.clone(), router) {
         Ok(server) => server,
         Err(e) => {
@@ -210,13 +218,6 @@ fn run(config: config::Config) -> ExitCode {
         Ok(job) => job,
         Err(e) => {
             log::error!("cannot start following the change feed: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let delivery = match invite_delivery(&app) {
-        Ok(job) => job,
-        Err(e) => {
-            log::error!("cannot start the invite delivery: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -256,7 +257,9 @@ fn run(config: config::Config) -> ExitCode {
         job.stop();
     }
     sweeper.stop();
-    delivery.stop();
+    for job in deliveries {
+        job.stop();
+    }
     resolver.stop();
     if let Some(job) = feed {
         job.stop();

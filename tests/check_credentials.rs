@@ -17,7 +17,7 @@ fn check(s: &Mxisd, id: &str, password: &str) -> Response {
 
 fn ldap_and_static(extra: &str) -> String {
     format!(
-        "ldap:\n  enabled: true\n  connection:\n    host: '127.0.0.1'\n    port: {}\n    bindDn: '{}'\n    bindPassword: '{}'\n    baseDNs: ['ou=people,{}']\n    timeout: 2\n  attribute:\n    uid:\n      value: uid\nmemory:\n  enabled: true\n  identities:\n    - username: frank\n      password: frankpw\n      displayName: Frank\n      threepids:\n        - medium: email\n          address: frank@example.org\n{extra}",
+        "ldap:\n  enabled: true\n  connection:\n    host: '127.0.0.1'\n    port: {}\n    bindDn: '{}'\n    bindPassword: '{}'\n    baseDNs: ['ou=people,{}']\n    timeout: 2\n  attribute:\n    uid:\n      value: uid\nmemory:\n  enabled: true\n  identities:\n    - username: frank\n      password: frankpw\n      displayName: Frank\n      threepids:\n        - medium: email\n          address: frank@example.org\n    - username: nona\n      password: nonapw\n{extra}",
         get("LDAP_PORT"),
         get("LDAP_ADMIN_DN"),
         get("LDAP_ADMIN_PASSWORD"),
@@ -151,4 +151,43 @@ fn forwarded_addresses_fail_closed() {
     // Every header counts, the last nearest: the client is 203.0.113.9, not loopback.
     assert!(forwarded_check(&s, &["127.0.0.1", "203.0.113.9"]).starts_with("HTTP/1.1 403"));
     assert!(forwarded_check(&s, &["203.0.113.9", "127.0.0.1"]).starts_with("HTTP/1.1 403"));
+}
+
+/// The answer Synapse's module reads: `mxid` beside `id`, no `display_name` (never a
+/// null) for a user without one; and a login by e-mail address, which the stores resolve.
+#[test]
+fn answers_carry_the_mxid_no_nulls_and_logins_by_address_work() {
+    ensure_up();
+    let s = Mxisd::start(&ldap_and_static("internal:\n  rateLimit: 2\n"));
+    let nona = check(&s, "@nona:example.org", "nonapw").json();
+    assert_eq!(
+        nona,
+        json!({"auth": {"success": true, "mxid": "@nona:example.org",
+            "id": {"type": "mxid", "value": "@nona:example.org"},
+            "profile": {"three_pids": []}}})
+    );
+    let by_address = |address: &str, password: &str| {
+        s.post(
+            PATH,
+            &json!({"user": {"medium": "email", "address": address, "password": password}})
+                .to_string(),
+        )
+    };
+    let frank = by_address("Frank@Example.org", "frankpw").json();
+    assert_eq!(frank["auth"]["mxid"], "@frank:example.org", "{frank}");
+    assert_eq!(frank["auth"]["profile"]["display_name"], "Frank");
+    let alice = by_address("alice@example.org", "alicepw").json();
+    assert_eq!(alice["auth"]["mxid"], "@alice:example.org", "{alice}");
+    let failed = json!({"auth": {"success": false}});
+    assert_eq!(by_address("frank@example.org", "wrong").json(), failed);
+    assert_eq!(by_address("nobody@example.org", "x").json(), failed);
+    // A login by address counts as the user it names: frank has used his 2 checks.
+    check(&s, "@frank:example.org", "frankpw").assert_error(429, "M_LIMIT_EXCEEDED");
+    s.post(PATH, r#"{"user":{"medium":"email","password":"x"}}"#)
+        .assert_error(400, "M_MISSING_PARAMS");
+    s.post(
+        PATH,
+        r#"{"user":{"medium":"fax","address":"1","password":"x"}}"#,
+    )
+    .assert_error(400, "M_INVALID_PARAM");
 }

@@ -114,7 +114,8 @@ fn migrations_are_recorded_and_applied_once() {
                 "0005_changes",
                 "0006_sessions",
                 "0007_local_binds",
-                "0008_invites"
+                "0008_invites",
+                "0009_imports"
             ]
         );
         let again = db.open();
@@ -448,5 +449,64 @@ fn sessions_are_found_validated_and_swept() {
         assert_eq!(s.sweep_sessions(50_000).unwrap(), 1, "{}", s.store());
         assert!(s.session("sid1").unwrap().is_none());
         assert!(s.session("sid3").unwrap().is_some());
+    }
+}
+
+/// mxisd's (ORMLite's) table of pending invites, here without its NOT NULLs so that a
+/// damaged row can be written: `"roomId"` keeps its case on PostgreSQL, as ORMLite quoted it.
+const MXISD_INVITES: &str =
+    "CREATE TABLE \"invite_3pid\" (\"id\" VARCHAR(255), \"token\" VARCHAR(255), \
+    \"sender\" VARCHAR(255), \"medium\" VARCHAR(255), \"address\" VARCHAR(255), \
+    \"roomId\" VARCHAR(255), \"properties\" VARCHAR(255), PRIMARY KEY (\"id\"))";
+
+#[test]
+fn mxisd_invites_are_imported_once_and_damaged_rows_skipped() {
+    for db in Db::both() {
+        let rows = [
+            "('a', 'tok-a', '@s:example.org', 'email', 'A@Example.org', '!r:example.org', '{\"room_name\":\"R\"}')",
+            "('b', 'tok-b', NULL, 'email', 'b@example.org', '!r:example.org', NULL)",
+            "('c', 'tok-c', '@s:example.org', 'msisdn', '447911123456', '!r:example.org', NULL)",
+        ];
+        let setup = format!(
+            "{MXISD_INVITES}; INSERT INTO invite_3pid VALUES {}",
+            rows.join(", ")
+        );
+        match &db {
+            Db::Sqlite(dir) => rusqlite::Connection::open(dir.join("state.db"))
+                .unwrap()
+                .execute_batch(&setup)
+                .unwrap(),
+            Db::Postgres(name) => {
+                crate::support::services::psql(name, &setup);
+            }
+        }
+        // Two instances start together on PostgreSQL: one imports, the other finds it done.
+        let first = Arc::new(db.open());
+        let second = db.second(&first);
+        let now = mxisd::now_ms();
+        let results: Vec<_> = [first.clone(), second.clone()]
+            .into_iter()
+            .map(|s| {
+                std::thread::spawn(move || s.import_mxisd_invites("ed25519:0", now, now + 60_000))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
+        let mut sorted = results.clone();
+        sorted.sort();
+        assert_eq!(sorted, [None, Some(1)], "{}", first.store());
+        let live = first.live_invites("email", "a@example.org", now).unwrap();
+        assert_eq!(live.len(), 1, "{}", first.store());
+        assert_eq!(live[0].token, "tok-a");
+        assert_eq!(live[0].room_id, "!r:example.org");
+        assert_eq!(live[0].fields, "{\"room_name\":\"R\"}");
+        assert_eq!(
+            first
+                .import_mxisd_invites("ed25519:0", now, now + 60_000)
+                .unwrap(),
+            None
+        );
+        drop(second);
     }
 }

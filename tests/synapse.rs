@@ -10,7 +10,7 @@ use crate::support::{Mxisd, Response};
 use serde_json::{json, Value};
 use std::process::Command;
 
-fn client_api(path: &str) -> String {
+pub(crate) fn client_api(path: &str) -> String {
     format!("http://127.0.0.1:{}{path}", get("SYNAPSE_CLIENT_PORT"))
 }
 

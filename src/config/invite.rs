@@ -35,10 +35,10 @@ impl Resolver<'_> {
         let enabled = expiration.and_then(|e| e.enabled).unwrap_or(true);
         // Minutes, as mxisd's; a fraction is taken too (tests expire invites in seconds).
         let after = expiration.and_then(|e| e.after).unwrap_or(10_080.0);
-        if enabled && !(after > 0.0 && after <= 1e9) {
+        if enabled && !(1.0 / 60.0..=1e9).contains(&after) {
             return Err(self.at(
                 "invite.expiration.after",
-                format!("{after} minutes: give a positive number, or enabled: false"),
+                format!("{after} minutes: give at least a second (0.017), or enabled: false"),
             ));
         }
         let limits = i.rate_limit.as_ref();

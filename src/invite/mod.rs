@@ -44,9 +44,11 @@ pub struct Invites {
     /// the slowest delivery its deadlines allow, so that no other instance takes it over
     /// meanwhile; an instance that dies holding one gives it up when this runs out.
     leases: Leases,
-    /// Wakes the delivery job (`main.rs`): requests queue work, the job does it, so a slow
-    /// homeserver or mail server never holds a request's worker.
-    delivery: OnceLock<crate::jobs::Waker>,
+    /// Wake the delivery jobs (`main.rs`), one per kind: requests queue work and a job does
+    /// it, so a slow homeserver or mail server never holds a request's worker, and
+    /// homeservers that do not answer never delay the mails (nor the reverse).
+    mail_job: OnceLock<crate::jobs::Waker>,
+    onbind_job: OnceLock<crate::jobs::Waker>,
     notifier: Arc<Notifier>,
     /// `<publicUrl>`: where sign URLs and key validity URLs point.
     public_url: String,
@@ -106,7 +108,8 @@ impl Invites {
     ) -> Invites {
         Invites {
             leases,
-            delivery: OnceLock::new(),
+            mail_job: OnceLock::new(),
+            onbind_job: OnceLock::new(),
             per_sender: Buckets::new(cfg.per_sender.burst, cfg.per_sender.per_minute),
             per_address: Buckets::new(cfg.per_address.burst, cfg.per_address.per_minute),
             cfg: cfg.clone(),
@@ -170,7 +173,7 @@ impl Invites {
             MAIL_KIND,
             &payload.to_string(),
         )?;
-        self.wake_delivery();
+        wake(&self.mail_job);
         Ok(Stored {
             display_name: redacted(r.address),
             token,
@@ -260,7 +263,7 @@ impl Invites {
             return;
         }
         match state.enqueue(ONBIND_KIND, &payload, crate::now_ms()) {
-            Ok(_) => self.wake_delivery(),
+            Ok(_) => wake(&self.onbind_job),
             Err(e) => log::error!(
                 "the onbind of {} invites could not be queued: {e}",
                 pending.len()
@@ -291,38 +294,33 @@ impl Invites {
         }
     }
 
-    /// The delivery job's waker, once it runs.
-    pub fn set_delivery(&self, waker: crate::jobs::Waker) {
-        let _ = self.delivery.set(waker);
+    /// The waker of the job that delivers `kind` (`MAIL_KIND` or `ONBIND_KIND`).
+    pub fn set_delivery(&self, kind: &str, waker: crate::jobs::Waker) {
+        let slot = match kind {
+            MAIL_KIND => &self.mail_job,
+            _ => &self.onbind_job,
+        };
+        let _ = slot.set(waker);
     }
 
-    /// Asks the delivery job to run now (without it, its next tick does the work).
-    fn wake_delivery(&self) {
-        if let Some(w) = self.delivery.get() {
-            w.wake();
-        }
-    }
-
-    /// The delivery job: every due onbind call, then every due invite mail, one claimed at
-    /// a time (a claim is held for `lease` from its own start, never while earlier items
-    /// are delivered).
-    pub fn deliver_due(&self, state: &State, out: &Outbound<'_>) {
-        for (kind, lease) in [
-            (ONBIND_KIND, self.leases.onbind),
-            (MAIL_KIND, self.leases.mail),
-        ] {
-            loop {
-                match state.claim(kind, 1, lease, crate::now_ms()) {
-                    Ok(items) if items.is_empty() => break,
-                    Ok(items) => {
-                        for item in items {
-                            self.deliver(state, out, &item);
-                        }
+    /// A delivery job's run: every due item of `kind`, each claimed just before it is
+    /// delivered (its lease starts then, never while earlier items are delivered).
+    pub fn deliver_due(&self, kind: &str, state: &State, out: &Outbound<'_>) {
+        let lease = match kind {
+            MAIL_KIND => self.leases.mail,
+            _ => self.leases.onbind,
+        };
+        loop {
+            match state.claim(kind, 1, lease, crate::now_ms()) {
+                Ok(items) if items.is_empty() => break,
+                Ok(items) => {
+                    for item in items {
+                        self.deliver(state, out, &item);
                     }
-                    Err(e) => {
-                        log::warn!("{kind}: the queue could not be read: {e}");
-                        break;
-                    }
+                }
+                Err(e) => {
+                    log::warn!("{kind}: the queue could not be read: {e}");
+                    break;
                 }
             }
         }
@@ -409,10 +407,13 @@ impl Invites {
             }
             Onbind::Refused(why) => {
                 log::error!(
-                    "onbind: {why}; the {} invites are not sent again",
+                    "onbind: {why}; the {} invites are ended, not sent again",
                     tokens.len()
                 );
-                Ok(())
+                // Ended, or the resolution job would find them again at every run.
+                state
+                    .end_invites(&tokens, crate::now_ms())
+                    .map_err(|e| failed(&e))
             }
             Onbind::Retry(why) => Err(NotifyError::Send(why)),
         }
@@ -437,6 +438,13 @@ impl Invites {
             }
         }
         self.notifier.invite(Medium::Email, address, &values)
+    }
+}
+
+/// Asks a delivery job to run now (before it runs, its first tick does the work).
+fn wake(job: &OnceLock<crate::jobs::Waker>) {
+    if let Some(w) = job.get() {
+        w.wake();
     }
 }
 

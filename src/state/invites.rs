@@ -3,7 +3,7 @@
 //! the mail goes through the delivery queue, so it is sent at least once whatever happens
 //! to this instance.
 
-use super::dialect::{Kind, Row};
+use super::dialect::{Kind, Row, Tx, Value};
 use super::queue::{insert_item, new_item_id};
 use super::{State, StateError};
 use crate::threepid::Medium;
@@ -183,16 +183,16 @@ impl State {
         now_ms: i64,
         expires_ts: i64,
     ) -> Result<Option<u64>, StateError> {
+        // The table the unqualified SELECT below reads, wherever the search path finds it.
         let exists = match self.db.kind() {
             Kind::Sqlite => {
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'invite_3pid'"
             }
-            Kind::Postgres => {
-                "SELECT 1 FROM information_schema.tables
-                 WHERE table_name = 'invite_3pid' AND table_schema = current_schema()"
-            }
+            Kind::Postgres => "SELECT 1 WHERE to_regclass('invite_3pid') IS NOT NULL",
         };
-        self.write(|c| {
+        // Under the migration lock: instances starting together wait for the one importing
+        // (however long it takes), then find the import recorded.
+        self.run(Tx::Migrate, &mut |c| {
             let first = c.execute(
                 "INSERT INTO imports (name, imported_ts, count) VALUES ($1, $2, 0)
                  ON CONFLICT (name) DO NOTHING",
@@ -211,7 +211,7 @@ impl State {
             )?;
             let mut count = 0;
             for r in &rows {
-                let Some(invite) = mxisd_invite(r)? else {
+                let Some(invite) = mxisd_invite(r) else {
                     continue;
                 };
                 count += c.execute(
@@ -241,33 +241,41 @@ impl State {
     }
 }
 
-/// One of mxisd's invite rows, its address normalised as ours are; `None` for a medium
-/// we do not invite by (logged).
-fn mxisd_invite(r: &Row) -> Result<Option<InviteRow>, StateError> {
-    let medium = r.text(2)?.to_ascii_lowercase();
-    let raw_address = r.text(3)?;
-    let address = match Medium::parse(&medium) {
-        Some(Medium::Email) => crate::threepid::email(&raw_address),
+/// One of mxisd's invite rows, its address normalised as ours are; `None` (logged) for a
+/// row we cannot take: another medium, or a value missing or not text (a row hand-edited
+/// or damaged must not keep the server from starting).
+fn mxisd_invite(r: &Row) -> Option<InviteRow> {
+    let text = |i: usize| match r.0.get(i) {
+        Some(Value::Text(t)) if !t.is_empty() => Some(t.clone()),
         _ => None,
     };
-    let Some(address) = address else {
+    let row = (text(0), text(1), text(2), text(3), text(4));
+    let (Some(token), Some(sender), Some(medium), Some(raw_address), Some(room_id)) = row else {
+        log::warn!("a pending invite of mxisd (invite_3pid) is not imported: a value is missing or not text");
+        return None;
+    };
+    let medium = medium.to_ascii_lowercase();
+    if Medium::parse(&medium) != Some(Medium::Email) {
         log::warn!(
             "mxisd's pending invite for a {medium} is not imported: only e-mail invites are"
         );
-        return Ok(None);
+        return None;
+    }
+    let Some(address) = crate::threepid::email(&raw_address) else {
+        log::warn!("a pending e-mail invite of mxisd is not imported: its address is not one");
+        return None;
     };
     // Its properties: what the homeserver sent (a JSON object of strings), for templates.
-    let fields = r
-        .opt_text(5)?
+    let fields = text(5)
         .filter(|p| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p).is_ok())
         .unwrap_or_else(|| "{}".into());
-    Ok(Some(InviteRow {
-        token: r.text(0)?,
+    Some(InviteRow {
+        token,
         medium,
         address,
-        room_id: r.text(4)?,
-        sender: r.text(1)?,
+        room_id,
+        sender,
         fields,
         server_key_id: String::new(),
-    }))
+    })
 }

@@ -18,4 +18,9 @@ SYNAPSE_FEDERATION_ADDR=127.0.0.5
 SYNAPSE_FEDERATION_PORT=18449
 SYNAPSE_CLIENT_PORT=18008
 SYNAPSE_SHARED_SECRET=mxisd-test-registration-secret
+# Synapse checks passwords with our module (etc/synapse/) against the mxisd on this port,
+# which only the Synapse login test runs (nothing there: the module refuses at once and
+# Synapse falls back to its own passwords).
+SYNAPSE_AUTH_PORT=18090
+SYNAPSE_AUTH_TIMEOUT=3
 LDAPS_PORT=6360

@@ -124,20 +124,35 @@ install_synapse() {
     /usr/bin/python3 -m venv "$SYNAPSE_VENV"
     "$SYNAPSE_VENV/bin/pip" install -q --disable-pip-version-check matrix-synapse
 }
+# Synapse's config and our password-auth module as this checkout has them: a running
+# Synapse started from others is restarted.
+synapse_files() { # DIR
+    mkdir -p "$1/modules"
+    sed -e "s|@SERVER_NAME@|$SYNAPSE_SERVER_NAME|" -e "s|@DIR@|$D/synapse|g" -e "s|@TLS@|$D/tls|g" \
+        -e "s|@FEDERATION_ADDR@|$SYNAPSE_FEDERATION_ADDR|" -e "s|@FEDERATION_PORT@|$SYNAPSE_FEDERATION_PORT|" \
+        -e "s|@CLIENT_PORT@|$SYNAPSE_CLIENT_PORT|" -e "s|@SECRET@|$SYNAPSE_SHARED_SECRET|" \
+        -e "s|@AUTH_PORT@|$SYNAPSE_AUTH_PORT|" -e "s|@AUTH_TIMEOUT@|$SYNAPSE_AUTH_TIMEOUT|" \
+        "$HERE/synapse/homeserver.yaml" > "$1/homeserver.yaml"
+    cp "$HERE/../../etc/synapse/mxisd_password_auth.py" "$1/modules/"
+}
+synapse_current() { # (called where set -e does not apply)
+    local T same=0; T="$(mktemp -d)"; synapse_files "$T"
+    cmp -s "$T/homeserver.yaml" "$D/synapse/homeserver.yaml" \
+        && cmp -s "$T/modules/mxisd_password_auth.py" "$D/synapse/modules/mxisd_password_auth.py" \
+        || same=1
+    rm -rf "$T"; return $same
+}
 start_synapse() {
     local S="$D/synapse"
     pkill -f "synapse.app.homeserver -c $S/homeserver.yaml" 2>/dev/null && sleep 0.5
     rm -rf "$S"; mkdir -p "$S"
-    sed -e "s|@SERVER_NAME@|$SYNAPSE_SERVER_NAME|" -e "s|@DIR@|$S|g" -e "s|@TLS@|$D/tls|g" \
-        -e "s|@FEDERATION_ADDR@|$SYNAPSE_FEDERATION_ADDR|" -e "s|@FEDERATION_PORT@|$SYNAPSE_FEDERATION_PORT|" \
-        -e "s|@CLIENT_PORT@|$SYNAPSE_CLIENT_PORT|" -e "s|@SECRET@|$SYNAPSE_SHARED_SECRET|" \
-        "$HERE/synapse/homeserver.yaml" > "$S/homeserver.yaml"
+    synapse_files "$S"
     "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver -c "$S/homeserver.yaml" --generate-keys \
         > "$S/generate.log" 2>&1
     # Synapse trusts the test CA for its calls to identity servers (mxisd behind nginx).
     cat /etc/ssl/certs/ca-certificates.crt "$D/tls/ca.pem" > "$S/ca-bundle.pem" 2>/dev/null \
         || cp "$D/tls/ca.pem" "$S/ca-bundle.pem"
-    SSL_CERT_FILE="$S/ca-bundle.pem" setsid "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver -c "$S/homeserver.yaml" \
+    SSL_CERT_FILE="$S/ca-bundle.pem" PYTHONPATH="$S/modules" setsid "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver -c "$S/homeserver.yaml" \
         > "$S/synapse.log" 2>&1 < /dev/null 9>&- &
     echo $! > "$S/synapse.pid" # Synapse writes its pid_file only when it daemonizes
     for _ in $(seq 600); do
@@ -148,4 +163,4 @@ start_synapse() {
     log "Synapse did not come up; see $S/synapse.log"; tail -n 20 "$S/synapse.log" >&2; return 1
 }
 "$SYNAPSE_VENV/bin/python" -c 'import synapse' 2>/dev/null || install_synapse
-alive "$D/synapse/synapse.pid" || start_synapse
+{ alive "$D/synapse/synapse.pid" && synapse_current; } || start_synapse
