@@ -178,6 +178,10 @@ fn answers_carry_the_mxid_no_nulls_and_logins_by_address_work() {
     assert_eq!(frank["auth"]["profile"]["display_name"], "Frank");
     let alice = by_address("alice@example.org", "alicepw").json();
     assert_eq!(alice["auth"]["mxid"], "@alice:example.org", "{alice}");
+    // A user id typed with capitals is that user (the same limit too: alice's 2 are used).
+    let capitals = check(&s, "@Alice:example.org", "alicepw").json();
+    assert_eq!(capitals["auth"]["mxid"], "@alice:example.org", "{capitals}");
+    check(&s, "@alice:example.org", "alicepw").assert_error(429, "M_LIMIT_EXCEEDED");
     let failed = json!({"auth": {"success": false}});
     assert_eq!(by_address("frank@example.org", "wrong").json(), failed);
     assert_eq!(by_address("nobody@example.org", "x").json(), failed);

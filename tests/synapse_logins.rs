@@ -91,10 +91,12 @@ fn synapse_logs_directory_users_in_through_our_module() {
     ensure_up();
     // Synapse keeps its accounts across runs: every user here is new.
     let tag = format!("{}x{}", std::process::id(), mxisd::now_ms() % 1_000_000_000);
+    // Synapse gives a phone number to one account only: a new one each run too.
+    let phone = format!("{:06}", mxisd::now_ms() % 1_000_000);
     let slapd_dir = TempDir::new();
     let slapd = OwnSlapd::start(&slapd_dir, "3894");
     slapd.add(&format!(
-        "dn: uid=carol{tag},ou=people,{base}\nobjectClass: inetOrgPerson\nuid: carol{tag}\ncn: Carol\nsn: Directory\ndisplayName: Carol Directory\nmail: Carol{tag}@Example.org\ntelephoneNumber: +44 20 7946 0999\nuserPassword: carolpw\n",
+        "dn: uid=carol{tag},ou=people,{base}\nobjectClass: inetOrgPerson\nuid: carol{tag}\ncn: Carol\nsn: Directory\ndisplayName: Carol Directory\nmail: Carol{tag}@Example.org\ntelephoneNumber: +44 7911 {phone}\nuserPassword: carolpw\n",
         base = get("LDAP_BASE")
     ));
     let mut s = mxisd_for_synapse(TempDir::new(), &slapd, &tag);
@@ -117,7 +119,9 @@ fn synapse_logs_directory_users_in_through_our_module() {
     let (again, _) = logged_in(&login(by_email.clone(), "dorapw"), &s);
     assert_eq!(again, user_id);
     login(by_email, "wrong").assert_error(403, "M_FORBIDDEN");
-    logged_in(&login(by_name(&dora), "dorapw"), &s);
+    // Typed with capitals, as Synapse's own logins allow.
+    let (again, _) = logged_in(&login(by_name(&dora.to_uppercase()), "dorapw"), &s);
+    assert_eq!(again, user_id);
     assert_eq!(threepids(&token), vec![("email".into(), dora_email)]);
 
     // A user without a display name: the first login works (Synapse's default name).
@@ -135,7 +139,7 @@ fn synapse_logs_directory_users_in_through_our_module() {
         pids,
         vec![
             ("email".into(), format!("carol{tag}@example.org")),
-            ("msisdn".into(), "442079460999".into())
+            ("msisdn".into(), format!("447911{phone}"))
         ]
     );
     login(by_name(&carol), "wrong").assert_error(403, "M_FORBIDDEN");

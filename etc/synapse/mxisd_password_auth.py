@@ -5,7 +5,8 @@ Synapse asks it to check `m.login.password` logins (by user name, or by e-mail a
 phone number through `check_3pid_auth`). It asks mxisd's
 `/_matrix-internal/identity/v1/check_credentials` through Synapse's own asynchronous HTTP
 client under a deadline, so a slow or stopped mxisd fails that login quickly (Synapse
-answers 403) and never holds up anything else. On a user's first successful login it
+answers 403) and never holds up anything else. (Synapse's client itself closes a
+connection that got no answer after its own 60 s.) On a user's first successful login it
 creates the Synapse account with the directory's display name, and adds the directory's
 e-mail addresses and phone numbers to it.
 
@@ -17,7 +18,7 @@ e-mail addresses and phone numbers to it.
           policy:
             registration:
               username:
-                enforceLowercase: true        # refuse to create @Alice (Synapse lowercases)
+                enforceLowercase: true        # kept for old configs: Synapse refuses @Alice
               profile:
                 name: true                    # display name when the account is created
             login:
@@ -173,19 +174,38 @@ class MxisdPasswordAuth:
             logger.warning("mxisd_password_auth: %s is not a user of this homeserver", mxid)
             return None
         profile = auth.get("profile") or {}
+        if not isinstance(profile, dict):
+            profile = {}
         name = profile.get("display_name")
         name = name if isinstance(name, str) and name else None
         user_id = await self._api.check_user_exists(mxid)
-        if user_id is None:
+        created = user_id is None
+        if created:
             user_id = await self._register(mxid, name)
             if user_id is None:
                 return None
-        elif self._config.name_on_login and name is not None:
-            await self._api.set_displayname(UserID.from_string(user_id), name)
-        if self._config.add_threepids:
-            await self._add_threepids(user_id, profile.get("three_pids") or [])
+        # The password was right: a profile that cannot be brought in is logged, and the
+        # login goes on.
+        try:
+            if not created and self._config.name_on_login and name is not None:
+                await self._update_name(user_id, name)
+            if self._config.add_threepids:
+                await self._add_threepids(user_id, profile.get("three_pids") or [])
+        except Exception as e:  # noqa: BLE001
+            logger.warning(
+                "mxisd_password_auth: the profile of %s was not updated: %s: %s",
+                user_id,
+                type(e).__name__,
+                e,
+            )
         logger.info("mxisd_password_auth: %s logged in (%s)", user_id, who)
         return user_id, None
+
+    async def _update_name(self, user_id: str, name: str) -> None:
+        localpart = UserID.from_string(user_id).localpart
+        current = await self._api.get_profile_for_user(localpart)
+        if current.display_name != name:
+            await self._api.set_displayname(UserID.from_string(user_id), name)
 
     async def _register(self, mxid: str, name: Optional[str]) -> Optional[str]:
         localpart = UserID.from_string(mxid).localpart
@@ -218,10 +238,9 @@ class MxisdPasswordAuth:
             if not isinstance(t, dict):
                 continue
             medium, address = t.get("medium"), t.get("address")
+            # mxisd gives addresses normalised (e-mail case-folded, numbers in E.164 digits).
             if medium not in ("email", "msisdn") or not isinstance(address, str):
                 continue
-            if medium == "email":
-                address = address.lower()
             if (medium, address) in have:
                 continue
             added = await self._api.run_db_interaction(
@@ -248,17 +267,19 @@ def _timed_out(result: Any, timeout: float) -> None:
 
 
 def _add_threepid(txn: Any, user_id: str, medium: str, address: str, now: int) -> bool:
-    """Adds (medium, address) to `user_id` in Synapse's `user_threepids`, unless an
-    account has it."""
+    """Adds (medium, address) to `user_id` in Synapse's `user_threepids`, unless an account
+    has it (its unique index on (medium, address): two logins at once add it once)."""
+    txn.execute(
+        "INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (medium, address) DO NOTHING",
+        (user_id, medium, address, now, now),
+    )
+    if txn.rowcount == 1:
+        return True
+    # Already there: this account's (a parallel login added it), or another's.
     txn.execute(
         "SELECT user_id FROM user_threepids WHERE medium = ? AND address = ?",
         (medium, address),
     )
-    if txn.fetchone() is not None:
-        return False
-    txn.execute(
-        "INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (user_id, medium, address, now, now),
-    )
-    return True
+    row = txn.fetchone()
+    return row is not None and row[0] == user_id

@@ -78,11 +78,16 @@ pub fn check_credentials(app: &App, req: &Request) -> Result<Reply, ApiError> {
     })))
 }
 
-/// The Matrix ID the request names: its `id`, or the user this server's identity stores
-/// map its 3PID to (never another server's: a login is for our users).
+/// The Matrix ID the request names: its `id` (its localpart lower-cased, as the stores
+/// give theirs and Synapse makes its users': "Alice" typed at the login is alice), or the
+/// user this server's identity stores map its 3PID to (never another server's: a login is
+/// for our users).
 fn user_named(app: &App, user: &User) -> Result<Option<String>, ApiError> {
     if let Some(id) = &user.id {
-        return Ok(Some(id.clone()));
+        return Ok(Some(match UserId::parse(id) {
+            Some(u) => UserId::of(u.localpart(), u.server()).into_string(),
+            None => id.clone(),
+        }));
     }
     let (Some(medium), Some(address)) = (&user.medium, &user.address) else {
         return Err(ApiError::MissingParams(
