@@ -187,3 +187,48 @@ fn synapse_logs_directory_users_in_through_our_module() {
         "Synapse's log says why"
     );
 }
+
+/// The YAML lines of `text` from `modules:` to the end of its block: comments and
+/// trailing blanks dropped, indentation made relative to `modules:`.
+fn modules_block(text: &str) -> Vec<String> {
+    let start = text.find("modules:\n").expect("a modules: block");
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let indent = start - line_start;
+    let mut lines = Vec::new();
+    for line in text[line_start..].lines() {
+        let code = line.split(" #").next().unwrap_or_default().trim_end();
+        if code.trim().is_empty() || code.trim_start().starts_with('#') {
+            continue;
+        }
+        if code.trim_start().starts_with("```")
+            || (!lines.is_empty() && !code.starts_with(&" ".repeat(indent + 1)))
+        {
+            break;
+        }
+        lines.push(code[indent.min(code.len())..].to_owned());
+    }
+    lines
+}
+
+/// The README's "Synapse logins" block is what the test Synapse runs with, its endpoint
+/// port and timeout aside.
+#[test]
+fn the_readme_block_is_what_the_test_synapse_loads() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let section = readme
+        .split("## Synapse logins against your directory")
+        .nth(1)
+        .unwrap();
+    let config =
+        std::fs::read_to_string(format!("{root}/tests/services/synapse/homeserver.yaml")).unwrap();
+    let ours = modules_block(&config)
+        .into_iter()
+        .map(|l| {
+            l.replace("@AUTH_PORT@", "8090")
+                .replace("@AUTH_TIMEOUT@", "5")
+        })
+        .collect::<Vec<_>>();
+    assert!(ours.len() > 10, "{ours:?}");
+    assert_eq!(modules_block(section), ours);
+}
