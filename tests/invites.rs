@@ -250,6 +250,22 @@ fn wait_for_onbinds(hs: &FakeHomeserver, within: Duration) -> Vec<(String, Value
     }
 }
 
+/// One invite of an onbind call: its token and room, Alice's, and `signed` for `mxid` by
+/// the server's long-term key.
+fn assert_invite(s: &Mxisd, invite: &Value, (token, room): (&str, &str), mxid: &str) {
+    assert_eq!(invite["token"], token);
+    assert_eq!(invite["room_id"], room);
+    assert_eq!(invite["sender"], "@alice:example.org");
+    assert_eq!(invite["signed"]["mxid"], mxid);
+    verify_json(
+        &invite["signed"],
+        "example.org",
+        "ed25519:0",
+        &server_key(s),
+    )
+    .unwrap();
+}
+
 /// The server's long-term key `ed25519:0`.
 fn server_key(s: &Mxisd) -> VerifyingKey {
     let key = s.get(&format!("{V2}/pubkey/ed25519:0")).json()["public_key"]
@@ -273,18 +289,12 @@ fn binding_an_invited_address_calls_onbind_on_the_invitees_homeserver() {
     assert_eq!(method, "POST");
     assert_eq!(body["address"], address.to_lowercase());
     assert_eq!(body["mxid"], mxid.as_str());
-    let invite = &body["invites"][0];
-    assert_eq!(invite["token"], token.as_str());
-    assert_eq!(invite["room_id"], "!room:example.org");
-    assert_eq!(invite["sender"], "@alice:example.org");
-    assert_eq!(invite["signed"]["mxid"], mxid.as_str());
-    verify_json(
-        &invite["signed"],
-        "example.org",
-        "ed25519:0",
-        &server_key(&s),
-    )
-    .unwrap();
+    assert_invite(
+        &s,
+        &body["invites"][0],
+        (&token, "!room:example.org"),
+        &mxid,
+    );
     // Delivered: the invite and its ephemeral key have ended.
     assert!(s.wait_for_log("onbind: 1 invites delivered"), "{}", s.log());
     let valid = s
@@ -538,14 +548,12 @@ fn an_invitee_added_to_the_directory_is_resolved() {
     let calls = wait_for_onbinds(&hs, Duration::from_secs(10));
     assert_eq!(calls.len(), 1, "{}", s.log());
     assert_eq!(calls[0].1["mxid"], mxid.as_str());
-    assert_eq!(calls[0].1["invites"][0]["token"], token.as_str());
-    verify_json(
-        &calls[0].1["invites"][0]["signed"],
-        "example.org",
-        "ed25519:0",
-        &server_key(&s),
-    )
-    .unwrap();
+    assert_invite(
+        &s,
+        &calls[0].1["invites"][0],
+        (&token, "!room:example.org"),
+        &mxid,
+    );
 }
 
 /// mxisd's and ma1sd's table of pending invites, as ORMLite made it on SQLite.
@@ -600,17 +608,12 @@ fn pending_invites_of_an_mxisd_database_are_imported_once_and_delivered() {
     validate_and_bind(&s, &address, &mxid, 1);
     let calls = wait_for_onbinds(&hs, Duration::from_secs(10));
     assert_eq!(calls.len(), 1, "{}", s.log());
-    let invite = &calls[0].1["invites"][0];
-    assert_eq!(invite["token"], token.as_str());
-    assert_eq!(invite["room_id"], "!old:example.org");
-    assert_eq!(invite["sender"], "@alice:example.org");
-    verify_json(
-        &invite["signed"],
-        "example.org",
-        "ed25519:0",
-        &server_key(&s),
-    )
-    .unwrap();
+    assert_invite(
+        &s,
+        &calls[0].1["invites"][0],
+        (&token, "!old:example.org"),
+        &mxid,
+    );
     // A restart on the same database imports nothing again, not even a row added since.
     s.signal("TERM");
     s.wait_exit(Duration::from_secs(20)).unwrap();
