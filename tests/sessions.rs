@@ -279,6 +279,39 @@ fn a_mail_that_cannot_be_sent_leaves_no_session() {
     request_email(&s, V1, "nobody@example.org", "x", 1).assert_error(500, "M_EMAIL_SEND_ERROR");
 }
 
+/// A mail server that sends its greeting one byte at a time, each within any per-read
+/// timeout, and never ends it: the request fails when the SMTP `timeout` (2 s) is over,
+/// however many reads that took.
+#[test]
+fn a_mail_server_trickling_its_greeting_is_given_up_at_the_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                use std::io::Write;
+                // "220-" lines forever: a reply that never ends.
+                for byte in b"220-mail.example.org trickling\r\n".iter().cycle() {
+                    if conn.write_all(&[*byte]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(150));
+                }
+            });
+        }
+    });
+    let s = Mxisd::start(&format!(
+        "threepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {port}\n          tls: 0\n          timeout: 2\n"
+    ));
+    let started = std::time::Instant::now();
+    request_email(&s, V1, "nobody@example.org", "x", 1).assert_error(500, "M_EMAIL_SEND_ERROR");
+    let took = started.elapsed();
+    // The deadline (2 s), not a per-read timeout that each trickled byte renews.
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert!(s.wait_for_log("no answer in time"), "{}", s.log());
+}
+
 #[test]
 fn the_policy_decides_what_is_validated_here() {
     // No scopes written: everything here (mxisd 1.4, ma1sd).

@@ -131,9 +131,66 @@ impl Failure {
     }
 }
 
+/// The socket, each read and write of which waits at most until `deadline`: a server
+/// trickling bytes (of a greeting, a TLS handshake, a reply) cannot stretch an exchange
+/// past it, however many reads it takes.
+struct Timed {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl Timed {
+    fn arm(&self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time"));
+        }
+        self.tcp.set_read_timeout(Some(left))?;
+        self.tcp.set_write_timeout(Some(left))
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.tcp.read(buf).map_err(named)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.tcp.write(buf).map_err(named)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// A socket timeout says so (the OS says "resource temporarily unavailable").
+fn named(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, "no answer in time")
+        }
+        _ => e,
+    }
+}
+
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Plain(Timed),
+    Tls(Box<StreamOwned<ClientConnection, Timed>>),
+}
+
+impl Stream {
+    /// When the exchange that starts now must be over.
+    fn set_deadline(&mut self, deadline: Instant) {
+        match self {
+            Stream::Plain(s) => s.deadline = deadline,
+            Stream::Tls(s) => s.sock.deadline = deadline,
+        }
+    }
 }
 
 impl Read for Stream {
@@ -161,16 +218,13 @@ impl Write for Stream {
     }
 }
 
-/// One open, greeted (and maybe authenticated) connection.
+/// One open, greeted (and maybe authenticated) connection. Each exchange (opening, then
+/// each message) must be over within `timeout` (`Timed`), so that a slow server cannot
+/// hold a worker longer.
 struct Session {
     stream: BufReader<Stream>,
     pipelining: bool,
     eight_bit: bool,
-    /// When the exchange under way must be over: each read and write waits at most until
-    /// then, so a server trickling bytes cannot hold a worker past `timeout`.
-    deadline: Instant,
-    /// The socket under `stream`, to shorten its timeouts as the deadline nears.
-    tcp: TcpStream,
 }
 
 /// Why an expected reply did not come: another reply (the connection is still in step), or
@@ -210,21 +264,16 @@ impl Session {
                 }
             })
             .ok_or(last)?;
-        let io = |e: io::Error| e.to_string();
-        tcp.set_nodelay(true).map_err(io)?;
-        tcp.set_read_timeout(Some(cfg.timeout)).map_err(io)?;
-        tcp.set_write_timeout(Some(cfg.timeout)).map_err(io)?;
-        let control = tcp.try_clone().map_err(io)?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let timed = Timed { tcp, deadline };
         let stream = match cfg.tls {
-            SmtpTls::Implicit => smtp.wrap_tls(tcp)?,
-            _ => Stream::Plain(tcp),
+            SmtpTls::Implicit => smtp.wrap_tls(timed)?,
+            _ => Stream::Plain(timed),
         };
         let mut session = Session {
             stream: BufReader::new(stream),
             pipelining: false,
             eight_bit: false,
-            deadline,
-            tcp: control,
         };
         session.expect(220, "greeting").map_err(String::from)?;
         let mut extensions = session.ehlo(&smtp.hello)?;
@@ -239,10 +288,10 @@ impl Session {
         };
         if upgrade {
             session.command("STARTTLS\r\n", 220, "STARTTLS")?;
-            let Stream::Plain(tcp) = session.stream.into_inner() else {
+            let Stream::Plain(timed) = session.stream.into_inner() else {
                 return Err("STARTTLS on an encrypted connection".into());
             };
-            session.stream = BufReader::new(smtp.wrap_tls(tcp)?);
+            session.stream = BufReader::new(smtp.wrap_tls(timed)?);
             extensions = session.ehlo(&smtp.hello)?;
         }
         session.pipelining = extensions.iter().any(|e| e == "PIPELINING");
@@ -283,7 +332,7 @@ impl Session {
         message: &str,
         timeout: Duration,
     ) -> Result<(), Failure> {
-        self.deadline = Instant::now() + timeout;
+        self.stream.get_mut().set_deadline(Instant::now() + timeout);
         let before = Failure::BeforeData;
         let body = if !message.is_ascii() && self.eight_bit {
             " BODY=8BITMIME"
@@ -333,20 +382,7 @@ impl Session {
         self.expect(code, what).map_err(String::from)
     }
 
-    /// Applies what is left of the deadline to the socket's next wait.
-    fn arm(&self) -> Result<(), String> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err("no answer in time".into());
-        }
-        self.tcp
-            .set_read_timeout(Some(left))
-            .and_then(|()| self.tcp.set_write_timeout(Some(left)))
-            .map_err(|e| e.to_string())
-    }
-
     fn write(&mut self, text: &str) -> Result<(), String> {
-        self.arm()?;
         let stream = self.stream.get_mut();
         stream
             .write_all(text.as_bytes())
@@ -373,7 +409,6 @@ impl Session {
     fn reply(&mut self) -> Result<Reply, String> {
         let mut text = String::new();
         for _ in 0..LINES_MAX {
-            self.arm()?;
             let mut line = Vec::new();
             let read = (&mut self.stream)
                 .take(LINE_MAX as u64)
@@ -399,7 +434,7 @@ impl Session {
 }
 
 impl Smtp {
-    fn wrap_tls(&self, tcp: TcpStream) -> Result<Stream, String> {
+    fn wrap_tls(&self, tcp: Timed) -> Result<Stream, String> {
         let config = self
             .tls
             .clone()
