@@ -253,6 +253,7 @@ fn run(config: config::Config) -> ExitCode {
     }
     let failed = server.failed();
     server.shutdown();
+    app.invites.stop();
     if let Some(job) = refresher {
         job.stop();
     }

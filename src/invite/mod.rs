@@ -16,6 +16,7 @@ use crate::threepid::Medium;
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Map, Value};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ pub struct Invites {
     /// homeservers that do not answer never delay the mails (nor the reverse).
     mail_job: OnceLock<crate::jobs::Waker>,
     onbind_job: OnceLock<crate::jobs::Waker>,
+    /// The server is stopping: jobs end after the item in hand, claiming no more (what is
+    /// left waits in the queue for the next start or another instance).
+    stopping: AtomicBool,
     notifier: Arc<Notifier>,
     /// `<publicUrl>`: where sign URLs and key validity URLs point.
     public_url: String,
@@ -110,6 +114,7 @@ impl Invites {
             leases,
             mail_job: OnceLock::new(),
             onbind_job: OnceLock::new(),
+            stopping: AtomicBool::new(false),
             per_sender: Buckets::new(cfg.per_sender.burst, cfg.per_sender.per_minute),
             per_address: Buckets::new(cfg.per_address.burst, cfg.per_address.per_minute),
             cfg: cfg.clone(),
@@ -283,6 +288,9 @@ impl Invites {
             }
         };
         for (medium, address) in addresses {
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
             let Some(m) = Medium::parse(&medium) else {
                 continue;
             };
@@ -292,6 +300,11 @@ impl Invites {
                 Err(e) => log::warn!("invite resolution: {e}"),
             }
         }
+    }
+
+    /// The server is stopping: deliveries and resolution end after what is in hand.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 
     /// The waker of the job that delivers `kind` (`MAIL_KIND` or `ONBIND_KIND`).
@@ -310,7 +323,7 @@ impl Invites {
             MAIL_KIND => self.leases.mail,
             _ => self.leases.onbind,
         };
-        loop {
+        while !self.stopping.load(Ordering::Relaxed) {
             match state.claim(kind, 1, lease, crate::now_ms()) {
                 Ok(items) if items.is_empty() => break,
                 Ok(items) => {
