@@ -48,6 +48,8 @@ from synapse.module_api import (
 logger = logging.getLogger(__name__)
 
 CHECK_PATH = "/_matrix-internal/identity/v1/check_credentials"
+# Seconds a timed-out mxisd is not asked again (the rest of the same login).
+HUNG_FOR = 1.0
 
 LoginResult = Optional[Tuple[str, Optional[Callable[[Any], Awaitable[None]]]]]
 
@@ -89,6 +91,9 @@ class MxisdPasswordAuth:
     def __init__(self, config: Config, api: ModuleApi):
         self._config = config
         self._api = api
+        # Until when mxisd counts as hung after a timeout: Synapse asks again by user id
+        # right after a refused login by address, which would wait a second `timeout`.
+        self._hung_until = 0.0
         api.register_password_auth_provider_callbacks(
             auth_checkers={("m.login.password", ("password",)): self.check_password},
             check_3pid_auth=self.check_3pid_auth,
@@ -128,6 +133,12 @@ class MxisdPasswordAuth:
         """mxisd's `auth` object when it accepts the password; None otherwise (refused,
         unreachable, too slow, or an answer we cannot read: each logged)."""
         started = time.monotonic()
+        if started < self._hung_until:
+            logger.warning(
+                "mxisd_password_auth: mxisd gave no answer a moment ago; login of %s refused",
+                who,
+            )
+            return None
         request = run_in_background(
             self._api.http_client.post_json_get_json, self._config.url, {"user": user}
         )
@@ -138,6 +149,7 @@ class MxisdPasswordAuth:
         try:
             answer = await make_deferred_yieldable(request)
         except defer.TimeoutError:
+            self._hung_until = time.monotonic() + HUNG_FOR
             logger.warning(
                 "mxisd_password_auth: mxisd gave no answer within %.0f s for %s; login refused",
                 self._config.timeout,
