@@ -147,8 +147,7 @@ impl App {
 /// takes under its deadlines, with a margin. An onbind finds the homeserver
 /// (`.well-known`: one call; then SRV: up to three DNS lookups, each up to two tries of
 /// `connectTimeout`) and may try POST then PUT; a mail may be tried on a kept connection,
-/// then on a new one (each opening: resolving, connecting, greeting and TLS under one
-/// deadline, connecting maybe to several addresses). Delivery is at least once: one that
+/// then on a new one (each opening, and each message, under one SMTP `timeout`). Delivery is at least once: one that
 /// outlives its lease anyway may be made again by another instance.
 fn delivery_leases(config: &Config) -> Leases {
     let margin = std::time::Duration::from_secs(5);
@@ -156,7 +155,7 @@ fn delivery_leases(config: &Config) -> Leases {
     let smtp = config.threepid.email.smtp.as_ref();
     Leases {
         onbind: f.timeout * 3 + f.connect_timeout * 6 + margin,
-        mail: smtp.map_or(std::time::Duration::ZERO, |s| s.timeout * 6) + margin,
+        mail: smtp.map_or(std::time::Duration::ZERO, |s| s.timeout * 4) + margin,
     }
 }
 

@@ -32,7 +32,9 @@ The policy keys are those of the older REST auth module (`kamax-io/matrix-synaps
 so its configuration carries over; its `policy.all.threepid.replace` is not supported.
 """
 
+import hashlib
 import logging
+import os
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
@@ -48,8 +50,9 @@ from synapse.module_api import (
 logger = logging.getLogger(__name__)
 
 CHECK_PATH = "/_matrix-internal/identity/v1/check_credentials"
-# Seconds a timed-out mxisd is not asked again (the rest of the same login).
-HUNG_FOR = 1.0
+# Seconds during which the login attempt that found mxisd hung is not asked again (the rest
+# of the same login: Synapse asks again by user id after a refused login by address).
+HUNG_FOR = 5.0
 
 LoginResult = Optional[Tuple[str, Optional[Callable[[Any], Awaitable[None]]]]]
 
@@ -91,9 +94,12 @@ class MxisdPasswordAuth:
     def __init__(self, config: Config, api: ModuleApi):
         self._config = config
         self._api = api
-        # Until when mxisd counts as hung after a timeout: Synapse asks again by user id
-        # right after a refused login by address, which would wait a second `timeout`.
-        self._hung_until = 0.0
+        # Login attempts (by a salted hash of their password: the same in both of Synapse's
+        # asks) that found mxisd hung, and until when: Synapse asks again by user id after
+        # a refused login by address, which would wait a second `timeout`. Other users'
+        # logins are not affected.
+        self._hung: Dict[bytes, float] = {}
+        self._salt = os.urandom(16)
         api.register_password_auth_provider_callbacks(
             auth_checkers={("m.login.password", ("password",)): self.check_password},
             check_3pid_auth=self.check_3pid_auth,
@@ -133,7 +139,8 @@ class MxisdPasswordAuth:
         """mxisd's `auth` object when it accepts the password; None otherwise (refused,
         unreachable, too slow, or an answer we cannot read: each logged)."""
         started = time.monotonic()
-        if started < self._hung_until:
+        attempt = hashlib.sha256(self._salt + user["password"].encode()).digest()
+        if self._hung.get(attempt, 0.0) > started:
             logger.warning(
                 "mxisd_password_auth: mxisd gave no answer a moment ago; login of %s refused",
                 who,
@@ -149,7 +156,7 @@ class MxisdPasswordAuth:
         try:
             answer = await make_deferred_yieldable(request)
         except defer.TimeoutError:
-            self._hung_until = time.monotonic() + HUNG_FOR
+            self._remember_hung(attempt)
             logger.warning(
                 "mxisd_password_auth: mxisd gave no answer within %.0f s for %s; login refused",
                 self._config.timeout,
@@ -173,6 +180,12 @@ class MxisdPasswordAuth:
             logger.info("mxisd_password_auth: wrong password or unknown user: %s", who)
             return None
         return auth
+
+    def _remember_hung(self, attempt: bytes) -> None:
+        now = time.monotonic()
+        self._hung = {a: until for a, until in self._hung.items() if until > now}
+        if len(self._hung) < 10_000:
+            self._hung[attempt] = now + HUNG_FOR
 
     async def _logged_in(self, auth: Optional[Dict[str, Any]], who: str) -> LoginResult:
         """The Synapse user of an accepted login: created on first login, its profile and

@@ -26,6 +26,8 @@ const IDLE_MAX: usize = 16;
 /// A kept connection unused for this long is closed rather than reused (servers drop idle
 /// clients after a few minutes).
 const IDLE_FOR: Duration = Duration::from_secs(30);
+/// Why an exchange failed when its deadline passed.
+const TOO_SLOW: &str = "the server took longer than the timeout";
 /// Longest reply line accepted, and most lines in one reply.
 const LINE_MAX: usize = 4096;
 const LINES_MAX: usize = 100;
@@ -143,7 +145,7 @@ impl Timed {
     fn arm(&self) -> io::Result<()> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time"));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, TOO_SLOW));
         }
         self.tcp.set_read_timeout(Some(left))?;
         self.tcp.set_write_timeout(Some(left))
@@ -172,7 +174,7 @@ impl Write for Timed {
 fn named(e: io::Error) -> io::Error {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            io::Error::new(io::ErrorKind::TimedOut, "no answer in time")
+            io::Error::new(io::ErrorKind::TimedOut, TOO_SLOW)
         }
         _ => e,
     }
@@ -251,19 +253,28 @@ struct Reply {
 impl Session {
     fn open(smtp: &Smtp) -> Result<Session, String> {
         let cfg = &smtp.cfg;
+        // One deadline for the whole opening: resolving, connecting (to each address in
+        // turn), the greeting, TLS, EHLO and the login.
         let deadline = Instant::now() + cfg.timeout;
-        let addrs = resolve(&cfg.host, cfg.port, cfg.timeout)?;
+        let left = || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            (!left.is_zero())
+                .then_some(left)
+                .ok_or_else(|| TOO_SLOW.to_owned())
+        };
+        let addrs = resolve(&cfg.host, cfg.port, left()?)?;
         let mut last = "no address".to_owned();
-        let tcp = addrs
-            .iter()
-            .find_map(|a| match TcpStream::connect_timeout(a, cfg.timeout) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    last = format!("connecting to {a}: {e}");
-                    None
+        let mut tcp = None;
+        for a in &addrs {
+            match TcpStream::connect_timeout(a, left()?) {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
                 }
-            })
-            .ok_or(last)?;
+                Err(e) => last = format!("connecting to {a}: {e}"),
+            }
+        }
+        let tcp = tcp.ok_or(last)?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         let timed = Timed { tcp, deadline };
         let stream = match cfg.tls {
