@@ -408,7 +408,7 @@ fn sms_session_through_the_twilio_api() {
         (to.as_str(), from.as_str()),
         ("+447911123456", "+15550001111")
     );
-    let code: String = body.chars().filter(char::is_ascii_digit).collect();
+    let code = twilio.code(0);
     assert_eq!(code.len(), 6, "{body}");
     assert!(
         body.starts_with("Your Example.org verification code is "),
@@ -446,11 +446,7 @@ fn five_wrong_codes_end_an_sms_session_and_a_resend_starts_a_fresh_count() {
     let twilio = support::fake_homeserver::FakeTwilio::start(&[]);
     let s = Mxisd::start(&format!("threepid:\n  medium:\n{}", twilio.config()));
     let sid = request_sms(&s, "07911 222333", "five", 1).json()["sid"].clone();
-    let code: String = twilio.messages()[0]
-        .2
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
+    let code = twilio.code(0);
     let wrong = if code == "111111" { "222222" } else { "111111" };
     for _ in 0..4 {
         submit_sms(&s, &sid, "five", wrong).assert_error(400, "M_TOKEN_INCORRECT");
@@ -463,11 +459,7 @@ fn five_wrong_codes_end_an_sms_session_and_a_resend_starts_a_fresh_count() {
         request_sms(&s, "07911 222333", "five", 2).json()["sid"],
         sid
     );
-    let new_code: String = twilio.messages()[1]
-        .2
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
+    let new_code = twilio.code(1);
     assert_eq!(
         submit_sms(&s, &sid, "five", &new_code).json(),
         json!({"success": true})
@@ -727,11 +719,7 @@ fn a_resend_that_sends_nothing_does_not_reset_the_count_of_wrong_codes() {
     let r = request_sms(&s, "07911 123457", "brute", 1);
     assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
     let sid = r.json()["sid"].clone();
-    let code: String = twilio.messages()[0]
-        .2
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
+    let code = twilio.code(0);
     let wrong = if code == "111111" { "222222" } else { "111111" };
     for _ in 0..5 {
         submit_sms(&s, &sid, "brute", wrong).assert_error(400, "M_TOKEN_INCORRECT");

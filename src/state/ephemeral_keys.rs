@@ -1,4 +1,5 @@
-//! `ephemeral_public_keys`: the one-off keys of e-mail invites.
+//! `ephemeral_public_keys`: ephemeral keys recorded before invites kept their own
+//! (`invites.rs`), still answered as valid. Nothing writes it any more.
 
 use super::{State, StateError};
 
@@ -20,18 +21,6 @@ impl State {
                     &[public_key.into()],
                 )?
                 .is_empty())
-        })
-    }
-
-    /// Records an ephemeral public key (store-invite).
-    pub fn add_ephemeral_key(&self, public_key: &str, now_ms: i64) -> Result<(), StateError> {
-        self.read(|c| {
-            c.execute(
-                "INSERT INTO ephemeral_public_keys (public_key, created_ts) VALUES ($1, $2)
-                 ON CONFLICT (public_key) DO NOTHING",
-                &[public_key.into(), now_ms.into()],
-            )?;
-            Ok(())
         })
     }
 }

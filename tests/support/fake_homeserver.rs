@@ -104,6 +104,15 @@ impl FakeTwilio {
         )
     }
 
+    /// The code of the `n`th message the fake accepted (the digits of its body).
+    pub fn code(&self, n: usize) -> String {
+        self.messages()[n]
+            .2
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect()
+    }
+
     /// Every message the fake accepted: (To, From, Body).
     pub fn messages(&self) -> Vec<(String, String, String)> {
         let text = ureq::get(&format!("http://127.0.0.1:{}/messages", self.port))

@@ -149,24 +149,7 @@ impl PgCluster {
 
     /// Runs `sql` on database `mxisd` with psql.
     pub fn psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args(["-d", "mxisd", "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        super::services::psql_on(&self.port.to_string(), "postgres", "mxisd", sql)
     }
 }
 

@@ -50,21 +50,15 @@ pub fn ensure_up() {
 /// Runs `sql` with psql on database `db` of the test PostgreSQL; its output, without
 /// decoration. Any error fails the test.
 pub fn psql(db: &str, sql: &str) -> String {
+    psql_on(get("PG_PORT"), get("PG_USER"), db, sql)
+}
+
+/// Runs `sql` with psql on the PostgreSQL at loopback `port`, as `user`, in `db`; its
+/// unaligned output. Fails the test if psql does.
+pub fn psql_on(port: &str, user: &str, db: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            get("PG_PORT"),
-            "-U",
-            get("PG_USER"),
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qAtc",
-            sql,
-        ])
+        .args(["-h", "127.0.0.1", "-p", port, "-U", user, "-d", db])
+        .args(["-v", "ON_ERROR_STOP=1", "-qAtc", sql])
         .output()
         .expect("run psql");
     assert!(
