@@ -11,6 +11,7 @@ mod binds;
 mod internal;
 mod invite;
 mod lookup;
+mod number;
 mod pubkey;
 mod session;
 mod status;

@@ -42,6 +42,7 @@ fn requester<const V2: bool>(app: &App, req: &Request) -> Result<Option<String>,
 struct EmailRequest {
     client_secret: String,
     email: String,
+    #[serde(deserialize_with = "super::number::int_or_digits")]
     send_attempt: i64,
     next_link: Option<String>,
 }
@@ -51,6 +52,7 @@ struct MsisdnRequest {
     client_secret: String,
     country: String,
     phone_number: String,
+    #[serde(deserialize_with = "super::number::int_or_digits")]
     send_attempt: i64,
     next_link: Option<String>,
 }
