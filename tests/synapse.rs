@@ -15,7 +15,7 @@ pub(crate) fn client_api(path: &str) -> String {
 }
 
 /// A new Synapse user (shared-secret registration) and its client access token.
-fn synapse_user(localpart: &str) -> (String, String) {
+pub(crate) fn synapse_user(localpart: &str) -> (String, String) {
     let out = Command::new(format!(
         "{}/bin/register_new_matrix_user",
         get("SYNAPSE_VENV")
@@ -120,7 +120,9 @@ fn without_the_allow_list_synapse_on_loopback_is_refused() {
 /// certificate for `localhost`), its public URL that address; mail to the test sink, and
 /// loopback homeservers allowed. `extra` comes first in the config. The server, the name
 /// Synapse knows it by (`id_server`), and nginx.
-fn identity_server_for_synapse(extra: &str) -> (Mxisd, String, support::balancer::Balancer) {
+pub(crate) fn identity_server_for_synapse(
+    extra: &str,
+) -> (Mxisd, String, support::balancer::Balancer) {
     let front = support::pg_cluster::free_port();
     let id_server = format!("localhost:{front}");
     let dir = support::TempDir::new();

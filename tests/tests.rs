@@ -7,6 +7,7 @@ mod accounts;
 mod binds;
 mod check_credentials;
 mod config_cli;
+mod element_sdk;
 mod http_api;
 mod http_concurrency;
 mod http_framing;

@@ -18,6 +18,9 @@ SYNAPSE_FEDERATION_ADDR=127.0.0.5
 SYNAPSE_FEDERATION_PORT=18449
 SYNAPSE_CLIENT_PORT=18008
 SYNAPSE_SHARED_SECRET=mxisd-test-registration-secret
+# matrix-js-sdk (the client library inside Element) from npm, kept across runs; its version
+# is pinned by tests/services/element/package-lock.json.
+ELEMENT_SDK_DIR=/tmp/mxisd-test-cache/matrix-js-sdk
 # Synapse checks passwords with our module (etc/synapse/) against the mxisd on this port,
 # which only the Synapse login test runs (nothing there: the module refuses at once and
 # Synapse falls back to its own passwords).

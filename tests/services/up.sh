@@ -2,7 +2,8 @@
 # Starts the test services on loopback, idempotently: OpenLDAP slapd (with fixtures),
 # PostgreSQL, dnsmasq (SRV records) and an aiosmtpd mail sink that stores each mail as a
 # file; installs nginx and Chromium for the tests that start their own (a load balancer,
-# a browser rendering mxisd's pages). Installs missing Debian packages when run as root.
+# a browser rendering mxisd's pages), Synapse from PyPI and matrix-js-sdk from npm (once, in
+# a cache kept across runs). Installs missing Debian packages when run as root.
 # Safe to run concurrently.
 # Stop them with tests/services/down.sh.
 set -euo pipefail
@@ -164,3 +165,21 @@ start_synapse() {
 }
 "$SYNAPSE_VENV/bin/python" -c 'import synapse' 2>/dev/null || install_synapse
 { alive "$D/synapse/synapse.pid" && synapse_current; } || start_synapse
+
+# --- matrix-js-sdk ----------------------------------------------------------------------
+# The client library inside Element, from npm, the whole tree pinned by
+# tests/services/element/package-lock.json; tests/element_sdk.rs drives mxisd with it. Needs
+# node >= 20 (not installed here: Debian's may be older); without node that test is skipped.
+install_js_sdk() {
+    log "installing matrix-js-sdk from npm into $ELEMENT_SDK_DIR (once)"
+    rm -rf "$ELEMENT_SDK_DIR" "$ELEMENT_SDK_DIR.new"; mkdir -p "$ELEMENT_SDK_DIR.new"
+    cp "$HERE/element/package.json" "$HERE/element/package-lock.json" "$ELEMENT_SDK_DIR.new/"
+    (cd "$ELEMENT_SDK_DIR.new" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    mv "$ELEMENT_SDK_DIR.new" "$ELEMENT_SDK_DIR"
+}
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    { cmp -s "$HERE/element/package-lock.json" "$ELEMENT_SDK_DIR/package-lock.json" \
+        && [ -f "$ELEMENT_SDK_DIR/node_modules/matrix-js-sdk/package.json" ]; } || install_js_sdk
+else
+    log "no node/npm: tests/element_sdk.rs (matrix-js-sdk) will be skipped"
+fi
