@@ -80,6 +80,13 @@ fn element_shares_and_revokes_an_email_through_matrix_js_sdk() {
         .expect("start node");
     let mut stdin = node.stdin.take().unwrap();
     let stdout = BufReader::new(node.stdout.take().unwrap());
+    // The SDK's own logging goes to stderr: drained aside, so that it never fills the pipe.
+    let mut stderr_pipe = node.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr_pipe, &mut text).ok();
+        text
+    });
     // The script ends itself within 60 s (its own deadline): reading to its end is bounded.
     let mut steps: Vec<Value> = Vec::new();
     for line in stdout.lines() {
@@ -95,8 +102,7 @@ fn element_shares_and_revokes_an_email_through_matrix_js_sdk() {
         steps.push(step);
     }
     let status = node.wait().expect("wait for node");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut stderr).ok();
+    let stderr = stderr.join().unwrap_or_default();
     let shown = steps
         .iter()
         .map(Value::to_string)
