@@ -32,8 +32,12 @@ impl Visitor<'_> for IntOrDigits {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
         let digits = !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit());
-        let not_digits =
-            || E::invalid_value(Unexpected::Other("a string of other than digits"), &self);
+        let not_digits = || {
+            E::invalid_value(
+                Unexpected::Other("a string that is not 1 to 18 digits"),
+                &self,
+            )
+        };
         if !digits {
             return Err(not_digits());
         }
