@@ -5,6 +5,7 @@
 //! Addresses given to and returned by stores are normalised (see `threepid`).
 
 pub mod ldap;
+mod ldap_template;
 pub mod local_binds;
 pub mod memory;
 pub mod rest;
