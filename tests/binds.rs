@@ -428,7 +428,10 @@ fn a_v1_lookup_answers_a_bind_made_here_as_it_was_signed_at_bind_time() {
     // Later than the bind, so a fresh signature would carry another `ts`.
     std::thread::sleep(Duration::from_millis(1100));
     let looked_up = s
-        .get(&format!("{V1}/lookup?medium=email&address={}", email.to_uppercase()))
+        .get(&format!(
+            "{V1}/lookup?medium=email&address={}",
+            email.to_uppercase()
+        ))
         .json();
     for field in ["medium", "address", "mxid", "ts", "not_before", "not_after"] {
         assert_eq!(looked_up[field], bound[field], "{field}: {looked_up}");
@@ -442,7 +445,9 @@ fn a_v1_lookup_answers_a_bind_made_here_as_it_was_signed_at_bind_time() {
 
     let before = mxisd::now_ms();
     let store = s
-        .get(&format!("{V1}/lookup?medium=email&address=gwen%40example.org"))
+        .get(&format!(
+            "{V1}/lookup?medium=email&address=gwen%40example.org"
+        ))
         .json();
     assert_eq!(store["mxid"], "@gwen:example.org", "{store}");
     let ts = store["ts"].as_i64().unwrap();

@@ -247,7 +247,9 @@ fn pieces(value: &str, token: &str) -> Result<Vec<Vec<Piece>>, String> {
             segments.push(Vec::new());
             rest = &rest[1..];
         } else if c == '\\' {
-            let hex = rest.get(1..3).ok_or("a '\\' not followed by two hex digits")?;
+            let hex = rest
+                .get(1..3)
+                .ok_or("a '\\' not followed by two hex digits")?;
             text.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad escape \\{hex}"))?);
             rest = &rest[3..];
         } else {
@@ -330,7 +332,10 @@ mod tests {
             "(&(objectClass=person)(!(employeeType=disabled))(|(mail=*)(otherMailbox=x-*)))"
         );
         assert_eq!(t.attributes, ["mail", "otherMailbox"]);
-        let e = entry(&[("mail", &["Alice@Example.org"]), ("otherMailbox", &["x-b@c.d"])]);
+        let e = entry(&[
+            ("mail", &["Alice@Example.org"]),
+            ("otherMailbox", &["x-b@c.d"]),
+        ]);
         assert!(t.matches(&e, "alice@example.org"));
         assert!(t.matches(&e, "b@c.d"));
         assert!(!t.matches(&e, "x-b@c.d"));
