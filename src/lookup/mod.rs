@@ -114,14 +114,13 @@ impl Chain {
     /// (`lookup.recursive.allowedCidr`); today only the local stores are asked.
     pub fn find(
         &self,
-        _requester: Requester,
+        requester: Requester,
         medium: Medium,
         address: &str,
     ) -> Result<Option<String>, LookupError> {
-        let Some(address) = threepid::address(medium, address, self.region) else {
-            return Ok(None);
-        };
-        self.first_answer(|store| store.find(medium, &address))
+        Ok(self
+            .find_signed(requester, medium, address)?
+            .map(|(_, found)| found.mxid))
     }
 
     /// As [`Chain::find`], with the address normalised and, for a bind made here, the
