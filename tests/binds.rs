@@ -414,11 +414,24 @@ fn an_unbind_notice_goes_to_the_address_when_the_operator_asks_for_it() {
 
 #[test]
 fn a_v1_lookup_answers_a_bind_made_here_as_it_was_signed_at_bind_time() {
-    // A store's user beside: its answers keep today's short validity, signed fresh.
-    let s = Mxisd::start(&config(
-        "memory:\n  enabled: true\n  identities:\n    - username: gwen\n      threepids:\n        - medium: email\n          address: gwen@example.org\n",
-    ));
-    let (sid, secret, email) = validated(&s);
+    let pg = format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n",
+        pg_connection(&fresh_database("signed"))
+    );
+    for storage in [String::new(), pg] {
+        // A store's user beside: its answers keep today's short validity, signed fresh.
+        let s = Mxisd::start(&format!(
+            "{storage}{}",
+            config("memory:\n  enabled: true\n  identities:\n    - username: gwen\n      threepids:\n        - medium: email\n          address: gwen@example.org\n")
+        ));
+        looked_up_as_bound(&s);
+    }
+}
+
+/// Binds an address on `s`, then checks a later v1 lookup answers the association as bound,
+/// and a store's answer as signed afresh.
+fn looked_up_as_bound(s: &Mxisd) {
+    let (sid, secret, email) = validated(s);
     let r = s.post(
         &format!("{V1}/3pid/bind"),
         &json!({"sid": sid, "client_secret": secret, "mxid": "@hana:example.org"}).to_string(),
