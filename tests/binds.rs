@@ -411,3 +411,60 @@ fn an_unbind_notice_goes_to_the_address_when_the_operator_asks_for_it() {
         "no second notice"
     );
 }
+
+#[test]
+fn a_v1_lookup_answers_a_bind_made_here_as_it_was_signed_at_bind_time() {
+    let pg = format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n",
+        pg_connection(&fresh_database("signed"))
+    );
+    for storage in [String::new(), pg] {
+        // A store's user beside: its answers keep today's short validity, signed fresh.
+        let s = Mxisd::start(&format!(
+            "{storage}{}",
+            config("memory:\n  enabled: true\n  identities:\n    - username: gwen\n      threepids:\n        - medium: email\n          address: gwen@example.org\n")
+        ));
+        looked_up_as_bound(&s);
+    }
+}
+
+/// Binds an address on `s`, then checks a later v1 lookup answers the association as bound,
+/// and a store's answer as signed afresh.
+fn looked_up_as_bound(s: &Mxisd) {
+    let (sid, secret, email) = validated(s);
+    let r = s.post(
+        &format!("{V1}/3pid/bind"),
+        &json!({"sid": sid, "client_secret": secret, "mxid": "@hana:example.org"}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let bound = r.json();
+    // Later than the bind, so a fresh signature would carry another `ts`.
+    std::thread::sleep(Duration::from_millis(1100));
+    let looked_up = s
+        .get(&format!(
+            "{V1}/lookup?medium=email&address={}",
+            email.to_uppercase()
+        ))
+        .json();
+    for field in ["medium", "address", "mxid", "ts", "not_before", "not_after"] {
+        assert_eq!(looked_up[field], bound[field], "{field}: {looked_up}");
+    }
+    let key = s.get(&format!("{V2}/pubkey/ed25519:0")).json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = VerifyingKey::from_bytes(&b64::decode(&key).unwrap().try_into().unwrap()).unwrap();
+    verify_json(&looked_up, "example.org", "ed25519:0", &key).unwrap();
+
+    let before = mxisd::now_ms();
+    let store = s
+        .get(&format!(
+            "{V1}/lookup?medium=email&address=gwen%40example.org"
+        ))
+        .json();
+    assert_eq!(store["mxid"], "@gwen:example.org", "{store}");
+    let ts = store["ts"].as_i64().unwrap();
+    assert!(ts >= before, "{store}");
+    assert_eq!(store["not_after"].as_i64().unwrap(), ts + 300_000);
+    verify_json(&store, "example.org", "ed25519:0", &key).unwrap();
+}

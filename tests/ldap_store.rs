@@ -2,6 +2,7 @@
 //! fixture users (so listing pages past slapd's 500-entry limit), AD-style attributes,
 //! filter injection, and a directory that goes down and comes back.
 
+use crate::lookup::agreeing_lookups;
 use crate::support;
 use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
 use crate::support::services::{ensure_up, get};
@@ -260,4 +261,163 @@ fn netiq_is_the_ldap_store_under_another_name() {
         lookup(&s, "email", "alice@example.org")["mxid"],
         "@alice:example.org"
     );
+}
+
+/// Users of the filter tests, added to a slapd of the test's own: `ivy` is staff, `jack` a
+/// disabled account, `kim` has no `employeeType` (so `(employeeType=staff)` leaves her out),
+/// `lee` has a second address where the e-mail template does not look.
+const FILTER_USERS: &str = "\
+dn: uid=ivy,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: ivy
+cn: ivy
+sn: Example
+employeeType: staff
+mail: ivy@example.org
+mobile: +44 7700 900101
+telephoneNumber: +44 20 7946 0101
+
+dn: uid=jack,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: jack
+cn: jack
+sn: Example
+employeeType: disabled
+mail: jack@example.org
+mobile: +44 7700 900102
+userPassword: jackpw
+
+dn: uid=kim,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: kim
+cn: kim
+sn: Example
+mail: kim@example.org
+mobile: +44 7700-900 103
+userPassword: kimpw
+
+dn: uid=lee,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: lee
+cn: lee
+sn: Example
+employeeType: staff
+mail: Lee@Example.org
+description: lee.alt@example.org
+mobile: +44 7700 900104
+";
+
+/// The slapd of the filter tests, on `port`, with `FILTER_USERS`.
+fn filter_slapd(dir: &TempDir, port: &'static str) -> OwnSlapd {
+    let slapd = OwnSlapd::start(dir, port);
+    slapd.add(&FILTER_USERS.replace("dc=example,dc=org", get("LDAP_BASE")));
+    slapd
+}
+
+/// The addresses of the filter tests, as (address, medium).
+const FILTER_ADDRESSES: [(&str, &str); 12] = [
+    ("ivy@example.org", "email"),
+    ("447700900101", "msisdn"),
+    ("442079460101", "msisdn"),
+    ("jack@example.org", "email"),
+    ("447700900102", "msisdn"),
+    ("kim@example.org", "email"),
+    ("447700900103", "msisdn"),
+    ("lee@example.org", "email"),
+    ("lee.alt@example.org", "email"),
+    ("447700900104", "msisdn"),
+    ("alice@example.org", "email"),
+    ("442079460001", "msisdn"),
+];
+
+/// The addresses of `FILTER_ADDRESSES` that v1, v2 `none` and v2 `sha256` lookups find
+/// (asserting the three agree).
+fn found(s: &Mxisd, token: &str) -> Vec<&'static str> {
+    let answers = agreeing_lookups(s, token, &FILTER_ADDRESSES);
+    FILTER_ADDRESSES
+        .iter()
+        .zip(answers)
+        .filter(|(_, mxid)| mxid.is_some())
+        .map(|((address, _), _)| *address)
+        .collect()
+}
+
+#[test]
+fn hashed_lookups_answer_what_single_lookups_answer_under_filters_and_templates() {
+    ensure_up();
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let dir = TempDir::new();
+    let _slapd = filter_slapd(&dir, "3917");
+    let with_filters = |extra: &str| {
+        ldap_config("3917", extra).replace(
+            "      value: uid\n",
+            "      value: uid\n    threepid:\n      email: ['mail', 'description']\n",
+        )
+    };
+
+    // The global filter leaves out kim; the lookup filter, which replaces it as in mxisd
+    // 1.4, lets her in and leaves out the disabled jack. The templates look at `mail` and
+    // `mobile` only, not at `description` and `telephoneNumber`.
+    let s = Mxisd::start(&with_filters(
+        "  filter: '(employeeType=staff)'\n  identity:\n    filter: '(&(objectClass=inetOrgPerson)(!(employeeType=disabled)))'\n    medium:\n      email: '(mail=%3pid)'\n      msisdn: '(|(mobile=%3pid)(mobile=+%3pid))'\n",
+    ));
+    s.wait_hash_index();
+    let token = v2_token(&s, &hs, "reader");
+    assert_eq!(
+        found(&s, &token),
+        [
+            "ivy@example.org",
+            "447700900101",
+            "kim@example.org",
+            "447700900103",
+            "lee@example.org",
+            "447700900104",
+            "alice@example.org",
+        ]
+    );
+
+    // Without templates, every attribute of the medium; without a lookup filter, the
+    // global one (kim and alice out).
+    let s = Mxisd::start(&with_filters("  filter: '(employeeType=staff)'\n"));
+    s.wait_hash_index();
+    let token = v2_token(&s, &hs, "reader");
+    assert_eq!(
+        found(&s, &token),
+        [
+            "ivy@example.org",
+            "447700900101",
+            "442079460101",
+            "lee@example.org",
+            "lee.alt@example.org",
+            "447700900104",
+        ]
+    );
+}
+
+#[test]
+fn a_flows_own_filter_replaces_the_global_one_as_in_mxisd_1_4() {
+    ensure_up();
+    let dir = TempDir::new();
+    let _slapd = filter_slapd(&dir, "3918");
+    let check = |s: &Mxisd, user: &str, password: &str| {
+        let r = s.post(
+            "/_matrix-internal/identity/v1/check_credentials",
+            &json!({"user": {"id": user, "password": password}}).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["auth"]["success"].clone()
+    };
+    // kim has no employeeType: the global filter refuses her, the login filter lets her in.
+    let global = "  filter: '(employeeType=staff)'\n";
+    let s = Mxisd::start(&ldap_config("3918", global));
+    assert_eq!(check(&s, "@kim:example.org", "kimpw"), false);
+    let s = Mxisd::start(&ldap_config(
+        "3918",
+        &format!("{global}  auth:\n    filter: '(&(objectClass=inetOrgPerson)(!(employeeType=disabled)))'\n"),
+    ));
+    assert_eq!(check(&s, "@kim:example.org", "kimpw"), true);
+    assert_eq!(check(&s, "@kim:example.org", "wrong"), false);
+    assert_eq!(check(&s, "@jack:example.org", "jackpw"), false);
+    // The login filter is for logins: lookups keep the global filter.
+    assert_eq!(lookup(&s, "email", "kim@example.org"), json!({}));
 }

@@ -53,6 +53,46 @@ fn post_v2(s: &Mxisd, token: &str, path: &str, body: &Value) -> Response {
     )
 }
 
+/// The Matrix ID a v1 lookup, a v2 `none` and a v2 `sha256` lookup each find for every
+/// (address, medium) of `asked`, asserting the three agree (a hashed lookup answers what a
+/// single lookup answers); `s` must have its hash index built.
+pub(crate) fn agreeing_lookups(
+    s: &Mxisd,
+    token: &str,
+    asked: &[(&str, &str)],
+) -> Vec<Option<String>> {
+    let pepper = s.pepper(token);
+    let v2 = |algorithm: &str, addresses: &[String]| {
+        let body = json!({"algorithm": algorithm, "pepper": pepper, "addresses": addresses});
+        let r = post_v2(s, token, "/_matrix/identity/v2/lookup", &body);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["mappings"].clone()
+    };
+    let plain: Vec<String> = asked.iter().map(|(a, m)| format!("{a} {m}")).collect();
+    let hashes: Vec<String> = asked
+        .iter()
+        .map(|(a, m)| lookup_hash(a, m, &pepper))
+        .collect();
+    let (by_none, by_sha256) = (v2("none", &plain), v2("sha256", &hashes));
+    let mxid = |v: &Value| v.as_str().map(str::to_owned);
+    asked
+        .iter()
+        .enumerate()
+        .map(|(i, (address, medium))| {
+            // Addresses of letters, digits and `@.+-`: `@` and `+` encoded.
+            let address_q = address.replace('@', "%40").replace('+', "%2B");
+            let path =
+                format!("/_matrix/identity/api/v1/lookup?medium={medium}&address={address_q}");
+            let single = mxid(&s.get(&path).json()["mxid"]);
+            let (none, sha256) = (mxid(&by_none[&plain[i]]), mxid(&by_sha256[&hashes[i]]));
+            let all = format!("{address}: v1 {single:?}, none {none:?}, sha256 {sha256:?}");
+            assert_eq!(single, none, "{all}");
+            assert_eq!(single, sha256, "{all}");
+            single
+        })
+        .collect()
+}
+
 #[test]
 fn v1_lookup_answers_signed_associations() {
     let s = server();

@@ -2,9 +2,10 @@
 //! `user_threepids` table in SQLite and in the test PostgreSQL, a custom query, 10,000
 //! entries in bulk, and a database that is not there.
 
+use crate::lookup::agreeing_lookups;
 use crate::support;
 use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
-use crate::support::services::{ensure_up, get, psql};
+use crate::support::services::{ensure_up, fresh_database, get, pg_connection, psql};
 use crate::support::{numbered_users, synapse_sqlite, Mxisd, Response, TempDir, SYNAPSE_SCHEMA};
 use mxisd::crypto::hash::lookup_hash;
 use serde_json::{json, Value};
@@ -233,3 +234,88 @@ fn the_hash_index_picks_up_new_bindings_on_refresh() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+#[test]
+fn hashed_lookups_answer_what_single_lookups_answer_with_default_and_custom_queries() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let dir = TempDir::new();
+
+    // The default pair over Synapse's table, where older Synapses kept an address's case:
+    // a lookup asks with the normalised address, which the database compares exactly.
+    let mut rows = alice_rows();
+    rows.push((
+        "@olga:example.org".into(),
+        "email",
+        "Olga@Example.org".into(),
+    ));
+    let db = synapse_sqlite(&dir, &rows);
+    let s = Mxisd::start(&sqlite_store(&db, ""));
+    s.wait_hash_index();
+    let token = v2_token(&s, &hs, "reader");
+    let asked = [
+        ("alice@example.org", "email"),
+        ("447700900001", "msisdn"),
+        ("olga@example.org", "email"),
+        ("nobody@example.org", "email"),
+    ];
+    let found = agreeing_lookups(&s, &token, &asked);
+    let alice = Some("@alice:example.org".to_owned());
+    assert_eq!(found, [alice.clone(), alice, None, None]);
+
+    // The operator's queries, over SQLite and PostgreSQL.
+    let path = dir.join("people.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(PEOPLE)
+        .unwrap();
+    let pg = fresh_database("people");
+    psql(&pg, PEOPLE);
+    for (kind, connection) in [
+        ("sqlite", path.display().to_string()),
+        ("postgresql", pg_connection(&pg)),
+    ] {
+        let s = Mxisd::start(&format!(
+            "sql:\n  enabled: true\n  type: {kind}\n  connection: '{connection}'\n{PEOPLE_QUERIES}{}",
+            allow_loopback()
+        ));
+        s.wait_hash_index();
+        let token = v2_token(&s, &hs, "reader");
+        let asked = [
+            ("lena@corp.example", "email"),
+            ("447700900201", "msisdn"),
+            ("max@corp.example", "email"),
+            ("447700900202", "msisdn"),
+            ("mia@corp.example", "email"),
+            ("447700900203", "msisdn"),
+            ("nils@corp.example", "email"),
+        ];
+        let found: Vec<bool> = agreeing_lookups(&s, &token, &asked)
+            .iter()
+            .map(Option::is_some)
+            .collect();
+        assert_eq!(
+            found,
+            [true, true, false, false, true, false, false],
+            "{kind}"
+        );
+    }
+}
+
+/// An operator's table of people, some inactive, one address stored in capitals.
+const PEOPLE: &str = "CREATE TABLE people (login TEXT, medium TEXT, address TEXT, active INTEGER);
+INSERT INTO people VALUES
+  ('lena', 'email', 'lena@corp.example', 1), ('lena', 'msisdn', '447700900201', 1),
+  ('max', 'email', 'max@corp.example', 0), ('max', 'msisdn', '447700900202', 0),
+  ('mia', 'email', 'mia@corp.example', 1), ('mia', 'msisdn', '447700900203', 1),
+  ('nils', 'email', 'Nils@Corp.example', 1);";
+
+/// The operator's queries: the lookup leaves out inactive accounts, the phone lookup also
+/// mia; the listing names every row.
+const PEOPLE_QUERIES: &str = "  identity:
+    type: localpart
+    query: \"SELECT login FROM people WHERE medium = ? AND address = ? AND active = 1\"
+    medium:
+      msisdn: \"SELECT login FROM people WHERE medium = ? AND address = ? AND active = 1 AND login <> 'mia'\"
+  lookup:
+    query: \"SELECT medium, address, login FROM people\"
+";

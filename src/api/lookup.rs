@@ -4,6 +4,7 @@
 
 use super::auth;
 use crate::app::App;
+use crate::backend::Signed;
 use crate::http::{ApiError, Reply, Request};
 use crate::lookup::LookupError;
 use crate::threepid::Medium;
@@ -21,23 +22,36 @@ impl From<LookupError> for ApiError {
 /// # `GET /_matrix/identity/api/v1/lookup?medium=…&address=…`
 ///
 /// The signed association of one 3PID, or `{}` when no store knows it.
-/// - Signed by `server.name` with the current key; valid from a minute ago (clock skew) to
-///   five minutes from now, as mxisd answered.
+/// - A bind made here: the association as it was bound (normalised address, the `ts`,
+///   `not_before` and `not_after` signed at bind time), as sydent answers.
+/// - A store's answer: signed by `server.name` with the current key, valid from a minute ago
+///   (clock skew) to five minutes from now, as mxisd answered.
 pub fn lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let medium = req.require_query("medium")?;
     let address = req.require_query("address")?;
     // A medium that is not a 3PID of the spec is bound to nobody.
-    let Some(mxid) = Medium::parse(medium)
-        .map(|m| app.lookup.find(req.client, m, address))
+    let Some((normalised, found)) = Medium::parse(medium)
+        .map(|m| app.lookup.find_signed(req.client, m, address))
         .transpose()?
         .flatten()
     else {
         return Ok(Reply::json(json!({})));
     };
-    let ts = crate::now_ms();
+    let (address, signed) = match found.signed {
+        Some(bound) => (normalised.as_str(), bound),
+        None => {
+            let ts = crate::now_ms();
+            let fresh = Signed {
+                ts,
+                not_before: ts - 60_000,
+                not_after: ts + 300_000,
+            };
+            (address, fresh)
+        }
+    };
     let mut association = json!({
-        "medium": medium, "address": address, "mxid": mxid,
-        "ts": ts, "not_before": ts - 60_000, "not_after": ts + 300_000,
+        "medium": medium, "address": address, "mxid": found.mxid,
+        "ts": signed.ts, "not_before": signed.not_before, "not_after": signed.not_after,
     });
     app.keys
         .sign(&app.config.server.name, &mut association)

@@ -2,14 +2,19 @@
 //! `LdapConn`.
 //!
 //! - A 3PID is found by a search over the medium's attributes (`attribute.threepid.<medium>`)
-//!   joined with `ldap.filter` and `ldap.identity.filter`; values put into filters are escaped
-//!   as RFC 4515 says, so an address like `*)(uid=*` matches nothing.
+//!   or with its template (`identity.medium.<medium>`), ANDed with the lookup filter; values
+//!   put into filters are escaped as RFC 4515 says, so an address like `*)(uid=*` matches
+//!   nothing.
+//! - A flow's own filter (`identity.filter` for lookups and listing, `auth.filter` for logins)
+//!   replaces `ldap.filter` when set, as in mxisd 1.4; when empty, `ldap.filter` applies.
 //! - The Matrix ID comes from `attribute.uid`: a full Matrix ID, or a user id made
 //!   `@<uid>:<matrix.domain>` (for Active Directory, a `user@domain` principal gives `user`).
 //! - Listing for the hash index uses paged results (RFC 2696): slapd stops unpaged searches at
-//!   500 entries and AD pages by 1,000.
+//!   500 entries and AD pages by 1,000. It lists exactly what single lookups find: the
+//!   lookup filter, and each medium's template checked on the entry (`ldap_template`).
 //! - A small pool of bound connections, remade after a failure; every operation has a timeout.
 
+use super::ldap_template::Template;
 use super::{by_medium, AuthenticatedUser, BackendError, Binding, IdentityStore};
 use crate::config::LdapConfig;
 use crate::pool::Pool;
@@ -28,6 +33,9 @@ pub struct LdapStore {
     threepid_attributes: BTreeMap<Medium, Vec<String>>,
     /// `identity.medium.<medium>`: lookup filter templates replacing the attribute search.
     medium_filters: BTreeMap<Medium, String>,
+    /// Each listed medium's lookup template, to list what single lookups find (a medium
+    /// whose template cannot be evaluated here is left out, with a warning at start).
+    listing: BTreeMap<Medium, Template>,
     domain: String,
     region: Option<phonenumber::country::Id>,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -59,6 +67,7 @@ impl LdapStore {
         };
         let threepid_attributes = by_medium(&cfg.threepid_attributes, "ldap.attribute.threepid")?;
         let medium_filters = by_medium(&cfg.identity_medium_filters, "ldap.identity.medium")?;
+        let listing = listing_templates(&cfg, &threepid_attributes, &medium_filters);
         // A connection whose user panicked is remade.
         let pool = Pool::new((0..connections).map(|_| None).collect(), cfg.timeout * 2)
             .on_panic(|slot| *slot = None);
@@ -66,6 +75,7 @@ impl LdapStore {
             cfg,
             threepid_attributes,
             medium_filters,
+            listing,
             domain: domain.to_owned(),
             region,
             tls,
@@ -171,25 +181,23 @@ impl LdapStore {
         attrs
     }
 
-    /// `(&<global filter><extra>(inner))`, leaving out empty parts.
-    fn and(&self, extra: &str, inner: &str) -> String {
-        let parts: Vec<&str> = [self.cfg.filter.as_str(), extra, inner]
-            .into_iter()
-            .filter(|p| !p.trim().is_empty())
-            .collect();
-        match parts.as_slice() {
-            [only] => only.to_string(),
-            _ => format!("(&{})", parts.concat()),
+    /// `(&<flow filter>(inner))`: a flow's own filter (`identity.filter`, `auth.filter`)
+    /// replaces `ldap.filter`, as in mxisd 1.4; an empty one leaves `ldap.filter`.
+    fn and(&self, flow: &str, inner: &str) -> String {
+        let outer = if flow.trim().is_empty() {
+            self.cfg.filter.as_str()
+        } else {
+            flow
+        };
+        if outer.trim().is_empty() {
+            inner.to_owned()
+        } else {
+            format!("(&{outer}{inner})")
         }
     }
 
     fn lookup_filter(&self, medium: Medium, address: &str) -> Option<String> {
-        // Directories store phone numbers as written; telephoneNumber matching ignores spaces
-        // and hyphens, so ask for the international form with and without '+'.
-        let values: Vec<String> = match medium {
-            Medium::Msisdn => vec![format!("+{address}"), address.to_owned()],
-            Medium::Email => vec![address.to_owned()],
-        };
+        let values = asked_values(medium, address);
         let inner = match self.medium_filters.get(&medium) {
             Some(template) => format!(
                 "(|{})",
@@ -334,21 +342,28 @@ impl IdentityStore for LdapStore {
         }
     }
 
+    /// Lists, medium by medium, the addresses a single lookup would find: entries of the
+    /// lookup filter and the medium's template (the token as `*`), each address kept if
+    /// the template filled with it matches the entry.
     fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
         if !self.cfg.listed {
             return None; // `ldap.identity.lookup: false`
         }
-        let present: String = self
-            .threepid_attributes
-            .values()
-            .flatten()
-            .map(|a| format!("({a}=*)"))
-            .collect();
-        let filter = self.and("", &format!("(|{present})"));
-        Some(
-            self.search_paged(&filter, &self.attributes(), &mut |entry| {
-                if let Some(user) = self.user(&entry) {
-                    for (medium, address) in user.threepids {
+        let list_medium = |medium: Medium, template: &Template, sink: &mut dyn FnMut(Binding)| {
+            let filter = self.and(&self.cfg.identity_filter, &template.listing);
+            let mut attrs = self.attributes();
+            attrs.extend(template.attributes.iter().cloned());
+            self.search_paged(&filter, &attrs, &mut |entry| {
+                let Some(user) = self.user(&entry) else {
+                    return;
+                };
+                let values: Vec<(String, Vec<String>)> = entry.attrs.into_iter().collect();
+                for (m, address) in user.threepids {
+                    let found = m == medium
+                        && asked_values(medium, &address)
+                            .iter()
+                            .any(|v| template.matches(&values, v));
+                    if found {
                         sink(Binding {
                             medium,
                             address,
@@ -356,7 +371,48 @@ impl IdentityStore for LdapStore {
                         });
                     }
                 }
-            }),
+            })
+        };
+        Some(
+            self.listing
+                .iter()
+                .try_for_each(|(medium, template)| list_medium(*medium, template, sink)),
         )
     }
+}
+
+/// The values a lookup of `address` asks for. Directories store phone numbers as written;
+/// telephoneNumber matching ignores spaces and hyphens, so the international form is asked
+/// with and without '+'.
+fn asked_values(medium: Medium, address: &str) -> Vec<String> {
+    match medium {
+        Medium::Msisdn => vec![format!("+{address}"), address.to_owned()],
+        Medium::Email => vec![address.to_owned()],
+    }
+}
+
+/// The lookup template of each medium a lookup can find, for listing; a template that
+/// cannot be evaluated here leaves its medium out of the hash index, said once at start.
+fn listing_templates(
+    cfg: &LdapConfig,
+    threepid_attributes: &BTreeMap<Medium, Vec<String>>,
+    medium_filters: &BTreeMap<Medium, String>,
+) -> BTreeMap<Medium, Template> {
+    let mut templates = BTreeMap::new();
+    for (&medium, attrs) in threepid_attributes {
+        // Active Directory compares phone numbers as plain strings.
+        let phone = medium == Medium::Msisdn && !cfg.active_directory;
+        let template = match medium_filters.get(&medium) {
+            Some(filter) => match Template::parse(filter, &cfg.identity_token, phone) {
+                Ok(t) => t,
+                Err(e) => {
+                    log::warn!("ldap.identity.medium.{medium}: {e}; this medium's addresses are not listed into the hash index, so sha256 lookups do not find them (single lookups and the 'none' algorithm do)");
+                    continue;
+                }
+            },
+            None => Template::of_attributes(attrs, phone),
+        };
+        templates.insert(medium, template);
+    }
+    templates
 }

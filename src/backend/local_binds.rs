@@ -1,9 +1,10 @@
 //! The binds made here (`binds.local.enabled`), as an identity store: last in the chain, as
 //! the configured stores are the operator's directories and more authoritative. v2 hashed
 //! lookups see them through the hash index's map of local binds, kept in step by the
-//! change feed, so this store does not list.
+//! change feed, so this store does not list. A v1 lookup answers a bind with the validity
+//! its association was signed with at bind time, as sydent does.
 
-use super::{BackendError, IdentityStore};
+use super::{BackendError, Found, IdentityStore, Signed};
 use crate::state::State;
 use crate::threepid::Medium;
 use std::sync::Arc;
@@ -27,5 +28,20 @@ impl IdentityStore for LocalBinds {
         self.state
             .bound(medium.as_str(), address)
             .map_err(|e| self.error(e))
+    }
+
+    fn find_signed(&self, medium: Medium, address: &str) -> Result<Option<Found>, BackendError> {
+        let bind = self
+            .state
+            .bind_of(medium.as_str(), address)
+            .map_err(|e| self.error(e))?;
+        Ok(bind.map(|b| Found {
+            mxid: b.mxid,
+            signed: Some(Signed {
+                ts: b.ts,
+                not_before: b.not_before,
+                not_after: b.not_after,
+            }),
+        }))
     }
 }

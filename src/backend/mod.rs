@@ -5,6 +5,7 @@
 //! Addresses given to and returned by stores are normalised (see `threepid`).
 
 pub mod ldap;
+mod ldap_template;
 pub mod local_binds;
 pub mod memory;
 pub mod rest;
@@ -21,6 +22,23 @@ pub struct Binding {
     pub medium: Medium,
     pub address: String,
     pub mxid: String,
+}
+
+/// The validity an answer was signed with when it was made: the binds made here keep
+/// the association signed at bind time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed {
+    pub ts: i64,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// A store's answer to a single lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub mxid: String,
+    /// `Some` for a bind made here; a store's answer is signed fresh.
+    pub signed: Option<Signed>,
 }
 
 /// A store that could not answer: down, timed out, misconfigured. Never "not found".
@@ -72,6 +90,14 @@ pub trait IdentityStore: Send + Sync {
 
     /// The Matrix ID bound to one 3PID (its address normalised).
     fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError>;
+
+    /// The answer of a single lookup: the Matrix ID and, for a bind made here, the validity
+    /// it was signed with.
+    fn find_signed(&self, medium: Medium, address: &str) -> Result<Option<Found>, BackendError> {
+        Ok(self
+            .find(medium, address)?
+            .map(|mxid| Found { mxid, signed: None }))
+    }
 
     /// The bindings of many 3PIDs (only those found). Stores that can do better than one
     /// query per 3PID override this.

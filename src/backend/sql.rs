@@ -3,23 +3,34 @@
 //! listing query for the hash index. Defaults read Synapse's `user_threepids` table, so
 //! 3PIDs added in Synapse are found.
 //!
+//! The hash index holds what single lookups answer. With the default queries, the listing
+//! is the lookup's table: a row is listed when its address is stored normalised (a lookup
+//! asks with the normalised address and the database compares exactly). With a query of
+//! the operator's (`identity.query`, `identity.medium.<medium>` or `lookup.query`), each
+//! listed address is asked with the lookup query when the index is built, so a lookup query
+//! that leaves rows out (inactive accounts) leaves them out of the index too; the listing
+//! must name every address the lookup can find.
+//!
 //! PostgreSQL connections are made on first use and remade after a drop, so a database that
 //! is down at start makes lookups fail (503) rather than stop mxisd. The whole connect
 //! (socket, startup exchange, authentication) has `timeout` (`handshake::Connector`: one
 //! connect at a time), and so has every statement (`statement_timeout`).
 
 use super::{by_medium, BackendError, Binding, IdentityStore};
-use crate::config::{SqlKind, SqlStoreConfig};
+use crate::config::{SqlKind, SqlStoreConfig, SQL_DEFAULT_LIST_QUERY, SQL_DEFAULT_QUERY};
 use crate::pg::{numbered_placeholders, with_causes, PgTarget};
 use crate::pool::Pool;
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct SqlStore {
     cfg: SqlStoreConfig,
     /// `identity.medium.<medium>`: the queries that replace `identity.query` for a medium.
     medium_queries: BTreeMap<Medium, String>,
+    /// Whether each listed address is asked with the lookup query (queries of the
+    /// operator's, which may not agree with each other).
+    listing_checked: bool,
     domain: String,
     region: Option<phonenumber::country::Id>,
     pool: Pool<Conn>,
@@ -71,9 +82,13 @@ impl SqlStore {
             }
         }
         let checkout = cfg.timeout;
+        let listing_checked = cfg.query != SQL_DEFAULT_QUERY
+            || cfg.list_query != SQL_DEFAULT_LIST_QUERY
+            || !medium_queries.is_empty();
         Ok(SqlStore {
             cfg,
             medium_queries,
+            listing_checked,
             domain: domain.to_owned(),
             region,
             // A PostgreSQL connection whose user panicked is remade.
@@ -215,26 +230,63 @@ impl IdentityStore for SqlStore {
     }
 
     fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
-        let mut layout = None;
-        Some(
-            self.each_row(&self.cfg.list_query, &[], &mut |names, mut row| {
-                let [m, a, i] = *layout.get_or_insert_with(|| listing_columns(names));
-                let mut take = |i: usize| row.get_mut(i).and_then(Option::take);
-                let (Some(medium), Some(address), Some(id)) = (take(m), take(a), take(i)) else {
-                    return;
-                };
-                let Some(medium) = Medium::parse(&medium) else {
-                    return; // not a medium of ours
-                };
-                if let Some(address) = threepid::address(medium, &address, self.region) {
+        if !self.listing_checked {
+            // The lookup's own table: what it finds is a row stored normalised.
+            return Some(self.listed(&mut |medium, address, stored_so, id| {
+                if stored_so {
                     sink(Binding {
                         medium,
                         address,
                         mxid: self.to_mxid(&id),
                     });
                 }
+            }));
+        }
+        // Each address asked as a single lookup asks it, once the listing is read (its
+        // connection is then free again).
+        let mut listed = BTreeSet::new();
+        Some(
+            self.listed(&mut |medium, address, _, _| {
+                listed.insert((medium, address));
+            })
+            .and_then(|()| {
+                for (medium, address) in listed {
+                    if let Some(mxid) = self.find(medium, &address)? {
+                        sink(Binding {
+                            medium,
+                            address,
+                            mxid,
+                        });
+                    }
+                }
+                Ok(())
             }),
         )
+    }
+}
+
+impl SqlStore {
+    /// Each row of the listing query: its medium, its address normalised and whether it is
+    /// stored so, and its id.
+    fn listed(
+        &self,
+        each: &mut dyn FnMut(Medium, String, bool, String),
+    ) -> Result<(), BackendError> {
+        let mut layout = None;
+        self.each_row(&self.cfg.list_query, &[], &mut |names, mut row| {
+            let [m, a, i] = *layout.get_or_insert_with(|| listing_columns(names));
+            let mut take = |i: usize| row.get_mut(i).and_then(Option::take);
+            let (Some(medium), Some(stored), Some(id)) = (take(m), take(a), take(i)) else {
+                return;
+            };
+            let Some(medium) = Medium::parse(&medium) else {
+                return; // not a medium of ours
+            };
+            if let Some(address) = threepid::address(medium, &stored, self.region) {
+                let stored_so = address == stored;
+                each(medium, address, stored_so, id);
+            }
+        })
     }
 }
 

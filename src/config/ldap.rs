@@ -17,7 +17,8 @@ pub struct LdapConfig {
     pub timeout: Duration,
     pub active_directory: bool,
     pub default_domain: Option<String>,
-    /// Added to every search (e.g. group membership).
+    /// The filter of every search whose flow has no filter of its own (e.g. group
+    /// membership): a flow's filter replaces it, as in mxisd 1.4.
     pub filter: String,
     /// The attribute holding the user id, and whether it is a full Matrix ID.
     pub uid_attribute: String,
@@ -25,12 +26,12 @@ pub struct LdapConfig {
     pub name_attribute: String,
     /// Attributes holding each medium's addresses.
     pub threepid_attributes: std::collections::BTreeMap<String, Vec<String>>,
-    /// Added to lookup searches.
+    /// The filter of lookups and of the listing, instead of `filter` when not empty.
     pub identity_filter: String,
     /// Per-medium lookup filter templates; `token` stands for the escaped address.
     pub identity_medium_filters: std::collections::BTreeMap<String, String>,
     pub identity_token: String,
-    /// Added to authentication searches.
+    /// The filter of the search for a user logging in, instead of `filter` when not empty.
     pub auth_filter: String,
     /// Whether the directory's bindings are listed into the hash index of v2 lookups
     /// (`ldap.identity.lookup`, or mxisd's documented `ldap.lookup`).

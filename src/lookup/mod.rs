@@ -10,7 +10,7 @@ pub mod hash_index;
 use crate::backend::rest::RestStore;
 use crate::backend::{
     ldap::LdapStore, memory::MemoryStore, sql::SqlStore, AuthenticatedUser, BackendError, Binding,
-    IdentityStore,
+    Found, IdentityStore,
 };
 use crate::config::Config;
 use crate::federation::ConfiguredClient;
@@ -114,14 +114,29 @@ impl Chain {
     /// (`lookup.recursive.allowedCidr`); today only the local stores are asked.
     pub fn find(
         &self,
-        _requester: Requester,
+        requester: Requester,
         medium: Medium,
         address: &str,
     ) -> Result<Option<String>, LookupError> {
+        Ok(self
+            .find_signed(requester, medium, address)?
+            .map(|(_, found)| found.mxid))
+    }
+
+    /// As [`Chain::find`], with the address normalised and, for a bind made here, the
+    /// validity its association was signed with (a v1 lookup answers it as bound).
+    pub fn find_signed(
+        &self,
+        _requester: Requester,
+        medium: Medium,
+        address: &str,
+    ) -> Result<Option<(String, Found)>, LookupError> {
         let Some(address) = threepid::address(medium, address, self.region) else {
             return Ok(None);
         };
-        self.first_answer(|store| store.find(medium, &address))
+        Ok(self
+            .first_answer(|store| store.find_signed(medium, &address))?
+            .map(|found| (address, found)))
     }
 
     /// Asks the stores in priority order; the first that answers `Some` wins. Fails only if

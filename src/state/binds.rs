@@ -19,6 +19,15 @@ pub struct LocalBind {
     pub seq: i64,
 }
 
+/// A bind made here, as its association was signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBind {
+    pub mxid: String,
+    pub ts: i64,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
 impl State {
     /// Binds (medium, address) to `mxid`, replacing another bind of that 3PID; the number
     /// of the change.
@@ -76,6 +85,28 @@ impl State {
                 return Ok(None);
             }
             append(c, BIND_TOPIC, &body, crate::now_ms()).map(Some)
+        })
+    }
+
+    /// The bind of (medium, address) made here: its Matrix ID and the validity its
+    /// association was signed with.
+    pub fn bind_of(&self, medium: &str, address: &str) -> Result<Option<StoredBind>, StateError> {
+        self.read(|c| {
+            c.query(
+                "SELECT mxid, ts, not_before, not_after FROM local_binds
+                 WHERE medium = $1 AND address = $2",
+                &[medium.into(), address.into()],
+            )?
+            .first()
+            .map(|r| {
+                Ok(StoredBind {
+                    mxid: r.text(0)?,
+                    ts: r.int(1)?,
+                    not_before: r.int(2)?,
+                    not_after: r.int(3)?,
+                })
+            })
+            .transpose()
         })
     }
 
