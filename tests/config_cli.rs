@@ -169,3 +169,92 @@ fn a_port_in_use_stops_the_start_with_the_key_named() {
         "{err}"
     );
 }
+
+/// Keys whose being ignored would fail at run time or allow what the operator forbade: the
+/// start stops naming the key and its line, and check-config says the same.
+#[test]
+fn keys_that_cannot_be_ignored_stop_the_start_and_check_config() {
+    let dir = TempDir::new();
+    let keys = dir.join("keys");
+    for (extra, key, line) in [
+        (
+            "notification:\n  handler:\n    email: sendgrid\n  handlers:\n    sendgrid:\n      api:\n        key: x\n",
+            "notification.handler.email",
+            13,
+        ),
+        (
+            "invite:\n  policy:\n    ifSender:\n      hasRole: ['admin']\n",
+            "invite.policy",
+            12,
+        ),
+        (
+            "auth:\n  rewrite:\n    user:\n      rules:\n        - regex: '^(.*)@example.org$'\n          medium: email\n",
+            "auth.rewrite",
+            12,
+        ),
+        (
+            "exec:\n  enabled: true\n",
+            "exec.enabled",
+            12,
+        ),
+    ] {
+        let file = write(&dir, &support::config_text(&dir, &keys, extra));
+        let named = format!("`{key}` (line {line})");
+        let (code, out, err) = run(&["check-config", "-c", &file], None);
+        assert_eq!(code, 1, "check-config accepted {key}: {out}");
+        assert!(err.contains(&named), "{key}: {err}");
+        let (code, _, err) = run(&["-c", &file], None);
+        assert_eq!(code, 1, "the start accepted {key}: {err}");
+        assert!(err.contains(&named), "{key}: {err}");
+    }
+}
+
+/// Keys that only add a feature this version lacks: one warning each at the start, and the
+/// server serves.
+#[test]
+fn keys_that_only_add_a_feature_start_with_one_warning_each() {
+    let extra = "\
+appsvc:\n  enabled: true\n\
+directory:\n  exclude:\n    homeserver: true\n\
+forward:\n  servers: ['matrix-org']\n\
+notification:\n  handler:\n    email: raw\n    msisdn: raw\n\
+lookup:\n  recursive:\n    enabled: true\n\
+invite:\n  expiration:\n    resolveTo: '@expired:example.org'\n";
+    let s = Mxisd::start(extra);
+    assert_eq!(s.get("/_matrix/identity/v2").status, 200);
+    let log = s.log();
+    for key in [
+        "`appsvc`",
+        "`directory`",
+        "`forward`",
+        "`lookup.recursive`",
+        "`invite.expiration.resolveTo`",
+    ] {
+        assert_eq!(log.matches(key).count(), 1, "{key} in {log}");
+    }
+    // `raw` is what this version does: nothing to warn about.
+    assert!(!log.contains("notification"), "{log}");
+}
+
+/// ma1sd's `accountConfig.allowOnlyTrustDomains: true` lets only users of `matrix.domain`
+/// register: it is the allow list of that domain, not a key to ignore.
+#[test]
+fn ma1sd_trusted_domains_only_keep_other_homeservers_out() {
+    let hs = crate::support::fake_homeserver::FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let server = format!("127.0.0.1:{}", hs.port);
+    let s = Mxisd::start(&crate::support::fake_homeserver::federation_config(
+        "  ipRangeWhitelist: ['127.0.0.0/8']\naccountConfig:\n  allowOnlyTrustDomains: true\n",
+    ));
+    let body = serde_json::json!({"access_token": format!("user:@eve:{server}"), "matrix_server_name": server});
+    s.post("/_matrix/identity/v2/account/register", &body.to_string())
+        .assert_error(403, "M_UNAUTHORIZED");
+    let dir = TempDir::new();
+    let both = support::config_text(
+        &dir,
+        &dir.join("keys"),
+        "account:\n  homeserverAllowList: ['a.example']\naccountConfig:\n  allowOnlyTrustDomains: true\n",
+    );
+    let (code, _, err) = run(&["check-config", "-c", &write(&dir, &both)], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("`accountConfig.allowOnlyTrustDomains`"), "{err}");
+}

@@ -31,6 +31,15 @@ impl Resolver<'_> {
         }
     }
 
+    /// A key this version does not implement and cannot ignore: ignored, it would fail at
+    /// run time or allow what the operator forbade (`why`). The start stops naming it.
+    pub(super) fn refused(&self, path: &str, why: &str) -> String {
+        self.at(
+            path,
+            format!("is not implemented by this version and cannot be ignored: {why}; remove it, or keep mxisd/ma1sd"),
+        )
+    }
+
     /// A number of seconds at `path` in `1..=max`, `default` when absent.
     pub(super) fn seconds(
         &self,

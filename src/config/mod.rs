@@ -22,6 +22,7 @@ mod logging;
 mod lookup;
 mod matrix;
 mod memory;
+mod notification;
 mod postgresql;
 mod rest;
 mod server;
@@ -164,7 +165,19 @@ impl Resolver<'_> {
         let http = self.http(root.http.unwrap_or_default())?;
         let logging = self.logging(root.logging.unwrap_or_default())?;
         let federation = self.federation(root.federation.unwrap_or_default())?;
-        let account = self.account(root.account.unwrap_or_default());
+        let account = self.account(
+            root.account.unwrap_or_default(),
+            root.account_config,
+            &matrix.domain,
+        )?;
+        // `auth` has one key, `rewrite`.
+        if root.auth.is_some_and(|a| !a.unsupported().is_empty()) {
+            return Err(self.refused(
+                "auth.rewrite",
+                "user ids would not be rewritten, so logins of the rewritten users would fail",
+            ));
+        }
+        self.notification(root.notification)?;
         let policies = self.policies(root.policy.unwrap_or_default())?;
         let memory = self.memory(root.memory.unwrap_or_default())?;
         let lookup = self.lookup(root.lookup.unwrap_or_default())?;
