@@ -98,11 +98,7 @@ fn rejected_tokens_and_foreign_users() {
     // What the homeserver answered is the operator's to read, not the client's.
     let body = register(&s, &server, "error").assert_error(502, "M_UNKNOWN");
     assert_eq!(body["error"], UPSTREAM);
-    assert!(
-        s.wait_for_log("userinfo answered HTTP 500"),
-        "{}",
-        s.log()
-    );
+    assert!(s.wait_for_log("userinfo answered HTTP 500"), "{}", s.log());
     register(&s, "not a server/", "x").assert_error(400, "M_INVALID_PARAM");
     s.post(&format!("{V2}/account/register"), r#"{"access_token":"x"}"#)
         .assert_error(400, "M_MISSING_PARAMS");
@@ -206,13 +202,16 @@ fn the_address_policy_refuses_local_destinations_and_tells_the_client_nothing() 
         }
         // The operator's log has the address and the reason.
         assert!(
-            s.wait_for_log(&format!("{address} is a {rule} address, refused by the outbound address policy")),
+            s.wait_for_log(&format!(
+                "{address} is a {rule} address, refused by the outbound address policy"
+            )),
             "{server}: {}",
             s.log()
         );
     }
     assert!(
-        s.log().contains("outbound call to hs3.example.net refused: 127.0.0.3 is a loopback address"),
+        s.log()
+            .contains("outbound call to hs3.example.net refused: 127.0.0.3 is a loopback address"),
         "{}",
         s.log()
     );
@@ -302,7 +301,11 @@ fn unreachable_and_untrusted_homeservers_are_told_apart_in_the_log_only() {
     let body =
         register(&untrusting, &server, &format!("user:@x:{server}")).assert_error(502, "M_UNKNOWN");
     assert_eq!(body["error"], UPSTREAM);
-    assert!(untrusting.wait_for_log("TLS failed"), "{}", untrusting.log());
+    assert!(
+        untrusting.wait_for_log("TLS failed"),
+        "{}",
+        untrusting.log()
+    );
 }
 
 #[test]

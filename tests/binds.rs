@@ -450,8 +450,7 @@ fn a_refused_key_fetch_tells_the_client_nothing_and_sends_nothing() {
         "binds:\n  local:\n    enabled: true\n{}",
         federation_config("")
     ));
-    let content =
-        json!({"mxid": format!("@lee:{origin}"), "threepid": {"medium": "email", "address": "lee@example.org"}});
+    let content = json!({"mxid": format!("@lee:{origin}"), "threepid": {"medium": "email", "address": "lee@example.org"}});
     let r = Response::from(
         support::agent()
             .post(s.url(&format!("{V2}/3pid/unbind")))

@@ -256,5 +256,8 @@ fn ma1sd_trusted_domains_only_keep_other_homeservers_out() {
     );
     let (code, _, err) = run(&["check-config", "-c", &write(&dir, &both)], None);
     assert_eq!(code, 1);
-    assert!(err.contains("`accountConfig.allowOnlyTrustDomains`"), "{err}");
+    assert!(
+        err.contains("`accountConfig.allowOnlyTrustDomains`"),
+        "{err}"
+    );
 }

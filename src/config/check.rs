@@ -109,6 +109,29 @@ impl Resolver<'_> {
         Ok(file)
     }
 
+    /// A PEM file of certificates (a `caFile`), when given: readable, with at least one
+    /// certificate, each one usable as a trust anchor — what the start will load from it.
+    pub(super) fn pem_file(
+        &self,
+        path: &str,
+        value: Option<String>,
+    ) -> Result<Option<PathBuf>, String> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let Some(file) = self.readable_file(path, value)? else {
+            return Ok(None);
+        };
+        let bad = |why: String| self.at(path, format!("{}: {why}", file.display()));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&file).map_err(|e| bad(e.to_string()))? {
+            let cert = cert.map_err(|e| bad(e.to_string()))?;
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        Ok(Some(file))
+    }
+
     /// A URL that must be http or https.
     pub(super) fn http_url(&self, path: &str, url: &str) -> Result<(), String> {
         if url.starts_with("https://") || url.starts_with("http://") {
