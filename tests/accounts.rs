@@ -325,3 +325,64 @@ fn tls_insecure_skips_certificate_checks_and_says_so() {
     let r = register(&s, &server, &format!("user:@ivan:{server}"));
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// A self-signed certificate as operators make them (`openssl req -x509`, which marks it
+/// `CA:TRUE`) for 127.0.0.1, in `dir`: (certificate, key).
+fn self_signed(dir: &crate::support::TempDir, name: &str) -> (String, String) {
+    let cert = dir.join(&format!("{name}.pem")).display().to_string();
+    let key = dir.join(&format!("{name}.key")).display().to_string();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-keyout", &key, "-out", &cert])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in", &cert])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "openssl's default marks it CA:TRUE"
+    );
+    (cert, key)
+}
+
+/// `federation.tls.caFile` holding the homeserver's own self-signed certificate: that
+/// certificate is trusted as the server's (pinned), another self-signed one is not.
+#[test]
+fn a_self_signed_certificate_in_the_ca_file_is_pinned() {
+    let dir = crate::support::TempDir::new();
+    let (cert, key) = self_signed(&dir, "pinned");
+    let (other_cert, other_key) = self_signed(&dir, "other");
+    let pinned = FakeHomeserver::start("127.0.0.1", 0, &["--cert", &cert, "--key", &key]);
+    let other = FakeHomeserver::start(
+        "127.0.0.1",
+        0,
+        &["--cert", &other_cert, "--key", &other_key],
+    );
+    let resolver = format!("127.0.0.1:{}", support::services::get("DNS_PORT"));
+    let s = Mxisd::start(&format!(
+        "federation:\n  resolver: '{resolver}'\n  ipRangeWhitelist: ['127.0.0.0/8']\n  tls:\n    caFile: '{cert}'\n"
+    ));
+    let server = format!("127.0.0.1:{}", pinned.port);
+    let r = register(&s, &server, &format!("user:@pia:{server}"));
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let server = format!("127.0.0.1:{}", other.port);
+    let body = register(&s, &server, &format!("user:@pia:{server}")).assert_error(502, "M_UNKNOWN");
+    assert_eq!(body["error"], UPSTREAM);
+    assert!(s.wait_for_log("TLS failed"), "{}", s.log());
+}
