@@ -62,9 +62,20 @@ impl PgTarget {
                 config.ssl_mode(SslMode::Disable);
                 None
             }
+            TlsMode::Prefer => {
+                config.ssl_mode(SslMode::Prefer);
+                Some(crate::tls::unverified()?)
+            }
             TlsMode::Require => {
                 config.ssl_mode(SslMode::Require);
                 Some(crate::tls::unverified()?)
+            }
+            TlsMode::VerifyCa => {
+                config.ssl_mode(SslMode::Require);
+                Some(crate::tls::verifying_ca_only(
+                    tls.ca_file.as_deref(),
+                    &format!("{key}.tls.caFile"),
+                )?)
             }
             TlsMode::VerifyFull => {
                 config.ssl_mode(SslMode::Require);
@@ -101,19 +112,7 @@ impl PgTarget {
     }
 }
 
-/// An error with the errors that caused it: the `postgres` crate says only "db error" or
-/// "error connecting to server", and keeps the why (the server's message, the I/O error)
-/// in its source.
-pub fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
+pub use crate::config::with_causes;
 
 /// JDBC's `?` placeholders (mxisd's queries) as PostgreSQL's `$1, $2, …`; quoted text is
 /// left alone.

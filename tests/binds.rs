@@ -468,3 +468,67 @@ fn looked_up_as_bound(s: &Mxisd) {
     assert_eq!(store["not_after"].as_i64().unwrap(), ts + 300_000);
     verify_json(&store, "example.org", "ed25519:0", &key).unwrap();
 }
+
+#[test]
+fn an_unauthenticated_unbind_answers_the_same_whether_the_address_is_bound_or_not() {
+    let s = Mxisd::start(&config(""));
+    let (sid, secret, bound) = validated(&s);
+    let mxid = "@kim:example.org";
+    let body = json!({"sid": sid, "client_secret": secret, "mxid": mxid}).to_string();
+    assert_eq!(s.post(&format!("{V1}/3pid/bind"), &body).status, 200);
+    let unbound = fresh_address();
+    let unbind = |address: &str, auth: &Value| {
+        let mut body = json!({"mxid": mxid, "threepid": {"medium": "email", "address": address}});
+        for (k, v) in auth.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = s.post(&format!("{V2}/3pid/unbind"), &body.to_string());
+        (r.status, r.text)
+    };
+    // Neither a session nor a signature; then a session that does not exist.
+    for auth in [json!({}), json!({"sid": "nope", "client_secret": "nope"})] {
+        let answers = (unbind(&bound, &auth), unbind(&unbound, &auth));
+        assert_eq!(answers.0, answers.1, "{auth}");
+        assert!(answers.0 .0 == 401 || answers.0 .0 == 404, "{answers:?}");
+    }
+    let v1 = s.get(&format!("{V1}/lookup?medium=email&address={bound}"));
+    assert_eq!(v1.json()["mxid"], mxid, "still bound");
+}
+
+#[test]
+fn a_refused_key_fetch_tells_the_client_nothing_and_sends_nothing() {
+    // Where the origin leads (hs3.example.net is 127.0.0.3 in the test dnsmasq): had the
+    // guard let the key fetch through, it would land here.
+    let canary = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    canary.set_nonblocking(true).unwrap();
+    let origin = format!("hs3.example.net:{}", canary.local_addr().unwrap().port());
+    // No ipRangeWhitelist: loopback is refused.
+    let s = Mxisd::start(&format!(
+        "binds:\n  local:\n    enabled: true\n{}",
+        federation_config("")
+    ));
+    let content = json!({"mxid": format!("@lee:{origin}"), "threepid": {"medium": "email", "address": "lee@example.org"}});
+    let r = Response::from(
+        support::agent()
+            .post(s.url(&format!("{V2}/3pid/unbind")))
+            .header(
+                "Authorization",
+                &format!("X-Matrix origin=\"{origin}\",key=\"ed25519:a\",sig=\"c2ln\""),
+            )
+            .send(content.to_string()),
+    );
+    let body = r.assert_error(502, "M_UNKNOWN");
+    assert_eq!(body["error"], "homeserver unreachable or refused by policy");
+    for leak in ["127.0.0.3", "resolves", "loopback"] {
+        assert!(!r.text.contains(leak), "{leak} in {}", r.text);
+    }
+    assert!(
+        s.wait_for_log("127.0.0.3 is a loopback address, refused by the outbound address policy"),
+        "{}",
+        s.log()
+    );
+    assert!(
+        matches!(canary.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the key fetch reached 127.0.0.3"
+    );
+}

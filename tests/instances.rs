@@ -343,6 +343,75 @@ fn tls_to_postgresql_is_verified_with_the_ca_file() {
     assert_eq!(s.get(ISVALID).status, 200);
 }
 
+/// mxisd's JDBC-style strings with pgjdbc's TLS options (pgjdbc ≥ 42.2.5, as mxisd 1.4.6),
+/// on a PostgreSQL with TLS: each means what it meant there, and none is downgraded.
+#[test]
+fn jdbc_tls_options_mean_what_pgjdbc_meant() {
+    let pg = PgCluster::start(true);
+    let ca = format!("{}/tls/ca.pem", get("MXISD_TEST_DIR"));
+    let config = |host: &str, options: &str| {
+        format!(
+            "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      database: '//{host}:{}/mxisd?user=postgres&{options}'\n      timeout: 2\n",
+            pg.port
+        )
+    };
+    let on_tls = || {
+        let n = pg.psql("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'mxisd'");
+        n.trim().parse::<u32>().unwrap()
+    };
+    let wrong_name = "pg.wrong-name.test";
+    for (host, options, says) in [
+        // ssl=true: verify-full, here against the CA of sslrootcert.
+        ("127.0.0.1", format!("ssl=true&sslrootcert={ca}"), None),
+        // The old idiom for "encrypt only": no certificate check.
+        (
+            "127.0.0.1",
+            "ssl=true&sslfactory=org.postgresql.ssl.NonValidatingFactory".to_owned(),
+            None,
+        ),
+        // verify-ca: the CA checked, not the name.
+        (
+            wrong_name,
+            format!("hostaddr=127.0.0.1&sslmode=verify-ca&sslrootcert={ca}"),
+            None,
+        ),
+        // JDBC's other options: ignored, with a warning.
+        (
+            "127.0.0.1",
+            format!("ssl=true&sslrootcert={ca}&ApplicationName=matrix&loginTimeout=5"),
+            Some("the option `ApplicationName` is not used by this version"),
+        ),
+    ] {
+        let s = Mxisd::start(&config(host, &options));
+        assert_eq!(s.get(ISVALID).status, 200, "{options}");
+        assert!(on_tls() >= 1, "{options}: not on TLS");
+        if let Some(warning) = says {
+            assert!(s.log().contains(warning), "{}", s.log());
+        }
+    }
+    // ssl=true checks the certificate and the name: without the CA, or under another
+    // name, the start fails (check-config cannot know the server) and says why.
+    for (host, options, why) in [
+        ("127.0.0.1", "ssl=true".to_owned(), "UnknownIssuer"),
+        (
+            wrong_name,
+            format!("hostaddr=127.0.0.1&ssl=true&sslrootcert={ca}"),
+            "not valid for name",
+        ),
+    ] {
+        let dir = TempDir::new();
+        let file = dir.join("mxisd.yaml");
+        let text = support::config_text(&dir, &dir.join("keys"), &config(host, &options));
+        std::fs::write(&file, text).unwrap();
+        let file = file.to_str().unwrap();
+        let (code, _, err) = support::run(&["check-config", "-c", file], None);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = support::run(&["-c", file], None);
+        assert_ne!(code, 0, "{options}");
+        assert!(err.contains(why), "{options}: {err}");
+    }
+}
+
 #[test]
 fn the_readme_shows_the_nginx_example_the_balancer_test_uses() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -22,8 +22,8 @@ struct OpenIdToken {
 /// - The homeserver (`matrix_server_name`) is asked who the token belongs to, over
 ///   federation (`/_matrix/federation/v1/openid/userinfo`); the user must be one of its own.
 /// - A token the homeserver rejects is 401 M_UNAUTHORIZED. A homeserver we cannot ask is
-///   502/504 M_UNKNOWN saying why: refused by the address policy, DNS, unreachable, TLS,
-///   timeout.
+///   502 (504 for a timeout) M_UNKNOWN "homeserver unreachable or refused by policy"; why
+///   (refused by the address policy, DNS, unreachable, TLS) is logged, never answered.
 pub fn register(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let body: OpenIdToken = req.json()?;
     let allow_list = &app.config.account.homeserver_allow_list;
@@ -57,17 +57,14 @@ fn register_error(e: RegisterError) -> ApiError {
         | RegisterError::Homeserver(HomeserverError::Rejected { .. }) => {
             ApiError::Unauthorized(e.to_string())
         }
+        // The client gets a fixed message: the why (an address the name resolves to, the
+        // policy's refusal, a TLS or DNS failure) is in the log line above, never in the
+        // answer, which anyone could use to map the internal network.
         RegisterError::Homeserver(HomeserverError::Call {
             error: CallError::Timeout,
             ..
-        }) => ApiError::Upstream {
-            timeout: true,
-            message: e.to_string(),
-        },
-        RegisterError::Homeserver(_) => ApiError::Upstream {
-            timeout: false,
-            message: e.to_string(),
-        },
+        }) => ApiError::Upstream { timeout: true },
+        RegisterError::Homeserver(_) => ApiError::Upstream { timeout: false },
     }
 }
 

@@ -98,7 +98,9 @@ struct Unbind {
 ///
 /// `{mxid, threepid: {medium, address}, sid?, client_secret?}` → `{}`. Allowed with the sid
 /// and secret of a validated session of that 3PID, or signed by the mxid's homeserver
-/// (`Authorization: X-Matrix …`, as Synapse sends it). With local binds off, a no-op.
+/// (`Authorization: X-Matrix …`, as Synapse sends it), checked first: a caller who is
+/// neither gets the same answer whether the address is bound or not. With local binds off,
+/// a no-op once authorized.
 pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let content: Value = req.json()?;
     let body: Unbind =
@@ -114,13 +116,8 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
     )
     .ok_or_else(|| ApiError::InvalidParam("threepid.address is not an address".into()))?;
     let mxid = user.as_str();
-    // Nothing to remove: answered at once, before any signature is checked (a check may
-    // fetch keys from a server the request names).
-    let bound = app.config.binds.local
-        && app.state.bound(medium.as_str(), &address)?.as_deref() == Some(mxid);
-    if !bound {
-        return Ok(Reply::json(json!({})));
-    }
+    // Who asks is checked before anything is looked up: the answer must not tell an
+    // unauthenticated caller whether the address is bound (sydent's order too).
     match (&body.sid, &body.client_secret) {
         (Some(sid), Some(secret)) => {
             let v = app.sessions.validated(&app.state, sid, secret)?;
@@ -131,6 +128,11 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
             }
         }
         _ => signed_by_homeserver::<V2>(app, req, &content, &user)?,
+    }
+    let bound = app.config.binds.local
+        && app.state.bound(medium.as_str(), &address)?.as_deref() == Some(mxid);
+    if !bound {
+        return Ok(Reply::json(json!({})));
     }
     let removed = crate::binds::unbind(
         &app.state,
@@ -176,10 +178,8 @@ fn signed_by_homeserver<const V2: bool>(
         log::warn!("unbind refused: {e}");
         match e {
             XMatrixError::Malformed => ApiError::Unauthorized(e.to_string()),
-            XMatrixError::Keys { .. } => ApiError::Upstream {
-                timeout: false,
-                message: e.to_string(),
-            },
+            // Why the keys could not be fetched (an address, a refusal) stays in the log.
+            XMatrixError::Keys { .. } => ApiError::Upstream { timeout: false },
             _ => ApiError::PolicyForbids(e.to_string()),
         }
     })?;

@@ -18,10 +18,30 @@ pub struct PolicyConfig {
 }
 
 impl Resolver<'_> {
-    pub(super) fn account(&mut self, a: raw::Account) -> AccountConfig {
-        AccountConfig {
-            homeserver_allow_list: a.homeserver_allow_list.unwrap_or_default(),
-        }
+    /// ma1sd's `accountConfig.allowOnlyTrustDomains: true` (only users of `matrix.domain`
+    /// register) is our allow list of that one domain: ignoring it would let in the users
+    /// the operator kept out.
+    pub(super) fn account(
+        &mut self,
+        a: raw::Account,
+        ma1sd: Option<raw::AccountConfig>,
+        domain: &str,
+    ) -> Result<AccountConfig, String> {
+        let trusted_only = ma1sd.and_then(|c| c.allow_only_trust_domains) == Some(true);
+        let homeserver_allow_list = match (a.homeserver_allow_list, trusted_only) {
+            (Some(_), true) => {
+                return Err(self.at(
+                    "accountConfig.allowOnlyTrustDomains",
+                    "and `account.homeserverAllowList` both say who may register: keep one",
+                ))
+            }
+            (Some(list), false) => list,
+            (None, true) => vec![domain.to_owned()],
+            (None, false) => Vec::new(),
+        };
+        Ok(AccountConfig {
+            homeserver_allow_list,
+        })
     }
 
     pub(super) fn policies(&mut self, p: raw::Policy) -> Result<Vec<PolicyConfig>, String> {
@@ -68,6 +88,13 @@ pub(super) mod raw {
         Account {
             homeserver_allow_list: Vec<String> = "homeserverAllowList",
         }
+    }
+    /// ma1sd's `accountConfig`.
+    #[derive(serde::Deserialize, Default, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct AccountConfig {
+        #[serde(rename = "allowOnlyTrustDomains")]
+        pub allow_only_trust_domains: Option<bool>,
     }
     section! {
         /// ma1sd's terms of service.

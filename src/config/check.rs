@@ -31,6 +31,15 @@ impl Resolver<'_> {
         }
     }
 
+    /// A key this version does not implement and cannot ignore: ignored, it would fail at
+    /// run time or allow what the operator forbade (`why`). The start stops naming it.
+    pub(super) fn refused(&self, path: &str, why: &str) -> String {
+        self.at(
+            path,
+            format!("is not implemented by this version and cannot be ignored: {why}; remove it, or keep mxisd/ma1sd"),
+        )
+    }
+
     /// A number of seconds at `path` in `1..=max`, `default` when absent.
     pub(super) fn seconds(
         &self,
@@ -98,6 +107,29 @@ impl Resolver<'_> {
             return Err(self.at(path, format!("{} is not a readable file", f.display())));
         }
         Ok(file)
+    }
+
+    /// A PEM file of certificates (a `caFile`), when given: readable, with at least one
+    /// certificate, each one usable as a trust anchor — what the start will load from it.
+    pub(super) fn pem_file(
+        &self,
+        path: &str,
+        value: Option<String>,
+    ) -> Result<Option<PathBuf>, String> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let Some(file) = self.readable_file(path, value)? else {
+            return Ok(None);
+        };
+        let bad = |why: String| self.at(path, format!("{}: {why}", file.display()));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&file).map_err(|e| bad(e.to_string()))? {
+            let cert = cert.map_err(|e| bad(e.to_string()))?;
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        Ok(Some(file))
     }
 
     /// A URL that must be http or https.

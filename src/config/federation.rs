@@ -15,7 +15,8 @@ pub struct FederationConfig {
     pub timeout: Duration,
     /// Ranges exempt from the outbound address policy (air-gapped LANs).
     pub ip_range_whitelist: Vec<Cidr>,
-    /// PEM bundle of the CAs trusted instead of the public roots.
+    /// PEM bundle of the CAs trusted instead of the public roots; a self-signed certificate
+    /// in it is also trusted as the peer's own (pinned).
     pub ca_file: Option<PathBuf>,
     /// No certificate checks at all: tests only.
     pub tls_insecure: bool,
@@ -41,7 +42,7 @@ impl Resolver<'_> {
         let timeout = self.seconds("federation.timeout", f.timeout, 15, 300)?;
         let ip_range_whitelist = self.cidrs("federation.ipRangeWhitelist", f.ip_range_whitelist)?;
         let tls = f.tls.unwrap_or_default();
-        let ca_file = self.readable_file("federation.tls.caFile", tls.ca_file)?;
+        let ca_file = self.pem_file("federation.tls.caFile", tls.ca_file)?;
         Ok(FederationConfig {
             resolver,
             connect_timeout,

@@ -27,7 +27,13 @@ pub struct InviteConfig {
 
 impl Resolver<'_> {
     pub(super) fn invite(&mut self, i: &raw::Invite) -> Result<InviteConfig, String> {
-        self.unsupported("invite", &i.unsupported());
+        if i.policy.is_some() {
+            return Err(self.refused(
+                "invite.policy",
+                "who may invite (ifSender.hasRole) would not be checked and everyone could invite",
+            ));
+        }
+        self.unsupported("invite", &i.unsupported()); // `policy` is refused above
         let expiration = i.expiration.as_ref();
         if let Some(e) = expiration {
             self.unsupported("invite.expiration", &e.unsupported());

@@ -4,7 +4,7 @@
 //!
 //! Rules: a key that mxisd or ma1sd know but this version does not implement is accepted with
 //! one warning; a key that neither knows is an error (typo protection); a missing required key
-//! is named. Depends on nothing else in mxisd but `cidr`.
+//! is named. Depends on nothing else in mxisd but the leaves `cidr` and `urlencoded`.
 //!
 //! Two layers, as sydent's `config/<section>.py`: each section has one file with its keys as
 //! written (module `raw`, declared with `yaml::section!`), its typed, defaulted struct, and
@@ -22,6 +22,7 @@ mod logging;
 mod lookup;
 mod matrix;
 mod memory;
+mod notification;
 mod postgresql;
 mod rest;
 mod server;
@@ -42,7 +43,7 @@ pub use logging::LoggingConfig;
 pub use lookup::{HashingConfig, LookupConfig};
 pub use matrix::MatrixConfig;
 pub use memory::{MemoryConfig, MemoryIdentity};
-pub use postgresql::{connection_text, DbTls, PostgresConfig, TlsMode};
+pub use postgresql::{connection_text, with_causes, DbTls, PostgresConfig, TlsMode};
 pub use rest::RestConfig;
 pub use server::{KeyConfig, ServerConfig};
 pub use session::{Limit, Scope, SessionConfig, SessionLimits, ValidationPolicy};
@@ -164,7 +165,19 @@ impl Resolver<'_> {
         let http = self.http(root.http.unwrap_or_default())?;
         let logging = self.logging(root.logging.unwrap_or_default())?;
         let federation = self.federation(root.federation.unwrap_or_default())?;
-        let account = self.account(root.account.unwrap_or_default());
+        let account = self.account(
+            root.account.unwrap_or_default(),
+            root.account_config,
+            &matrix.domain,
+        )?;
+        // `auth` has one key, `rewrite`.
+        if root.auth.is_some_and(|a| !a.unsupported().is_empty()) {
+            return Err(self.refused(
+                "auth.rewrite",
+                "user ids would not be rewritten, so logins of the rewritten users would fail",
+            ));
+        }
+        self.notification(root.notification)?;
         let policies = self.policies(root.policy.unwrap_or_default())?;
         let memory = self.memory(root.memory.unwrap_or_default())?;
         let lookup = self.lookup(root.lookup.unwrap_or_default())?;
@@ -429,14 +442,14 @@ mod tests {
         };
         assert_eq!((pg.pool_size, pg.tls.mode), (3, TlsMode::Require));
         let e = c(
-            "  provider:\n    postgresql:\n      connection: x\n      tls:\n        mode: verify\n",
+            "  provider:\n    postgresql:\n      connection: host=db\n      tls:\n        mode: verify\n",
         )
         .unwrap_err();
         assert!(
             e.contains("`storage.provider.postgresql.tls.mode` (line 9)"),
             "{e}"
         );
-        let e = c("  provider:\n    postgresql:\n      connection: x\n      tls:\n        caFile: /nonexistent.pem\n").unwrap_err();
+        let e = c("  provider:\n    postgresql:\n      connection: host=db\n      tls:\n        caFile: /nonexistent.pem\n").unwrap_err();
         assert!(
             e.contains("caFile") && e.contains("not a readable file"),
             "{e}"
@@ -444,6 +457,92 @@ mod tests {
         let e = c("  provider:\n    postgresql:\n      connection: x\n      database: y\n")
             .unwrap_err();
         assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn jdbc_options_mean_what_pgjdbc_meant() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/self-signed.pem");
+        let state = |database: &str, tls: &str| {
+            let text = format!("matrix:\n  domain: example.org\nstorage:\n  backend: postgresql\n  provider:\n    postgresql:\n      database: '{database}'\n{tls}");
+            load(&text).map(|l| {
+                let StorageConfig::Postgresql(pg) = l.config.storage else {
+                    panic!("not postgresql")
+                };
+                (pg.connection, pg.tls.mode, pg.tls.ca_file, l.warnings)
+            })
+        };
+        let ok = |database: &str| state(database, "").unwrap();
+        // ssl=true is verify-full: never a silent downgrade.
+        let (conn, mode, _, _) = ok("//db:5433/mxisd?user=u&password=p&ssl=true");
+        assert_eq!(
+            (conn.as_str(), mode),
+            (
+                "postgresql://db:5433/mxisd?user=u&password=p",
+                TlsMode::VerifyFull
+            )
+        );
+        assert_eq!(ok("jdbc:postgresql://db/x?ssl").1, TlsMode::VerifyFull);
+        assert_eq!(ok("//db/x?ssl=false").1, TlsMode::Disable);
+        // sslmode as written, before ssl (pgjdbc's order).
+        assert_eq!(ok("//db/x?ssl=true&sslmode=require").1, TlsMode::Require);
+        assert_eq!(ok("//db/x?sslmode=verify-ca").1, TlsMode::VerifyCa);
+        assert_eq!(ok("//db/x?sslmode=prefer").1, TlsMode::Prefer);
+        assert_eq!(
+            ok("host=db dbname=x sslmode=verify-full").0,
+            "host=db dbname=x"
+        );
+        // The non-validating factory: encrypted, not checked.
+        let nv = "sslfactory=org.postgresql.ssl.NonValidatingFactory";
+        assert_eq!(ok(&format!("//db/x?ssl=true&{nv}")).1, TlsMode::Require);
+        assert_eq!(ok(&format!("//db/x?{nv}")).1, TlsMode::Require);
+        let e = state(&format!("//db/x?sslmode=verify-full&{nv}"), "").unwrap_err();
+        assert!(e.contains("keep one"), "{e}");
+        // sslrootcert is the CA file.
+        let (_, mode, ca_file, _) = ok(&format!("//db/x?ssl=true&sslrootcert={ca}"));
+        assert_eq!(
+            (mode, ca_file.unwrap().to_str().unwrap()),
+            (TlsMode::VerifyFull, ca)
+        );
+        // Other JDBC options: ignored, one warning each.
+        let (conn, mode, _, warnings) = ok("//db/x?ApplicationName=mxisd&connectTimeout=10&user=u");
+        assert_eq!(
+            (conn.as_str(), mode),
+            ("postgresql://db/x?user=u", TlsMode::Disable)
+        );
+        let about = |key: &str| warnings.iter().filter(|w| w.contains(key)).count();
+        assert_eq!(
+            (about("ApplicationName"), about("connectTimeout")),
+            (1, 1),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[0].contains("`ApplicationName`") && warnings[0].contains("line 7"),
+            "{warnings:?}"
+        );
+        // What cannot be honoured is refused, naming the key.
+        for bad in [
+            "//db/x?ssl=maybe",
+            "//db/x?sslmode=verify",
+            "//db/x?sslfactory=com.example.Factory",
+            "//db/x?sslcert=/c.pem",
+            "//db/x?ssl=true&sslrootcert=/nonexistent.pem",
+            "//db:port/x",
+            "host=db hots=x",
+        ] {
+            let e = state(bad, "").unwrap_err();
+            assert!(
+                e.contains("storage.provider.postgresql.database` (line 7)"),
+                "{bad}: {e}"
+            );
+        }
+        // The tls subsection and the string must agree.
+        let e = state("//db/x?ssl=true", "      tls:\n        mode: require\n").unwrap_err();
+        assert!(
+            e.contains("tls.mode` (line 9)") && e.contains("ssl=true"),
+            "{e}"
+        );
+        let same = state("//db/x?ssl=true", "      tls:\n        mode: verify-full\n");
+        assert_eq!(same.unwrap().1, TlsMode::VerifyFull);
     }
 
     #[test]

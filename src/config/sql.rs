@@ -64,11 +64,28 @@ impl Resolver<'_> {
                 ))
             }
         };
-        let connection = self
+        let written = self
             .non_empty(&format!("{name}.connection"), s.connection)?
             .ok_or_else(|| self.required(&format!("{name}.connection"), ""))?;
         let timeout = self.seconds(&format!("{name}.timeout"), s.timeout, 10, 300)?;
-        let tls = self.db_tls(&format!("{name}.tls"), s.tls, &connection)?;
+        let (connection, tls) = match kind {
+            SqlKind::Postgresql => self.pg_connection(
+                &format!("{name}.connection"),
+                &written,
+                &format!("{name}.tls"),
+                s.tls,
+            )?,
+            SqlKind::Sqlite if s.tls.is_some() => {
+                return Err(self.at(&format!("{name}.tls"), "is for `type: postgresql` only"))
+            }
+            SqlKind::Sqlite => (
+                written,
+                super::DbTls {
+                    mode: super::TlsMode::Disable,
+                    ca_file: None,
+                },
+            ),
+        };
         // Accepted, with nothing to do: room names come with the store-invite request.
         let _ = s.legacy_room_names;
         let identity = s.identity.unwrap_or_default();

@@ -2,7 +2,7 @@
 //! or PostgreSQL (ma1sd's `storage.provider.postgresql`; several instances on one database).
 
 use super::check::Resolver;
-use super::postgresql::{connection_text, PostgresConfig};
+use super::postgresql::PostgresConfig;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
@@ -70,14 +70,15 @@ impl Resolver<'_> {
         const AT: &str = "storage.provider.postgresql";
         let database = self.non_empty(&format!("{AT}.database"), p.database)?;
         let connection = self.non_empty(&format!("{AT}.connection"), p.connection)?;
-        let connection = match (database, connection) {
+        let (key, written) = match (database, connection) {
             (Some(_), Some(_)) => {
                 return Err(self.at(
                     &format!("{AT}.connection"),
                     format!("write either `{AT}.database` (ma1sd's //host[:port]/db) or `connection`, not both"),
                 ))
             }
-            (Some(d), None) | (None, Some(d)) => connection_text(&d),
+            (Some(d), None) => ("database", d),
+            (None, Some(c)) => ("connection", c),
             (None, None) => {
                 return Err(self.required(
                     &format!("{AT}.database"),
@@ -85,6 +86,12 @@ impl Resolver<'_> {
                 ))
             }
         };
+        let (connection, tls) = self.pg_connection(
+            &format!("{AT}.{key}"),
+            &written,
+            &format!("{AT}.tls"),
+            p.tls,
+        )?;
         let pool_size = match p.pool_size.unwrap_or(8) {
             n @ 1..=1000 => n as usize,
             n => {
@@ -96,7 +103,7 @@ impl Resolver<'_> {
         };
         Ok(PostgresConfig {
             timeout: self.seconds(&format!("{AT}.timeout"), p.timeout, 5, 300)?,
-            tls: self.db_tls(&format!("{AT}.tls"), p.tls, &connection)?,
+            tls,
             username: self.non_empty(&format!("{AT}.username"), p.username)?,
             password: p.password,
             pool_size,

@@ -58,6 +58,9 @@ section! {
         logging: super::logging::raw::Logging = "logging",
         federation: super::federation::raw::Federation = "federation",
         account: super::account::raw::Account = "account",
+        account_config: super::account::raw::AccountConfig = "accountConfig",
+        auth: Auth = "auth",
+        notification: super::notification::raw::Notification = "notification",
         policy: super::account::raw::Policy = "policy",
         memory: super::memory::raw::Memory = "memory",
         lookup: super::lookup::raw::Lookup = "lookup",
@@ -78,13 +81,18 @@ section! {
         binds: super::binds::raw::Binds = "binds",
     } unsupported {
         appsvc = "appsvc",
-        auth = "auth",
         directory = "directory",
-        account_config = "accountConfig",
         dns = "dns",
         forward = "forward",
-        notification = "notification",
         register = "register",
+    }
+}
+
+section! {
+    /// mxisd's `auth`: only `rewrite` (user id rewriting rules), which this version refuses.
+    Auth {
+    } unsupported {
+        rewrite = "rewrite",
     }
 }
 

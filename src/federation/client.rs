@@ -11,6 +11,7 @@
 
 use super::address_policy::{AddressPolicy, Refused};
 use super::dns::{Dns, DnsError};
+use super::tls::OwnTls;
 use crate::config::FederationConfig;
 use crate::crypto::b64;
 use crate::urlencoded;
@@ -19,9 +20,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ureq::config::Config as UreqConfig;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::tls::TlsConfig;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout, TcpConnector};
 
 /// Largest answer body we read from a server a user named.
 const MAX_ANSWER_BYTES: u64 = 1 << 20;
@@ -46,6 +47,9 @@ pub struct ConfiguredClient {
 #[derive(Debug, Clone)]
 struct Caller {
     tls: TlsConfig,
+    /// With `federation.tls.caFile`: TLS by our rustls configuration (its CAs trusted, its
+    /// certificates pinned) instead of ureq's.
+    own_tls: Option<Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
     timeout: Duration,
     max_answer: u64,
@@ -102,15 +106,18 @@ impl Caller {
     /// `federation`'s TLS settings and connect timeout, `timeout` for a whole call, and
     /// answers of at most `max_answer` bytes.
     fn new(cfg: &FederationConfig, timeout: Duration, max_answer: u64) -> Result<Caller, String> {
-        let mut tls = TlsConfig::builder();
-        if let Some(path) = &cfg.ca_file {
-            tls = tls.root_certs(RootCerts::new_with_certs(&load_certs(path)?));
-        }
-        if cfg.tls_insecure {
-            tls = tls.disable_verification(true);
-        }
+        let own_tls = match (&cfg.ca_file, cfg.tls_insecure) {
+            (Some(path), false) => Some(Arc::new(crate::tls::verifying(
+                Some(path),
+                "federation.tls.caFile",
+            )?)),
+            _ => None,
+        };
         Ok(Caller {
-            tls: tls.build(),
+            tls: TlsConfig::builder()
+                .disable_verification(cfg.tls_insecure)
+                .build(),
+            own_tls,
             connect_timeout: cfg.connect_timeout,
             timeout,
             max_answer,
@@ -126,6 +133,18 @@ impl Caller {
             .user_agent(concat!("mxisd/", env!("CARGO_PKG_VERSION")))
             .tls_config(self.tls.clone())
             .build()
+    }
+
+    /// An agent resolving names with `resolver`, connecting through TCP and TLS.
+    fn agent(&self, resolver: impl Resolver) -> ureq::Agent {
+        match &self.own_tls {
+            Some(tls) => ureq::Agent::with_parts(
+                self.config(),
+                ().chain(TcpConnector::default()).chain(OwnTls(tls.clone())),
+                resolver,
+            ),
+            None => ureq::Agent::with_parts(self.config(), DefaultConnector::new(), resolver),
+        }
     }
 
     /// GETs `url`, or sends it `json` (`POST` or `PUT`).
@@ -168,7 +187,7 @@ impl ConfiguredClient {
 
     /// POSTs `body` as JSON to `url`.
     pub fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<Answer, CallError> {
-        let agent = ureq::Agent::new_with_config(self.caller.config());
+        let agent = self.caller.agent(DefaultResolver::default());
         self.caller
             .send(&agent, url, Some(("POST", body)))
             .map_err(classify)
@@ -182,7 +201,7 @@ impl ConfiguredClient {
         fields: &[(&str, &str)],
         basic: (&str, &str),
     ) -> Result<Answer, CallError> {
-        let agent = ureq::Agent::new_with_config(self.caller.config());
+        let agent = self.caller.agent(DefaultResolver::default());
         let body = fields
             .iter()
             .map(|(k, v)| format!("{}={}", urlencoded::encode(k), urlencoded::encode(v)))
@@ -261,8 +280,7 @@ impl Client {
             pin,
             refusal: refusal.clone(),
         };
-        let agent =
-            ureq::Agent::with_parts(self.caller.config(), DefaultConnector::new(), resolver);
+        let agent = self.caller.agent(resolver);
         let outcome = self.caller.send(&agent, url, json);
         outcome.map_err(|e| {
             // A refusal or DNS failure in our resolver says more than ureq's wrapper error.
@@ -295,24 +313,6 @@ fn classify(e: ureq::Error) -> CallError {
         ureq::Error::Rustls(why) => CallError::Tls(why.to_string()),
         other => CallError::BadAnswer(other.to_string()),
     }
-}
-
-fn load_certs(path: &std::path::Path) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("federation.tls.caFile {}: {e}", path.display()))?;
-    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(c)) => Some(c.to_owned()),
-            _ => None,
-        })
-        .collect();
-    if certs.is_empty() {
-        return Err(format!(
-            "federation.tls.caFile {}: no PEM certificate in it",
-            path.display()
-        ));
-    }
-    Ok(certs)
 }
 
 /// ureq's resolver hook: our DNS, then the address policy.

@@ -5,14 +5,15 @@
 //! resolved by our DNS (one configurable server), every address is checked by the outbound
 //! address policy (redirects included). For destinations the operator configured (the REST
 //! backend) the [`client::ConfiguredClient`]: no address policy. Both verify TLS
-//! certificates (against `federation.tls.caFile` when set) and have connect and total
-//! timeouts.
+//! certificates (against `federation.tls.caFile` when set, a certificate of that file also
+//! accepted as the server's own: `tls.rs`) and have connect and total timeouts.
 
 pub mod address_policy;
 pub mod client;
 pub mod discovery;
 pub mod dns;
 pub mod homeserver;
+mod tls;
 pub mod xmatrix;
 
 pub use client::{CallError, Client, ConfiguredClient};

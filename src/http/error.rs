@@ -3,6 +3,9 @@
 
 use serde_json::{json, Value};
 
+/// What a client is told when a server its request named could not be asked.
+const UPSTREAM_MESSAGE: &str = "homeserver unreachable or refused by policy";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     /// No such endpoint (404 M_UNRECOGNIZED).
@@ -53,8 +56,11 @@ pub enum ApiError {
     InvalidPepper { pepper: String },
     /// Too many attempts (429 M_LIMIT_EXCEEDED, with `retry_after_ms`).
     LimitExceeded { retry_after_ms: u64 },
-    /// Another server failed us (502, or 504 for a timeout; M_UNKNOWN); says which and how.
-    Upstream { timeout: bool, message: String },
+    /// A server a request named could not be asked (502, or 504 for a timeout; M_UNKNOWN).
+    /// The message is fixed: what the name resolves to and why the call failed (refused by
+    /// the outbound address policy, DNS, TLS, ...) go to the log only, or anyone could map
+    /// the internal network through us.
+    Upstream { timeout: bool },
     /// Not an e-mail address we can send to (400 M_INVALID_EMAIL).
     InvalidEmail,
     /// Not a phone number (400 M_INVALID_ADDRESS).
@@ -180,7 +186,7 @@ impl ApiError {
             ApiError::TermsNotSigned => {
                 "Terms of service not accepted: see GET /_matrix/identity/v2/terms".into()
             }
-            ApiError::Upstream { message, .. } => message.clone(),
+            ApiError::Upstream { .. } => UPSTREAM_MESSAGE.into(),
             ApiError::TooManyAddresses(max) => format!("More than {max} addresses in one lookup"),
             ApiError::LimitExceeded { .. } => "Too many requests, try again later".into(),
             ApiError::InvalidPepper { .. } => {
