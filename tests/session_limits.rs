@@ -67,14 +67,11 @@ fn sms_to(twilio: &FakeTwilio, number: &str) -> usize {
         .count()
 }
 
-/// A 6-digit code that is not `code`, different for each `n`.
-fn wrong_code(code: &str, n: usize) -> String {
-    let guess = format!("{:06}", (n * 7919) % 1_000_000);
-    if guess == code {
-        format!("{:06}", (n * 7919 + 1) % 1_000_000)
-    } else {
-        guess
-    }
+/// A wrong token, different for each `n`: 7 digits, so that it can never be one of the
+/// 6-digit codes sent (the race resends codes nobody reads beforehand). It counts as a
+/// wrong code all the same.
+fn wrong_code(n: usize) -> String {
+    format!("{:07}", n % 10_000_000)
 }
 
 /// How the guesses of a race were answered.
@@ -89,13 +86,7 @@ struct Judged {
 /// Threads guessing codes of the session `sid` while other threads ask for resends of it
 /// with ever higher `send_attempt`s, spread over `servers`; how the guesses were answered,
 /// and the statuses of the resends.
-fn race(
-    servers: &[Mxisd],
-    number: &str,
-    secret: &str,
-    sid: &Value,
-    code: &str,
-) -> (Judged, Vec<u16>) {
+fn race(servers: &[Mxisd], number: &str, secret: &str, sid: &Value) -> (Judged, Vec<u16>) {
     const GUESSERS: usize = 6;
     const GUESSES: usize = 25;
     const RESENDERS: usize = 3;
@@ -109,7 +100,7 @@ fn race(
             let (s, wrong, ended) = (&servers[g % servers.len()], &wrong, &ended);
             scope.spawn(move || {
                 for i in 0..GUESSES {
-                    let r = submit_sms(s, sid, secret, &wrong_code(code, g * GUESSES + i + 1));
+                    let r = submit_sms(s, sid, secret, &wrong_code(g * GUESSES + i + 1));
                     match (r.status, r.json()["errcode"].as_str()) {
                         (400, Some("M_TOKEN_INCORRECT")) => wrong.fetch_add(1, Ordering::SeqCst),
                         (400, Some("M_NO_VALID_SESSION")) => ended.fetch_add(1, Ordering::SeqCst),
@@ -133,6 +124,12 @@ fn race(
         wrong: wrong.into_inner(),
         ended: ended.into_inner(),
     };
+    // Every guess was answered one way or the other (the session never validated).
+    assert_eq!(
+        judged.wrong + judged.ended,
+        GUESSERS * GUESSES,
+        "{judged:?}"
+    );
     (judged, statuses.into_inner().unwrap())
 }
 
@@ -157,7 +154,7 @@ fn refused_resends_racing_guesses_never_give_more_than_five_wrong_codes() {
         }
         let (sid, code) = started(&servers[0], &twilio, &number, "race");
         let before = sms_to(&twilio, &number);
-        let (judged, resends) = race(&servers, &number, "race", &sid, &code);
+        let (judged, resends) = race(&servers, &number, "race", &sid);
         assert_eq!(sms_to(&twilio, &number), before, "nothing was resent");
         assert!(resends.contains(&429), "{resends:?}");
         assert!(
@@ -182,7 +179,7 @@ fn failed_resends_racing_guesses_never_give_more_than_five_wrong_codes() {
         let (sid, code) = started(&servers[0], &twilio, &number, "fail");
         // Twilio is gone: every resend fails.
         drop(twilio);
-        let (judged, resends) = race(&servers, &number, "fail", &sid, &code);
+        let (judged, resends) = race(&servers, &number, "fail", &sid);
         assert!(resends.contains(&500), "{resends:?}");
         assert!(
             resends.iter().all(|s| [200, 500].contains(s)),
@@ -203,8 +200,8 @@ fn resends_racing_guesses_give_five_wrong_codes_per_code_sent_and_fifteen_in_all
         // Up to 5 SMS per instance: more codes than the lifetime budget allows for.
         let servers = instances(postgres, &sms_config(&twilio, 5));
         let number = fresh_number();
-        let (sid, code) = started(&servers[0], &twilio, &number, "all");
-        let (judged, resends) = race(&servers, &number, "all", &sid, &code);
+        let (sid, _) = started(&servers[0], &twilio, &number, "all");
+        let (judged, resends) = race(&servers, &number, "all", &sid);
         let sent = sms_to(&twilio, &number);
         // Sent, refused by the limit, or refused once the session is over for good.
         assert!(
@@ -232,7 +229,7 @@ fn fifteen_wrong_codes_end_a_session_for_good() {
             for _ in 0..PER_CODE {
                 guess += 1;
                 let s = &servers[guess % servers.len()];
-                submit_sms(s, &sid, "life", &wrong_code(&code, guess))
+                submit_sms(s, &sid, "life", &wrong_code(guess))
                     .assert_error(400, "M_TOKEN_INCORRECT");
             }
             submit_sms(&servers[0], &sid, "life", &code).assert_error(400, "M_NO_VALID_SESSION");
@@ -254,8 +251,7 @@ fn fifteen_wrong_codes_end_a_session_for_good() {
         let last = twilio.code(twilio.messages().len() - 1);
         for s in &servers {
             submit_sms(s, &sid, "life", &last).assert_error(400, "M_NO_VALID_SESSION");
-            submit_sms(s, &sid, "life", &wrong_code(&code, 99))
-                .assert_error(400, "M_NO_VALID_SESSION");
+            submit_sms(s, &sid, "life", &wrong_code(99)).assert_error(400, "M_NO_VALID_SESSION");
         }
     }
 }
