@@ -432,7 +432,6 @@ fn sessions_are_found_validated_and_swept() {
                 created: true
             }
         );
-        sent(1, "t1", 10_000);
         assert_eq!(
             s.request_token(&request(1, "t2", "sid2", 10_001)).unwrap(),
             Requested::Unchanged { sid: "sid1".into() }

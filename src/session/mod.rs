@@ -194,13 +194,13 @@ impl Sessions {
             reserved_until: now.saturating_add(RESERVATION.as_millis() as i64),
             budget: BUDGET,
         })?;
-        let sid = match requested {
+        let (sid, created) = match requested {
             Requested::Unchanged { sid } => return Ok(sid),
             Requested::Ended { sid } => {
                 log::info!("session {sid}: no new code, its wrong tokens ended it for good");
                 return Err(SessionError::Ended);
             }
-            Requested::Send { sid, .. } => sid,
+            Requested::Send { sid, created } => (sid, created),
         };
         let release = |why: &str| {
             if let Err(e) = state.release_request(&sid, &token_hash) {
@@ -237,6 +237,10 @@ impl Sessions {
             }
             release("failed");
             return Err(SessionError::SendFailed(r.medium, e));
+        }
+        if created {
+            // Its token and window were stored with it.
+            return Ok(sid);
         }
         let kept = state.token_sent(&SentToken {
             sid: &sid,

@@ -3,12 +3,14 @@
 //! module's; here are the atomic steps, each one transaction, so that two instances
 //! answering the same user agree.
 //!
-//! A notification is sent in three steps, none of which needs undoing: `request_token`
-//! decides and, when something is to be sent, only *reserves* the attempt (the count of
-//! wrong tokens, the codes, the expiry are left as they are); the caller checks its limits
-//! and sends; then `token_sent` stores the new token and opens its window (count of wrong
-//! tokens since the last code back to 0, new expiry), or `release_request` gives the
-//! reservation up. Until then, submitTokens are judged against the session as it was.
+//! A resend is made in three steps, none of which needs undoing: `request_token` decides
+//! and, when something is to be sent, only *reserves* the attempt (the count of wrong
+//! tokens, the codes, the expiry are left as they are); the caller checks its limits and
+//! sends; then `token_sent` stores the new token and opens its window (count of wrong tokens
+//! since the last code back to 0, new expiry), or `release_request` gives the reservation
+//! up. Until then, submitTokens are judged against the session as it was. A new session is
+//! created with its first token in the first step (nothing to judge against before), and
+//! taken back by `release_request` if that token is not sent.
 
 use super::dialect::{Conn, Row};
 use super::{State, StateError};
@@ -81,7 +83,9 @@ pub struct TokenRequest<'a> {
 pub enum Requested {
     /// A retry (`send_attempt` sent, or being sent by another request): nothing to send.
     Unchanged { sid: String },
-    /// The attempt is reserved: send, then `token_sent` or `release_request`.
+    /// The attempt is reserved: send, then `release_request` if not sent. A resend
+    /// (`created: false`) stores its token with `token_sent` once sent; a new session has
+    /// its token already.
     Send { sid: String, created: bool },
     /// Its wrong tokens ended the session for good: no code is sent any more.
     Ended { sid: String },
@@ -155,8 +159,9 @@ impl State {
     /// expired session of the same key is replaced. The row is locked while deciding
     /// (PostgreSQL; SQLite has one writer), so two instances answering the same retry
     /// agree (one sends, the other finds the reservation), and a new session raced by
-    /// another instance is found, not duplicated. A new session is created reserved and
-    /// with no token: nothing validates it until its first code is sent.
+    /// another instance is found, not duplicated. A new session is created reserved, with
+    /// its token and window at once (one transaction on the way of every new session):
+    /// `release_request` takes it back if that first code is not sent.
     pub fn request_token(&self, r: &TokenRequest<'_>) -> Result<Requested, StateError> {
         let by_key = format!(
             "SELECT {COLUMNS} FROM sessions WHERE medium = $1 AND address = $2 AND client_secret = $3{}",
@@ -196,6 +201,7 @@ impl State {
                     ],
                 )?;
                 if created == 1 {
+                    add_token(c, r.medium, r.fresh_sid, r.token_hash, r.now_ms)?;
                     return Ok(Requested::Send {
                         sid: r.fresh_sid.to_owned(),
                         created: true,
@@ -272,10 +278,16 @@ impl State {
 
     /// Gives up the reservation of a request whose notification was not sent (a limit
     /// refused it, or the send failed): the session is as it was, and a retry with the same
-    /// `send_attempt` may send again. A new session that never had a code sent goes. A
-    /// later request that reserved the session meanwhile keeps its reservation.
+    /// `send_attempt` may send again. A new session goes with its unsent token, unless a
+    /// later request reserved it meanwhile (then only the unsent token goes, and the
+    /// session too if no code of it is left). Codes already sent are never touched.
     pub fn release_request(&self, sid: &str, token_hash: &str) -> Result<(), StateError> {
         self.write(|c| {
+            // Only a new session's first token is stored before it is sent.
+            c.execute(
+                "DELETE FROM session_tokens WHERE sid = $1 AND token_hash = $2",
+                &[sid.into(), token_hash.into()],
+            )?;
             c.execute(
                 "DELETE FROM sessions WHERE sid = $1 AND pending_token = $2
                  AND NOT EXISTS (SELECT 1 FROM session_tokens WHERE sid = $1)",
