@@ -115,7 +115,8 @@ fn migrations_are_recorded_and_applied_once() {
                 "0006_sessions",
                 "0007_local_binds",
                 "0008_invites",
-                "0009_imports"
+                "0009_imports",
+                "0010_session_resends"
             ]
         );
         let again = db.open();
