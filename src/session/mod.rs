@@ -205,7 +205,7 @@ impl Sessions {
         let release = |why: &str| {
             if let Err(e) = state.release_request(&sid, &token_hash) {
                 // The reservation lapses by itself (`RESERVATION`).
-                log::error!("session {sid}: the reservation of a {why} resend stays: {e}");
+                log::error!("session {sid}: the reservation of a {why} request stays: {e}");
             }
         };
         let limits = self.limits_of(r);
