@@ -200,6 +200,40 @@ fn the_link_shows_a_page_and_redirects_to_the_stored_next_link() {
     assert!(r.text.contains("Address confirmed"), "{}", r.text);
 }
 
+/// A `next_link` with non-ASCII characters (an IRI) is kept as its URI: the link's redirect
+/// carries it as `Location`, each such character percent-encoded as UTF-8.
+#[test]
+fn a_non_ascii_next_link_redirects_to_its_percent_encoded_uri() {
+    let s = Mxisd::start(&mail_config(""));
+    let email = fresh_address("example.org");
+    let r = post(
+        &s,
+        &format!("{V1}/validate/email/requestToken"),
+        &json!({"client_secret": "iri", "email": email, "send_attempt": 1, "next_link": "https://example.org/vérifié?x=ü"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let link = link_in(&wait_for(&email, 1)[0]);
+    let agent = ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build(),
+    );
+    let r = Response::from(
+        agent
+            .get(s.url(link.trim_start_matches("https://example.org")))
+            .call(),
+    );
+    assert_eq!(r.status, 302, "{}\n{}", r.text, s.log());
+    assert_eq!(
+        r.header("Location"),
+        Some("https://example.org/v%C3%A9rifi%C3%A9?x=%C3%BC"),
+        "{}",
+        s.log()
+    );
+    assert!(!s.log().contains("not written"), "{}", s.log());
+}
+
 #[test]
 fn v2_sessions_need_a_token_but_the_link_does_not() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);

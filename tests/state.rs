@@ -115,7 +115,8 @@ fn migrations_are_recorded_and_applied_once() {
                 "0006_sessions",
                 "0007_local_binds",
                 "0008_invites",
-                "0009_imports"
+                "0009_imports",
+                "0010_session_resends"
             ]
         );
         let again = db.open();
@@ -389,7 +390,11 @@ fn instances_opening_an_empty_postgresql_database_together_migrate_once() {
 
 #[test]
 fn sessions_are_found_validated_and_swept() {
-    use mxisd::state::{Requested, Submitted, TokenRequest, Undo};
+    use mxisd::state::{FailureBudget, Requested, SentToken, Submitted, TokenRequest};
+    const BUDGET: FailureBudget = FailureBudget {
+        per_code: 5,
+        lifetime: 15,
+    };
     for db in Db::both() {
         let s = db.open();
         fn request<'a>(attempt: i64, token: &'a str, sid: &'a str, now: i64) -> TokenRequest<'a> {
@@ -403,42 +408,101 @@ fn sessions_are_found_validated_and_swept() {
                 fresh_sid: sid,
                 now_ms: now,
                 expires_ts: now + 1_000,
+                reserved_until: now + 100,
+                budget: BUDGET,
             }
         }
+        let sent = |attempt: i64, token: &str, now: i64| {
+            assert!(s
+                .token_sent(&SentToken {
+                    sid: "sid1",
+                    medium: "email",
+                    token_hash: token,
+                    send_attempt: attempt,
+                    next_link: None,
+                    now_ms: now,
+                    expires_ts: now + 1_000,
+                })
+                .unwrap());
+        };
         let first = s.request_token(&request(1, "t1", "sid1", 10_000)).unwrap();
         assert_eq!(
             first,
             Requested::Send {
                 sid: "sid1".into(),
-                undo: Undo::Created
+                created: true
             }
         );
         assert_eq!(
             s.request_token(&request(1, "t2", "sid2", 10_001)).unwrap(),
             Requested::Unchanged { sid: "sid1".into() }
         );
+        assert_eq!(
+            s.submit_token("sid1", "sec", "t9", 10_001, BUDGET).unwrap(),
+            Submitted::Wrong {
+                failed_attempts: 1,
+                lifetime_failures: 1
+            }
+        );
+        // A resend is reserved: the same attempt again (another instance) sends nothing,
+        // and nothing else changed until it is sent.
         let resent = s.request_token(&request(2, "t2", "sid2", 10_002)).unwrap();
-        assert!(
-            matches!(&resent, Requested::Send { sid, undo: Undo::Resent { previous_attempt: 1, .. } } if sid == "sid1"),
-            "{resent:?}"
+        assert_eq!(
+            resent,
+            Requested::Send {
+                sid: "sid1".into(),
+                created: false
+            }
         );
         assert_eq!(
-            s.submit_token("sid1", "sec", "t9", 10_003, 5).unwrap(),
-            Submitted::Wrong { failed_attempts: 1 }
+            s.request_token(&request(2, "t3", "sid2", 10_002)).unwrap(),
+            Requested::Unchanged { sid: "sid1".into() }
+        );
+        let row = s.session("sid1").unwrap().unwrap();
+        assert_eq!(
+            (row.send_attempt, row.failed_attempts, row.expires_ts),
+            (1, 1, 11_000)
+        );
+        // Given up (not sent): the retry of the same attempt is sent.
+        s.release_request("sid1", "t2").unwrap();
+        assert!(matches!(
+            s.request_token(&request(2, "t2", "sid2", 10_003)).unwrap(),
+            Requested::Send { .. }
+        ));
+        sent(2, "t2", 10_003);
+        let row = s.session("sid1").unwrap().unwrap();
+        assert_eq!(
+            (row.send_attempt, row.failed_attempts, row.lifetime_failures),
+            (2, 0, 1),
+            "{}",
+            s.store()
         );
         assert_eq!(
-            s.submit_token("sid1", "nope", "t1", 10_003, 5).unwrap(),
+            s.submit_token("sid1", "nope", "t1", 10_003, BUDGET)
+                .unwrap(),
             Submitted::NoSession
         );
-        let Submitted::Validated(row) = s.submit_token("sid1", "sec", "t1", 10_004, 5).unwrap()
+        let Submitted::Validated(row) =
+            s.submit_token("sid1", "sec", "t1", 10_004, BUDGET).unwrap()
         else {
             panic!("{}: the first token stays valid", s.store())
         };
         assert_eq!(row.validated_ts, Some(10_004));
         assert_eq!(
-            s.submit_token("sid1", "sec", "t2", 20_000, 5).unwrap(),
+            s.submit_token("sid1", "sec", "t2", 20_000, BUDGET).unwrap(),
             Submitted::Expired
         );
+        // A new session whose first code was not sent goes when given up.
+        let other = TokenRequest {
+            address: "c@example.org",
+            ..request(1, "t4", "sid4", 10_000)
+        };
+        assert!(matches!(
+            s.request_token(&other).unwrap(),
+            Requested::Send { created: true, .. }
+        ));
+        s.release_request("sid4", "t4").unwrap();
+        assert!(s.session("sid4").unwrap().is_none());
         // The sweep forgets what expired, and only that.
         s.request_token(&TokenRequest {
             address: "b@example.org",

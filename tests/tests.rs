@@ -22,6 +22,7 @@ mod lookup;
 mod packaging;
 mod rest_store;
 mod services;
+mod session_limits;
 mod sessions;
 mod sql_store;
 mod state;

@@ -11,6 +11,7 @@ use crate::session::{self, SessionError};
 use crate::threepid::Medium;
 use serde::Deserialize;
 use serde_json::json;
+use std::borrow::Cow;
 
 /// The v2 paths (`V2`) need an authorised caller, its user id; v1 is open.
 fn caller<const V2: bool>(app: &App, req: &Request) -> Result<Option<String>, ApiError> {
@@ -117,10 +118,12 @@ pub fn request_msisdn<const V2: bool>(app: &App, req: &Request) -> Result<Reply,
 }
 
 fn request(app: &App, req: &Request, r: session::Request<'_>) -> Result<Reply, ApiError> {
-    if let Some(link) = r.next_link {
+    // Kept as a URI: it goes out as the `Location` of the link's redirect.
+    let next_link = r.next_link.map(as_uri);
+    if let Some(link) = &next_link {
         if link.len() > 2048 || link.chars().any(char::is_control) || !is_http(link) {
             return Err(ApiError::InvalidParam(
-                "next_link must be an http(s) URL of at most 2048 characters".into(),
+                "next_link must be an http(s) URL of at most 2048 characters (non-ASCII ones percent-encoded)".into(),
             ));
         }
     }
@@ -129,6 +132,7 @@ fn request(app: &App, req: &Request, r: session::Request<'_>) -> Result<Reply, A
         &app.state,
         &session::Request {
             client: &client,
+            next_link: next_link.as_deref(),
             ..r
         },
     )?;
@@ -159,7 +163,8 @@ pub fn submit<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
 ///
 /// The link in the mail: no access token. Answers a page saying whether it worked; on
 /// success, redirects to the `next_link` stored with the session when it is http(s) — never
-/// to one from this link.
+/// to one from this link. A `next_link` is kept as a URI (`as_uri`), so that it can be the
+/// redirect's `Location`.
 pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let param = |name: &str| req.query(name).unwrap_or_default();
     let outcome = app.sessions.submit_token(
@@ -176,7 +181,8 @@ pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
             values.set("NEXT_URL", next.clone().unwrap_or_default());
             let page = fill_html(&app.pages.success, &values);
             Ok(match next {
-                Some(link) => Reply::redirect(&link, page),
+                // A link stored before they were kept as URIs may still be an IRI.
+                Some(link) => Reply::redirect(&as_uri(&link), page),
                 None => Reply::html(200, page),
             })
         }
@@ -189,6 +195,26 @@ pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
             ))
         }
     }
+}
+
+/// The URI of an IRI (RFC 3987, 3.1): every non-ASCII character percent-encoded as its
+/// UTF-8 octets, everything else as it is (a URI stays the same). A browser reads the
+/// result as the same address, host included, and it can be an HTTP header.
+fn as_uri(link: &str) -> Cow<'_, str> {
+    if link.is_ascii() {
+        return Cow::Borrowed(link);
+    }
+    let mut uri = String::with_capacity(link.len() * 3);
+    for c in link.chars() {
+        if c.is_ascii() {
+            uri.push(c);
+        } else {
+            for octet in c.encode_utf8(&mut [0; 4]).bytes() {
+                uri.push_str(&format!("%{octet:02X}"));
+            }
+        }
+    }
+    Cow::Owned(uri)
 }
 
 fn is_http(link: &str) -> bool {
@@ -286,5 +312,25 @@ impl From<SessionError> for ApiError {
             }
             SessionError::State(e) => e.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_uri;
+
+    #[test]
+    fn an_iri_becomes_its_uri() {
+        assert_eq!(
+            as_uri("https://example.org/vérifié?x=ü#ç"),
+            "https://example.org/v%C3%A9rifi%C3%A9?x=%C3%BC#%C3%A7"
+        );
+        assert_eq!(
+            as_uri("https://例え.jp/日本"),
+            "https://%E4%BE%8B%E3%81%88.jp/%E6%97%A5%E6%9C%AC"
+        );
+        // A URI, escapes included, is left as it is.
+        let uri = "https://example.org/a%20b?c=d&e=%C3%BC";
+        assert_eq!(as_uri(uri), uri);
     }
 }

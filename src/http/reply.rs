@@ -66,26 +66,95 @@ impl Reply {
         }
     }
 
+    /// The response tiny_http writes. A header that cannot be written is an error in the
+    /// log, never dropped quietly; a redirect whose `Location` cannot be written answers
+    /// 200 with its page (which links to the target) rather than a 302 going nowhere.
     pub(crate) fn into_response(self) -> Response<Cursor<Vec<u8>>> {
-        let mut response = Response::from_data(self.body).with_status_code(self.status);
-        let mut add = |name: &str, value: &str| {
-            if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                response.add_header(h);
+        let mut status = self.status;
+        let mut headers = Vec::with_capacity(2 + CORS.len());
+        let mut add = |name: &str, value: &str| match header(name, value) {
+            Ok(h) => {
+                headers.push(h);
+                true
+            }
+            Err(why) => {
+                let shown: String = value.chars().take(200).collect();
+                log::error!("response header {name} ({shown:?}) not written: {why}");
+                false
             }
         };
         add("Content-Type", self.content_type);
         if let Some(location) = &self.location {
-            add("Location", location);
+            if !add("Location", location) && status == 302 {
+                status = 200;
+            }
         }
         for (name, value) in CORS {
             add(name, value);
+        }
+        let mut response = Response::from_data(self.body).with_status_code(status);
+        for h in headers {
+            response.add_header(h);
         }
         response
     }
 }
 
+/// A header as tiny_http writes it, or why it cannot be: tiny_http holds only ASCII, and a
+/// control character (a line break above all) would corrupt the head. A value may hold
+/// spaces and tabs.
+fn header(name: &str, value: &str) -> Result<Header, &'static str> {
+    if !value.is_ascii() {
+        return Err("not ASCII");
+    }
+    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return Err("a control character");
+    }
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).map_err(|()| "not a header name")
+}
+
 impl From<ApiError> for Reply {
     fn from(e: ApiError) -> Reply {
         Reply::json_status(e.status(), &e.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reply;
+
+    fn location(reply: Reply) -> (u16, Option<String>) {
+        let response = reply.into_response();
+        let location = response
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Location"))
+            .map(|h| h.value.to_string());
+        (response.status_code().0, location)
+    }
+
+    #[test]
+    fn a_redirect_carries_its_location() {
+        let to = "https://example.org/v%C3%A9rifi%C3%A9?x=%C3%BC";
+        assert_eq!(
+            location(Reply::redirect(to, "page".into())),
+            (302, Some(to.to_owned()))
+        );
+    }
+
+    /// What cannot be a header is not written (and logged): never a 302 without its
+    /// target, never a line break into the head.
+    #[test]
+    fn a_location_that_cannot_be_written_is_no_redirect() {
+        for bad in [
+            "https://example.org/vérifié",
+            "https://example.org/\r\nSet-Cookie: a=b",
+        ] {
+            assert_eq!(
+                location(Reply::redirect(bad, "page".into())),
+                (200, None),
+                "{bad}"
+            );
+        }
     }
 }

@@ -4,12 +4,21 @@
 //! instance may answer any step. Knows no HTTP.
 //!
 //! - The same (medium, address, client_secret) is the same session; a notification goes out
-//!   only when `send_attempt` is higher than the last one (a retry costs nothing).
+//!   only when `send_attempt` is higher than the last one sent or being sent (a retry costs
+//!   nothing, and two instances answering the same retry send once).
 //! - Tokens: e-mail 32 alphanumerics (190 bits, URL-safe), SMS 6 digits; kept as SHA-256
-//!   hashes; every token of a session stays valid until it validates or expires.
-//! - `MAX_FAILURES` wrong tokens end a session (6 digits are guessable otherwise).
-//! - A notification that cannot be sent leaves no trace: the session (or the new token) is
-//!   taken back, so the client's retry with the same `send_attempt` sends again.
+//!   hashes; every token of a session stays valid until it validates or expires (SMS: the
+//!   newest 3 codes sent).
+//! - The budget of wrong tokens (6 digits are guessable otherwise): `MAX_FAILURES` since the
+//!   last code sent end the session until a new code is sent; `MAX_LIFETIME_FAILURES` over
+//!   its whole life end it for good (no new code is sent then). Neither is configurable,
+//!   and the lifetime count is never reset.
+//! - A resend changes nothing unless its notification is sent: the state only reserves its
+//!   attempt, then the limits and the send decide, and only a code actually sent is stored
+//!   with its window (count since the last code back to 0, new expiry). A refused or
+//!   failed resend gives up the reservation and nothing else: the codes already delivered,
+//!   the counts and the expiry stay as they were, and the client's retry with the same
+//!   `send_attempt` sends again. A new session whose first code is not sent goes.
 
 pub mod policy;
 
@@ -18,13 +27,26 @@ use crate::crypto::hash::token_hash as hash;
 use crate::crypto::random;
 use crate::notify::{Notifier, NotifyError, Validation};
 use crate::ratelimit::Buckets;
-use crate::state::{Requested, SessionRow, State, StateError, Submitted, TokenRequest};
+use crate::state::{
+    FailureBudget, Requested, SentToken, SessionRow, State, StateError, Submitted, TokenRequest,
+};
 use crate::threepid::Medium;
 use std::fmt;
 use std::sync::Arc;
 
-/// Wrong tokens that end a session.
+/// Wrong tokens that end a session until a new code is sent.
 pub const MAX_FAILURES: i64 = 5;
+/// Wrong tokens that end a session for good, however many codes were sent.
+pub const MAX_LIFETIME_FAILURES: i64 = 3 * MAX_FAILURES;
+const BUDGET: FailureBudget = FailureBudget {
+    per_code: MAX_FAILURES,
+    lifetime: MAX_LIFETIME_FAILURES,
+};
+/// How long a resend being sent holds its attempt: a retry of the same attempt meanwhile
+/// (the client's, or the same retry reaching another instance) sends nothing. Longer than
+/// any send takes (each connector has its deadline); past it, an instance that died while
+/// sending no longer stops a retry.
+const RESERVATION: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub struct Sessions {
     cfg: SessionConfig,
@@ -158,6 +180,7 @@ impl Sessions {
             random::string_from(random::ALPHANUMERIC, 24).map_err(SessionError::Random)?;
         let token_hash = hash(&token);
         let now = crate::now_ms();
+        let expires_ts = now.saturating_add(self.cfg.expiration.as_millis() as i64);
         let requested = state.request_token(&TokenRequest {
             medium: r.medium.as_str(),
             address: r.address,
@@ -167,17 +190,27 @@ impl Sessions {
             token_hash: &token_hash,
             fresh_sid: &fresh_sid,
             now_ms: now,
-            expires_ts: now.saturating_add(self.cfg.expiration.as_millis() as i64),
+            expires_ts,
+            reserved_until: now.saturating_add(RESERVATION.as_millis() as i64),
+            budget: BUDGET,
         })?;
-        let (sid, undo) = match requested {
+        let (sid, created) = match requested {
             Requested::Unchanged { sid } => return Ok(sid),
-            Requested::Send { sid, undo } => (sid, undo),
+            Requested::Ended { sid } => {
+                log::info!("session {sid}: no new code, its wrong tokens ended it for good");
+                return Err(SessionError::Ended);
+            }
+            Requested::Send { sid, created } => (sid, created),
+        };
+        let release = |why: &str| {
+            if let Err(e) = state.release_request(&sid, &token_hash) {
+                // The reservation lapses by itself (`RESERVATION`).
+                log::error!("session {sid}: the reservation of a {why} request stays: {e}");
+            }
         };
         let limits = self.limits_of(r);
         if let Err(wait) = self.take_limits(&limits) {
-            if let Err(e) = state.undo_request(&sid, &token_hash, &undo) {
-                log::error!("session {sid}: the limited request could not be taken back: {e}");
-            }
+            release("limited");
             return Err(SessionError::Limited(wait));
         }
         let link = format!(
@@ -202,14 +235,36 @@ impl Sessions {
             for (bucket, key) in &limits {
                 bucket.refund(key);
             }
-            if let Err(undo_failed) = state.undo_request(&sid, &token_hash, &undo) {
-                log::error!(
-                    "session {sid}: the failed send could not be taken back: {undo_failed}"
-                );
-            }
+            release("failed");
             return Err(SessionError::SendFailed(r.medium, e));
         }
-        Ok(sid)
+        if created {
+            // Its token and window were stored with it.
+            return Ok(sid);
+        }
+        let kept = state.token_sent(&SentToken {
+            sid: &sid,
+            medium: r.medium.as_str(),
+            token_hash: &token_hash,
+            send_attempt: r.send_attempt,
+            next_link: r.next_link,
+            now_ms: now,
+            expires_ts,
+        });
+        match kept {
+            Ok(true) => Ok(sid),
+            Ok(false) => {
+                log::warn!("session {sid}: it expired while its code was sent");
+                Err(SessionError::Expired)
+            }
+            Err(e) => {
+                log::error!(
+                    "session {sid}: a {} was sent but its token not stored: {e}",
+                    r.medium
+                );
+                Err(SessionError::State(e))
+            }
+        }
     }
 
     /// The limits a notification for `r` counts against, and its key in each.
@@ -260,12 +315,17 @@ impl Sessions {
             client_secret,
             &hash(token.trim()),
             crate::now_ms(),
-            MAX_FAILURES,
+            BUDGET,
         )?;
         match submitted {
             Submitted::Validated(session) => Ok(session),
-            Submitted::Wrong { failed_attempts } => {
-                log::info!("session {sid}: wrong token ({failed_attempts} of {MAX_FAILURES})");
+            Submitted::Wrong {
+                failed_attempts,
+                lifetime_failures,
+            } => {
+                log::info!(
+                    "session {sid}: wrong token ({failed_attempts} of {MAX_FAILURES} for the codes sent, {lifetime_failures} of {MAX_LIFETIME_FAILURES} for good)"
+                );
                 Err(SessionError::TokenIncorrect)
             }
             Submitted::NoSession => Err(SessionError::NoSession),

@@ -38,6 +38,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
     ("0008_invites", include_str!("migrations/0008_invites.sql")),
     ("0009_imports", include_str!("migrations/0009_imports.sql")),
+    (
+        "0010_session_resends",
+        include_str!("migrations/0010_session_resends.sql"),
+    ),
 ];
 
 /// The names of every migration this version knows, in order.

@@ -24,7 +24,7 @@ pub use binds::{LocalBind, StoredBind, BIND_TOPIC};
 pub use changes::{Change, ChangeCursor, Changes};
 pub use invites::{InviteRow, NewInvite};
 pub use queue::QueueItem;
-pub use sessions::{Requested, SessionRow, Submitted, TokenRequest, Undo};
+pub use sessions::{FailureBudget, Requested, SentToken, SessionRow, Submitted, TokenRequest};
 
 use crate::config::StorageConfig;
 use crate::pool::Exhausted;

@@ -1,6 +1,16 @@
 //! `sessions`, `session_tokens`: 3PID validation sessions. The rules (who may see a
-//! session, what expiry means to a client) are the `session` module's; here are the
-//! atomic steps, each one transaction, so that two instances answering the same user agree.
+//! session, what expiry means to a client, the budget of wrong tokens) are the `session`
+//! module's; here are the atomic steps, each one transaction, so that two instances
+//! answering the same user agree.
+//!
+//! A resend is made in three steps, none of which needs undoing: `request_token` decides
+//! and, when something is to be sent, only *reserves* the attempt (the count of wrong
+//! tokens, the codes, the expiry are left as they are); the caller checks its limits and
+//! sends; then `token_sent` stores the new token and opens its window (count of wrong tokens
+//! since the last code back to 0, new expiry), or `release_request` gives the reservation
+//! up. Until then, submitTokens are judged against the session as it was. A new session is
+//! created with its first token in the first step (nothing to judge against before), and
+//! taken back by `release_request` if that token is not sent.
 
 use super::dialect::{Conn, Row};
 use super::{State, StateError};
@@ -12,10 +22,41 @@ pub struct SessionRow {
     pub address: String,
     pub client_secret: String,
     pub next_link: Option<String>,
+    /// The highest attempt whose notification was sent (or, on a new session, is being).
     pub send_attempt: i64,
     pub expires_ts: i64,
     pub validated_ts: Option<i64>,
+    /// Wrong tokens since the last code was sent.
     pub failed_attempts: i64,
+    /// Wrong tokens over the session's whole life: never reset.
+    pub lifetime_failures: i64,
+    /// The attempt being sent by some instance, while its reservation holds.
+    pub pending_attempt: Option<i64>,
+    pub pending_until: Option<i64>,
+}
+
+impl SessionRow {
+    /// Whether `attempt` is already sent, or being sent under a live reservation.
+    fn has_attempt(&self, attempt: i64, now_ms: i64) -> bool {
+        let pending = match (self.pending_attempt, self.pending_until) {
+            (Some(p), Some(until)) if until > now_ms => p,
+            _ => i64::MIN,
+        };
+        attempt <= self.send_attempt.max(pending)
+    }
+}
+
+/// How many wrong tokens a session may take: per code sent, and over its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureBudget {
+    pub per_code: i64,
+    pub lifetime: i64,
+}
+
+impl FailureBudget {
+    fn spent(&self, s: &SessionRow) -> bool {
+        s.failed_attempts >= self.per_code || s.lifetime_failures >= self.lifetime
+    }
 }
 
 /// A requestToken as the state sees it.
@@ -25,51 +66,60 @@ pub struct TokenRequest<'a> {
     pub client_secret: &'a str,
     pub send_attempt: i64,
     pub next_link: Option<&'a str>,
-    /// The new token's hash, stored only when a notification is to go out.
+    /// The new token's hash: names the reservation, stored once sent.
     pub token_hash: &'a str,
     /// The sid of a new session.
     pub fresh_sid: &'a str,
     pub now_ms: i64,
     pub expires_ts: i64,
+    /// Until when a reservation holds: past it, an instance that died while sending no
+    /// longer stops a retry of the same attempt.
+    pub reserved_until: i64,
+    /// A session that spent it gets no new code.
+    pub budget: FailureBudget,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requested {
-    /// A retry (`send_attempt` not higher than before): nothing to send.
+    /// A retry (`send_attempt` sent, or being sent by another request): nothing to send.
     Unchanged { sid: String },
-    /// A new session, or a new token for the session: send it. `undo` puts things back
-    /// if the notification cannot be sent.
-    Send { sid: String, undo: Undo },
+    /// The attempt is reserved: send, then `release_request` if not sent. A resend
+    /// (`created: false`) stores its token with `token_sent` once sent; a new session has
+    /// its token already.
+    Send { sid: String, created: bool },
+    /// Its wrong tokens ended the session for good: no code is sent any more.
+    Ended { sid: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Undo {
-    /// Delete the new session.
-    Created,
-    /// Forget the new token and restore what the resend (of `attempt`) changed.
-    Resent {
-        attempt: i64,
-        previous_attempt: i64,
-        previous_failed: i64,
-        previous_expires: i64,
-    },
+/// A token whose notification went out.
+pub struct SentToken<'a> {
+    pub sid: &'a str,
+    pub medium: &'a str,
+    pub token_hash: &'a str,
+    pub send_attempt: i64,
+    pub next_link: Option<&'a str>,
+    pub now_ms: i64,
+    pub expires_ts: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
     /// The token is one of the session's: it is validated (now, or it was already).
     Validated(SessionRow),
-    /// Not one of its tokens: the count of failures so far, this one included.
+    /// Not one of its tokens: the counts of failures so far (since the last code sent,
+    /// and over the session's life), this one included.
     Wrong {
         failed_attempts: i64,
+        lifetime_failures: i64,
     },
-    /// No such session with this secret, or too many wrong tokens already.
+    /// No such session with this secret.
     NoSession,
+    /// Too many wrong tokens already (for the codes sent so far, or for good).
     TooManyFailures,
     Expired,
 }
 
-const COLUMNS: &str = "sid, medium, address, client_secret, next_link, send_attempt, expires_ts, validated_ts, failed_attempts";
+const COLUMNS: &str = "sid, medium, address, client_secret, next_link, send_attempt, expires_ts, validated_ts, failed_attempts, lifetime_failures, pending_attempt, pending_until";
 
 fn session_row(r: &Row) -> Result<SessionRow, StateError> {
     Ok(SessionRow {
@@ -82,6 +132,9 @@ fn session_row(r: &Row) -> Result<SessionRow, StateError> {
         expires_ts: r.int(6)?,
         validated_ts: r.opt_int(7)?,
         failed_attempts: r.int(8)?,
+        lifetime_failures: r.int(9)?,
+        pending_attempt: r.opt_int(10)?,
+        pending_until: r.opt_int(11)?,
     })
 }
 
@@ -102,10 +155,13 @@ impl State {
     }
 
     /// Finds or creates the session of (medium, address, client_secret) and decides whether
-    /// a notification goes out. An expired session of the same key is replaced. The row is
-    /// locked while deciding (PostgreSQL; SQLite has one writer), so two instances answering
-    /// the same retry agree, and a new session raced by another instance is found, not
-    /// duplicated.
+    /// a notification goes out; if so, reserves its attempt and changes nothing else. An
+    /// expired session of the same key is replaced. The row is locked while deciding
+    /// (PostgreSQL; SQLite has one writer), so two instances answering the same retry
+    /// agree (one sends, the other finds the reservation), and a new session raced by
+    /// another instance is found, not duplicated. A new session is created reserved, with
+    /// its token and window at once (one transaction on the way of every new session):
+    /// `release_request` takes it back if that first code is not sent.
     pub fn request_token(&self, r: &TokenRequest<'_>) -> Result<Requested, StateError> {
         let by_key = format!(
             "SELECT {COLUMNS} FROM sessions WHERE medium = $1 AND address = $2 AND client_secret = $3{}",
@@ -128,7 +184,8 @@ impl State {
             if found.is_none() {
                 let created = c.execute(
                     "INSERT INTO sessions (sid, medium, address, client_secret, next_link,
-                     send_attempt, created_ts, expires_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     send_attempt, created_ts, expires_ts, pending_attempt, pending_token,
+                     pending_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $6, $9, $10)
                      ON CONFLICT (medium, address, client_secret) DO NOTHING",
                     &[
                         r.fresh_sid.into(),
@@ -139,13 +196,15 @@ impl State {
                         r.send_attempt.into(),
                         r.now_ms.into(),
                         r.expires_ts.into(),
+                        r.token_hash.into(),
+                        r.reserved_until.into(),
                     ],
                 )?;
                 if created == 1 {
                     add_token(c, r.medium, r.fresh_sid, r.token_hash, r.now_ms)?;
                     return Ok(Requested::Send {
                         sid: r.fresh_sid.to_owned(),
-                        undo: Undo::Created,
+                        created: true,
                     });
                 }
                 // Another instance created it just now: that one sends.
@@ -160,79 +219,93 @@ impl State {
                     "a session vanished while requested".into(),
                 ));
             };
-            if r.send_attempt <= s.send_attempt {
+            if s.has_attempt(r.send_attempt, r.now_ms) {
                 return Ok(Requested::Unchanged { sid: s.sid });
             }
+            if s.validated_ts.is_none() && s.lifetime_failures >= r.budget.lifetime {
+                return Ok(Requested::Ended { sid: s.sid });
+            }
             c.execute(
-                "UPDATE sessions SET send_attempt = $1, failed_attempts = 0, expires_ts = $2,
-                 next_link = COALESCE($3, next_link) WHERE sid = $4",
+                "UPDATE sessions SET pending_attempt = $1, pending_token = $2, pending_until = $3
+                 WHERE sid = $4",
                 &[
                     r.send_attempt.into(),
-                    r.expires_ts.into(),
-                    r.next_link.into(),
+                    r.token_hash.into(),
+                    r.reserved_until.into(),
                     s.sid.as_str().into(),
                 ],
             )?;
-            add_token(c, r.medium, &s.sid, r.token_hash, r.now_ms)?;
             Ok(Requested::Send {
-                undo: Undo::Resent {
-                    attempt: r.send_attempt,
-                    previous_attempt: s.send_attempt,
-                    previous_failed: s.failed_attempts,
-                    previous_expires: s.expires_ts,
-                },
                 sid: s.sid,
+                created: false,
             })
         })
     }
 
-    /// Takes back a `Requested::Send` whose notification was not sent (it failed, or a
-    /// limit refused it): no half-made session is left, a resend that sent nothing resets
-    /// nothing (the count of wrong tokens, the expiry), and a retry with the same
-    /// `send_attempt` sends again. A later request that changed the session meanwhile is
-    /// left alone.
-    pub fn undo_request(&self, sid: &str, token_hash: &str, undo: &Undo) -> Result<(), StateError> {
+    /// Stores a token whose notification was sent, and opens its window: the count of
+    /// wrong tokens since the last code starts over (the lifetime count does not), the
+    /// session lives `expires_ts` more, and an SMS session keeps its newest codes. Whether
+    /// the session was still there to take it (it may have expired meanwhile).
+    pub fn token_sent(&self, t: &SentToken<'_>) -> Result<bool, StateError> {
+        let locked = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE sid = $1{}",
+            self.lock_rows()
+        );
         self.write(|c| {
-            match undo {
-                Undo::Created => {
-                    c.execute("DELETE FROM sessions WHERE sid = $1", &[sid.into()])?;
-                }
-                Undo::Resent {
-                    attempt,
-                    previous_attempt,
-                    previous_failed,
-                    previous_expires,
-                } => {
-                    c.execute(
-                        "DELETE FROM session_tokens WHERE sid = $1 AND token_hash = $2",
-                        &[sid.into(), token_hash.into()],
-                    )?;
-                    c.execute(
-                        "UPDATE sessions SET send_attempt = $1, failed_attempts = $2, expires_ts = $3
-                         WHERE sid = $4 AND send_attempt = $5",
-                        &[
-                            (*previous_attempt).into(),
-                            (*previous_failed).into(),
-                            (*previous_expires).into(),
-                            sid.into(),
-                            (*attempt).into(),
-                        ],
-                    )?;
-                }
-            }
-            Ok(())
+            let found = c
+                .query(&locked, &[t.sid.into()])?
+                .first()
+                .map(session_row)
+                .transpose()?;
+            let Some(s) = found else {
+                return Ok(false);
+            };
+            c.execute(
+                "UPDATE sessions SET send_attempt = $1, failed_attempts = 0,
+                 expires_ts = $2, next_link = COALESCE($3, next_link) WHERE sid = $4",
+                &[
+                    s.send_attempt.max(t.send_attempt).into(),
+                    s.expires_ts.max(t.expires_ts).into(),
+                    t.next_link.into(),
+                    t.sid.into(),
+                ],
+            )?;
+            clear_reservation(c, t.sid, t.token_hash)?;
+            add_token(c, t.medium, t.sid, t.token_hash, t.now_ms)?;
+            Ok(true)
         })
     }
 
-    /// Checks a token against the session `sid` of `client_secret`, counting wrong ones;
-    /// a right one validates the session.
+    /// Gives up the reservation of a request whose notification was not sent (a limit
+    /// refused it, or the send failed): the session is as it was, and a retry with the same
+    /// `send_attempt` may send again. A new session goes with its unsent token, unless a
+    /// later request reserved it meanwhile (then only the unsent token goes, and the
+    /// session too if no code of it is left). Codes already sent are never touched.
+    pub fn release_request(&self, sid: &str, token_hash: &str) -> Result<(), StateError> {
+        self.write(|c| {
+            // Only a new session's first token is stored before it is sent.
+            c.execute(
+                "DELETE FROM session_tokens WHERE sid = $1 AND token_hash = $2",
+                &[sid.into(), token_hash.into()],
+            )?;
+            c.execute(
+                "DELETE FROM sessions WHERE sid = $1 AND pending_token = $2
+                 AND NOT EXISTS (SELECT 1 FROM session_tokens WHERE sid = $1)",
+                &[sid.into(), token_hash.into()],
+            )?;
+            clear_reservation(c, sid, token_hash)
+        })
+    }
+
+    /// Checks a token against the session `sid` of `client_secret`, counting wrong ones
+    /// against `budget`; a right one validates the session.
     pub fn submit_token(
         &self,
         sid: &str,
         client_secret: &str,
         token_hash: &str,
         now_ms: i64,
-        max_failures: i64,
+        budget: FailureBudget,
     ) -> Result<Submitted, StateError> {
         let locked = format!(
             "SELECT {COLUMNS} FROM sessions WHERE sid = $1{}",
@@ -250,7 +323,7 @@ impl State {
             if s.expires_ts <= now_ms {
                 return Ok(Submitted::Expired);
             }
-            if s.failed_attempts >= max_failures && s.validated_ts.is_none() {
+            if s.validated_ts.is_none() && budget.spent(&s) {
                 return Ok(Submitted::TooManyFailures);
             }
             let known = !c
@@ -261,11 +334,13 @@ impl State {
                 .is_empty();
             if !known {
                 c.execute(
-                    "UPDATE sessions SET failed_attempts = failed_attempts + 1 WHERE sid = $1",
+                    "UPDATE sessions SET failed_attempts = failed_attempts + 1,
+                     lifetime_failures = lifetime_failures + 1 WHERE sid = $1",
                     &[sid.into()],
                 )?;
                 return Ok(Submitted::Wrong {
                     failed_attempts: s.failed_attempts + 1,
+                    lifetime_failures: s.lifetime_failures + 1,
                 });
             }
             if s.validated_ts.is_none() {
@@ -294,9 +369,20 @@ impl State {
     }
 }
 
-/// SMS codes valid at once per session: each resend adds one, and a guess at a 6-digit code
-/// wins with (codes / 10^6), so older codes are dropped beyond these. E-mail tokens (190
-/// bits) all stay valid until the session ends.
+/// Ends the reservation named by `token_hash`, if it is still the session's.
+fn clear_reservation(c: &mut dyn Conn, sid: &str, token_hash: &str) -> Result<(), StateError> {
+    c.execute(
+        "UPDATE sessions SET pending_attempt = NULL, pending_token = NULL, pending_until = NULL
+         WHERE sid = $1 AND pending_token = $2",
+        &[sid.into(), token_hash.into()],
+    )?;
+    Ok(())
+}
+
+/// SMS codes valid at once per session: each code sent adds one, and a guess at a 6-digit
+/// code wins with (codes / 10^6), so older codes are dropped beyond these — only when a new
+/// code was sent, never for a resend that was not. E-mail tokens (190 bits) all stay valid
+/// until the session ends.
 const SMS_CODES_KEPT: i64 = 3;
 
 fn add_token(
