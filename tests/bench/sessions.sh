@@ -10,6 +10,8 @@
 # - prints requests/s, p50 and p99 of the best round, and the mails counted by the sink
 #   against the 200s mxisd answered (they must be equal).
 # The per-client rate limit is raised for the benchmark (one client sends everything).
+# BENCH_BASELINE=/path/to/another/mxisd runs that build too, alternating rounds, and prints
+# the ratio of the two builds.
 # Needs root for apt (wrk) and the test services (aiosmtpd).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,17 +35,20 @@ PYTHONPATH="$ROOT/tests/bench" setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.
     -c count_sink.Counter "$W/count" > "$W/smtp.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $SMTP_PORT), 1)" 2>/dev/null && break; sleep 0.1; done
 
-cat > "$W/mxisd.yaml" <<YAML
+# start_mxisd NAME BINARY -> sets URL
+start_mxisd() {
+    local d="$W/$1"; mkdir -p "$d"
+    cat > "$d/mxisd.yaml" <<YAML
 matrix:
   domain: example.org
 server:
   port: 0
 key:
-  path: '$W/keys'
+  path: '$d/keys'
 storage:
   provider:
     sqlite:
-      database: '$W/mxisd.db'
+      database: '$d/mxisd.db'
 threepid:
   medium:
     email:
@@ -59,14 +64,18 @@ session:
     perClient:
       burst: 100000000
       perMinute: 100000000
-YAML
-cat >> "$W/mxisd.yaml" <<YAML
 http:
   workers: ${BENCH_WORKERS:-16}
 YAML
-setsid "$BIN" -c "$W/mxisd.yaml" 2> "$W/log" & pids+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$W/log" && break; sleep 0.1; done
-URL="http://$(grep -o 'listening on http://[0-9.:]*' "$W/log" | sed 's|.*http://||')"
+    setsid "$2" -c "$d/mxisd.yaml" 2> "$d/log" & pids+=($!)
+    for _ in $(seq 100); do grep -q "listening on" "$d/log" && break; sleep 0.1; done
+    URL="http://$(grep -o 'listening on http://[0-9.:]*' "$d/log" | sed 's|.*http://||')"
+}
+start_mxisd this "$BIN"; URL_THIS="$URL"
+BUILDS=(this)
+if [ -n "${BENCH_BASELINE:-}" ]; then
+    start_mxisd baseline "$BENCH_BASELINE"; URL_BASELINE="$URL"; BUILDS+=(baseline)
+fi
 
 cat > "$W/request.lua" <<'LUA'
 -- `id` is each thread's own (set by setup in the thread's Lua state): addresses never
@@ -81,18 +90,27 @@ request = function()
 end
 LUA
 
-printf '\n%-34s %12s %10s %10s\n' "e-mail requestToken, new session" "req/s" "p50" "p99"
-: > "$W/rounds.txt"
-for _ in $(seq "$ROUNDS"); do
-    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$W/request.lua" "$URL" 2>/dev/null | awk '
-        /Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF}
-        END {print rps, p50, p99, bad+0}' >> "$W/rounds.txt"
+# One round: wrk against BUILD; appends "ok/s p50 p99 non-2xx" to its rounds file, where
+# ok/s counts the 200s only (past the connector share, requestToken answers 503 at once).
+round() {
+    local url; [ "$1" = this ] && url="$URL_THIS" || url="$URL_BASELINE"
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$W/request.lua" "$url" 2>/dev/null | awk '
+        / requests in / {n=$1; t=$4; sub(/s,?$/, "", t)} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF}
+        END {printf "%.0f %s %s %d\n", (n-bad)/t, p50, p99, bad+0}' >> "$W/rounds-$1.txt"
+}
+printf '\n%-44s %12s %10s %10s %10s\n' "e-mail requestToken, new session" "200s/s" "p50" "p99" "non-2xx"
+for b in "${BUILDS[@]}"; do : > "$W/rounds-$b.txt"; done
+for _ in $(seq "$ROUNDS"); do for b in "${BUILDS[@]}"; do round "$b"; done; done
+declare -A best
+for b in "${BUILDS[@]}"; do
+    read -r rps p50 p99 bad <<<"$(sort -k1,1 -g "$W/rounds-$b.txt" | tail -n 1)"
+    best[$b]="$rps"
+    printf '%-44s %12s %10s %10s %10s\n' "$b: $CONNECTIONS connections (best of $ROUNDS)" "$rps" "$p50" "$p99" "$bad"
 done
-read -r rps p50 p99 bad <<<"$(sort -k1,1 -g "$W/rounds.txt" | tail -n 1)"
-printf '%-34s %12s %10s %10s\n' "$CONNECTIONS connections (best of $ROUNDS)" "$rps" "$p50" "$p99"
+[ -n "${BENCH_BASELINE:-}" ] && awk -v a="${best[this]}" -v b="${best[baseline]}" 'BEGIN {printf "ratio this/baseline: %.2f\n", a/b}'
 sleep 1
-ok="$(grep -c 'requestToken 200' "$W/log" || true)"
+ok=0; for b in "${BUILDS[@]}"; do ok=$((ok + $(grep -c 'requestToken 200' "$W/$b/log" || true))); done
 counted="$(cat "$W/count" 2>/dev/null || echo 0)"
-printf 'answered 200: %s, mails counted by the sink: %s, other answers: %s\n' "$ok" "$counted" "$(awk '{s+=$4} END {print s+0}' "$W/rounds.txt")"
+printf 'answered 200: %s, mails counted by the sink: %s, other answers: %s\n' "$ok" "$counted" "$(cat "$W"/rounds-*.txt | awk '{s+=$4} END {print s+0}')"
 printf 'machine: %s, %s cores\n' "$(uname -sr)" "$(nproc)"
 [ "$ok" = "$counted" ] || { echo "MISMATCH: not every answered session had its mail delivered" >&2; exit 1; }
