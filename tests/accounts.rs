@@ -386,3 +386,31 @@ fn a_self_signed_certificate_in_the_ca_file_is_pinned() {
     assert_eq!(body["error"], UPSTREAM);
     assert!(s.wait_for_log("TLS failed"), "{}", s.log());
 }
+
+#[test]
+fn a_proxy_in_the_environment_does_not_carry_calls_past_the_address_policy() {
+    // The proxy is on an allowed address, the destination (hs3.example.net, 127.0.0.3 in
+    // the test dnsmasq) is not: through the proxy, the policy would only see the proxy.
+    let (proxy, proxy_port) = canary("127.0.0.1");
+    let (target, target_port) = canary("127.0.0.3");
+    let proxy_url = format!("http://127.0.0.1:{proxy_port}");
+    let vars: Vec<String> = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "ALL_PROXY"]
+        .iter()
+        .map(|v| format!("{v}={proxy_url}"))
+        .collect();
+    let mut wrapper = vec!["env"];
+    wrapper.extend(vars.iter().map(String::as_str));
+    let s = Mxisd::start_wrapped(
+        &federation_config("  ipRangeWhitelist: ['127.0.0.1/32']\n"),
+        &wrapper,
+    );
+    let r = register(&s, &format!("hs3.example.net:{target_port}"), "user:@x:y");
+    r.assert_error(502, "M_UNKNOWN");
+    assert!(
+        s.wait_for_log("127.0.0.3 is a loopback address, refused by the outbound address policy"),
+        "{}",
+        s.log()
+    );
+    assert!(untouched(&proxy), "the call went to the proxy");
+    assert!(untouched(&target), "a connection reached 127.0.0.3");
+}

@@ -130,6 +130,9 @@ impl Caller {
             .timeout_connect(Some(self.connect_timeout))
             .timeout_global(Some(self.timeout))
             .max_redirects(5)
+            // ureq reads HTTP(S)_PROXY by default: a proxy would be the only address the
+            // address policy sees, never the destination.
+            .proxy(None)
             .user_agent(concat!("mxisd/", env!("CARGO_PKG_VERSION")))
             .tls_config(self.tls.clone())
             .build()

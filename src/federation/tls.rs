@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
+use ureq::unversioned::transport::time::{Duration as UreqDuration, Instant as UreqInstant};
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
     TransportAdapter,
@@ -35,7 +36,9 @@ impl<In: Transport> Connector<In> for OwnTls {
             .map_err(|_| ureq::Error::Tls("not a TLS server name"))?;
         let mut conn = rustls::ClientConnection::new(self.0.clone(), name)?;
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
-        sock.set_timeout(details.timeout);
+        // `details.timeout` counts from `details.now`, before the TCP connect: the handshake
+        // gets what is left of it, as ureq's own TLS does, not a new one.
+        sock.set_timeout(remaining(details));
         conn.complete_io(&mut sock)?;
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),
@@ -46,6 +49,18 @@ impl<In: Transport> Connector<In> for OwnTls {
             stream: rustls::StreamOwned { conn, sock },
         })))
     }
+}
+
+/// What is left of the connect stage's timeout now.
+fn remaining(details: &ConnectionDetails) -> NextTimeout {
+    let mut timeout = details.timeout;
+    if let (UreqDuration::Exact(limit), UreqInstant::Exact(started), UreqInstant::Exact(now)) =
+        (timeout.after, details.now, (details.current_time)())
+    {
+        let spent = now.saturating_duration_since(started);
+        timeout.after = UreqDuration::Exact(limit.saturating_sub(spent));
+    }
+    timeout
 }
 
 pub(super) struct TlsTransport {
