@@ -532,3 +532,28 @@ fn a_refused_key_fetch_tells_the_client_nothing_and_sends_nothing() {
         "the key fetch reached 127.0.0.3"
     );
 }
+
+#[test]
+fn with_local_binds_off_an_unbind_fetches_no_keys() {
+    // An origin on an allowed address: with local binds off nothing can change, so no
+    // caller may make mxisd fetch keys from a server of its choosing.
+    let canary = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    canary.set_nonblocking(true).unwrap();
+    let origin = format!("127.0.0.1:{}", canary.local_addr().unwrap().port());
+    let s = Mxisd::start(&federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n"));
+    let content = json!({"mxid": format!("@lee:{origin}"), "threepid": {"medium": "email", "address": "lee@example.org"}});
+    let r = Response::from(
+        support::agent()
+            .post(s.url(&format!("{V2}/3pid/unbind")))
+            .header(
+                "Authorization",
+                &format!("X-Matrix origin=\"{origin}\",key=\"ed25519:a\",sig=\"c2ln\""),
+            )
+            .send(content.to_string()),
+    );
+    assert_eq!((r.status, r.json()), (200, json!({})), "{}", r.text);
+    assert!(
+        matches!(canary.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a key fetch reached {origin}"
+    );
+}
