@@ -486,7 +486,13 @@ mod tests {
         // sslmode as written, before ssl (pgjdbc's order).
         assert_eq!(ok("//db/x?ssl=true&sslmode=require").1, TlsMode::Require);
         assert_eq!(ok("//db/x?sslmode=verify-ca").1, TlsMode::VerifyCa);
-        assert_eq!(ok("//db/x?sslmode=prefer").1, TlsMode::Prefer);
+        // prefer: as pgjdbc meant it, and a warning that it may mean no TLS at all.
+        let (_, mode, _, warnings) = ok("//db/x?sslmode=prefer");
+        assert_eq!(mode, TlsMode::Prefer);
+        assert!(
+            warnings.iter().any(|w| w.contains("without TLS")),
+            "{warnings:?}"
+        );
         assert_eq!(
             ok("host=db dbname=x sslmode=verify-full").0,
             "host=db dbname=x"
@@ -525,6 +531,8 @@ mod tests {
             "//db/x?sslmode=verify",
             "//db/x?sslfactory=com.example.Factory",
             "//db/x?sslcert=/c.pem",
+            "//db/x?sslMode=verify-full",
+            "//db/x?SSL=true",
             "//db/x?ssl=true&sslrootcert=/nonexistent.pem",
             "//db:port/x",
             "host=db hots=x",

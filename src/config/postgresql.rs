@@ -213,6 +213,13 @@ impl Resolver<'_> {
                 ))
             }
             _ if !url => return Ok(true),
+            // A misspelt TLS option must not quietly mean no TLS.
+            other if other.to_ascii_lowercase().starts_with("ssl") => {
+                return Err(self.at(
+                    path,
+                    format!("`{other}` is not a TLS option this version knows (ssl, sslmode, sslrootcert, sslfactory)"),
+                ))
+            }
             other => self.warnings.push(self.at(
                 path,
                 format!("the option `{other}` is not used by this version (a JDBC option?): ignored"),
@@ -260,6 +267,12 @@ impl Resolver<'_> {
             (None, Some((b, _))) => *b,
             (None, None) => TlsMode::Disable,
         };
+        if mode == TlsMode::Prefer {
+            self.warnings.push(self.at(
+                conn_path,
+                "sslmode prefer (or allow) connects without TLS when the server, or anyone in between, declines it: write require or verify-full".to_owned(),
+            ));
+        }
         let ca_path = format!("{path}.caFile");
         let ca_file = self.pem_file(&ca_path, t.ca_file)?;
         if ca_file.is_some() && !mode.verifies() {
