@@ -53,9 +53,10 @@ fn register_error(e: RegisterError) -> ApiError {
     match e {
         RegisterError::BadServerName(_) => ApiError::InvalidParam(e.to_string()),
         RegisterError::NotAllowed(_) => ApiError::Forbidden(e.to_string()),
-        RegisterError::ForeignUser { .. }
-        | RegisterError::Homeserver(HomeserverError::Rejected { .. }) => {
-            ApiError::Unauthorized(e.to_string())
+        RegisterError::ForeignUser { .. } => ApiError::Unauthorized(e.to_string()),
+        // Without the status: which server answered HTTP, and how, is the log's.
+        RegisterError::Homeserver(HomeserverError::Rejected { .. }) => {
+            ApiError::Unauthorized("The homeserver did not accept the OpenID token".into())
         }
         // The client gets a fixed message: the why (an address the name resolves to, the
         // policy's refusal, a TLS or DNS failure) is in the log line above, never in the
