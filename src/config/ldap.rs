@@ -66,7 +66,7 @@ impl Resolver<'_> {
         if base_dns.is_empty() {
             return Err(self.required(&key("connection.baseDNs"), ": at least one base DN"));
         }
-        let ca_file = self.readable_file(&key("connection.caFile"), c.ca_file)?;
+        let ca_file = self.pem_file(&key("connection.caFile"), c.ca_file)?;
         let timeout = self.seconds(&key("connection.timeout"), c.timeout, 5, 300)?;
         let active_directory = l.active_directory.unwrap_or(false);
         let attribute = l.attribute.unwrap_or_default();

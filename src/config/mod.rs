@@ -375,6 +375,16 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.contains("keep one"), "{e}");
+        // A caFile must hold certificates: checked here, not found empty at the first search.
+        let e = c(&format!(
+            "{ldap}    caFile: '{}'\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("caFile") && e.contains("no PEM certificate"),
+            "{e}"
+        );
         // netiq is LDAP under another name; not both.
         let netiq = ldap.replace("ldap:", "netiq:");
         assert!(c(&netiq).unwrap().config.ldap.is_some());
