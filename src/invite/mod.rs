@@ -346,6 +346,17 @@ impl Invites {
         };
         let done = match outcome {
             Ok(()) => state.complete(&item.id),
+            // The same mail would fail the same way until the invite expires: ended now,
+            // said in the log (the invite itself stays, for a bind of its address).
+            Err(e) if e.is_permanent() => {
+                log::error!(
+                    "{} {} (attempt {}): {e}; not tried again",
+                    item.kind,
+                    item.id,
+                    item.attempts
+                );
+                state.complete(&item.id)
+            }
             Err(e) => {
                 let shift = (item.attempts - 1).clamp(0, 20) as u32;
                 let (first, max) = self.cfg.retry;
