@@ -637,3 +637,87 @@ fn pending_invites_of_an_mxisd_database_are_imported_once_and_delivered() {
         .unwrap();
     assert_eq!((imports, live), (1, 0));
 }
+
+/// Room names whose join link (the name percent-encoded, 6 to 9 octets a character) was
+/// one line past SMTP's 998 octets: the sink refused the mail (`500 Line too long`) and the
+/// queue retried it until the invite expired. Each arrives, every raw line within the
+/// limit, the whole name in the decoded mail and in the join link, whose sign URL signs;
+/// a name past 255 characters is cut, with an ellipsis.
+#[test]
+fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
+    use crate::support::mail::{assert_lines_fit, decoded};
+    let japanese = "日本語の部屋の名前はとても長いですがそれでも普通の名前です。".repeat(3)
+        [..72 * 3]
+        .to_owned();
+    let russian: String = "Очень длинное название комнаты для проверки почты! "
+        .repeat(2)
+        .chars()
+        .take(74)
+        .collect();
+    let long: String = "長い名前".repeat(100);
+    assert_eq!(japanese.chars().count(), 72);
+    assert_eq!(russian.chars().count(), 74);
+    let s = Mxisd::start(&config());
+    for (room_name, shown) in [
+        (japanese.clone(), japanese.clone()),
+        (russian.clone(), russian.clone()),
+        (
+            long.clone(),
+            format!("{}…", long.chars().take(255).collect::<String>()),
+        ),
+    ] {
+        let address = fresh_address();
+        let mut body = invite_body(&address);
+        body["room_name"] = json!(room_name);
+        body["sender_display_name"] = json!(room_name);
+        let r = s.post(&format!("{V1}/store-invite"), &body.to_string());
+        assert_eq!(r.status, 200, "{}", r.text);
+        let token = r.json()["token"].as_str().unwrap().to_owned();
+        let ephemeral = r.json()["public_keys"][1]["public_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mails = wait_for(&address, 1);
+        assert_eq!(mails.len(), 1, "no mail for {room_name}:\n{}", s.log());
+        assert_lines_fit(&mails[0]);
+        let mail = decoded(&mails[0]);
+        assert!(
+            mail.contains(&format!("invited you to the room {shown} on")),
+            "{mail}"
+        );
+        assert!(mail.contains(&format!("<strong>{shown}</strong>")), "{mail}");
+        let join = mail
+            .lines()
+            .find(|l| l.starts_with("https://app.element.io/#/room/"))
+            .unwrap_or_else(|| panic!("no join link in {mail}"));
+        assert_eq!(param(join, "room_name"), shown);
+        assert_eq!(param(join, "inviter_name"), shown);
+        assert_eq!(param(join, "email"), address);
+        // The sign URL, followed as matrix-js-sdk does (POST, the mxid added).
+        let sign_url = param(join, "signurl");
+        assert_eq!(param(&sign_url, "token"), token);
+        let path = sign_url.trim_start_matches("https://example.org");
+        let r = s.post(&format!("{path}&mxid=%40bob%3Aexample.net"), "");
+        assert_eq!(r.status, 200, "{}", r.text);
+        let key = VerifyingKey::from_bytes(&b64::decode(&ephemeral).unwrap().try_into().unwrap())
+            .unwrap();
+        verify_json(&r.json(), "example.org", "ed25519:0", &key).unwrap();
+    }
+    assert!(!s.log().contains("invite-mail"), "{}", s.log());
+}
+
+/// What store-invite keeps is bounded: IDs to 255 bytes, the room's avatar URL to 1 KiB.
+#[test]
+fn store_invite_refuses_oversized_ids_and_avatar_urls() {
+    let s = Mxisd::start(&config());
+    for (field, value) in [
+        ("room_id", format!("!{}:example.org", "r".repeat(250))),
+        ("sender", format!("@{}:example.org", "s".repeat(250))),
+        ("room_avatar_url", format!("mxc://example.org/{}", "a".repeat(1024))),
+    ] {
+        let mut body = invite_body(&fresh_address());
+        body[field] = json!(value);
+        s.post(&format!("{V1}/store-invite"), &body.to_string())
+            .assert_error(400, "M_INVALID_PARAM");
+    }
+}
