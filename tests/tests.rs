@@ -18,6 +18,7 @@ mod keystore;
 mod ldap_store;
 mod lifecycle;
 mod lookup;
+mod mail;
 mod packaging;
 mod rest_store;
 mod services;
