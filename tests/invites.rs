@@ -721,3 +721,41 @@ fn store_invite_refuses_oversized_ids_and_avatar_urls() {
             .assert_error(400, "M_INVALID_PARAM");
     }
 }
+
+/// A mail no retry can send (here the operator's invite template has a header line too
+/// long for SMTP that cannot be cut) ends its queue item at once, said in the log, instead
+/// of being tried again until the invite expires.
+#[test]
+fn an_invite_mail_that_can_never_be_sent_is_not_retried() {
+    let dir = support::TempDir::new();
+    let template = dir.path().join("invite.eml");
+    std::fs::write(
+        &template,
+        format!(
+            "To: <{}@example.org>\nSubject: invite\n\n%JOIN_URL%\n",
+            "x".repeat(1000)
+        ),
+    )
+    .unwrap();
+    let s = Mxisd::start(&format!(
+        "{}",
+        config().replacen(
+            "      connectors:\n",
+            &format!(
+                "      generators:\n        template:\n          invite: '{}'\n      connectors:\n",
+                template.display()
+            ),
+            1
+        )
+    ));
+    let address = fresh_address();
+    let r = s.post(
+        &format!("{V1}/store-invite"),
+        &invite_body(&address).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(s.wait_for_log("(attempt 1)"), "{}", s.log());
+    let log = s.log();
+    assert!(log.contains("SMTP allows") && log.contains("not tried again"), "{log}");
+    assert!(!log.contains("again in"), "{log}");
+}
