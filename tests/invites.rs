@@ -685,7 +685,10 @@ fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
             mail.contains(&format!("invited you to the room {shown} on")),
             "{mail}"
         );
-        assert!(mail.contains(&format!("<strong>{shown}</strong>")), "{mail}");
+        assert!(
+            mail.contains(&format!("<strong>{shown}</strong>")),
+            "{mail}"
+        );
         let join = mail
             .lines()
             .find(|l| l.starts_with("https://app.element.io/#/room/"))
@@ -713,7 +716,10 @@ fn store_invite_refuses_oversized_ids_and_avatar_urls() {
     for (field, value) in [
         ("room_id", format!("!{}:example.org", "r".repeat(250))),
         ("sender", format!("@{}:example.org", "s".repeat(250))),
-        ("room_avatar_url", format!("mxc://example.org/{}", "a".repeat(1024))),
+        (
+            "room_avatar_url",
+            format!("mxc://example.org/{}", "a".repeat(1024)),
+        ),
     ] {
         let mut body = invite_body(&fresh_address());
         body[field] = json!(value);
@@ -737,16 +743,13 @@ fn an_invite_mail_that_can_never_be_sent_is_not_retried() {
         ),
     )
     .unwrap();
-    let s = Mxisd::start(&format!(
-        "{}",
-        config().replacen(
-            "      connectors:\n",
-            &format!(
-                "      generators:\n        template:\n          invite: '{}'\n      connectors:\n",
-                template.display()
-            ),
-            1
-        )
+    let s = Mxisd::start(&config().replacen(
+        "      connectors:\n",
+        &format!(
+            "      generators:\n        template:\n          invite: '{}'\n      connectors:\n",
+            template.display()
+        ),
+        1,
     ));
     let address = fresh_address();
     let r = s.post(
@@ -756,6 +759,9 @@ fn an_invite_mail_that_can_never_be_sent_is_not_retried() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(s.wait_for_log("(attempt 1)"), "{}", s.log());
     let log = s.log();
-    assert!(log.contains("SMTP allows") && log.contains("not tried again"), "{log}");
+    assert!(
+        log.contains("SMTP allows") && log.contains("not tried again"),
+        "{log}"
+    );
     assert!(!log.contains("again in"), "{log}");
 }

@@ -6,7 +6,6 @@ use crate::support::mail::{assert_lines_fit, decoded, link_in, param, wait_for};
 use crate::support::services::get;
 use crate::support::{Mxisd, Response, TempDir};
 use serde_json::json;
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError};
@@ -118,7 +117,10 @@ fn a_stalled_relay_holds_only_its_share_of_the_workers() {
         Some(std::sync::mpsc::TryRecvError::Empty),
         "a stalled requestToken ended before the others were answered"
     );
-    assert_eq!(relay.accepted.try_recv().err(), Some(std::sync::mpsc::TryRecvError::Empty));
+    assert_eq!(
+        relay.accepted.try_recv().err(),
+        Some(std::sync::mpsc::TryRecvError::Empty)
+    );
     relay.release();
     for _ in 0..2 {
         let (status, text) = answered
@@ -171,7 +173,11 @@ fn an_operator_8bit_template_with_a_long_line_goes_quoted_printable() {
     let mails = wait_for(&email, 1);
     assert_eq!(mails.len(), 1);
     assert_lines_fit(&mails[0]);
-    assert!(mails[0].contains("Content-Transfer-Encoding: quoted-printable"), "{}", mails[0]);
+    assert!(
+        mails[0].contains("Content-Transfer-Encoding: quoted-printable"),
+        "{}",
+        mails[0]
+    );
     let mail = decoded(&mails[0]);
     assert!(mail.contains(&long), "{mail}");
     let link = link_in(mail.split_once(&long).unwrap().1);

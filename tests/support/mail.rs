@@ -137,7 +137,10 @@ pub fn decoded(mail: &str) -> String {
         let cte = head
             .to_ascii_lowercase()
             .lines()
-            .find_map(|l| l.strip_prefix("content-transfer-encoding:").map(|v| v.trim().to_owned()))
+            .find_map(|l| {
+                l.strip_prefix("content-transfer-encoding:")
+                    .map(|v| v.trim().to_owned())
+            })
             .unwrap_or_default();
         out.push_str(head);
         out.push_str("\n\n");
@@ -196,6 +199,10 @@ pub fn assert_lines_fit(mail: &str) {
     for line in mail.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let start: String = line.chars().take(80).collect();
-        assert!(line.len() <= 998, "a line of {} octets: {start}…", line.len());
+        assert!(
+            line.len() <= 998,
+            "a line of {} octets: {start}…",
+            line.len()
+        );
     }
 }
