@@ -765,3 +765,61 @@ fn an_invite_mail_that_can_never_be_sent_is_not_retried() {
     );
     assert!(!log.contains("again in"), "{log}");
 }
+
+/// A relay of the test's own that refuses recipients: 550 (for good) for addresses
+/// starting with `gone`, 450 (for now) for the others.
+fn refusing_relay() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                let _ = out.write_all(b"220 relay\r\n");
+                for line in BufReader::new(conn).lines() {
+                    let Ok(line) = line else { return };
+                    let reply: &[u8] = match line.get(..4).unwrap_or_default() {
+                        "RCPT" if line.contains("<gone") => b"550 5.1.1 no such user\r\n",
+                        "RCPT" => b"450 4.2.0 try later\r\n",
+                        "QUIT" => b"221 bye\r\n",
+                        _ => b"250 ok\r\n",
+                    };
+                    if out.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A 5xx to RCPT ends the invite mail's queue item at once (logged); a 4xx is retried.
+#[test]
+fn an_invite_mail_refused_for_good_is_not_retried_and_one_refused_for_now_is() {
+    let port = refusing_relay();
+    let s = Mxisd::start(&config().replace(
+        &format!("port: {}", get("SMTP_PORT")),
+        &format!("port: {port}"),
+    ));
+    for address in ["gone@example.net", "later@example.net"] {
+        let r = s.post(
+            &format!("{V1}/store-invite"),
+            &invite_body(address).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert!(s.wait_for_log("not tried again"), "{}", s.log());
+    assert!(s.wait_for_log("; again in"), "{}", s.log());
+    let log = s.log();
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("not tried again").contains("550"), "{log}");
+    assert!(line("; again in").contains("450"), "{log}");
+    assert_eq!(log.matches("not tried again").count(), 1, "{log}");
+}
