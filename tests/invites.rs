@@ -665,6 +665,12 @@ fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
             long.clone(),
             format!("{}…", long.chars().take(255).collect::<String>()),
         ),
+        // A line break in a value that also goes into the Subject: one line there, the
+        // mail still sent.
+        (
+            "Tea\r\nBcc: eve@evil.test".to_owned(),
+            "Tea\r\nBcc: eve@evil.test".to_owned(),
+        ),
     ] {
         let address = fresh_address();
         let mut body = invite_body(&address);
@@ -680,13 +686,17 @@ fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
         let mails = wait_for(&address, 1);
         assert_eq!(mails.len(), 1, "no mail for {room_name}:\n{}", s.log());
         assert_lines_fit(&mails[0]);
+        let head = mails[0].replace("\r\n", "\n");
+        let head = head.split_once("\n\n").unwrap().0;
+        assert!(!head.contains("\nBcc:"), "{head}");
         let mail = decoded(&mails[0]);
+        let in_body = shown.replace("\r\n", "\n");
         assert!(
-            mail.contains(&format!("invited you to the room {shown} on")),
+            mail.contains(&format!("invited you to the room {in_body} on")),
             "{mail}"
         );
         assert!(
-            mail.contains(&format!("<strong>{shown}</strong>")),
+            mail.contains(&format!("<strong>{in_body}</strong>")),
             "{mail}"
         );
         let join = mail
