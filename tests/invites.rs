@@ -192,10 +192,12 @@ fn recorded_onbinds(hs: &FakeHomeserver) -> Vec<(String, Value)> {
 
 /// Invites `address` on `s`: the invite's token and ephemeral key.
 fn store_invite(s: &Mxisd, address: &str) -> (String, String) {
-    let r = s.post(
-        &format!("{V1}/store-invite"),
-        &invite_body(address).to_string(),
-    );
+    store_invite_of(s, &invite_body(address))
+}
+
+/// Stores the invite `body` on `s`: its token and ephemeral key.
+fn store_invite_of(s: &Mxisd, body: &Value) -> (String, String) {
+    let r = s.post(&format!("{V1}/store-invite"), &body.to_string());
     assert_eq!(r.status, 200, "{}", r.text);
     let token = r.json()["token"].as_str().unwrap().to_owned();
     let ephemeral = r.json()["public_keys"][1]["public_key"]
@@ -676,13 +678,7 @@ fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
         let mut body = invite_body(&address);
         body["room_name"] = json!(room_name);
         body["sender_display_name"] = json!(room_name);
-        let r = s.post(&format!("{V1}/store-invite"), &body.to_string());
-        assert_eq!(r.status, 200, "{}", r.text);
-        let token = r.json()["token"].as_str().unwrap().to_owned();
-        let ephemeral = r.json()["public_keys"][1]["public_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (token, ephemeral) = store_invite_of(&s, &body);
         let mails = wait_for(&address, 1);
         assert_eq!(mails.len(), 1, "no mail for {room_name}:\n{}", s.log());
         assert_lines_fit(&mails[0]);
