@@ -18,6 +18,7 @@ pub(crate) mod cidr;
 pub mod config;
 pub mod crypto;
 pub(crate) mod federation;
+pub(crate) mod gate;
 pub(crate) mod handshake;
 pub mod http;
 pub(crate) mod invite;

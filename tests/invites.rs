@@ -192,10 +192,12 @@ fn recorded_onbinds(hs: &FakeHomeserver) -> Vec<(String, Value)> {
 
 /// Invites `address` on `s`: the invite's token and ephemeral key.
 fn store_invite(s: &Mxisd, address: &str) -> (String, String) {
-    let r = s.post(
-        &format!("{V1}/store-invite"),
-        &invite_body(address).to_string(),
-    );
+    store_invite_of(s, &invite_body(address))
+}
+
+/// Stores the invite `body` on `s`: its token and ephemeral key.
+fn store_invite_of(s: &Mxisd, body: &Value) -> (String, String) {
+    let r = s.post(&format!("{V1}/store-invite"), &body.to_string());
     assert_eq!(r.status, 200, "{}", r.text);
     let token = r.json()["token"].as_str().unwrap().to_owned();
     let ephemeral = r.json()["public_keys"][1]["public_key"]
@@ -636,4 +638,194 @@ fn pending_invites_of_an_mxisd_database_are_imported_once_and_delivered() {
         )
         .unwrap();
     assert_eq!((imports, live), (1, 0));
+}
+
+/// Room names whose join link (the name percent-encoded, 6 to 9 octets a character) was
+/// one line past SMTP's 998 octets: the sink refused the mail (`500 Line too long`) and the
+/// queue retried it until the invite expired. Each arrives, every raw line within the
+/// limit, the whole name in the decoded mail and in the join link, whose sign URL signs;
+/// a name past 255 characters is cut, with an ellipsis.
+#[test]
+fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
+    use crate::support::mail::{assert_lines_fit, decoded};
+    let japanese = "日本語の部屋の名前はとても長いですがそれでも普通の名前です。".repeat(3)
+        [..72 * 3]
+        .to_owned();
+    let russian: String = "Очень длинное название комнаты для проверки почты! "
+        .repeat(2)
+        .chars()
+        .take(74)
+        .collect();
+    let long: String = "長い名前".repeat(100);
+    assert_eq!(japanese.chars().count(), 72);
+    assert_eq!(russian.chars().count(), 74);
+    let s = Mxisd::start(&config());
+    for (room_name, shown) in [
+        (japanese.clone(), japanese.clone()),
+        (russian.clone(), russian.clone()),
+        (
+            long.clone(),
+            format!("{}…", long.chars().take(255).collect::<String>()),
+        ),
+        // A line break in a value that also goes into the Subject: one line there, the
+        // mail still sent.
+        (
+            "Tea\r\nBcc: eve@evil.test".to_owned(),
+            "Tea\r\nBcc: eve@evil.test".to_owned(),
+        ),
+    ] {
+        let address = fresh_address();
+        let mut body = invite_body(&address);
+        body["room_name"] = json!(room_name);
+        body["sender_display_name"] = json!(room_name);
+        let (token, ephemeral) = store_invite_of(&s, &body);
+        let mails = wait_for(&address, 1);
+        assert_eq!(mails.len(), 1, "no mail for {room_name}:\n{}", s.log());
+        assert_lines_fit(&mails[0]);
+        let head = mails[0].replace("\r\n", "\n");
+        let head = head.split_once("\n\n").unwrap().0;
+        assert!(!head.contains("\nBcc:"), "{head}");
+        let mail = decoded(&mails[0]);
+        let in_body = shown.replace("\r\n", "\n");
+        assert!(
+            mail.contains(&format!("invited you to the room {in_body} on")),
+            "{mail}"
+        );
+        assert!(
+            mail.contains(&format!("<strong>{in_body}</strong>")),
+            "{mail}"
+        );
+        let join = mail
+            .lines()
+            .find(|l| l.starts_with("https://app.element.io/#/room/"))
+            .unwrap_or_else(|| panic!("no join link in {mail}"));
+        assert_eq!(param(join, "room_name"), shown);
+        assert_eq!(param(join, "inviter_name"), shown);
+        assert_eq!(param(join, "email"), address);
+        // The sign URL, followed as matrix-js-sdk does (POST, the mxid added).
+        let sign_url = param(join, "signurl");
+        assert_eq!(param(&sign_url, "token"), token);
+        let path = sign_url.trim_start_matches("https://example.org");
+        let r = s.post(&format!("{path}&mxid=%40bob%3Aexample.net"), "");
+        assert_eq!(r.status, 200, "{}", r.text);
+        let key = VerifyingKey::from_bytes(&b64::decode(&ephemeral).unwrap().try_into().unwrap())
+            .unwrap();
+        verify_json(&r.json(), "example.org", "ed25519:0", &key).unwrap();
+    }
+    assert!(!s.log().contains("invite-mail"), "{}", s.log());
+}
+
+/// What store-invite keeps is bounded: IDs to 255 bytes, the room's avatar URL to 1 KiB.
+#[test]
+fn store_invite_refuses_oversized_ids_and_avatar_urls() {
+    let s = Mxisd::start(&config());
+    for (field, value) in [
+        ("room_id", format!("!{}:example.org", "r".repeat(250))),
+        ("sender", format!("@{}:example.org", "s".repeat(250))),
+        (
+            "room_avatar_url",
+            format!("mxc://example.org/{}", "a".repeat(1024)),
+        ),
+    ] {
+        let mut body = invite_body(&fresh_address());
+        body[field] = json!(value);
+        s.post(&format!("{V1}/store-invite"), &body.to_string())
+            .assert_error(400, "M_INVALID_PARAM");
+    }
+}
+
+/// A mail no retry can send (here the operator's invite template has a header line too
+/// long for SMTP that cannot be cut) ends its queue item at once, said in the log, instead
+/// of being tried again until the invite expires.
+#[test]
+fn an_invite_mail_that_can_never_be_sent_is_not_retried() {
+    let dir = support::TempDir::new();
+    let template = dir.path().join("invite.eml");
+    std::fs::write(
+        &template,
+        format!(
+            "To: <{}@example.org>\nSubject: invite\n\n%JOIN_URL%\n",
+            "x".repeat(1000)
+        ),
+    )
+    .unwrap();
+    let s = Mxisd::start(&config().replacen(
+        "      connectors:\n",
+        &format!(
+            "      generators:\n        template:\n          invite: '{}'\n      connectors:\n",
+            template.display()
+        ),
+        1,
+    ));
+    let address = fresh_address();
+    let r = s.post(
+        &format!("{V1}/store-invite"),
+        &invite_body(&address).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(s.wait_for_log("(attempt 1)"), "{}", s.log());
+    let log = s.log();
+    assert!(
+        log.contains("SMTP allows") && log.contains("not tried again"),
+        "{log}"
+    );
+    assert!(!log.contains("again in"), "{log}");
+}
+
+/// A relay of the test's own that refuses recipients: 550 (for good) for addresses
+/// starting with `gone`, 450 (for now) for the others.
+fn refusing_relay() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                let _ = out.write_all(b"220 relay\r\n");
+                for line in BufReader::new(conn).lines() {
+                    let Ok(line) = line else { return };
+                    let reply: &[u8] = match line.get(..4).unwrap_or_default() {
+                        "RCPT" if line.contains("<gone") => b"550 5.1.1 no such user\r\n",
+                        "RCPT" => b"450 4.2.0 try later\r\n",
+                        "QUIT" => b"221 bye\r\n",
+                        _ => b"250 ok\r\n",
+                    };
+                    if out.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A 5xx to RCPT ends the invite mail's queue item at once (logged); a 4xx is retried.
+#[test]
+fn an_invite_mail_refused_for_good_is_not_retried_and_one_refused_for_now_is() {
+    let port = refusing_relay();
+    let s = Mxisd::start(&config().replace(
+        &format!("port: {}", get("SMTP_PORT")),
+        &format!("port: {port}"),
+    ));
+    for address in ["gone@example.net", "later@example.net"] {
+        let r = s.post(
+            &format!("{V1}/store-invite"),
+            &invite_body(address).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert!(s.wait_for_log("not tried again"), "{}", s.log());
+    assert!(s.wait_for_log("; again in"), "{}", s.log());
+    let log = s.log();
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("not tried again").contains("550"), "{log}");
+    assert!(line("; again in").contains("450"), "{log}");
+    assert_eq!(log.matches("not tried again").count(), 1, "{log}");
 }

@@ -19,6 +19,7 @@ mod keystore;
 mod ldap_store;
 mod lifecycle;
 mod lookup;
+mod mail;
 mod packaging;
 mod rest_store;
 mod services;

@@ -75,6 +75,26 @@ pub fn store<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError
     let address = threepid::email_to_send_to(text(&p, "address")?).ok_or(ApiError::InvalidEmail)?;
     let room_id = text(&p, "room_id")?;
     let sender = text(&p, "sender")?;
+    // What the invite keeps is bounded; display fields are cut in the mail instead
+    // (a refusal would fail the whole invite in Synapse).
+    for (name, value, max) in [
+        ("room_id", room_id, invite::ID_MAX),
+        ("sender", sender, invite::ID_MAX),
+        (
+            "room_avatar_url",
+            p.get("room_avatar_url")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            invite::AVATAR_URL_MAX,
+        ),
+    ] {
+        if value.len() > max {
+            log::info!("store-invite refused: {name} of {} bytes", value.len());
+            return Err(ApiError::InvalidParam(format!(
+                "{name} is longer than {max} bytes"
+            )));
+        }
+    }
     if caller.as_deref().is_some_and(|c| c != sender) {
         return Err(ApiError::Forbidden("sender must be the caller".into()));
     }

@@ -7,6 +7,7 @@ use super::auth;
 use crate::app::App;
 use crate::http::{ApiError, Reply, Request};
 use crate::notify::template::{fill_html, Placeholders};
+use crate::notify::NotifyError;
 use crate::session::{self, SessionError};
 use crate::threepid::Medium;
 use serde::Deserialize;
@@ -291,6 +292,10 @@ impl From<SessionError> for ApiError {
             SessionError::Forbidden(why) => {
                 log::info!("session refused by policy: {why}");
                 ApiError::PolicyForbids(why)
+            }
+            // Logged by the gate; the client may try again in a moment.
+            SessionError::SendFailed(_, NotifyError::Busy) => {
+                ApiError::Unavailable("The mail and SMS sender".into())
             }
             SessionError::SendFailed(medium, e) => {
                 log::error!("session: the {medium} could not be sent: {e}");

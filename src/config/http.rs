@@ -7,6 +7,9 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub workers: usize,
+    /// Most workers that may wait on the mail and SMS connectors at once (a request past
+    /// them is answered 503 at once, so that a stalled relay cannot hold every worker).
+    pub connector_workers: usize,
     pub max_body_bytes: usize,
     /// Longest a client may take to send a whole request (head and body), or to read a
     /// whole response.
@@ -24,6 +27,16 @@ impl Resolver<'_> {
         if !(1..=1024).contains(&workers) {
             return Err(self.at("http.workers", format!("{workers} is outside 1..=1024")));
         }
+        let connector_workers = match h.connector_workers {
+            Some(n) if !(1..=workers).contains(&n) => {
+                return Err(self.at(
+                    "http.connectorWorkers",
+                    format!("{n} is outside 1..={workers} (http.workers)"),
+                ))
+            }
+            Some(n) => n,
+            None => (workers / 2).max(1),
+        };
         let max_body_bytes = h.max_body_bytes.unwrap_or(1 << 20);
         if max_body_bytes < 1024 {
             return Err(self.at("http.maxBodyBytes", "must be at least 1024"));
@@ -50,6 +63,7 @@ impl Resolver<'_> {
         let trusted_proxies = self.cidrs("http.trustedProxies", h.trusted_proxies)?;
         Ok(HttpConfig {
             workers,
+            connector_workers,
             max_body_bytes,
             request_timeout,
             keep_alive_timeout,
@@ -67,6 +81,7 @@ pub(super) mod raw {
         /// mxisd's own HTTP server settings (new in this implementation).
         Http {
             workers: usize = "workers",
+            connector_workers: usize = "connectorWorkers",
             max_body_bytes: usize = "maxBodyBytes",
             request_timeout: u64 = "requestTimeout",
             body_timeout: u64 = "bodyTimeout",

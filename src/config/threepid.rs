@@ -166,12 +166,24 @@ impl Resolver<'_> {
             }
         };
         let default_port = if tls == SmtpTls::Implicit { 465 } else { 587 };
+        // mxisd read an empty login as "no authentication" (`login: ''` is common in
+        // deployed configs): no AUTH then, and a password alone is ignored, said once.
+        let login = s
+            .login
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty());
+        let password = s.password.filter(|p| !p.is_empty());
+        if login.is_none() && password.is_some() {
+            self.warnings.push(format!(
+                "{at}.password is ignored: {at}.login is empty, so mails go without authentication"
+            ));
+        }
         Ok(SmtpConfig {
             host,
             port: s.port.unwrap_or(default_port),
             tls,
-            login: self.non_empty(&format!("{at}.login"), s.login)?,
-            password: s.password,
+            login,
+            password,
             ca_file: self.readable_file(&format!("{at}.caFile"), s.ca_file)?,
             timeout: self.seconds(&format!("{at}.timeout"), s.timeout, 10, 300)?,
         })

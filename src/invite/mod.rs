@@ -85,6 +85,23 @@ impl From<StateError> for InviteError {
     }
 }
 
+/// Longest `room_id` and `sender` store-invite keeps, in bytes (Matrix IDs are at most 255).
+pub const ID_MAX: usize = 255;
+/// Longest `room_avatar_url` store-invite keeps, in bytes.
+pub const AVATAR_URL_MAX: usize = 1024;
+/// Display fields (room name, alias, sender's name, room type) longer than this many
+/// characters are cut in the mail, with an ellipsis.
+pub const DISPLAY_MAX: usize = 255;
+
+/// `text` cut to `DISPLAY_MAX` characters (on a character boundary), an ellipsis added
+/// where it was cut.
+fn display(text: &str) -> String {
+    match text.char_indices().nth(DISPLAY_MAX) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// What store-invite was given, its address normalised.
 pub struct Request<'a> {
     pub address: &'a str,
@@ -196,9 +213,14 @@ impl Invites {
                 .to_owned()
         };
         let enc = crate::urlencoded::encode;
-        let sender_name = field("sender_display_name");
-        let room_name = field("room_name");
-        let room_alias = field("room_alias");
+        let sender_name = display(&field("sender_display_name"));
+        let room_name = display(&field("room_name"));
+        let room_alias = display(&field("room_alias"));
+        let room_type = display(&field("room_type"));
+        // Not refused (Synapse would fail the invite), left out of the mail.
+        let sender_avatar_url = Some(field("sender_avatar_url"))
+            .filter(|u| u.len() <= AVATAR_URL_MAX)
+            .unwrap_or_default();
         let or = |a: &str, b: &str| {
             if a.is_empty() {
                 b.to_owned()
@@ -221,7 +243,7 @@ impl Invites {
             enc(&room_name),
             enc(&field("room_avatar_url")),
             enc(&or(&sender_name, r.sender)),
-            enc(&field("room_type")),
+            enc(&room_type),
         );
         let mut v = Map::new();
         let mut set = |k: &str, val: String| {
@@ -230,7 +252,7 @@ impl Invites {
         set("SENDER_ID", r.sender.to_owned());
         set("SENDER_NAME", sender_name.clone());
         set("SENDER_NAME_OR_ID", or(&sender_name, r.sender));
-        set("SENDER_AVATAR_URL", field("sender_avatar_url"));
+        set("SENDER_AVATAR_URL", sender_avatar_url);
         set("INVITE_MEDIUM", "email".into());
         set("INVITE_ADDRESS", r.address.to_owned());
         set("INVITE_ADDRESS_URL_ENCODED", enc(r.address));
@@ -346,6 +368,17 @@ impl Invites {
         };
         let done = match outcome {
             Ok(()) => state.complete(&item.id),
+            // The same mail would fail the same way until the invite expires: ended now,
+            // said in the log (the invite itself stays, for a bind of its address).
+            Err(e) if e.is_permanent() => {
+                log::error!(
+                    "{} {} (attempt {}): {e}; not tried again",
+                    item.kind,
+                    item.id,
+                    item.attempts
+                );
+                state.complete(&item.id)
+            }
             Err(e) => {
                 let shift = (item.attempts - 1).clamp(0, 20) as u32;
                 let (first, max) = self.cfg.retry;
@@ -480,7 +513,19 @@ pub fn redacted(address: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{display, redacted, DISPLAY_MAX};
+
+    #[test]
+    fn display_fields_are_cut_on_a_character_boundary() {
+        assert_eq!(display("Tea"), "Tea");
+        let long = "日本語".repeat(100);
+        let cut = display(&long);
+        assert_eq!(cut.chars().count(), DISPLAY_MAX + 1);
+        assert!(cut.ends_with('…'));
+        assert!(long.starts_with(cut.trim_end_matches('…')));
+        let exact = "я".repeat(DISPLAY_MAX);
+        assert_eq!(display(&exact), exact);
+    }
 
     #[test]
     fn display_names_are_redacted_as_sydent_does() {

@@ -1,12 +1,19 @@
 //! Notifications to a 3PID: a generator writes the message (`template`: mxisd's template
 //! files), a connector sends it (`smtp` for e-mail, `twilio` for SMS). Both are chosen per
 //! medium (`threepid.medium.<medium>`). Knows no HTTP requests and no state.
+//!
+//! What a request's worker sends (validation messages, unbind notices) passes a gate of
+//! `http.connectorWorkers` places: a stalled relay holds at most that many workers, and a
+//! send past them fails at once (`Busy`) instead of waiting. Invite mails are sent by a job,
+//! not a worker, and do not pass it.
 
+pub(crate) mod lines;
 pub mod smtp;
 pub mod template;
 pub mod twilio;
 
 use crate::config::{Config, EmailConfig, FederationConfig, MsisdnConfig, Templates};
+use crate::gate::{Gate, Pass};
 use crate::threepid::Medium;
 use std::fmt;
 use template::{Placeholders, TemplateError};
@@ -39,8 +46,21 @@ pub enum NotifyError {
     /// No connector configured for this medium: names the config key.
     NotConfigured(&'static str),
     Template(TemplateError),
-    /// The connector failed: says why (for the log, never for the client).
+    /// The connector failed: says why (for the log, never for the client). Worth trying
+    /// again (a connection error, a 4xx).
     Send(String),
+    /// The server refused the message for good (a 5xx to RCPT or DATA): trying again
+    /// cannot help.
+    Refused(String),
+    /// Every place of the connector gate is taken (`http.connectorWorkers`): not tried.
+    Busy,
+}
+
+impl NotifyError {
+    /// Whether no retry can cure it: a template that cannot be filled, a refusal for good.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, NotifyError::Template(_) | NotifyError::Refused(_))
+    }
 }
 
 impl fmt::Display for NotifyError {
@@ -49,6 +69,10 @@ impl fmt::Display for NotifyError {
             NotifyError::NotConfigured(key) => write!(f, "no connector configured ({key})"),
             NotifyError::Template(e) => write!(f, "template: {e}"),
             NotifyError::Send(why) => write!(f, "sending failed: {why}"),
+            NotifyError::Refused(why) => write!(f, "refused for good: {why}"),
+            NotifyError::Busy => f.write_str(
+                "every worker the connectors may hold is waiting on one (http.connectorWorkers)",
+            ),
         }
     }
 }
@@ -71,6 +95,8 @@ pub struct Channel {
 pub struct Notifier {
     email: Option<Channel>,
     msisdn: Option<Channel>,
+    /// The workers that may wait on a connector at once (`http.connectorWorkers`).
+    gate: Gate,
 }
 
 impl Notifier {
@@ -79,17 +105,21 @@ impl Notifier {
         Ok(Notifier {
             email: email_channel(&config.threepid.email, domain)?,
             msisdn: sms_channel(&config.threepid.msisdn, &config.federation, domain)?,
+            gate: Gate::new(config.http.connector_workers),
         })
     }
 
-    /// Sends the validation message for `v` to `v.address` over `medium`'s channel.
+    /// Sends the validation message for `v` to `v.address` over `medium`'s channel, from a
+    /// request's worker: through the gate.
     pub fn validation(&self, medium: Medium, v: &Validation<'_>) -> Result<(), NotifyError> {
         let channel = self.channel(medium)?;
         let message = channel.generator.validation(v)?;
+        let _pass = self.enter(medium)?;
         channel.connector.send(v.address, &message)
     }
 
-    /// Tells `address` that it is no longer bound to `mxid`.
+    /// Tells `address` that it is no longer bound to `mxid` (from a request's worker:
+    /// through the gate).
     pub fn unbind_notice(
         &self,
         medium: Medium,
@@ -98,10 +128,23 @@ impl Notifier {
     ) -> Result<(), NotifyError> {
         let channel = self.channel(medium)?;
         let message = channel.generator.unbind_notice(address, mxid)?;
+        let _pass = self.enter(medium)?;
         channel.connector.send(address, &message)
     }
 
-    /// Sends `address` its invite.
+    /// A place in the connector gate, or `Busy` (logged: the operator sees a relay that
+    /// holds its share of the workers).
+    fn enter(&self, medium: Medium) -> Result<Pass<'_>, NotifyError> {
+        self.gate.try_enter().ok_or_else(|| {
+            log::warn!(
+                "{medium} not sent: {} workers already wait on the mail and SMS connectors (http.connectorWorkers)",
+                self.gate.max()
+            );
+            NotifyError::Busy
+        })
+    }
+
+    /// Sends `address` its invite (from the delivery job, not a worker: no gate).
     pub fn invite(
         &self,
         medium: Medium,

@@ -114,21 +114,28 @@ impl Connector for Smtp {
                 self.keep(fresh);
                 Ok(())
             }
+            Err(Failure::Refused(why)) => Err(NotifyError::Refused(format!(
+                "SMTP {}: {why}",
+                self.cfg.host
+            ))),
             Err(e) => Err(fail(e.why())),
         }
     }
 }
 
-/// Why a send failed: before the message was handed over (safe to try again), or after.
+/// Why a send failed: before the message was handed over (safe to try again), or after;
+/// or the server refused the recipient or the message for good (a 5xx to RCPT, DATA or
+/// the end of data: the same message would be refused again).
 enum Failure {
     BeforeData(String),
     AfterData(String),
+    Refused(String),
 }
 
 impl Failure {
     fn why(self) -> String {
         match self {
-            Failure::BeforeData(w) | Failure::AfterData(w) => w,
+            Failure::BeforeData(w) | Failure::AfterData(w) | Failure::Refused(w) => w,
         }
     }
 }
@@ -232,14 +239,27 @@ struct Session {
 /// Why an expected reply did not come: another reply (the connection is still in step), or
 /// the connection failed.
 enum Refusal {
-    Reply(String),
+    Reply(u16, String),
     Io(String),
 }
 
 impl From<Refusal> for String {
     fn from(r: Refusal) -> String {
         match r {
-            Refusal::Reply(e) | Refusal::Io(e) => e,
+            Refusal::Reply(_, e) | Refusal::Io(e) => e,
+        }
+    }
+}
+
+impl Refusal {
+    /// A refusal of `what` as a failure: for good if the server said 5xx to the
+    /// recipient or the message (RCPT, DATA, end of data), else `otherwise`.
+    fn failure(self, what: &str, otherwise: fn(String) -> Failure) -> Failure {
+        match self {
+            Refusal::Reply(500..=599, why) if matches!(what, "RCPT" | "DATA" | "end of data") => {
+                Failure::Refused(why)
+            }
+            r => otherwise(r.into()),
         }
     }
 }
@@ -365,26 +385,28 @@ impl Session {
                 match self.expect(*code, what) {
                     Ok(_) => {}
                     // A refusal: the other replies still come.
-                    Err(Refusal::Reply(e)) => {
-                        refused.get_or_insert(e);
+                    Err(r @ Refusal::Reply(..)) => {
+                        refused.get_or_insert(r.failure(what, before));
                     }
                     // The connection failed: nothing more will come.
                     Err(Refusal::Io(e)) => return Err(before(e)),
                 }
             }
             if let Some(e) = refused {
-                return Err(before(e));
+                return Err(e);
             }
         } else {
             for (command, code, what) in &envelope {
-                self.command(command, *code, what).map_err(before)?;
+                self.write(command).map_err(before)?;
+                self.expect(*code, what)
+                    .map_err(|r| r.failure(what, before))?;
             }
         }
         let mut data = dot_stuffed(message);
         data.push_str(".\r\n");
         self.write(&data).map_err(Failure::AfterData)?;
         self.expect(250, "end of data")
-            .map_err(|e| Failure::AfterData(e.into()))?;
+            .map_err(|r| r.failure("end of data", Failure::AfterData))?;
         Ok(())
     }
 
@@ -409,11 +431,14 @@ impl Session {
         if reply.code == code {
             Ok(reply)
         } else {
-            Err(Refusal::Reply(format!(
-                "{what}: the server answered {} {}",
+            Err(Refusal::Reply(
                 reply.code,
-                reply.text.lines().next().unwrap_or_default()
-            )))
+                format!(
+                    "{what}: the server answered {} {}",
+                    reply.code,
+                    reply.text.lines().next().unwrap_or_default()
+                ),
+            ))
         }
     }
 

@@ -8,12 +8,18 @@
 //!   `multipart/alternative` with a text/plain and a text/html part. [`fill_email`] reads
 //!   its MIME structure from the template (never from the values) and fills each part as
 //!   its type and transfer encoding require: HTML-escaped in text/html, quoted-printable
-//!   encoded in quoted-printable parts, base64 parts untouched. In headers a value may not
-//!   hold a line break (header injection); non-ASCII text becomes RFC 2047 encoded-words.
-//!   The result is ready for SMTP: CRLF line endings, with `Date` and `Message-ID`.
+//!   encoded in quoted-printable parts, base64 parts untouched. A part declared 7bit or 8bit
+//!   (or not at all) whose filled body has a line longer than SMTP allows, or a 7bit part
+//!   that is no longer ASCII, is sent quoted-printable instead (its
+//!   Content-Transfer-Encoding rewritten, `lines.rs`). In headers a value's line breaks
+//!   become spaces (no header injection, and the mail still goes, as sydent does);
+//!   non-ASCII text and words too long for a line become RFC 2047 encoded-words, folded.
+//!   The result is ready for SMTP: CRLF line endings, no line over 998 octets, with
+//!   `Date` and `Message-ID`.
 //! - SMS (`.txt`): plain text, values as they are ([`fill_text`]).
 //! - Web pages (`.html`): every value HTML-escaped ([`fill_html`]).
 
+use super::lines as limit;
 use std::fmt;
 
 /// Placeholder values by name (without the % signs), in the order given.
@@ -50,8 +56,9 @@ impl Placeholders {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
-    /// A value that would go into a header holds CR or LF (header injection): the placeholder's name.
-    LineBreakInHeader(String),
+    /// A line of the filled message is longer than SMTP allows and cannot be cut (a
+    /// template's own header line, an address): its first characters.
+    LineTooLong(String),
     /// The template is not a message: no blank line between headers and body, or no headers.
     NotAMessage,
 }
@@ -59,12 +66,10 @@ pub enum TemplateError {
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TemplateError::LineBreakInHeader(name) => {
-                write!(
-                    f,
-                    "the value of %{name}% goes into a header and holds a line break"
-                )
-            }
+            TemplateError::LineTooLong(start) => write!(
+                f,
+                "a line longer than SMTP allows (998 octets) that cannot be cut: {start}…"
+            ),
             TemplateError::NotAMessage => f.write_str(
                 "the e-mail template is not a whole message (headers, a blank line, the body)",
             ),
@@ -123,6 +128,12 @@ pub fn fill_email(
     // the one conversion here is what guarantees CRLF everywhere.
     let mut message = out.join("\n");
     message.push('\n');
+    // What nothing above could cut (the template's own long header lines, an address) is
+    // an error here rather than a refusal by the server after every retry.
+    if let Some(long) = message.split('\n').find(|l| l.len() > limit::LINE_MAX) {
+        let start: String = long.chars().take(60).collect();
+        return Err(TemplateError::LineTooLong(start));
+    }
     Ok(message.replace('\n', "\r\n"))
 }
 
@@ -303,11 +314,8 @@ fn fill_header(header: &RawHeader<'_>, values: &Placeholders) -> Result<String, 
     for piece in pieces(&header.value, values) {
         match piece {
             Piece::Text(t) => chars.extend(t.chars().map(|c| HChar { c, literal: true })),
-            Piece::Value { name, value } => {
-                if value.contains(['\r', '\n']) {
-                    return Err(TemplateError::LineBreakInHeader(name.to_owned()));
-                }
-                chars.extend(value.chars().map(|c| HChar { c, literal: false }));
+            Piece::Value { value, .. } => {
+                chars.extend(one_line(value).chars().map(|c| HChar { c, literal: false }));
             }
         }
     }
@@ -321,9 +329,28 @@ fn fill_header(header: &RawHeader<'_>, values: &Placeholders) -> Result<String, 
     Ok(fold_encoded(&line, header.name.len() + 1))
 }
 
+/// A value that goes into a header: each run of line breaks becomes one space, so that a
+/// value can neither add a header nor stop the mail.
+fn one_line(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut in_break = false;
+    for c in value.chars() {
+        if c == '\r' || c == '\n' {
+            if !in_break {
+                out.push(' ');
+            }
+            in_break = true;
+        } else {
+            out.push(c);
+            in_break = false;
+        }
+    }
+    out
+}
+
 /// Folds the lines of a header that hold encoded-words to 76 characters where it can
-/// (RFC 2047 section 2), at whitespace; the first text after `Name:` stays on its line.
-/// Other lines are left as the template wrote them.
+/// (RFC 2047 section 2), at whitespace, and any line longer than SMTP allows; the first
+/// text after `Name:` stays on its line. Other lines are left as the template wrote them.
 fn fold_encoded(header: &str, name_len: usize) -> String {
     const MAX: usize = 76;
     let mut out = String::with_capacity(header.len() + 16);
@@ -331,7 +358,7 @@ fn fold_encoded(header: &str, name_len: usize) -> String {
         if n > 0 {
             out.push('\n');
         }
-        if line.len() <= MAX || !line.contains("=?") {
+        if line.len() <= MAX || (!line.contains("=?") && line.len() <= limit::LINE_MAX) {
             out.push_str(line);
             continue;
         }
@@ -495,11 +522,14 @@ fn take_quoted(chars: &[HChar], i: &mut usize) -> Token {
     }
 }
 
-/// Text that must go as encoded-words: non-ASCII, or ASCII that a reader would take for
-/// an encoded-word.
+/// Text that must go as encoded-words: non-ASCII, ASCII that a reader would take for an
+/// encoded-word, or a word too long for any line (encoded-words can be cut and folded).
 fn needs_encoding(text: &str) -> bool {
-    !text.is_ascii() || text.contains("=?")
+    !text.is_ascii() || text.contains("=?") || text.len() > LONG_WORD
 }
+
+/// A word longer than this could not share a folded header line within SMTP's limit.
+const LONG_WORD: usize = 900;
 
 /// The text an encodable token stands for, or None if it goes as written.
 fn encodable(token: &Token, structured: bool) -> Option<&str> {
@@ -507,7 +537,9 @@ fn encodable(token: &Token, structured: bool) -> Option<&str> {
         // In address headers a word with `@` is an address: encoded-words may not
         // appear there, so a non-ASCII one goes as UTF-8 (RFC 6532).
         Token::Word(w) if needs_encoding(w) && !(structured && w.contains('@')) => Some(w),
-        Token::Quoted { content, .. } if !content.is_ascii() => Some(content),
+        Token::Quoted { content, .. } if !content.is_ascii() || content.len() > LONG_WORD => {
+            Some(content)
+        }
         _ => None,
     }
 }
@@ -704,21 +736,44 @@ fn fill_entity(
     }
     let encoding = transfer_encoding(headers);
     let html = media == "text/html";
-    let body = fill_leaf(
+    let mut body = fill_leaf(
         body,
         encoding.unwrap_or(TransferEncoding::AsIs),
         html,
         values,
         boundaries,
     );
-    // Without the header a reader assumes 7bit, which our UTF-8 values would break.
-    if encoding.is_none() && body.iter().any(|l| !l.is_ascii()) {
+    let non_ascii = body.iter().any(|l| !l.is_ascii());
+    let as_is = matches!(encoding, None | Some(TransferEncoding::AsIs));
+    if as_is && (limit::too_long(&body) || (non_ascii && declares_7bit(headers))) {
+        // A join link with a long non-ASCII room name is one line past SMTP's limit (and
+        // a 7bit part cannot carry UTF-8): the part goes quoted-printable instead.
+        body = limit::quoted_printable_body(&body.join("\n"));
+        set_header(&mut filled, "Content-Transfer-Encoding", "quoted-printable");
+    } else if encoding.is_none() && non_ascii {
+        // Without the header a reader assumes 7bit, which our UTF-8 values would break.
         filled.push("Content-Transfer-Encoding: 8bit".to_owned());
     }
     Ok(Entity {
         headers: filled,
         body,
     })
+}
+
+/// Whether the entity declares `Content-Transfer-Encoding: 7bit`.
+fn declares_7bit(headers: &[RawHeader<'_>]) -> bool {
+    find_header(headers, "Content-Transfer-Encoding")
+        .is_some_and(|h| h.value.trim().eq_ignore_ascii_case("7bit"))
+}
+
+/// Replaces the filled header `name` (every one of that name) by `name: value`, or adds it.
+fn set_header(filled: &mut Vec<String>, name: &str, value: &str) {
+    let named = |h: &String| {
+        h.split_once(':')
+            .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    filled.retain(|h| !named(h));
+    filled.push(format!("{name}: {value}"));
 }
 
 /// Whether `line` is a delimiter of `boundary`: the closing one if `Some(true)`.
@@ -810,8 +865,11 @@ fn fill_leaf(
     values: &Placeholders,
     boundaries: &[String],
 ) -> Vec<String> {
-    if lines.is_empty() || encoding == TransferEncoding::Base64 {
-        return lines.iter().map(|l| l.to_string()).collect();
+    if lines.is_empty() {
+        return Vec::new();
+    }
+    if encoding == TransferEncoding::Base64 {
+        return lines.iter().flat_map(|l| limit::wrap_base64(l)).collect();
     }
     let text = lines.join("\n");
     let pieces = pieces(&text, values);
@@ -831,14 +889,14 @@ fn fill_leaf(
                 Some(Piece::Text(t)) => t.starts_with('\n'),
                 Some(Piece::Value { .. }) => false,
             };
-            out.push_str(&quoted_printable(&value, at_line_end));
+            out.push_str(&limit::quoted_printable(&value, at_line_end));
         } else {
             push_guarded(&mut out, &normalize_newlines(&value), boundaries);
         }
     }
     let lines = out.split('\n');
     if encoding == TransferEncoding::QuotedPrintable {
-        lines.flat_map(wrap_quoted_printable).collect()
+        lines.flat_map(limit::wrap_quoted_printable).collect()
     } else {
         lines.map(str::to_owned).collect()
     }
@@ -861,64 +919,6 @@ fn push_guarded(out: &mut String, value: &str, boundaries: &[String]) {
         }
         out.push_str(line);
     }
-}
-
-/// Quoted-printable encoding of a value (RFC 2045): `=`, controls, CR, LF and non-ASCII
-/// bytes as `=XX`; spaces too where they would end a line (readers strip those).
-fn quoted_printable(value: &str, at_line_end: bool) -> String {
-    let bytes = value.as_bytes();
-    let trailing = if at_line_end {
-        bytes.len()
-            - bytes
-                .iter()
-                .rev()
-                .take_while(|b| **b == b' ' || **b == b'\t')
-                .count()
-    } else {
-        bytes.len()
-    };
-    let mut out = String::with_capacity(value.len());
-    for (i, &b) in bytes.iter().enumerate() {
-        let space = (b == b' ' || b == b'\t') && i < trailing;
-        if space || ((33..=126).contains(&b) && b != b'=') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("={b:02X}"));
-        }
-    }
-    out
-}
-
-/// A quoted-printable line longer than SMTP allows (998) cut by soft line breaks into
-/// lines of at most 76, never inside an `=XX`.
-fn wrap_quoted_printable(line: &str) -> Vec<String> {
-    const SMTP_MAX: usize = 998;
-    const QP_MAX: usize = 76;
-    if line.len() <= SMTP_MAX {
-        return vec![line.to_owned()];
-    }
-    let bytes = line.as_bytes();
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut chars = line.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let escape = c == '='
-            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-        let len = if escape { 3 } else { c.len_utf8() };
-        // Room for the `=` of the soft break.
-        if !current.is_empty() && current.len() + len > QP_MAX - 1 {
-            current.push('=');
-            out.push(std::mem::take(&mut current));
-        }
-        current.push_str(&line[i..i + len]);
-        if escape {
-            chars.next();
-            chars.next();
-        }
-    }
-    out.push(current);
-    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1201,13 +1201,20 @@ Content-Transfer-Encoding: 8bit
     }
 
     #[test]
-    fn line_breaks_in_header_values_are_refused() {
-        for bad in ["Eve\r\nBcc: x@evil.test", "Eve\nBcc: x@evil.test", "Eve\r"] {
+    fn line_breaks_in_header_values_become_spaces() {
+        for bad in [
+            "Eve\r\nBcc: x@evil.test",
+            "Eve\nBcc: x@evil.test",
+            "Eve\r\n\r\nBcc: x@evil.test",
+        ] {
             let mut v = values();
             v.set("FROM_NAME", bad);
+            let m = fill(VALIDATION, &v);
+            assert_crlf_only(&m);
+            assert!(!m.contains("\r\nBcc"), "{m}");
             assert_eq!(
-                fill_email(VALIDATION, &v, 0, "example.org"),
-                Err(TemplateError::LineBreakInHeader("FROM_NAME".to_owned()))
+                header(&m, "From"),
+                "\"Eve Bcc: x@evil.test\" <noreply@example.org>"
             );
         }
         // A value that only goes into the body may hold line breaks.
@@ -1216,6 +1223,40 @@ Content-Transfer-Encoding: 8bit
         let m = fill(VALIDATION, &v);
         assert!(m.contains("code a\r\nb."));
         assert_crlf_only(&m);
+    }
+
+    #[test]
+    fn long_lines_in_8bit_and_7bit_parts_go_quoted_printable() {
+        let template = "Subject: s\nContent-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\nJoin %LINK% now\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: 7bit\n\nHi %NAME%\n--b--\n";
+        let mut v = values();
+        let link = format!(
+            "https://x.test/?n={}",
+            crate::urlencoded::encode(&"日本語".repeat(100))
+        );
+        v.set("LINK", link.clone()).set("NAME", "Zoë");
+        let m = fill(template, &v);
+        assert!(m.split("\r\n").all(|l| l.len() <= 76), "{m}");
+        assert_eq!(
+            m.matches("Content-Transfer-Encoding: quoted-printable")
+                .count(),
+            2
+        );
+        assert!(!m.contains("8bit") && !m.contains("7bit"));
+        assert!(m.contains("Hi Zo=C3=AB"), "{m}");
+        // Short 8bit lines stay as they are.
+        v.set("LINK", "https://x.test/");
+        let m = fill(template, &v);
+        assert!(m.contains("Content-Transfer-Encoding: 8bit\r\n\r\nJoin https://x.test/ now"));
+        // A long ASCII word in a header is cut into encoded-words.
+        v.set("DOMAIN_PRETTY", "x".repeat(3000));
+        let m = fill(VALIDATION, &v);
+        assert!(m.split("\r\n").all(|l| l.len() <= 998));
+        // A header line too long to cut (an address) is an error, not a refused mail.
+        let long = format!("To: <{}@example.org>\n\nx\n", "y".repeat(1000));
+        assert!(matches!(
+            fill_email(&long, &values(), 0, "example.org"),
+            Err(TemplateError::LineTooLong(_))
+        ));
     }
 
     #[test]
@@ -1574,8 +1615,8 @@ Content-Type: text/plain
 
     #[test]
     fn errors_say_what_went_wrong() {
-        let e = TemplateError::LineBreakInHeader("FROM_NAME".to_owned());
-        assert!(e.to_string().contains("%FROM_NAME%"));
+        let e = TemplateError::LineTooLong("X-Long: yyy".to_owned());
+        assert!(e.to_string().contains("998"));
         assert!(TemplateError::NotAMessage
             .to_string()
             .contains("blank line"));

@@ -118,3 +118,91 @@ impl Drop for TlsSink {
         let _ = self.child.wait();
     }
 }
+
+/// A received mail with its quoted-printable and base64 parts decoded (headers and
+/// other parts as they came), LF line ends: what a reader shows.
+pub fn decoded(mail: &str) -> String {
+    let mail = mail.replace("\r\n", "\n");
+    let mut out = String::new();
+    // Each piece between delimiter lines: headers (if any), a blank line, a body.
+    let mut piece: Vec<&str> = Vec::new();
+    let flush = |piece: &mut Vec<&str>, out: &mut String| {
+        let text = piece.join("\n");
+        piece.clear();
+        let Some((head, body)) = text.split_once("\n\n") else {
+            out.push_str(&text);
+            out.push('\n');
+            return;
+        };
+        let cte = head
+            .to_ascii_lowercase()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("content-transfer-encoding:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        out.push_str(head);
+        out.push_str("\n\n");
+        match cte.as_str() {
+            "quoted-printable" => out.push_str(&decode_qp(body)),
+            "base64" => {
+                let clean: String = body.split_whitespace().collect();
+                let bytes = mxisd::crypto::b64::decode(&clean).expect("base64 body");
+                out.push_str(&String::from_utf8(bytes).expect("UTF-8 body"));
+            }
+            _ => out.push_str(body),
+        }
+        out.push('\n');
+    };
+    for line in mail.lines() {
+        if line.starts_with("--") {
+            flush(&mut piece, &mut out);
+            out.push_str(line);
+            out.push('\n');
+        } else {
+            piece.push(line);
+        }
+    }
+    flush(&mut piece, &mut out);
+    out
+}
+
+/// Quoted-printable text decoded (soft breaks joined, `=XX` undone).
+fn decode_qp(body: &str) -> String {
+    let mut bytes = Vec::new();
+    for line in body.split('\n') {
+        let (text, soft) = match line.strip_suffix('=') {
+            Some(t) => (t, true),
+            None => (line, false),
+        };
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'=' && i + 2 < b.len() + 1 {
+                bytes.push(u8::from_str_radix(&text[i + 1..i + 3], 16).expect("=XX"));
+                i += 3;
+            } else {
+                bytes.push(b[i]);
+                i += 1;
+            }
+        }
+        if !soft {
+            bytes.push(b'\n');
+        }
+    }
+    String::from_utf8(bytes).expect("UTF-8 text")
+}
+
+/// Every raw line of `mail` within SMTP's 998 octets (its CRLF not counted).
+pub fn assert_lines_fit(mail: &str) {
+    for line in mail.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let start: String = line.chars().take(80).collect();
+        assert!(
+            line.len() <= 998,
+            "a line of {} octets: {start}…",
+            line.len()
+        );
+    }
+}

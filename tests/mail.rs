@@ -1,0 +1,194 @@
+//! Mail connectors against the real binary: a stalled relay holds at most its share of the
+//! workers (`http.connectorWorkers`), an empty SMTP login means no authentication, and an
+//! operator's 8bit template with a long line still goes within SMTP's line limit.
+
+use crate::support::mail::{assert_lines_fit, decoded, link_in, param, wait_for};
+use crate::support::services::get;
+use crate::support::{Mxisd, Response, TempDir};
+use serde_json::json;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const V1: &str = "/_matrix/identity/api/v1";
+
+fn fresh_address() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "mail{}-{}-{}@example.org",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        mxisd::now_ms()
+    )
+}
+
+fn request_token(s: &Mxisd, email: &str) -> Response {
+    s.post(
+        &format!("{V1}/validate/email/requestToken"),
+        &json!({"client_secret": "secret", "email": email, "send_attempt": 1}).to_string(),
+    )
+}
+
+/// A relay that accepts connections and never says a word, until released.
+struct StalledRelay {
+    port: u16,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+    accepted: std::sync::mpsc::Receiver<()>,
+}
+
+impl StalledRelay {
+    fn start() -> StalledRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (tx, accepted) = channel();
+        let h = held.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                h.lock().unwrap().push(conn);
+                let _ = tx.send(());
+            }
+        });
+        StalledRelay {
+            port,
+            held,
+            accepted,
+        }
+    }
+
+    /// Closes every connection it holds: their sends fail at once.
+    fn release(&self) {
+        for c in self.held.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// With 4 workers the connectors may hold 2: four requestTokens to a relay that never
+/// answers stall two (still pending) and the other two are answered 503 at once; a lookup
+/// and a pubkey request are answered while the two still wait. Orders, not timings: every
+/// answer asserted here arrives before the stalled ones, which end only when the relay is
+/// released.
+#[test]
+fn a_stalled_relay_holds_only_its_share_of_the_workers() {
+    let relay = StalledRelay::start();
+    let s = Arc::new(Mxisd::start(&format!(
+        "http:\n  workers: 4\nthreepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n          timeout: 120\n",
+        relay.port
+    )));
+    let (answers, answered) = channel();
+    for _ in 0..4 {
+        let (s, answers) = (s.clone(), answers.clone());
+        std::thread::spawn(move || {
+            let r = request_token(&s, &fresh_address());
+            let _ = answers.send((r.status, r.text));
+        });
+    }
+    // Two reach the relay and stall; the other two are refused without waiting.
+    for _ in 0..2 {
+        relay
+            .accepted
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a requestToken at the relay");
+    }
+    for _ in 0..2 {
+        let (status, text) = answered
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no answer while the relay stalls:\n{}", s.log()));
+        assert_eq!(status, 503, "{text}");
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["errcode"], "M_UNKNOWN", "{text}");
+    }
+    assert!(s.wait_for_log("http.connectorWorkers"), "{}", s.log());
+    // The rest of the API still answers.
+    let r = s.get(&format!(
+        "{V1}/lookup?medium=email&address=nobody%40example.org"
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = s.get(&format!("{V1}/pubkey/ed25519:0"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    // One more is refused at once too.
+    request_token(&s, &fresh_address()).assert_error(503, "M_UNKNOWN");
+    // ... all while the stalled ones still wait.
+    assert_eq!(
+        answered.try_recv().err(),
+        Some(std::sync::mpsc::TryRecvError::Empty),
+        "a stalled requestToken ended before the others were answered"
+    );
+    assert_eq!(
+        relay.accepted.try_recv().err(),
+        Some(std::sync::mpsc::TryRecvError::Empty)
+    );
+    relay.release();
+    for _ in 0..2 {
+        let (status, text) = answered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the stalled requestTokens end once the relay closes");
+        assert_eq!(status, 500, "{text}");
+    }
+    assert!(matches!(
+        answered.recv_timeout(Duration::from_millis(10)),
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected)
+    ));
+}
+
+/// `login: ''` (and an empty password), common in mxisd configs: the start goes on and
+/// mails go without AUTH (the test sink offers none).
+#[test]
+fn an_empty_smtp_login_means_no_authentication() {
+    let s = Mxisd::start(&format!(
+        "threepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n          login: ''\n          password: ''\n",
+        get("SMTP_PORT")
+    ));
+    let email = fresh_address();
+    let r = request_token(&s, &email);
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    assert_eq!(wait_for(&email, 1).len(), 1);
+}
+
+/// An operator's validation template declaring 8bit with a line longer than SMTP allows:
+/// sent quoted-printable (the declaration rewritten), every raw line within the limit, and
+/// the link, decoded, validates the session.
+#[test]
+fn an_operator_8bit_template_with_a_long_line_goes_quoted_printable() {
+    let dir = TempDir::new();
+    let template = dir.path().join("validate.eml");
+    let long = "Überprüfung Ihrer Adresse für diesen Server. ".repeat(40);
+    std::fs::write(
+        &template,
+        format!("Subject: Bitte bestätigen\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n{long}%VALIDATION_LINK%\n"),
+    )
+    .unwrap();
+    let s = Mxisd::start(&format!(
+        "threepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n      generators:\n        template:\n          session:\n            validation: '{}'\n",
+        get("SMTP_PORT"),
+        template.display()
+    ));
+    let email = fresh_address();
+    let r = request_token(&s, &email);
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let sid = r.json()["sid"].as_str().unwrap().to_owned();
+    let mails = wait_for(&email, 1);
+    assert_eq!(mails.len(), 1);
+    assert_lines_fit(&mails[0]);
+    assert!(
+        mails[0].contains("Content-Transfer-Encoding: quoted-printable"),
+        "{}",
+        mails[0]
+    );
+    let mail = decoded(&mails[0]);
+    assert!(mail.contains(&long), "{mail}");
+    let link = link_in(mail.split_once(&long).unwrap().1);
+    let path = link.trim_start_matches("https://example.org");
+    assert_eq!(param(&link, "sid"), sid);
+    let r = s.get(path);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = s
+        .get(&format!(
+            "{V1}/3pid/getValidated3pid?sid={sid}&client_secret=secret"
+        ))
+        .json();
+    assert_eq!(v["address"], email, "{v}");
+}
