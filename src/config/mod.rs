@@ -582,6 +582,16 @@ mod tests {
         let c = load("matrix:\n  domain: example.org\nthreepid:\n  medium:\n    email:\n      identity:\n        from: new@example.org\ninvite:\n  sender:\n    email:\n      host: smtp.example.org\n      email: old@example.org\n").unwrap().config;
         assert_eq!(c.threepid.email.from, "new@example.org");
         assert_eq!(c.threepid.email.smtp.unwrap().port, 587);
+        // Its caFile must hold certificates (an empty one would trust nothing).
+        let e = load(&format!(
+            "matrix:\n  domain: example.org\nthreepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: smtp.example.org\n          caFile: '{}'\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("caFile") && e.contains("no PEM certificate"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Resolver<'_> {
             tls,
             login,
             password,
-            ca_file: self.readable_file(&format!("{at}.caFile"), s.ca_file)?,
+            ca_file: self.pem_file(&format!("{at}.caFile"), s.ca_file)?,
             timeout: self.seconds(&format!("{at}.timeout"), s.timeout, 10, 300)?,
         })
     }
