@@ -464,7 +464,7 @@ fn sessions_are_found_validated_and_swept() {
             (1, 1, 11_000)
         );
         // Given up (not sent): the retry of the same attempt is sent.
-        s.release_request("sid1", "t2").unwrap();
+        s.release_request("sid1", "t2", false).unwrap();
         assert!(matches!(
             s.request_token(&request(2, "t2", "sid2", 10_003)).unwrap(),
             Requested::Send { .. }
@@ -501,7 +501,7 @@ fn sessions_are_found_validated_and_swept() {
             s.request_token(&other).unwrap(),
             Requested::Send { created: true, .. }
         ));
-        s.release_request("sid4", "t4").unwrap();
+        s.release_request("sid4", "t4", true).unwrap();
         assert!(s.session("sid4").unwrap().is_none());
         // The sweep forgets what expired, and only that.
         s.request_token(&TokenRequest {
