@@ -19,6 +19,23 @@
 //!   failed resend gives up the reservation and nothing else: the codes already delivered,
 //!   the counts and the expiry stay as they were, and the client's retry with the same
 //!   `send_attempt` sends again. A new session whose first code is not sent goes.
+//! - A reservation lasts the longest its send may take under the medium's connector
+//!   deadlines, plus a margin (`Reservations`, derived in `app.rs` with the invite queue's
+//!   mail lease): a retry meanwhile never sends a second code, and an instance that died
+//!   while sending holds it no longer.
+//! - A code is stored at the time of storing (after its send), not of its request: a
+//!   session that expired meanwhile is not revived, and of concurrent resends the code
+//!   stored last ranks newest in the SMS rotation.
+//!
+//! Known limits, accepted:
+//! - A new session is created with its first code in one transaction (one write per new
+//!   session, kept for throughput), not reserved then stored after the send as a resend
+//!   is. So if the instance dies mid-send, or the release after a failed first send fails,
+//!   an identical retry of that `send_attempt` answers the sid without sending, until the
+//!   client raises `send_attempt` (as Element's "resend" does).
+//! - A code submitted before the `token_sent` of its resend commits counts as wrong.
+//! - If `token_sent` fails after the send, the delivered code does not work (logged as an
+//!   error; the client gets the state error and asks again).
 
 pub mod policy;
 
