@@ -590,6 +590,61 @@ fn a_resend_given_up_or_sent_again_keeps_the_codes_delivered() {
     }
 }
 
+/// The sweep takes a session's row before its tokens, in the order `token_sent` does (it
+/// locks the session, then stores and rotates its tokens): deleting the tokens first
+/// deadlocks with it on PostgreSQL. Here a transaction in the place of `token_sent` holds
+/// the session while the sweep runs, then deletes its tokens.
+#[test]
+fn the_sweep_locks_a_session_before_its_tokens() {
+    use mxisd::state::{FailureBudget, Requested, TokenRequest};
+    let name = fresh_database("state");
+    let s = Arc::new(Db::Postgres(name.clone()).open());
+    let created = s
+        .request_token(&TokenRequest {
+            medium: "msisdn",
+            address: "447700900001",
+            client_secret: "sec",
+            send_attempt: 1,
+            next_link: None,
+            token_hash: "t1",
+            fresh_sid: "sid1",
+            now_ms: 1_000,
+            expires_ts: 2_000,
+            reserved_until: 1_100,
+            budget: FailureBudget {
+                per_code: 5,
+                lifetime: 15,
+            },
+        })
+        .unwrap();
+    assert!(matches!(created, Requested::Send { created: true, .. }));
+    let mut c = postgres::Client::connect(&pg_connection(&name), postgres::NoTls).unwrap();
+    let mut tx = c.transaction().unwrap();
+    tx.query(
+        "SELECT sid FROM sessions WHERE sid = 'sid1' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    let sweeper = {
+        let s = s.clone();
+        std::thread::spawn(move || s.sweep_sessions(5_000))
+    };
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while crate::support::services::psql(&name, waiting).trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep never waited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tx.execute("DELETE FROM session_tokens WHERE sid = 'sid1'", &[])
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(sweeper.join().unwrap().unwrap(), 1);
+    assert!(s.session("sid1").unwrap().is_none());
+}
+
 /// Applies the migrations before `upto` as their SQL files are written, recording them,
 /// to a database that `run` executes statements on: what an older version left.
 fn apply_migrations_before(upto: &str, mut run: impl FnMut(&str)) {
