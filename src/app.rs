@@ -12,10 +12,12 @@ use crate::invite::{Invites, Leases};
 use crate::lookup::{hash_index::HashIndex, Chain};
 use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
-use crate::session::Sessions;
+use crate::session::{Reservations, Sessions};
 use crate::state::{State, StateError};
+use crate::threepid::Medium;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct App {
     pub config: Config,
@@ -106,7 +108,11 @@ impl App {
         let hash_index = HashIndex::new(pepper);
         let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
         let notifier = Arc::new(Notifier::from_config(&config).map_err(StartError::Sessions)?);
-        let sessions = Sessions::new(&config, notifier.clone());
+        let reservations = Reservations {
+            email: longest_send(&config, Medium::Email) + SEND_MARGIN,
+            msisdn: longest_send(&config, Medium::Msisdn) + SEND_MARGIN,
+        };
+        let sessions = Sessions::new(&config, notifier.clone(), reservations);
         let invites = Invites::new(
             &config.invite,
             notifier,
@@ -143,19 +149,35 @@ impl App {
     }
 }
 
+/// What a lease or reservation adds to the longest its work may take.
+const SEND_MARGIN: Duration = Duration::from_secs(5);
+
+/// The longest a notification of `medium` may take to send under its connector's
+/// deadlines: the leases of invite mails and the reservations of session resends are
+/// derived from it. A mail may be tried on a kept connection, then on a new one (each
+/// opening, and each message, under one SMTP `timeout`); an SMS is one call to Twilio
+/// (`federation.connectTimeout`, then `federation.timeout`).
+fn longest_send(config: &Config, medium: Medium) -> Duration {
+    match medium {
+        Medium::Email => {
+            let smtp = config.threepid.email.smtp.as_ref();
+            smtp.map_or(Duration::ZERO, |s| s.timeout * 4)
+        }
+        Medium::Msisdn => config.federation.connect_timeout + config.federation.timeout,
+    }
+}
+
 /// How long an instance holds an onbind call or invite mail it is delivering: what each
 /// takes under its deadlines, with a margin. An onbind finds the homeserver
 /// (`.well-known`: one call; then SRV: up to three DNS lookups, each up to two tries of
-/// `connectTimeout`) and may try POST then PUT; a mail may be tried on a kept connection,
-/// then on a new one (each opening, and each message, under one SMTP `timeout`). Delivery is at least once: one that
-/// outlives its lease anyway may be made again by another instance.
+/// `connectTimeout`) and may try POST then PUT; a mail takes `longest_send`. Delivery is
+/// at least once: one that outlives its lease anyway may be made again by another
+/// instance.
 fn delivery_leases(config: &Config) -> Leases {
-    let margin = std::time::Duration::from_secs(5);
     let f = &config.federation;
-    let smtp = config.threepid.email.smtp.as_ref();
     Leases {
-        onbind: f.timeout * 3 + f.connect_timeout * 6 + margin,
-        mail: smtp.map_or(std::time::Duration::ZERO, |s| s.timeout * 4) + margin,
+        onbind: f.timeout * 3 + f.connect_timeout * 6 + SEND_MARGIN,
+        mail: longest_send(config, Medium::Email) + SEND_MARGIN,
     }
 }
 

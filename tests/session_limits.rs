@@ -2,13 +2,17 @@
 //! (there, two instances sharing the database): 5 wrong codes per code sent, 15 over a
 //! session's life, never reset; a resend that is refused (429) or whose SMS fails changes
 //! nothing — neither the count of wrong codes, racing guesses included, nor the codes the
-//! user already has.
+//! user already has. A code stored after later ones still works; a session that expires
+//! while its code is sent stays expired; an instance that dies while sending holds the
+//! attempt only as long as its connector's deadlines allow.
 
 use crate::support::fake_homeserver::FakeTwilio;
-use crate::support::services::{fresh_database, pg_connection};
-use crate::support::{Mxisd, Response};
+use crate::support::services::{fresh_database, pg_connection, psql};
+use crate::support::{Mxisd, Response, Silent};
 use serde_json::{json, Value};
+use std::io::Write;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 const V1: &str = "/_matrix/identity/api/v1";
 /// The per-code and lifetime budgets (`session::MAX_FAILURES`, `MAX_LIFETIME_FAILURES`).
@@ -18,14 +22,46 @@ const LIFETIME: usize = 15;
 /// The instances a test runs against: one on SQLite, or two sharing one PostgreSQL
 /// database, each with `extra`.
 fn instances(postgres: bool, extra: &str) -> Vec<Mxisd> {
+    instances_on(postgres, extra).0
+}
+
+/// `instances`, and the PostgreSQL database they share (if they do).
+fn instances_on(postgres: bool, extra: &str) -> (Vec<Mxisd>, Option<String>) {
     if !postgres {
-        return vec![Mxisd::start(extra)];
+        return (vec![Mxisd::start(extra)], None);
     }
+    let db = fresh_database("limits");
     let storage = format!(
-        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n{extra}",
-        pg_connection(&fresh_database("limits"))
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n",
+        pg_connection(&db)
     );
-    vec![Mxisd::start(&storage), Mxisd::start(&storage)]
+    let both = format!("{storage}{extra}");
+    (vec![Mxisd::start(&both), Mxisd::start(&both)], Some(db))
+}
+
+/// Sets the expiry of the session `sid` behind the server's back: in the PostgreSQL
+/// database `db`, else in `s`'s SQLite file.
+fn set_expiry(s: &Mxisd, db: &Option<String>, sid: &str, expires_ts: i64) {
+    let sql = format!("UPDATE sessions SET expires_ts = {expires_ts} WHERE sid = '{sid}'");
+    match db {
+        Some(db) => {
+            psql(db, &sql);
+        }
+        None => {
+            let c = rusqlite::Connection::open(s.dir.join("mxisd.db")).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(c.execute(&sql, []).unwrap(), 1);
+        }
+    }
+}
+
+/// Waits (10 s at most) until `done`.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited in vain: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Twilio's section, then a per-address limit of `burst` SMS (none more per minute).
@@ -196,22 +232,29 @@ fn failed_resends_racing_guesses_never_give_more_than_five_wrong_codes() {
 #[test]
 fn resends_racing_guesses_give_five_wrong_codes_per_code_sent_and_fifteen_in_all() {
     for postgres in [false, true] {
-        let twilio = FakeTwilio::start(&[]);
-        // Up to 5 SMS per instance: more codes than the lifetime budget allows for.
-        let servers = instances(postgres, &sms_config(&twilio, 5));
-        let number = fresh_number();
-        let (sid, _) = started(&servers[0], &twilio, &number, "all");
-        let (judged, resends) = race(&servers, &number, "all", &sid);
-        let sent = sms_to(&twilio, &number);
-        // Sent, refused by the limit, or refused once the session is over for good.
-        assert!(
-            resends.iter().all(|s| [200, 400, 429].contains(s)),
-            "{resends:?}"
-        );
-        assert!(
-            judged.wrong <= (PER_CODE * sent).min(LIFETIME),
-            "postgres {postgres}: {judged:?} with {sent} codes sent"
-        );
+        // Two codes in all (the first, and one resend let through by the limit: on
+        // PostgreSQL one SMS per instance), where the per-code rule bounds the guesses
+        // (10) below the lifetime one; then up to 5 SMS per instance, more codes than the
+        // lifetime budget allows for.
+        let two_codes = if postgres { 1 } else { 2 };
+        for (burst, most) in [(two_codes, 2), (5, usize::MAX)] {
+            let twilio = FakeTwilio::start(&[]);
+            let servers = instances(postgres, &sms_config(&twilio, burst));
+            let number = fresh_number();
+            let (sid, _) = started(&servers[0], &twilio, &number, "all");
+            let (judged, resends) = race(&servers, &number, "all", &sid);
+            let sent = sms_to(&twilio, &number);
+            assert!(sent <= most, "{sent} codes sent, burst {burst}");
+            // Sent, refused by the limit, or refused once the session is over for good.
+            assert!(
+                resends.iter().all(|s| [200, 400, 429].contains(s)),
+                "{resends:?}"
+            );
+            assert!(
+                judged.wrong <= (PER_CODE * sent).min(LIFETIME),
+                "postgres {postgres}, burst {burst}: {judged:?} with {sent} codes sent"
+            );
+        }
     }
 }
 
@@ -291,4 +334,116 @@ fn a_refused_or_failed_resend_keeps_the_codes_already_sent() {
             drop(twilio);
         }
     }
+}
+
+/// A code whose SMS went out while later resends were sent and stored counts as the newest
+/// when it is stored at last: the rotation (3 codes kept) never drops the code just sent.
+#[test]
+fn a_code_stored_after_later_resends_stays_valid() {
+    for postgres in [false, true] {
+        // The second SMS (the resend of attempt 2) is answered only once released.
+        let twilio = FakeTwilio::start_holding(2);
+        let servers = instances(postgres, &sms_config(&twilio, 10));
+        let number = fresh_number();
+        let (sid, _) = started(&servers[0], &twilio, &number, "late");
+        std::thread::scope(|scope| {
+            let slow = scope.spawn(|| request_sms(&servers[0], &number, "late", 2));
+            wait_until("the held SMS", || sms_to(&twilio, &number) == 2);
+            for attempt in 3..=5 {
+                let s = &servers[attempt % servers.len()];
+                let r = request_sms(s, &number, "late", attempt as i64);
+                assert_eq!(r.status, 200, "{}", r.text);
+            }
+            twilio.release();
+            let r = slow.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text);
+        });
+        assert_eq!(sms_to(&twilio, &number), 5);
+        let held = twilio.code(1);
+        let r = submit_sms(&servers[0], &sid, "late", &held);
+        assert_eq!(
+            (r.status, r.json()),
+            (200, json!({"success": true})),
+            "postgres {postgres}: the code stored last is valid"
+        );
+    }
+}
+
+/// A session that expires while a resend is being sent is not revived by storing its code:
+/// it stays expired, and the code sent does not validate it.
+#[test]
+fn a_session_expired_while_its_code_is_sent_stays_expired() {
+    for postgres in [false, true] {
+        let twilio = FakeTwilio::start_holding(2);
+        let (servers, db) = instances_on(postgres, &sms_config(&twilio, 10));
+        let number = fresh_number();
+        let (sid, _) = started(&servers[0], &twilio, &number, "gone");
+        std::thread::scope(|scope| {
+            let slow = scope.spawn(|| request_sms(&servers[0], &number, "gone", 2));
+            wait_until("the held SMS", || sms_to(&twilio, &number) == 2);
+            // Expired (and not yet swept) while the SMS is under way.
+            set_expiry(&servers[0], &db, sid.as_str().unwrap(), 1);
+            twilio.release();
+            slow.join().unwrap().assert_error(400, "M_SESSION_EXPIRED");
+        });
+        let sent = twilio.code(1);
+        submit_sms(&servers[0], &sid, "gone", &sent).assert_error(400, "M_SESSION_EXPIRED");
+    }
+}
+
+/// The `threepid.medium.msisdn` section sending through a Twilio at `port` on loopback.
+fn twilio_at(port: u16) -> String {
+    format!(
+        "threepid:\n  medium:\n    msisdn:\n      connectors:\n        twilio:\n          accountSid: ACtest\n          authToken: secret-token\n          number: '+15550001111'\n          baseUrl: 'http://127.0.0.1:{port}'\n"
+    )
+}
+
+/// An instance killed while it sends a resend holds its attempt (a retry elsewhere sends
+/// nothing) only for as long as the send could have taken under the connector's deadlines
+/// (here 1 + 3 s, and the margin): then a retry of the same attempt is sent. Shared
+/// databases only (on SQLite the killed instance was the only one).
+#[test]
+fn an_instance_killed_while_sending_holds_the_attempt_only_for_its_deadlines() {
+    let twilio = FakeTwilio::start(&[]);
+    let silent = Silent::start();
+    let db = fresh_database("limits");
+    let common = format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\nfederation:\n  connectTimeout: 1\n  timeout: 3\n",
+        pg_connection(&db)
+    );
+    // The first sends into a Twilio that never answers; the other to the fake.
+    let mut dying = Mxisd::start(&format!("{common}{}", twilio_at(silent.port)));
+    let other = Mxisd::start(&format!("{common}{}", twilio_at(twilio.port)));
+    let number = fresh_number();
+    let (sid, _) = started(&other, &twilio, &number, "dead");
+    let body = json!({"client_secret": "dead", "country": "GB", "phone_number": number, "send_attempt": 2}).to_string();
+    let mut conn = dying.connect();
+    write!(
+        conn,
+        "POST {V1}/validate/msisdn/requestToken HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    wait_until("the send to Twilio", || {
+        silent.accepted.load(Ordering::SeqCst) > 0
+    });
+    dying.signal("KILL");
+    assert!(dying.wait_exit(Duration::from_secs(10)).is_some());
+    // Its reservation holds: the retry elsewhere answers the session and sends nothing.
+    let r = request_sms(&other, &number, "dead", 2);
+    assert_eq!((r.status, &r.json()["sid"]), (200, &sid), "{}", r.text);
+    assert_eq!(sms_to(&twilio, &number), 1);
+    // Then it lapses (4 s of deadlines and the margin; far less than this bound).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sms_to(&twilio, &number) == 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the dead instance's reservation still holds"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let r = request_sms(&other, &number, "dead", 2);
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(sms_to(&twilio, &number), 2);
+    drop(conn);
 }

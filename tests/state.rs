@@ -464,7 +464,7 @@ fn sessions_are_found_validated_and_swept() {
             (1, 1, 11_000)
         );
         // Given up (not sent): the retry of the same attempt is sent.
-        s.release_request("sid1", "t2").unwrap();
+        s.release_request("sid1", "t2", false).unwrap();
         assert!(matches!(
             s.request_token(&request(2, "t2", "sid2", 10_003)).unwrap(),
             Requested::Send { .. }
@@ -501,7 +501,7 @@ fn sessions_are_found_validated_and_swept() {
             s.request_token(&other).unwrap(),
             Requested::Send { created: true, .. }
         ));
-        s.release_request("sid4", "t4").unwrap();
+        s.release_request("sid4", "t4", true).unwrap();
         assert!(s.session("sid4").unwrap().is_none());
         // The sweep forgets what expired, and only that.
         s.request_token(&TokenRequest {
@@ -513,6 +513,188 @@ fn sessions_are_found_validated_and_swept() {
         assert_eq!(s.sweep_sessions(50_000).unwrap(), 1, "{}", s.store());
         assert!(s.session("sid1").unwrap().is_none());
         assert!(s.session("sid3").unwrap().is_some());
+    }
+}
+
+#[test]
+fn a_resend_given_up_or_sent_again_keeps_the_codes_delivered() {
+    use mxisd::state::{FailureBudget, Requested, SentToken, Submitted, TokenRequest};
+    const BUDGET: FailureBudget = FailureBudget {
+        per_code: 5,
+        lifetime: 15,
+    };
+    for db in Db::both() {
+        let s = db.open();
+        let store = s.store();
+        let request = |attempt: i64, token: &str, now: i64| {
+            s.request_token(&TokenRequest {
+                medium: "msisdn",
+                address: "447700900001",
+                client_secret: "sec",
+                send_attempt: attempt,
+                next_link: None,
+                token_hash: token,
+                fresh_sid: "sidm",
+                now_ms: now,
+                expires_ts: now + 100_000,
+                reserved_until: now + 100,
+                budget: BUDGET,
+            })
+            .unwrap()
+        };
+        let resent = |attempt: i64, token: &str, now: i64| {
+            assert!(matches!(
+                request(attempt, token, now),
+                Requested::Send { created: false, .. }
+            ));
+            assert!(s
+                .token_sent(&SentToken {
+                    sid: "sidm",
+                    medium: "msisdn",
+                    token_hash: token,
+                    send_attempt: attempt,
+                    next_link: None,
+                    now_ms: now,
+                    expires_ts: now + 100_000,
+                })
+                .unwrap());
+        };
+        let valid = |token: &str| {
+            matches!(
+                s.submit_token("sidm", "sec", token, 50_000, BUDGET)
+                    .unwrap(),
+                Submitted::Validated(_)
+            )
+        };
+        assert!(matches!(
+            request(1, "c1", 1_000),
+            Requested::Send { created: true, .. }
+        ));
+        // A resend whose new code happens to equal the delivered one is given up: that
+        // stored nothing, so the delivered code stays.
+        assert!(matches!(
+            request(2, "c1", 2_000),
+            Requested::Send { created: false, .. }
+        ));
+        s.release_request("sidm", "c1", false).unwrap();
+        assert!(valid("c1"), "{store}: the delivered code stays");
+        resent(2, "c2", 3_000);
+        resent(3, "c3", 4_000);
+        // Sent again (the same 6 digits drawn): it is the newest code now, so the next
+        // code sent drops c2, not it.
+        resent(4, "c1", 5_000);
+        resent(5, "c4", 6_000);
+        for (token, kept) in [("c1", true), ("c2", false), ("c3", true), ("c4", true)] {
+            assert_eq!(valid(token), kept, "{store}: {token}");
+        }
+    }
+}
+
+/// The sweep takes a session's row before its tokens, in the order `token_sent` does (it
+/// locks the session, then stores and rotates its tokens): deleting the tokens first
+/// deadlocks with it on PostgreSQL. Here a transaction in the place of `token_sent` holds
+/// the session while the sweep runs, then deletes its tokens.
+#[test]
+fn the_sweep_locks_a_session_before_its_tokens() {
+    use mxisd::state::{FailureBudget, Requested, TokenRequest};
+    let name = fresh_database("state");
+    let s = Arc::new(Db::Postgres(name.clone()).open());
+    let created = s
+        .request_token(&TokenRequest {
+            medium: "msisdn",
+            address: "447700900001",
+            client_secret: "sec",
+            send_attempt: 1,
+            next_link: None,
+            token_hash: "t1",
+            fresh_sid: "sid1",
+            now_ms: 1_000,
+            expires_ts: 2_000,
+            reserved_until: 1_100,
+            budget: FailureBudget {
+                per_code: 5,
+                lifetime: 15,
+            },
+        })
+        .unwrap();
+    assert!(matches!(created, Requested::Send { created: true, .. }));
+    let mut c = postgres::Client::connect(&pg_connection(&name), postgres::NoTls).unwrap();
+    let mut tx = c.transaction().unwrap();
+    tx.query(
+        "SELECT sid FROM sessions WHERE sid = 'sid1' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    let sweeper = {
+        let s = s.clone();
+        std::thread::spawn(move || s.sweep_sessions(5_000))
+    };
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while crate::support::services::psql(&name, waiting).trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep never waited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tx.execute("DELETE FROM session_tokens WHERE sid = 'sid1'", &[])
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(sweeper.join().unwrap().unwrap(), 1);
+    assert!(s.session("sid1").unwrap().is_none());
+}
+
+/// Applies the migrations before `upto` as their SQL files are written, recording them,
+/// to a database that `run` executes statements on: what an older version left.
+fn apply_migrations_before(upto: &str, mut run: impl FnMut(&str)) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/state/migrations");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    run("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY NOT NULL, applied_ts BIGINT NOT NULL)");
+    for file in files {
+        let name = file.file_stem().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() >= upto {
+            break;
+        }
+        run(&std::fs::read_to_string(&file).unwrap());
+        run(&format!(
+            "INSERT INTO schema_migrations (name, applied_ts) VALUES ('{name}', 1)"
+        ));
+    }
+}
+
+/// 0010 on a database holding sessions: the wrong tokens they had so far count for their
+/// whole life.
+#[test]
+fn migration_0010_counts_the_wrong_tokens_so_far_for_good() {
+    for db in Db::both() {
+        let mut sqlite = match &db {
+            Db::Sqlite(dir) => Some(rusqlite::Connection::open(dir.join("state.db")).unwrap()),
+            Db::Postgres(_) => None,
+        };
+        let mut run = |sql: &str| match (&mut sqlite, &db) {
+            (Some(c), _) => c.execute_batch(sql).unwrap(),
+            (None, Db::Postgres(name)) => {
+                crate::support::services::psql(name, sql);
+            }
+            (None, Db::Sqlite(_)) => unreachable!(),
+        };
+        apply_migrations_before("0010", &mut run);
+        run("INSERT INTO sessions (sid, medium, address, client_secret, send_attempt, created_ts, expires_ts, failed_attempts) VALUES ('old', 'email', 'a@example.org', 'sec', 1, 1, 9999999999999, 4)");
+        drop(sqlite);
+        let s = db.open();
+        assert_eq!(s.migrations().unwrap(), State::known_migrations());
+        let row = s.session("old").unwrap().unwrap();
+        assert_eq!(
+            (row.failed_attempts, row.lifetime_failures),
+            (4, 4),
+            "{}",
+            s.store()
+        );
     }
 }
 

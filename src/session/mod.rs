@@ -19,6 +19,23 @@
 //!   failed resend gives up the reservation and nothing else: the codes already delivered,
 //!   the counts and the expiry stay as they were, and the client's retry with the same
 //!   `send_attempt` sends again. A new session whose first code is not sent goes.
+//! - A reservation lasts the longest its send may take under the medium's connector
+//!   deadlines, plus a margin (`Reservations`, derived in `app.rs` with the invite queue's
+//!   mail lease): a retry meanwhile never sends a second code, and an instance that died
+//!   while sending holds it no longer.
+//! - A code is stored at the time of storing (after its send), not of its request: a
+//!   session that expired meanwhile is not revived, and of concurrent resends the code
+//!   stored last ranks newest in the SMS rotation.
+//!
+//! Known limits, accepted:
+//! - A new session is created with its first code in one transaction (one write per new
+//!   session, kept for throughput), not reserved then stored after the send as a resend
+//!   is. So if the instance dies mid-send, or the release after a failed first send fails,
+//!   an identical retry of that `send_attempt` answers the sid without sending, until the
+//!   client raises `send_attempt` (as Element's "resend" does).
+//! - A code submitted before the `token_sent` of its resend commits counts as wrong.
+//! - If `token_sent` fails after the send, the delivered code does not work (logged as an
+//!   error; the client gets the state error and asks again).
 
 pub mod policy;
 
@@ -33,6 +50,7 @@ use crate::state::{
 use crate::threepid::Medium;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Wrong tokens that end a session until a new code is sent.
 pub const MAX_FAILURES: i64 = 5;
@@ -42,11 +60,25 @@ const BUDGET: FailureBudget = FailureBudget {
     per_code: MAX_FAILURES,
     lifetime: MAX_LIFETIME_FAILURES,
 };
-/// How long a resend being sent holds its attempt: a retry of the same attempt meanwhile
-/// (the client's, or the same retry reaching another instance) sends nothing. Longer than
-/// any send takes (each connector has its deadline); past it, an instance that died while
-/// sending no longer stops a retry.
-const RESERVATION: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long a request being sent holds its attempt, by medium: a retry of the same attempt
+/// meanwhile (the client's, or the same retry reaching another instance) sends nothing.
+/// Longer than the slowest send the medium's connector deadlines allow, with a margin
+/// (derived in `app.rs`, as the invite queue's leases are); past it, an instance that
+/// died while sending no longer stops a retry.
+#[derive(Debug, Clone, Copy)]
+pub struct Reservations {
+    pub email: Duration,
+    pub msisdn: Duration,
+}
+
+impl Reservations {
+    fn of(&self, medium: Medium) -> Duration {
+        match medium {
+            Medium::Email => self.email,
+            Medium::Msisdn => self.msisdn,
+        }
+    }
+}
 
 pub struct Sessions {
     cfg: SessionConfig,
@@ -55,6 +87,7 @@ pub struct Sessions {
     /// `<publicUrl>/_matrix/identity/<v2 or api/v1>`: where the mail's link points.
     link_base: String,
     limits: Limits,
+    reservations: Reservations,
 }
 
 /// `session.rateLimit`, counted on notifications actually sent (per instance).
@@ -80,7 +113,7 @@ pub enum SessionError {
     TokenIncorrect,
     NotValidated,
     /// A rate limit: try again after this long.
-    Limited(std::time::Duration),
+    Limited(Duration),
     Random(std::io::Error),
     State(StateError),
 }
@@ -140,7 +173,7 @@ pub fn valid_client_secret(secret: &str) -> bool {
 }
 
 impl Sessions {
-    pub fn new(config: &Config, notifier: Arc<Notifier>) -> Sessions {
+    pub fn new(config: &Config, notifier: Arc<Notifier>, reservations: Reservations) -> Sessions {
         let api = if config.matrix.v2 { "v2" } else { "api/v1" };
         let l = &config.session.limits;
         let limits = Limits {
@@ -152,6 +185,7 @@ impl Sessions {
         };
         Sessions {
             limits,
+            reservations,
             cfg: config.session.clone(),
             domain: config.matrix.domain.clone(),
             notifier,
@@ -191,7 +225,7 @@ impl Sessions {
             fresh_sid: &fresh_sid,
             now_ms: now,
             expires_ts,
-            reserved_until: now.saturating_add(RESERVATION.as_millis() as i64),
+            reserved_until: now.saturating_add(self.reservations.of(r.medium).as_millis() as i64),
             budget: BUDGET,
         })?;
         let (sid, created) = match requested {
@@ -203,8 +237,8 @@ impl Sessions {
             Requested::Send { sid, created } => (sid, created),
         };
         let release = |why: &str| {
-            if let Err(e) = state.release_request(&sid, &token_hash) {
-                // The reservation lapses by itself (`RESERVATION`).
+            if let Err(e) = state.release_request(&sid, &token_hash, created) {
+                // The reservation lapses by itself (`Reservations`).
                 log::error!("session {sid}: the reservation of a {why} request stays: {e}");
             }
         };
@@ -242,14 +276,16 @@ impl Sessions {
             // Its token and window were stored with it.
             return Ok(sid);
         }
+        // The time of storing, not of the request: the send took a while.
+        let stored_at = crate::now_ms();
         let kept = state.token_sent(&SentToken {
             sid: &sid,
             medium: r.medium.as_str(),
             token_hash: &token_hash,
             send_attempt: r.send_attempt,
             next_link: r.next_link,
-            now_ms: now,
-            expires_ts,
+            now_ms: stored_at,
+            expires_ts: stored_at.saturating_add(self.cfg.expiration.as_millis() as i64),
         });
         match kept {
             Ok(true) => Ok(sid),
@@ -290,7 +326,7 @@ impl Sessions {
 
     /// Counts a notification against every limit that applies, all or none; else how long
     /// until it may go.
-    fn take_limits(&self, applies: &[(&Buckets, String)]) -> Result<(), std::time::Duration> {
+    fn take_limits(&self, applies: &[(&Buckets, String)]) -> Result<(), Duration> {
         for (i, (bucket, key)) in applies.iter().enumerate() {
             if let Err(wait) = bucket.try_take(key) {
                 for (taken, key) in &applies[..i] {

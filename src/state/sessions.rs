@@ -98,6 +98,9 @@ pub struct SentToken<'a> {
     pub token_hash: &'a str,
     pub send_attempt: i64,
     pub next_link: Option<&'a str>,
+    /// The time of storing, once the notification is out (not the request's): a session
+    /// expired by then is not revived, and of codes sent concurrently the one stored last
+    /// ranks newest.
     pub now_ms: i64,
     pub expires_ts: i64,
 }
@@ -245,7 +248,8 @@ impl State {
     /// Stores a token whose notification was sent, and opens its window: the count of
     /// wrong tokens since the last code starts over (the lifetime count does not), the
     /// session lives `expires_ts` more, and an SMS session keeps its newest codes. Whether
-    /// the session was still there to take it (it may have expired meanwhile).
+    /// the session was still there to take it: one that expired meanwhile (swept or not)
+    /// is left as it is, never revived.
     pub fn token_sent(&self, t: &SentToken<'_>) -> Result<bool, StateError> {
         let locked = format!(
             "SELECT {COLUMNS} FROM sessions WHERE sid = $1{}",
@@ -257,7 +261,7 @@ impl State {
                 .first()
                 .map(session_row)
                 .transpose()?;
-            let Some(s) = found else {
+            let Some(s) = found.filter(|s| s.expires_ts > t.now_ms) else {
                 return Ok(false);
             };
             c.execute(
@@ -278,21 +282,40 @@ impl State {
 
     /// Gives up the reservation of a request whose notification was not sent (a limit
     /// refused it, or the send failed): the session is as it was, and a retry with the same
-    /// `send_attempt` may send again. A new session goes with its unsent token, unless a
-    /// later request reserved it meanwhile (then only the unsent token goes, and the
-    /// session too if no code of it is left). Codes already sent are never touched.
-    pub fn release_request(&self, sid: &str, token_hash: &str) -> Result<(), StateError> {
+    /// `send_attempt` may send again. A resend stored nothing, so nothing else is touched
+    /// (its new code may equal one already delivered: that one stays). A new session
+    /// (`created`) goes with its unsent first token, unless a later request reserved it
+    /// meanwhile (then only that token goes, and the session too if no code of it is
+    /// left).
+    pub fn release_request(
+        &self,
+        sid: &str,
+        token_hash: &str,
+        created: bool,
+    ) -> Result<(), StateError> {
+        let locked = format!(
+            "SELECT sid FROM sessions WHERE sid = $1{}",
+            self.lock_rows()
+        );
         self.write(|c| {
-            // Only a new session's first token is stored before it is sent.
-            c.execute(
-                "DELETE FROM session_tokens WHERE sid = $1 AND token_hash = $2",
-                &[sid.into(), token_hash.into()],
-            )?;
-            c.execute(
-                "DELETE FROM sessions WHERE sid = $1 AND pending_token = $2
-                 AND NOT EXISTS (SELECT 1 FROM session_tokens WHERE sid = $1)",
-                &[sid.into(), token_hash.into()],
-            )?;
+            // The session row first, as every step locks it before its tokens.
+            if c.query(&locked, &[sid.into()])?.is_empty() {
+                return Ok(());
+            }
+            if created {
+                // The first token was stored with the session (same `created_ts`); a code
+                // of a later resend that happens to be equal was stored later, and stays.
+                c.execute(
+                    "DELETE FROM session_tokens WHERE sid = $1 AND token_hash = $2
+                     AND created_ts = (SELECT created_ts FROM sessions WHERE sid = $1)",
+                    &[sid.into(), token_hash.into()],
+                )?;
+                c.execute(
+                    "DELETE FROM sessions WHERE sid = $1 AND pending_token = $2
+                     AND NOT EXISTS (SELECT 1 FROM session_tokens WHERE sid = $1)",
+                    &[sid.into(), token_hash.into()],
+                )?;
+            }
             clear_reservation(c, sid, token_hash)
         })
     }
@@ -356,15 +379,16 @@ impl State {
         })
     }
 
-    /// Deletes sessions expired before `now_ms` (and their tokens); how many. Safe to run
-    /// on every instance at once.
+    /// Deletes sessions expired before `now_ms` (their tokens go with them: `ON DELETE
+    /// CASCADE`); how many. Safe to run on every instance at once. Each session row is
+    /// locked before its tokens, in the order every other step takes them (on PostgreSQL,
+    /// deleting the tokens first could deadlock with a `token_sent` holding the session).
     pub fn sweep_sessions(&self, now_ms: i64) -> Result<u64, StateError> {
         self.write(|c| {
             c.execute(
-                "DELETE FROM session_tokens WHERE sid IN (SELECT sid FROM sessions WHERE expires_ts <= $1)",
+                "DELETE FROM sessions WHERE expires_ts <= $1",
                 &[now_ms.into()],
-            )?;
-            c.execute("DELETE FROM sessions WHERE expires_ts <= $1", &[now_ms.into()])
+            )
         })
     }
 }
@@ -392,9 +416,11 @@ fn add_token(
     token_hash: &str,
     now_ms: i64,
 ) -> Result<(), StateError> {
+    // A code equal to one the session holds is sent now all the same: it ranks as the
+    // newest, so that the rotation below never drops the code that just went out.
     c.execute(
         "INSERT INTO session_tokens (sid, token_hash, created_ts) VALUES ($1, $2, $3)
-         ON CONFLICT (sid, token_hash) DO NOTHING",
+         ON CONFLICT (sid, token_hash) DO UPDATE SET created_ts = excluded.created_ts",
         &[sid.into(), token_hash.into(), now_ms.into()],
     )?;
     if medium == "msisdn" {

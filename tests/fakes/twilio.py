@@ -6,6 +6,10 @@
       wrong credentials       -> 401 {"code": 20003, "message": "Authenticate"}
       To in --fail-to         -> 400 {"code": 21211, "message": "Invalid 'To' Phone Number"}
   GET /messages   -> 200 [every accepted message, oldest first] (for the tests)
+  GET /release    -> 200 {} : answers the message held by --hold-nth (for the tests)
+
+With --hold-nth N, the Nth accepted message is recorded at once (GET /messages lists it)
+but answered only after GET /release: a send that is still under way.
 
 Prints "listening <port>" once bound.
 """
@@ -24,8 +28,10 @@ def main():
     p.add_argument("--account", default="ACtest")
     p.add_argument("--token", default="secret-token")
     p.add_argument("--fail-to", action="append", default=[])
+    p.add_argument("--hold-nth", type=int, default=0)
     args = p.parse_args()
     messages, lock = [], threading.Lock()
+    released = threading.Event()
 
     class Handler(JsonHandler):
         log_prefix = "fake-twilio"
@@ -34,6 +40,9 @@ def main():
             if self.path == "/messages":
                 with lock:
                     return self.send_json(200, list(messages))
+            if self.path == "/release":
+                released.set()
+                return self.send_json(200, {})
             self.send_json(404, {"code": 20404, "message": "not found"})
 
         def do_POST(self):
@@ -51,6 +60,9 @@ def main():
             with lock:
                 messages.append(form)
                 sid = f"SM{len(messages):032d}"
+                held = len(messages) == args.hold_nth
+            if held:
+                released.wait()
             self.send_json(201, {"sid": sid, "status": "queued", "to": form.get("To"),
                                  "from": form.get("From"), "body": form.get("Body")})
 

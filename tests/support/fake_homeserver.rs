@@ -96,6 +96,20 @@ impl FakeTwilio {
         FakeTwilio { child, port }
     }
 
+    /// A fake that answers its `n`th message only once `release` is called (it lists it
+    /// at once): a send still under way.
+    pub fn start_holding(n: usize) -> FakeTwilio {
+        let (child, port) = spawn_fake("twilio.py", &["--hold-nth".to_owned(), n.to_string()]);
+        FakeTwilio { child, port }
+    }
+
+    /// Lets the held message be answered.
+    pub fn release(&self) {
+        ureq::get(&format!("http://127.0.0.1:{}/release", self.port))
+            .call()
+            .unwrap();
+    }
+
     /// The `threepid.medium.msisdn` section sending through this fake.
     pub fn config(&self) -> String {
         format!(
