@@ -110,16 +110,20 @@ impl Connector for Smtp {
                 let mut fresh = Session::open(self).map_err(fail)?;
                 fresh
                     .send(&self.from, to, message, self.cfg.timeout)
-                    .map_err(|e| fail(e.why()))?;
+                    .map_err(|e| refused_or_failed(&self.cfg.host, e))?;
                 self.keep(fresh);
                 Ok(())
             }
-            Err(Failure::Refused(why)) => Err(NotifyError::Refused(format!(
-                "SMTP {}: {why}",
-                self.cfg.host
-            ))),
-            Err(e) => Err(fail(e.why())),
+            Err(e) => Err(refused_or_failed(&self.cfg.host, e)),
         }
+    }
+}
+
+/// One mapping for every attempt: a refusal for good stays one on a fresh connection.
+fn refused_or_failed(host: &str, e: Failure) -> NotifyError {
+    match e {
+        Failure::Refused(why) => NotifyError::Refused(format!("SMTP {host}: {why}")),
+        e => NotifyError::Send(format!("SMTP {host}: {}", e.why())),
     }
 }
 
