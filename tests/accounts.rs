@@ -4,9 +4,8 @@
 
 use crate::support;
 use crate::support::fake_homeserver::{federation_config, FakeHomeserver};
-use crate::support::{Mxisd, Response};
+use crate::support::{canary, untouched, Mxisd, Response};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 const V2: &str = "/_matrix/identity/v2";
@@ -173,19 +172,6 @@ fn terms_must_be_accepted_and_a_new_version_asks_again() {
 
 /// What a client is told when the homeserver it named cannot be asked, whatever the why.
 const UPSTREAM: &str = "homeserver unreachable or refused by policy";
-
-/// A listener where a refused name leads: had the guard let the call through, it would
-/// have landed here (loopback only: a private address would send packets off the machine).
-fn canary(ip: &str) -> (TcpListener, u16) {
-    let listener = TcpListener::bind((ip, 0)).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (listener, port)
-}
-
-fn untouched(canary: &TcpListener) -> bool {
-    matches!(canary.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-}
 
 #[test]
 fn the_address_policy_refuses_local_destinations_and_tells_the_client_nothing() {

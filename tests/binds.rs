@@ -10,7 +10,6 @@ use crate::support::{self, Mxisd, Response, TempDir};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use mxisd::crypto::{b64, hash::lookup_hash, sign_json, verify_json};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const V1: &str = "/_matrix/identity/api/v1";
@@ -25,13 +24,7 @@ fn config(extra: &str) -> String {
 }
 
 fn fresh_address() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "bind{}-{}-{}@example.org",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        mxisd::now_ms()
-    )
+    crate::support::mail::fresh_address("bind", "example.org")
 }
 
 /// A validated e-mail session on `s`: (sid, client_secret, address).
@@ -499,24 +492,14 @@ fn an_unauthenticated_unbind_answers_the_same_whether_the_address_is_bound_or_no
 fn a_refused_key_fetch_tells_the_client_nothing_and_sends_nothing() {
     // Where the origin leads (hs3.example.net is 127.0.0.3 in the test dnsmasq): had the
     // guard let the key fetch through, it would land here.
-    let canary = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
-    canary.set_nonblocking(true).unwrap();
-    let origin = format!("hs3.example.net:{}", canary.local_addr().unwrap().port());
+    let (canary, port) = support::canary("127.0.0.3");
+    let origin = format!("hs3.example.net:{port}");
     // No ipRangeWhitelist: loopback is refused.
     let s = Mxisd::start(&format!(
         "binds:\n  local:\n    enabled: true\n{}",
         federation_config("")
     ));
-    let content = json!({"mxid": format!("@lee:{origin}"), "threepid": {"medium": "email", "address": "lee@example.org"}});
-    let r = Response::from(
-        support::agent()
-            .post(s.url(&format!("{V2}/3pid/unbind")))
-            .header(
-                "Authorization",
-                &format!("X-Matrix origin=\"{origin}\",key=\"ed25519:a\",sig=\"c2ln\""),
-            )
-            .send(content.to_string()),
-    );
+    let r = unbind_signed_as(&s, &origin);
     let body = r.assert_error(502, "M_UNKNOWN");
     assert_eq!(body["error"], "homeserver unreachable or refused by policy");
     for leak in ["127.0.0.3", "resolves", "loopback"] {
@@ -528,7 +511,7 @@ fn a_refused_key_fetch_tells_the_client_nothing_and_sends_nothing() {
         s.log()
     );
     assert!(
-        matches!(canary.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        support::untouched(&canary),
         "the key fetch reached 127.0.0.3"
     );
 }
@@ -537,12 +520,19 @@ fn a_refused_key_fetch_tells_the_client_nothing_and_sends_nothing() {
 fn with_local_binds_off_an_unbind_fetches_no_keys() {
     // An origin on an allowed address: with local binds off nothing can change, so no
     // caller may make mxisd fetch keys from a server of its choosing.
-    let canary = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    canary.set_nonblocking(true).unwrap();
-    let origin = format!("127.0.0.1:{}", canary.local_addr().unwrap().port());
+    let (canary, port) = support::canary("127.0.0.1");
+    let origin = format!("127.0.0.1:{port}");
     let s = Mxisd::start(&federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n"));
+    let r = unbind_signed_as(&s, &origin);
+    assert_eq!((r.status, r.json()), (200, json!({})), "{}", r.text);
+    assert!(support::untouched(&canary), "a key fetch reached {origin}");
+}
+
+/// An unbind of lee@example.org for `@lee:<origin>`, with an X-Matrix header of `origin`
+/// whose signature is wrong: verifying it means fetching the origin's keys.
+fn unbind_signed_as(s: &Mxisd, origin: &str) -> Response {
     let content = json!({"mxid": format!("@lee:{origin}"), "threepid": {"medium": "email", "address": "lee@example.org"}});
-    let r = Response::from(
+    Response::from(
         support::agent()
             .post(s.url(&format!("{V2}/3pid/unbind")))
             .header(
@@ -550,10 +540,5 @@ fn with_local_binds_off_an_unbind_fetches_no_keys() {
                 &format!("X-Matrix origin=\"{origin}\",key=\"ed25519:a\",sig=\"c2ln\""),
             )
             .send(content.to_string()),
-    );
-    assert_eq!((r.status, r.json()), (200, json!({})), "{}", r.text);
-    assert!(
-        matches!(canary.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "a key fetch reached {origin}"
-    );
+    )
 }

@@ -10,7 +10,6 @@ use crate::support::{self, Mxisd, Response};
 use ed25519_dalek::VerifyingKey;
 use mxisd::crypto::{b64, verify_json};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const V1: &str = "/_matrix/identity/api/v1";
@@ -25,13 +24,7 @@ fn config() -> String {
 }
 
 fn fresh_address() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "invitee{}-{}-{}@example.net",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        mxisd::now_ms()
-    )
+    crate::support::mail::fresh_address("invitee", "example.net")
 }
 
 fn invite_body(address: &str) -> Value {

@@ -7,7 +7,6 @@ use crate::support::services::get;
 use crate::support::{Mxisd, Response, TempDir};
 use serde_json::json;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,13 +14,7 @@ use std::time::Duration;
 const V1: &str = "/_matrix/identity/api/v1";
 
 fn fresh_address() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "mail{}-{}-{}@example.org",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        mxisd::now_ms()
-    )
+    crate::support::mail::fresh_address("mail", "example.org")
 }
 
 fn request_token(s: &Mxisd, email: &str) -> Response {

@@ -6,7 +6,6 @@ use crate::support::mail::{link_in, param, wait_for, TlsSink};
 use crate::support::services::get;
 use crate::support::{self, Mxisd, Response};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 const V1: &str = "/_matrix/identity/api/v1";
 const V2: &str = "/_matrix/identity/v2";
@@ -21,13 +20,7 @@ fn mail_config(extra: &str) -> String {
 
 /// An address no other test (or earlier run) uses.
 fn fresh_address(domain: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "sess{}-{}-{}@{domain}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        mxisd::now_ms()
-    )
+    crate::support::mail::fresh_address("sess", domain)
 }
 
 fn post(s: &Mxisd, path: &str, body: &Value) -> Response {
@@ -184,12 +177,7 @@ fn the_link_shows_a_page_and_redirects_to_the_stored_next_link() {
     assert!(r.text.contains("not the right one"), "{}", r.text);
 
     // The link from the mail, with a next_link of its own that must be ignored.
-    let agent = ureq::Agent::new_with_config(
-        ureq::config::Config::builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build(),
-    );
+    let agent = support::agent_without_redirects();
     let hostile = format!("{path}&next_link=https%3A%2F%2Fevil.example%2F");
     let r = Response::from(agent.get(s.url(&hostile)).call());
     assert_eq!(r.status, 302, "{}", r.text);
@@ -213,12 +201,7 @@ fn a_non_ascii_next_link_redirects_to_its_percent_encoded_uri() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let link = link_in(&wait_for(&email, 1)[0]);
-    let agent = ureq::Agent::new_with_config(
-        ureq::config::Config::builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build(),
-    );
+    let agent = support::agent_without_redirects();
     let r = Response::from(
         agent
             .get(s.url(link.trim_start_matches("https://example.org")))
@@ -606,12 +589,7 @@ fn an_mxisd_template_and_custom_pages_are_used_and_values_escaped() {
         "{mail}"
     );
     let link = link_in(mail);
-    let agent = ureq::Agent::new_with_config(
-        ureq::config::Config::builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build(),
-    );
+    let agent = support::agent_without_redirects();
     let r = Response::from(
         agent
             .get(s.url(link.trim_start_matches("https://example.org")))

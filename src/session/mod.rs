@@ -197,6 +197,11 @@ impl Sessions {
         &self.cfg
     }
 
+    /// When a session whose last code is sent at `sent_ms` expires.
+    fn expiry_from(&self, sent_ms: i64) -> i64 {
+        sent_ms.saturating_add(self.cfg.expiration.as_millis() as i64)
+    }
+
     /// Starts or continues the session of `r`; its sid. Sends a token when `send_attempt`
     /// is new.
     pub fn request_token(&self, state: &State, r: &Request<'_>) -> Result<String, SessionError> {
@@ -214,7 +219,7 @@ impl Sessions {
             random::string_from(random::ALPHANUMERIC, 24).map_err(SessionError::Random)?;
         let token_hash = hash(&token);
         let now = crate::now_ms();
-        let expires_ts = now.saturating_add(self.cfg.expiration.as_millis() as i64);
+        let expires_ts = self.expiry_from(now);
         let requested = state.request_token(&TokenRequest {
             medium: r.medium.as_str(),
             address: r.address,
@@ -285,7 +290,7 @@ impl Sessions {
             send_attempt: r.send_attempt,
             next_link: r.next_link,
             now_ms: stored_at,
-            expires_ts: stored_at.saturating_add(self.cfg.expiration.as_millis() as i64),
+            expires_ts: self.expiry_from(stored_at),
         });
         match kept {
             Ok(true) => Ok(sid),

@@ -301,6 +301,30 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// A listener where a refused name leads: had the guard let the call through, it would
+/// have landed here (loopback only: a private address would send packets off the machine).
+pub fn canary(ip: &str) -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// No connection reached `canary`.
+pub fn untouched(canary: &std::net::TcpListener) -> bool {
+    matches!(canary.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// `agent()` that answers a redirect as it is, so its `Location` can be read.
+pub fn agent_without_redirects() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
 /// Status, headers and body of an HTTP answer.
 #[derive(Debug)]
 pub struct Response {
