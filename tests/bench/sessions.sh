@@ -35,7 +35,7 @@ PYTHONPATH="$ROOT/tests/bench" setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.
     -c count_sink.Counter "$W/count" > "$W/smtp.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $SMTP_PORT), 1)" 2>/dev/null && break; sleep 0.1; done
 
-# start_mxisd NAME BINARY -> sets URL
+# start_mxisd NAME BINARY EXTRA_HTTP_YAML -> sets URL
 start_mxisd() {
     local d="$W/$1"; mkdir -p "$d"
     cat > "$d/mxisd.yaml" <<YAML
@@ -66,15 +66,20 @@ session:
       perMinute: 100000000
 http:
   workers: ${BENCH_WORKERS:-16}
+$3
 YAML
     setsid "$2" -c "$d/mxisd.yaml" 2> "$d/log" & pids+=($!)
     for _ in $(seq 100); do grep -q "listening on" "$d/log" && break; sleep 0.1; done
     URL="http://$(grep -o 'listening on http://[0-9.:]*' "$d/log" | sed 's|.*http://||')"
 }
-start_mxisd this "$BIN"; URL_THIS="$URL"
+# BENCH_CONNECTOR_WORKERS sets http.connectorWorkers on this build only (a baseline that
+# predates the key would refuse it): the same number of senders for both builds.
+this_extra=""
+[ -n "${BENCH_CONNECTOR_WORKERS:-}" ] && this_extra="  connectorWorkers: $BENCH_CONNECTOR_WORKERS"
+start_mxisd this "$BIN" "$this_extra"; URL_THIS="$URL"
 BUILDS=(this)
 if [ -n "${BENCH_BASELINE:-}" ]; then
-    start_mxisd baseline "$BENCH_BASELINE"; URL_BASELINE="$URL"; BUILDS+=(baseline)
+    start_mxisd baseline "$BENCH_BASELINE" ""; URL_BASELINE="$URL"; BUILDS+=(baseline)
 fi
 
 cat > "$W/request.lua" <<'LUA'
