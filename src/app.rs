@@ -8,16 +8,14 @@ use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
 use crate::federation;
 use crate::federation::xmatrix::KeyCache;
-use crate::invite::{Invites, Leases};
+use crate::invite::Invites;
 use crate::lookup::{hash_index::HashIndex, Chain};
 use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
-use crate::session::{Reservations, Sessions};
+use crate::session::Sessions;
 use crate::state::{State, StateError};
-use crate::threepid::Medium;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub struct App {
     pub config: Config,
@@ -68,14 +66,46 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-impl App {
-    /// What invite deliveries need (keys, the homeserver client, our name).
-    pub fn outbound(&self) -> crate::invite::Outbound<'_> {
+/// The background work the features start themselves (today the invites': their
+/// deliveries and resolution); `stop` ends it.
+pub struct Features {
+    invites: crate::invite::Jobs,
+}
+
+impl Features {
+    pub fn stop(self) {
+        self.invites.stop();
+    }
+}
+
+impl crate::invite::Host for App {
+    fn invites(&self) -> &Invites {
+        &self.invites
+    }
+
+    fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn outbound(&self) -> crate::invite::Outbound<'_> {
         crate::invite::Outbound {
             keys: &self.keys,
             client: &self.federation,
             server_name: &self.config.server.name,
         }
+    }
+
+    fn lookup(&self) -> &Chain {
+        &self.lookup
+    }
+}
+
+impl App {
+    /// Asks each feature to start its background work; what could not start, said.
+    pub fn start_features(self: &Arc<Self>) -> Result<Features, String> {
+        Ok(Features {
+            invites: crate::invite::start(self)?,
+        })
     }
 
     /// Opens the key store and the database named by `config`.
@@ -108,15 +138,10 @@ impl App {
         let hash_index = HashIndex::new(pepper);
         let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
         let notifier = Arc::new(Notifier::from_config(&config).map_err(StartError::Sessions)?);
-        let reservations = Reservations {
-            email: longest_send(&config, Medium::Email) + SEND_MARGIN,
-            msisdn: longest_send(&config, Medium::Msisdn) + SEND_MARGIN,
-        };
-        let sessions = Sessions::new(&config, notifier.clone(), reservations);
+        let sessions = Sessions::new(&config, notifier.clone());
         let invites = Invites::new(
             &config.invite,
             notifier,
-            delivery_leases(&config),
             &config.server.public_url,
             config.matrix.v1,
         );
@@ -146,38 +171,6 @@ impl App {
             server_keys: KeyCache::default(),
             names,
         })
-    }
-}
-
-/// What a lease or reservation adds to the longest its work may take.
-const SEND_MARGIN: Duration = Duration::from_secs(5);
-
-/// The longest a notification of `medium` may take to send under its connector's
-/// deadlines: the leases of invite mails and the reservations of session resends are
-/// derived from it. A mail may be tried on a kept connection, then on a new one (each
-/// opening, and each message, under one SMTP `timeout`); an SMS is one call to Twilio
-/// (`federation.connectTimeout`, then `federation.timeout`).
-fn longest_send(config: &Config, medium: Medium) -> Duration {
-    match medium {
-        Medium::Email => {
-            let smtp = config.threepid.email.smtp.as_ref();
-            smtp.map_or(Duration::ZERO, |s| s.timeout * 4)
-        }
-        Medium::Msisdn => config.federation.connect_timeout + config.federation.timeout,
-    }
-}
-
-/// How long an instance holds an onbind call or invite mail it is delivering: what each
-/// takes under its deadlines, with a margin. An onbind finds the homeserver
-/// (`.well-known`: one call; then SRV: up to three DNS lookups, each up to two tries of
-/// `connectTimeout`) and may try POST then PUT; a mail takes `longest_send`. Delivery is
-/// at least once: one that outlives its lease anyway may be made again by another
-/// instance.
-fn delivery_leases(config: &Config) -> Leases {
-    let f = &config.federation;
-    Leases {
-        onbind: f.timeout * 3 + f.connect_timeout * 6 + SEND_MARGIN,
-        mail: longest_send(config, Medium::Email) + SEND_MARGIN,
     }
 }
 

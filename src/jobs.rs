@@ -14,11 +14,16 @@ pub struct Job {
 }
 
 /// Makes a job run now rather than at its next tick (work was just queued for it), from
-/// any thread, without waiting for the run.
-#[derive(Clone)]
+/// any thread, without waiting for the run. Made before its job (`every_or_woken`), so
+/// that what queues work holds it from the start; a wake before the job runs is kept.
+#[derive(Clone, Default)]
 pub struct Waker(Arc<Signal>);
 
 impl Waker {
+    pub fn new() -> Waker {
+        Waker::default()
+    }
+
     pub fn wake(&self) {
         self.0.set(|f| f.woken = true);
     }
@@ -73,17 +78,18 @@ pub fn every(
     interval: Duration,
     work: impl FnMut() + Send + 'static,
 ) -> std::io::Result<Job> {
-    every_or_woken(name, interval, work).map(|(job, _)| job)
+    every_or_woken(name, interval, &Waker::new(), work)
 }
 
-/// As `every`, and also as soon as the returned `Waker` is woken (a wake-up during a run
-/// makes the next run start as soon as that one ends).
+/// As `every`, and also as soon as `waker` is woken (a wake-up during a run makes the next
+/// run start as soon as that one ends). One job per waker.
 pub fn every_or_woken(
     name: &str,
     interval: Duration,
+    waker: &Waker,
     mut work: impl FnMut() + Send + 'static,
-) -> std::io::Result<(Job, Waker)> {
-    let signal = Arc::new(Signal::default());
+) -> std::io::Result<Job> {
+    let signal = waker.0.clone();
     let waits = signal.clone();
     let job = name.to_owned();
     let handle = thread::Builder::new()
@@ -96,8 +102,7 @@ pub fn every_or_woken(
                 return;
             }
         })?;
-    let waker = Waker(signal.clone());
-    Ok((Job { signal, handle }, waker))
+    Ok(Job { signal, handle })
 }
 
 /// Longest `stop` waits for a run in progress: a store that hangs below every timeout we
@@ -151,7 +156,8 @@ mod tests {
     fn a_woken_job_runs_before_its_tick() {
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = runs.clone();
-        let (job, waker) = every_or_woken("woken-job", Duration::from_secs(3600), move || {
+        let waker = Waker::new();
+        let job = every_or_woken("woken-job", Duration::from_secs(3600), &waker, move || {
             counted.fetch_add(1, Ordering::SeqCst);
         })
         .unwrap();

@@ -37,11 +37,6 @@ pub(crate) mod tls;
 pub(crate) mod urlencoded;
 pub(crate) mod user_id;
 
-/// The kinds of queued invite deliveries, each delivered by its own job (`main.rs`).
-pub fn invite_kinds() -> [&'static str; 2] {
-    [invite::MAIL_KIND, invite::ONBIND_KIND]
-}
-
 /// Milliseconds since the Unix epoch, as Matrix timestamps are written.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

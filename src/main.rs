@@ -137,30 +137,6 @@ fn binds_feed(app: &Arc<App>) -> std::io::Result<Option<jobs::Job>> {
     .map(Some)
 }
 
-/// Delivers queued items of `kind` (invite mails, or onbind calls: one job each, so that
-/// neither waits for the other's slow servers): at once when a request queues one (it
-/// wakes the job), and every 2 s for retries and for items another instance queued or
-/// gave up (its lease ran out).
-fn invite_delivery(app: &Arc<App>, kind: &'static str) -> std::io::Result<jobs::Job> {
-    let worker = app.clone();
-    let (job, waker) = jobs::every_or_woken(kind, std::time::Duration::from_secs(2), move || {
-        worker
-            .invites
-            .deliver_due(kind, &worker.state, &worker.outbound())
-    })?;
-    app.invites.set_delivery(kind, waker);
-    Ok(job)
-}
-
-/// Looks pending invites up in the identity stores (`invite.resolution`).
-fn invite_resolution(app: &Arc<App>) -> std::io::Result<jobs::Job> {
-    let app = app.clone();
-    let every = app.config.invite.resolution;
-    jobs::every("invite-resolution", every, move || {
-        app.invites.resolve(&app.state, &app.lookup)
-    })
-}
-
 fn run(config: config::Config) -> ExitCode {
     let signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
@@ -178,16 +154,13 @@ fn run(config: config::Config) -> ExitCode {
         }
     };
     // Before the listener: the first requests' deliveries wake them.
-    let mut deliveries = Vec::new();
-    for kind in mxisd::invite_kinds() {
-        match invite_delivery(&app, kind) {
-            Ok(job) => deliveries.push(job),
-            Err(e) => {
-                log::error!("cannot start the {kind} delivery: {e}");
-                return ExitCode::FAILURE;
-            }
+    let features = match app.start_features() {
+        Ok(features) => features,
+        Err(e) => {
+            log::error!("cannot start {e}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
     let server = match http::Server::start(app.clone(), router) {
         Ok(server) => server,
         Err(e) => {
@@ -221,13 +194,6 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let resolver = match invite_resolution(&app) {
-        Ok(job) => job,
-        Err(e) => {
-            log::error!("cannot start the invite resolution: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     if app.config.server.public_url_guessed {
         // Mails (validation links, invites) and invite keys carry this URL: a wrong guess
         // breaks them for every user, quietly.
@@ -253,15 +219,11 @@ fn run(config: config::Config) -> ExitCode {
     }
     let failed = server.failed();
     server.shutdown();
-    app.invites.stop();
+    features.stop();
     if let Some(job) = refresher {
         job.stop();
     }
     sweeper.stop();
-    for job in deliveries {
-        job.stop();
-    }
-    resolver.stop();
     if let Some(job) = feed {
         job.stop();
     }

@@ -7,11 +7,14 @@
 //!   default region.
 
 use phonenumber::country::Id;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The kinds of 3PID the spec knows, parsed once where a medium comes in (a request, a
-/// store's row, the config); anything else is not a 3PID this server can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// store's row, the config); anything else is not a 3PID this server can hold. Stored
+/// (queue items) as `as_str` writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Medium {
     Email,
     Msisdn,

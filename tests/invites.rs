@@ -822,3 +822,254 @@ fn an_invite_mail_refused_for_good_is_not_retried_and_one_refused_for_now_is() {
     assert!(line("; again in").contains("450"), "{log}");
     assert_eq!(log.matches("not tried again").count(), 1, "{log}");
 }
+
+/// mxisd's own database under a delivery test: SQLite (in the server's directory) or a
+/// fresh PostgreSQL database. Rows are written as a build of mxisd wrote them, through SQL.
+enum OwnDb {
+    Sqlite,
+    Postgres(String),
+}
+
+impl OwnDb {
+    fn both() -> [OwnDb; 2] {
+        [
+            OwnDb::Sqlite,
+            OwnDb::Postgres(crate::support::services::fresh_database("deliveries")),
+        ]
+    }
+
+    /// mxisd on this database, with `config()`.
+    fn start(&self) -> Mxisd {
+        match self {
+            OwnDb::Sqlite => Mxisd::start(&config()),
+            OwnDb::Postgres(db) => Mxisd::start(&format!(
+                "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n{}",
+                crate::support::services::pg_connection(db),
+                config()
+            )),
+        }
+    }
+
+    fn sqlite(s: &Mxisd) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(s.dir.join("mxisd.db")).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c
+    }
+
+    /// Runs the statements `sql` on `s`'s database.
+    fn exec(&self, s: &Mxisd, sql: &str) {
+        match self {
+            OwnDb::Sqlite => OwnDb::sqlite(s).execute_batch(sql).unwrap(),
+            OwnDb::Postgres(db) => {
+                crate::support::services::psql(db, sql);
+            }
+        }
+    }
+
+    /// The rows of the query `sql` on `s`'s database, columns joined by `|`.
+    fn rows(&self, s: &Mxisd, sql: &str) -> Vec<String> {
+        match self {
+            OwnDb::Sqlite => {
+                use rusqlite::types::ValueRef;
+                let c = OwnDb::sqlite(s);
+                let mut statement = c.prepare(sql).unwrap();
+                let columns = statement.column_count();
+                let mut rows = statement.query([]).unwrap();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().unwrap() {
+                    let cells: Vec<String> = (0..columns)
+                        .map(|i| match row.get_ref(i).unwrap() {
+                            ValueRef::Integer(n) => n.to_string(),
+                            ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                            ValueRef::Null => String::new(),
+                            other => panic!("{other:?}"),
+                        })
+                        .collect();
+                    out.push(cells.join("|"));
+                }
+                out
+            }
+            OwnDb::Postgres(db) => crate::support::services::psql(db, sql)
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// Waits (at most 10 s) until the query `sql` answers `rows`; what it answered last.
+    fn wait_rows(&self, s: &Mxisd, sql: &str, rows: &[&str]) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.rows(s, sql);
+            if now == rows || Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// An invite row of `address` (lower case) with `token`, live for a day, as store-invite
+/// writes it.
+fn invite_row(address: &str, token: &str) -> String {
+    let now = mxisd::now_ms();
+    format!(
+        "INSERT INTO invites (token, medium, address, room_id, sender, fields, \
+         ephemeral_public_key, server_key_id, created_ts, expires_ts) \
+         VALUES ('{token}', 'email', '{address}', '!legacy:example.org', '@alice:example.org', \
+         '{{}}', 'key{token}', 'ed25519:0', {now}, {})",
+        now + 86_400_000
+    )
+}
+
+/// A delivery_queue row `id` of `kind` carrying `payload`, due now, never claimed.
+fn queue_row(id: &str, kind: &str, payload: &str) -> String {
+    let now = mxisd::now_ms();
+    format!(
+        "INSERT INTO delivery_queue (id, kind, payload, created_ts, next_attempt_ts) \
+         VALUES ('{id}', '{kind}', '{payload}', {now}, {now})"
+    )
+}
+
+/// Items queued by the build before typed deliveries, in the shape it wrote them (kind
+/// strings, payloads as `json!` objects), are delivered by this one: the mail with its
+/// placeholders, the onbind call to the bound mxid's homeserver. On SQLite and PostgreSQL.
+#[test]
+fn deliveries_queued_by_the_previous_build_are_delivered() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    for db in OwnDb::both() {
+        let s = db.start();
+        let (mailed, bound) = (
+            fresh_address().to_lowercase(),
+            fresh_address().to_lowercase(),
+        );
+        let (mail_token, onbind_token) = (
+            format!("m{}", mxisd::now_ms()),
+            format!("o{}", mxisd::now_ms()),
+        );
+        let mxid = format!("@legacy:127.0.0.1:{}", hs.port);
+        let values = json!({
+            "SENDER_ID": "@alice:example.org", "SENDER_NAME": "Alice",
+            "SENDER_NAME_OR_ID": "Alice", "SENDER_AVATAR_URL": "",
+            "INVITE_MEDIUM": "email", "INVITE_ADDRESS": mailed,
+            "INVITE_ADDRESS_URL_ENCODED": mailed, "ROOM_ID": "!legacy:example.org",
+            "ROOM_NAME": "Legacy room", "ROOM_NAME_OR_ID": "Legacy room", "ROOM_ALIAS": "",
+            "ROOM_AVATAR_URL": "", "INVITE_TOKEN": mail_token, "EPHEMERAL_PRIVATE_KEY": "k",
+            "SIGN_URL": "https://example.org/sign", "JOIN_URL": "https://app.element.io/#/room/legacy",
+        });
+        let mail = json!({ "address": mailed, "token": mail_token, "values": values });
+        let onbind = json!({ "medium": "email", "address": bound, "mxid": mxid });
+        db.exec(
+            &s,
+            &[
+                invite_row(&mailed, &mail_token),
+                invite_row(&bound, &onbind_token),
+                queue_row("legacy-mail", "invite-mail", &mail.to_string()),
+                queue_row("legacy-onbind", "onbind", &onbind.to_string()),
+            ]
+            .join(";\n"),
+        );
+        let mails = wait_for(&mailed, 1);
+        assert_eq!(mails.len(), 1, "{}", s.log());
+        assert!(
+            mails[0].contains("Subject: Alice invited you to Legacy room on Matrix"),
+            "{}",
+            mails[0]
+        );
+        assert!(
+            mails[0].contains("https://app.element.io/#/room/legacy"),
+            "{}",
+            mails[0]
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let call = loop {
+            let calls = recorded_onbinds(&hs);
+            if let Some(call) = calls
+                .iter()
+                .find(|(_, body)| body["address"] == bound.as_str())
+            {
+                break call.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no onbind for {bound}: {calls:?}\n{}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(call.1["mxid"], mxid.as_str());
+        assert_invite(
+            &s,
+            &call.1["invites"][0],
+            (&onbind_token, "!legacy:example.org"),
+            &mxid,
+        );
+        let left = db.wait_rows(&s, "SELECT id FROM delivery_queue", &[]);
+        assert_eq!(left, Vec::<String>::new(), "{}", s.log());
+    }
+}
+
+/// Instances of several builds share the queue during a rolling upgrade: an item of a kind
+/// this build does not know (a newer build's) is never claimed nor ended, left for an
+/// instance that knows it; an item of a kind it knows whose payload it cannot read is
+/// ended, in the log, and nothing is sent for it (no mail to an empty address, no onbind
+/// to an empty server). On SQLite and PostgreSQL.
+#[test]
+fn an_unknown_kind_is_left_queued_and_an_unreadable_payload_is_ended_in_the_log() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    for db in OwnDb::both() {
+        let s = db.start();
+        let address = fresh_address().to_lowercase();
+        let token = format!("u{}", mxisd::now_ms());
+        db.exec(
+            &s,
+            &[
+                invite_row(&address, &token),
+                queue_row(
+                    "from-a-newer-build",
+                    "invite-reminder",
+                    &json!({ "token": token }).to_string(),
+                ),
+                // No mxid.
+                queue_row(
+                    "unreadable-onbind",
+                    "onbind",
+                    &json!({ "medium": "email", "address": address }).to_string(),
+                ),
+                // A placeholder that is not text.
+                queue_row(
+                    "unreadable-mail",
+                    "invite-mail",
+                    &json!({ "address": address, "token": token, "values": { "ROOM_NAME": 7 } })
+                        .to_string(),
+                ),
+            ]
+            .join(";\n"),
+        );
+        for ended in [
+            "onbind unreadable-onbind (attempt 1): unreadable payload",
+            "invite-mail unreadable-mail (attempt 1): unreadable payload",
+        ] {
+            assert!(s.wait_for_log(ended), "{ended}\n{}", s.log());
+        }
+        // Both delivery jobs ran after the items were queued; the unknown kind's item is
+        // as it was queued: never claimed.
+        let left = db.wait_rows(
+            &s,
+            "SELECT id, kind, attempts, COALESCE(claimed_by, 'unclaimed') FROM delivery_queue",
+            &["from-a-newer-build|invite-reminder|0|unclaimed"],
+        );
+        assert_eq!(
+            left,
+            vec!["from-a-newer-build|invite-reminder|0|unclaimed"],
+            "{}",
+            s.log()
+        );
+        assert!(!s.log().contains("from-a-newer-build"), "{}", s.log());
+        assert_eq!(
+            crate::support::mail::mails_to(&address),
+            Vec::<String>::new()
+        );
+        assert_eq!(recorded_onbinds(&hs), vec![], "{}", s.log());
+    }
+}

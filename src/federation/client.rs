@@ -188,6 +188,11 @@ impl ConfiguredClient {
         })
     }
 
+    /// The longest one call can take: its connect timeout, then its whole-call timeout.
+    pub fn longest_call(&self) -> Duration {
+        self.caller.connect_timeout + self.caller.timeout
+    }
+
     /// POSTs `body` as JSON to `url`.
     pub fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<Answer, CallError> {
         let agent = self.caller.agent(DefaultResolver::default());
@@ -243,6 +248,16 @@ impl Client {
 
     pub fn dns(&self) -> &Dns {
         &self.dns
+    }
+
+    /// The deadline of one connection attempt, and of one DNS query (`federation.connectTimeout`).
+    pub fn connect_timeout(&self) -> Duration {
+        self.caller.connect_timeout
+    }
+
+    /// The deadline of one whole call (`federation.timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.caller.timeout
     }
 
     pub fn policy(&self) -> &AddressPolicy {

@@ -3,6 +3,7 @@
 use super::client::{CallError, Client};
 use super::discovery;
 use std::fmt;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HomeserverError {
@@ -77,6 +78,13 @@ pub enum Onbind {
     /// Worth trying again: unreachable, timeout, 429, 5xx, 403 (Synapse's answer when a key
     /// check fails, which may be on our side).
     Retry(String),
+}
+
+/// The longest `onbind` can take under `client`'s deadlines: finding the homeserver
+/// (`.well-known`: one call; then SRV: up to three DNS lookups, each up to two tries of
+/// the connect timeout), then POST and perhaps PUT.
+pub fn longest_onbind(client: &Client) -> Duration {
+    client.timeout() * 3 + client.connect_timeout() * 6
 }
 
 /// `POST /_matrix/federation/v1/3pid/onbind` on `server` (Synapse has only POST), then PUT

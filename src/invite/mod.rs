@@ -3,56 +3,34 @@
 //! Each invite gets a token and an ephemeral ed25519 key; the mail carries a link to the
 //! web client and a sign URL holding that key's private half (what matrix-js-sdk uses to
 //! join). The invite and its mail are stored in one transaction and the mail is delivered
-//! from the queue, at once if it can be, retried with backoff if not. Knows no HTTP.
+//! from the queue (`delivery.rs`), at once if it can be, retried with backoff if not.
+//! Knows no HTTP.
+
+mod delivery;
+
+pub use delivery::{start, Host, Jobs, Outbound};
 
 use crate::config::InviteConfig;
 use crate::crypto::{b64, random};
-use crate::federation::homeserver::Onbind;
-use crate::notify::template::Placeholders;
-use crate::notify::{Notifier, NotifyError};
+use crate::notify::Notifier;
 use crate::ratelimit::Buckets;
-use crate::state::{NewInvite, QueueItem, State, StateError};
+use crate::state::{DeliveryKind, InviteMail, NewInvite, State, StateError};
 use crate::threepid::Medium;
 use ed25519_dalek::SigningKey;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
-
-/// The queue's kind for invite mails.
-pub const MAIL_KIND: &str = "invite-mail";
-/// The queue's kind for onbind calls (a bound address with invites).
-pub const ONBIND_KIND: &str = "onbind";
-
-/// What delivering needs from the rest of the server: the keys invites were signed with,
-/// the guarded client for homeservers, and our name.
-pub struct Outbound<'a> {
-    pub keys: &'a crate::crypto::SigningKeys,
-    pub client: &'a crate::federation::Client,
-    pub server_name: &'a str,
-}
-/// How long a delivery may hold its queue item, by kind.
-#[derive(Debug, Clone, Copy)]
-pub struct Leases {
-    pub onbind: Duration,
-    pub mail: Duration,
-}
 
 pub struct Invites {
     cfg: InviteConfig,
-    /// How long an instance holds an item it is delivering (onbind, mail): longer than
-    /// the slowest delivery its deadlines allow, so that no other instance takes it over
-    /// meanwhile; an instance that dies holding one gives it up when this runs out.
-    leases: Leases,
-    /// Wake the delivery jobs (`main.rs`), one per kind: requests queue work and a job does
-    /// it, so a slow homeserver or mail server never holds a request's worker, and
-    /// homeservers that do not answer never delay the mails (nor the reverse).
-    mail_job: OnceLock<crate::jobs::Waker>,
-    onbind_job: OnceLock<crate::jobs::Waker>,
-    /// The server is stopping: jobs end after the item in hand, claiming no more (what is
-    /// left waits in the queue for the next start or another instance).
-    stopping: AtomicBool,
+    /// Wake the delivery jobs (`delivery.rs`), one per kind, when a request queues work.
+    mail_job: crate::jobs::Waker,
+    onbind_job: crate::jobs::Waker,
+    /// The server is stopping (`Jobs::stop`): jobs end after the item in hand.
+    stopping: Arc<AtomicBool>,
     notifier: Arc<Notifier>,
     /// `<publicUrl>`: where sign URLs and key validity URLs point.
     public_url: String,
@@ -120,18 +98,11 @@ pub struct Stored {
 }
 
 impl Invites {
-    pub fn new(
-        cfg: &InviteConfig,
-        notifier: Arc<Notifier>,
-        leases: Leases,
-        public_url: &str,
-        v1: bool,
-    ) -> Invites {
+    pub fn new(cfg: &InviteConfig, notifier: Arc<Notifier>, public_url: &str, v1: bool) -> Invites {
         Invites {
-            leases,
-            mail_job: OnceLock::new(),
-            onbind_job: OnceLock::new(),
-            stopping: AtomicBool::new(false),
+            mail_job: crate::jobs::Waker::new(),
+            onbind_job: crate::jobs::Waker::new(),
+            stopping: Arc::default(),
             per_sender: Buckets::new(cfg.per_sender.burst, cfg.per_sender.per_minute),
             per_address: Buckets::new(cfg.per_address.burst, cfg.per_address.per_minute),
             cfg: cfg.clone(),
@@ -169,11 +140,11 @@ impl Invites {
         random::fill(&mut seed).map_err(InviteError::Random)?;
         let key = SigningKey::from_bytes(&seed);
         let ephemeral_public_key = b64::encode_url_safe(key.verifying_key().as_bytes());
-        let payload = json!({
-            "address": r.address,
-            "token": token,
-            "values": self.mail_values(r, &token, &b64::encode(&seed)),
-        });
+        let mail = InviteMail {
+            address: r.address.to_owned(),
+            token: token.clone(),
+            values: self.mail_values(r, &token, &b64::encode(&seed)),
+        };
         let now = crate::now_ms();
         let expires_ts = self
             .cfg
@@ -192,10 +163,9 @@ impl Invites {
                 now_ms: now,
                 expires_ts,
             },
-            MAIL_KIND,
-            &payload.to_string(),
+            mail,
         )?;
-        wake(&self.mail_job);
+        self.wake(DeliveryKind::InviteMail);
         Ok(Stored {
             display_name: redacted(r.address),
             token,
@@ -204,7 +174,12 @@ impl Invites {
     }
 
     /// mxisd's invite placeholders, and what a client needs to join by e-mail.
-    fn mail_values(&self, r: &Request<'_>, token: &str, private_key: &str) -> Map<String, Value> {
+    fn mail_values(
+        &self,
+        r: &Request<'_>,
+        token: &str,
+        private_key: &str,
+    ) -> BTreeMap<String, String> {
         let field = |name: &str| {
             r.fields
                 .get(name)
@@ -245,9 +220,9 @@ impl Invites {
             enc(&or(&sender_name, r.sender)),
             enc(&room_type),
         );
-        let mut v = Map::new();
+        let mut v = BTreeMap::new();
         let mut set = |k: &str, val: String| {
-            v.insert(k.to_owned(), Value::String(val));
+            v.insert(k.to_owned(), val);
         };
         set("SENDER_ID", r.sender.to_owned());
         set("SENDER_NAME", sender_name.clone());
@@ -269,228 +244,6 @@ impl Invites {
         set("SIGN_URL", sign_url);
         set("JOIN_URL", join_url);
         v
-    }
-
-    /// When (medium, address) gets bound to `mxid`: if invites wait for it, queues the
-    /// call that tells the homeserver of `mxid`, which the delivery job makes at once.
-    pub fn on_bind(&self, state: &State, (medium, address, mxid): (&str, &str, &str)) {
-        let pending = match state.live_invites(medium, address, crate::now_ms()) {
-            Ok(p) => p,
-            Err(e) => {
-                log::error!("invites of a newly bound address could not be read: {e}");
-                return;
-            }
-        };
-        if pending.is_empty() {
-            return;
-        }
-        let payload = json!({ "medium": medium, "address": address, "mxid": mxid }).to_string();
-        // Already on its way (an earlier bind or resolution, being retried).
-        if state.is_queued(ONBIND_KIND, &payload).unwrap_or(false) {
-            return;
-        }
-        match state.enqueue(ONBIND_KIND, &payload, crate::now_ms()) {
-            Ok(_) => wake(&self.onbind_job),
-            Err(e) => log::error!(
-                "the onbind of {} invites could not be queued: {e}",
-                pending.len()
-            ),
-        }
-    }
-
-    /// The resolution job: pending invites whose address an identity store now maps (a
-    /// directory gained the invitee) are delivered as if bound. Only this server's stores:
-    /// asking other servers would leak the invites.
-    pub fn resolve(&self, state: &State, lookup: &crate::lookup::Chain) {
-        let addresses = match state.invited_addresses(crate::now_ms()) {
-            Ok(a) => a,
-            Err(e) => {
-                log::warn!("invite resolution: pending invites could not be read: {e}");
-                return;
-            }
-        };
-        for (medium, address) in addresses {
-            if self.stopping.load(Ordering::Relaxed) {
-                return;
-            }
-            let Some(m) = Medium::parse(&medium) else {
-                continue;
-            };
-            match lookup.find(crate::requester::Requester::Unknown, m, &address) {
-                Ok(Some(mxid)) => self.on_bind(state, (&medium, &address, &mxid)),
-                Ok(None) => {}
-                Err(e) => log::warn!("invite resolution: {e}"),
-            }
-        }
-    }
-
-    /// The server is stopping: deliveries and resolution end after what is in hand.
-    pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
-    }
-
-    /// The waker of the job that delivers `kind` (`MAIL_KIND` or `ONBIND_KIND`).
-    pub fn set_delivery(&self, kind: &str, waker: crate::jobs::Waker) {
-        let slot = match kind {
-            MAIL_KIND => &self.mail_job,
-            _ => &self.onbind_job,
-        };
-        let _ = slot.set(waker);
-    }
-
-    /// A delivery job's run: every due item of `kind`, each claimed just before it is
-    /// delivered (its lease starts then, never while earlier items are delivered).
-    pub fn deliver_due(&self, kind: &str, state: &State, out: &Outbound<'_>) {
-        let lease = match kind {
-            MAIL_KIND => self.leases.mail,
-            _ => self.leases.onbind,
-        };
-        while !self.stopping.load(Ordering::Relaxed) {
-            match state.claim(kind, 1, lease, crate::now_ms()) {
-                Ok(items) if items.is_empty() => break,
-                Ok(items) => {
-                    for item in items {
-                        self.deliver(state, out, &item);
-                    }
-                }
-                Err(e) => {
-                    log::warn!("{kind}: the queue could not be read: {e}");
-                    break;
-                }
-            }
-        }
-    }
-
-    fn deliver(&self, state: &State, out: &Outbound<'_>, item: &QueueItem) {
-        let outcome = match item.kind.as_str() {
-            ONBIND_KIND => self.call_onbind(state, out, item),
-            _ => self.send(state, item),
-        };
-        let done = match outcome {
-            Ok(()) => state.complete(&item.id),
-            // The same mail would fail the same way until the invite expires: ended now,
-            // said in the log (the invite itself stays, for a bind of its address).
-            Err(e) if e.is_permanent() => {
-                log::error!(
-                    "{} {} (attempt {}): {e}; not tried again",
-                    item.kind,
-                    item.id,
-                    item.attempts
-                );
-                state.complete(&item.id)
-            }
-            Err(e) => {
-                let shift = (item.attempts - 1).clamp(0, 20) as u32;
-                let (first, max) = self.cfg.retry;
-                let wait = (first.as_millis() as i64)
-                    .saturating_mul(1 << shift)
-                    .min(max.as_millis() as i64);
-                log::warn!(
-                    "{} {} (attempt {}): {e}; again in {} s",
-                    item.kind,
-                    item.id,
-                    item.attempts,
-                    wait / 1000
-                );
-                state.retry_at(item, crate::now_ms() + wait).map(drop)
-            }
-        };
-        if let Err(e) = done {
-            log::warn!(
-                "{} {}: the queue could not be updated: {e}",
-                item.kind,
-                item.id
-            );
-        }
-    }
-
-    /// Tells the homeserver of the bound mxid about the address's live invites, each signed
-    /// with the server key in use when it was made; ends them once delivered. A homeserver
-    /// that calls the request malformed is not asked again (logged).
-    fn call_onbind(
-        &self,
-        state: &State,
-        out: &Outbound<'_>,
-        item: &QueueItem,
-    ) -> Result<(), NotifyError> {
-        let failed = |e: &dyn fmt::Display| NotifyError::Send(e.to_string());
-        let bound: Value = serde_json::from_str(&item.payload).map_err(|e| failed(&e))?;
-        let text = |k: &str| bound[k].as_str().unwrap_or_default().to_owned();
-        let (medium, address, mxid) = (text("medium"), text("address"), text("mxid"));
-        let invites = state
-            .live_invites(&medium, &address, crate::now_ms())
-            .map_err(|e| failed(&e))?;
-        if invites.is_empty() {
-            return Ok(()); // delivered meanwhile, or expired
-        }
-        let mut entries = Vec::new();
-        for invite in &invites {
-            let mut signed = json!({ "mxid": mxid, "token": invite.token });
-            let key = out
-                .keys
-                .find(&invite.server_key_id)
-                .unwrap_or_else(|| out.keys.current());
-            crate::crypto::sign_json(&mut signed, out.server_name, &key.id, key.signing_key())
-                .map_err(|e| failed(&e))?;
-            entries.push(json!({
-                "medium": medium, "address": address, "mxid": mxid,
-                "room_id": invite.room_id, "sender": invite.sender,
-                "token": invite.token, "signed": signed,
-            }));
-        }
-        let body =
-            json!({ "medium": medium, "address": address, "mxid": mxid, "invites": entries });
-        let server = crate::user_id::UserId::parse(&mxid)
-            .map(|u| u.server().to_owned())
-            .unwrap_or_default();
-        let tokens: Vec<String> = invites.iter().map(|i| i.token.clone()).collect();
-        match crate::federation::homeserver::onbind(out.client, &server, &body) {
-            Onbind::Delivered => {
-                log::info!("onbind: {} invites delivered to {server}", tokens.len());
-                state
-                    .end_invites(&tokens, crate::now_ms())
-                    .map_err(|e| failed(&e))
-            }
-            Onbind::Refused(why) => {
-                log::error!(
-                    "onbind: {why}; the {} invites are ended, not sent again",
-                    tokens.len()
-                );
-                // Ended, or the resolution job would find them again at every run.
-                state
-                    .end_invites(&tokens, crate::now_ms())
-                    .map_err(|e| failed(&e))
-            }
-            Onbind::Retry(why) => Err(NotifyError::Send(why)),
-        }
-    }
-
-    /// Sends an item's mail, unless its invite ended meanwhile (then there is nothing to
-    /// send, and the item is done).
-    fn send(&self, state: &State, item: &QueueItem) -> Result<(), NotifyError> {
-        let payload: Value = serde_json::from_str(&item.payload)
-            .map_err(|e| NotifyError::Send(format!("unreadable queue item: {e}")))?;
-        let token = payload["token"].as_str().unwrap_or_default();
-        match state.invite(token, crate::now_ms()) {
-            Ok(Some(_)) => {}
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(NotifyError::Send(e.to_string())),
-        }
-        let address = payload["address"].as_str().unwrap_or_default();
-        let mut values = Placeholders::new();
-        if let Some(map) = payload["values"].as_object() {
-            for (k, v) in map {
-                values.set(k, v.as_str().unwrap_or_default());
-            }
-        }
-        self.notifier.invite(Medium::Email, address, &values)
-    }
-}
-
-/// Asks a delivery job to run now (before it runs, its first tick does the work).
-fn wake(job: &OnceLock<crate::jobs::Waker>) {
-    if let Some(w) = job.get() {
-        w.wake();
     }
 }
 

@@ -16,6 +16,7 @@ use crate::config::{Config, EmailConfig, FederationConfig, MsisdnConfig, Templat
 use crate::gate::{Gate, Pass};
 use crate::threepid::Medium;
 use std::fmt;
+use std::time::Duration;
 use template::{Placeholders, TemplateError};
 
 /// What a validation message says.
@@ -39,6 +40,9 @@ pub trait Generator: Send + Sync {
 /// Sends a message (as its generator wrote it) to an address.
 pub trait Connector: Send + Sync {
     fn send(&self, to: &str, message: &str) -> Result<(), NotifyError>;
+    /// The longest `send` can take under this connector's deadlines: what holds a send
+    /// (an invite mail's queue lease, a session resend's reservation) lasts this long.
+    fn longest_send(&self) -> Duration;
 }
 
 #[derive(Debug)]
@@ -154,6 +158,12 @@ impl Notifier {
         let channel = self.channel(medium)?;
         let message = channel.generator.invite(address, values)?;
         channel.connector.send(address, &message)
+    }
+
+    /// The longest a send over `medium`'s connector can take (none configured: no send).
+    pub fn longest_send(&self, medium: Medium) -> Duration {
+        self.channel(medium)
+            .map_or(Duration::ZERO, |c| c.connector.longest_send())
     }
 
     fn channel(&self, medium: Medium) -> Result<&Channel, NotifyError> {

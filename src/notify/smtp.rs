@@ -117,6 +117,12 @@ impl Connector for Smtp {
             Err(e) => Err(refused_or_failed(&self.cfg.host, e)),
         }
     }
+
+    /// A kept connection, then a new one: each opening, and each message, under one
+    /// `timeout`.
+    fn longest_send(&self) -> Duration {
+        self.cfg.timeout * 4
+    }
 }
 
 /// One mapping for every attempt: a refusal for good stays one on a fresh connection.

@@ -6,6 +6,7 @@
 use super::{Connector, NotifyError};
 use crate::config::{FederationConfig, TwilioConfig};
 use crate::federation::client::ConfiguredClient;
+use std::time::Duration;
 
 pub struct Twilio {
     cfg: TwilioConfig,
@@ -45,5 +46,10 @@ impl Connector for Twilio {
                 answer.body.chars().take(300).collect::<String>()
             ))),
         }
+    }
+
+    /// One call.
+    fn longest_send(&self) -> Duration {
+        self.client.longest_call()
     }
 }

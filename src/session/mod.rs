@@ -20,9 +20,9 @@
 //!   the counts and the expiry stay as they were, and the client's retry with the same
 //!   `send_attempt` sends again. A new session whose first code is not sent goes.
 //! - A reservation lasts the longest its send may take under the medium's connector
-//!   deadlines, plus a margin (`Reservations`, derived in `app.rs` with the invite queue's
-//!   mail lease): a retry meanwhile never sends a second code, and an instance that died
-//!   while sending holds it no longer.
+//!   deadlines (`Connector::longest_send`, as the invite queue's mail lease), plus a margin
+//!   (`HOLD_MARGIN`): a retry meanwhile never sends a second code, and an instance that
+//!   died while sending holds it no longer.
 //! - A code is stored at the time of storing (after its send), not of its request: a
 //!   session that expired meanwhile is not revived, and of concurrent resends the code
 //!   stored last ranks newest in the SMS rotation.
@@ -46,6 +46,7 @@ use crate::notify::{Notifier, NotifyError, Validation};
 use crate::ratelimit::Buckets;
 use crate::state::{
     FailureBudget, Requested, SentToken, SessionRow, State, StateError, Submitted, TokenRequest,
+    HOLD_MARGIN,
 };
 use crate::threepid::Medium;
 use std::fmt;
@@ -60,26 +61,6 @@ const BUDGET: FailureBudget = FailureBudget {
     per_code: MAX_FAILURES,
     lifetime: MAX_LIFETIME_FAILURES,
 };
-/// How long a request being sent holds its attempt, by medium: a retry of the same attempt
-/// meanwhile (the client's, or the same retry reaching another instance) sends nothing.
-/// Longer than the slowest send the medium's connector deadlines allow, with a margin
-/// (derived in `app.rs`, as the invite queue's leases are); past it, an instance that
-/// died while sending no longer stops a retry.
-#[derive(Debug, Clone, Copy)]
-pub struct Reservations {
-    pub email: Duration,
-    pub msisdn: Duration,
-}
-
-impl Reservations {
-    fn of(&self, medium: Medium) -> Duration {
-        match medium {
-            Medium::Email => self.email,
-            Medium::Msisdn => self.msisdn,
-        }
-    }
-}
-
 pub struct Sessions {
     cfg: SessionConfig,
     domain: String,
@@ -87,7 +68,6 @@ pub struct Sessions {
     /// `<publicUrl>/_matrix/identity/<v2 or api/v1>`: where the mail's link points.
     link_base: String,
     limits: Limits,
-    reservations: Reservations,
 }
 
 /// `session.rateLimit`, counted on notifications actually sent (per instance).
@@ -173,7 +153,7 @@ pub fn valid_client_secret(secret: &str) -> bool {
 }
 
 impl Sessions {
-    pub fn new(config: &Config, notifier: Arc<Notifier>, reservations: Reservations) -> Sessions {
+    pub fn new(config: &Config, notifier: Arc<Notifier>) -> Sessions {
         let api = if config.matrix.v2 { "v2" } else { "api/v1" };
         let l = &config.session.limits;
         let limits = Limits {
@@ -185,7 +165,6 @@ impl Sessions {
         };
         Sessions {
             limits,
-            reservations,
             cfg: config.session.clone(),
             domain: config.matrix.domain.clone(),
             notifier,
@@ -195,6 +174,14 @@ impl Sessions {
 
     pub fn config(&self) -> &SessionConfig {
         &self.cfg
+    }
+
+    /// How long a request being sent holds its attempt: a retry of the same attempt
+    /// meanwhile (the client's, or the same retry reaching another instance) sends nothing.
+    /// Longer than the slowest send the medium's connector allows; past it, an instance
+    /// that died while sending no longer stops a retry.
+    fn reservation(&self, medium: Medium) -> Duration {
+        self.notifier.longest_send(medium) + HOLD_MARGIN
     }
 
     /// When a session whose last code is sent at `sent_ms` expires.
@@ -230,7 +217,7 @@ impl Sessions {
             fresh_sid: &fresh_sid,
             now_ms: now,
             expires_ts,
-            reserved_until: now.saturating_add(self.reservations.of(r.medium).as_millis() as i64),
+            reserved_until: now.saturating_add(self.reservation(r.medium).as_millis() as i64),
             budget: BUDGET,
         })?;
         let (sid, created) = match requested {
@@ -243,7 +230,7 @@ impl Sessions {
         };
         let release = |why: &str| {
             if let Err(e) = state.release_request(&sid, &token_hash, created) {
-                // The reservation lapses by itself (`Reservations`).
+                // The reservation lapses by itself (`reservation`).
                 log::error!("session {sid}: the reservation of a {why} request stays: {e}");
             }
         };

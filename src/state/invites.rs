@@ -3,6 +3,7 @@
 //! the mail goes through the delivery queue, so it is sent at least once whatever happens
 //! to this instance.
 
+use super::delivery::{Delivery, InviteMail};
 use super::dialect::{Kind, Row, Tx, Value};
 use super::queue::{insert_item, new_item_id};
 use super::{State, StateError};
@@ -35,14 +36,14 @@ pub struct InviteRow {
 }
 
 impl State {
-    /// Stores an invite and queues its mail (`mail_kind`, `mail_payload`); the queue item's id.
+    /// Stores an invite and queues its mail; the queue item's id.
     pub fn add_invite(
         &self,
         invite: &NewInvite<'_>,
-        mail_kind: &str,
-        mail_payload: &str,
+        mail: InviteMail,
     ) -> Result<String, StateError> {
         let id = new_item_id()?;
+        let (mail_kind, mail_payload) = Delivery::InviteMail(mail).to_stored()?;
         self.write(|c| {
             c.execute(
                 "INSERT INTO invites (token, medium, address, room_id, sender, fields,
@@ -65,7 +66,7 @@ impl State {
                 c,
                 &id,
                 mail_kind,
-                mail_payload,
+                &mail_payload,
                 invite.now_ms,
                 invite.now_ms,
             )

@@ -10,6 +10,7 @@
 mod accounts;
 mod binds;
 mod changes;
+mod delivery;
 mod dialect;
 mod ephemeral_keys;
 mod hashing;
@@ -22,14 +23,20 @@ mod sqlite;
 
 pub use binds::{LocalBind, StoredBind, BIND_TOPIC};
 pub use changes::{Change, ChangeCursor, Changes};
+pub use delivery::{Delivery, DeliveryKind, InviteMail, Onbind};
 pub use invites::{InviteRow, NewInvite};
-pub use queue::QueueItem;
+pub use queue::{Claimed, QueueItem};
 pub use sessions::{FailureBudget, Requested, SentToken, SessionRow, Submitted, TokenRequest};
 
 use crate::config::StorageConfig;
 use crate::pool::Exhausted;
 use dialect::{Conn, Dialect, Kind, Tx};
 use std::fmt;
+use std::time::Duration;
+
+/// What a queue item's lease or a session resend's reservation adds to the longest its
+/// send may take under the connector's deadlines: time to record the outcome.
+pub const HOLD_MARGIN: Duration = Duration::from_secs(5);
 
 pub struct State {
     db: Box<dyn Dialect>,

@@ -2,7 +2,12 @@
 //! instance takes it. A claim hands due items to one instance for a lease; the claimer
 //! completes an item (deleted) or puts it back for later; a lease that ran out (the
 //! claimer died) makes the item claimable again. Consumers make delivery idempotent.
+//!
+//! The server sees only `Delivery` values (`delivery.rs`): `queue_delivery`,
+//! `claim_deliveries`, `delivered`, `retry_delivery_at`. Below them, the rows' (kind,
+//! payload) text (`enqueue`, `claim`, ...), which the state tests drive directly.
 
+use super::delivery::{Delivery, DeliveryKind};
 use super::dialect::{Conn, Kind, Row};
 use super::{State, StateError};
 use std::time::Duration;
@@ -18,7 +23,76 @@ pub struct QueueItem {
     pub claim: String,
 }
 
+/// A delivery claimed for a lease: what to deliver, and the claim that holds it.
+#[derive(Debug)]
+pub struct Claimed {
+    pub delivery: Delivery,
+    item: QueueItem,
+}
+
+impl Claimed {
+    /// The queue item's id, for the log.
+    pub fn id(&self) -> &str {
+        &self.item.id
+    }
+
+    /// Claims so far, this one included.
+    pub fn attempts(&self) -> i64 {
+        self.item.attempts
+    }
+}
+
 impl State {
+    /// Queues `delivery`, due at `due_ms`; its id.
+    pub fn queue_delivery(&self, delivery: &Delivery, due_ms: i64) -> Result<String, StateError> {
+        let (kind, payload) = delivery.to_stored()?;
+        self.enqueue(kind, &payload, due_ms)
+    }
+
+    /// Whether `delivery` is queued (not delivered yet).
+    pub fn is_delivery_queued(&self, delivery: &Delivery) -> Result<bool, StateError> {
+        let (kind, payload) = delivery.to_stored()?;
+        self.is_queued(kind, &payload)
+    }
+
+    /// Up to `limit` due deliveries of `kind`, claimed for `lease` (as `claim`). An item
+    /// of the kind whose payload this build cannot read is ended here, in the log: no
+    /// attempt can deliver it. Items of kinds this build does not know are never claimed.
+    pub fn claim_deliveries(
+        &self,
+        kind: DeliveryKind,
+        limit: i64,
+        lease: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<Claimed>, StateError> {
+        let mut claimed = Vec::new();
+        for item in self.claim(kind.as_str(), limit, lease, now_ms)? {
+            match Delivery::from_stored(&item.kind, &item.payload) {
+                Ok(delivery) => claimed.push(Claimed { delivery, item }),
+                Err(e) => {
+                    log::error!(
+                        "{} {} (attempt {}): unreadable payload ({e}); not tried again",
+                        item.kind,
+                        item.id,
+                        item.attempts
+                    );
+                    self.complete(&item.id)?;
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// `claimed` was delivered (or can never be): gone.
+    pub fn delivered(&self, claimed: &Claimed) -> Result<(), StateError> {
+        self.complete(&claimed.item.id)
+    }
+
+    /// `claimed` failed: due again at `due_ms` (as `retry_at`); whether it still held it.
+    pub fn retry_delivery_at(&self, claimed: &Claimed, due_ms: i64) -> Result<bool, StateError> {
+        self.retry_at(&claimed.item, due_ms)
+    }
+
     /// Queues `payload` under `kind`, due at `due_ms`; its id.
     pub fn enqueue(&self, kind: &str, payload: &str, due_ms: i64) -> Result<String, StateError> {
         let id = new_item_id()?;
@@ -94,7 +168,7 @@ impl State {
     }
 
     /// Whether an item of `kind` with exactly `payload` is queued (not delivered yet).
-    pub fn is_queued(&self, kind: &str, payload: &str) -> Result<bool, StateError> {
+    fn is_queued(&self, kind: &str, payload: &str) -> Result<bool, StateError> {
         self.read(|c| {
             Ok(!c
                 .query(
