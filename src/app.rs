@@ -1,7 +1,6 @@
 //! `App`: everything a handler may use, built once at start and shared by the workers.
 
 use crate::account::{terms::Terms, Accounts};
-use crate::api::Pages;
 use crate::backend::local_binds::LocalBinds;
 use crate::config::Config;
 use crate::crypto::random;
@@ -12,6 +11,7 @@ use crate::invite::{Invites, Leases};
 use crate::lookup::{hash_index::HashIndex, Chain};
 use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
+use crate::session::Pages;
 use crate::session::{Reservations, Sessions};
 use crate::state::{State, StateError};
 use crate::threepid::Medium;

@@ -188,7 +188,7 @@ fn run(config: config::Config) -> ExitCode {
             }
         }
     }
-    let server = match http::Server::start(app.clone(), router) {
+    let server = match http::Server::start(&app.config, app.clone(), router) {
         Ok(server) => server,
         Err(e) => {
             let s = &app.config.server;
