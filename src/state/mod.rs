@@ -11,7 +11,6 @@ mod accounts;
 mod binds;
 mod changes;
 mod dialect;
-mod ephemeral_keys;
 mod hashing;
 mod invites;
 mod migrations;
