@@ -1,7 +1,6 @@
 //! `App`: everything a handler may use, built once at start and shared by the workers.
 
 use crate::account::{terms::Terms, Accounts};
-use crate::backend::local_binds::LocalBinds;
 use crate::config::Config;
 use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
@@ -14,6 +13,7 @@ use crate::ratelimit::RateLimiter;
 use crate::session::Pages;
 use crate::session::{Reservations, Sessions};
 use crate::state::{State, StateError};
+use crate::stores::local_binds::LocalBinds;
 use crate::threepid::Medium;
 use std::fmt;
 use std::sync::Arc;

@@ -3,11 +3,11 @@
 //! `verify-full`), and a deadline on everything the client cannot bound itself.
 //!
 //! Every connection gets: the whole connect (socket, TLS, startup, authentication) under
-//! `timeout` (`handshake::Connector`); `statement_timeout` and `lock_timeout` of `timeout`,
+//! `timeout` (`handshake::Handshaker`); `statement_timeout` and `lock_timeout` of `timeout`,
 //! so the server ends a slow statement or a wait for a lock; TCP keepalives and a TCP user
 //! timeout, so a host that vanished fails the connection rather than leave it waiting.
 
-use crate::handshake::{ConnectError, Connector};
+use crate::handshake::{ConnectError, Handshaker};
 use postgres::config::SslMode;
 use postgres::{Client, NoTls};
 use std::path::PathBuf;
@@ -72,7 +72,7 @@ pub struct PgTarget {
     config: postgres::Config,
     tls: Option<MakeRustlsConnect>,
     timeout: Duration,
-    connector: Connector<Client>,
+    handshaker: Handshaker<Client>,
 }
 
 impl PgTarget {
@@ -141,7 +141,7 @@ impl PgTarget {
             config,
             tls: tls.map(MakeRustlsConnect::new),
             timeout,
-            connector: Connector::default(),
+            handshaker: Handshaker::default(),
         })
     }
 
@@ -154,10 +154,10 @@ impl PgTarget {
     pub fn connect(&self) -> Result<Client, ConnectError> {
         let config = self.config.clone();
         match self.tls.clone() {
-            None => self.connector.connect(self.timeout, move || {
+            None => self.handshaker.connect(self.timeout, move || {
                 config.connect(NoTls).map_err(|e| with_causes(&e))
             }),
-            Some(tls) => self.connector.connect(self.timeout, move || {
+            Some(tls) => self.handshaker.connect(self.timeout, move || {
                 config.connect(tls.clone()).map_err(|e| with_causes(&e))
             }),
         }
