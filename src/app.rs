@@ -1,8 +1,6 @@
 //! `App`: everything a handler may use, built once at start and shared by the workers.
 
 use crate::account::{terms::Terms, Accounts};
-use crate::api::Pages;
-use crate::backend::local_binds::LocalBinds;
 use crate::config::Config;
 use crate::crypto::random;
 use crate::crypto::{KeyError, SigningKeys};
@@ -12,8 +10,9 @@ use crate::invite::Invites;
 use crate::lookup::{hash_index::HashIndex, Chain};
 use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
-use crate::session::Sessions;
+use crate::session::{Pages, Sessions};
 use crate::state::{State, StateError};
+use crate::stores::local_binds::LocalBinds;
 use std::fmt;
 use std::sync::Arc;
 

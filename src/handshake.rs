@@ -7,7 +7,7 @@
 //! to): it finishes on its own, and the connection it brings is what the next caller gets
 //! (its error too, unless older than that caller's timeout: then the caller tries afresh).
 //! While it runs no other connect starts, so a hanging server costs one thread and one
-//! socket per `Connector`, however many callers try.
+//! socket per `Handshaker`, however many callers try.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// One connect at a time for one destination (a pool's).
-pub struct Connector<T> {
+pub struct Handshaker<T> {
     shared: Arc<Shared<T>>,
 }
 
@@ -48,9 +48,9 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-impl<T: Send + 'static> Default for Connector<T> {
+impl<T: Send + 'static> Default for Handshaker<T> {
     fn default() -> Self {
-        Connector {
+        Handshaker {
             shared: Arc::new(Shared {
                 attempt: Mutex::new(Attempt {
                     in_flight: false,
@@ -62,7 +62,7 @@ impl<T: Send + 'static> Default for Connector<T> {
     }
 }
 
-impl<T: Send + 'static> Connector<T> {
+impl<T: Send + 'static> Handshaker<T> {
     /// A connection made by `connect` on a helper thread, or an error after `timeout`.
     /// When an abandoned connect is still running, this waits for that one instead of
     /// starting another.
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn a_hanging_connect_times_out_and_no_second_one_starts_meanwhile() {
-        let connector = Connector::<u32>::default();
+        let handshaker = Handshaker::<u32>::default();
         let started = Arc::new(AtomicUsize::new(0));
         let (release, hold) = mpsc::channel::<()>();
         let hold = Arc::new(Mutex::new(hold));
@@ -140,18 +140,18 @@ mod tests {
         };
         let t = Duration::from_millis(50);
         assert_eq!(
-            connector.connect(t, attempt(&started, &hold)),
+            handshaker.connect(t, attempt(&started, &hold)),
             Err(ConnectError::TimedOut(t))
         );
         assert_eq!(
-            connector.connect(t, attempt(&started, &hold)),
+            handshaker.connect(t, attempt(&started, &hold)),
             Err(ConnectError::TimedOut(t))
         );
         assert_eq!(started.load(Ordering::SeqCst), 1, "one connect in flight");
         // The abandoned connect finishes: the next caller gets its connection.
         release.send(()).unwrap();
         assert_eq!(
-            connector.connect(Duration::from_secs(5), attempt(&started, &hold)),
+            handshaker.connect(Duration::from_secs(5), attempt(&started, &hold)),
             Ok(42)
         );
         assert_eq!(started.load(Ordering::SeqCst), 1);
@@ -159,32 +159,32 @@ mod tests {
 
     #[test]
     fn an_old_error_of_an_abandoned_connect_is_not_handed_out() {
-        let connector = Connector::<u32>::default();
+        let handshaker = Handshaker::<u32>::default();
         let t = Duration::from_millis(50);
         let slow_failure = || {
             thread::sleep(Duration::from_millis(100));
             Err("refused".to_owned())
         };
         assert_eq!(
-            connector.connect(t, slow_failure),
+            handshaker.connect(t, slow_failure),
             Err(ConnectError::TimedOut(t))
         );
         thread::sleep(Duration::from_millis(200)); // it failed 100 ms ago, more than t
-        assert_eq!(connector.connect(t, || Ok(7)), Ok(7));
+        assert_eq!(handshaker.connect(t, || Ok(7)), Ok(7));
     }
 
     #[test]
     fn errors_and_panics_are_errors() {
-        let connector = Connector::<u32>::default();
+        let handshaker = Handshaker::<u32>::default();
         let t = Duration::from_secs(5);
         assert_eq!(
-            connector.connect(t, || Err("refused".into())),
+            handshaker.connect(t, || Err("refused".into())),
             Err(ConnectError::Failed("refused".into()))
         );
         assert_eq!(
-            connector.connect(t, || panic!("bug")),
+            handshaker.connect(t, || panic!("bug")),
             Err(ConnectError::Failed("the connect panicked".into()))
         );
-        assert_eq!(connector.connect(t, || Ok(1)), Ok(1));
+        assert_eq!(handshaker.connect(t, || Ok(1)), Ok(1));
     }
 }

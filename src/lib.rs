@@ -12,7 +12,6 @@
 pub(crate) mod account;
 pub mod api;
 pub mod app;
-pub(crate) mod backend;
 pub mod binds;
 pub(crate) mod cidr;
 pub mod config;
@@ -32,6 +31,7 @@ pub(crate) mod ratelimit;
 pub(crate) mod requester;
 pub(crate) mod session;
 pub mod state;
+pub(crate) mod stores;
 pub(crate) mod threepid;
 pub(crate) mod tls;
 pub(crate) mod urlencoded;

@@ -161,7 +161,7 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match http::Server::start(app.clone(), router) {
+    let server = match http::Server::start(&app.config, app.clone(), router) {
         Ok(server) => server,
         Err(e) => {
             let s = &app.config.server;

@@ -3,24 +3,76 @@
 //! `verify-full`), and a deadline on everything the client cannot bound itself.
 //!
 //! Every connection gets: the whole connect (socket, TLS, startup, authentication) under
-//! `timeout` (`handshake::Connector`); `statement_timeout` and `lock_timeout` of `timeout`,
+//! `timeout` (`handshake::Handshaker`); `statement_timeout` and `lock_timeout` of `timeout`,
 //! so the server ends a slow statement or a wait for a lock; TCP keepalives and a TCP user
 //! timeout, so a host that vanished fails the connection rather than leave it waiting.
 
-use crate::config::{DbTls, TlsMode};
-use crate::handshake::{ConnectError, Connector};
+use crate::handshake::{ConnectError, Handshaker};
 use postgres::config::SslMode;
 use postgres::{Client, NoTls};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// How a PostgreSQL connection uses TLS (`tls.mode`, or `sslmode` / JDBC's options in the
+/// connection string, read by `config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS if the server offers it, the certificate not checked (libpq's `prefer`, `allow`).
+    Prefer,
+    /// Encrypted, the server's certificate not checked (libpq's `require`).
+    Require,
+    /// Encrypted, the certificate checked against `caFile` (else the system's CAs), not the
+    /// host name.
+    VerifyCa,
+    /// Encrypted, the certificate checked against `caFile` (else the system's CAs) and the
+    /// host name.
+    VerifyFull,
+}
+
+impl TlsMode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// libpq's (and pgjdbc's) `sslmode` values.
+    pub(crate) fn parse(mode: &str) -> Option<TlsMode> {
+        Some(match mode {
+            "disable" => TlsMode::Disable,
+            "allow" | "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-ca" => TlsMode::VerifyCa,
+            "verify-full" => TlsMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn verifies(self) -> bool {
+        matches!(self, TlsMode::VerifyCa | TlsMode::VerifyFull)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbTls {
+    pub mode: TlsMode,
+    pub ca_file: Option<PathBuf>,
+}
 
 /// Where and how to connect; one connect at a time.
 pub struct PgTarget {
     config: postgres::Config,
     tls: Option<MakeRustlsConnect>,
     timeout: Duration,
-    connector: Connector<Client>,
+    handshaker: Handshaker<Client>,
 }
 
 impl PgTarget {
@@ -32,7 +84,7 @@ impl PgTarget {
         tls: &DbTls,
         key: &str,
     ) -> Result<PgTarget, String> {
-        let mut config = postgres::Config::from_str(&crate::config::connection_text(connection))
+        let mut config = postgres::Config::from_str(&connection_text(connection))
             .map_err(|e| format!("{key}: {}", with_causes(&e)))?;
         if let Some(user) = credentials.0 {
             config.user(user);
@@ -89,7 +141,7 @@ impl PgTarget {
             config,
             tls: tls.map(MakeRustlsConnect::new),
             timeout,
-            connector: Connector::default(),
+            handshaker: Handshaker::default(),
         })
     }
 
@@ -102,17 +154,40 @@ impl PgTarget {
     pub fn connect(&self) -> Result<Client, ConnectError> {
         let config = self.config.clone();
         match self.tls.clone() {
-            None => self.connector.connect(self.timeout, move || {
+            None => self.handshaker.connect(self.timeout, move || {
                 config.connect(NoTls).map_err(|e| with_causes(&e))
             }),
-            Some(tls) => self.connector.connect(self.timeout, move || {
+            Some(tls) => self.handshaker.connect(self.timeout, move || {
                 config.connect(tls.clone()).map_err(|e| with_causes(&e))
             }),
         }
     }
 }
 
-pub use crate::config::with_causes;
+/// mxisd's JDBC-style `//host[:port]/db?user=…` (also with `jdbc:postgresql:` before it) as
+/// a URL; anything else as written.
+pub fn connection_text(written: &str) -> String {
+    let written = written.strip_prefix("jdbc:postgresql:").unwrap_or(written);
+    match written.strip_prefix("//") {
+        Some(rest) => format!("postgresql://{rest}"),
+        None => written.to_owned(),
+    }
+}
+
+/// An error with the errors that caused it: the `postgres` crate says only "db error" or
+/// "invalid connection string", and keeps the why (the server's message, the I/O error, the
+/// option at fault) in its source. Used where `config` first reads a
+/// connection string and for every later error.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
 
 /// JDBC's `?` placeholders (mxisd's queries) as PostgreSQL's `$1, $2, …`; quoted text is
 /// left alone.

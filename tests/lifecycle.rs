@@ -71,7 +71,7 @@ fn a_panicking_handler_answers_500_and_the_worker_survives() {
     let mut router = api::router(&config);
     router.add(Method::Get, "/test/panic", panics);
     let app = Arc::new(App::open(config).unwrap());
-    let server = Server::start(app, router).unwrap();
+    let server = Server::start(&app.config, app.clone(), router).unwrap();
     let agent = support::agent();
     let url = |p: &str| format!("http://{}{p}", server.local_addr());
     for _ in 0..3 {

@@ -116,45 +116,14 @@ fn migrations_are_recorded_and_applied_once() {
                 "0007_local_binds",
                 "0008_invites",
                 "0009_imports",
-                "0010_session_resends"
+                "0010_session_resends",
+                "0011_drop_ephemeral_keys"
             ]
         );
         let again = db.open();
         assert_eq!(again.migrations().unwrap(), names, "{}", again.store());
         assert!(again.ephemeral_key_is_valid("nope").is_ok());
     }
-}
-
-#[test]
-fn an_sqlite_database_of_the_previous_version_is_taken_over_in_place() {
-    let dir = TempDir::new();
-    let path = dir.join("old.db");
-    {
-        // What the previous version left: three migrations counted by user_version, a
-        // token and the pepper.
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(
-            "CREATE TABLE ephemeral_public_keys (public_key TEXT PRIMARY KEY NOT NULL, created_ts INTEGER NOT NULL, verify_count INTEGER NOT NULL DEFAULT 0);
-             CREATE TABLE accounts (user_id TEXT PRIMARY KEY NOT NULL, created_ts INTEGER NOT NULL);
-             CREATE TABLE tokens (token_hash TEXT PRIMARY KEY NOT NULL, user_id TEXT NOT NULL REFERENCES accounts (user_id), created_ts INTEGER NOT NULL);
-             CREATE INDEX tokens_by_user ON tokens (user_id);
-             CREATE TABLE accepted_terms_urls (user_id TEXT NOT NULL REFERENCES accounts (user_id), url TEXT NOT NULL, PRIMARY KEY (user_id, url));
-             CREATE TABLE hashing_metadata (id INTEGER PRIMARY KEY CHECK (id = 1), lookup_pepper TEXT NOT NULL);
-             INSERT INTO accounts VALUES ('@old:example.org', 1);
-             INSERT INTO tokens VALUES ('old-hash', '@old:example.org', 1);
-             INSERT INTO hashing_metadata VALUES (1, 'oldpepper');
-             PRAGMA user_version = 3;",
-        )
-        .unwrap();
-    }
-    let s = State::open(&StorageConfig::Sqlite { database: path }, 2).unwrap();
-    assert_eq!(s.migrations().unwrap(), State::known_migrations());
-    assert_eq!(
-        s.token_user("old-hash").unwrap().as_deref(),
-        Some("@old:example.org")
-    );
-    assert_eq!(s.pepper_or_insert("new").unwrap(), "oldpepper");
-    assert_eq!(s.queued("mail").unwrap(), 0, "the new tables exist");
 }
 
 #[test]

@@ -16,6 +16,7 @@ mod http_limits;
 mod instances;
 mod invites;
 mod keystore;
+mod layers;
 mod ldap_store;
 mod lifecycle;
 mod lookup;

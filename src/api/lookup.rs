@@ -4,9 +4,9 @@
 
 use super::auth;
 use crate::app::App;
-use crate::backend::Signed;
 use crate::http::{ApiError, Reply, Request};
 use crate::lookup::LookupError;
+use crate::stores::Signed;
 use crate::threepid::Medium;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::Deserialize;

@@ -17,20 +17,19 @@ mod session;
 mod status;
 mod terms;
 
+use crate::app::App;
 use crate::config::Config;
 use crate::http::{ApiError, Handler, Method, Router};
 use crate::state::StateError;
-
-pub use session::Pages;
 
 pub(crate) const V1: &str = "/_matrix/identity/api/v1";
 pub(crate) const V2: &str = "/_matrix/identity/v2";
 
 /// Every route this server answers, given which API versions are enabled.
-pub fn router(config: &Config) -> Router {
+pub fn router(config: &Config) -> Router<App> {
     let mut r = Router::new();
     r.add(Method::Get, "/_matrix/identity/versions", status::versions);
-    let mut both = |method: Method, path: &str, handler: Handler| {
+    let mut both = |method: Method, path: &str, handler: Handler<App>| {
         for (enabled, prefix) in [(config.matrix.v1, V1), (config.matrix.v2, V2)] {
             if enabled {
                 r.add(method, &format!("{prefix}{path}"), handler);
@@ -46,7 +45,7 @@ pub fn router(config: &Config) -> Router {
         pubkey::ephemeral_is_valid,
     );
     // Handlers that differ by version only in whether they need an access token.
-    let mut versioned = |method: Method, path: &str, v1: Handler, v2: Handler| {
+    let mut versioned = |method: Method, path: &str, v1: Handler<App>, v2: Handler<App>| {
         for (enabled, prefix, handler) in [(config.matrix.v1, V1, v1), (config.matrix.v2, V2, v2)] {
             if enabled {
                 r.add(method, &format!("{prefix}{path}"), handler);
@@ -54,7 +53,7 @@ pub fn router(config: &Config) -> Router {
         }
     };
     for medium in ["email", "msisdn"] {
-        let request: [Handler; 2] = match medium {
+        let request: [Handler<App>; 2] = match medium {
             "email" => [
                 session::request_email::<false>,
                 session::request_email::<true>,

@@ -6,7 +6,7 @@
 use super::auth;
 use crate::app::App;
 use crate::http::{ApiError, Reply, Request};
-use crate::notify::template::{fill_html, Placeholders};
+use crate::notify::template::fill_html;
 use crate::notify::NotifyError;
 use crate::session::{self, SessionError};
 use crate::threepid::Medium;
@@ -250,37 +250,6 @@ pub fn get_validated<const V2: bool>(app: &App, req: &Request) -> Result<Reply, 
         "address": v.address,
         "validated_at": v.validated_at,
     })))
-}
-
-/// The page templates of GET submitToken (`view.session.onTokenSubmit`, else ours), and
-/// the placeholders every page has.
-pub struct Pages {
-    pub success: String,
-    pub failure: String,
-    pub base: Placeholders,
-}
-
-impl Pages {
-    pub fn from_config(config: &crate::config::Config) -> Result<Pages, String> {
-        let read = |path: &Option<std::path::PathBuf>, builtin: &str| {
-            crate::notify::template::read_or_builtin(path.as_deref(), builtin)
-        };
-        let domain = &config.matrix.domain;
-        let mut base = Placeholders::new();
-        base.set("DOMAIN", domain.as_str())
-            .set("DOMAIN_PRETTY", crate::notify::domain_pretty(domain));
-        Ok(Pages {
-            success: read(
-                &config.session.success_page,
-                include_str!("../../etc/templates/session-success.html"),
-            )?,
-            failure: read(
-                &config.session.failure_page,
-                include_str!("../../etc/templates/session-failure.html"),
-            )?,
-            base,
-        })
-    }
 }
 
 impl From<SessionError> for ApiError {

@@ -70,9 +70,8 @@ impl Resolver<'_> {
             .to_owned();
         self.http_url("invite.clientUrl", &client_url)?;
         let resolution = i.resolution.as_ref();
-        if resolution.and_then(|r| r.recursive) == Some(true) {
-            // mxisd's default: nothing to do until lookups ask other servers.
-            log::debug!("invite.resolution.recursive: other identity servers are not asked yet");
+        if let Some(r) = resolution {
+            self.unsupported("invite.resolution", &r.unsupported());
         }
         let timer = resolution.and_then(|r| r.timer).unwrap_or(5).max(1);
         let unit = match resolution.and_then(|r| r.period.as_deref()) {
@@ -136,11 +135,13 @@ pub(super) mod raw {
         }
     }
     section! {
-        /// `recursive` (asking other identity servers) waits for federation: accepted.
+        /// `recursive` (asking other identity servers) waits for federation: accepted and
+        /// reported at start, as `lookup.recursive` is.
         Resolution {
             timer: u64 = "timer",
             period: String = "period",
-            recursive: bool = "recursive",
+        } unsupported {
+            recursive = "recursive",
         }
     }
     section! {

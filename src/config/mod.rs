@@ -25,6 +25,7 @@ mod memory;
 mod notification;
 mod postgresql;
 mod rest;
+mod root;
 mod server;
 mod session;
 mod sql;
@@ -140,8 +141,8 @@ pub fn load_str(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
         origin: origin.to_owned(),
         message,
     };
-    let root: yaml::Root = if text.trim().is_empty() {
-        yaml::Root::default()
+    let root: root::Root = if text.trim().is_empty() {
+        root::Root::default()
     } else {
         yaml_serde::from_str(text).map_err(|e| error(yaml::describe_yaml_error(&e, text)))?
     };
@@ -156,7 +157,7 @@ pub fn load_str(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
 }
 
 impl Resolver<'_> {
-    fn resolve(&mut self, root: yaml::Root) -> Result<Config, String> {
+    fn resolve(&mut self, root: root::Root) -> Result<Config, String> {
         self.unsupported("", &root.unsupported());
         let matrix = self.matrix(root.matrix.unwrap_or_default())?;
         let server = self.server(root.server.unwrap_or_default(), &matrix.domain)?;

@@ -11,59 +11,9 @@
 //! what the start accepts.
 
 use super::check::Resolver;
-use std::path::PathBuf;
+pub use crate::pg::{connection_text, with_causes, DbTls, TlsMode};
 use std::str::FromStr;
 use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Plain TCP.
-    Disable,
-    /// TLS if the server offers it, the certificate not checked (libpq's `prefer`, `allow`).
-    Prefer,
-    /// Encrypted, the server's certificate not checked (libpq's `require`).
-    Require,
-    /// Encrypted, the certificate checked against `caFile` (else the system's CAs), not the
-    /// host name.
-    VerifyCa,
-    /// Encrypted, the certificate checked against `caFile` (else the system's CAs) and the
-    /// host name.
-    VerifyFull,
-}
-
-impl TlsMode {
-    fn name(self) -> &'static str {
-        match self {
-            TlsMode::Disable => "disable",
-            TlsMode::Prefer => "prefer",
-            TlsMode::Require => "require",
-            TlsMode::VerifyCa => "verify-ca",
-            TlsMode::VerifyFull => "verify-full",
-        }
-    }
-
-    /// libpq's (and pgjdbc's) `sslmode` values.
-    fn parse(mode: &str) -> Option<TlsMode> {
-        Some(match mode {
-            "disable" => TlsMode::Disable,
-            "allow" | "prefer" => TlsMode::Prefer,
-            "require" => TlsMode::Require,
-            "verify-ca" => TlsMode::VerifyCa,
-            "verify-full" => TlsMode::VerifyFull,
-            _ => return None,
-        })
-    }
-
-    fn verifies(self) -> bool {
-        matches!(self, TlsMode::VerifyCa | TlsMode::VerifyFull)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbTls {
-    pub mode: TlsMode,
-    pub ca_file: Option<PathBuf>,
-}
 
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
@@ -77,16 +27,6 @@ pub struct PostgresConfig {
     pub timeout: Duration,
     pub pool_size: usize,
     pub tls: DbTls,
-}
-
-/// mxisd's JDBC-style `//host[:port]/db?user=…` (also with `jdbc:postgresql:` before it) as
-/// a URL; anything else as written.
-pub fn connection_text(written: &str) -> String {
-    let written = written.strip_prefix("jdbc:postgresql:").unwrap_or(written);
-    match written.strip_prefix("//") {
-        Some(rest) => format!("postgresql://{rest}"),
-        None => written.to_owned(),
-    }
 }
 
 /// Options of the connection string that the `postgres` crate reads itself.
@@ -425,21 +365,6 @@ fn key_value_params(text: &str) -> Vec<Param> {
         rest = rest[i..].trim_start();
     }
     params
-}
-
-/// An error with the errors that caused it: the `postgres` crate says only "db error" or
-/// "invalid connection string", and keeps the why (the server's message, the I/O error, the
-/// option at fault) in its source. Here, where the connection string is first read; `pg`
-/// uses it for every later error.
-pub fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 pub(super) mod raw {

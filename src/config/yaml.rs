@@ -1,7 +1,7 @@
 //! The YAML file as written: mxisd's and ma1sd's keys (camelCase), every field optional,
 //! unknown keys refused. Each section's structs live in its own file (`<section>.rs`,
-//! module `raw`); this file holds the root, the `section!` macro that declares them, and
-//! where a key is written (its line), for messages.
+//! module `raw`), the whole file's in `root.rs`; this file holds the `section!` macro that
+//! declares them, and where a key is written (its line), for messages.
 //!
 //! Keys that mxisd or ma1sd know but this version does not implement yet are accepted as
 //! `Unsupported` and reported once at start.
@@ -46,62 +46,6 @@ macro_rules! section {
     };
 }
 pub(super) use section;
-
-section! {
-    /// The whole file.
-    Root {
-        matrix: super::matrix::raw::Matrix = "matrix",
-        server: super::server::raw::Server = "server",
-        key: super::server::raw::Key = "key",
-        storage: super::storage::raw::Storage = "storage",
-        http: super::http::raw::Http = "http",
-        logging: super::logging::raw::Logging = "logging",
-        federation: super::federation::raw::Federation = "federation",
-        account: super::account::raw::Account = "account",
-        account_config: super::account::raw::AccountConfig = "accountConfig",
-        auth: Auth = "auth",
-        notification: super::notification::raw::Notification = "notification",
-        policy: super::account::raw::Policy = "policy",
-        memory: super::memory::raw::Memory = "memory",
-        lookup: super::lookup::raw::Lookup = "lookup",
-        hashing: super::lookup::raw::Hashing = "hashing",
-        sql: super::sql::raw::Sql = "sql",
-        synapse_sql: super::sql::raw::Sql = "synapseSql",
-        ldap: super::ldap::raw::Ldap = "ldap",
-        netiq: super::ldap::raw::Ldap = "netiq",
-        exec: OtherStore = "exec",
-        firebase: OtherStore = "firebase",
-        wordpress: OtherStore = "wordpress",
-        rest: super::rest::raw::Rest = "rest",
-        internal: super::internal::raw::Internal = "internal",
-        threepid: super::threepid::raw::Threepid = "threepid",
-        session: super::session::raw::Session = "session",
-        view: super::session::raw::View = "view",
-        invite: super::invite::raw::Invite = "invite",
-        binds: super::binds::raw::Binds = "binds",
-    } unsupported {
-        appsvc = "appsvc",
-        directory = "directory",
-        dns = "dns",
-        forward = "forward",
-        register = "register",
-    }
-}
-
-section! {
-    /// mxisd's `auth`: only `rewrite` (user id rewriting rules), which this version refuses.
-    Auth {
-    } unsupported {
-        rewrite = "rewrite",
-    }
-}
-
-/// An identity store of mxisd's that this version does not implement: only whether it is
-/// enabled is read (its other keys are accepted as they are).
-#[derive(serde::Deserialize, Default, Debug)]
-pub struct OtherStore {
-    pub enabled: Option<bool>,
-}
 
 /// serde_yaml-style messages already carry the key path and position ("server.port: invalid
 /// type: ... at line 3 column 9"); unknown keys are said in our words, and a repeated key

@@ -3,10 +3,10 @@
 //! `/pubkey/isvalid` beats `/pubkey/{keyId}` whatever the order of registration.
 
 use super::{ApiError, Reply, Request};
-use crate::app::App;
 
-/// A handler: a plain function of the application and the request.
-pub type Handler = fn(&App, &Request) -> Result<Reply, ApiError>;
+/// A handler: a plain function of the server's context (the application, for `api`) and
+/// the request. `http` knows the shape only, no handler and no application.
+pub type Handler<C> = fn(&C, &Request) -> Result<Reply, ApiError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -28,12 +28,12 @@ impl Method {
     }
 }
 
-pub(crate) struct Route {
+pub(crate) struct Route<C> {
     pub method: Method,
     /// The pattern as registered: what the access log shows instead of the real path.
     pub pattern: String,
     segments: Vec<Segment>,
-    pub handler: Handler,
+    pub handler: Handler<C>,
 }
 
 enum Segment {
@@ -41,23 +41,31 @@ enum Segment {
     Param(String),
 }
 
-pub(crate) enum RouteMatch<'r> {
-    Found(&'r Route, Vec<(String, String)>),
+/// A path's parameters, by name, in the order of the pattern.
+type Params = Vec<(String, String)>;
+
+pub(crate) enum RouteMatch<'r, C> {
+    Found(&'r Route<C>, Params),
     WrongMethod,
     NotFound,
 }
 
-#[derive(Default)]
-pub struct Router {
-    routes: Vec<Route>,
+pub struct Router<C> {
+    routes: Vec<Route<C>>,
 }
 
-impl Router {
-    pub fn new() -> Router {
+impl<C> Default for Router<C> {
+    fn default() -> Self {
+        Router { routes: Vec::new() }
+    }
+}
+
+impl<C> Router<C> {
+    pub fn new() -> Router<C> {
         Router::default()
     }
 
-    pub fn add(&mut self, method: Method, pattern: &str, handler: Handler) {
+    pub fn add(&mut self, method: Method, pattern: &str, handler: Handler<C>) {
         let segments = split(pattern)
             .map(
                 |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -75,8 +83,8 @@ impl Router {
     }
 
     /// `path` is already percent-decoded segment by segment.
-    pub(crate) fn find<S: AsRef<str>>(&self, method: Method, path: &[S]) -> RouteMatch<'_> {
-        let mut best: Option<(&Route, Vec<(String, String)>)> = None;
+    pub(crate) fn find<S: AsRef<str>>(&self, method: Method, path: &[S]) -> RouteMatch<'_, C> {
+        let mut best: Option<(&Route<C>, Params)> = None;
         let mut path_known = false;
         for route in &self.routes {
             let Some(params) = route.matches(path) else {
@@ -98,7 +106,7 @@ impl Router {
     }
 }
 
-impl Route {
+impl<C> Route<C> {
     fn matches<S: AsRef<str>>(&self, path: &[S]) -> Option<Vec<(String, String)>> {
         if self.segments.len() != path.len() {
             return None;
@@ -124,7 +132,7 @@ pub(crate) fn split(path: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
 
-    fn ok(_: &App, _: &Request) -> Result<Reply, ApiError> {
+    fn ok(_: &(), _: &Request) -> Result<Reply, ApiError> {
         Err(ApiError::Internal)
     }
 

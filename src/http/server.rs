@@ -21,7 +21,8 @@
 use super::request::client_address;
 use super::router::{split, Method, RouteMatch};
 use super::{ApiError, Reply, Request, Router};
-use crate::app::App;
+use crate::cidr::Cidr;
+use crate::config::Config;
 use crate::config::HttpConfig;
 use crate::urlencoded;
 use std::io;
@@ -47,17 +48,23 @@ pub struct Server {
     addr: SocketAddr,
 }
 
-struct Shared {
-    app: Arc<App>,
-    router: Router,
+struct Shared<C> {
+    /// What handlers are given with each request (the application, for `api`).
+    context: Arc<C>,
+    router: Router<C>,
+    trusted_proxies: Vec<Cidr>,
     stopping: Arc<AtomicBool>,
     failed: Arc<AtomicBool>,
 }
 
 impl Server {
-    /// Binds `server.bindAddress:server.port` and starts the workers.
-    pub fn start(app: Arc<App>, router: Router) -> io::Result<Server> {
-        let cfg = &app.config;
+    /// Binds `server.bindAddress:server.port` and starts the workers, which run `router`'s
+    /// handlers with `context`.
+    pub fn start<C: Send + Sync + 'static>(
+        cfg: &Config,
+        context: Arc<C>,
+        router: Router<C>,
+    ) -> io::Result<Server> {
         let addrs: Vec<SocketAddr> = (cfg.server.bind_address.as_str(), cfg.server.port)
             .to_socket_addrs()?
             .collect();
@@ -78,8 +85,9 @@ impl Server {
         let stopping = Arc::new(AtomicBool::new(false));
         let failed = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
-            app: app.clone(),
+            context,
             router,
+            trusted_proxies: cfg.http.trusted_proxies.clone(),
             stopping: stopping.clone(),
             failed: failed.clone(),
         });
@@ -192,7 +200,7 @@ fn raise_open_files_limit() -> usize {
     usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
-fn work(server: &tiny_http::Server, shared: &Shared) {
+fn work<C>(server: &tiny_http::Server, shared: &Shared<C>) {
     let mut stop_deadline: Option<Instant> = None;
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
@@ -219,7 +227,7 @@ fn work(server: &tiny_http::Server, shared: &Shared) {
     }
 }
 
-fn handle(shared: &Shared, mut raw: tiny_http::Request) {
+fn handle<C>(shared: &Shared<C>, mut raw: tiny_http::Request) {
     let started = Instant::now();
     let method = raw.method().clone();
     let (reply, label) = match panic::catch_unwind(AssertUnwindSafe(|| dispatch(shared, &mut raw)))
@@ -247,7 +255,7 @@ fn handle(shared: &Shared, mut raw: tiny_http::Request) {
 }
 
 /// Routes and runs one request; returns the reply and the label for the access log.
-fn dispatch<'s>(shared: &'s Shared, raw: &mut tiny_http::Request) -> (Reply, &'s str) {
+fn dispatch<'s, C>(shared: &'s Shared<C>, raw: &mut tiny_http::Request) -> (Reply, &'s str) {
     if *raw.method() == tiny_http::Method::Options {
         return (Reply::json(serde_json::json!({})), "(preflight)");
     }
@@ -270,9 +278,9 @@ fn dispatch<'s>(shared: &'s Shared, raw: &mut tiny_http::Request) -> (Reply, &'s
     let label = route.pattern.as_str();
     let body = raw.take_body();
     let peer = raw.remote_addr().ip();
-    let client = client_address(peer, raw.headers(), &shared.app.config.http.trusted_proxies);
+    let client = client_address(peer, raw.headers(), &shared.trusted_proxies);
     let request = Request::new(method, client, params, query, raw.headers(), body);
-    let reply = (route.handler)(&shared.app, &request).unwrap_or_else(|e| {
+    let reply = (route.handler)(&shared.context, &request).unwrap_or_else(|e| {
         if e.status() >= 500 {
             log::warn!("{} {label}: {e}", raw.method());
         }

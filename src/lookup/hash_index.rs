@@ -16,8 +16,8 @@
 //! number of the change that set it so that an older change never undoes a newer one.
 
 use super::Chain;
-use crate::backend::BackendError;
 use crate::crypto::{b64, hash::lookup_hash};
+use crate::stores::StoreError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -26,7 +26,7 @@ use std::sync::{Arc, RwLock};
 pub struct Index {
     by_hash: HashMap<[u8; 32], Arc<str>>,
     /// Stores whose bindings are missing from this index.
-    missing: Vec<BackendError>,
+    missing: Vec<StoreError>,
 }
 
 pub struct HashIndex {

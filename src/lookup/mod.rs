@@ -7,14 +7,14 @@
 
 pub mod hash_index;
 
-use crate::backend::rest::RestStore;
-use crate::backend::{
-    ldap::LdapStore, memory::MemoryStore, sql::SqlStore, AuthenticatedUser, BackendError, Binding,
-    Found, IdentityStore,
-};
 use crate::config::Config;
 use crate::federation::ConfiguredClient;
 use crate::requester::Requester;
+use crate::stores::rest::RestStore;
+use crate::stores::{
+    ldap::LdapStore, memory::MemoryStore, sql::SqlStore, AuthenticatedUser, Binding, Found,
+    IdentityStore, StoreError,
+};
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ pub struct Chain {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookupError {
     /// Stores failed and none of the others knew the answer.
-    Stores(Vec<BackendError>),
+    Stores(Vec<StoreError>),
     /// The hash index is not built yet (just after start).
     IndexNotReady,
 }
@@ -143,7 +143,7 @@ impl Chain {
     /// none did and one could not answer.
     fn first_answer<T>(
         &self,
-        ask: impl Fn(&dyn IdentityStore) -> Result<Option<T>, BackendError>,
+        ask: impl Fn(&dyn IdentityStore) -> Result<Option<T>, StoreError>,
     ) -> Result<Option<T>, LookupError> {
         let mut failed = Vec::new();
         for store in &self.stores {
@@ -227,7 +227,7 @@ impl Chain {
     /// Hands every binding of the stores that can list them to `sink`, most authoritative
     /// store first; returns the failures of those that could not (their bindings are then
     /// missing).
-    pub fn list_all(&self, sink: &mut dyn FnMut(Binding)) -> Vec<BackendError> {
+    pub fn list_all(&self, sink: &mut dyn FnMut(Binding)) -> Vec<StoreError> {
         let mut failed = Vec::new();
         for store in &self.stores {
             if let Some(Err(e)) = store.list(sink) {

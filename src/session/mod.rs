@@ -37,7 +37,10 @@
 //! - If `token_sent` fails after the send, the delivered code does not work (logged as an
 //!   error; the client gets the state error and asks again).
 
+mod pages;
 pub mod policy;
+
+pub use pages::Pages;
 
 use crate::config::{Config, SessionConfig};
 use crate::crypto::hash::token_hash as hash;

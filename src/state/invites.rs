@@ -138,8 +138,13 @@ impl State {
         })
     }
 
-    /// Whether `public_key` (URL-safe unpadded base64) is the ephemeral key of a live invite.
-    pub fn invite_key_is_live(&self, public_key: &str, now_ms: i64) -> Result<bool, StateError> {
+    /// Whether `public_key` (URL-safe unpadded base64) is the ephemeral key of a live
+    /// invite. Reads only: the endpoint that asks is unauthenticated.
+    pub fn ephemeral_key_is_valid(&self, public_key: &str) -> Result<bool, StateError> {
+        if public_key.is_empty() {
+            return Ok(false); // what invites imported from mxisd have: no ephemeral key
+        }
+        let now_ms = crate::now_ms();
         self.read(|c| {
             Ok(!c
                 .query(

@@ -3,13 +3,10 @@
 //! (PostgreSQL: an advisory lock; SQLite: the write lock), so instances starting together
 //! apply each migration once, and a failed start leaves no half-built schema.
 //!
-//! A database of the previous version (SQLite, counted by `PRAGMA user_version`) is taken
-//! over in place: its first `user_version` migrations are recorded as applied.
-//!
 //! The SQL files up to 0003 once said `INTEGER` where they now say `BIGINT`: they had only
 //! ever run on SQLite, where both are the same 64-bit type.
 
-use super::dialect::{Conn, Dialect, Kind, Tx};
+use super::dialect::{Conn, Dialect, Tx};
 use super::StateError;
 
 /// In order. Never edit what an entry does once released: add a new one.
@@ -42,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_session_resends",
         include_str!("migrations/0010_session_resends.sql"),
     ),
+    (
+        "0011_drop_ephemeral_keys",
+        include_str!("migrations/0011_drop_ephemeral_keys.sql"),
+    ),
 ];
 
 /// The names of every migration this version knows, in order.
@@ -60,10 +61,7 @@ pub fn apply(db: &dyn Dialect) -> Result<(), StateError> {
                  applied_ts BIGINT NOT NULL
              )",
         )?;
-        let mut done = recorded(c)?;
-        if done.is_empty() && kind == Kind::Sqlite {
-            done = take_over_user_version(c)?;
-        }
+        let done = recorded(c)?;
         let unknown: Vec<String> = done
             .iter()
             .filter(|d| !MIGRATIONS.iter().any(|(name, _)| name == d))
@@ -100,31 +98,4 @@ fn record(c: &mut dyn Conn, name: &str) -> Result<(), StateError> {
         &[name.into(), crate::now_ms().into()],
     )?;
     Ok(())
-}
-
-/// The previous version counted applied migrations in `PRAGMA user_version`.
-fn take_over_user_version(c: &mut dyn Conn) -> Result<Vec<String>, StateError> {
-    let version = c
-        .query("PRAGMA user_version", &[])?
-        .first()
-        .map(|r| r.int(0))
-        .transpose()?
-        .unwrap_or(0);
-    let known = MIGRATIONS.len() as i64;
-    if !(0..=known).contains(&version) {
-        return Err(StateError::TooNew {
-            unknown: vec![format!("user_version {version}")],
-        });
-    }
-    let taken: Vec<String> = MIGRATIONS[..version as usize]
-        .iter()
-        .map(|(name, _)| name.to_string())
-        .collect();
-    for name in &taken {
-        record(c, name)?;
-    }
-    if version > 0 {
-        log::info!("database (SQLite): took over schema version {version} (PRAGMA user_version)");
-    }
-    Ok(taken)
 }

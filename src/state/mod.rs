@@ -12,7 +12,6 @@ mod binds;
 mod changes;
 mod delivery;
 mod dialect;
-mod ephemeral_keys;
 mod hashing;
 mod invites;
 mod migrations;

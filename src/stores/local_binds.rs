@@ -4,7 +4,7 @@
 //! change feed, so this store does not list. A v1 lookup answers a bind with the validity
 //! its association was signed with at bind time, as sydent does.
 
-use super::{BackendError, Found, IdentityStore, Signed};
+use super::{Found, IdentityStore, Signed, StoreError};
 use crate::state::State;
 use crate::threepid::Medium;
 use std::sync::Arc;
@@ -24,13 +24,13 @@ impl IdentityStore for LocalBinds {
         "local binds"
     }
 
-    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, StoreError> {
         self.state
             .bound(medium.as_str(), address)
             .map_err(|e| self.error(e))
     }
 
-    fn find_signed(&self, medium: Medium, address: &str) -> Result<Option<Found>, BackendError> {
+    fn find_signed(&self, medium: Medium, address: &str) -> Result<Option<Found>, StoreError> {
         let bind = self
             .state
             .bind_of(medium.as_str(), address)

@@ -11,7 +11,7 @@
 //! v2 lookups only for the `none` algorithm. Without a bulk endpoint (`identity.bulk` left
 //! empty), bulk lookups ask the single endpoint for each address.
 
-use super::{find_one_by_one, AuthenticatedUser, BackendError, Binding, IdentityStore};
+use super::{find_one_by_one, AuthenticatedUser, Binding, IdentityStore, StoreError};
 use crate::config::RestConfig;
 use crate::federation::ConfiguredClient;
 use crate::threepid::{self, Medium};
@@ -42,7 +42,7 @@ impl RestStore {
         }
     }
 
-    fn post(&self, url: &str, body: &Value) -> Result<Value, BackendError> {
+    fn post(&self, url: &str, body: &Value) -> Result<Value, StoreError> {
         let answer = self
             .client
             .post_json(url, body)
@@ -74,7 +74,7 @@ impl IdentityStore for RestStore {
         "rest"
     }
 
-    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, StoreError> {
         let answer = self.post(
             &self.cfg.single_url,
             &json!({"lookup": {"medium": medium.as_str(), "address": address}}),
@@ -85,7 +85,7 @@ impl IdentityStore for RestStore {
             .and_then(|id| self.mxid(id)))
     }
 
-    fn find_many(&self, threepids: &[(Medium, String)]) -> Result<Vec<Binding>, BackendError> {
+    fn find_many(&self, threepids: &[(Medium, String)]) -> Result<Vec<Binding>, StoreError> {
         let Some(bulk_url) = &self.cfg.bulk_url else {
             return find_one_by_one(self, threepids);
         };
@@ -121,7 +121,7 @@ impl IdentityStore for RestStore {
         &self,
         user_id: &UserId,
         password: &str,
-    ) -> Result<Option<AuthenticatedUser>, BackendError> {
+    ) -> Result<Option<AuthenticatedUser>, StoreError> {
         let (localpart, mxid) = (user_id.localpart(), user_id.as_str());
         let body = json!({"auth": {"mxid": mxid, "localpart": localpart, "domain": self.domain, "password": password}});
         let answer = self.post(&self.cfg.auth_url, &body)?;

@@ -1,7 +1,7 @@
 //! mxisd's static store (`memory.identities[]`): users written in the config file, for small
 //! sites and tests. Each identity's Matrix ID is `@<username>:<matrix.domain>`.
 
-use super::{AuthenticatedUser, BackendError, Binding, IdentityStore};
+use super::{AuthenticatedUser, Binding, IdentityStore, StoreError};
 use crate::config::MemoryConfig;
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
@@ -66,7 +66,7 @@ impl IdentityStore for MemoryStore {
         "memory"
     }
 
-    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .bindings
             .iter()
@@ -74,7 +74,7 @@ impl IdentityStore for MemoryStore {
             .map(|b| b.mxid.clone()))
     }
 
-    fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
+    fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), StoreError>> {
         if !self.listed {
             return None;
         }
@@ -86,7 +86,7 @@ impl IdentityStore for MemoryStore {
         &self,
         user_id: &UserId,
         password: &str,
-    ) -> Result<Option<AuthenticatedUser>, BackendError> {
+    ) -> Result<Option<AuthenticatedUser>, StoreError> {
         let Some(user) = self
             .users
             .iter()

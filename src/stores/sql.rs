@@ -13,10 +13,10 @@
 //!
 //! PostgreSQL connections are made on first use and remade after a drop, so a database that
 //! is down at start makes lookups fail (503) rather than stop mxisd. The whole connect
-//! (socket, startup exchange, authentication) has `timeout` (`handshake::Connector`: one
+//! (socket, startup exchange, authentication) has `timeout` (`handshake::Handshaker`: one
 //! connect at a time), and so has every statement (`statement_timeout`).
 
-use super::{by_medium, BackendError, Binding, IdentityStore};
+use super::{by_medium, Binding, IdentityStore, StoreError};
 use crate::config::{SqlKind, SqlStoreConfig, SQL_DEFAULT_LIST_QUERY, SQL_DEFAULT_QUERY};
 use crate::pg::{numbered_placeholders, with_causes, PgTarget};
 use crate::pool::Pool;
@@ -108,7 +108,7 @@ impl SqlStore {
         sql: &str,
         params: &[&str],
         row: &mut RowSink<'_>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), StoreError> {
         self.pool
             .with(|conn| match conn {
                 Conn::Sqlite(c) => sqlite_each(c, sql, params, row).map_err(|e| self.error(e)),
@@ -124,14 +124,14 @@ impl SqlStore {
                     result.map_err(|e| self.error(with_causes(&e)))
                 }
             })
-            .map_err(|e: BackendError| BackendError {
+            .map_err(|e: StoreError| StoreError {
                 store: self.cfg.name.to_owned(),
                 ..e
             })
     }
 
     /// A new PostgreSQL connection, handshake included, within `timeout`.
-    fn connect(&self) -> Result<postgres::Client, BackendError> {
+    fn connect(&self) -> Result<postgres::Client, StoreError> {
         self.pg
             .as_ref()
             .ok_or_else(|| self.error("no PostgreSQL configuration"))?
@@ -218,7 +218,7 @@ impl IdentityStore for SqlStore {
         self.cfg.name
     }
 
-    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, StoreError> {
         let query = self.medium_queries.get(&medium).unwrap_or(&self.cfg.query);
         let mut first = None;
         self.each_row(query, &[medium.as_str(), address], &mut |_, row| {
@@ -229,7 +229,7 @@ impl IdentityStore for SqlStore {
         Ok(first.map(|id| self.to_mxid(&id)))
     }
 
-    fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
+    fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), StoreError>> {
         if !self.listing_checked {
             // The lookup's own table: what it finds is a row stored normalised.
             return Some(self.listed(&mut |medium, address, stored_so, id| {
@@ -268,10 +268,7 @@ impl IdentityStore for SqlStore {
 impl SqlStore {
     /// Each row of the listing query: its medium, its address normalised and whether it is
     /// stored so, and its id.
-    fn listed(
-        &self,
-        each: &mut dyn FnMut(Medium, String, bool, String),
-    ) -> Result<(), BackendError> {
+    fn listed(&self, each: &mut dyn FnMut(Medium, String, bool, String)) -> Result<(), StoreError> {
         let mut layout = None;
         self.each_row(&self.cfg.list_query, &[], &mut |names, mut row| {
             let [m, a, i] = *layout.get_or_insert_with(|| listing_columns(names));

@@ -43,12 +43,12 @@ pub struct Found {
 
 /// A store that could not answer: down, timed out, misconfigured. Never "not found".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendError {
+pub struct StoreError {
     pub store: String,
     pub reason: String,
 }
 
-impl fmt::Display for BackendError {
+impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "identity store {}: {}", self.store, self.reason)
     }
@@ -64,9 +64,9 @@ pub struct AuthenticatedUser {
 }
 
 /// All connections of a store stayed busy; the store renames the error with its own name.
-impl From<crate::pool::Exhausted> for BackendError {
+impl From<crate::pool::Exhausted> for StoreError {
     fn from(_: crate::pool::Exhausted) -> Self {
-        BackendError {
+        StoreError {
             store: "identity store".into(),
             reason: "no free connection in time".into(),
         }
@@ -78,22 +78,22 @@ pub trait IdentityStore: Send + Sync {
     fn name(&self) -> &str;
 
     /// This store's error: it could not answer, and why.
-    fn error(&self, reason: impl fmt::Display) -> BackendError
+    fn error(&self, reason: impl fmt::Display) -> StoreError
     where
         Self: Sized,
     {
-        BackendError {
+        StoreError {
             store: self.name().to_owned(),
             reason: reason.to_string(),
         }
     }
 
     /// The Matrix ID bound to one 3PID (its address normalised).
-    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError>;
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, StoreError>;
 
     /// The answer of a single lookup: the Matrix ID and, for a bind made here, the validity
     /// it was signed with.
-    fn find_signed(&self, medium: Medium, address: &str) -> Result<Option<Found>, BackendError> {
+    fn find_signed(&self, medium: Medium, address: &str) -> Result<Option<Found>, StoreError> {
         Ok(self
             .find(medium, address)?
             .map(|mxid| Found { mxid, signed: None }))
@@ -101,13 +101,13 @@ pub trait IdentityStore: Send + Sync {
 
     /// The bindings of many 3PIDs (only those found). Stores that can do better than one
     /// query per 3PID override this.
-    fn find_many(&self, threepids: &[(Medium, String)]) -> Result<Vec<Binding>, BackendError> {
+    fn find_many(&self, threepids: &[(Medium, String)]) -> Result<Vec<Binding>, StoreError> {
         find_one_by_one(self, threepids)
     }
 
     /// Hands every binding to `sink`, one at a time (the hash index of v2 lookups is built
     /// from them without holding them all); `None` if this store cannot list.
-    fn list(&self, _sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
+    fn list(&self, _sink: &mut dyn FnMut(Binding)) -> Option<Result<(), StoreError>> {
         None
     }
 
@@ -118,7 +118,7 @@ pub trait IdentityStore: Send + Sync {
         &self,
         _user: &UserId,
         _password: &str,
-    ) -> Result<Option<AuthenticatedUser>, BackendError> {
+    ) -> Result<Option<AuthenticatedUser>, StoreError> {
         Ok(None)
     }
 }
@@ -141,7 +141,7 @@ pub fn by_medium<V: Clone>(
 pub fn find_one_by_one<S: IdentityStore + ?Sized>(
     store: &S,
     threepids: &[(Medium, String)],
-) -> Result<Vec<Binding>, BackendError> {
+) -> Result<Vec<Binding>, StoreError> {
     let mut found = Vec::new();
     for (medium, address) in threepids {
         if let Some(mxid) = store.find(*medium, address)? {

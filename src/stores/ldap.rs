@@ -15,7 +15,7 @@
 //! - A small pool of bound connections, remade after a failure; every operation has a timeout.
 
 use super::ldap_template::Template;
-use super::{by_medium, AuthenticatedUser, BackendError, Binding, IdentityStore};
+use super::{by_medium, AuthenticatedUser, Binding, IdentityStore, StoreError};
 use crate::config::LdapConfig;
 use crate::pool::Pool;
 use crate::threepid::{self, Medium};
@@ -93,7 +93,7 @@ impl LdapStore {
         }
     }
 
-    fn connect(&self) -> Result<LdapConn, BackendError> {
+    fn connect(&self) -> Result<LdapConn, StoreError> {
         let mut conn = LdapConn::with_settings(self.settings(), &self.cfg.url)
             .map_err(|e| self.error(format!("connecting to {}: {e}", self.cfg.url)))?;
         if !self.cfg.bind_dn.is_empty() {
@@ -109,8 +109,8 @@ impl LdapStore {
     /// so the next one reconnects.
     fn with_conn<T>(
         &self,
-        op: impl FnOnce(&mut LdapConn) -> Result<T, BackendError>,
-    ) -> Result<T, BackendError> {
+        op: impl FnOnce(&mut LdapConn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.pool
             .with(|slot: &mut Option<LdapConn>| {
                 if slot.is_none() {
@@ -123,7 +123,7 @@ impl LdapStore {
                 }
                 result
             })
-            .map_err(|e: BackendError| BackendError {
+            .map_err(|e: StoreError| StoreError {
                 store: self.name().into(),
                 ..e
             })
@@ -131,7 +131,7 @@ impl LdapStore {
 
     /// Entries matching `filter` under every base DN, at most `limit` (paged when listing).
     /// Entries matching `filter` under every base DN (small result sets: lookups, logins).
-    fn search(&self, filter: &str, attrs: &[String]) -> Result<Vec<SearchEntry>, BackendError> {
+    fn search(&self, filter: &str, attrs: &[String]) -> Result<Vec<SearchEntry>, StoreError> {
         self.with_conn(|conn| {
             let mut entries = Vec::new();
             for base in &self.cfg.base_dns {
@@ -152,7 +152,7 @@ impl LdapStore {
         filter: &str,
         attrs: &[String],
         each: &mut dyn FnMut(SearchEntry),
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), StoreError> {
         self.with_conn(|conn| {
             for base in &self.cfg.base_dns {
                 let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
@@ -269,7 +269,7 @@ impl IdentityStore for LdapStore {
         "ldap"
     }
 
-    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, BackendError> {
+    fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, StoreError> {
         let Some(filter) = self.lookup_filter(medium, address) else {
             return Ok(None); // no attribute holds this medium
         };
@@ -290,7 +290,7 @@ impl IdentityStore for LdapStore {
         &self,
         user_id: &UserId,
         password: &str,
-    ) -> Result<Option<AuthenticatedUser>, BackendError> {
+    ) -> Result<Option<AuthenticatedUser>, StoreError> {
         let (localpart, mxid) = (user_id.localpart(), user_id.as_str());
         // An empty password is an anonymous bind, which LDAP servers accept: never a login.
         if password.is_empty() {
@@ -345,7 +345,7 @@ impl IdentityStore for LdapStore {
     /// Lists, medium by medium, the addresses a single lookup would find: entries of the
     /// lookup filter and the medium's template (the token as `*`), each address kept if
     /// the template filled with it matches the entry.
-    fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), BackendError>> {
+    fn list(&self, sink: &mut dyn FnMut(Binding)) -> Option<Result<(), StoreError>> {
         if !self.cfg.listed {
             return None; // `ldap.identity.lookup: false`
         }
