@@ -22,7 +22,7 @@ impl Balancer {
     /// The same on `port`, over TLS with the test CA's certificate (`localhost`) when `tls`:
     /// how a homeserver reaches an identity server.
     pub fn start_on(port: u16, upstreams: &[SocketAddr], tls: bool) -> Balancer {
-        super::services::ensure_up(); // installs nginx
+        super::services::ensure_up(); // the test CA (nginx is installed by up.sh)
         let example = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/nginx/mxisd-instances.conf"),
         )

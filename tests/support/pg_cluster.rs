@@ -46,7 +46,7 @@ impl PgCluster {
     /// A new cluster (trust authentication, database `mxisd`) on a free port; with `tls`,
     /// serving the test CA's server certificate (`localhost`, `127.0.0.1`).
     pub fn start(tls: bool) -> PgCluster {
-        services::ensure_up(); // packages, and the test CA
+        services::ensure_up(); // the test CA (PostgreSQL is installed by up.sh)
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL installed")
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
