@@ -53,7 +53,8 @@ impl PgCluster {
             .max()
             .expect("a PostgreSQL version");
         let port = free_port();
-        let dir = Path::new(services::get("MXISD_TEST_DIR")).join(format!("pg-own-{port}"));
+        let dir = Path::new(services::get("MXISD_TEST_DIR"))
+            .join(format!("pg-own-{}{port}", super::run_marker()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut options = format!(
