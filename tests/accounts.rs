@@ -37,6 +37,7 @@ fn mxisd_allowing_loopback(extra: &str) -> Mxisd {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn register_use_and_logout() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let server = format!("127.0.0.1:{}", hs.port);
@@ -76,6 +77,7 @@ fn register_use_and_logout() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn rejected_tokens_and_foreign_users() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let server = format!("127.0.0.1:{}", hs.port);
@@ -111,6 +113,7 @@ fn rejected_tokens_and_foreign_users() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_allow_list_limits_who_registers() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let server = format!("127.0.0.1:{}", hs.port);
@@ -119,6 +122,7 @@ fn the_allow_list_limits_who_registers() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn terms_must_be_accepted_and_a_new_version_asks_again() {
     let policy = |version: &str| {
         format!(
@@ -174,6 +178,7 @@ fn terms_must_be_accepted_and_a_new_version_asks_again() {
 const UPSTREAM: &str = "homeserver unreachable or refused by policy";
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_address_policy_refuses_local_destinations_and_tells_the_client_nothing() {
     let (c3, p3) = canary("127.0.0.3");
     let (c1, p1) = canary("127.0.0.1");
@@ -214,6 +219,7 @@ fn the_address_policy_refuses_local_destinations_and_tells_the_client_nothing() 
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_well_known_redirect_to_loopback_is_refused() {
     let target = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let redirect = format!(
@@ -234,6 +240,7 @@ fn a_well_known_redirect_to_loopback_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn srv_and_well_known_delegation_reach_the_homeserver() {
     // srv.example.net: SRV to hs3.example.net:18448. deleg.example.net: .well-known to it.
     let _hs = FakeHomeserver::start("127.0.0.3", 18448, &[]);
@@ -248,6 +255,7 @@ fn srv_and_well_known_delegation_reach_the_homeserver() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_hanging_homeserver_times_out_while_other_requests_are_served() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let server = format!("127.0.0.1:{}", hs.port);
@@ -273,6 +281,7 @@ fn a_hanging_homeserver_times_out_while_other_requests_are_served() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn unreachable_and_untrusted_homeservers_are_told_apart_in_the_log_only() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let server = format!("127.0.0.1:{}", hs.port);
@@ -302,6 +311,7 @@ fn unreachable_and_untrusted_homeservers_are_told_apart_in_the_log_only() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn tls_insecure_skips_certificate_checks_and_says_so() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let server = format!("127.0.0.1:{}", hs.port);
@@ -357,6 +367,7 @@ fn self_signed(dir: &crate::support::TempDir, name: &str) -> (String, String) {
 /// `federation.tls.caFile` holding the homeserver's own self-signed certificate: that
 /// certificate is trusted as the server's (pinned), another self-signed one is not.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_self_signed_certificate_in_the_ca_file_is_pinned() {
     let dir = crate::support::TempDir::new();
     let (cert, key) = self_signed(&dir, "pinned");
@@ -381,6 +392,7 @@ fn a_self_signed_certificate_in_the_ca_file_is_pinned() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_proxy_in_the_environment_does_not_carry_calls_past_the_address_policy() {
     // The proxy is on an allowed address, the destination (hs3.example.net, 127.0.0.3 in
     // the test dnsmasq) is not: through the proxy, the policy would only see the proxy.

@@ -85,6 +85,7 @@ fn lookups(s: &Mxisd, token: &str, email: &str) -> [Option<String>; 3] {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn bind_is_seen_by_every_lookup_at_once_and_unbind_by_session_removes_it() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = Mxisd::start(&config(""));
@@ -136,6 +137,7 @@ fn bind_is_seen_by_every_lookup_at_once_and_unbind_by_session_removes_it() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn v2_binds_only_the_callers_own_id_and_without_the_store_nothing_is_kept() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = Mxisd::start(&config("").replace("binds:\n  local:\n    enabled: true\n", ""));
@@ -189,6 +191,7 @@ fn v2_binds_only_the_callers_own_id_and_without_the_store_nothing_is_kept() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn rebinding_replaces_and_the_other_instance_sees_binds_within_a_second() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let db = fresh_database("binds");
@@ -313,6 +316,7 @@ impl SigningHomeserver {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_homeserver_signed_unbind_is_accepted_and_forged_ones_are_not() {
     let hs = SigningHomeserver::start(7);
     let s = Mxisd::start(&config(""));
@@ -367,6 +371,7 @@ fn a_homeserver_signed_unbind_is_accepted_and_forged_ones_are_not() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_unbind_notice_goes_to_the_address_when_the_operator_asks_for_it() {
     let s = Mxisd::start(&config(
         "session:\n  policy:\n    unbind:\n      notifications: true\n",
@@ -406,6 +411,7 @@ fn an_unbind_notice_goes_to_the_address_when_the_operator_asks_for_it() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_v1_lookup_answers_a_bind_made_here_as_it_was_signed_at_bind_time() {
     let pg = format!(
         "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n",
@@ -463,6 +469,7 @@ fn looked_up_as_bound(s: &Mxisd) {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_unauthenticated_unbind_answers_the_same_whether_the_address_is_bound_or_not() {
     let s = Mxisd::start(&config(""));
     let (sid, secret, bound) = validated(&s);
@@ -489,6 +496,7 @@ fn an_unauthenticated_unbind_answers_the_same_whether_the_address_is_bound_or_no
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_refused_key_fetch_tells_the_client_nothing_and_sends_nothing() {
     // Where the origin leads (hs3.example.net is 127.0.0.3 in the test dnsmasq): had the
     // guard let the key fetch through, it would land here.
@@ -517,6 +525,7 @@ fn a_refused_key_fetch_tells_the_client_nothing_and_sends_nothing() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn with_local_binds_off_an_unbind_fetches_no_keys() {
     // An origin on an allowed address: with local binds off nothing can change, so no
     // caller may make mxisd fetch keys from a server of its choosing.

@@ -26,6 +26,7 @@ fn ldap_and_static(extra: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn ldap_bind_and_static_store_passwords() {
     ensure_up();
     let s = Mxisd::start(&ldap_and_static(""));
@@ -68,6 +69,7 @@ fn ldap_bind_and_static_store_passwords() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn only_allowed_addresses_may_ask() {
     ensure_up();
     let s = Mxisd::start(&ldap_and_static(
@@ -82,6 +84,7 @@ fn only_allowed_addresses_may_ask() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn attempts_are_limited_per_user() {
     ensure_up();
     let s = Mxisd::start(&ldap_and_static("internal:\n  rateLimit: 3\n"));
@@ -117,6 +120,7 @@ fn forwarded_check(s: &Mxisd, forwarded_for: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_local_proxy_not_listed_as_trusted_grants_its_clients_nothing() {
     ensure_up();
     // nginx on the same host, http.trustedProxies left empty: its clients are not loopback.
@@ -137,6 +141,7 @@ fn a_local_proxy_not_listed_as_trusted_grants_its_clients_nothing() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn forwarded_addresses_fail_closed() {
     ensure_up();
     let s = Mxisd::start(&ldap_and_static("http:\n  trustedProxies: ['127.0.0.1']\n"));
@@ -156,6 +161,7 @@ fn forwarded_addresses_fail_closed() {
 /// The answer Synapse's module reads: `mxid` beside `id`, no `display_name` (never a
 /// null) for a user without one; and a login by e-mail address, which the stores resolve.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn answers_carry_the_mxid_no_nulls_and_logins_by_address_work() {
     ensure_up();
     let s = Mxisd::start(&ldap_and_static("internal:\n  rateLimit: 2\n"));

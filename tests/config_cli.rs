@@ -248,6 +248,7 @@ invite:\n  expiration:\n    resolveTo: '@expired:example.org'\n";
 /// ma1sd's `accountConfig.allowOnlyTrustDomains: true` lets only users of `matrix.domain`
 /// register: it is the allow list of that domain, not a key to ignore.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn ma1sd_trusted_domains_only_keep_other_homeservers_out() {
     let hs = crate::support::fake_homeserver::FakeHomeserver::start("127.0.0.1", 0, &[]);
     let server = format!("127.0.0.1:{}", hs.port);
@@ -308,6 +309,7 @@ fn starts(file: &str, cwd: &Path) -> Result<(), String> {
 /// the legacy file, the refused and warned keys, the misspelt and ill-typed ones) and on
 /// the connection strings and CA files mxisd and ma1sd users have.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn check_config_and_the_start_agree_on_every_fixture() {
     let dir = TempDir::new();
     let keys = dir.join("keys");

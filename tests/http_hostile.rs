@@ -167,12 +167,11 @@ fn tasks_of(uid: u32) -> usize {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn connections_without_a_thread_are_refused_and_the_listener_lives() {
-    // Root ignores the task limit: mxisd runs as nobody, which it counts against.
-    if !nix_is_root() {
-        eprintln!("skipped: needs root to run mxisd as another user");
-        return;
-    }
+    // Root ignores the task limit: mxisd runs as nobody, which it counts against; only root
+    // can start it as another user.
+    assert!(nix_is_root(), "needs root, to run mxisd as another user");
     const CONFIG: &str = "http:\n  workers: 2\n  requestTimeout: 30\n";
     let as_nobody = [
         "setpriv",
@@ -406,6 +405,7 @@ fn connect_with_small_receive_buffer(addr: SocketAddr) -> TcpStream {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_client_that_reads_slowly_is_cut_off_at_the_deadline() {
     // A hashed lookup of 80,000 addresses, all known: an answer of about 6 MB, more than
     // the kernel buffers of a connection hold (4 MiB at most on Linux).

@@ -47,6 +47,7 @@ fn account_statuses(urls: &[String], token: &str) -> Vec<u16> {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn two_instances_behind_nginx_answer_as_one() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let hs_name = format!("127.0.0.1:{}", hs.port);
@@ -145,6 +146,7 @@ fn two_instances_behind_nginx_answer_as_one() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn instances_starting_together_on_an_empty_database_migrate_once() {
     let db = fresh_database("migrate");
     let config = on_postgres(&pg_connection(&db), "");
@@ -185,6 +187,7 @@ fn wait_for_status(url: &str, status: u16, within: Duration) -> u16 {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_state_database_that_goes_away_gives_503s_until_it_is_back() {
     let pg = PgCluster::start(false);
     let s = Mxisd::start(&on_postgres(&pg.connection(), ""));
@@ -269,6 +272,7 @@ fn a_state_database_that_never_answers_ends_the_start_in_time() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn tls_to_postgresql_is_verified_with_the_ca_file() {
     let pg = PgCluster::start(true);
     pg.psql(support::SYNAPSE_SCHEMA);
@@ -346,6 +350,7 @@ fn tls_to_postgresql_is_verified_with_the_ca_file() {
 /// mxisd's JDBC-style strings with pgjdbc's TLS options (pgjdbc ≥ 42.2.5, as mxisd 1.4.6),
 /// on a PostgreSQL with TLS: each means what it meant there, and none is downgraded.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn jdbc_tls_options_mean_what_pgjdbc_meant() {
     let pg = PgCluster::start(true);
     let ca = format!("{}/tls/ca.pem", get("MXISD_TEST_DIR"));
@@ -424,6 +429,7 @@ fn the_readme_shows_the_nginx_example_the_balancer_test_uses() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_session_started_on_one_instance_validates_on_the_other() {
     let db = fresh_database("sessions");
     let shared = TempDir::new();

@@ -57,6 +57,7 @@ fn param(url: &str, name: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_invite_by_email_sends_a_mail_whose_sign_url_signs_with_the_ephemeral_key() {
     let s = Mxisd::start(&config());
     let address = fresh_address();
@@ -133,6 +134,7 @@ fn an_invite_by_email_sends_a_mail_whose_sign_url_signs_with_the_ephemeral_key()
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn store_invite_refuses_bound_addresses_other_media_and_foreign_senders() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = Mxisd::start(&config());
@@ -271,6 +273,7 @@ fn server_key(s: &Mxisd) -> VerifyingKey {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn binding_an_invited_address_calls_onbind_on_the_invitees_homeserver() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = Mxisd::start(&config());
@@ -301,6 +304,7 @@ fn binding_an_invited_address_calls_onbind_on_the_invitees_homeserver() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_homeserver_without_post_onbind_gets_a_put() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &["--onbind-post-status", "405"]);
     let s = Mxisd::start(&config());
@@ -313,6 +317,7 @@ fn a_homeserver_without_post_onbind_gets_a_put() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_invitee_who_appears_in_an_identity_store_is_resolved() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = support::TempDir::new();
@@ -347,6 +352,7 @@ fn an_invitee_who_appears_in_an_identity_store_is_resolved() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_onbind_to_a_homeserver_that_is_down_arrives_after_a_restart_once_it_is_up() {
     let db = crate::support::services::fresh_database("onbind");
     let port = support::pg_cluster::free_port(); // the homeserver, not up yet
@@ -384,6 +390,7 @@ fn a_public_url_left_unset_is_warned_about_at_start() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_final_refusal_of_an_onbind_is_not_retried() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &["--onbind-refuse"]);
     let s = Mxisd::start(&format!(
@@ -398,6 +405,7 @@ fn a_final_refusal_of_an_onbind_is_not_retried() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn store_invite_is_limited_per_address_and_v1_by_network() {
     let s = Mxisd::start(&format!(
         "{}invite:\n  rateLimit:\n    perAddress:\n      burst: 1\n      perMinute: 0\n",
@@ -431,6 +439,7 @@ fn store_invite_is_limited_per_address_and_v1_by_network() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_instance_killed_while_it_delivers_leaves_the_onbind_to_another() {
     let db = crate::support::services::fresh_database("onbind_kill");
     let port = support::pg_cluster::free_port();
@@ -480,6 +489,7 @@ fn an_instance_killed_while_it_delivers_leaves_the_onbind_to_another() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_expired_invite_ends_its_key_and_is_never_delivered() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     // 0.1 minutes: 6 s.
@@ -518,6 +528,7 @@ fn an_expired_invite_ends_its_key_and_is_never_delivered() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_invitee_added_to_the_directory_is_resolved() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = support::TempDir::new();
@@ -558,6 +569,7 @@ const MXISD_INVITE_TABLE: &str =
      `roomId` VARCHAR NOT NULL , `properties` VARCHAR , PRIMARY KEY (`id`) )";
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn pending_invites_of_an_mxisd_database_are_imported_once_and_delivered() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let data = support::TempDir::new();
@@ -639,6 +651,7 @@ fn pending_invites_of_an_mxisd_database_are_imported_once_and_delivered() {
 /// limit, the whole name in the decoded mail and in the join link, whose sign URL signs;
 /// a name past 255 characters is cut, with an ellipsis.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
     use crate::support::mail::{assert_lines_fit, decoded};
     let japanese = "日本語の部屋の名前はとても長いですがそれでも普通の名前です。".repeat(3)
@@ -710,6 +723,7 @@ fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
 
 /// What store-invite keeps is bounded: IDs to 255 bytes, the room's avatar URL to 1 KiB.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn store_invite_refuses_oversized_ids_and_avatar_urls() {
     let s = Mxisd::start(&config());
     for (field, value) in [
@@ -731,6 +745,7 @@ fn store_invite_refuses_oversized_ids_and_avatar_urls() {
 /// long for SMTP that cannot be cut) ends its queue item at once, said in the log, instead
 /// of being tried again until the invite expires.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_invite_mail_that_can_never_be_sent_is_not_retried() {
     let dir = support::TempDir::new();
     let template = dir.path().join("invite.eml");
@@ -796,6 +811,7 @@ fn refusing_relay() -> u16 {
 
 /// A 5xx to RCPT ends the invite mail's queue item at once (logged); a 4xx is retried.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_invite_mail_refused_for_good_is_not_retried_and_one_refused_for_now_is() {
     let port = refusing_relay();
     let s = Mxisd::start(&config().replace(

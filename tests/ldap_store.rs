@@ -65,6 +65,7 @@ fn hashed(s: &Mxisd, token: &str, pairs: &[(&str, &str)]) -> Value {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn users_only_in_ldap_are_found_by_mail_and_phone_v1_and_v2() {
     ensure_up();
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
@@ -110,6 +111,7 @@ fn users_only_in_ldap_are_found_by_mail_and_phone_v1_and_v2() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn active_directory_attributes() {
     ensure_up();
     let extra = "  activeDirectory: true\n  attribute:\n    uid:\n      type: uid\n      value: userPrincipalName\n";
@@ -130,6 +132,7 @@ fn active_directory_attributes() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn filter_injection_matches_nothing() {
     ensure_up();
     let s = Mxisd::start(&ldap_config(get("LDAP_PORT"), ""));
@@ -144,6 +147,7 @@ fn filter_injection_matches_nothing() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_directory_that_goes_down_is_503_and_recovers() {
     ensure_up();
     let dir = TempDir::new();
@@ -166,6 +170,7 @@ fn a_directory_that_goes_down_is_503_and_recovers() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_wrong_bind_password_is_503_naming_the_store() {
     ensure_up();
     let config = ldap_config(get("LDAP_PORT"), "").replace(
@@ -179,6 +184,7 @@ fn a_wrong_bind_password_is_503_naming_the_store() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn ldaps_and_starttls_with_an_internal_ca() {
     ensure_up();
     let ca = format!("{}/tls/ca.pem", get("MXISD_TEST_DIR"));
@@ -209,6 +215,7 @@ fn ldaps_and_starttls_with_an_internal_ca() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn hashed_lookups_keep_the_last_complete_index_while_the_directory_is_down() {
     ensure_up();
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
@@ -229,6 +236,7 @@ fn hashed_lookups_keep_the_last_complete_index_while_the_directory_is_down() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_directory_may_stay_out_of_the_hash_index() {
     ensure_up();
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
@@ -254,6 +262,7 @@ fn the_directory_may_stay_out_of_the_hash_index() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn netiq_is_the_ldap_store_under_another_name() {
     ensure_up();
     let s = Mxisd::start(&ldap_config(get("LDAP_PORT"), "").replacen("ldap:\n", "netiq:\n", 1));
@@ -343,6 +352,7 @@ fn found(s: &Mxisd, token: &str) -> Vec<&'static str> {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn hashed_lookups_answer_what_single_lookups_answer_under_filters_and_templates() {
     ensure_up();
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
@@ -395,6 +405,7 @@ fn hashed_lookups_answer_what_single_lookups_answer_under_filters_and_templates(
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_flows_own_filter_replaces_the_global_one_as_in_mxisd_1_4() {
     ensure_up();
     let dir = TempDir::new();

@@ -94,6 +94,7 @@ pub(crate) fn agreeing_lookups(
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn v1_lookup_answers_signed_associations() {
     let s = server();
     let r = s.get("/_matrix/identity/api/v1/lookup?medium=email&address=ALICE%40example.ORG");
@@ -117,6 +118,7 @@ fn v1_lookup_answers_signed_associations() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn v1_bulk_lookup_answers_what_it_finds_as_asked() {
     let s = server();
     let asked = json!({"threepids": [["email", "alice@EXAMPLE.org"], ["msisdn", "442079460001"], ["email", "nobody@example.org"]]});
@@ -137,6 +139,7 @@ fn v1_bulk_lookup_answers_what_it_finds_as_asked() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn v2_hashed_and_plain_lookups() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = server();
@@ -189,6 +192,7 @@ fn v2_hashed_and_plain_lookups() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_pepper_survives_restarts() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let mut first = server();
@@ -213,6 +217,7 @@ fn the_pepper_survives_restarts() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_none_algorithm_can_be_turned_off() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = Mxisd::start(&format!(
@@ -241,6 +246,7 @@ fn the_bulk_lookup_can_be_turned_off() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn hashing_can_be_turned_off() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = Mxisd::start(&format!(
@@ -269,6 +275,7 @@ fn hashing_can_be_turned_off() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_static_store_may_stay_out_of_the_hash_index() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = Mxisd::start(&format!(

@@ -16,6 +16,7 @@ fn config(backend: &FakeRestBackend) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn lookups_and_logins_through_the_backend() {
     let backend = FakeRestBackend::start(false);
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
@@ -65,6 +66,7 @@ fn lookups_and_logins_through_the_backend() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_failing_backend_is_503() {
     let backend = FakeRestBackend::start(true);
     let s = Mxisd::start(&config(&backend));

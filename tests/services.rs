@@ -16,6 +16,7 @@ fn output(cmd: &mut Command) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn slapd_finds_a_fixture_user_and_checks_its_password() {
     ensure_up();
     let url = format!("ldap://127.0.0.1:{}", port("LDAP_PORT"));
@@ -47,6 +48,7 @@ fn slapd_finds_a_fixture_user_and_checks_its_password() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn postgresql_answers_a_select() {
     ensure_up();
     let psql = |sql: &str| psql(get("PG_DB"), sql);
@@ -61,6 +63,7 @@ fn postgresql_answers_a_select() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn dnsmasq_answers_srv_and_address_queries() {
     ensure_up();
     let dig = |kind: &str, name: &str| {
@@ -84,6 +87,7 @@ fn dnsmasq_answers_srv_and_address_queries() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_smtp_sink_stores_a_sent_mail() {
     ensure_up();
     let token = format!("token-{}", std::process::id());

@@ -178,6 +178,7 @@ fn started(s: &Mxisd, twilio: &FakeTwilio, number: &str, secret: &str) -> (Value
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn refused_resends_racing_guesses_never_give_more_than_five_wrong_codes() {
     for postgres in [false, true] {
         let twilio = FakeTwilio::start(&[]);
@@ -207,6 +208,7 @@ fn refused_resends_racing_guesses_never_give_more_than_five_wrong_codes() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn failed_resends_racing_guesses_never_give_more_than_five_wrong_codes() {
     for postgres in [false, true] {
         let twilio = FakeTwilio::start(&[]);
@@ -230,6 +232,7 @@ fn failed_resends_racing_guesses_never_give_more_than_five_wrong_codes() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn resends_racing_guesses_give_five_wrong_codes_per_code_sent_and_fifteen_in_all() {
     for postgres in [false, true] {
         // Two codes in all (the first, and one resend let through by the limit: on
@@ -261,6 +264,7 @@ fn resends_racing_guesses_give_five_wrong_codes_per_code_sent_and_fifteen_in_all
 /// Each code sent opens a window of 5 wrong codes; after 15 in all the session is over:
 /// no new code is sent, every guess is refused unchecked.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn fifteen_wrong_codes_end_a_session_for_good() {
     for postgres in [false, true] {
         let twilio = FakeTwilio::start(&[]);
@@ -302,6 +306,7 @@ fn fifteen_wrong_codes_end_a_session_for_good() {
 /// The three codes a user has stay valid through a resend that the limit refuses, and
 /// through one whose SMS fails.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_refused_or_failed_resend_keeps_the_codes_already_sent() {
     for postgres in [false, true] {
         for fails in [false, true] {
@@ -339,6 +344,7 @@ fn a_refused_or_failed_resend_keeps_the_codes_already_sent() {
 /// A code whose SMS went out while later resends were sent and stored counts as the newest
 /// when it is stored at last: the rotation (3 codes kept) never drops the code just sent.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_code_stored_after_later_resends_stays_valid() {
     for postgres in [false, true] {
         // The second SMS (the resend of attempt 2) is answered only once released.
@@ -372,6 +378,7 @@ fn a_code_stored_after_later_resends_stays_valid() {
 /// A session that expires while a resend is being sent is not revived by storing its code:
 /// it stays expired, and the code sent does not validate it.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_session_expired_while_its_code_is_sent_stays_expired() {
     for postgres in [false, true] {
         let twilio = FakeTwilio::start_holding(2);
@@ -403,6 +410,7 @@ fn twilio_at(port: u16) -> String {
 /// (here 1 + 3 s, and the margin): then a retry of the same attempt is sent. Shared
 /// databases only (on SQLite the killed instance was the only one).
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_instance_killed_while_sending_holds_the_attempt_only_for_its_deadlines() {
     let twilio = FakeTwilio::start(&[]);
     let silent = Silent::start();

@@ -36,6 +36,7 @@ fn request_email(s: &Mxisd, prefix: &str, email: &str, secret: &str, attempt: i6
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn email_session_from_mail_to_validated_3pid() {
     let s = Mxisd::start(&mail_config(""));
     let email = fresh_address("example.org");
@@ -104,6 +105,7 @@ fn email_session_from_mail_to_validated_3pid() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn with_only_v1_served_the_mail_links_to_v1() {
     let dir = support::TempDir::new();
     let config = dir.join("mxisd.yaml");
@@ -123,6 +125,7 @@ fn with_only_v1_served_the_mail_links_to_v1() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_retry_with_the_same_send_attempt_sends_nothing_and_a_new_one_resends() {
     let s = Mxisd::start(&mail_config(""));
     let email = fresh_address("example.org");
@@ -157,6 +160,7 @@ fn a_retry_with_the_same_send_attempt_sends_nothing_and_a_new_one_resends() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_link_shows_a_page_and_redirects_to_the_stored_next_link() {
     let s = Mxisd::start(&mail_config(""));
     let email = fresh_address("example.org");
@@ -191,6 +195,7 @@ fn the_link_shows_a_page_and_redirects_to_the_stored_next_link() {
 /// A `next_link` with non-ASCII characters (an IRI) is kept as its URI: the link's redirect
 /// carries it as `Location`, each such character percent-encoded as UTF-8.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_non_ascii_next_link_redirects_to_its_percent_encoded_uri() {
     let s = Mxisd::start(&mail_config(""));
     let email = fresh_address("example.org");
@@ -218,6 +223,7 @@ fn a_non_ascii_next_link_redirects_to_its_percent_encoded_uri() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn v2_sessions_need_a_token_but_the_link_does_not() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let s = Mxisd::start(&mail_config(&federation_config(
@@ -337,6 +343,7 @@ fn a_mail_server_trickling_its_greeting_is_given_up_at_the_timeout() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_policy_decides_what_is_validated_here() {
     // No scopes written: everything here (mxisd 1.4, ma1sd).
     let s = Mxisd::start(&mail_config(""));
@@ -484,6 +491,7 @@ fn five_wrong_codes_end_an_sms_session_and_a_resend_starts_a_fresh_count() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_expired_session_is_refused_and_swept() {
     let s = Mxisd::start(&mail_config("session:\n  expiration: 1\n"));
     let email = fresh_address("example.org");
@@ -512,6 +520,7 @@ fn an_expired_session_is_refused_and_swept() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn mails_to_one_address_stop_at_its_burst_and_retries_cost_nothing() {
     let s = Mxisd::start(&mail_config(""));
     let email = fresh_address("example.org");
@@ -532,6 +541,7 @@ fn mails_to_one_address_stop_at_its_burst_and_retries_cost_nothing() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn v1_request_token_only_from_the_allowed_networks_when_narrowed() {
     let s = Mxisd::start(&mail_config(
         "session:\n  v1:\n    allowedCidr: ['10.0.0.0/8']\n",
@@ -548,6 +558,7 @@ fn v1_request_token_only_from_the_allowed_networks_when_narrowed() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_mxisd_template_and_custom_pages_are_used_and_values_escaped() {
     let dir = support::TempDir::new();
     // A template as mxisd's are written: a whole message, mxisd's placeholders.
@@ -619,6 +630,7 @@ fn send_over_tls(sink: &support::mail::TlsSink, tls: u8, ca: bool) -> u16 {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn starttls_and_implicit_tls_check_the_certificate() {
     for implicit in [false, true] {
         let sink = TlsSink::start(implicit);
@@ -694,6 +706,7 @@ fn chromium(url: &str, screenshot: &std::path::Path) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_link_page_renders_in_a_browser() {
     let s = Mxisd::start(&mail_config(""));
     let email = fresh_address("example.org");
@@ -743,6 +756,7 @@ fn a_resend_that_sends_nothing_does_not_reset_the_count_of_wrong_codes() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_login_is_never_sent_in_clear_unless_tls_is_off() {
     let with_login = |tls: u8| {
         Mxisd::start(&format!(

@@ -65,6 +65,7 @@ fn alice_rows() -> Vec<(String, &'static str, String)> {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn synapse_sqlite_database() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = TempDir::new();
@@ -74,6 +75,7 @@ fn synapse_sqlite_database() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn ma1sd_documented_settings_are_read_as_meant() {
     // ma1sd's docs: the type left out (mxisd's default, sqlite), `legacyRoomNames`, and a
     // listing query naming its columns in another order than (medium, address, id).
@@ -89,6 +91,7 @@ fn ma1sd_documented_settings_are_read_as_meant() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn synapse_postgresql_database() {
     ensure_up();
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
@@ -136,6 +139,7 @@ fn a_custom_query_with_localparts() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn ten_thousand_addresses_in_one_bulk() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = TempDir::new();
@@ -175,6 +179,7 @@ fn ten_thousand_addresses_in_one_bulk() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_database_that_is_down_is_503_never_not_found() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     // Nothing listens on port 1: mxisd starts, lookups fail naming the store.
@@ -200,6 +205,7 @@ fn a_database_that_is_down_is_503_never_not_found() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_hash_index_picks_up_new_bindings_on_refresh() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = TempDir::new();
@@ -236,6 +242,7 @@ fn the_hash_index_picks_up_new_bindings_on_refresh() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn hashed_lookups_answer_what_single_lookups_answer_with_default_and_custom_queries() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let dir = TempDir::new();

@@ -58,6 +58,7 @@ impl Db {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn accounts_tokens_and_terms() {
     for db in Db::both() {
         let s = db.open();
@@ -85,6 +86,7 @@ fn accounts_tokens_and_terms() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_pepper_is_decided_once() {
     for db in Db::both() {
         let s = db.open();
@@ -101,9 +103,13 @@ fn the_pepper_is_decided_once() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn migrations_are_recorded_and_applied_once() {
     for db in Db::both() {
-        let names = db.open().migrations().unwrap();
+        let first = db.open();
+        let names = first.migrations().unwrap();
+        first.add_token("@m:example.org", "hash-m", 1000).unwrap();
+        drop(first);
         assert_eq!(
             names,
             [
@@ -120,9 +126,16 @@ fn migrations_are_recorded_and_applied_once() {
                 "0011_drop_ephemeral_keys"
             ]
         );
+        // Opened again, nothing is applied twice: what the first open wrote is still there.
         let again = db.open();
         assert_eq!(again.migrations().unwrap(), names, "{}", again.store());
-        assert!(again.ephemeral_key_is_valid("nope").is_ok());
+        assert_eq!(
+            again.token_user("hash-m").unwrap().as_deref(),
+            Some("@m:example.org"),
+            "{}",
+            again.store()
+        );
+        assert!(!again.ephemeral_key_is_valid("nope").unwrap());
     }
 }
 
@@ -141,6 +154,7 @@ fn a_second_process_is_kept_off_an_sqlite_database() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn racing_claimers_each_get_an_item_once() {
     for db in Db::both() {
         let a = Arc::new(db.open());
@@ -189,6 +203,7 @@ fn racing_claimers_each_get_an_item_once() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_expired_lease_is_claimed_again_and_a_retry_waits() {
     for db in Db::both() {
         let a = Arc::new(db.open());
@@ -229,6 +244,7 @@ fn an_expired_lease_is_claimed_again_and_a_retry_waits() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_change_feed_is_read_in_order_by_another_instance() {
     for db in Db::both() {
         let a = Arc::new(db.open());
@@ -275,6 +291,7 @@ fn the_change_feed_is_read_in_order_by_another_instance() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_reader_polling_during_concurrent_writes_sees_every_change_in_order() {
     for db in Db::both() {
         let a = Arc::new(db.open());
@@ -318,6 +335,7 @@ fn a_reader_polling_during_concurrent_writes_sees_every_change_in_order() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn pruning_keeps_changes_newer_than_the_cut() {
     for db in Db::both() {
         let s = db.open();
@@ -332,24 +350,30 @@ fn pruning_keeps_changes_newer_than_the_cut() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn instances_opening_an_empty_postgresql_database_together_migrate_once() {
     let db = Db::Postgres(fresh_database("race"));
     let config = db.config();
     let barrier = Arc::new(std::sync::Barrier::new(4));
     let openers: Vec<_> = (0..4)
-        .map(|_| {
+        .map(|i| {
             let (config, barrier) = (config.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                State::open(&config, 2)
-                    .map(|_| ())
+                let s = State::open(&config, 2).map_err(|e| e.to_string())?;
+                s.pepper_or_insert(&format!("pepper {i}"))
                     .map_err(|e| e.to_string())
             })
         })
         .collect();
-    for o in openers {
-        o.join().unwrap().unwrap();
-    }
+    // Each ended up on the same migrated database: one pepper, decided by one of them.
+    let peppers: Vec<String> = openers
+        .into_iter()
+        .map(|o| o.join().unwrap().unwrap())
+        .collect();
+    assert!(peppers[0].starts_with("pepper "), "{peppers:?}");
+    assert!(peppers.iter().all(|p| *p == peppers[0]), "{peppers:?}");
+    assert_eq!(db.open().pepper_or_insert("later").unwrap(), peppers[0]);
     let names = db.open().migrations().unwrap();
     let mut unique = names.clone();
     unique.dedup();
@@ -358,6 +382,7 @@ fn instances_opening_an_empty_postgresql_database_together_migrate_once() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn sessions_are_found_validated_and_swept() {
     use mxisd::state::{FailureBudget, Requested, SentToken, Submitted, TokenRequest};
     const BUDGET: FailureBudget = FailureBudget {
@@ -486,6 +511,7 @@ fn sessions_are_found_validated_and_swept() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_resend_given_up_or_sent_again_keeps_the_codes_delivered() {
     use mxisd::state::{FailureBudget, Requested, SentToken, Submitted, TokenRequest};
     const BUDGET: FailureBudget = FailureBudget {
@@ -564,6 +590,7 @@ fn a_resend_given_up_or_sent_again_keeps_the_codes_delivered() {
 /// deadlocks with it on PostgreSQL. Here a transaction in the place of `token_sent` holds
 /// the session while the sweep runs, then deletes its tokens.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn the_sweep_locks_a_session_before_its_tokens() {
     use mxisd::state::{FailureBudget, Requested, TokenRequest};
     let name = fresh_database("state");
@@ -639,6 +666,7 @@ fn apply_migrations_before(upto: &str, mut run: impl FnMut(&str)) {
 /// 0010 on a database holding sessions: the wrong tokens they had so far count for their
 /// whole life.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn migration_0010_counts_the_wrong_tokens_so_far_for_good() {
     for db in Db::both() {
         let mut sqlite = match &db {
@@ -675,6 +703,7 @@ const MXISD_INVITES: &str =
     \"roomId\" VARCHAR(255), \"properties\" VARCHAR(255), PRIMARY KEY (\"id\"))";
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn mxisd_invites_are_imported_once_and_damaged_rows_skipped() {
     for db in Db::both() {
         let rows = [

@@ -71,6 +71,7 @@ fn openid_token(user_id: &str, access_token: &str) -> Value {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_synapse_user_registers_and_uses_mxisd() {
     ensure_up();
     let localpart = format!("alice{}", std::process::id());
@@ -106,6 +107,7 @@ fn a_synapse_user_registers_and_uses_mxisd() {
 }
 
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn without_the_allow_list_synapse_on_loopback_is_refused() {
     ensure_up();
     let s = Mxisd::start(&federation_config(""));
@@ -148,6 +150,7 @@ pub(crate) fn identity_server_for_synapse(
 /// TLS, as homeservers reach identity servers) as `id_server`, then unbinds it: Synapse's
 /// unbind reaches mxisd signed with X-Matrix, and is accepted.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn synapse_binds_and_unbinds_through_mxisd() {
     ensure_up();
     let (user_id, access_token) = synapse_user(&format!("una{}", std::process::id()));
@@ -215,6 +218,7 @@ fn synapse_binds_and_unbinds_through_mxisd() {
 /// (another Synapse user) validates and binds that address through Synapse; mxisd's onbind
 /// reaches Synapse, which checks the invite's keys with mxisd and invites the user.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_invite_by_email_reaches_the_invitee_through_synapse() {
     ensure_up();
     let (alice, alice_token) = synapse_user(&format!("inviter{}", std::process::id()));

@@ -169,7 +169,7 @@ start_synapse() {
 # --- matrix-js-sdk ----------------------------------------------------------------------
 # The client library inside Element, from npm, the whole tree pinned by
 # tests/services/element/package-lock.json; tests/element_sdk.rs drives mxisd with it. Needs
-# node >= 20 (not installed here: Debian's may be older); without node that test is skipped.
+# node >= 20 (not installed here: Debian's may be older); without node that test fails.
 install_js_sdk() {
     log "installing matrix-js-sdk from npm into $ELEMENT_SDK_DIR (once)"
     rm -rf "$ELEMENT_SDK_DIR" "$ELEMENT_SDK_DIR.new"; mkdir -p "$ELEMENT_SDK_DIR.new"
@@ -181,5 +181,5 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
     { cmp -s "$HERE/element/package-lock.json" "$ELEMENT_SDK_DIR/package-lock.json" \
         && [ -f "$ELEMENT_SDK_DIR/node_modules/matrix-js-sdk/package.json" ]; } || install_js_sdk
 else
-    log "no node/npm: tests/element_sdk.rs (matrix-js-sdk) will be skipped"
+    log "no node/npm: tests/element_sdk.rs (matrix-js-sdk) will fail: install Node.js >= 20 and npm"
 fi

@@ -4,6 +4,7 @@
 use super::pg_cluster::free_port;
 use super::TempDir;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ impl Balancer {
     /// The same on `port`, over TLS with the test CA's certificate (`localhost`) when `tls`:
     /// how a homeserver reaches an identity server.
     pub fn start_on(port: u16, upstreams: &[SocketAddr], tls: bool) -> Balancer {
-        super::services::ensure_up(); // installs nginx
+        super::services::ensure_up(); // the test CA (nginx is installed by up.sh)
         let example = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/nginx/mxisd-instances.conf"),
         )
@@ -67,7 +68,9 @@ impl Balancer {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .unwrap_or("nginx");
+        // In a process group of its own: the master and its workers, stopped together.
         let child = Command::new(nginx)
+            .process_group(0)
             .args([
                 "-p",
                 &d.to_string(),
@@ -102,8 +105,26 @@ impl Balancer {
 }
 
 impl Drop for Balancer {
+    /// A graceful stop (SIGQUIT: the workers finish and exit, then the master), waited for
+    /// until no process of the group is left; after 10 s the whole group is killed. Killing
+    /// only the master left its workers running, holding the port.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let group = self.child.id() as libc::pid_t;
+        // SAFETY: kill has no memory preconditions; the group is nginx's own.
+        unsafe { libc::kill(group, libc::SIGQUIT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let _ = self.child.try_wait(); // reaps the master: a zombie still counts
+                                           // SAFETY: as above; signal 0 only asks whether any process of the group lives.
+            if unsafe { libc::kill(-group, 0) } != 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

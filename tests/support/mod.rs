@@ -28,6 +28,15 @@ pub fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
+/// `<MXISD_TEST_RUN>-` when `tests/run.sh` set it, for the names of what the tests create:
+/// `tests/leftovers.sh` finds by it the processes of this run that hide their environment
+/// (nginx, PostgreSQL and Chromium write their process titles over it).
+pub fn run_marker() -> String {
+    std::env::var("MXISD_TEST_RUN")
+        .map(|m| format!("{m}-"))
+        .unwrap_or_default()
+}
+
 /// A directory under the system temp dir, removed when dropped.
 pub struct TempDir(PathBuf);
 
@@ -39,7 +48,8 @@ impl TempDir {
             .unwrap()
             .subsec_nanos();
         let path = std::env::temp_dir().join(format!(
-            "mxisd-it-{}-{}-{nanos}",
+            "mxisd-it-{}{}-{}-{nanos}",
+            run_marker(),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         ));

@@ -46,14 +46,15 @@ impl PgCluster {
     /// A new cluster (trust authentication, database `mxisd`) on a free port; with `tls`,
     /// serving the test CA's server certificate (`localhost`, `127.0.0.1`).
     pub fn start(tls: bool) -> PgCluster {
-        services::ensure_up(); // packages, and the test CA
+        services::ensure_up(); // the test CA (PostgreSQL is installed by up.sh)
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL installed")
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
             .max()
             .expect("a PostgreSQL version");
         let port = free_port();
-        let dir = Path::new(services::get("MXISD_TEST_DIR")).join(format!("pg-own-{port}"));
+        let dir = Path::new(services::get("MXISD_TEST_DIR"))
+            .join(format!("pg-own-{}{port}", super::run_marker()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut options = format!(

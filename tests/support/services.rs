@@ -1,10 +1,12 @@
 //! The test services of `tests/services/` (slapd, PostgreSQL, dnsmasq, the SMTP sink): their
-//! addresses, read from `tests/services/config.sh`, and a way to make sure they run.
+//! addresses, read from `tests/services/config.sh`, and a check that they run.
 
 use std::collections::HashMap;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/services")
@@ -35,16 +37,39 @@ pub fn port(key: &str) -> u16 {
     get(key).parse().unwrap()
 }
 
-/// Starts the services if they are not running (idempotent; tests/run.sh has usually done it).
+/// Checks that the services answer (once per test binary); fails the test, naming the script
+/// that starts them, if not. Never starts or installs anything: `cargo test` runs without
+/// them, and the tests that need them are ignored there: each carries
+/// `#[ignore = "needs root and the test services: bash tests/run.sh"]`, the same text everywhere.
 pub fn ensure_up() {
-    static UP: OnceLock<()> = OnceLock::new();
-    UP.get_or_init(|| {
-        let status = Command::new("bash")
-            .arg(dir().join("up.sh"))
-            .status()
-            .expect("run up.sh");
-        assert!(status.success(), "tests/services/up.sh failed");
+    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+    let up = UP.get_or_init(|| {
+        let ca = Path::new(get("MXISD_TEST_DIR")).join("tls/ca.pem");
+        if !ca.is_file() {
+            return Err(format!("no test CA at {}", ca.display()));
+        }
+        let ports = [
+            "LDAP_PORT",
+            "PG_PORT",
+            "DNS_PORT",
+            "SMTP_PORT",
+            "SYNAPSE_CLIENT_PORT",
+        ];
+        for key in ports {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port(key)));
+            if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                return Err(format!("nothing answers on {addr} ({key}): {e}"));
+            }
+        }
+        Ok(())
     });
+    if let Err(why) = up {
+        panic!(
+            "the test services are not running ({why}): start them with \
+             `bash tests/services/up.sh` (as root it installs what is missing), \
+             or run the whole suite with `bash tests/run.sh`"
+        );
+    }
 }
 
 /// Runs `sql` with psql on database `db` of the test PostgreSQL; its output, without
