@@ -951,6 +951,7 @@ fn queue_row(id: &str, kind: &str, payload: &str) -> String {
 /// strings, payloads as `json!` objects), are delivered by this one: the mail with its
 /// placeholders, the onbind call to the bound mxid's homeserver. On SQLite and PostgreSQL.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn deliveries_queued_by_the_previous_build_are_delivered() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     for db in OwnDb::both() {
@@ -1031,6 +1032,7 @@ fn deliveries_queued_by_the_previous_build_are_delivered() {
 /// ended, in the log, and nothing is sent for it (no mail to an empty address, no onbind
 /// to an empty server). On SQLite and PostgreSQL.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_unknown_kind_is_left_queued_and_an_unreadable_payload_is_ended_in_the_log() {
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     for db in OwnDb::both() {
