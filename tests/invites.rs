@@ -727,6 +727,52 @@ fn store_invite_refuses_oversized_ids_and_avatar_urls() {
     }
 }
 
+/// store-invite keeps only the fields it knows, display ones cut at store time: a 60 KiB
+/// room name is not kept whole, a field it does not know is ignored (accepted, not
+/// stored), null is absent; a known field that is not a string is a malformed request.
+#[test]
+fn store_invite_keeps_only_known_fields_bounded() {
+    let s = Mxisd::start(&config());
+    let address = fresh_address();
+    let mut body = invite_body(&address);
+    body["room_name"] = json!("名".repeat(20 * 1024));
+    body["room_type"] = Value::Null;
+    body["org.example.new_field"] = json!("n".repeat(10_000));
+    let (token, _) = store_invite_of(&s, &body);
+    let fields: String = rusqlite::Connection::open(s.dir.join("mxisd.db"))
+        .unwrap()
+        .query_row(
+            "SELECT fields FROM invites WHERE token = ?1",
+            [&token],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(fields.len() < 2048, "{} bytes kept", fields.len());
+    let fields: Value = serde_json::from_str(&fields).unwrap();
+    assert_eq!(
+        fields["room_name"],
+        format!("{}…", "名".repeat(255)),
+        "{fields}"
+    );
+    assert_eq!(fields["room_alias"], "#tea:example.org");
+    assert_eq!(fields["room_id"], "!room:example.org");
+    assert!(fields.get("org.example.new_field").is_none(), "{fields}");
+    assert!(fields.get("room_type").is_none(), "{fields}");
+    for (field, value) in [
+        ("room_avatar_url", json!(5)),
+        ("room_avatar_url", json!({})),
+        ("room_name", json!(["a"])),
+        ("sender_display_name", json!(true)),
+    ] {
+        let mut body = invite_body(&fresh_address());
+        body[field] = value;
+        let e = s
+            .post(&format!("{V1}/store-invite"), &body.to_string())
+            .assert_error(400, "M_BAD_JSON");
+        assert!(e["error"].as_str().unwrap().contains(field), "{e}");
+    }
+}
+
 /// A mail no retry can send (here the operator's invite template has a header line too
 /// long for SMTP that cannot be cut) ends its queue item at once, said in the log, instead
 /// of being tried again until the invite expires.
