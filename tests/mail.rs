@@ -187,3 +187,51 @@ fn an_operator_8bit_template_with_a_long_line_goes_quoted_printable() {
         .json();
     assert_eq!(v["address"], email, "{v}");
 }
+
+/// An operator's validation template declaring quoted-printable whose own line (text and
+/// link) is past 76 octets but within SMTP's 998: soft-wrapped at 76 (RFC 2045 6.7 rule 5),
+/// no `=XX` split, and the link, decoded, validates the session.
+#[test]
+fn an_operator_quoted_printable_template_gets_lines_of_76() {
+    let dir = TempDir::new();
+    let template = dir.path().join("validate.eml");
+    let text = "Bitte best=C3=A4tigen Sie Ihre Adresse, indem Sie diesem Link folgen:";
+    std::fs::write(
+        &template,
+        format!("Subject: Bitte bestaetigen\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: quoted-printable\n\n{text} %VALIDATION_LINK%\n"),
+    )
+    .unwrap();
+    let s = Mxisd::start(&format!(
+        "threepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n      generators:\n        template:\n          session:\n            validation: '{}'\n",
+        get("SMTP_PORT"),
+        template.display()
+    ));
+    let email = fresh_address();
+    let r = request_token(&s, &email);
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let sid = r.json()["sid"].as_str().unwrap().to_owned();
+    let mails = wait_for(&email, 1);
+    assert_eq!(mails.len(), 1);
+    let raw = mails[0].replace("\r\n", "\n");
+    let body = raw.split_once("\n\n").unwrap().1;
+    for line in body.lines() {
+        assert!(
+            line.len() <= 76,
+            "a line of {}: {line}\n{}",
+            line.len(),
+            mails[0]
+        );
+    }
+    let mail = decoded(&mails[0]);
+    assert!(mail.contains("Bitte bestätigen Sie"), "{mail}");
+    let link = link_in(&mail);
+    assert_eq!(param(&link, "sid"), sid);
+    let r = s.get(link.trim_start_matches("https://example.org"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = s
+        .get(&format!(
+            "{V1}/3pid/getValidated3pid?sid={sid}&client_secret=secret"
+        ))
+        .json();
+    assert_eq!(v["address"], email, "{v}");
+}
