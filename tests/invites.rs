@@ -640,7 +640,7 @@ fn pending_invites_of_an_mxisd_database_are_imported_once_and_delivered() {
 /// a name past 255 characters is cut, with an ellipsis.
 #[test]
 fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
-    use crate::support::mail::{assert_lines_fit, decoded};
+    use crate::support::mail::{assert_headers_fit, assert_lines_fit, decoded};
     let japanese = "日本語の部屋の名前はとても長いですがそれでも普通の名前です。".repeat(3)
         [..72 * 3]
         .to_owned();
@@ -675,6 +675,7 @@ fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
         let mails = wait_for(&address, 1);
         assert_eq!(mails.len(), 1, "no mail for {room_name}:\n{}", s.log());
         assert_lines_fit(&mails[0]);
+        assert_headers_fit(&mails[0]);
         let head = mails[0].replace("\r\n", "\n");
         let head = head.split_once("\n\n").unwrap().0;
         assert!(!head.contains("\nBcc:"), "{head}");
@@ -706,6 +707,38 @@ fn invites_with_long_non_ascii_room_names_arrive_and_their_links_work() {
         verify_json(&r.json(), "example.org", "ed25519:0", &key).unwrap();
     }
     assert!(!s.log().contains("invite-mail"), "{}", s.log());
+}
+
+/// Control characters in a room or sender name (other than line breaks, made spaces) never
+/// reach a header of the invite mail, encoded or not; a tab becomes a space.
+#[test]
+fn control_characters_in_names_never_reach_the_invite_headers() {
+    use crate::support::mail::assert_headers_fit;
+    let s = Mxisd::start(&config());
+    let address = fresh_address();
+    let mut body = invite_body(&address);
+    body["sender_display_name"] = json!("Al\u{7}ice\u{1b}[2J\tB");
+    body["room_name"] = json!("Caf\u{e9}\u{0}\u{8} Ro\u{7f}om");
+    store_invite_of(&s, &body);
+    let mails = wait_for(&address, 1);
+    assert_eq!(mails.len(), 1, "{}", s.log());
+    assert_headers_fit(&mails[0]);
+    let mail = mails[0].replace("\r\n", "\n");
+    let head = mail.split_once("\n\n").unwrap().0;
+    let subject = head
+        .split("\nSubject: ")
+        .nth(1)
+        .or_else(|| head.strip_prefix("Subject: "))
+        .unwrap();
+    assert!(subject.starts_with("Alice[2J B invited you to"), "{head}");
+    // The encoded room name, decoded, holds no control character either.
+    let decoded: Vec<u8> = subject
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("=?UTF-8?B?")?.strip_suffix("?="))
+        .flat_map(|b| b64::decode(b).unwrap())
+        .collect();
+    assert_eq!(String::from_utf8(decoded).unwrap(), "Café", "{head}");
+    assert!(subject.contains("?= Room on"), "{head}");
 }
 
 /// What store-invite keeps is bounded: IDs to 255 bytes, the room's avatar URL to 1 KiB.
@@ -809,6 +842,12 @@ fn an_invite_mail_that_can_never_be_sent_is_not_retried() {
         "{log}"
     );
     assert!(!log.contains("again in"), "{log}");
+    // The line is named by its number and length, never shown: it may hold a user's data.
+    assert!(
+        log.contains("line 1 of the message is 1018 octets"),
+        "{log}"
+    );
+    assert!(!log.contains("xxxxxxxx"), "{log}");
 }
 
 /// A relay of the test's own that refuses recipients, by how their address starts: `gone`

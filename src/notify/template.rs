@@ -57,8 +57,9 @@ impl Placeholders {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
     /// A line of the filled message is longer than SMTP allows and cannot be cut (a
-    /// template's own header line, an address): its first characters.
-    LineTooLong(String),
+    /// template's own header line, an address): its number (from 1) and length in octets.
+    /// Never its text, which may hold a user's data.
+    LineTooLong { line: usize, octets: usize },
     /// The template is not a message: no blank line between headers and body, or no headers.
     NotAMessage,
 }
@@ -66,9 +67,9 @@ pub enum TemplateError {
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TemplateError::LineTooLong(start) => write!(
+            TemplateError::LineTooLong { line, octets } => write!(
                 f,
-                "a line longer than SMTP allows (998 octets) that cannot be cut: {start}…"
+                "line {line} of the message is {octets} octets, longer than SMTP allows (998), and cannot be cut"
             ),
             TemplateError::NotAMessage => f.write_str(
                 "the e-mail template is not a whole message (headers, a blank line, the body)",
@@ -130,9 +131,15 @@ pub fn fill_email(
     message.push('\n');
     // What nothing above could cut (the template's own long header lines, an address) is
     // an error here rather than a refusal by the server after every retry.
-    if let Some(long) = message.split('\n').find(|l| l.len() > limit::LINE_MAX) {
-        let start: String = long.chars().take(60).collect();
-        return Err(TemplateError::LineTooLong(start));
+    if let Some((n, long)) = message
+        .split('\n')
+        .enumerate()
+        .find(|(_, l)| l.len() > limit::LINE_MAX)
+    {
+        return Err(TemplateError::LineTooLong {
+            line: n + 1,
+            octets: long.len(),
+        });
     }
     Ok(message.replace('\n', "\r\n"))
 }
@@ -325,12 +332,19 @@ fn fill_header(header: &RawHeader<'_>, values: &Placeholders) -> Result<String, 
     } else {
         tokenize_unstructured(&chars)
     };
-    let line = format!("{}:{}", header.name, render_tokens(tokens, structured));
-    Ok(fold_encoded(&line, header.name.len() + 1))
+    let name_len = header.name.len() + 1;
+    let line = format!(
+        "{}:{}",
+        header.name,
+        render_tokens(tokens, structured, name_len)
+    );
+    Ok(fold_encoded(&line, name_len))
 }
 
 /// A value that goes into a header: each run of line breaks becomes one space, so that a
-/// value can neither add a header nor stop the mail.
+/// value can neither add a header nor stop the mail; a tab becomes a space, and the other
+/// control characters (C0, DEL) are dropped: no header may carry them (RFC 5322 2.2),
+/// encoded or not.
 fn one_line(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut in_break = false;
@@ -340,9 +354,13 @@ fn one_line(value: &str) -> String {
                 out.push(' ');
             }
             in_break = true;
-        } else {
-            out.push(c);
-            in_break = false;
+            continue;
+        }
+        in_break = false;
+        match c {
+            '\t' => out.push(' '),
+            c if c.is_ascii_control() => {}
+            c => out.push(c),
         }
     }
     out
@@ -352,7 +370,7 @@ fn one_line(value: &str) -> String {
 /// (RFC 2047 section 2), at whitespace, and any line longer than SMTP allows; the first
 /// text after `Name:` stays on its line. Other lines are left as the template wrote them.
 fn fold_encoded(header: &str, name_len: usize) -> String {
-    const MAX: usize = 76;
+    const MAX: usize = ENCODED_LINE_MAX;
     let mut out = String::with_capacity(header.len() + 16);
     for (n, line) in header.split('\n').enumerate() {
         if n > 0 {
@@ -545,8 +563,18 @@ fn encodable(token: &Token, structured: bool) -> Option<&str> {
 }
 
 /// Writes the tokens back; text needing encoded-words is gathered across whitespace,
-/// because readers drop the whitespace between two encoded-words.
-fn render_tokens(tokens: Vec<Token>, structured: bool) -> String {
+/// because readers drop the whitespace between two encoded-words. `name_len`: what
+/// precedes the value on its first line (`Name:`).
+fn render_tokens(tokens: Vec<Token>, structured: bool, name_len: usize) -> String {
+    // Where the next text starts on its line: the first encoded-word must fit what is
+    // left of it, as no fold can come before it when nothing but `Name:` precedes it.
+    let room = |out: &str| {
+        let column = match out.rfind('\n') {
+            Some(i) => out.len() - i - 1,
+            None => name_len + out.len(),
+        };
+        ENCODED_LINE_MAX.saturating_sub(column)
+    };
     let mut out = String::new();
     let mut pending: Option<String> = None;
     let mut space_after = String::new();
@@ -569,14 +597,14 @@ fn render_tokens(tokens: Vec<Token>, structured: bool) -> String {
             }
         }
         if let Some(p) = pending.take() {
-            out.push_str(&encoded_words(&p));
+            out.push_str(&encoded_words(&p, room(&out)));
             out.push_str(&space_after);
             space_after.clear();
         }
         render_plain(token, &mut out);
     }
     if let Some(p) = pending {
-        out.push_str(&encoded_words(&p));
+        out.push_str(&encoded_words(&p, room(&out)));
         out.push_str(&space_after);
     }
     out
@@ -611,16 +639,28 @@ fn unfold(space: &str) -> String {
     }
 }
 
+/// Longest line of a header holding encoded-words (RFC 2047 section 2), CRLF not counted.
+const ENCODED_LINE_MAX: usize = 76;
+
 /// `text` as RFC 2047 `B` encoded-words of at most 75 characters, cut on character
-/// boundaries, separated by spaces ([`fold_encoded`] puts each on its own line).
-fn encoded_words(text: &str) -> String {
+/// boundaries, separated by spaces ([`fold_encoded`] puts each on its own line). The first
+/// is shorter if it must fit the `room` left on its line (when a character fits there).
+fn encoded_words(text: &str, room: usize) -> String {
     // 75 - len("=?UTF-8?B?" "?=") = 63, so 60 base64 characters: 45 bytes.
     const MAX_BYTES: usize = 45;
+    const WRAPPING: usize = "=?UTF-8?B??=".len();
     let text: String = text.chars().filter(|&c| c != '\n').collect();
+    let first_max = (room.saturating_sub(WRAPPING) / 4 * 3).min(MAX_BYTES);
+    let fits = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.len_utf8() <= first_max);
+    let mut max = if fits { first_max } else { MAX_BYTES };
     let mut words = Vec::new();
     let mut start = 0;
     for (i, c) in text.char_indices() {
-        if i + c.len_utf8() - start > MAX_BYTES {
+        if i + c.len_utf8() - start > max {
+            max = MAX_BYTES;
             words.push(&text[start..i]);
             start = i;
         }
@@ -1255,7 +1295,7 @@ Content-Transfer-Encoding: 8bit
         let long = format!("To: <{}@example.org>\n\nx\n", "y".repeat(1000));
         assert!(matches!(
             fill_email(&long, &values(), 0, "example.org"),
-            Err(TemplateError::LineTooLong(_))
+            Err(TemplateError::LineTooLong { line: 1, .. })
         ));
     }
 
@@ -1537,6 +1577,46 @@ Content-Type: text/plain
     }
 
     #[test]
+    fn a_first_encoded_word_fits_the_line_of_its_header_name() {
+        let name = "日本語の部屋の名前はとても長いですが".repeat(4);
+        let template = "Subject: %NAME% invited you\nX-A-Rather-Long-Header-Name: %NAME%\n\nx\n";
+        let mut v = Placeholders::new();
+        v.set("NAME", name.clone());
+        let m = fill(template, &v);
+        let head = m.split_once("\r\n\r\n").unwrap().0;
+        for line in head.split("\r\n") {
+            assert!(line.len() <= 76, "{} characters: {line}", line.len());
+        }
+        for w in head.split_whitespace().filter(|w| w.starts_with("=?")) {
+            assert!(w.len() <= 75, "{w}");
+        }
+        let subject = folded_header(&m, "Subject");
+        assert!(subject.starts_with("=?UTF-8?B?"), "{subject}");
+        assert_eq!(
+            decode_words(subject.trim_end_matches(" invited you").trim()),
+            name
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_header() {
+        let template = "Subject: %NAME%\nX-Other: %OTHER%\n\nx\n";
+        let mut v = Placeholders::new();
+        v.set("NAME", "Tea\u{0}\u{7}\u{1b}[31m\tRoom\u{7f}")
+            .set("OTHER", "Caf\u{e9}\u{1}\u{8}!");
+        let m = fill(template, &v);
+        let head = m.split_once("\r\n\r\n").unwrap().0;
+        let controls = |t: &str| {
+            t.chars()
+                .any(|c| c.is_ascii_control() && c != '\r' && c != '\n')
+        };
+        assert!(!controls(head), "{head:?}");
+        assert_eq!(header(&m, "Subject"), "Tea[31m Room");
+        let other = folded_header(&m, "X-Other");
+        assert_eq!(decode_words(other.trim()), "Café!");
+    }
+
+    #[test]
     fn ascii_words_between_non_ascii_ones_stay_plain() {
         let mixed = "Überprüfung der Adresse für Zoë — ".repeat(6) + "日本語";
         let mut v = values();
@@ -1615,8 +1695,12 @@ Content-Type: text/plain
 
     #[test]
     fn errors_say_what_went_wrong() {
-        let e = TemplateError::LineTooLong("X-Long: yyy".to_owned());
+        let e = TemplateError::LineTooLong {
+            line: 3,
+            octets: 1200,
+        };
         assert!(e.to_string().contains("998"));
+        assert!(e.to_string().contains("line 3") && e.to_string().contains("1200 octets"));
         assert!(TemplateError::NotAMessage
             .to_string()
             .contains("blank line"));
