@@ -235,3 +235,69 @@ fn an_operator_quoted_printable_template_gets_lines_of_76() {
         .json();
     assert_eq!(v["address"], email, "{v}");
 }
+
+/// An operator's validation template with a text part that declares no charset and an
+/// embedded message (message/rfc822), both with a line past SMTP's limit: the text part
+/// goes quoted-printable and says `charset=utf-8`; the message/rfc822 part is never given
+/// quoted-printable (RFC 2046 5.2.1), its inner text part is rewritten instead. The link,
+/// decoded, validates the session.
+#[test]
+fn a_rewritten_part_says_utf8_and_an_embedded_message_is_never_quoted_printable() {
+    let dir = TempDir::new();
+    let template = dir.path().join("validate.eml");
+    let long = "Überprüfung Ihrer Adresse für diesen Server. ".repeat(30);
+    std::fs::write(
+        &template,
+        format!("Subject: Bitte bestaetigen\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"outer\"\n\n--outer\nContent-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\n{long}%VALIDATION_LINK%\n--outer\nContent-Type: message/rfc822\n\nSubject: Weitergeleitet\nContent-Type: text/plain; charset=us-ascii\n\n{long}%VALIDATION_LINK%\n--outer--\n"),
+    )
+    .unwrap();
+    let s = Mxisd::start(&format!(
+        "threepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n      generators:\n        template:\n          session:\n            validation: '{}'\n",
+        get("SMTP_PORT"),
+        template.display()
+    ));
+    let email = fresh_address();
+    let r = request_token(&s, &email);
+    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
+    let sid = r.json()["sid"].as_str().unwrap().to_owned();
+    let mails = wait_for(&email, 1);
+    assert_eq!(mails.len(), 1);
+    assert_lines_fit(&mails[0]);
+    let raw = mails[0].replace("\r\n", "\n");
+    let parts: Vec<&str> = raw.split("--outer").collect();
+    assert_eq!(parts.len(), 4, "{raw}");
+    let head = |p: &str| p.split_once("\n\n").unwrap().0.to_ascii_lowercase();
+    let text = head(parts[1]);
+    assert!(
+        text.contains("content-transfer-encoding: quoted-printable"),
+        "{raw}"
+    );
+    assert!(
+        text.contains("content-type: text/plain; charset=utf-8"),
+        "{raw}"
+    );
+    let message = head(parts[2]);
+    assert!(message.contains("message/rfc822"), "{raw}");
+    assert!(!message.contains("quoted-printable"), "{raw}");
+    let inner = head(parts[2].split_once("\n\n").unwrap().1);
+    assert!(
+        inner.contains("content-transfer-encoding: quoted-printable"),
+        "{raw}"
+    );
+    assert!(
+        inner.contains("charset=utf-8") && !inner.contains("us-ascii"),
+        "{raw}"
+    );
+    let mail = decoded(&mails[0]);
+    assert!(mail.contains(&long), "{mail}");
+    let link = link_in(mail.split_once(&long).unwrap().1);
+    assert_eq!(param(&link, "sid"), sid);
+    let r = s.get(link.trim_start_matches("https://example.org"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = s
+        .get(&format!(
+            "{V1}/3pid/getValidated3pid?sid={sid}&client_secret=secret"
+        ))
+        .json();
+    assert_eq!(v["address"], email, "{v}");
+}

@@ -775,29 +775,90 @@ fn fill_entity(
         }
     }
     let encoding = transfer_encoding(headers);
-    let html = media == "text/html";
-    let mut body = fill_leaf(
-        body,
-        encoding.unwrap_or(TransferEncoding::AsIs),
-        html,
-        values,
-        boundaries,
-    );
-    let non_ascii = body.iter().any(|l| !l.is_ascii());
     let as_is = matches!(encoding, None | Some(TransferEncoding::AsIs));
-    if as_is && (limit::too_long(&body) || (non_ascii && declares_7bit(headers))) {
+    // A message or a multipart may only be 7bit, 8bit or binary (RFC 2046 5.2.1): never
+    // rewritten to quoted-printable; an embedded message's own parts are filled (and
+    // rewritten where they must be) instead.
+    let container = media.starts_with("multipart/") || media.starts_with("message/");
+    let mut body = if as_is && media == "message/rfc822" && !body.is_empty() {
+        fill_part(body, values, boundaries)?
+    } else {
+        fill_leaf(
+            body,
+            encoding.unwrap_or(TransferEncoding::AsIs),
+            media == "text/html",
+            values,
+            boundaries,
+        )
+    };
+    let non_ascii = body.iter().any(|l| !l.is_ascii());
+    let seven_bit = declares_7bit(headers);
+    if as_is && !container && (limit::too_long(&body) || (non_ascii && seven_bit)) {
         // A join link with a long non-ASCII room name is one line past SMTP's limit (and
         // a 7bit part cannot carry UTF-8): the part goes quoted-printable instead.
         body = limit::quoted_printable_body(&body.join("\n"));
         set_header(&mut filled, "Content-Transfer-Encoding", "quoted-printable");
-    } else if encoding.is_none() && non_ascii {
+        if non_ascii {
+            declare_utf8(&mut filled, &media);
+        }
+    } else if non_ascii && (encoding.is_none() || (container && seven_bit)) {
         // Without the header a reader assumes 7bit, which our UTF-8 values would break.
-        filled.push("Content-Transfer-Encoding: 8bit".to_owned());
+        set_header(&mut filled, "Content-Transfer-Encoding", "8bit");
+        if !container {
+            declare_utf8(&mut filled, &media);
+        }
     }
     Ok(Entity {
         headers: filled,
         body,
     })
+}
+
+/// A text entity whose body now holds UTF-8 says so: `charset=utf-8` added to its
+/// Content-Type if it names no charset or us-ascii (also RFC 2045's default, when the
+/// entity has no Content-Type at all). Another declared charset is the operator's and stays.
+fn declare_utf8(filled: &mut Vec<String>, media: &str) {
+    if !media.starts_with("text/") {
+        return;
+    }
+    let named = |h: &String| {
+        h.split_once(':')
+            .is_some_and(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+    };
+    let Some(i) = filled.iter().position(named) else {
+        filled.push("Content-Type: text/plain; charset=utf-8".to_owned());
+        return;
+    };
+    let value: String = filled[i]
+        .split_once(':')
+        .map_or("", |(_, v)| v)
+        .chars()
+        .filter(|&c| c != '\n')
+        .collect();
+    let (media_type, params) = value.split_once(';').unwrap_or((&value, ""));
+    let params = parameters(params);
+    let charset = |(n, _): &&(String, String)| n.eq_ignore_ascii_case("charset");
+    if params
+        .iter()
+        .find(charset)
+        .is_some_and(|(_, v)| !v.eq_ignore_ascii_case("us-ascii"))
+    {
+        return;
+    }
+    let mut header = format!("Content-Type: {}", media_type.trim());
+    for (name, v) in params.iter().filter(|p| !charset(p)) {
+        let token = !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?=".contains(c));
+        if token {
+            header.push_str(&format!("; {name}={v}"));
+        } else {
+            let quoted = v.replace('\\', "\\\\").replace('"', "\\\"");
+            header.push_str(&format!("; {name}=\"{quoted}\""));
+        }
+    }
+    header.push_str("; charset=utf-8");
+    filled[i] = header;
 }
 
 /// Whether the entity declares `Content-Transfer-Encoding: 7bit`.
@@ -1614,6 +1675,73 @@ Content-Type: text/plain
         assert_eq!(header(&m, "Subject"), "Tea[31m Room");
         let other = folded_header(&m, "X-Other");
         assert_eq!(decode_words(other.trim()), "Café!");
+    }
+
+    #[test]
+    fn parts_rewritten_for_utf8_text_say_charset_utf8() {
+        let long = "Zoë ".repeat(300);
+        let mut v = Placeholders::new();
+        v.set("LONG", long.clone()).set("SHORT", "Zoë");
+        for (content_type, expected) in [
+            ("", "Content-Type: text/plain; charset=utf-8"),
+            (
+                "Content-Type: text/plain\n",
+                "Content-Type: text/plain; charset=utf-8",
+            ),
+            (
+                "Content-Type: text/html; charset=\"US-ASCII\"; format=flowed\n",
+                "Content-Type: text/html; format=flowed; charset=utf-8",
+            ),
+            (
+                "Content-Type: text/plain; charset=iso-8859-1\n",
+                "Content-Type: text/plain; charset=iso-8859-1",
+            ),
+        ] {
+            for (value, cte) in [("%LONG%", "quoted-printable"), ("%SHORT%", "8bit")] {
+                let template = format!("Subject: s\n{content_type}\n{value}\n");
+                let m = fill(&template, &v);
+                let head = m.split_once("\r\n\r\n").unwrap().0;
+                assert!(head.contains(expected), "{head}");
+                assert_eq!(head.matches("Content-Type").count(), 1, "{head}");
+                assert!(head.contains(&format!("Content-Transfer-Encoding: {cte}")));
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_messages_and_multiparts_never_go_quoted_printable() {
+        let template = "Subject: s\nContent-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: message/rfc822\nContent-Transfer-Encoding: 7bit\n\nSubject: inner\nContent-Type: text/plain\n\n%LONG%\n--o\nContent-Type: message/rfc822\n\nSubject: inner\nContent-Type: text/plain\n\n%SHORT%\n--o\nContent-Type: multipart/related; boundary=none\n\n%SHORT%\n--o--\n";
+        let mut v = Placeholders::new();
+        v.set("LONG", "Zoë ".repeat(300)).set("SHORT", "Zoë");
+        let m = fill(template, &v);
+        let parts: Vec<&str> = m.split("--o").collect();
+        let head = |p: &str| p.split_once("\r\n\r\n").unwrap().0.to_owned();
+        // The long embedded message: its part stays 7bit, its text goes quoted-printable.
+        assert!(
+            head(parts[1]).ends_with("Content-Transfer-Encoding: 7bit"),
+            "{m}"
+        );
+        let inner = parts[1].split_once("\r\n\r\n").unwrap().1;
+        assert!(head(inner).contains("Content-Transfer-Encoding: quoted-printable"));
+        assert!(head(inner).contains("charset=utf-8"), "{inner}");
+        assert!(m.split("\r\n").all(|l| l.len() <= 76), "{m}");
+        // The short one: 8bit inside, so 8bit outside.
+        assert!(
+            head(parts[2]).contains("Content-Transfer-Encoding: 8bit"),
+            "{m}"
+        );
+        let inner = parts[2].split_once("\r\n\r\n").unwrap().1;
+        assert!(
+            head(inner).contains("Content-Transfer-Encoding: 8bit"),
+            "{inner}"
+        );
+        // A multipart without delimiters: 8bit, never quoted-printable, no charset.
+        assert!(
+            head(parts[3]).ends_with("Content-Transfer-Encoding: 8bit"),
+            "{m}"
+        );
+        assert!(!head(parts[3]).contains("charset"), "{m}");
+        assert!(!m.contains("quoted-printable\r\n\r\nSubject"), "{m}");
     }
 
     #[test]
