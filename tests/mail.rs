@@ -155,49 +155,78 @@ fn an_empty_smtp_login_means_no_authentication() {
     assert_eq!(wait_for(&email, 1).len(), 1);
 }
 
-/// An operator's validation template declaring 8bit with a line longer than SMTP allows:
-/// sent quoted-printable (the declaration rewritten), every raw line within the limit, and
-/// the link, decoded, validates the session.
-#[test]
-fn an_operator_8bit_template_with_a_long_line_goes_quoted_printable() {
+/// A mail sent with an operator's validation template: the server (with the template's
+/// directory), the address, the session's sid and the one mail received.
+struct TemplatedMail {
+    s: Mxisd,
+    _dir: TempDir,
+    email: String,
+    sid: String,
+    mail: String,
+}
+
+/// Starts mxisd with `template` as its validation template and asks a validation of a
+/// fresh address.
+fn mail_of_template(template: &str) -> TemplatedMail {
     let dir = TempDir::new();
-    let template = dir.path().join("validate.eml");
-    let long = "Überprüfung Ihrer Adresse für diesen Server. ".repeat(40);
-    std::fs::write(
-        &template,
-        format!("Subject: Bitte bestätigen\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n{long}%VALIDATION_LINK%\n"),
-    )
-    .unwrap();
+    let path = dir.path().join("validate.eml");
+    std::fs::write(&path, template).unwrap();
     let s = Mxisd::start(&format!(
         "threepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n      generators:\n        template:\n          session:\n            validation: '{}'\n",
         get("SMTP_PORT"),
-        template.display()
+        path.display()
     ));
     let email = fresh_address();
     let r = request_token(&s, &email);
     assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
     let sid = r.json()["sid"].as_str().unwrap().to_owned();
-    let mails = wait_for(&email, 1);
+    let mut mails = wait_for(&email, 1);
     assert_eq!(mails.len(), 1);
     assert_lines_fit(&mails[0]);
+    TemplatedMail {
+        s,
+        _dir: dir,
+        email,
+        sid,
+        mail: mails.remove(0),
+    }
+}
+
+impl TemplatedMail {
+    /// The validation link in the decoded mail after `after`, followed: it validates the
+    /// session.
+    fn assert_link_validates(&self, after: &str) {
+        let mail = decoded(&self.mail);
+        assert!(mail.contains(after), "{mail}");
+        let link = link_in(mail.split_once(after).unwrap().1);
+        assert_eq!(param(&link, "sid"), self.sid);
+        let r = self.s.get(link.trim_start_matches("https://example.org"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let v = self
+            .s
+            .get(&format!(
+                "{V1}/3pid/getValidated3pid?sid={}&client_secret=secret",
+                self.sid
+            ))
+            .json();
+        assert_eq!(v["address"], self.email, "{v}");
+    }
+}
+
+/// An operator's validation template declaring 8bit with a line longer than SMTP allows:
+/// sent quoted-printable (the declaration rewritten), every raw line within the limit, and
+/// the link, decoded, validates the session.
+#[test]
+fn an_operator_8bit_template_with_a_long_line_goes_quoted_printable() {
+    let long = "Überprüfung Ihrer Adresse für diesen Server. ".repeat(40);
+    let m = mail_of_template(&format!("Subject: Bitte bestätigen\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n{long}%VALIDATION_LINK%\n"));
     assert!(
-        mails[0].contains("Content-Transfer-Encoding: quoted-printable"),
+        m.mail
+            .contains("Content-Transfer-Encoding: quoted-printable"),
         "{}",
-        mails[0]
+        m.mail
     );
-    let mail = decoded(&mails[0]);
-    assert!(mail.contains(&long), "{mail}");
-    let link = link_in(mail.split_once(&long).unwrap().1);
-    let path = link.trim_start_matches("https://example.org");
-    assert_eq!(param(&link, "sid"), sid);
-    let r = s.get(path);
-    assert_eq!(r.status, 200, "{}", r.text);
-    let v = s
-        .get(&format!(
-            "{V1}/3pid/getValidated3pid?sid={sid}&client_secret=secret"
-        ))
-        .json();
-    assert_eq!(v["address"], email, "{v}");
+    m.assert_link_validates(&long);
 }
 
 /// An operator's validation template declaring quoted-printable whose own line (text and
@@ -205,47 +234,14 @@ fn an_operator_8bit_template_with_a_long_line_goes_quoted_printable() {
 /// no `=XX` split, and the link, decoded, validates the session.
 #[test]
 fn an_operator_quoted_printable_template_gets_lines_of_76() {
-    let dir = TempDir::new();
-    let template = dir.path().join("validate.eml");
     let text = "Bitte best=C3=A4tigen Sie Ihre Adresse, indem Sie diesem Link folgen:";
-    std::fs::write(
-        &template,
-        format!("Subject: Bitte bestaetigen\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: quoted-printable\n\n{text} %VALIDATION_LINK%\n"),
-    )
-    .unwrap();
-    let s = Mxisd::start(&format!(
-        "threepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n      generators:\n        template:\n          session:\n            validation: '{}'\n",
-        get("SMTP_PORT"),
-        template.display()
-    ));
-    let email = fresh_address();
-    let r = request_token(&s, &email);
-    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
-    let sid = r.json()["sid"].as_str().unwrap().to_owned();
-    let mails = wait_for(&email, 1);
-    assert_eq!(mails.len(), 1);
-    let raw = mails[0].replace("\r\n", "\n");
+    let m = mail_of_template(&format!("Subject: Bitte bestaetigen\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: quoted-printable\n\n{text} %VALIDATION_LINK%\n"));
+    let raw = m.mail.replace("\r\n", "\n");
     let body = raw.split_once("\n\n").unwrap().1;
     for line in body.lines() {
-        assert!(
-            line.len() <= 76,
-            "a line of {}: {line}\n{}",
-            line.len(),
-            mails[0]
-        );
+        assert!(line.len() <= 76, "a line of {}: {line}\n{raw}", line.len());
     }
-    let mail = decoded(&mails[0]);
-    assert!(mail.contains("Bitte bestätigen Sie"), "{mail}");
-    let link = link_in(&mail);
-    assert_eq!(param(&link, "sid"), sid);
-    let r = s.get(link.trim_start_matches("https://example.org"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let v = s
-        .get(&format!(
-            "{V1}/3pid/getValidated3pid?sid={sid}&client_secret=secret"
-        ))
-        .json();
-    assert_eq!(v["address"], email, "{v}");
+    m.assert_link_validates("Bitte bestätigen Sie");
 }
 
 /// An operator's validation template with a text part that declares no charset and an
@@ -255,27 +251,9 @@ fn an_operator_quoted_printable_template_gets_lines_of_76() {
 /// decoded, validates the session.
 #[test]
 fn a_rewritten_part_says_utf8_and_an_embedded_message_is_never_quoted_printable() {
-    let dir = TempDir::new();
-    let template = dir.path().join("validate.eml");
     let long = "Überprüfung Ihrer Adresse für diesen Server. ".repeat(30);
-    std::fs::write(
-        &template,
-        format!("Subject: Bitte bestaetigen\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"outer\"\n\n--outer\nContent-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\n{long}%VALIDATION_LINK%\n--outer\nContent-Type: message/rfc822\n\nSubject: Weitergeleitet\nContent-Type: text/plain; charset=us-ascii\n\n{long}%VALIDATION_LINK%\n--outer--\n"),
-    )
-    .unwrap();
-    let s = Mxisd::start(&format!(
-        "threepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n      generators:\n        template:\n          session:\n            validation: '{}'\n",
-        get("SMTP_PORT"),
-        template.display()
-    ));
-    let email = fresh_address();
-    let r = request_token(&s, &email);
-    assert_eq!(r.status, 200, "{}\n{}", r.text, s.log());
-    let sid = r.json()["sid"].as_str().unwrap().to_owned();
-    let mails = wait_for(&email, 1);
-    assert_eq!(mails.len(), 1);
-    assert_lines_fit(&mails[0]);
-    let raw = mails[0].replace("\r\n", "\n");
+    let m = mail_of_template(&format!("Subject: Bitte bestaetigen\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"outer\"\n\n--outer\nContent-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\n{long}%VALIDATION_LINK%\n--outer\nContent-Type: message/rfc822\n\nSubject: Weitergeleitet\nContent-Type: text/plain; charset=us-ascii\n\n{long}%VALIDATION_LINK%\n--outer--\n"));
+    let raw = m.mail.replace("\r\n", "\n");
     let parts: Vec<&str> = raw.split("--outer").collect();
     assert_eq!(parts.len(), 4, "{raw}");
     let head = |p: &str| p.split_once("\n\n").unwrap().0.to_ascii_lowercase();
@@ -300,16 +278,5 @@ fn a_rewritten_part_says_utf8_and_an_embedded_message_is_never_quoted_printable(
         inner.contains("charset=utf-8") && !inner.contains("us-ascii"),
         "{raw}"
     );
-    let mail = decoded(&mails[0]);
-    assert!(mail.contains(&long), "{mail}");
-    let link = link_in(mail.split_once(&long).unwrap().1);
-    assert_eq!(param(&link, "sid"), sid);
-    let r = s.get(link.trim_start_matches("https://example.org"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let v = s
-        .get(&format!(
-            "{V1}/3pid/getValidated3pid?sid={sid}&client_secret=secret"
-        ))
-        .json();
-    assert_eq!(v["address"], email, "{v}");
+    m.assert_link_validates(&long);
 }

@@ -821,11 +821,7 @@ fn declare_utf8(filled: &mut Vec<String>, media: &str) {
     if !media.starts_with("text/") {
         return;
     }
-    let named = |h: &String| {
-        h.split_once(':')
-            .is_some_and(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
-    };
-    let Some(i) = filled.iter().position(named) else {
+    let Some(i) = filled.iter().position(|h| is_named(h, "Content-Type")) else {
         filled.push("Content-Type: text/plain; charset=utf-8".to_owned());
         return;
     };
@@ -869,12 +865,15 @@ fn declares_7bit(headers: &[RawHeader<'_>]) -> bool {
 
 /// Replaces the filled header `name` (every one of that name) by `name: value`, or adds it.
 fn set_header(filled: &mut Vec<String>, name: &str, value: &str) {
-    let named = |h: &String| {
-        h.split_once(':')
-            .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
-    };
-    filled.retain(|h| !named(h));
+    filled.retain(|h| !is_named(h, name));
     filled.push(format!("{name}: {value}"));
+}
+
+/// Whether the filled header line `header` is a `name` header.
+fn is_named(header: &str, name: &str) -> bool {
+    header
+        .split_once(':')
+        .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
 /// Whether `line` is a delimiter of `boundary`: the closing one if `Some(true)`.
