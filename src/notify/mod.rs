@@ -50,8 +50,8 @@ pub enum NotifyError {
     /// The connector failed: says why (for the log, never for the client). Worth trying
     /// again (a connection error, a 4xx).
     Send(String),
-    /// The server refused the message for good (a 5xx to RCPT or DATA): trying again
-    /// cannot help.
+    /// The server refused the message for good (a 5xx to RCPT or DATA, but for those an
+    /// operator cures: 530, a 5.7.x or 552 to RCPT): trying again cannot help.
     Refused(String),
     /// Every place of the connector gate is taken (`http.connectorWorkers`): not tried.
     Busy,

@@ -129,7 +129,8 @@ fn refused_or_failed(host: &str, e: Failure) -> NotifyError {
 
 /// Why a send failed: before the message was handed over (safe to try again), or after;
 /// or the server refused the recipient or the message for good (a 5xx to RCPT, DATA or
-/// the end of data: the same message would be refused again).
+/// the end of data but those [`for_good`] leaves to a retry: the same message would be
+/// refused again).
 enum Failure {
     BeforeData(String),
     AfterData(String),
