@@ -190,8 +190,52 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// A warning that can come in bursts (one per refused request): written at most once per
+/// `every`, each line saying how many events it stands for, so that a burst of thousands
+/// is a few lines, not thousands. Events after the last line are counted in the next one.
+pub struct Throttled {
+    every: std::time::Duration,
+    state: Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Throttled {
+    pub const fn new(every: std::time::Duration) -> Throttled {
+        Throttled {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts one event at `now`: `Some(n)` if a line is due, `n` the events since the
+    /// last line (this one included); else None (counted for the next line).
+    pub fn hit(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = crate::lock(&self.state);
+        let (last, since) = &mut *state;
+        *since += 1;
+        if last.is_some_and(|l| now.saturating_duration_since(l) < self.every) {
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(since))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_throttled_warning_is_one_line_per_period_counting_the_others() {
+        use std::time::{Duration, Instant};
+        let t = super::Throttled::new(Duration::from_secs(10));
+        let start = Instant::now();
+        assert_eq!(t.hit(start), Some(1));
+        for ms in [1, 500, 9_999] {
+            assert_eq!(t.hit(start + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(t.hit(start + Duration::from_secs(10)), Some(4));
+        assert_eq!(t.hit(start + Duration::from_secs(15)), None);
+        assert_eq!(t.hit(start + Duration::from_secs(60)), Some(2));
+    }
+
     use super::*;
     use std::time::Duration;
 

@@ -75,8 +75,13 @@ pub fn store<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError
     let address = threepid::email_to_send_to(text(&p, "address")?).ok_or(ApiError::InvalidEmail)?;
     let room_id = text(&p, "room_id")?;
     let sender = text(&p, "sender")?;
-    // What the invite keeps is bounded; display fields are cut in the mail instead
-    // (a refusal would fail the whole invite in Synapse).
+    // Only the fields we know are kept, display fields cut (a refusal would fail the
+    // whole invite in Synapse); one of them that is not text is a malformed request.
+    let fields = invite::kept_fields(&p).map_err(|invite::NotText(name)| {
+        log::info!("store-invite refused: {name} is not a string");
+        ApiError::BadJson(format!("{name} must be a string"))
+    })?;
+    // What the invite keeps is bounded.
     for (name, value, max) in [
         ("room_id", room_id, invite::ID_MAX),
         ("sender", sender, invite::ID_MAX),
@@ -111,7 +116,7 @@ pub fn store<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError
                 address: &address,
                 room_id,
                 sender,
-                fields: &p,
+                fields: &fields,
             },
         )
         .map_err(|e| match e {

@@ -80,12 +80,64 @@ fn display(text: &str) -> String {
     }
 }
 
+/// How store-invite keeps an optional field the spec or mxisd's templates know.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// Shown in the mail: cut to `DISPLAY_MAX` characters, with an ellipsis.
+    Display,
+    /// Kept up to `AVATAR_URL_MAX` bytes (a longer `room_avatar_url` is refused before).
+    Url,
+    /// Kept up to `ID_MAX` bytes, else left out (cutting would make it wrong).
+    Id,
+}
+
+/// The optional fields store-invite keeps (the spec's, and what Synapse sent mxisd);
+/// anything else a homeserver sends is ignored, never refused (Synapse adds fields over
+/// time), and never stored.
+const KEPT: [(&str, Keep); 9] = [
+    ("room_alias", Keep::Display),
+    ("room_avatar_url", Keep::Url),
+    ("room_join_rules", Keep::Display),
+    ("room_name", Keep::Display),
+    ("room_type", Keep::Display),
+    ("sender_display_name", Keep::Display),
+    ("sender_avatar_url", Keep::Url),
+    ("guest_access_token", Keep::Id),
+    ("guest_user_id", Keep::Id),
+];
+
+/// A kept field whose value is neither a string nor null: its name.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotText(pub &'static str);
+
+/// The optional fields of a store-invite request as they are kept, bounded: display
+/// fields cut, an over-long URL or ID left out, null taken as absent.
+pub fn kept_fields(params: &Map<String, Value>) -> Result<Map<String, Value>, NotText> {
+    let mut kept = Map::new();
+    for (name, keep) in KEPT {
+        let text = match params.get(name) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(t)) => t,
+            Some(_) => return Err(NotText(name)),
+        };
+        let value = match keep {
+            Keep::Display => display(text),
+            Keep::Url if text.len() <= AVATAR_URL_MAX => text.clone(),
+            Keep::Id if text.len() <= ID_MAX => text.clone(),
+            Keep::Url | Keep::Id => continue,
+        };
+        kept.insert(name.to_owned(), Value::String(value));
+    }
+    Ok(kept)
+}
+
 /// What store-invite was given, its address normalised.
 pub struct Request<'a> {
     pub address: &'a str,
     pub room_id: &'a str,
     pub sender: &'a str,
-    /// Every field the homeserver sent (room name, alias, avatars, display names, ...).
+    /// The optional fields as [`kept_fields`] keeps them (room name, alias, avatars,
+    /// display names, ...).
     pub fields: &'a Map<String, Value>,
 }
 
@@ -157,7 +209,7 @@ impl Invites {
                 address: r.address,
                 room_id: r.room_id,
                 sender: r.sender,
-                fields: &Value::Object(r.fields.clone()).to_string(),
+                fields: &stored_fields(r).to_string(),
                 ephemeral_public_key: &ephemeral_public_key,
                 server_key_id,
                 now_ms: now,
@@ -173,7 +225,8 @@ impl Invites {
         })
     }
 
-    /// mxisd's invite placeholders, and what a client needs to join by e-mail.
+    /// mxisd's invite placeholders, and what a client needs to join by e-mail (the
+    /// display fields already cut by [`kept_fields`]).
     fn mail_values(
         &self,
         r: &Request<'_>,
@@ -188,14 +241,11 @@ impl Invites {
                 .to_owned()
         };
         let enc = crate::urlencoded::encode;
-        let sender_name = display(&field("sender_display_name"));
-        let room_name = display(&field("room_name"));
-        let room_alias = display(&field("room_alias"));
-        let room_type = display(&field("room_type"));
-        // Not refused (Synapse would fail the invite), left out of the mail.
-        let sender_avatar_url = Some(field("sender_avatar_url"))
-            .filter(|u| u.len() <= AVATAR_URL_MAX)
-            .unwrap_or_default();
+        let sender_name = field("sender_display_name");
+        let room_name = field("room_name");
+        let room_alias = field("room_alias");
+        let room_type = field("room_type");
+        let sender_avatar_url = field("sender_avatar_url");
         let or = |a: &str, b: &str| {
             if a.is_empty() {
                 b.to_owned()
@@ -247,6 +297,20 @@ impl Invites {
     }
 }
 
+/// What the invite row keeps of the request: its kept fields and its four required ones.
+fn stored_fields(r: &Request<'_>) -> Value {
+    let mut fields = r.fields.clone();
+    for (name, value) in [
+        ("medium", Medium::Email.as_str()),
+        ("address", r.address),
+        ("room_id", r.room_id),
+        ("sender", r.sender),
+    ] {
+        fields.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+    Value::Object(fields)
+}
+
 /// The spec's redacted `display_name`: local part and domain each cut to their first
 /// three characters (one if they are short), as sydent does.
 pub fn redacted(address: &str) -> String {
@@ -266,7 +330,30 @@ pub fn redacted(address: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{display, redacted, DISPLAY_MAX};
+    use super::{display, kept_fields, redacted, NotText, DISPLAY_MAX};
+    use serde_json::json;
+
+    #[test]
+    fn only_known_fields_are_kept_and_bounded() {
+        let params = json!({
+            "room_name": "x".repeat(60 * 1024), "room_type": null, "new_field": "y",
+            "sender_avatar_url": "z".repeat(2000), "guest_access_token": "t",
+        });
+        let kept = kept_fields(params.as_object().unwrap()).unwrap();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(
+            kept["room_name"].as_str().unwrap().chars().count(),
+            DISPLAY_MAX + 1
+        );
+        assert_eq!(kept["guest_access_token"], "t");
+        for bad in [json!(5), json!({}), json!(["a"]), json!(true)] {
+            let params = json!({ "room_avatar_url": bad });
+            assert_eq!(
+                kept_fields(params.as_object().unwrap()),
+                Err(NotText("room_avatar_url"))
+            );
+        }
+    }
 
     #[test]
     fn display_fields_are_cut_on_a_character_boundary() {

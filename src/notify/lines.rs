@@ -48,12 +48,10 @@ pub fn quoted_printable_body(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A quoted-printable line longer than SMTP allows cut into lines of at most 76; shorter
-/// ones stay as written (a template's own quoted-printable text).
+/// A quoted-printable line (a template's own text, values encoded) longer than 76 octets
+/// cut by soft line breaks into lines of at most 76 (RFC 2045 6.7 rule 5: not only those
+/// past SMTP's limit); shorter ones stay as written.
 pub fn wrap_quoted_printable(line: &str) -> Vec<String> {
-    if line.len() <= LINE_MAX {
-        return vec![line.to_owned()];
-    }
     soft_wrap(line)
 }
 
@@ -152,6 +150,17 @@ mod tests {
         let lines = quoted_printable_body(&text);
         assert!(lines[1..].iter().all(|l| !l.starts_with('-')), "{lines:?}");
         assert_eq!(decode(&lines), text);
+    }
+
+    #[test]
+    fn quoted_printable_lines_past_76_octets_get_soft_breaks() {
+        let line = format!("{}=C3=A9{}", "a".repeat(73), "b".repeat(100));
+        let lines = wrap_quoted_printable(&line);
+        assert!(lines.iter().all(|l| l.len() <= 76), "{lines:?}");
+        // The escape is never split by a soft break.
+        assert!(lines[0].ends_with("aa="), "{lines:?}");
+        assert!(lines[1].starts_with("=C3=A9b"), "{lines:?}");
+        assert_eq!(wrap_quoted_printable(&"c".repeat(76)), ["c".repeat(76)]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod twilio;
 
 use crate::config::{Config, EmailConfig, FederationConfig, MsisdnConfig, Templates};
 use crate::gate::{Gate, Pass};
+use crate::logging::Throttled;
 use crate::threepid::Medium;
 use std::fmt;
 use std::time::Duration;
@@ -53,8 +54,8 @@ pub enum NotifyError {
     /// The connector failed: says why (for the log, never for the client). Worth trying
     /// again (a connection error, a 4xx).
     Send(String),
-    /// The server refused the message for good (a 5xx to RCPT or DATA): trying again
-    /// cannot help.
+    /// The server refused the message for good (a 5xx to RCPT or DATA, but for those an
+    /// operator cures: 530, a 5.7.x or 552 to RCPT): trying again cannot help.
     Refused(String),
     /// Every place of the connector gate is taken (`http.connectorWorkers`): not tried.
     Busy,
@@ -101,7 +102,12 @@ pub struct Notifier {
     msisdn: Option<Channel>,
     /// The workers that may wait on a connector at once (`http.connectorWorkers`).
     gate: Gate,
+    /// The warning that the gate refused a send.
+    busy_log: Throttled,
 }
+
+/// At most one line per this long says that the gate refuses sends.
+const BUSY_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Notifier {
     pub fn from_config(config: &Config) -> Result<Notifier, String> {
@@ -110,6 +116,7 @@ impl Notifier {
             email: email_channel(&config.threepid.email, domain)?,
             msisdn: sms_channel(&config.threepid.msisdn, &config.federation, domain)?,
             gate: Gate::new(config.http.connector_workers),
+            busy_log: Throttled::new(BUSY_LOG_EVERY),
         })
     }
 
@@ -137,13 +144,17 @@ impl Notifier {
     }
 
     /// A place in the connector gate, or `Busy` (logged: the operator sees a relay that
-    /// holds its share of the workers).
+    /// holds its share of the workers; at most a line per `BUSY_LOG_EVERY`, as a stalled
+    /// relay under load refuses thousands of requests).
     fn enter(&self, medium: Medium) -> Result<Pass<'_>, NotifyError> {
         self.gate.try_enter().ok_or_else(|| {
-            log::warn!(
-                "{medium} not sent: {} workers already wait on the mail and SMS connectors (http.connectorWorkers)",
-                self.gate.max()
-            );
+            if let Some(refused) = self.busy_log.hit(std::time::Instant::now()) {
+                log::warn!(
+                    "{medium} not sent: {} workers already wait on the mail and SMS connectors (http.connectorWorkers); {refused} sends refused since the last such line (at most one every {} s)",
+                    self.gate.max(),
+                    BUSY_LOG_EVERY.as_secs()
+                );
+            }
             NotifyError::Busy
         })
     }

@@ -135,7 +135,8 @@ fn refused_or_failed(host: &str, e: Failure) -> NotifyError {
 
 /// Why a send failed: before the message was handed over (safe to try again), or after;
 /// or the server refused the recipient or the message for good (a 5xx to RCPT, DATA or
-/// the end of data: the same message would be refused again).
+/// the end of data but those [`for_good`] leaves to a retry: the same message would be
+/// refused again).
 enum Failure {
     BeforeData(String),
     AfterData(String),
@@ -249,29 +250,61 @@ struct Session {
 /// Why an expected reply did not come: another reply (the connection is still in step), or
 /// the connection failed.
 enum Refusal {
-    Reply(u16, String),
+    /// Another reply: its code, its enhanced status code (RFC 3463) if it gave one, and
+    /// what the log says.
+    Reply {
+        code: u16,
+        enhanced: Option<String>,
+        why: String,
+    },
     Io(String),
 }
 
 impl From<Refusal> for String {
     fn from(r: Refusal) -> String {
         match r {
-            Refusal::Reply(_, e) | Refusal::Io(e) => e,
+            Refusal::Reply { why, .. } | Refusal::Io(why) => why,
         }
     }
 }
 
 impl Refusal {
-    /// A refusal of `what` as a failure: for good if the server said 5xx to the
-    /// recipient or the message (RCPT, DATA, end of data), else `otherwise`.
+    /// A refusal of `what` as a failure: for good if [`for_good`], else `otherwise`.
     fn failure(self, what: &str, otherwise: fn(String) -> Failure) -> Failure {
         match self {
-            Refusal::Reply(500..=599, why) if matches!(what, "RCPT" | "DATA" | "end of data") => {
-                Failure::Refused(why)
-            }
+            Refusal::Reply {
+                code,
+                enhanced,
+                why,
+            } if for_good(what, code, enhanced.as_deref()) => Failure::Refused(why),
             r => otherwise(r.into()),
         }
     }
+}
+
+/// Whether a reply `code` (with its `enhanced` status) to `what` refuses the recipient or
+/// the message for good: a 5xx to RCPT, DATA or the end of data, except what an operator
+/// or time cures, which stays worth a retry:
+/// - 530, authentication required: the relay wants a login the config does not give;
+/// - a 5.7.x to RCPT (relaying denied, a policy): the relay's config, which its operator
+///   fixes, not the address;
+/// - 552 to RCPT: RFC 5321 4.5.3.1.10, an old server's "too many recipients", to be taken
+///   as 452.
+fn for_good(what: &str, code: u16, enhanced: Option<&str>) -> bool {
+    if !(500..=599).contains(&code) || !matches!(what, "RCPT" | "DATA" | "end of data") {
+        return false;
+    }
+    let policy = enhanced.is_some_and(|e| e.starts_with("5.7."));
+    !(code == 530 || (what == "RCPT" && (code == 552 || policy)))
+}
+
+/// The enhanced status code (RFC 3463 `class.subject.detail`) a reply's text starts with.
+fn enhanced_code(text: &str) -> Option<String> {
+    let word = text.split_whitespace().next()?;
+    let parts: Vec<&str> = word.split('.').collect();
+    let numeric = |p: &&str| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+    (parts.len() == 3 && matches!(parts[0], "2" | "4" | "5") && parts.iter().all(numeric))
+        .then(|| word.to_owned())
 }
 
 /// A reply: its code and text (lines joined).
@@ -395,7 +428,7 @@ impl Session {
                 match self.expect(*code, what) {
                     Ok(_) => {}
                     // A refusal: the other replies still come.
-                    Err(r @ Refusal::Reply(..)) => {
+                    Err(r @ Refusal::Reply { .. }) => {
                         refused.get_or_insert(r.failure(what, before));
                     }
                     // The connection failed: nothing more will come.
@@ -441,14 +474,12 @@ impl Session {
         if reply.code == code {
             Ok(reply)
         } else {
-            Err(Refusal::Reply(
-                reply.code,
-                format!(
-                    "{what}: the server answered {} {}",
-                    reply.code,
-                    reply.text.lines().next().unwrap_or_default()
-                ),
-            ))
+            let first = reply.text.lines().next().unwrap_or_default();
+            Err(Refusal::Reply {
+                code: reply.code,
+                enhanced: enhanced_code(first),
+                why: format!("{what}: the server answered {} {first}", reply.code),
+            })
         }
     }
 
@@ -538,7 +569,32 @@ fn dot_stuffed(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::dot_stuffed;
+    use super::{dot_stuffed, enhanced_code, for_good};
+
+    #[test]
+    fn only_refusals_no_operator_can_cure_are_for_good() {
+        assert!(for_good("RCPT", 550, Some("5.1.1")));
+        assert!(for_good("DATA", 554, None));
+        assert!(for_good("end of data", 554, Some("5.7.1")));
+        assert!(!for_good("RCPT", 450, Some("4.2.0")));
+        assert!(!for_good("MAIL", 550, None));
+        assert!(!for_good("RCPT", 530, Some("5.7.0")));
+        assert!(!for_good("end of data", 530, None));
+        assert!(!for_good("RCPT", 550, Some("5.7.1")));
+        assert!(!for_good("RCPT", 552, None));
+        assert!(for_good("end of data", 552, Some("5.3.4")));
+    }
+
+    #[test]
+    fn enhanced_codes_are_read_only_where_they_are() {
+        assert_eq!(
+            enhanced_code("5.7.1 relaying denied").as_deref(),
+            Some("5.7.1")
+        );
+        assert_eq!(enhanced_code("no such user 5.1.1"), None);
+        assert_eq!(enhanced_code("5.7 denied"), None);
+        assert_eq!(enhanced_code(""), None);
+    }
 
     #[test]
     fn data_is_dot_stuffed_with_crlf() {

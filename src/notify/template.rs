@@ -57,8 +57,9 @@ impl Placeholders {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
     /// A line of the filled message is longer than SMTP allows and cannot be cut (a
-    /// template's own header line, an address): its first characters.
-    LineTooLong(String),
+    /// template's own header line, an address): its number (from 1) and length in octets.
+    /// Never its text, which may hold a user's data.
+    LineTooLong { line: usize, octets: usize },
     /// The template is not a message: no blank line between headers and body, or no headers.
     NotAMessage,
 }
@@ -66,9 +67,9 @@ pub enum TemplateError {
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TemplateError::LineTooLong(start) => write!(
+            TemplateError::LineTooLong { line, octets } => write!(
                 f,
-                "a line longer than SMTP allows (998 octets) that cannot be cut: {start}…"
+                "line {line} of the message is {octets} octets, longer than SMTP allows (998), and cannot be cut"
             ),
             TemplateError::NotAMessage => f.write_str(
                 "the e-mail template is not a whole message (headers, a blank line, the body)",
@@ -130,9 +131,15 @@ pub fn fill_email(
     message.push('\n');
     // What nothing above could cut (the template's own long header lines, an address) is
     // an error here rather than a refusal by the server after every retry.
-    if let Some(long) = message.split('\n').find(|l| l.len() > limit::LINE_MAX) {
-        let start: String = long.chars().take(60).collect();
-        return Err(TemplateError::LineTooLong(start));
+    if let Some((n, long)) = message
+        .split('\n')
+        .enumerate()
+        .find(|(_, l)| l.len() > limit::LINE_MAX)
+    {
+        return Err(TemplateError::LineTooLong {
+            line: n + 1,
+            octets: long.len(),
+        });
     }
     Ok(message.replace('\n', "\r\n"))
 }
@@ -325,12 +332,19 @@ fn fill_header(header: &RawHeader<'_>, values: &Placeholders) -> Result<String, 
     } else {
         tokenize_unstructured(&chars)
     };
-    let line = format!("{}:{}", header.name, render_tokens(tokens, structured));
-    Ok(fold_encoded(&line, header.name.len() + 1))
+    let name_len = header.name.len() + 1;
+    let line = format!(
+        "{}:{}",
+        header.name,
+        render_tokens(tokens, structured, name_len)
+    );
+    Ok(fold_encoded(&line, name_len))
 }
 
 /// A value that goes into a header: each run of line breaks becomes one space, so that a
-/// value can neither add a header nor stop the mail.
+/// value can neither add a header nor stop the mail; a tab becomes a space, and the other
+/// control characters (C0, DEL) are dropped: no header may carry them (RFC 5322 2.2),
+/// encoded or not.
 fn one_line(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut in_break = false;
@@ -340,9 +354,13 @@ fn one_line(value: &str) -> String {
                 out.push(' ');
             }
             in_break = true;
-        } else {
-            out.push(c);
-            in_break = false;
+            continue;
+        }
+        in_break = false;
+        match c {
+            '\t' => out.push(' '),
+            c if c.is_ascii_control() => {}
+            c => out.push(c),
         }
     }
     out
@@ -352,7 +370,7 @@ fn one_line(value: &str) -> String {
 /// (RFC 2047 section 2), at whitespace, and any line longer than SMTP allows; the first
 /// text after `Name:` stays on its line. Other lines are left as the template wrote them.
 fn fold_encoded(header: &str, name_len: usize) -> String {
-    const MAX: usize = 76;
+    const MAX: usize = ENCODED_LINE_MAX;
     let mut out = String::with_capacity(header.len() + 16);
     for (n, line) in header.split('\n').enumerate() {
         if n > 0 {
@@ -545,8 +563,18 @@ fn encodable(token: &Token, structured: bool) -> Option<&str> {
 }
 
 /// Writes the tokens back; text needing encoded-words is gathered across whitespace,
-/// because readers drop the whitespace between two encoded-words.
-fn render_tokens(tokens: Vec<Token>, structured: bool) -> String {
+/// because readers drop the whitespace between two encoded-words. `name_len`: what
+/// precedes the value on its first line (`Name:`).
+fn render_tokens(tokens: Vec<Token>, structured: bool, name_len: usize) -> String {
+    // Where the next text starts on its line: the first encoded-word must fit what is
+    // left of it, as no fold can come before it when nothing but `Name:` precedes it.
+    let room = |out: &str| {
+        let column = match out.rfind('\n') {
+            Some(i) => out.len() - i - 1,
+            None => name_len + out.len(),
+        };
+        ENCODED_LINE_MAX.saturating_sub(column)
+    };
     let mut out = String::new();
     let mut pending: Option<String> = None;
     let mut space_after = String::new();
@@ -569,14 +597,14 @@ fn render_tokens(tokens: Vec<Token>, structured: bool) -> String {
             }
         }
         if let Some(p) = pending.take() {
-            out.push_str(&encoded_words(&p));
+            out.push_str(&encoded_words(&p, room(&out)));
             out.push_str(&space_after);
             space_after.clear();
         }
         render_plain(token, &mut out);
     }
     if let Some(p) = pending {
-        out.push_str(&encoded_words(&p));
+        out.push_str(&encoded_words(&p, room(&out)));
         out.push_str(&space_after);
     }
     out
@@ -611,16 +639,28 @@ fn unfold(space: &str) -> String {
     }
 }
 
+/// Longest line of a header holding encoded-words (RFC 2047 section 2), CRLF not counted.
+const ENCODED_LINE_MAX: usize = 76;
+
 /// `text` as RFC 2047 `B` encoded-words of at most 75 characters, cut on character
-/// boundaries, separated by spaces ([`fold_encoded`] puts each on its own line).
-fn encoded_words(text: &str) -> String {
+/// boundaries, separated by spaces ([`fold_encoded`] puts each on its own line). The first
+/// is shorter if it must fit the `room` left on its line (when a character fits there).
+fn encoded_words(text: &str, room: usize) -> String {
     // 75 - len("=?UTF-8?B?" "?=") = 63, so 60 base64 characters: 45 bytes.
     const MAX_BYTES: usize = 45;
+    const WRAPPING: usize = "=?UTF-8?B??=".len();
     let text: String = text.chars().filter(|&c| c != '\n').collect();
+    let first_max = (room.saturating_sub(WRAPPING) / 4 * 3).min(MAX_BYTES);
+    let fits = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.len_utf8() <= first_max);
+    let mut max = if fits { first_max } else { MAX_BYTES };
     let mut words = Vec::new();
     let mut start = 0;
     for (i, c) in text.char_indices() {
-        if i + c.len_utf8() - start > MAX_BYTES {
+        if i + c.len_utf8() - start > max {
+            max = MAX_BYTES;
             words.push(&text[start..i]);
             start = i;
         }
@@ -735,29 +775,86 @@ fn fill_entity(
         }
     }
     let encoding = transfer_encoding(headers);
-    let html = media == "text/html";
-    let mut body = fill_leaf(
-        body,
-        encoding.unwrap_or(TransferEncoding::AsIs),
-        html,
-        values,
-        boundaries,
-    );
-    let non_ascii = body.iter().any(|l| !l.is_ascii());
     let as_is = matches!(encoding, None | Some(TransferEncoding::AsIs));
-    if as_is && (limit::too_long(&body) || (non_ascii && declares_7bit(headers))) {
+    // A message or a multipart may only be 7bit, 8bit or binary (RFC 2046 5.2.1): never
+    // rewritten to quoted-printable; an embedded message's own parts are filled (and
+    // rewritten where they must be) instead.
+    let container = media.starts_with("multipart/") || media.starts_with("message/");
+    let mut body = if as_is && media == "message/rfc822" && !body.is_empty() {
+        fill_part(body, values, boundaries)?
+    } else {
+        fill_leaf(
+            body,
+            encoding.unwrap_or(TransferEncoding::AsIs),
+            media == "text/html",
+            values,
+            boundaries,
+        )
+    };
+    let non_ascii = body.iter().any(|l| !l.is_ascii());
+    let seven_bit = declares_7bit(headers);
+    if as_is && !container && (limit::too_long(&body) || (non_ascii && seven_bit)) {
         // A join link with a long non-ASCII room name is one line past SMTP's limit (and
         // a 7bit part cannot carry UTF-8): the part goes quoted-printable instead.
         body = limit::quoted_printable_body(&body.join("\n"));
         set_header(&mut filled, "Content-Transfer-Encoding", "quoted-printable");
-    } else if encoding.is_none() && non_ascii {
+        if non_ascii {
+            declare_utf8(&mut filled, &media);
+        }
+    } else if non_ascii && (encoding.is_none() || (container && seven_bit)) {
         // Without the header a reader assumes 7bit, which our UTF-8 values would break.
-        filled.push("Content-Transfer-Encoding: 8bit".to_owned());
+        set_header(&mut filled, "Content-Transfer-Encoding", "8bit");
+        if !container {
+            declare_utf8(&mut filled, &media);
+        }
     }
     Ok(Entity {
         headers: filled,
         body,
     })
+}
+
+/// A text entity whose body now holds UTF-8 says so: `charset=utf-8` added to its
+/// Content-Type if it names no charset or us-ascii (also RFC 2045's default, when the
+/// entity has no Content-Type at all). Another declared charset is the operator's and stays.
+fn declare_utf8(filled: &mut Vec<String>, media: &str) {
+    if !media.starts_with("text/") {
+        return;
+    }
+    let Some(i) = filled.iter().position(|h| is_named(h, "Content-Type")) else {
+        filled.push("Content-Type: text/plain; charset=utf-8".to_owned());
+        return;
+    };
+    let value: String = filled[i]
+        .split_once(':')
+        .map_or("", |(_, v)| v)
+        .chars()
+        .filter(|&c| c != '\n')
+        .collect();
+    let (media_type, params) = value.split_once(';').unwrap_or((&value, ""));
+    let params = parameters(params);
+    let charset = |(n, _): &&(String, String)| n.eq_ignore_ascii_case("charset");
+    if params
+        .iter()
+        .find(charset)
+        .is_some_and(|(_, v)| !v.eq_ignore_ascii_case("us-ascii"))
+    {
+        return;
+    }
+    let mut header = format!("Content-Type: {}", media_type.trim());
+    for (name, v) in params.iter().filter(|p| !charset(p)) {
+        let token = !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?=".contains(c));
+        if token {
+            header.push_str(&format!("; {name}={v}"));
+        } else {
+            let quoted = v.replace('\\', "\\\\").replace('"', "\\\"");
+            header.push_str(&format!("; {name}=\"{quoted}\""));
+        }
+    }
+    header.push_str("; charset=utf-8");
+    filled[i] = header;
 }
 
 /// Whether the entity declares `Content-Transfer-Encoding: 7bit`.
@@ -768,12 +865,15 @@ fn declares_7bit(headers: &[RawHeader<'_>]) -> bool {
 
 /// Replaces the filled header `name` (every one of that name) by `name: value`, or adds it.
 fn set_header(filled: &mut Vec<String>, name: &str, value: &str) {
-    let named = |h: &String| {
-        h.split_once(':')
-            .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
-    };
-    filled.retain(|h| !named(h));
+    filled.retain(|h| !is_named(h, name));
     filled.push(format!("{name}: {value}"));
+}
+
+/// Whether the filled header line `header` is a `name` header.
+fn is_named(header: &str, name: &str) -> bool {
+    header
+        .split_once(':')
+        .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
 /// Whether `line` is a delimiter of `boundary`: the closing one if `Some(true)`.
@@ -1255,7 +1355,7 @@ Content-Transfer-Encoding: 8bit
         let long = format!("To: <{}@example.org>\n\nx\n", "y".repeat(1000));
         assert!(matches!(
             fill_email(&long, &values(), 0, "example.org"),
-            Err(TemplateError::LineTooLong(_))
+            Err(TemplateError::LineTooLong { line: 1, .. })
         ));
     }
 
@@ -1537,6 +1637,113 @@ Content-Type: text/plain
     }
 
     #[test]
+    fn a_first_encoded_word_fits_the_line_of_its_header_name() {
+        let name = "日本語の部屋の名前はとても長いですが".repeat(4);
+        let template = "Subject: %NAME% invited you\nX-A-Rather-Long-Header-Name: %NAME%\n\nx\n";
+        let mut v = Placeholders::new();
+        v.set("NAME", name.clone());
+        let m = fill(template, &v);
+        let head = m.split_once("\r\n\r\n").unwrap().0;
+        for line in head.split("\r\n") {
+            assert!(line.len() <= 76, "{} characters: {line}", line.len());
+        }
+        for w in head.split_whitespace().filter(|w| w.starts_with("=?")) {
+            assert!(w.len() <= 75, "{w}");
+        }
+        let subject = folded_header(&m, "Subject");
+        assert!(subject.starts_with("=?UTF-8?B?"), "{subject}");
+        assert_eq!(
+            decode_words(subject.trim_end_matches(" invited you").trim()),
+            name
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_header() {
+        let template = "Subject: %NAME%\nX-Other: %OTHER%\n\nx\n";
+        let mut v = Placeholders::new();
+        v.set("NAME", "Tea\u{0}\u{7}\u{1b}[31m\tRoom\u{7f}")
+            .set("OTHER", "Caf\u{e9}\u{1}\u{8}!");
+        let m = fill(template, &v);
+        let head = m.split_once("\r\n\r\n").unwrap().0;
+        let controls = |t: &str| {
+            t.chars()
+                .any(|c| c.is_ascii_control() && c != '\r' && c != '\n')
+        };
+        assert!(!controls(head), "{head:?}");
+        assert_eq!(header(&m, "Subject"), "Tea[31m Room");
+        let other = folded_header(&m, "X-Other");
+        assert_eq!(decode_words(other.trim()), "Café!");
+    }
+
+    #[test]
+    fn parts_rewritten_for_utf8_text_say_charset_utf8() {
+        let long = "Zoë ".repeat(300);
+        let mut v = Placeholders::new();
+        v.set("LONG", long.clone()).set("SHORT", "Zoë");
+        for (content_type, expected) in [
+            ("", "Content-Type: text/plain; charset=utf-8"),
+            (
+                "Content-Type: text/plain\n",
+                "Content-Type: text/plain; charset=utf-8",
+            ),
+            (
+                "Content-Type: text/html; charset=\"US-ASCII\"; format=flowed\n",
+                "Content-Type: text/html; format=flowed; charset=utf-8",
+            ),
+            (
+                "Content-Type: text/plain; charset=iso-8859-1\n",
+                "Content-Type: text/plain; charset=iso-8859-1",
+            ),
+        ] {
+            for (value, cte) in [("%LONG%", "quoted-printable"), ("%SHORT%", "8bit")] {
+                let template = format!("Subject: s\n{content_type}\n{value}\n");
+                let m = fill(&template, &v);
+                let head = m.split_once("\r\n\r\n").unwrap().0;
+                assert!(head.contains(expected), "{head}");
+                assert_eq!(head.matches("Content-Type").count(), 1, "{head}");
+                assert!(head.contains(&format!("Content-Transfer-Encoding: {cte}")));
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_messages_and_multiparts_never_go_quoted_printable() {
+        let template = "Subject: s\nContent-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: message/rfc822\nContent-Transfer-Encoding: 7bit\n\nSubject: inner\nContent-Type: text/plain\n\n%LONG%\n--o\nContent-Type: message/rfc822\n\nSubject: inner\nContent-Type: text/plain\n\n%SHORT%\n--o\nContent-Type: multipart/related; boundary=none\n\n%SHORT%\n--o--\n";
+        let mut v = Placeholders::new();
+        v.set("LONG", "Zoë ".repeat(300)).set("SHORT", "Zoë");
+        let m = fill(template, &v);
+        let parts: Vec<&str> = m.split("--o").collect();
+        let head = |p: &str| p.split_once("\r\n\r\n").unwrap().0.to_owned();
+        // The long embedded message: its part stays 7bit, its text goes quoted-printable.
+        assert!(
+            head(parts[1]).ends_with("Content-Transfer-Encoding: 7bit"),
+            "{m}"
+        );
+        let inner = parts[1].split_once("\r\n\r\n").unwrap().1;
+        assert!(head(inner).contains("Content-Transfer-Encoding: quoted-printable"));
+        assert!(head(inner).contains("charset=utf-8"), "{inner}");
+        assert!(m.split("\r\n").all(|l| l.len() <= 76), "{m}");
+        // The short one: 8bit inside, so 8bit outside.
+        assert!(
+            head(parts[2]).contains("Content-Transfer-Encoding: 8bit"),
+            "{m}"
+        );
+        let inner = parts[2].split_once("\r\n\r\n").unwrap().1;
+        assert!(
+            head(inner).contains("Content-Transfer-Encoding: 8bit"),
+            "{inner}"
+        );
+        // A multipart without delimiters: 8bit, never quoted-printable, no charset.
+        assert!(
+            head(parts[3]).ends_with("Content-Transfer-Encoding: 8bit"),
+            "{m}"
+        );
+        assert!(!head(parts[3]).contains("charset"), "{m}");
+        assert!(!m.contains("quoted-printable\r\n\r\nSubject"), "{m}");
+    }
+
+    #[test]
     fn ascii_words_between_non_ascii_ones_stay_plain() {
         let mixed = "Überprüfung der Adresse für Zoë — ".repeat(6) + "日本語";
         let mut v = values();
@@ -1615,8 +1822,12 @@ Content-Type: text/plain
 
     #[test]
     fn errors_say_what_went_wrong() {
-        let e = TemplateError::LineTooLong("X-Long: yyy".to_owned());
+        let e = TemplateError::LineTooLong {
+            line: 3,
+            octets: 1200,
+        };
         assert!(e.to_string().contains("998"));
+        assert!(e.to_string().contains("line 3") && e.to_string().contains("1200 octets"));
         assert!(TemplateError::NotAMessage
             .to_string()
             .contains("blank line"));

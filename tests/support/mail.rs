@@ -222,3 +222,39 @@ pub fn fresh_address(prefix: &str, domain: &str) -> String {
         mxisd::now_ms()
     )
 }
+
+/// Every header line of `mail` (the message's and its parts') fit for RFC 2047 and 5322: a
+/// line holding an encoded-word is at most 76 characters, each encoded-word at most 75, and
+/// no control character but the line ends (a tab only as folding).
+pub fn assert_headers_fit(mail: &str) {
+    let mail = mail.replace("\r\n", "\n");
+    let mut in_head = true;
+    for line in mail.split('\n') {
+        if line.is_empty() {
+            in_head = false;
+            continue;
+        }
+        if line.starts_with("--") {
+            in_head = true;
+            continue;
+        }
+        if !in_head {
+            continue;
+        }
+        let controls = line.trim_start_matches('\t');
+        assert!(
+            !controls.chars().any(|c| c.is_ascii_control()),
+            "a control character in a header line: {line:?}"
+        );
+        if line.contains("=?") {
+            assert!(line.len() <= 76, "a line of {}: {line}", line.len());
+            for word in line.split_whitespace().filter(|w| w.starts_with("=?")) {
+                assert!(
+                    word.len() <= 75,
+                    "an encoded-word of {}: {word}",
+                    word.len()
+                );
+            }
+        }
+    }
+}
