@@ -112,7 +112,7 @@ pub fn store<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError
         .store(
             &app.state,
             &app.keys.current().id,
-            &invite::Request {
+            &invite::StoreInvite {
                 address: &address,
                 room_id,
                 sender,

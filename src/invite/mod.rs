@@ -132,7 +132,7 @@ pub fn kept_fields(params: &Map<String, Value>) -> Result<Map<String, Value>, No
 }
 
 /// What store-invite was given, its address normalised.
-pub struct Request<'a> {
+pub struct StoreInvite<'a> {
     pub address: &'a str,
     pub room_id: &'a str,
     pub sender: &'a str,
@@ -178,7 +178,7 @@ impl Invites {
         &self,
         state: &State,
         server_key_id: &str,
-        r: &Request<'_>,
+        r: &StoreInvite<'_>,
     ) -> Result<Stored, InviteError> {
         self.per_sender
             .try_take(r.sender)
@@ -229,7 +229,7 @@ impl Invites {
     /// display fields already cut by [`kept_fields`]).
     fn mail_values(
         &self,
-        r: &Request<'_>,
+        r: &StoreInvite<'_>,
         token: &str,
         private_key: &str,
     ) -> BTreeMap<String, String> {
@@ -298,7 +298,7 @@ impl Invites {
 }
 
 /// What the invite row keeps of the request: its kept fields and its four required ones.
-fn stored_fields(r: &Request<'_>) -> Value {
+fn stored_fields(r: &StoreInvite<'_>) -> Value {
     let mut fields = r.fields.clone();
     for (name, value) in [
         ("medium", Medium::Email.as_str()),
