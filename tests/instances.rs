@@ -157,7 +157,7 @@ fn instances_starting_together_on_an_empty_database_migrate_once() {
         })
         .collect();
     let servers: Vec<Mxisd> = starters.into_iter().map(|t| t.join().unwrap()).collect();
-    let known = mxisd::state::State::known_migrations().len();
+    let known = crate::state::MIGRATIONS.len();
     let applied: Vec<usize> = servers
         .iter()
         .map(|s| s.log().matches("applied migration").count())

@@ -5,10 +5,27 @@
 use crate::support::services::{fresh_database, pg_connection};
 use crate::support::TempDir;
 use mxisd::config::{DbTls, PostgresConfig, StorageConfig, TlsMode};
-use mxisd::state::{ChangeCursor, Changes, State};
-use std::collections::HashMap;
+use mxisd::state::{
+    Change, ChangeCursor, Changes, Delivery, DeliveryKind, InviteMail, State, BIND_TOPIC,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Every migration, in order: what a database opened by this version has applied.
+pub const MIGRATIONS: &[&str] = &[
+    "0001_ephemeral_keys",
+    "0002_accounts",
+    "0003_hashing",
+    "0004_delivery_queue",
+    "0005_changes",
+    "0006_sessions",
+    "0007_local_binds",
+    "0008_invites",
+    "0009_imports",
+    "0010_session_resends",
+    "0011_drop_ephemeral_keys",
+];
 
 /// Where a test's state lives; opened as often as the test needs (several instances).
 enum Db {
@@ -40,6 +57,23 @@ impl Db {
                     ca_file: None,
                 },
             }),
+        }
+    }
+
+    /// The migrations recorded in the database, in order (read beside the state layer).
+    fn applied_migrations(&self) -> Vec<String> {
+        let sql = "SELECT name FROM schema_migrations ORDER BY name";
+        match self {
+            Db::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(dir.join("state.db")).unwrap();
+                let mut names = c.prepare(sql).unwrap();
+                let names = names.query_map([], |r| r.get(0)).unwrap();
+                names.map(|n| n.unwrap()).collect()
+            }
+            Db::Postgres(name) => crate::support::services::psql(name, sql)
+                .lines()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 
@@ -107,28 +141,13 @@ fn the_pepper_is_decided_once() {
 fn migrations_are_recorded_and_applied_once() {
     for db in Db::both() {
         let first = db.open();
-        let names = first.migrations().unwrap();
+        let store = first.store();
         first.add_token("@m:example.org", "hash-m", 1000).unwrap();
         drop(first);
-        assert_eq!(
-            names,
-            [
-                "0001_ephemeral_keys",
-                "0002_accounts",
-                "0003_hashing",
-                "0004_delivery_queue",
-                "0005_changes",
-                "0006_sessions",
-                "0007_local_binds",
-                "0008_invites",
-                "0009_imports",
-                "0010_session_resends",
-                "0011_drop_ephemeral_keys"
-            ]
-        );
+        assert_eq!(db.applied_migrations(), MIGRATIONS, "{store}");
         // Opened again, nothing is applied twice: what the first open wrote is still there.
         let again = db.open();
-        assert_eq!(again.migrations().unwrap(), names, "{}", again.store());
+        assert_eq!(db.applied_migrations(), MIGRATIONS, "{store}");
         assert_eq!(
             again.token_user("hash-m").unwrap().as_deref(),
             Some("@m:example.org"),
@@ -153,35 +172,66 @@ fn a_second_process_is_kept_off_an_sqlite_database() {
     );
 }
 
+/// An onbind delivery for `address` (from its serde form: `Medium` is the crate's own).
+fn onbind(address: &str) -> Delivery {
+    let delivery = serde_json::json!({
+        "kind": "onbind",
+        "payload": {"medium": "email", "address": address, "mxid": "@bob:example.org"},
+    });
+    serde_json::from_value(delivery).unwrap()
+}
+
+/// An invite's mail for the invite of `token`.
+fn invite_mail(token: &str) -> Delivery {
+    Delivery::InviteMail(InviteMail {
+        address: "bob@example.org".into(),
+        token: token.into(),
+        values: BTreeMap::from([("INVITE_TOKEN".to_owned(), token.to_owned())]),
+    })
+}
+
 #[test]
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn racing_claimers_each_get_an_item_once() {
     for db in Db::both() {
         let a = Arc::new(db.open());
         let b = db.second(&a);
-        let mut ids = Vec::new();
-        for i in 0..60 {
-            ids.push(a.enqueue("onbind", &format!("item {i}"), 0).unwrap());
-        }
-        a.enqueue("mail", "another kind", 0).unwrap();
-        a.enqueue("onbind", "not due yet", i64::MAX / 2).unwrap();
-        let claimed: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let due: Vec<Delivery> = (0..60)
+            .map(|i| onbind(&format!("bob{i}@example.org")))
+            .collect();
+        let ids: Vec<String> = due
+            .iter()
+            .map(|d| a.queue_delivery(d, 0).unwrap())
+            .collect();
+        let mail = invite_mail("another kind");
+        a.queue_delivery(&mail, 0).unwrap();
+        let later = onbind("not-due-yet@example.org");
+        a.queue_delivery(&later, i64::MAX / 2).unwrap();
+        // Each queue item's id, with every delivery claimed under it.
+        let claimed: Arc<Mutex<HashMap<String, Vec<Delivery>>>> = Arc::default();
         let claimers: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
             .into_iter()
             .map(|s| {
                 let claimed = claimed.clone();
                 std::thread::spawn(move || loop {
-                    let items = s
-                        .claim("onbind", 3, Duration::from_secs(60), mxisd::now_ms())
+                    let batch = s
+                        .claim_deliveries(
+                            DeliveryKind::Onbind,
+                            3,
+                            Duration::from_secs(60),
+                            mxisd::now_ms(),
+                        )
                         .unwrap();
-                    if items.is_empty() {
+                    if batch.is_empty() {
                         break;
                     }
-                    for item in items {
-                        assert_eq!(item.kind, "onbind");
-                        assert_eq!(item.attempts, 1);
-                        *claimed.lock().unwrap().entry(item.id.clone()).or_default() += 1;
-                        s.complete(&item.id).unwrap();
+                    for c in batch {
+                        assert_eq!(c.attempts(), 1);
+                        let mut claimed = claimed.lock().unwrap();
+                        let entry = claimed.entry(c.id().to_owned()).or_default();
+                        entry.push(c.delivery.clone());
+                        drop(claimed);
+                        s.delivered(&c).unwrap();
                     }
                 })
             })
@@ -191,14 +241,30 @@ fn racing_claimers_each_get_an_item_once() {
         }
         let claimed = claimed.lock().unwrap();
         assert_eq!(claimed.len(), 60, "{}: every due item claimed", a.store());
+        for (id, delivery) in ids.iter().zip(&due) {
+            assert_eq!(
+                claimed.get(id),
+                Some(&vec![delivery.clone()]),
+                "{}: claimed once, as queued",
+                a.store()
+            );
+            assert!(!a.is_delivery_queued(delivery).unwrap());
+        }
         assert!(
-            claimed.values().all(|n| *n == 1),
-            "{}: {claimed:?}",
+            a.is_delivery_queued(&later).unwrap(),
+            "{}: the item not due yet stays",
             a.store()
         );
-        assert!(ids.iter().all(|id| claimed.contains_key(id)));
-        assert_eq!(a.queued("onbind").unwrap(), 1, "the item not due yet stays");
-        assert_eq!(a.queued("mail").unwrap(), 1);
+        // Another kind's item is left to its own claims.
+        let mails = a
+            .claim_deliveries(DeliveryKind::InviteMail, 10, Duration::from_secs(60), 1)
+            .unwrap();
+        assert_eq!(
+            mails.iter().map(|c| &c.delivery).collect::<Vec<_>>(),
+            [&mail],
+            "{}",
+            a.store()
+        );
     }
 }
 
@@ -208,39 +274,62 @@ fn an_expired_lease_is_claimed_again_and_a_retry_waits() {
     for db in Db::both() {
         let a = Arc::new(db.open());
         let b = db.second(&a);
-        let id = a.enqueue("mail", "hello", 1_000).unwrap();
+        let claim = |s: &State, now_ms: i64| {
+            s.claim_deliveries(
+                DeliveryKind::InviteMail,
+                10,
+                Duration::from_secs(30),
+                now_ms,
+            )
+            .unwrap()
+        };
+        let mail = invite_mail("tok");
+        let id = a.queue_delivery(&mail, 1_000).unwrap();
+        assert!(claim(&a, 999).is_empty(), "{}: not due yet", a.store());
         let now = 10_000;
-        let first = a.claim("mail", 10, Duration::from_secs(30), now).unwrap();
+        let first = claim(&a, now);
         assert_eq!(first.len(), 1);
-        assert_eq!(
-            (first[0].id.as_str(), first[0].payload.as_str()),
-            (id.as_str(), "hello")
-        );
-        assert!(b
-            .claim("mail", 10, Duration::from_secs(30), now + 29_999)
-            .unwrap()
-            .is_empty());
+        assert_eq!((first[0].id(), &first[0].delivery), (id.as_str(), &mail));
+        assert!(claim(&b, now + 29_999).is_empty(), "{}", a.store());
         // The claimer died: its lease ran out.
-        let again = b
-            .claim("mail", 10, Duration::from_secs(30), now + 30_000)
-            .unwrap();
+        let again = claim(&b, now + 30_000);
         assert_eq!(again.len(), 1, "{}", a.store());
-        assert_eq!(again[0].attempts, 2);
+        assert_eq!((again[0].id(), again[0].attempts()), (id.as_str(), 2));
         // The first claim no longer holds it: it cannot put it back.
-        assert!(!a.retry_at(&first[0], now + 1).unwrap());
+        assert!(!a.retry_delivery_at(&first[0], now + 1).unwrap());
         // A retry by the holder puts it back for later, free for anyone then.
-        assert!(b.retry_at(&again[0], now + 60_000).unwrap());
-        assert!(a
-            .claim("mail", 10, Duration::from_secs(30), now + 59_999)
-            .unwrap()
-            .is_empty());
-        let third = a
-            .claim("mail", 10, Duration::from_secs(30), now + 60_000)
-            .unwrap();
-        assert_eq!(third[0].attempts, 3);
-        a.complete(&id).unwrap();
-        assert_eq!(a.queued("mail").unwrap(), 0);
+        assert!(b.retry_delivery_at(&again[0], now + 60_000).unwrap());
+        assert!(claim(&a, now + 59_999).is_empty(), "{}", a.store());
+        let third = claim(&a, now + 60_000);
+        assert_eq!(third.len(), 1, "{}", a.store());
+        assert_eq!(third[0].attempts(), 3);
+        a.delivered(&third[0]).unwrap();
+        assert!(!a.is_delivery_queued(&mail).unwrap());
+        assert!(claim(&b, now + 120_000).is_empty());
     }
+}
+
+/// Binds `address` to `@a:example.org` as the server does (the bind and its change in one
+/// transaction); the change's number.
+fn bind(s: &State, address: &str) -> i64 {
+    let now = mxisd::now_ms();
+    s.bind("email", address, "@a:example.org", (now, now, now + 60_000))
+        .unwrap()
+}
+
+/// Removes `bind`'s bind of `address`; the change's number.
+fn unbind(s: &State, address: &str) -> i64 {
+    s.unbind("email", address, "@a:example.org")
+        .unwrap()
+        .expect("a bind to remove")
+}
+
+/// What a change of the binds says: (address, Matrix ID), no Matrix ID for an unbind.
+fn bind_change(c: &Change) -> (String, Option<String>) {
+    assert_eq!(c.topic, BIND_TOPIC);
+    let body: serde_json::Value = serde_json::from_str(&c.body).unwrap();
+    let text = |key: &str| body[key].as_str().map(str::to_owned);
+    (text("address").unwrap(), text("mxid"))
 }
 
 #[test]
@@ -250,22 +339,34 @@ fn the_change_feed_is_read_in_order_by_another_instance() {
         let a = Arc::new(db.open());
         let b = db.second(&a);
         let start = b.change_cursor().unwrap();
-        let seqs: Vec<i64> = (0..5)
-            .map(|i| a.record_change("bind", &format!("change {i}")).unwrap())
+        let mut seqs: Vec<i64> = (0..4)
+            .map(|i| bind(&a, &format!("a{i}@example.org")))
             .collect();
+        seqs.push(unbind(&a, "a0@example.org"));
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
         let (changes, cursor) = b.changes_after(start, 3).unwrap();
         let Changes::New(first) = changes else {
             panic!("a gap")
         };
+        let bound = Some("@a:example.org".to_owned());
         assert_eq!(
-            first.iter().map(|c| c.body.as_str()).collect::<Vec<_>>(),
-            ["change 0", "change 1", "change 2"]
+            first.iter().map(bind_change).collect::<Vec<_>>(),
+            [
+                ("a0@example.org".to_owned(), bound.clone()),
+                ("a1@example.org".to_owned(), bound.clone()),
+                ("a2@example.org".to_owned(), bound.clone()),
+            ]
         );
         let (changes, cursor) = b.changes_after(cursor, 100).unwrap();
-        assert!(
-            matches!(&changes, Changes::New(rest) if rest.len() == 2),
-            "{changes:?}"
+        let Changes::New(rest) = changes else {
+            panic!("a gap")
+        };
+        assert_eq!(
+            rest.iter().map(bind_change).collect::<Vec<_>>(),
+            [
+                ("a3@example.org".to_owned(), bound.clone()),
+                ("a0@example.org".to_owned(), None),
+            ]
         );
         assert_eq!(
             b.changes_after(cursor, 100).unwrap().0,
@@ -297,12 +398,17 @@ fn a_reader_polling_during_concurrent_writes_sees_every_change_in_order() {
         let a = Arc::new(db.open());
         let b = db.second(&a);
         let start = b.change_cursor().unwrap();
+        // Three writers, each binding and unbinding addresses of its own: 30 changes each.
         let writers: Vec<_> = [a.clone(), b.clone(), a.clone()]
             .into_iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(w, s)| {
                 std::thread::spawn(move || {
-                    (0..30)
-                        .map(|_| s.record_change("t", "x").unwrap())
+                    (0..15)
+                        .flat_map(|i| {
+                            let address = format!("w{w}-{i}@example.org");
+                            [bind(&s, &address), unbind(&s, &address)]
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -312,8 +418,11 @@ fn a_reader_polling_during_concurrent_writes_sees_every_change_in_order() {
         let mut seen = Vec::new();
         let mut cursor = start;
         while seen.len() < 90 {
+            // A writer that failed ends the polling: its join says why.
+            let finished = writers.iter().all(|w| w.is_finished());
             let (changes, next) = b.changes_after(cursor, 7).unwrap();
             match changes {
+                Changes::New(new) if new.is_empty() && finished => break,
                 Changes::New(new) => seen.extend(new.iter().map(|c| c.seq)),
                 Changes::Gap => panic!("{}: a gap after {cursor:?}", a.store()),
             }
@@ -340,8 +449,8 @@ fn pruning_keeps_changes_newer_than_the_cut() {
     for db in Db::both() {
         let s = db.open();
         let start = s.change_cursor().unwrap();
-        for _ in 0..3 {
-            s.record_change("t", "x").unwrap();
+        for i in 0..3 {
+            bind(&s, &format!("p{i}@example.org"));
         }
         // Nothing is older than a minute ago: nothing goes.
         assert_eq!(s.prune_changes(mxisd::now_ms() - 60_000).unwrap(), 0);
@@ -374,11 +483,11 @@ fn instances_opening_an_empty_postgresql_database_together_migrate_once() {
     assert!(peppers[0].starts_with("pepper "), "{peppers:?}");
     assert!(peppers.iter().all(|p| *p == peppers[0]), "{peppers:?}");
     assert_eq!(db.open().pepper_or_insert("later").unwrap(), peppers[0]);
-    let names = db.open().migrations().unwrap();
+    let names = db.applied_migrations();
     let mut unique = names.clone();
     unique.dedup();
     assert_eq!(names, unique);
-    assert_eq!(names, State::known_migrations());
+    assert_eq!(names, MIGRATIONS);
 }
 
 #[test]
@@ -684,7 +793,7 @@ fn migration_0010_counts_the_wrong_tokens_so_far_for_good() {
         run("INSERT INTO sessions (sid, medium, address, client_secret, send_attempt, created_ts, expires_ts, failed_attempts) VALUES ('old', 'email', 'a@example.org', 'sec', 1, 1, 9999999999999, 4)");
         drop(sqlite);
         let s = db.open();
-        assert_eq!(s.migrations().unwrap(), State::known_migrations());
+        assert_eq!(db.applied_migrations(), MIGRATIONS, "{}", s.store());
         let row = s.session("old").unwrap().unwrap();
         assert_eq!(
             (row.failed_attempts, row.lifetime_failures),

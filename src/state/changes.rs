@@ -55,12 +55,6 @@ pub(super) fn append(
 }
 
 impl State {
-    /// Records a change on its own (data and change are usually written together by the
-    /// table's own call).
-    pub fn record_change(&self, topic: &str, body: &str) -> Result<i64, StateError> {
-        self.write(|c| append(c, topic, body, crate::now_ms()))
-    }
-
     /// A cursor at the newest change: a reader that has just loaded the data.
     pub fn change_cursor(&self) -> Result<ChangeCursor, StateError> {
         self.read(|c| {

@@ -45,11 +45,6 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The names of every migration this version knows, in order.
-pub fn known() -> Vec<&'static str> {
-    MIGRATIONS.iter().map(|(name, _)| *name).collect()
-}
-
 pub fn apply(db: &dyn Dialect) -> Result<(), StateError> {
     let kind = db.kind();
     let mut applied = Vec::new();

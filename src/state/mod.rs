@@ -24,7 +24,7 @@ pub use binds::{LocalBind, StoredBind, BIND_TOPIC};
 pub use changes::{Change, ChangeCursor, Changes};
 pub use delivery::{Delivery, DeliveryKind, InviteMail, Onbind};
 pub use invites::{InviteRow, NewInvite};
-pub use queue::{Claimed, QueueItem};
+pub use queue::Claimed;
 pub use sessions::{FailureBudget, Requested, SentToken, SessionRow, Submitted, TokenRequest};
 
 use crate::config::StorageConfig;
@@ -152,21 +152,6 @@ impl State {
     /// cache kept up to date by our own writes agrees with the database.
     pub fn sole_writer(&self) -> bool {
         self.db.kind() == Kind::Sqlite
-    }
-
-    /// The names of every migration this version knows, in order.
-    pub fn known_migrations() -> Vec<&'static str> {
-        migrations::known()
-    }
-
-    /// The names of the migrations applied, in order.
-    pub fn migrations(&self) -> Result<Vec<String>, StateError> {
-        self.read(|c| {
-            c.query("SELECT name FROM schema_migrations ORDER BY name", &[])?
-                .iter()
-                .map(|r| r.text(0))
-                .collect()
-        })
     }
 
     /// `work` with a connection, each statement on its own.

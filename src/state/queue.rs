@@ -3,24 +3,25 @@
 //! completes an item (deleted) or puts it back for later; a lease that ran out (the
 //! claimer died) makes the item claimable again. Consumers make delivery idempotent.
 //!
-//! The server sees only `Delivery` values (`delivery.rs`): `queue_delivery`,
-//! `claim_deliveries`, `delivered`, `retry_delivery_at`. Below them, the rows' (kind,
-//! payload) text (`enqueue`, `claim`, ...), which the state tests drive directly.
+//! Callers see only `Delivery` values (`delivery.rs`): `queue_delivery`,
+//! `is_delivery_queued`, `claim_deliveries`, `delivered`, `retry_delivery_at`. Below them,
+//! private to this file, the rows' (kind, payload) text (`enqueue`, `claim`, ...).
 
 use super::delivery::{Delivery, DeliveryKind};
 use super::dialect::{Conn, Kind, Row};
 use super::{State, StateError};
 use std::time::Duration;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueItem {
-    pub id: String,
-    pub kind: String,
-    pub payload: String,
+/// A claimed row, as stored.
+#[derive(Debug)]
+struct QueueItem {
+    id: String,
+    kind: String,
+    payload: String,
     /// Claims so far, this one included.
-    pub attempts: i64,
+    attempts: i64,
     /// This claim (instance and a nonce): only its holder may put the item back.
-    pub claim: String,
+    claim: String,
 }
 
 /// A delivery claimed for a lease: what to deliver, and the claim that holds it.
@@ -94,7 +95,7 @@ impl State {
     }
 
     /// Queues `payload` under `kind`, due at `due_ms`; its id.
-    pub fn enqueue(&self, kind: &str, payload: &str, due_ms: i64) -> Result<String, StateError> {
+    fn enqueue(&self, kind: &str, payload: &str, due_ms: i64) -> Result<String, StateError> {
         let id = new_item_id()?;
         self.read(|c| insert_item(c, &id, kind, payload, crate::now_ms(), due_ms))?;
         Ok(id)
@@ -103,7 +104,7 @@ impl State {
     /// Up to `limit` items of `kind` due at `now_ms` and not held by anyone, claimed for
     /// `lease`. PostgreSQL skips rows another claim is taking; SQLite has one writer at a
     /// time. Leases are in the instances' own clocks: keep them in step (NTP).
-    pub fn claim(
+    fn claim(
         &self,
         kind: &str,
         limit: i64,
@@ -144,7 +145,7 @@ impl State {
     }
 
     /// The item was delivered: gone, whoever holds it now.
-    pub fn complete(&self, id: &str) -> Result<(), StateError> {
+    fn complete(&self, id: &str) -> Result<(), StateError> {
         self.read(|c| c.execute("DELETE FROM delivery_queue WHERE id = $1", &[id.into()]))?;
         Ok(())
     }
@@ -152,7 +153,7 @@ impl State {
     /// Delivery failed: due again at `due_ms`, free for anyone then. Only while `item`'s
     /// claim still holds it (its lease may have run out and another claim taken it);
     /// whether it did.
-    pub fn retry_at(&self, item: &QueueItem, due_ms: i64) -> Result<bool, StateError> {
+    fn retry_at(&self, item: &QueueItem, due_ms: i64) -> Result<bool, StateError> {
         self.read(|c| {
             Ok(c.execute(
                 "UPDATE delivery_queue
@@ -176,19 +177,6 @@ impl State {
                     &[kind.into(), payload.into()],
                 )?
                 .is_empty())
-        })
-    }
-
-    /// How many items of `kind` are queued, claimed or not.
-    pub fn queued(&self, kind: &str) -> Result<i64, StateError> {
-        self.read(|c| {
-            c.query(
-                "SELECT COUNT(*) FROM delivery_queue WHERE kind = $1",
-                &[kind.into()],
-            )?
-            .first()
-            .map(|r| r.int(0))
-            .unwrap_or(Ok(0))
         })
     }
 }
