@@ -273,7 +273,8 @@ impl Invites {
 
     /// When (medium, address) gets bound to `mxid`: if invites wait for it, queues the
     /// call that tells the homeserver of `mxid`, which the delivery job makes at once.
-    pub fn on_bind(&self, state: &State, (medium, address, mxid): (&str, &str, &str)) {
+    pub fn on_bind(&self, state: &State, bind: crate::state::Bind<'_>) {
+        let (medium, address, mxid) = (bind.medium.as_str(), bind.address, bind.mxid.as_str());
         let pending = match state.live_invites(medium, address, crate::now_ms()) {
             Ok(p) => p,
             Err(e) => {
@@ -317,7 +318,17 @@ impl Invites {
                 continue;
             };
             match lookup.find(crate::requester::Requester::Unknown, m, &address) {
-                Ok(Some(mxid)) => self.on_bind(state, (&medium, &address, &mxid)),
+                Ok(Some(mxid)) => match crate::user_id::UserId::parse(&mxid) {
+                    Some(mxid) => self.on_bind(
+                        state,
+                        crate::state::Bind {
+                            medium: m,
+                            address: &address,
+                            mxid: &mxid,
+                        },
+                    ),
+                    None => log::warn!("invite resolution: a store answered a bad Matrix ID"),
+                },
                 Ok(None) => {}
                 Err(e) => log::warn!("invite resolution: {e}"),
             }

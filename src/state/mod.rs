@@ -19,7 +19,7 @@ mod queue;
 mod sessions;
 mod sqlite;
 
-pub use binds::{LocalBind, StoredBind, BIND_TOPIC};
+pub use binds::{Bind, LocalBind, StoredBind, BIND_TOPIC};
 pub use changes::{Change, ChangeCursor, Changes};
 pub use invites::{InviteRow, NewInvite};
 pub use queue::QueueItem;
