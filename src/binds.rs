@@ -3,7 +3,9 @@
 //! and, through the change feed, within a second by the others. Knows no HTTP.
 
 use crate::lookup::hash_index::HashIndex;
-use crate::state::{ChangeCursor, Changes, State, StateError, BIND_TOPIC};
+use crate::state::{Bind, ChangeCursor, Changes, State, StateError, BIND_TOPIC};
+use crate::threepid::Medium;
+use crate::user_id::UserId;
 use serde::Deserialize;
 
 /// How long changes stay in the feed: an instance away for longer reloads every bind.
@@ -15,34 +17,43 @@ const PRUNE_EVERY: u32 = 7200;
 pub fn bind(
     state: &State,
     index: &HashIndex,
-    (medium, address, mxid): (&str, &str, &str),
+    bind: Bind<'_>,
     validity: (i64, i64, i64),
 ) -> Result<(), StateError> {
-    let seq = state.bind(medium, address, mxid, validity)?;
-    index.apply_local(medium, address, Some(mxid), seq);
+    let seq = state.bind(bind, validity)?;
+    index.apply_local(bind.medium, bind.address, Some(bind.mxid), seq);
     Ok(())
 }
 
 /// Removes a bind of `mxid`; whether there was one.
-pub fn unbind(
-    state: &State,
-    index: &HashIndex,
-    (medium, address, mxid): (&str, &str, &str),
-) -> Result<bool, StateError> {
-    match state.unbind(medium, address, mxid)? {
+pub fn unbind(state: &State, index: &HashIndex, bind: Bind<'_>) -> Result<bool, StateError> {
+    match state.unbind(bind)? {
         Some(seq) => {
-            index.apply_local(medium, address, None, seq);
+            index.apply_local(bind.medium, bind.address, None, seq);
             Ok(true)
         }
         None => Ok(false),
     }
 }
 
+/// A change of the feed's `bind` topic, as `State::bind` and `State::unbind` write it.
 #[derive(Deserialize)]
 struct BindChange {
     medium: String,
     address: String,
     mxid: Option<String>,
+}
+
+impl BindChange {
+    /// Its medium and Matrix ID typed (`None` for the mxid of an unbind); `None` if either
+    /// does not parse.
+    fn typed(&self) -> Option<(Medium, Option<UserId>)> {
+        let medium = Medium::parse(&self.medium)?;
+        match &self.mxid {
+            None => Some((medium, None)),
+            Some(mxid) => Some((medium, Some(UserId::parse(mxid)?))),
+        }
+    }
 }
 
 /// Reads the change feed for the binds other instances make.
@@ -84,12 +95,15 @@ impl Follower {
                 Changes::New(list) => {
                     for change in list.iter().filter(|c| c.topic == BIND_TOPIC) {
                         match serde_json::from_str::<BindChange>(&change.body) {
-                            Ok(b) => index.apply_local(
-                                &b.medium,
-                                &b.address,
-                                b.mxid.as_deref(),
-                                change.seq,
-                            ),
+                            Ok(b) => match b.typed() {
+                                Some((medium, mxid)) => {
+                                    index.apply_local(medium, &b.address, mxid.as_ref(), change.seq)
+                                }
+                                None => log::error!(
+                                    "change {}: a bind of an unknown medium or Matrix ID",
+                                    change.seq
+                                ),
+                            },
                             Err(e) => log::error!("change {}: not a bind: {e}", change.seq),
                         }
                     }

@@ -6,7 +6,8 @@
 //! (`config`) follows mxisd's YAML keys. See `docs/architecture.md` for who may call whom.
 //!
 //! Public are the modules the `mxisd` command and the integration tests use (`state`: its
-//! test suite runs on both databases); the rest is
+//! test suite runs on both databases, with the typed values its rows hold: `threepid`,
+//! `user_id`, `opaque_id`); the rest is
 //! `pub(crate)`, so that the compiler reports what nothing uses.
 
 pub(crate) mod account;
@@ -25,6 +26,7 @@ pub mod jobs;
 pub mod logging;
 pub(crate) mod lookup;
 pub(crate) mod notify;
+pub mod opaque_id;
 pub(crate) mod pg;
 pub(crate) mod pool;
 pub(crate) mod ratelimit;
@@ -32,10 +34,10 @@ pub(crate) mod requester;
 pub(crate) mod session;
 pub mod state;
 pub(crate) mod stores;
-pub(crate) mod threepid;
+pub mod threepid;
 pub(crate) mod tls;
 pub(crate) mod urlencoded;
-pub(crate) mod user_id;
+pub mod user_id;
 
 /// Milliseconds since the Unix epoch, as Matrix timestamps are written.
 pub fn now_ms() -> i64 {

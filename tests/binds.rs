@@ -183,11 +183,14 @@ fn v2_binds_only_the_callers_own_id_and_without_the_store_nothing_is_kept() {
         &json!({"sid": sid, "client_secret": "x", "mxid": me}).to_string(),
     )
     .assert_error(400, "M_SESSION_NOT_VALIDATED");
-    s.post(
-        &format!("{V1}/3pid/bind"),
-        &json!({"sid": "nope", "client_secret": "x", "mxid": me}).to_string(),
-    )
-    .assert_error(404, "M_NO_VALID_SESSION");
+    // An unknown sid, or a sid or secret that cannot be one: no session either way.
+    for (sid, secret) in [("nope", "x"), ("../nope", "x"), (sid.as_str(), "x/y")] {
+        s.post(
+            &format!("{V1}/3pid/bind"),
+            &json!({"sid": sid, "client_secret": secret, "mxid": me}).to_string(),
+        )
+        .assert_error(404, "M_NO_VALID_SESSION");
+    }
 }
 
 #[test]

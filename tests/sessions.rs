@@ -84,6 +84,15 @@ fn email_session_from_mail_to_validated_3pid() {
     submit(&sid, "secret-1", "wrong").assert_error(400, "M_TOKEN_INCORRECT");
     submit(&sid, "secret-2", &token).assert_error(404, "M_NO_VALID_SESSION");
     submit("nosuchsid", "secret-1", &token).assert_error(404, "M_NO_VALID_SESSION");
+    // A sid or secret that cannot be one names no session either, and the answer does not
+    // say which of the two it was.
+    for (sid, secret) in [("../x", "secret-1"), ("", "secret-1"), (&sid, "sécret-1")] {
+        submit(sid, secret, &token).assert_error(404, "M_NO_VALID_SESSION");
+    }
+    s.get(&format!(
+        "{V1}/3pid/getValidated3pid?sid={sid}&client_secret=secret%2F1"
+    ))
+    .assert_error(404, "M_NO_VALID_SESSION");
 
     let r = submit(&sid, "secret-1", &token);
     assert_eq!((r.status, r.json()), (200, json!({"success": true})));
@@ -267,12 +276,37 @@ fn bad_input_is_refused_with_the_spec_errors() {
         )
         .assert_error(400, "M_INVALID_EMAIL");
     }
+    // The client secret: 1 to 255 of [0-9a-zA-Z.=_-], checked after the address and the
+    // next_link (a request wrong in both is told of those first, as it always was).
+    let longest = "=".repeat(255);
+    let r = request_email(&s, V1, &fresh_address("example.org"), &longest, 1);
+    assert_eq!(r.status, 200, "{}", r.text);
+    for bad in ["bad secret!", "a/b", "sécret", "", &"a".repeat(256)] {
+        let r = post(
+            &s,
+            &path,
+            &json!({"client_secret": bad, "email": "a@example.org", "send_attempt": 1}),
+        );
+        r.assert_error(400, "M_INVALID_PARAM");
+        assert_eq!(
+            r.json()["error"],
+            "client_secret must be 1 to 255 of [0-9a-zA-Z.=_-]",
+            "{bad:?}"
+        );
+    }
     post(
         &s,
         &path,
-        &json!({"client_secret": "bad secret!", "email": "a@example.org", "send_attempt": 1}),
+        &json!({"client_secret": "a/b", "email": "not-an-address", "send_attempt": 1}),
     )
-    .assert_error(400, "M_INVALID_PARAM");
+    .assert_error(400, "M_INVALID_EMAIL");
+    let r = post(
+        &s,
+        &path,
+        &json!({"client_secret": "a/b", "email": "a@example.org", "send_attempt": 1, "next_link": "ftp://x.example/"}),
+    );
+    r.assert_error(400, "M_INVALID_PARAM");
+    assert!(r.text.contains("next_link"), "{}", r.text);
     post(
         &s,
         &path,

@@ -5,9 +5,12 @@
 use crate::support::services::{fresh_database, pg_connection};
 use crate::support::TempDir;
 use mxisd::config::{DbTls, PostgresConfig, StorageConfig, TlsMode};
+use mxisd::opaque_id::{ClientSecret, Sid};
 use mxisd::state::{
-    Change, ChangeCursor, Changes, Delivery, DeliveryKind, InviteMail, State, BIND_TOPIC,
+    Bind, Change, ChangeCursor, Changes, Delivery, DeliveryKind, InviteMail, State, BIND_TOPIC,
 };
+use mxisd::threepid::Medium;
+use mxisd::user_id::UserId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +29,14 @@ pub const MIGRATIONS: &[&str] = &[
     "0010_session_resends",
     "0011_drop_ephemeral_keys",
 ];
+
+/// The client secret of the sessions here.
+static SEC: std::sync::LazyLock<ClientSecret> =
+    std::sync::LazyLock::new(|| ClientSecret::parse("sec").unwrap());
+
+fn sid(sid: &str) -> Sid {
+    Sid::parse(sid).unwrap()
+}
 
 /// Where a test's state lives; opened as often as the test needs (several instances).
 enum Db {
@@ -313,13 +324,25 @@ fn an_expired_lease_is_claimed_again_and_a_retry_waits() {
 /// transaction); the change's number.
 fn bind(s: &State, address: &str) -> i64 {
     let now = mxisd::now_ms();
-    s.bind("email", address, "@a:example.org", (now, now, now + 60_000))
+    s.bind(a_bind(address, &A), (now, now, now + 60_000))
         .unwrap()
+}
+
+/// The Matrix ID the change-feed tests bind.
+static A: std::sync::LazyLock<UserId> =
+    std::sync::LazyLock::new(|| UserId::parse("@a:example.org").unwrap());
+
+fn a_bind<'a>(address: &'a str, mxid: &'a UserId) -> Bind<'a> {
+    Bind {
+        medium: Medium::Email,
+        address,
+        mxid,
+    }
 }
 
 /// Removes `bind`'s bind of `address`; the change's number.
 fn unbind(s: &State, address: &str) -> i64 {
-    s.unbind("email", address, "@a:example.org")
+    s.unbind(a_bind(address, &A))
         .unwrap()
         .expect("a bind to remove")
 }
@@ -500,11 +523,11 @@ fn sessions_are_found_validated_and_swept() {
     };
     for db in Db::both() {
         let s = db.open();
-        fn request<'a>(attempt: i64, token: &'a str, sid: &'a str, now: i64) -> TokenRequest<'a> {
+        fn request<'a>(attempt: i64, token: &'a str, sid: &'a Sid, now: i64) -> TokenRequest<'a> {
             TokenRequest {
-                medium: "email",
+                medium: Medium::Email,
                 address: "a@example.org",
-                client_secret: "sec",
+                client_secret: &SEC,
                 send_attempt: attempt,
                 next_link: None,
                 token_hash: token,
@@ -518,8 +541,8 @@ fn sessions_are_found_validated_and_swept() {
         let sent = |attempt: i64, token: &str, now: i64| {
             assert!(s
                 .token_sent(&SentToken {
-                    sid: "sid1",
-                    medium: "email",
+                    sid: &sid("sid1"),
+                    medium: Medium::Email,
                     token_hash: token,
                     send_attempt: attempt,
                     next_link: None,
@@ -528,20 +551,24 @@ fn sessions_are_found_validated_and_swept() {
                 })
                 .unwrap());
         };
-        let first = s.request_token(&request(1, "t1", "sid1", 10_000)).unwrap();
+        let first = s
+            .request_token(&request(1, "t1", &sid("sid1"), 10_000))
+            .unwrap();
         assert_eq!(
             first,
             Requested::Send {
-                sid: "sid1".into(),
+                sid: sid("sid1"),
                 created: true
             }
         );
         assert_eq!(
-            s.request_token(&request(1, "t2", "sid2", 10_001)).unwrap(),
-            Requested::Unchanged { sid: "sid1".into() }
+            s.request_token(&request(1, "t2", &sid("sid2"), 10_001))
+                .unwrap(),
+            Requested::Unchanged { sid: sid("sid1") }
         );
         assert_eq!(
-            s.submit_token("sid1", "sec", "t9", 10_001, BUDGET).unwrap(),
+            s.submit_token(&sid("sid1"), &SEC, "t9", 10_001, BUDGET)
+                .unwrap(),
             Submitted::Wrong {
                 failed_attempts: 1,
                 lifetime_failures: 1
@@ -549,31 +576,35 @@ fn sessions_are_found_validated_and_swept() {
         );
         // A resend is reserved: the same attempt again (another instance) sends nothing,
         // and nothing else changed until it is sent.
-        let resent = s.request_token(&request(2, "t2", "sid2", 10_002)).unwrap();
+        let resent = s
+            .request_token(&request(2, "t2", &sid("sid2"), 10_002))
+            .unwrap();
         assert_eq!(
             resent,
             Requested::Send {
-                sid: "sid1".into(),
+                sid: sid("sid1"),
                 created: false
             }
         );
         assert_eq!(
-            s.request_token(&request(2, "t3", "sid2", 10_002)).unwrap(),
-            Requested::Unchanged { sid: "sid1".into() }
+            s.request_token(&request(2, "t3", &sid("sid2"), 10_002))
+                .unwrap(),
+            Requested::Unchanged { sid: sid("sid1") }
         );
-        let row = s.session("sid1").unwrap().unwrap();
+        let row = s.session(&sid("sid1")).unwrap().unwrap();
         assert_eq!(
             (row.send_attempt, row.failed_attempts, row.expires_ts),
             (1, 1, 11_000)
         );
         // Given up (not sent): the retry of the same attempt is sent.
-        s.release_request("sid1", "t2", false).unwrap();
+        s.release_request(&sid("sid1"), "t2", false).unwrap();
         assert!(matches!(
-            s.request_token(&request(2, "t2", "sid2", 10_003)).unwrap(),
+            s.request_token(&request(2, "t2", &sid("sid2"), 10_003))
+                .unwrap(),
             Requested::Send { .. }
         ));
         sent(2, "t2", 10_003);
-        let row = s.session("sid1").unwrap().unwrap();
+        let row = s.session(&sid("sid1")).unwrap().unwrap();
         assert_eq!(
             (row.send_attempt, row.failed_attempts, row.lifetime_failures),
             (2, 0, 1),
@@ -581,41 +612,50 @@ fn sessions_are_found_validated_and_swept() {
             s.store()
         );
         assert_eq!(
-            s.submit_token("sid1", "nope", "t1", 10_003, BUDGET)
-                .unwrap(),
+            s.submit_token(
+                &sid("sid1"),
+                &ClientSecret::parse("nope").unwrap(),
+                "t1",
+                10_003,
+                BUDGET
+            )
+            .unwrap(),
             Submitted::NoSession
         );
-        let Submitted::Validated(row) =
-            s.submit_token("sid1", "sec", "t1", 10_004, BUDGET).unwrap()
+        let Submitted::Validated(row) = s
+            .submit_token(&sid("sid1"), &SEC, "t1", 10_004, BUDGET)
+            .unwrap()
         else {
             panic!("{}: the first token stays valid", s.store())
         };
         assert_eq!(row.validated_ts, Some(10_004));
         assert_eq!(
-            s.submit_token("sid1", "sec", "t2", 20_000, BUDGET).unwrap(),
+            s.submit_token(&sid("sid1"), &SEC, "t2", 20_000, BUDGET)
+                .unwrap(),
             Submitted::Expired
         );
         // A new session whose first code was not sent goes when given up.
+        let sid4 = sid("sid4");
         let other = TokenRequest {
             address: "c@example.org",
-            ..request(1, "t4", "sid4", 10_000)
+            ..request(1, "t4", &sid4, 10_000)
         };
         assert!(matches!(
             s.request_token(&other).unwrap(),
             Requested::Send { created: true, .. }
         ));
-        s.release_request("sid4", "t4", true).unwrap();
-        assert!(s.session("sid4").unwrap().is_none());
+        s.release_request(&sid("sid4"), "t4", true).unwrap();
+        assert!(s.session(&sid("sid4")).unwrap().is_none());
         // The sweep forgets what expired, and only that.
         s.request_token(&TokenRequest {
             address: "b@example.org",
             expires_ts: 99_000,
-            ..request(1, "t3", "sid3", 10_000)
+            ..request(1, "t3", &sid("sid3"), 10_000)
         })
         .unwrap();
         assert_eq!(s.sweep_sessions(50_000).unwrap(), 1, "{}", s.store());
-        assert!(s.session("sid1").unwrap().is_none());
-        assert!(s.session("sid3").unwrap().is_some());
+        assert!(s.session(&sid("sid1")).unwrap().is_none());
+        assert!(s.session(&sid("sid3")).unwrap().is_some());
     }
 }
 
@@ -630,15 +670,16 @@ fn a_resend_given_up_or_sent_again_keeps_the_codes_delivered() {
     for db in Db::both() {
         let s = db.open();
         let store = s.store();
+        let sidm = sid("sidm");
         let request = |attempt: i64, token: &str, now: i64| {
             s.request_token(&TokenRequest {
-                medium: "msisdn",
+                medium: Medium::Msisdn,
                 address: "447700900001",
-                client_secret: "sec",
+                client_secret: &SEC,
                 send_attempt: attempt,
                 next_link: None,
                 token_hash: token,
-                fresh_sid: "sidm",
+                fresh_sid: &sidm,
                 now_ms: now,
                 expires_ts: now + 100_000,
                 reserved_until: now + 100,
@@ -653,8 +694,8 @@ fn a_resend_given_up_or_sent_again_keeps_the_codes_delivered() {
             ));
             assert!(s
                 .token_sent(&SentToken {
-                    sid: "sidm",
-                    medium: "msisdn",
+                    sid: &sidm,
+                    medium: Medium::Msisdn,
                     token_hash: token,
                     send_attempt: attempt,
                     next_link: None,
@@ -665,7 +706,7 @@ fn a_resend_given_up_or_sent_again_keeps_the_codes_delivered() {
         };
         let valid = |token: &str| {
             matches!(
-                s.submit_token("sidm", "sec", token, 50_000, BUDGET)
+                s.submit_token(&sid("sidm"), &SEC, token, 50_000, BUDGET)
                     .unwrap(),
                 Submitted::Validated(_)
             )
@@ -680,7 +721,7 @@ fn a_resend_given_up_or_sent_again_keeps_the_codes_delivered() {
             request(2, "c1", 2_000),
             Requested::Send { created: false, .. }
         ));
-        s.release_request("sidm", "c1", false).unwrap();
+        s.release_request(&sid("sidm"), "c1", false).unwrap();
         assert!(valid("c1"), "{store}: the delivered code stays");
         resent(2, "c2", 3_000);
         resent(3, "c3", 4_000);
@@ -706,13 +747,13 @@ fn the_sweep_locks_a_session_before_its_tokens() {
     let s = Arc::new(Db::Postgres(name.clone()).open());
     let created = s
         .request_token(&TokenRequest {
-            medium: "msisdn",
+            medium: Medium::Msisdn,
             address: "447700900001",
-            client_secret: "sec",
+            client_secret: &SEC,
             send_attempt: 1,
             next_link: None,
             token_hash: "t1",
-            fresh_sid: "sid1",
+            fresh_sid: &sid("sid1"),
             now_ms: 1_000,
             expires_ts: 2_000,
             reserved_until: 1_100,
@@ -747,7 +788,7 @@ fn the_sweep_locks_a_session_before_its_tokens() {
         .unwrap();
     tx.commit().unwrap();
     assert_eq!(sweeper.join().unwrap().unwrap(), 1);
-    assert!(s.session("sid1").unwrap().is_none());
+    assert!(s.session(&sid("sid1")).unwrap().is_none());
 }
 
 /// Applies the migrations before `upto` as their SQL files are written, recording them,
@@ -794,13 +835,59 @@ fn migration_0010_counts_the_wrong_tokens_so_far_for_good() {
         drop(sqlite);
         let s = db.open();
         assert_eq!(db.applied_migrations(), MIGRATIONS, "{}", s.store());
-        let row = s.session("old").unwrap().unwrap();
+        let row = s.session(&sid("old")).unwrap().unwrap();
         assert_eq!(
             (row.failed_attempts, row.lifetime_failures),
             (4, 4),
             "{}",
             s.store()
         );
+    }
+}
+
+/// Runs `sql` on `db` beside the state's own connections: rows written as nothing of
+/// ours would write them.
+fn run_sql(db: &Db, sql: &str) {
+    match db {
+        Db::Sqlite(dir) => rusqlite::Connection::open(dir.join("state.db"))
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap(),
+        Db::Postgres(name) => {
+            crate::support::services::psql(name, sql);
+        }
+    }
+}
+
+/// The state reads its rows into typed values (medium, Matrix ID, sid, client secret) at
+/// its edge: a row that does not parse is an error naming its column, not a panic, nor a
+/// value passed on.
+#[test]
+fn rows_that_do_not_parse_are_errors_naming_their_column() {
+    for db in Db::both() {
+        let s = db.open();
+        let store = s.store();
+        let session = |sid: &str, medium: &str, secret: &str| {
+            format!("INSERT INTO sessions (sid, medium, address, client_secret, send_attempt, created_ts, expires_ts) VALUES ('{sid}', '{medium}', 'a@example.org', '{secret}', 1, 1, 9999999999999)")
+        };
+        run_sql(&db, &session("fax", "fax", "sec"));
+        run_sql(&db, &session("spaced", "email", "a secret"));
+        run_sql(&db, &session("ok", "msisdn", "sec"));
+        for (sid, column) in [
+            ("fax", "sessions.medium"),
+            ("spaced", "sessions.client_secret"),
+        ] {
+            let e = s.session(&self::sid(sid)).unwrap_err().to_string();
+            assert!(e.contains(column), "{store}: {e}");
+            assert!(!e.contains("a secret"), "{store}: {e}");
+        }
+        let ok = s.session(&sid("ok")).unwrap().unwrap();
+        assert_eq!((ok.medium, ok.client_secret), (Medium::Msisdn, SEC.clone()));
+        run_sql(&db, "INSERT INTO local_binds (medium, address, mxid, ts, not_before, not_after, seq) VALUES ('email', 'a@example.org', 'alice', 1, 1, 2, 1)");
+        let e = s.local_binds().unwrap_err().to_string();
+        assert!(e.contains("local_binds.mxid"), "{store}: {e}");
+        let e = s.bound(Medium::Email, "a@example.org").unwrap_err();
+        assert!(e.to_string().contains("local_binds.mxid"), "{store}: {e}");
     }
 }
 

@@ -3,9 +3,11 @@
 //! binds (`binds.local.enabled`); when it does, lookups here see the bind at once.
 
 use super::auth;
+use super::session::session_of;
 use crate::app::App;
 use crate::federation::xmatrix::{self, Signed, XMatrixError};
 use crate::http::{ApiError, Reply, Request};
+use crate::state::Bind;
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
 use serde::Deserialize;
@@ -15,7 +17,7 @@ use serde_json::{json, Value};
 const HUNDRED_YEARS_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
 #[derive(Deserialize)]
-struct Bind {
+struct BindBody {
     sid: String,
     client_secret: String,
     mxid: String,
@@ -32,41 +34,32 @@ pub fn bind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError>
     } else {
         None
     };
-    let body: Bind = req.json()?;
+    let body: BindBody = req.json()?;
     let mxid = UserId::parse(&body.mxid)
-        .ok_or_else(|| ApiError::InvalidParam(format!("'{}' is not a Matrix ID", body.mxid)))?
-        .into_string();
-    if caller.is_some_and(|c| c != mxid) {
+        .ok_or_else(|| ApiError::InvalidParam(format!("'{}' is not a Matrix ID", body.mxid)))?;
+    if caller.is_some_and(|c| c != mxid.as_str()) {
         return Err(ApiError::Forbidden(
             "A 3PID can only be bound to the caller's own Matrix ID".into(),
         ));
     }
-    let v = app
-        .sessions
-        .validated(&app.state, &body.sid, &body.client_secret)?;
+    let (sid, secret) = session_of(&body.sid, &body.client_secret)?;
+    let v = app.sessions.validated(&app.state, &sid, &secret)?;
     let ts = crate::now_ms();
     let validity = (ts, ts, ts.saturating_add(HUNDRED_YEARS_MS));
+    let bind = Bind {
+        medium: v.medium,
+        address: &v.address,
+        mxid: &mxid,
+    };
     if app.config.binds.local {
-        crate::binds::bind(
-            &app.state,
-            &app.hash_index,
-            (&v.medium, &v.address, &mxid),
-            validity,
-        )?;
+        crate::binds::bind(&app.state, &app.hash_index, bind, validity)?;
     }
-    app.invites
-        .on_bind(&app.state, (&v.medium, &v.address, &mxid));
-    log::info!(
-        "bound a {} to a user of {}",
-        v.medium,
-        UserId::parse(&mxid)
-            .map(|u| u.server().to_owned())
-            .unwrap_or_default()
-    );
+    app.invites.on_bind(&app.state, bind);
+    log::info!("bound a {} to a user of {}", v.medium, mxid.server());
     let mut association = json!({
-        "medium": v.medium,
+        "medium": v.medium.as_str(),
         "address": v.address,
-        "mxid": mxid,
+        "mxid": mxid.as_str(),
         "ts": validity.0,
         "not_before": validity.1,
         "not_after": validity.2,
@@ -87,7 +80,7 @@ struct Threepid {
 }
 
 #[derive(Deserialize)]
-struct Unbind {
+struct UnbindBody {
     mxid: String,
     threepid: Threepid,
     sid: Option<String>,
@@ -103,9 +96,9 @@ struct Unbind {
 /// a no-op answered at once: nothing here can change, so no caller may make us fetch keys.
 pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let content: Value = req.json()?;
-    let body: Unbind =
+    let body: UnbindBody =
         serde_json::from_value(content.clone()).map_err(|e| ApiError::BadJson(e.to_string()))?;
-    let user = UserId::parse(&body.mxid)
+    let mxid = UserId::parse(&body.mxid)
         .ok_or_else(|| ApiError::InvalidParam(format!("'{}' is not a Matrix ID", body.mxid)))?;
     let medium = Medium::parse(&body.threepid.medium)
         .ok_or_else(|| ApiError::InvalidParam("threepid.medium is not email or msisdn".into()))?;
@@ -115,7 +108,6 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
         app.config.lookup.default_region,
     )
     .ok_or_else(|| ApiError::InvalidParam("threepid.address is not an address".into()))?;
-    let mxid = user.as_str();
     if !app.config.binds.local {
         return Ok(Reply::json(json!({})));
     }
@@ -123,26 +115,27 @@ pub fn unbind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
     // unauthenticated caller whether the address is bound (sydent's order too).
     match (&body.sid, &body.client_secret) {
         (Some(sid), Some(secret)) => {
-            let v = app.sessions.validated(&app.state, sid, secret)?;
-            if v.medium != medium.as_str() || v.address != address {
+            let (sid, secret) = session_of(sid, secret)?;
+            let v = app.sessions.validated(&app.state, &sid, &secret)?;
+            if v.medium != medium || v.address != address {
                 return Err(ApiError::Forbidden(
                     "The session did not validate this 3PID".into(),
                 ));
             }
         }
-        _ => signed_by_homeserver::<V2>(app, req, &content, &user)?,
+        _ => signed_by_homeserver::<V2>(app, req, &content, &mxid)?,
     }
-    let bound = app.state.bound(medium.as_str(), &address)?.as_deref() == Some(mxid);
+    let bound = app.state.bound(medium, &address)?.as_ref() == Some(&mxid);
     if !bound {
         return Ok(Reply::json(json!({})));
     }
-    let removed = crate::binds::unbind(
-        &app.state,
-        &app.hash_index,
-        (medium.as_str(), &address, mxid),
-    )?;
-    if removed {
-        app.sessions.unbind_notice(medium, &address, mxid);
+    let bind = Bind {
+        medium,
+        address: &address,
+        mxid: &mxid,
+    };
+    if crate::binds::unbind(&app.state, &app.hash_index, bind)? {
+        app.sessions.unbind_notice(medium, &address, &mxid);
     }
     Ok(Reply::json(json!({})))
 }

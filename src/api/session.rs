@@ -8,7 +8,8 @@ use crate::app::App;
 use crate::http::{ApiError, Reply, Request};
 use crate::notify::template::fill_html;
 use crate::notify::NotifyError;
-use crate::session::{self, SessionError};
+use crate::opaque_id::{self, ClientSecret, Sid};
+use crate::session::{SessionError, TokenAsk};
 use crate::threepid::Medium;
 use serde::Deserialize;
 use serde_json::json;
@@ -69,16 +70,17 @@ pub fn request_email<const V2: bool>(app: &App, req: &Request) -> Result<Reply, 
     let user = requester::<V2>(app, req)?;
     let body: EmailRequest = req.json()?;
     let address = crate::threepid::email_to_send_to(&body.email).ok_or(ApiError::InvalidEmail)?;
+    let next_link = next_link(body.next_link.as_deref())?;
+    let client_secret = client_secret(&body.client_secret)?;
     request(
         app,
-        req,
-        session::Request {
+        &TokenAsk {
             medium: Medium::Email,
             address: &address,
-            client_secret: &body.client_secret,
+            client_secret: &client_secret,
             send_attempt: body.send_attempt,
-            next_link: body.next_link.as_deref(),
-            client: "",
+            next_link: next_link.as_deref(),
+            client: &req.client.to_string(),
             user: user.as_deref(),
             country: None,
         },
@@ -102,25 +104,32 @@ pub fn request_msisdn<const V2: bool>(app: &App, req: &Request) -> Result<Reply,
             ))
         })?;
     let country = body.country.trim().to_ascii_uppercase();
+    let next_link = next_link(body.next_link.as_deref())?;
+    let client_secret = client_secret(&body.client_secret)?;
     request(
         app,
-        req,
-        session::Request {
+        &TokenAsk {
             medium: Medium::Msisdn,
             address: &number,
-            client_secret: &body.client_secret,
+            client_secret: &client_secret,
             send_attempt: body.send_attempt,
-            next_link: body.next_link.as_deref(),
-            client: "",
+            next_link: next_link.as_deref(),
+            client: &req.client.to_string(),
             user: user.as_deref(),
             country: Some(&country),
         },
     )
 }
 
-fn request(app: &App, req: &Request, r: session::Request<'_>) -> Result<Reply, ApiError> {
-    // Kept as a URI: it goes out as the `Location` of the link's redirect.
-    let next_link = r.next_link.map(as_uri);
+fn request(app: &App, ask: &TokenAsk<'_>) -> Result<Reply, ApiError> {
+    let sid = app.sessions.request_token(&app.state, ask)?;
+    Ok(Reply::json(json!({ "sid": sid.as_str() })))
+}
+
+/// A requestToken's `next_link`, kept as a URI: it goes out as the `Location` of the
+/// link's redirect.
+fn next_link(link: Option<&str>) -> Result<Option<Cow<'_, str>>, ApiError> {
+    let next_link = link.map(as_uri);
     if let Some(link) = &next_link {
         if link.len() > 2048 || link.chars().any(char::is_control) || !is_http(link) {
             return Err(ApiError::InvalidParam(
@@ -128,16 +137,22 @@ fn request(app: &App, req: &Request, r: session::Request<'_>) -> Result<Reply, A
             ));
         }
     }
-    let client = req.client.to_string();
-    let sid = app.sessions.request_token(
-        &app.state,
-        &session::Request {
-            client: &client,
-            next_link: next_link.as_deref(),
-            ..r
-        },
-    )?;
-    Ok(Reply::json(json!({ "sid": sid })))
+    Ok(next_link)
+}
+
+/// A requestToken's `client_secret`, which names a session from now on.
+fn client_secret(secret: &str) -> Result<ClientSecret, ApiError> {
+    ClientSecret::parse(secret)
+        .ok_or_else(|| ApiError::InvalidParam(format!("client_secret must be {}", opaque_id::RULE)))
+}
+
+/// The session a client names by its sid and secret, both parsed here. Ones that cannot
+/// be a sid or a secret name no session, as an unknown sid or a wrong secret do (404
+/// M_NO_VALID_SESSION): nothing tells the client which of the two was wrong.
+pub(super) fn session_of(sid: &str, secret: &str) -> Result<(Sid, ClientSecret), SessionError> {
+    Sid::parse(sid)
+        .zip(ClientSecret::parse(secret))
+        .ok_or(SessionError::NoSession)
 }
 
 #[derive(Deserialize)]
@@ -155,8 +170,9 @@ struct Submit {
 pub fn submit<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError> {
     caller::<V2>(app, req)?;
     let body: Submit = req.json()?;
+    let (sid, secret) = session_of(&body.sid, &body.client_secret)?;
     app.sessions
-        .submit_token(&app.state, &body.sid, &body.client_secret, &body.token)?;
+        .submit_token(&app.state, &sid, &secret, &body.token)?;
     Ok(Reply::json(json!({ "success": true })))
 }
 
@@ -168,12 +184,10 @@ pub fn submit<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
 /// redirect's `Location`.
 pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let param = |name: &str| req.query(name).unwrap_or_default();
-    let outcome = app.sessions.submit_token(
-        &app.state,
-        param("sid"),
-        param("client_secret"),
-        param("token"),
-    );
+    let outcome = session_of(param("sid"), param("client_secret")).and_then(|(sid, secret)| {
+        app.sessions
+            .submit_token(&app.state, &sid, &secret, param("token"))
+    });
     let mut values = app.pages.base.clone();
     match outcome {
         Ok(session) => {
@@ -244,9 +258,10 @@ pub fn get_validated<const V2: bool>(app: &App, req: &Request) -> Result<Reply, 
     caller::<V2>(app, req)?;
     let sid = req.require_query("sid")?;
     let secret = req.require_query("client_secret")?;
-    let v = app.sessions.validated(&app.state, sid, secret)?;
+    let (sid, secret) = session_of(sid, secret)?;
+    let v = app.sessions.validated(&app.state, &sid, &secret)?;
     Ok(Reply::json(json!({
-        "medium": v.medium,
+        "medium": v.medium.as_str(),
         "address": v.address,
         "validated_at": v.validated_at,
     })))
@@ -255,9 +270,6 @@ pub fn get_validated<const V2: bool>(app: &App, req: &Request) -> Result<Reply, 
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> ApiError {
         match e {
-            SessionError::InvalidSecret => {
-                ApiError::InvalidParam("client_secret must be 1 to 255 of [0-9a-zA-Z.=_-]".into())
-            }
             SessionError::Forbidden(why) => {
                 log::info!("session refused by policy: {why}");
                 ApiError::PolicyForbids(why)

@@ -110,11 +110,8 @@ impl Invites {
 
     /// When (medium, address) gets bound to `mxid`: if invites wait for it, queues the
     /// call that tells the homeserver of `mxid`, which the delivery job makes at once.
-    pub fn on_bind(&self, state: &State, (medium, address, mxid): (&str, &str, &str)) {
-        let Some(medium) = Medium::parse(medium) else {
-            log::error!("onbind: '{medium}' is not a medium invites are made for");
-            return;
-        };
+    pub fn on_bind(&self, state: &State, bind: crate::state::Bind<'_>) {
+        let (medium, address) = (bind.medium, bind.address);
         let pending = match state.live_invites(medium.as_str(), address, crate::now_ms()) {
             Ok(p) => p,
             Err(e) => {
@@ -128,7 +125,7 @@ impl Invites {
         let onbind = Delivery::Onbind(Onbind {
             medium,
             address: address.to_owned(),
-            mxid: mxid.to_owned(),
+            mxid: bind.mxid.as_str().to_owned(),
         });
         // Already on its way (an earlier bind or resolution, being retried).
         if state.is_delivery_queued(&onbind).unwrap_or(false) {
@@ -162,7 +159,17 @@ impl Invites {
                 continue;
             };
             match lookup.find(crate::requester::Requester::Unknown, m, &address) {
-                Ok(Some(mxid)) => self.on_bind(state, (&medium, &address, &mxid)),
+                Ok(Some(mxid)) => match crate::user_id::UserId::parse(&mxid) {
+                    Some(mxid) => self.on_bind(
+                        state,
+                        crate::state::Bind {
+                            medium: m,
+                            address: &address,
+                            mxid: &mxid,
+                        },
+                    ),
+                    None => log::warn!("invite resolution: a store answered a bad Matrix ID"),
+                },
                 Ok(None) => {}
                 Err(e) => log::warn!("invite resolution: {e}"),
             }

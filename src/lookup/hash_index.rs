@@ -18,6 +18,8 @@
 use super::Chain;
 use crate::crypto::{b64, hash::lookup_hash};
 use crate::stores::StoreError;
+use crate::threepid::Medium;
+use crate::user_id::UserId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -65,8 +67,8 @@ impl HashIndex {
 
     /// A local bind (or unbind: `mxid` `None`) made by change `seq`, unless a newer change
     /// of that 3PID is already applied.
-    pub fn apply_local(&self, medium: &str, address: &str, mxid: Option<&str>, seq: i64) {
-        let Some(key) = self.key(medium, address) else {
+    pub fn apply_local(&self, medium: Medium, address: &str, mxid: Option<&UserId>, seq: i64) {
+        let Some(key) = self.key(medium.as_str(), address) else {
             return;
         };
         let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
@@ -76,7 +78,9 @@ impl HashIndex {
         match local.by_hash.get(&key) {
             Some((applied, _)) if *applied >= seq => {}
             _ => {
-                local.by_hash.insert(key, (seq, mxid.map(Arc::from)));
+                local
+                    .by_hash
+                    .insert(key, (seq, mxid.map(|m| Arc::from(m.as_str()))));
             }
         }
     }
@@ -89,7 +93,7 @@ impl HashIndex {
         let mut fresh: HashMap<_, _> = binds
             .iter()
             .filter_map(|b| {
-                let key = self.key(&b.medium, &b.address)?;
+                let key = self.key(b.medium.as_str(), &b.address)?;
                 Some((key, (b.seq, Some(Arc::from(b.mxid.as_str())))))
             })
             .collect();

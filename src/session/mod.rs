@@ -46,12 +46,14 @@ use crate::config::{Config, SessionConfig};
 use crate::crypto::hash::token_hash as hash;
 use crate::crypto::random;
 use crate::notify::{Notifier, NotifyError, Validation};
+use crate::opaque_id::{ClientSecret, Sid};
 use crate::ratelimit::Buckets;
 use crate::state::{
     FailureBudget, Requested, SentToken, SessionRow, State, StateError, Submitted, TokenRequest,
     HOLD_MARGIN,
 };
 use crate::threepid::Medium;
+use crate::user_id::UserId;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +86,6 @@ struct Limits {
 
 #[derive(Debug)]
 pub enum SessionError {
-    InvalidSecret,
     /// The policy refuses: says why, naming the key.
     Forbidden(String),
     SendFailed(Medium, NotifyError),
@@ -104,9 +105,6 @@ pub enum SessionError {
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SessionError::InvalidSecret => {
-                f.write_str("client_secret is not [0-9a-zA-Z.=_-]{1,255}")
-            }
             SessionError::Forbidden(why) => f.write_str(why),
             SessionError::SendFailed(m, e) => write!(f, "{m} notification: {e}"),
             SessionError::NoSession => f.write_str("no session of this sid and client secret"),
@@ -129,16 +127,16 @@ impl From<StateError> for SessionError {
 
 /// A validated 3PID (`getValidated3pid`).
 pub struct Validated {
-    pub medium: String,
+    pub medium: Medium,
     pub address: String,
     pub validated_at: i64,
 }
 
 /// What a requestToken asks for, its address already normalised.
-pub struct Request<'a> {
+pub struct TokenAsk<'a> {
     pub medium: Medium,
     pub address: &'a str,
-    pub client_secret: &'a str,
+    pub client_secret: &'a ClientSecret,
     pub send_attempt: i64,
     pub next_link: Option<&'a str>,
     /// Who asked (the client's address, or `unknown`), and as whom (v2).
@@ -146,13 +144,6 @@ pub struct Request<'a> {
     pub user: Option<&'a str>,
     /// SMS: the country the number was given in.
     pub country: Option<&'a str>,
-}
-
-pub fn valid_client_secret(secret: &str) -> bool {
-    (1..=255).contains(&secret.len())
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'=' | b'_' | b'-'))
 }
 
 impl Sessions {
@@ -194,10 +185,7 @@ impl Sessions {
 
     /// Starts or continues the session of `r`; its sid. Sends a token when `send_attempt`
     /// is new.
-    pub fn request_token(&self, state: &State, r: &Request<'_>) -> Result<String, SessionError> {
-        if !valid_client_secret(r.client_secret) {
-            return Err(SessionError::InvalidSecret);
-        }
+    pub fn request_token(&self, state: &State, r: &TokenAsk<'_>) -> Result<Sid, SessionError> {
         policy::allows(&self.cfg.policy, r.medium, r.address, &self.domain)
             .map_err(SessionError::Forbidden)?;
         let token = match r.medium {
@@ -205,13 +193,12 @@ impl Sessions {
             Medium::Msisdn => random::string_from(b"0123456789", 6),
         }
         .map_err(SessionError::Random)?;
-        let fresh_sid =
-            random::string_from(random::ALPHANUMERIC, 24).map_err(SessionError::Random)?;
+        let fresh_sid = Sid::generate().map_err(SessionError::Random)?;
         let token_hash = hash(&token);
         let now = crate::now_ms();
         let expires_ts = self.expiry_from(now);
         let requested = state.request_token(&TokenRequest {
-            medium: r.medium.as_str(),
+            medium: r.medium,
             address: r.address,
             client_secret: r.client_secret,
             send_attempt: r.send_attempt,
@@ -246,8 +233,8 @@ impl Sessions {
             "{}/validate/{}/submitToken?sid={}&client_secret={}&token={}",
             self.link_base,
             r.medium,
-            crate::urlencoded::encode(&sid),
-            crate::urlencoded::encode(r.client_secret),
+            crate::urlencoded::encode(sid.as_str()),
+            crate::urlencoded::encode(r.client_secret.as_str()),
             crate::urlencoded::encode(&token)
         );
         let sent = self.notifier.validation(
@@ -275,7 +262,7 @@ impl Sessions {
         let stored_at = crate::now_ms();
         let kept = state.token_sent(&SentToken {
             sid: &sid,
-            medium: r.medium.as_str(),
+            medium: r.medium,
             token_hash: &token_hash,
             send_attempt: r.send_attempt,
             next_link: r.next_link,
@@ -299,7 +286,7 @@ impl Sessions {
     }
 
     /// The limits a notification for `r` counts against, and its key in each.
-    fn limits_of(&self, r: &Request<'_>) -> Vec<(&Buckets, String)> {
+    fn limits_of(&self, r: &TokenAsk<'_>) -> Vec<(&Buckets, String)> {
         let mut applies = vec![
             (
                 &self.limits.per_address,
@@ -337,8 +324,8 @@ impl Sessions {
     pub fn submit_token(
         &self,
         state: &State,
-        sid: &str,
-        client_secret: &str,
+        sid: &Sid,
+        client_secret: &ClientSecret,
         token: &str,
     ) -> Result<SessionRow, SessionError> {
         let submitted = state.submit_token(
@@ -369,12 +356,13 @@ impl Sessions {
     pub fn validated(
         &self,
         state: &State,
-        sid: &str,
-        client_secret: &str,
+        sid: &Sid,
+        client_secret: &ClientSecret,
     ) -> Result<Validated, SessionError> {
+        // `==` on secrets is constant-time (`ClientSecret`).
         let session = state
             .session(sid)?
-            .filter(|s| s.client_secret == client_secret)
+            .filter(|s| s.client_secret == *client_secret)
             .ok_or(SessionError::NoSession)?;
         if session.expires_ts <= crate::now_ms() {
             return Err(SessionError::Expired);
@@ -390,11 +378,11 @@ impl Sessions {
     /// Tells `address` it is no longer bound to `mxid`, when the operator asked for it
     /// (`session.policy.unbind.notifications`). A notice that cannot be sent is logged: the
     /// unbind stands.
-    pub fn unbind_notice(&self, medium: Medium, address: &str, mxid: &str) {
+    pub fn unbind_notice(&self, medium: Medium, address: &str, mxid: &UserId) {
         if !self.cfg.unbind_notice {
             return;
         }
-        if let Err(e) = self.notifier.unbind_notice(medium, address, mxid) {
+        if let Err(e) = self.notifier.unbind_notice(medium, address, mxid.as_str()) {
             log::warn!("unbind notice to a {medium} not sent: {e}");
         }
     }

@@ -3,18 +3,30 @@
 //! instance applies to its hash index.
 
 use super::changes::append;
+use super::dialect::Row;
 use super::{State, StateError};
+use crate::threepid::Medium;
+use crate::user_id::UserId;
 use serde_json::json;
 
 /// The change feed's topic for binds; the body is `{medium, address, mxid}` (`mxid` null
 /// for an unbind).
 pub const BIND_TOPIC: &str = "bind";
 
+/// A 3PID bound (or to be bound, or unbound) here to a Matrix ID; its address normalised.
+/// Named fields, so that an address and a Matrix ID cannot be swapped unnoticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bind<'a> {
+    pub medium: Medium,
+    pub address: &'a str,
+    pub mxid: &'a UserId,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalBind {
-    pub medium: String,
+    pub medium: Medium,
     pub address: String,
-    pub mxid: String,
+    pub mxid: UserId,
     /// The number of the change that made it.
     pub seq: i64,
 }
@@ -22,7 +34,7 @@ pub struct LocalBind {
 /// A bind made here, as its association was signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBind {
-    pub mxid: String,
+    pub mxid: UserId,
     pub ts: i64,
     pub not_before: i64,
     pub not_after: i64,
@@ -33,12 +45,16 @@ impl State {
     /// of the change.
     pub fn bind(
         &self,
-        medium: &str,
-        address: &str,
-        mxid: &str,
+        bind: Bind<'_>,
         (ts, not_before, not_after): (i64, i64, i64),
     ) -> Result<i64, StateError> {
-        let body = json!({ "medium": medium, "address": address, "mxid": mxid }).to_string();
+        let Bind {
+            medium,
+            address,
+            mxid,
+        } = bind;
+        let body = json!({ "medium": medium.as_str(), "address": address, "mxid": mxid.as_str() })
+            .to_string();
         self.write(|c| {
             let seq = append(c, BIND_TOPIC, &body, ts)?;
             c.execute(
@@ -62,13 +78,14 @@ impl State {
 
     /// Removes the bind of (medium, address) to `mxid`; the number of the change, `None`
     /// if there was no such bind.
-    pub fn unbind(
-        &self,
-        medium: &str,
-        address: &str,
-        mxid: &str,
-    ) -> Result<Option<i64>, StateError> {
-        let body = json!({ "medium": medium, "address": address, "mxid": null }).to_string();
+    pub fn unbind(&self, bind: Bind<'_>) -> Result<Option<i64>, StateError> {
+        let Bind {
+            medium,
+            address,
+            mxid,
+        } = bind;
+        let body =
+            json!({ "medium": medium.as_str(), "address": address, "mxid": null }).to_string();
         let lock_feed = format!(
             "SELECT seq FROM change_seq WHERE id = 1{}",
             self.lock_rows()
@@ -90,7 +107,7 @@ impl State {
 
     /// The bind of (medium, address) made here: its Matrix ID and the validity its
     /// association was signed with.
-    pub fn bind_of(&self, medium: &str, address: &str) -> Result<Option<StoredBind>, StateError> {
+    pub fn bind_of(&self, medium: Medium, address: &str) -> Result<Option<StoredBind>, StateError> {
         self.read(|c| {
             c.query(
                 "SELECT mxid, ts, not_before, not_after FROM local_binds
@@ -100,7 +117,7 @@ impl State {
             .first()
             .map(|r| {
                 Ok(StoredBind {
-                    mxid: r.text(0)?,
+                    mxid: mxid_of(r, 0)?,
                     ts: r.int(1)?,
                     not_before: r.int(2)?,
                     not_after: r.int(3)?,
@@ -111,14 +128,14 @@ impl State {
     }
 
     /// The Matrix ID bound to (medium, address) here.
-    pub fn bound(&self, medium: &str, address: &str) -> Result<Option<String>, StateError> {
+    pub fn bound(&self, medium: Medium, address: &str) -> Result<Option<UserId>, StateError> {
         self.read(|c| {
             c.query(
                 "SELECT mxid FROM local_binds WHERE medium = $1 AND address = $2",
                 &[medium.into(), address.into()],
             )?
             .first()
-            .map(|r| r.text(0))
+            .map(|r| mxid_of(r, 0))
             .transpose()
         })
     }
@@ -130,13 +147,17 @@ impl State {
                 .iter()
                 .map(|r| {
                     Ok(LocalBind {
-                        medium: r.text(0)?,
+                        medium: r.parsed(0, "local_binds.medium", Medium::parse)?,
                         address: r.text(1)?,
-                        mxid: r.text(2)?,
+                        mxid: mxid_of(r, 2)?,
                         seq: r.int(3)?,
                     })
                 })
                 .collect()
         })
     }
+}
+
+fn mxid_of(r: &Row, i: usize) -> Result<UserId, StateError> {
+    r.parsed(i, "local_binds.mxid", UserId::parse)
 }

@@ -4,6 +4,9 @@
 //! the few places where the SQL must differ.
 
 use super::StateError;
+use crate::opaque_id::{ClientSecret, Sid};
+use crate::threepid::Medium;
+use crate::user_id::UserId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -64,6 +67,32 @@ impl<'a> From<Option<&'a str>> for Param<'a> {
     }
 }
 
+// The typed values are stored as their text: here, at the state's edge, and read back with
+// `Row::parsed`.
+impl From<Medium> for Param<'_> {
+    fn from(v: Medium) -> Self {
+        Param::Text(Some(v.as_str()))
+    }
+}
+
+impl<'a> From<&'a UserId> for Param<'a> {
+    fn from(v: &'a UserId) -> Self {
+        Param::Text(Some(v.as_str()))
+    }
+}
+
+impl<'a> From<&'a Sid> for Param<'a> {
+    fn from(v: &'a Sid) -> Self {
+        Param::Text(Some(v.as_str()))
+    }
+}
+
+impl<'a> From<&'a ClientSecret> for Param<'a> {
+    fn from(v: &'a ClientSecret) -> Self {
+        Param::Text(Some(v.as_str()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Null,
@@ -83,6 +112,20 @@ impl Row {
                 "column {i}: {other:?} is not text"
             ))),
         }
+    }
+
+    /// The text of column `i` (`column` names it in the error) as a typed value: a row that
+    /// does not parse is a schema error, never a panic. The value itself stays out of the
+    /// error (it may be a secret).
+    pub fn parsed<T>(
+        &self,
+        i: usize,
+        column: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, StateError> {
+        parse(&self.text(i)?).ok_or_else(|| {
+            StateError::schema(format!("column {column}: a value that does not parse"))
+        })
     }
 
     pub fn opt_text(&self, i: usize) -> Result<Option<String>, StateError> {

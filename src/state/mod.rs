@@ -20,7 +20,7 @@ mod queue;
 mod sessions;
 mod sqlite;
 
-pub use binds::{LocalBind, StoredBind, BIND_TOPIC};
+pub use binds::{Bind, LocalBind, StoredBind, BIND_TOPIC};
 pub use changes::{Change, ChangeCursor, Changes};
 pub use delivery::{Delivery, DeliveryKind, InviteMail, Onbind};
 pub use invites::{InviteRow, NewInvite};

@@ -14,13 +14,15 @@
 
 use super::dialect::{Conn, Row};
 use super::{State, StateError};
+use crate::opaque_id::{ClientSecret, Sid};
+use crate::threepid::Medium;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
-    pub sid: String,
-    pub medium: String,
+    pub sid: Sid,
+    pub medium: Medium,
     pub address: String,
-    pub client_secret: String,
+    pub client_secret: ClientSecret,
     pub next_link: Option<String>,
     /// The highest attempt whose notification was sent (or, on a new session, is being).
     pub send_attempt: i64,
@@ -61,15 +63,15 @@ impl FailureBudget {
 
 /// A requestToken as the state sees it.
 pub struct TokenRequest<'a> {
-    pub medium: &'a str,
+    pub medium: Medium,
     pub address: &'a str,
-    pub client_secret: &'a str,
+    pub client_secret: &'a ClientSecret,
     pub send_attempt: i64,
     pub next_link: Option<&'a str>,
     /// The new token's hash: names the reservation, stored once sent.
     pub token_hash: &'a str,
     /// The sid of a new session.
-    pub fresh_sid: &'a str,
+    pub fresh_sid: &'a Sid,
     pub now_ms: i64,
     pub expires_ts: i64,
     /// Until when a reservation holds: past it, an instance that died while sending no
@@ -82,19 +84,19 @@ pub struct TokenRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requested {
     /// A retry (`send_attempt` sent, or being sent by another request): nothing to send.
-    Unchanged { sid: String },
+    Unchanged { sid: Sid },
     /// The attempt is reserved: send, then `release_request` if not sent. A resend
     /// (`created: false`) stores its token with `token_sent` once sent; a new session has
     /// its token already.
-    Send { sid: String, created: bool },
+    Send { sid: Sid, created: bool },
     /// Its wrong tokens ended the session for good: no code is sent any more.
-    Ended { sid: String },
+    Ended { sid: Sid },
 }
 
 /// A token whose notification went out.
 pub struct SentToken<'a> {
-    pub sid: &'a str,
-    pub medium: &'a str,
+    pub sid: &'a Sid,
+    pub medium: Medium,
     pub token_hash: &'a str,
     pub send_attempt: i64,
     pub next_link: Option<&'a str>,
@@ -126,10 +128,10 @@ const COLUMNS: &str = "sid, medium, address, client_secret, next_link, send_atte
 
 fn session_row(r: &Row) -> Result<SessionRow, StateError> {
     Ok(SessionRow {
-        sid: r.text(0)?,
-        medium: r.text(1)?,
+        sid: r.parsed(0, "sessions.sid", Sid::parse)?,
+        medium: r.parsed(1, "sessions.medium", Medium::parse)?,
         address: r.text(2)?,
-        client_secret: r.text(3)?,
+        client_secret: r.parsed(3, "sessions.client_secret", ClientSecret::parse)?,
         next_link: r.opt_text(4)?,
         send_attempt: r.int(5)?,
         expires_ts: r.int(6)?,
@@ -141,7 +143,7 @@ fn session_row(r: &Row) -> Result<SessionRow, StateError> {
     })
 }
 
-fn by_sid(c: &mut dyn Conn, sid: &str) -> Result<Option<SessionRow>, StateError> {
+fn by_sid(c: &mut dyn Conn, sid: &Sid) -> Result<Option<SessionRow>, StateError> {
     c.query(
         &format!("SELECT {COLUMNS} FROM sessions WHERE sid = $1"),
         &[sid.into()],
@@ -153,7 +155,7 @@ fn by_sid(c: &mut dyn Conn, sid: &str) -> Result<Option<SessionRow>, StateError>
 
 impl State {
     /// A session by its sid.
-    pub fn session(&self, sid: &str) -> Result<Option<SessionRow>, StateError> {
+    pub fn session(&self, sid: &Sid) -> Result<Option<SessionRow>, StateError> {
         self.read(|c| by_sid(c, sid))
     }
 
@@ -178,10 +180,7 @@ impl State {
                 .map(session_row)
                 .transpose()?;
             if let Some(old) = found.as_ref().filter(|s| s.expires_ts <= r.now_ms) {
-                c.execute(
-                    "DELETE FROM sessions WHERE sid = $1",
-                    &[old.sid.as_str().into()],
-                )?;
+                c.execute("DELETE FROM sessions WHERE sid = $1", &[(&old.sid).into()])?;
                 found = None;
             }
             if found.is_none() {
@@ -206,7 +205,7 @@ impl State {
                 if created == 1 {
                     add_token(c, r.medium, r.fresh_sid, r.token_hash, r.now_ms)?;
                     return Ok(Requested::Send {
-                        sid: r.fresh_sid.to_owned(),
+                        sid: r.fresh_sid.clone(),
                         created: true,
                     });
                 }
@@ -235,7 +234,7 @@ impl State {
                     r.send_attempt.into(),
                     r.token_hash.into(),
                     r.reserved_until.into(),
-                    s.sid.as_str().into(),
+                    (&s.sid).into(),
                 ],
             )?;
             Ok(Requested::Send {
@@ -289,7 +288,7 @@ impl State {
     /// left).
     pub fn release_request(
         &self,
-        sid: &str,
+        sid: &Sid,
         token_hash: &str,
         created: bool,
     ) -> Result<(), StateError> {
@@ -324,8 +323,8 @@ impl State {
     /// against `budget`; a right one validates the session.
     pub fn submit_token(
         &self,
-        sid: &str,
-        client_secret: &str,
+        sid: &Sid,
+        client_secret: &ClientSecret,
         token_hash: &str,
         now_ms: i64,
         budget: FailureBudget,
@@ -340,7 +339,8 @@ impl State {
                 .first()
                 .map(session_row)
                 .transpose()?;
-            let Some(s) = found.filter(|s| s.client_secret == client_secret) else {
+            // `==` on secrets is constant-time (`ClientSecret`).
+            let Some(s) = found.filter(|s| s.client_secret == *client_secret) else {
                 return Ok(Submitted::NoSession);
             };
             if s.expires_ts <= now_ms {
@@ -394,7 +394,7 @@ impl State {
 }
 
 /// Ends the reservation named by `token_hash`, if it is still the session's.
-fn clear_reservation(c: &mut dyn Conn, sid: &str, token_hash: &str) -> Result<(), StateError> {
+fn clear_reservation(c: &mut dyn Conn, sid: &Sid, token_hash: &str) -> Result<(), StateError> {
     c.execute(
         "UPDATE sessions SET pending_attempt = NULL, pending_token = NULL, pending_until = NULL
          WHERE sid = $1 AND pending_token = $2",
@@ -411,8 +411,8 @@ const SMS_CODES_KEPT: i64 = 3;
 
 fn add_token(
     c: &mut dyn Conn,
-    medium: &str,
-    sid: &str,
+    medium: Medium,
+    sid: &Sid,
     token_hash: &str,
     now_ms: i64,
 ) -> Result<(), StateError> {
@@ -423,7 +423,7 @@ fn add_token(
          ON CONFLICT (sid, token_hash) DO UPDATE SET created_ts = excluded.created_ts",
         &[sid.into(), token_hash.into(), now_ms.into()],
     )?;
-    if medium == "msisdn" {
+    if medium == Medium::Msisdn {
         c.execute(
             "DELETE FROM session_tokens WHERE sid = $1 AND token_hash NOT IN (
                  SELECT token_hash FROM session_tokens WHERE sid = $1

@@ -7,6 +7,7 @@
 use super::{Found, IdentityStore, Signed, StoreError};
 use crate::state::State;
 use crate::threepid::Medium;
+use crate::user_id::UserId;
 use std::sync::Arc;
 
 pub struct LocalBinds {
@@ -26,17 +27,18 @@ impl IdentityStore for LocalBinds {
 
     fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, StoreError> {
         self.state
-            .bound(medium.as_str(), address)
+            .bound(medium, address)
+            .map(|mxid| mxid.map(UserId::into_string))
             .map_err(|e| self.error(e))
     }
 
     fn find_signed(&self, medium: Medium, address: &str) -> Result<Option<Found>, StoreError> {
         let bind = self
             .state
-            .bind_of(medium.as_str(), address)
+            .bind_of(medium, address)
             .map_err(|e| self.error(e))?;
         Ok(bind.map(|b| Found {
-            mxid: b.mxid,
+            mxid: b.mxid.into_string(),
             signed: Some(Signed {
                 ts: b.ts,
                 not_before: b.not_before,

@@ -3,6 +3,7 @@
 
 use super::{AuthenticatedUser, Binding, IdentityStore, StoreError};
 use crate::config::MemoryConfig;
+use crate::crypto::constant_time_eq;
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
 
@@ -110,11 +111,6 @@ impl IdentityStore for MemoryStore {
                 .collect(),
         }))
     }
-}
-
-/// Compares without stopping at the first difference, so timing says nothing of the password.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
