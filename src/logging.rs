@@ -222,10 +222,13 @@ impl Throttled {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::time::Duration;
+
     #[test]
     fn a_throttled_warning_is_one_line_per_period_counting_the_others() {
-        use std::time::{Duration, Instant};
-        let t = super::Throttled::new(Duration::from_secs(10));
+        use std::time::Instant;
+        let t = Throttled::new(Duration::from_secs(10));
         let start = Instant::now();
         assert_eq!(t.hit(start), Some(1));
         for ms in [1, 500, 9_999] {
@@ -235,9 +238,6 @@ mod tests {
         assert_eq!(t.hit(start + Duration::from_secs(15)), None);
         assert_eq!(t.hit(start + Duration::from_secs(60)), Some(2));
     }
-
-    use super::*;
-    use std::time::Duration;
 
     fn utc_timestamp(now: SystemTime) -> String {
         let mut out = String::new();

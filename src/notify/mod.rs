@@ -107,7 +107,7 @@ pub struct Notifier {
 }
 
 /// At most one line per this long says that the gate refuses sends.
-const BUSY_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Notifier {
     pub fn from_config(config: &Config) -> Result<Notifier, String> {
