@@ -42,7 +42,7 @@ pub use invite::InviteConfig;
 pub use ldap::LdapConfig;
 pub use logging::LoggingConfig;
 pub use lookup::{HashingConfig, LookupConfig};
-pub use matrix::MatrixConfig;
+pub use matrix::{MatrixConfig, MATRIX_ORG_LABEL};
 pub use memory::{MemoryConfig, MemoryIdentity};
 pub use postgresql::{connection_text, with_causes, DbTls, PostgresConfig, TlsMode};
 pub use rest::RestConfig;
@@ -274,6 +274,37 @@ mod tests {
         assert_eq!(c.http.keep_alive_timeout, Duration::from_secs(15));
         assert_eq!(c.http.max_connections, None);
         assert!(c.matrix.v1 && c.matrix.v2);
+        assert_eq!(
+            c.matrix.identity_servers.get(MATRIX_ORG_LABEL),
+            Some(&vec!["https://matrix.org".to_owned()])
+        );
+    }
+
+    #[test]
+    fn identity_server_lists_are_base_urls() {
+        let yaml = "matrix:\n  domain: example.org\n  identity:\n    servers:\n      lan: ['https://id.lan/', 'http://10.0.0.2:8090']\n";
+        let c = load(yaml).unwrap().config;
+        assert_eq!(
+            c.matrix.identity_servers.len(),
+            1,
+            "the default list is replaced"
+        );
+        assert_eq!(
+            c.matrix.identity_servers["lan"],
+            vec![
+                "https://id.lan".to_owned(),
+                "http://10.0.0.2:8090".to_owned()
+            ]
+        );
+        let bad =
+            "matrix:\n  domain: example.org\n  identity:\n    servers:\n      lan: ['id.lan']\n";
+        let e = load(bad).unwrap_err();
+        assert!(
+            e.contains("matrix.identity.servers.lan") && e.contains("not an http(s) URL"),
+            "{e}"
+        );
+        let empty = "matrix:\n  domain: example.org\n  identity:\n    servers:\n      lan: []\n";
+        assert!(load(empty).unwrap_err().contains("lists no server"));
     }
 
     #[test]
@@ -623,12 +654,13 @@ mod tests {
 
     #[test]
     fn mxisd_sections_warn_once_each() {
-        let text = "matrix:\n  domain: example.org\n  identity:\n    servers: {}\nappsvc:\n  enabled: true\n  endpoint:\n    toHS: x\nmemory:\n  enabled: true\n";
+        let text = "matrix:\n  domain: example.org\nhashing:\n  rotationPolicy: per_requests\nappsvc:\n  enabled: true\n  endpoint:\n    toHS: x\nmemory:\n  enabled: true\n";
         let w = load(text).unwrap().warnings;
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w.iter().any(|w| w.contains("`appsvc` (line 5)")), "{w:?}");
         assert!(
-            w.iter().any(|w| w.contains("`matrix.identity` (line 3)")),
+            w.iter()
+                .any(|w| w.contains("`hashing.rotationPolicy` (line 4)")),
             "{w:?}"
         );
     }
