@@ -49,6 +49,20 @@ impl UserId {
     }
 }
 
+/// Stored (queue payloads) as its text; a stored text that is not a user ID does not parse.
+impl serde::Serialize for UserId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.full)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UserId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UserId, D::Error> {
+        let text = String::deserialize(d)?;
+        UserId::parse(&text).ok_or_else(|| serde::de::Error::custom("not a Matrix user ID"))
+    }
+}
+
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.full)

@@ -936,7 +936,9 @@ fn mxisd_invites_are_imported_once_and_damaged_rows_skipped() {
         let mut sorted = results.clone();
         sorted.sort();
         assert_eq!(sorted, [None, Some(1)], "{}", first.store());
-        let live = first.live_invites("email", "a@example.org", now).unwrap();
+        let live = first
+            .live_invites(Medium::Email, "a@example.org", now)
+            .unwrap();
         assert_eq!(live.len(), 1, "{}", first.store());
         assert_eq!(live[0].token, "tok-a");
         assert_eq!(live[0].room_id, "!r:example.org");

@@ -112,7 +112,7 @@ impl Invites {
     /// call that tells the homeserver of `mxid`, which the delivery job makes at once.
     pub fn on_bind(&self, state: &State, bind: crate::state::Bind<'_>) {
         let (medium, address) = (bind.medium, bind.address);
-        let pending = match state.live_invites(medium.as_str(), address, crate::now_ms()) {
+        let pending = match state.live_invites(medium, address, crate::now_ms()) {
             Ok(p) => p,
             Err(e) => {
                 log::error!("invites of a newly bound address could not be read: {e}");
@@ -125,7 +125,7 @@ impl Invites {
         let onbind = Delivery::Onbind(Onbind {
             medium,
             address: address.to_owned(),
-            mxid: bind.mxid.as_str().to_owned(),
+            mxid: bind.mxid.clone(),
         });
         // Already on its way (an earlier bind or resolution, being retried).
         if state.is_delivery_queued(&onbind).unwrap_or(false) {
@@ -151,13 +151,10 @@ impl Invites {
                 return;
             }
         };
-        for (medium, address) in addresses {
+        for (m, address) in addresses {
             if self.stopping.load(Ordering::Relaxed) {
                 return;
             }
-            let Some(m) = Medium::parse(&medium) else {
-                continue;
-            };
             match lookup.find(crate::requester::Requester::Unknown, m, &address) {
                 Ok(Some(mxid)) => match crate::user_id::UserId::parse(&mxid) {
                     Some(mxid) => self.on_bind(
@@ -240,9 +237,10 @@ impl Invites {
         bound: &Onbind,
     ) -> Result<(), NotifyError> {
         let failed = |e: &dyn fmt::Display| NotifyError::Send(e.to_string());
-        let (medium, address, mxid) = (bound.medium.as_str(), &bound.address, &bound.mxid);
+        let (address, mxid) = (&bound.address, bound.mxid.as_str());
+        let medium = bound.medium.as_str();
         let invites = state
-            .live_invites(medium, address, crate::now_ms())
+            .live_invites(bound.medium, address, crate::now_ms())
             .map_err(|e| failed(&e))?;
         if invites.is_empty() {
             return Ok(()); // delivered meanwhile, or expired

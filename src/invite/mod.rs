@@ -205,7 +205,7 @@ impl Invites {
         state.add_invite(
             &NewInvite {
                 token: &token,
-                medium: Medium::Email.as_str(),
+                medium: Medium::Email,
                 address: r.address,
                 room_id: r.room_id,
                 sender: r.sender,

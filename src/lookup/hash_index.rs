@@ -59,8 +59,8 @@ impl HashIndex {
         }
     }
 
-    fn key(&self, medium: &str, address: &str) -> Option<[u8; 32]> {
-        b64::decode(&lookup_hash(address, medium, &self.pepper))?
+    fn key(&self, medium: Medium, address: &str) -> Option<[u8; 32]> {
+        b64::decode(&lookup_hash(address, medium.as_str(), &self.pepper))?
             .try_into()
             .ok()
     }
@@ -68,7 +68,7 @@ impl HashIndex {
     /// A local bind (or unbind: `mxid` `None`) made by change `seq`, unless a newer change
     /// of that 3PID is already applied.
     pub fn apply_local(&self, medium: Medium, address: &str, mxid: Option<&UserId>, seq: i64) {
-        let Some(key) = self.key(medium.as_str(), address) else {
+        let Some(key) = self.key(medium, address) else {
             return;
         };
         let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
@@ -93,7 +93,7 @@ impl HashIndex {
         let mut fresh: HashMap<_, _> = binds
             .iter()
             .filter_map(|b| {
-                let key = self.key(b.medium.as_str(), &b.address)?;
+                let key = self.key(b.medium, &b.address)?;
                 Some((key, (b.seq, Some(Arc::from(b.mxid.as_str())))))
             })
             .collect();

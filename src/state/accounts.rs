@@ -10,7 +10,7 @@ impl State {
         token_hash: &str,
         now_ms: i64,
     ) -> Result<(), StateError> {
-        self.write(|c| {
+        self.transaction(|c| {
             c.execute(
                 "INSERT INTO accounts (user_id, created_ts) VALUES ($1, $2)
                  ON CONFLICT (user_id) DO NOTHING",
@@ -26,7 +26,7 @@ impl State {
 
     /// The user a token (by its hash) belongs to.
     pub fn token_user(&self, token_hash: &str) -> Result<Option<String>, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.query(
                 "SELECT user_id FROM tokens WHERE token_hash = $1",
                 &[token_hash.into()],
@@ -39,7 +39,7 @@ impl State {
 
     /// Deletes a token; whether it existed.
     pub fn delete_token(&self, token_hash: &str) -> Result<bool, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             Ok(c.execute(
                 "DELETE FROM tokens WHERE token_hash = $1",
                 &[token_hash.into()],
@@ -48,7 +48,7 @@ impl State {
     }
 
     pub fn accepted_terms_urls(&self, user_id: &str) -> Result<Vec<String>, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.query(
                 "SELECT url FROM accepted_terms_urls WHERE user_id = $1",
                 &[user_id.into()],
@@ -60,7 +60,7 @@ impl State {
     }
 
     pub fn accept_terms_urls(&self, user_id: &str, urls: &[String]) -> Result<(), StateError> {
-        self.write(|c| {
+        self.transaction(|c| {
             for url in urls {
                 c.execute(
                     "INSERT INTO accepted_terms_urls (user_id, url) VALUES ($1, $2)

@@ -55,7 +55,7 @@ impl State {
         } = bind;
         let body = json!({ "medium": medium.as_str(), "address": address, "mxid": mxid.as_str() })
             .to_string();
-        self.write(|c| {
+        self.transaction(|c| {
             let seq = append(c, BIND_TOPIC, &body, ts)?;
             c.execute(
                 "INSERT INTO local_binds (medium, address, mxid, ts, not_before, not_after, seq)
@@ -90,7 +90,7 @@ impl State {
             "SELECT seq FROM change_seq WHERE id = 1{}",
             self.lock_rows()
         );
-        self.write(|c| {
+        self.transaction(|c| {
             // The feed's counter first, as bind takes it first: two writers of one address
             // never wait for each other in opposite orders.
             c.query(&lock_feed, &[])?;
@@ -108,7 +108,7 @@ impl State {
     /// The bind of (medium, address) made here: its Matrix ID and the validity its
     /// association was signed with.
     pub fn bind_of(&self, medium: Medium, address: &str) -> Result<Option<StoredBind>, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.query(
                 "SELECT mxid, ts, not_before, not_after FROM local_binds
                  WHERE medium = $1 AND address = $2",
@@ -129,7 +129,7 @@ impl State {
 
     /// The Matrix ID bound to (medium, address) here.
     pub fn bound(&self, medium: Medium, address: &str) -> Result<Option<UserId>, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.query(
                 "SELECT mxid FROM local_binds WHERE medium = $1 AND address = $2",
                 &[medium.into(), address.into()],
@@ -142,7 +142,7 @@ impl State {
 
     /// Every bind made here.
     pub fn local_binds(&self) -> Result<Vec<LocalBind>, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.query("SELECT medium, address, mxid, seq FROM local_binds", &[])?
                 .iter()
                 .map(|r| {

@@ -57,7 +57,7 @@ pub(super) fn append(
 impl State {
     /// A cursor at the newest change: a reader that has just loaded the data.
     pub fn change_cursor(&self) -> Result<ChangeCursor, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.query("SELECT seq FROM change_seq WHERE id = 1", &[])?
                 .first()
                 .map(|r| r.int(0))
@@ -72,7 +72,7 @@ impl State {
         cursor: ChangeCursor,
         limit: i64,
     ) -> Result<(Changes, ChangeCursor), StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             let rows = c.query(
                 "SELECT seq, topic, body FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
                 &[cursor.0.into(), limit.into()],
@@ -108,7 +108,7 @@ impl State {
     /// run from the oldest up is removed, whatever the writers' clocks said, so a reader
     /// never finds a hole in the middle.
     pub fn prune_changes(&self, before_ms: i64) -> Result<u64, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.execute(
                 "DELETE FROM changes
                  WHERE seq <= (SELECT MAX(seq) FROM changes WHERE created_ts < $1)

@@ -12,6 +12,7 @@
 
 use super::StateError;
 use crate::threepid::Medium;
+use crate::user_id::UserId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,7 +42,7 @@ pub struct InviteMail {
 pub struct Onbind {
     pub medium: Medium,
     pub address: String,
-    pub mxid: String,
+    pub mxid: UserId,
 }
 
 /// The kinds of `Delivery`, which claims ask for (each delivered by its own job).
@@ -109,7 +110,7 @@ mod tests {
         Delivery::Onbind(Onbind {
             medium: Medium::Email,
             address: "bob@example.net".into(),
-            mxid: "@bob:example.net".into(),
+            mxid: UserId::parse("@bob:example.net").unwrap(),
         })
     }
 

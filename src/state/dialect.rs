@@ -27,11 +27,11 @@ impl Kind {
 /// How a unit of work runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tx {
-    /// Each statement on its own.
-    None,
+    /// Each statement committed on its own.
+    Autocommit,
     /// One transaction; on SQLite it takes the write lock at once (the one writer), so two
     /// writers never deadlock upgrading a read lock.
-    Write,
+    Transaction,
     /// One transaction holding the lock that other instances' migrations wait for.
     Migrate,
 }

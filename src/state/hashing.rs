@@ -6,7 +6,7 @@ impl State {
     /// The stored pepper, or `fresh` stored and returned when there is none yet. Two
     /// instances starting together store one pepper: the second insert does nothing.
     pub fn pepper_or_insert(&self, fresh: &str) -> Result<String, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.execute(
                 "INSERT INTO hashing_metadata (id, lookup_pepper) VALUES (1, $1)
                  ON CONFLICT (id) DO NOTHING",

@@ -12,7 +12,7 @@ use crate::threepid::Medium;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewInvite<'a> {
     pub token: &'a str,
-    pub medium: &'a str,
+    pub medium: Medium,
     pub address: &'a str,
     pub room_id: &'a str,
     pub sender: &'a str,
@@ -27,7 +27,7 @@ pub struct NewInvite<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InviteRow {
     pub token: String,
-    pub medium: String,
+    pub medium: Medium,
     pub address: String,
     pub room_id: String,
     pub sender: String,
@@ -44,14 +44,14 @@ impl State {
     ) -> Result<String, StateError> {
         let id = new_item_id()?;
         let (mail_kind, mail_payload) = Delivery::InviteMail(mail).to_stored()?;
-        self.write(|c| {
+        self.transaction(|c| {
             c.execute(
                 "INSERT INTO invites (token, medium, address, room_id, sender, fields,
                  ephemeral_public_key, server_key_id, created_ts, expires_ts)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     invite.token.into(),
-                    invite.medium.into(),
+                    invite.medium.as_str().into(),
                     invite.address.into(),
                     invite.room_id.into(),
                     invite.sender.into(),
@@ -76,7 +76,7 @@ impl State {
 
     /// A live invite by its token.
     pub fn invite(&self, token: &str, now_ms: i64) -> Result<Option<InviteRow>, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.query(
                 &format!(
                     "SELECT {COLUMNS} FROM invites
@@ -93,17 +93,17 @@ impl State {
     /// The live invites of (medium, address).
     pub fn live_invites(
         &self,
-        medium: &str,
+        medium: Medium,
         address: &str,
         now_ms: i64,
     ) -> Result<Vec<InviteRow>, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             c.query(
                 &format!(
                     "SELECT {COLUMNS} FROM invites WHERE medium = $1 AND address = $2
                      AND ended_ts IS NULL AND expires_ts > $3 ORDER BY created_ts"
                 ),
-                &[medium.into(), address.into(), now_ms.into()],
+                &[medium.as_str().into(), address.into(), now_ms.into()],
             )?
             .iter()
             .map(invite_row)
@@ -111,23 +111,28 @@ impl State {
         })
     }
 
-    /// The addresses live invites wait for, each once.
-    pub fn invited_addresses(&self, now_ms: i64) -> Result<Vec<(String, String)>, StateError> {
-        self.read(|c| {
+    /// The addresses live invites wait for, each once (a medium this version does not know,
+    /// from an import, is left out: nothing could look it up).
+    pub fn invited_addresses(&self, now_ms: i64) -> Result<Vec<(Medium, String)>, StateError> {
+        self.autocommit(|c| {
             c.query(
                 "SELECT DISTINCT medium, address FROM invites
                  WHERE ended_ts IS NULL AND expires_ts > $1",
                 &[now_ms.into()],
             )?
             .iter()
-            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .filter_map(|r| match r.text(0).map(|m| Medium::parse(&m)) {
+                Ok(Some(medium)) => Some(r.text(1).map(|address| (medium, address))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            })
             .collect()
         })
     }
 
     /// Ends invites (delivered): their ephemeral keys stop being valid.
     pub fn end_invites(&self, tokens: &[String], now_ms: i64) -> Result<(), StateError> {
-        self.write(|c| {
+        self.transaction(|c| {
             for token in tokens {
                 c.execute(
                     "UPDATE invites SET ended_ts = $1 WHERE token = $2 AND ended_ts IS NULL",
@@ -145,7 +150,7 @@ impl State {
             return Ok(false); // what invites imported from mxisd have: no ephemeral key
         }
         let now_ms = crate::now_ms();
-        self.read(|c| {
+        self.autocommit(|c| {
             Ok(!c
                 .query(
                     "SELECT 1 FROM invites WHERE ephemeral_public_key = $1
@@ -163,7 +168,7 @@ const COLUMNS: &str = "token, medium, address, room_id, sender, fields, server_k
 fn invite_row(r: &Row) -> Result<InviteRow, StateError> {
     Ok(InviteRow {
         token: r.text(0)?,
-        medium: r.text(1)?,
+        medium: r.parsed(1, "invites.medium", Medium::parse)?,
         address: r.text(2)?,
         room_id: r.text(3)?,
         sender: r.text(4)?,
@@ -260,8 +265,7 @@ fn mxisd_invite(r: &Row) -> Option<InviteRow> {
         log::warn!("a pending invite of mxisd (invite_3pid) is not imported: a value is missing or not text");
         return None;
     };
-    let medium = medium.to_ascii_lowercase();
-    if Medium::parse(&medium) != Some(Medium::Email) {
+    if Medium::parse(&medium.to_ascii_lowercase()) != Some(Medium::Email) {
         log::warn!(
             "mxisd's pending invite for a {medium} is not imported: only e-mail invites are"
         );
@@ -277,7 +281,7 @@ fn mxisd_invite(r: &Row) -> Option<InviteRow> {
         .unwrap_or_else(|| "{}".into());
     Some(InviteRow {
         token,
-        medium,
+        medium: Medium::Email,
         address,
         room_id,
         sender,

@@ -154,20 +154,21 @@ impl State {
         self.db.kind() == Kind::Sqlite
     }
 
-    /// `work` with a connection, each statement on its own.
-    fn read<T>(
+    /// `work` with a connection, each statement committed on its own: for single
+    /// statements and reads, which need no transaction.
+    fn autocommit<T>(
         &self,
         mut work: impl FnMut(&mut dyn Conn) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
-        self.run(Tx::None, &mut work)
+        self.run(Tx::Autocommit, &mut work)
     }
 
-    /// `work` in one transaction.
-    fn write<T>(
+    /// `work` in one transaction: all its statements or none.
+    fn transaction<T>(
         &self,
         mut work: impl FnMut(&mut dyn Conn) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
-        self.run(Tx::Write, &mut work)
+        self.run(Tx::Transaction, &mut work)
     }
 
     fn run<T>(

@@ -86,7 +86,7 @@ impl Postgres {
             );
         }
         conn.last_used = Instant::now();
-        if tx == Tx::None {
+        if tx == Tx::Autocommit {
             return work(conn);
         }
         let result = begin(conn, tx).and_then(|()| work(conn));

@@ -97,7 +97,7 @@ impl State {
     /// Queues `payload` under `kind`, due at `due_ms`; its id.
     fn enqueue(&self, kind: &str, payload: &str, due_ms: i64) -> Result<String, StateError> {
         let id = new_item_id()?;
-        self.read(|c| insert_item(c, &id, kind, payload, crate::now_ms(), due_ms))?;
+        self.autocommit(|c| insert_item(c, &id, kind, payload, crate::now_ms(), due_ms))?;
         Ok(id)
     }
 
@@ -127,7 +127,7 @@ impl State {
         );
         let until = now_ms.saturating_add(lease.as_millis() as i64);
         let claim = self.new_claim()?;
-        self.write(|c| {
+        self.transaction(|c| {
             c.query(
                 &sql,
                 &[
@@ -146,7 +146,7 @@ impl State {
 
     /// The item was delivered: gone, whoever holds it now.
     fn complete(&self, id: &str) -> Result<(), StateError> {
-        self.read(|c| c.execute("DELETE FROM delivery_queue WHERE id = $1", &[id.into()]))?;
+        self.autocommit(|c| c.execute("DELETE FROM delivery_queue WHERE id = $1", &[id.into()]))?;
         Ok(())
     }
 
@@ -154,7 +154,7 @@ impl State {
     /// claim still holds it (its lease may have run out and another claim taken it);
     /// whether it did.
     fn retry_at(&self, item: &QueueItem, due_ms: i64) -> Result<bool, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             Ok(c.execute(
                 "UPDATE delivery_queue
                  SET next_attempt_ts = $1, claimed_by = NULL, claimed_until = NULL
@@ -170,7 +170,7 @@ impl State {
 
     /// Whether an item of `kind` with exactly `payload` is queued (not delivered yet).
     fn is_queued(&self, kind: &str, payload: &str) -> Result<bool, StateError> {
-        self.read(|c| {
+        self.autocommit(|c| {
             Ok(!c
                 .query(
                     "SELECT 1 FROM delivery_queue WHERE kind = $1 AND payload = $2",

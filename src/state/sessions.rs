@@ -156,7 +156,7 @@ fn by_sid(c: &mut dyn Conn, sid: &Sid) -> Result<Option<SessionRow>, StateError>
 impl State {
     /// A session by its sid.
     pub fn session(&self, sid: &Sid) -> Result<Option<SessionRow>, StateError> {
-        self.read(|c| by_sid(c, sid))
+        self.autocommit(|c| by_sid(c, sid))
     }
 
     /// Finds or creates the session of (medium, address, client_secret) and decides whether
@@ -172,7 +172,7 @@ impl State {
             "SELECT {COLUMNS} FROM sessions WHERE medium = $1 AND address = $2 AND client_secret = $3{}",
             self.lock_rows()
         );
-        self.write(|c| {
+        self.transaction(|c| {
             let key = [r.medium.into(), r.address.into(), r.client_secret.into()];
             let mut found = c
                 .query(&by_key, &key)?
@@ -254,7 +254,7 @@ impl State {
             "SELECT {COLUMNS} FROM sessions WHERE sid = $1{}",
             self.lock_rows()
         );
-        self.write(|c| {
+        self.transaction(|c| {
             let found = c
                 .query(&locked, &[t.sid.into()])?
                 .first()
@@ -296,7 +296,7 @@ impl State {
             "SELECT sid FROM sessions WHERE sid = $1{}",
             self.lock_rows()
         );
-        self.write(|c| {
+        self.transaction(|c| {
             // The session row first, as every step locks it before its tokens.
             if c.query(&locked, &[sid.into()])?.is_empty() {
                 return Ok(());
@@ -333,7 +333,7 @@ impl State {
             "SELECT {COLUMNS} FROM sessions WHERE sid = $1{}",
             self.lock_rows()
         );
-        self.write(|c| {
+        self.transaction(|c| {
             let found = c
                 .query(&locked, &[sid.into()])?
                 .first()
@@ -384,7 +384,7 @@ impl State {
     /// locked before its tokens, in the order every other step takes them (on PostgreSQL,
     /// deleting the tokens first could deadlock with a `token_sent` holding the session).
     pub fn sweep_sessions(&self, now_ms: i64) -> Result<u64, StateError> {
-        self.write(|c| {
+        self.transaction(|c| {
             c.execute(
                 "DELETE FROM sessions WHERE expires_ts <= $1",
                 &[now_ms.into()],

@@ -60,8 +60,8 @@ impl Dialect for Sqlite {
         work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
         self.pool.with(|c| match tx {
-            Tx::None => work(c),
-            Tx::Write | Tx::Migrate => {
+            Tx::Autocommit => work(c),
+            Tx::Transaction | Tx::Migrate => {
                 let t = c
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sqlite_error)?;
