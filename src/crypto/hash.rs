@@ -11,11 +11,16 @@ pub fn token_hash(token: &str) -> String {
 }
 
 pub fn lookup_hash(address: &str, medium: &str, pepper: &str) -> String {
+    b64::encode_url_safe(&lookup_digest(address, medium, pepper))
+}
+
+/// The lookup hash as its 32 bytes (what the hash index keys by).
+pub fn lookup_digest(address: &str, medium: &str, pepper: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(address.as_bytes());
     hasher.update(b" ");
     hasher.update(medium.as_bytes());
     hasher.update(b" ");
     hasher.update(pepper.as_bytes());
-    b64::encode_url_safe(&hasher.finalize())
+    hasher.finalize().into()
 }

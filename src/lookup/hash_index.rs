@@ -14,10 +14,15 @@
 //! the stores (which are more authoritative): changed one bind at a time, at once by the
 //! instance that binds and from the change feed by the others, each entry keeping the
 //! number of the change that set it so that an older change never undoes a newer one.
+//!
+//! The stores' index is compact, since a directory may hold a million addresses on a small
+//! server: one sorted array of (hash, Matrix ID number), searched by bisection, and the
+//! Matrix IDs end to end in one string — about 70 bytes a binding where a map of strings
+//! took 220.
 
 use super::Chain;
-use crate::crypto::{b64, hash::lookup_hash};
-use crate::stores::StoreError;
+use crate::crypto::{b64, hash::lookup_digest};
+use crate::stores::{Binding, StoreError};
 use crate::threepid::Medium;
 use crate::user_id::UserId;
 use std::collections::HashMap;
@@ -26,9 +31,58 @@ use std::sync::{Arc, RwLock};
 
 /// One built index.
 pub struct Index {
-    by_hash: HashMap<[u8; 32], Arc<str>>,
+    /// Sorted by hash, one entry a hash: the hash and the number of its Matrix ID in `mxids`.
+    entries: Vec<([u8; 32], u32)>,
+    mxids: Arena,
     /// Stores whose bindings are missing from this index.
     missing: Vec<StoreError>,
+}
+
+impl Index {
+    fn get(&self, key: &[u8; 32]) -> Option<&str> {
+        let at = self.entries.binary_search_by(|e| e.0.cmp(key)).ok()?;
+        self.mxids.get(self.entries[at].1)
+    }
+}
+
+/// Strings end to end in one buffer, each found by its number; a string equal to the one
+/// pushed just before is not stored again (a store lists a user's addresses together).
+#[derive(Default)]
+struct Arena {
+    text: String,
+    starts: Vec<u32>,
+}
+
+impl Arena {
+    /// The number of `s`; `None` once the buffer would pass 4 GiB (never, in practice).
+    fn push(&mut self, s: &str) -> Option<u32> {
+        if let Some(last) = self.starts.len().checked_sub(1) {
+            if self.get(last as u32) == Some(s) {
+                return Some(last as u32);
+            }
+        }
+        let start = u32::try_from(self.text.len()).ok()?;
+        u32::try_from(self.text.len() + s.len()).ok()?;
+        let number = u32::try_from(self.starts.len()).ok()?;
+        self.text.push_str(s);
+        self.starts.push(start);
+        Some(number)
+    }
+
+    fn get(&self, number: u32) -> Option<&str> {
+        let i = number as usize;
+        let start = *self.starts.get(i)? as usize;
+        let end = self
+            .starts
+            .get(i + 1)
+            .map_or(self.text.len(), |&e| e as usize);
+        self.text.get(start..end)
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.starts.shrink_to_fit();
+    }
 }
 
 pub struct HashIndex {
@@ -59,18 +113,14 @@ impl HashIndex {
         }
     }
 
-    fn key(&self, medium: Medium, address: &str) -> Option<[u8; 32]> {
-        b64::decode(&lookup_hash(address, medium.as_str(), &self.pepper))?
-            .try_into()
-            .ok()
+    fn key(&self, medium: Medium, address: &str) -> [u8; 32] {
+        lookup_digest(address, medium.as_str(), &self.pepper)
     }
 
     /// A local bind (or unbind: `mxid` `None`) made by change `seq`, unless a newer change
     /// of that 3PID is already applied.
     pub fn apply_local(&self, medium: Medium, address: &str, mxid: Option<&UserId>, seq: i64) {
-        let Some(key) = self.key(medium, address) else {
-            return;
-        };
+        let key = self.key(medium, address);
         let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
         if seq <= local.floor {
             return; // the last reload already has this change, or a later one
@@ -92,9 +142,9 @@ impl HashIndex {
     pub fn load_local(&self, binds: &[crate::state::LocalBind], cursor: i64) {
         let mut fresh: HashMap<_, _> = binds
             .iter()
-            .filter_map(|b| {
-                let key = self.key(b.medium, &b.address)?;
-                Some((key, (b.seq, Some(Arc::from(b.mxid.as_str())))))
+            .map(|b| {
+                let key = self.key(b.medium, &b.address);
+                (key, (b.seq, Some(Arc::from(b.mxid.as_str()))))
             })
             .collect();
         let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
@@ -121,14 +171,18 @@ impl HashIndex {
     /// Builds the index from the stores and swaps it in. An incomplete rebuild does not
     /// replace a complete index.
     pub fn refresh(&self, chain: &Chain) {
-        let fresh = build_index(chain, &self.pepper);
-        let complete = fresh.missing.is_empty();
         let old = self.snapshot();
+        // The last index's size, a little over: the array is then allocated once.
+        let expected = old
+            .as_ref()
+            .map_or(0, |o| o.entries.len() + o.entries.len() / 32);
+        let fresh = build_index(|sink| chain.list_all(sink), &self.pepper, expected);
+        let complete = fresh.missing.is_empty();
         if !complete && old.as_ref().is_some_and(|old| old.missing.is_empty()) {
             log::warn!("hash index not refreshed: a store could not list its bindings; keeping the previous index");
             return;
         }
-        let count = fresh.by_hash.len();
+        let count = fresh.entries.len();
         let old = self
             .current
             .write()
@@ -161,8 +215,8 @@ impl HashIndex {
             .iter()
             .filter_map(|h| {
                 let key: [u8; 32] = b64::decode(h)?.try_into().ok()?;
-                let mxid = match index.by_hash.get(&key) {
-                    Some(mxid) => mxid.to_string(),
+                let mxid = match index.get(&key) {
+                    Some(mxid) => mxid.to_owned(),
                     None => local
                         .get_or_insert_with(|| self.local.read().unwrap_or_else(|p| p.into_inner()))
                         .by_hash
@@ -177,32 +231,35 @@ impl HashIndex {
     }
 }
 
-fn build_index(chain: &Chain, pepper: &str) -> Index {
-    let mut mxids: HashMap<String, Arc<str>> = HashMap::new();
-    let mut by_hash = HashMap::new();
-    let missing = chain.list_all(&mut |b| {
-        let Some(key) = b64::decode(&lookup_hash(&b.address, b.medium.as_str(), pepper))
-            .and_then(|k| k.try_into().ok())
-        else {
-            return;
-        };
-        // Stores come most authoritative first: the first binding of a 3PID wins.
-        if let std::collections::hash_map::Entry::Vacant(slot) = by_hash.entry(key) {
-            let mxid = match mxids.get(&b.mxid) {
-                Some(shared) => shared.clone(),
-                None => {
-                    let shared: Arc<str> = Arc::from(b.mxid.as_str());
-                    mxids.insert(b.mxid, shared.clone());
-                    shared
-                }
-            };
-            slot.insert(mxid);
+/// The index of what `list` gives its sink (the stores' bindings, most authoritative
+/// first); `expected`: how many to make room for at once.
+fn build_index(
+    list: impl FnOnce(&mut dyn FnMut(Binding)) -> Vec<StoreError>,
+    pepper: &str,
+    expected: usize,
+) -> Index {
+    let mut entries = Vec::with_capacity(expected);
+    let mut mxids = Arena::default();
+    let missing = list(&mut |b| {
+        let key = lookup_digest(&b.address, b.medium.as_str(), pepper);
+        match mxids.push(&b.mxid) {
+            Some(number) => entries.push((key, number)),
+            None => log::warn!("hash index: more Matrix IDs than it can hold; the rest left out"),
         }
     });
-    by_hash.shrink_to_fit();
-    drop(mxids);
+    // Stores come most authoritative first, and Matrix IDs are numbered in listing order:
+    // sorted by (hash, number), a 3PID's first binding comes first, and `dedup_by` keeps
+    // the first of equal hashes.
+    entries.sort_unstable();
+    entries.dedup_by(|later, first| later.0 == first.0);
+    entries.shrink_to_fit();
+    mxids.shrink_to_fit();
     release_freed_memory();
-    Index { by_hash, missing }
+    Index {
+        entries,
+        mxids,
+        missing,
+    }
 }
 
 /// Building an index allocates and frees a lot; glibc keeps freed memory unless asked to
@@ -212,5 +269,93 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(address: &str, mxid: &str) -> Binding {
+        Binding {
+            medium: Medium::Email,
+            address: address.into(),
+            mxid: mxid.into(),
+        }
+    }
+
+    fn index_of(bindings: Vec<Binding>) -> Index {
+        build_index(
+            |sink| {
+                bindings.into_iter().for_each(sink);
+                Vec::new()
+            },
+            "pepper",
+            0,
+        )
+    }
+
+    fn key(address: &str) -> [u8; 32] {
+        lookup_digest(address, "email", "pepper")
+    }
+
+    #[test]
+    fn the_first_binding_of_a_3pid_wins_and_every_hash_is_found() {
+        let index = index_of(vec![
+            binding("a@example.org", "@alice:example.org"),
+            binding("b@example.org", "@alice:example.org"),
+            binding("c@example.org", "@carol:example.org"),
+            binding("a@example.org", "@mallory:example.org"), // a later store
+            binding("d@example.org", "@alice:example.org"),
+        ]);
+        assert_eq!(index.entries.len(), 4);
+        assert_eq!(index.get(&key("a@example.org")), Some("@alice:example.org"));
+        assert_eq!(index.get(&key("b@example.org")), Some("@alice:example.org"));
+        assert_eq!(index.get(&key("c@example.org")), Some("@carol:example.org"));
+        assert_eq!(index.get(&key("d@example.org")), Some("@alice:example.org"));
+        assert_eq!(index.get(&key("e@example.org")), None);
+        // Alice's first two addresses share one copy of her Matrix ID.
+        assert_eq!(index.mxids.starts.len(), 4);
+    }
+
+    #[test]
+    fn the_arena_gives_back_what_was_pushed() {
+        let mut arena = Arena::default();
+        let ids: Vec<u32> = ["@a:x", "@a:x", "", "@bb:x", "@a:x"]
+            .iter()
+            .map(|s| arena.push(s).unwrap())
+            .collect();
+        assert_eq!(ids, vec![0, 0, 1, 2, 3]);
+        assert_eq!(arena.get(0), Some("@a:x"));
+        assert_eq!(arena.get(1), Some(""));
+        assert_eq!(arena.get(2), Some("@bb:x"));
+        assert_eq!(arena.get(3), Some("@a:x"));
+        assert_eq!(arena.get(4), None);
+    }
+
+    #[test]
+    fn a_lookup_finds_store_and_local_binds_by_their_hash() {
+        let hashes = HashIndex::new("pepper".into());
+        *hashes.current.write().unwrap() = Some(Arc::new(index_of(vec![binding(
+            "a@example.org",
+            "@alice:example.org",
+        )])));
+        let bob = UserId::parse("@bob:example.org").unwrap();
+        hashes.apply_local(Medium::Email, "b@example.org", Some(&bob), 1);
+        let asked = |a: &str| b64::encode_url_safe(&key(a));
+        let found = hashes
+            .lookup(&[
+                asked("a@example.org"),
+                asked("b@example.org"),
+                asked("z@x.org"),
+            ])
+            .unwrap();
+        assert_eq!(
+            found,
+            vec![
+                (asked("a@example.org"), "@alice:example.org".to_owned()),
+                (asked("b@example.org"), "@bob:example.org".to_owned()),
+            ]
+        );
     }
 }
