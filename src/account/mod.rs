@@ -6,9 +6,11 @@
 //! - "has accepted the current terms", only once true: nobody un-accepts terms, and the
 //!   terms change only with a restart. "Not accepted" is always read again, so an
 //!   acceptance on another instance counts at once.
-//! - token → user, only when this process is the database's only writer (SQLite): then
-//!   every logout passes here. On PostgreSQL every use reads the database, so a token
-//!   logged out on one instance is refused by all at once.
+//! - token → user, under the state's token epoch: a logout on any instance starts a new
+//!   epoch, which empties the cache. On SQLite every logout passes here; on PostgreSQL the
+//!   other instances hear of it by `LISTEN`, and while an instance cannot prove it hears
+//!   (no epoch), it reads the database on every use. So a token logged out on one instance
+//!   is refused here at once, and by the others within `state::TRUST_BOUND`.
 
 pub mod register;
 pub mod terms;
@@ -27,13 +29,13 @@ const CACHE_LIMIT: usize = 100_000;
 #[derive(Default)]
 struct TokenCache {
     users: HashMap<String, String>,
-    logouts: u64,
+    /// The token epoch `users` was filled in.
+    epoch: u64,
 }
 
 pub struct Accounts {
     pub terms: Terms,
-    /// Token hash → user, with the number of logouts when it was filled: an entry read
-    /// from the database while a logout ran is not kept.
+    /// Token hash → user, for one token epoch.
     users_by_token: Mutex<TokenCache>,
     /// Users known to have accepted the current terms.
     terms_accepted: Mutex<HashSet<String>>,
@@ -72,21 +74,23 @@ impl Accounts {
     /// The user a token belongs to.
     pub fn user_of(&self, state: &State, token: &str) -> Result<Option<String>, StateError> {
         let key = hash(token);
-        if !state.sole_writer() {
+        let Some(epoch) = state.token_epoch() else {
             return state.token_user(&key);
-        }
-        let logouts = {
-            let cache = lock(&self.users_by_token);
-            if let Some(user) = cache.users.get(&key) {
+        };
+        {
+            let mut cache = lock(&self.users_by_token);
+            if cache.epoch != epoch {
+                cache.users.clear();
+                cache.epoch = epoch;
+            } else if let Some(user) = cache.users.get(&key) {
                 return Ok(Some(user.clone()));
             }
-            cache.logouts
-        };
+        }
         let user = state.token_user(&key)?;
         if let Some(user) = &user {
             let mut cache = lock(&self.users_by_token);
-            // A logout since our read may have deleted this very token.
-            if cache.logouts == logouts {
+            // A logout since our read (a new epoch) may have deleted this very token.
+            if cache.epoch == epoch && state.token_epoch() == Some(epoch) {
                 if cache.users.len() >= CACHE_LIMIT {
                     cache.users.clear();
                 }
@@ -98,12 +102,8 @@ impl Accounts {
 
     /// Ends a token; whether it existed.
     pub fn logout(&self, state: &State, token: &str) -> Result<bool, StateError> {
-        let key = hash(token);
-        let existed = state.delete_token(&key);
-        let mut cache = lock(&self.users_by_token);
-        cache.logouts += 1;
-        cache.users.remove(&key);
-        existed
+        // The state starts a new epoch: this cache is emptied at its next use.
+        state.delete_token(&hash(token))
     }
 
     /// Whether `user_id` accepted every current policy.

@@ -1,5 +1,6 @@
 //! `accounts`, `tokens`, `accepted_terms_urls`: v2 accounts and what they accepted.
 
+use super::dialect::Kind;
 use super::{State, StateError};
 
 impl State {
@@ -37,14 +38,22 @@ impl State {
         })
     }
 
-    /// Deletes a token; whether it existed.
+    /// Deletes a token; whether it existed. Other instances hear of it when it commits
+    /// (their caches of token answers start a new epoch), this one at once.
     pub fn delete_token(&self, token_hash: &str) -> Result<bool, StateError> {
-        self.autocommit(|c| {
-            Ok(c.execute(
+        let notify = self.db.kind() == Kind::Postgres;
+        let existed = self.transaction(|c| {
+            let existed = c.execute(
                 "DELETE FROM tokens WHERE token_hash = $1",
                 &[token_hash.into()],
-            )? > 0)
-        })
+            )? > 0;
+            if existed && notify {
+                c.execute("SELECT pg_notify($1, '')", &[super::watch::LOGOUTS.into()])?;
+            }
+            Ok(existed)
+        });
+        self.tokens.bump();
+        existed
     }
 
     pub fn accepted_terms_urls(&self, user_id: &str) -> Result<Vec<String>, StateError> {

@@ -19,6 +19,7 @@ mod postgres;
 mod queue;
 mod sessions;
 mod sqlite;
+mod watch;
 
 pub use binds::{Bind, LocalBind, StoredBind, BIND_TOPIC};
 pub use changes::{Change, ChangeCursor, Changes};
@@ -26,6 +27,7 @@ pub use delivery::{Delivery, DeliveryKind, InviteMail, Onbind};
 pub use invites::{InviteRow, NewInvite};
 pub use queue::Claimed;
 pub use sessions::{FailureBudget, Requested, SentToken, SessionRow, Submitted, TokenRequest};
+pub use watch::TRUST_BOUND;
 
 use crate::config::StorageConfig;
 use crate::pool::Exhausted;
@@ -39,6 +41,8 @@ pub const HOLD_MARGIN: Duration = Duration::from_secs(5);
 
 pub struct State {
     db: Box<dyn Dialect>,
+    /// When answers about tokens cached in memory are stale.
+    tokens: std::sync::Arc<watch::TokenWatch>,
     /// Names this process as a claimer of queue items.
     instance: String,
 }
@@ -127,7 +131,12 @@ impl State {
             StorageConfig::Postgresql(pg) => Box::new(postgres::Postgres::open(pg)?),
         };
         migrations::apply(db.as_ref())?;
+        let pg = match cfg {
+            StorageConfig::Postgresql(pg) => Some(pg),
+            StorageConfig::Sqlite { .. } => None,
+        };
         Ok(State {
+            tokens: watch::TokenWatch::start(db.kind(), pg),
             db,
             instance: instance_id(),
         })
@@ -148,11 +157,13 @@ impl State {
         self.db.kind().name()
     }
 
-    /// Whether this process is the database's only writer (SQLite, locked to us): then a
-    /// cache kept up to date by our own writes agrees with the database.
-    pub fn sole_writer(&self) -> bool {
-        self.db.kind() == Kind::Sqlite
+    /// The epoch under which token → user answers may be kept in memory now; `None` when
+    /// they must be read from the database (the logout listener has not heard itself
+    /// lately). Each logout, here or on another instance, starts a new epoch.
+    pub fn token_epoch(&self) -> Option<u64> {
+        self.tokens.epoch()
     }
+
 
     /// `work` with a connection, each statement committed on its own: for single
     /// statements and reads, which need no transaction.

@@ -8,6 +8,7 @@ pub mod mail;
 pub mod pg_cluster;
 pub mod services;
 pub mod slapd;
+pub mod tcp_proxy;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
