@@ -401,7 +401,7 @@ impl GuardedResolver {
 }
 
 /// A host as in a URL without the brackets of an IPv6 literal.
-fn unbracketed(host: &str) -> &str {
+pub(super) fn unbracketed(host: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 

@@ -13,7 +13,7 @@
 //! addresses to connect to. A well-known that the address policy refuses is an error, not a
 //! reason to try the next step.
 
-use super::client::{checked, CallError, Client};
+use super::client::{checked, unbracketed, CallError, Client};
 use std::net::{IpAddr, SocketAddr};
 
 const DEFAULT_PORT: u16 = 8448;
@@ -59,10 +59,7 @@ pub fn parse_server_name(name: &str) -> Option<(String, Option<u16>)> {
 }
 
 fn is_ip_literal(host: &str) -> bool {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .is_ok()
+    unbracketed(host).parse::<IpAddr>().is_ok()
 }
 
 /// Resolves `server_name` to a destination.
@@ -100,11 +97,7 @@ fn configured(
 ) -> Result<Destination, CallError> {
     let (host, port) = url_host_port(base_url)
         .ok_or_else(|| CallError::BadAnswer(format!("'{base_url}' is not an http(s) URL")))?;
-    let ips = match host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
+    let ips = match unbracketed(host).parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => client.names().host(host).map_err(|error| CallError::Name {
             host: host.to_owned(),
