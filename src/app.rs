@@ -122,8 +122,9 @@ impl App {
             store: store.clone(),
             error,
         })?;
-        let federation =
-            federation::Client::new(&config.federation).map_err(StartError::Federation)?;
+        let federation = federation::Client::new(&config.federation)
+            .map_err(StartError::Federation)?
+            .with_homeserver_overrides(config.dns.homeserver_federation.clone());
         let accounts = Accounts::new(Terms::new(config.policies.clone()));
         let mut lookup = Chain::from_config(&config).map_err(StartError::Stores)?;
         if config.binds.local {

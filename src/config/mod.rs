@@ -13,6 +13,7 @@
 mod account;
 mod binds;
 mod check;
+mod dns;
 mod federation;
 mod http;
 mod internal;
@@ -35,6 +36,7 @@ mod yaml;
 
 pub use account::{AccountConfig, PolicyConfig};
 pub use binds::BindsConfig;
+pub use dns::DnsConfig;
 pub use federation::FederationConfig;
 pub use http::HttpConfig;
 pub use internal::InternalConfig;
@@ -86,6 +88,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub binds: BindsConfig,
     pub invite: InviteConfig,
+    /// mxisd's `dns.overwrite` entries.
+    pub dns: DnsConfig,
 }
 
 /// A loaded configuration and the warnings it produced (to be logged once).
@@ -226,6 +230,7 @@ impl Resolver<'_> {
         )?;
         let session = self.session(root.session.unwrap_or_default(), root.view)?;
         let binds = self.binds(root.binds.unwrap_or_default());
+        let dns = self.dns(root.dns.unwrap_or_default())?;
         Ok(Config {
             matrix,
             server,
@@ -247,6 +252,7 @@ impl Resolver<'_> {
             session,
             binds,
             invite,
+            dns,
         })
     }
 }

@@ -35,10 +35,10 @@ section! {
         view: super::session::raw::View = "view",
         invite: super::invite::raw::Invite = "invite",
         binds: super::binds::raw::Binds = "binds",
+        dns: super::dns::raw::Dns = "dns",
     } unsupported {
         appsvc = "appsvc",
         directory = "directory",
-        dns = "dns",
         forward = "forward",
         register = "register",
     }

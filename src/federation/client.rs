@@ -3,18 +3,23 @@
 //! failures classified so that a client can be told *which* thing went wrong.
 //!
 //! - [`Client`], the *guarded* one, for names users give (homeservers, other identity
-//!   servers): names resolved through our DNS, every address checked by the address policy
-//!   (after every redirect too, since each hop is resolved here).
+//!   servers): names resolved by ours (`localhost`, the hosts file, then DNS: `names.rs`),
+//!   every address checked by the address policy (after every redirect too, since each hop
+//!   is resolved here). It also holds the operator's `dns.overwrite.homeserver.federation`
+//!   entries, which discovery reads before anything else.
 //! - [`ConfiguredClient`], for destinations the operator wrote in the config (a REST
 //!   backend, later an SMS gateway): the system's resolver and no address policy, since
 //!   such backends often live on private addresses.
 
 use super::address_policy::{AddressPolicy, Refused};
-use super::dns::{Dns, DnsError};
+use super::dns::Dns;
+use super::hosts::HostsFile;
+use super::names::{NameError, Names};
 use super::tls::OwnTls;
 use crate::config::FederationConfig;
 use crate::crypto::b64;
 use crate::urlencoded;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -32,9 +37,11 @@ const MAX_BACKEND_ANSWER_BYTES: u64 = 16 << 20;
 /// The guarded client.
 #[derive(Debug, Clone)]
 pub struct Client {
-    dns: Dns,
+    names: Names,
     policy: AddressPolicy,
     caller: Caller,
+    /// `dns.overwrite.homeserver.federation`: server name → base URL of its federation API.
+    homeservers: Arc<BTreeMap<String, String>>,
 }
 
 /// The client for the operator's own destinations.
@@ -63,9 +70,10 @@ pub enum CallError {
         host: String,
         refused: Refused,
     },
-    Dns {
+    /// The name has no address (hosts file, DNS), or DNS failed.
+    Name {
         host: String,
-        error: DnsError,
+        error: NameError,
     },
     Timeout,
     Tls(String),
@@ -78,7 +86,7 @@ impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Refused { host, refused } => write!(f, "{host} resolves to {refused}"),
-            CallError::Dns { error, .. } => error.fmt(f),
+            CallError::Name { error, .. } => error.fmt(f),
             CallError::Timeout => f.write_str("did not answer in time"),
             CallError::Tls(why) => write!(f, "TLS failed: {why}"),
             CallError::Unreachable(why) => write!(f, "unreachable: {why}"),
@@ -239,15 +247,45 @@ impl Client {
         if cfg.tls_insecure {
             log::warn!("federation.tls.insecure is set: certificates of homeservers, identity servers and configured backends are NOT checked; never do this in production");
         }
+        let hosts = HostsFile::system();
+        if hosts.path() != std::path::Path::new(super::hosts::SYSTEM_HOSTS_FILE) {
+            log::warn!(
+                "outbound names: hosts file {} (from {}) instead of {}",
+                hosts.path().display(),
+                super::hosts::HOSTS_FILE_ENV,
+                super::hosts::SYSTEM_HOSTS_FILE
+            );
+        }
         Ok(Client {
-            dns: Dns::new(cfg.resolver, cfg.connect_timeout),
+            names: Names::new(hosts, Dns::new(cfg.resolver, cfg.connect_timeout)),
             policy: AddressPolicy::new(cfg.ip_range_whitelist.clone()),
             caller: Caller::new(cfg, cfg.timeout, MAX_ANSWER_BYTES)?,
+            homeservers: Arc::new(BTreeMap::new()),
         })
     }
 
+    /// With the operator's `dns.overwrite.homeserver.federation` entries (server name →
+    /// base URL), which homeserver discovery uses instead of resolving the name.
+    pub fn with_homeserver_overrides(mut self, entries: BTreeMap<String, String>) -> Client {
+        self.homeservers = Arc::new(entries);
+        self
+    }
+
+    /// The base URL the operator configured for `server_name`'s federation API, if any.
+    pub fn homeserver_override(&self, server_name: &str) -> Option<&str> {
+        self.homeservers
+            .get(&server_name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The resolver of outbound names: `localhost`, the hosts file, then DNS.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// The DNS side alone.
     pub fn dns(&self) -> &Dns {
-        &self.dns
+        self.names.dns()
     }
 
     /// The deadline of one connection attempt, and of one DNS query (`federation.connectTimeout`).
@@ -293,7 +331,7 @@ impl Client {
     ) -> Result<Answer, CallError> {
         let refusal = Arc::new(Mutex::new(None));
         let resolver = GuardedResolver {
-            dns: self.dns.clone(),
+            names: self.names.clone(),
             policy: self.policy.clone(),
             pin,
             refusal: refusal.clone(),
@@ -333,10 +371,11 @@ fn classify(e: ureq::Error) -> CallError {
     }
 }
 
-/// ureq's resolver hook: our DNS, then the address policy.
+/// ureq's resolver hook: our names (`localhost`, the hosts file, DNS), then the address
+/// policy.
 #[derive(Debug)]
 struct GuardedResolver {
-    dns: Dns,
+    names: Names,
     policy: AddressPolicy,
     pin: Option<(String, Vec<SocketAddr>)>,
     refusal: Arc<Mutex<Option<CallError>>>,
@@ -345,14 +384,13 @@ struct GuardedResolver {
 impl GuardedResolver {
     fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, CallError> {
         if let Some((pinned, addrs)) = &self.pin {
-            if pinned.eq_ignore_ascii_case(host) {
+            if unbracketed(pinned).eq_ignore_ascii_case(unbracketed(host)) {
                 return Ok(addrs.clone());
             }
         }
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        let ips = match literal.parse::<IpAddr>() {
+        let ips = match unbracketed(host).parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => self.dns.host(host).map_err(|error| CallError::Dns {
+            Err(_) => self.names.host(host).map_err(|error| CallError::Name {
                 host: host.into(),
                 error,
             })?,
@@ -360,6 +398,11 @@ impl GuardedResolver {
         checked(&self.policy, host, &ips)
             .map(|ok| ok.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
     }
+}
+
+/// A host as in a URL without the brackets of an IPv6 literal.
+pub(super) fn unbracketed(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// The addresses the policy allows; refused if none is.

@@ -1,5 +1,8 @@
-//! Server name → where to reach its federation API, as the server-server specification says
-//! ("Resolving server names"):
+//! Server name → where to reach its federation API. First the operator's word: an entry of
+//! `dns.overwrite.homeserver.federation` for that server name is its base URL, its host
+//! resolved by our names and *not* checked by the address policy (the operator wrote it, as
+//! the configured backends of `ConfiguredClient`; a redirect from there is checked as
+//! always). Else as the server-server specification says ("Resolving server names"):
 //! 1. an IP literal, or a name with an explicit port: connect there directly;
 //! 2. else `https://<name>/.well-known/matrix/server` may delegate to another name, which is
 //!    then resolved by the same rules (literal, port, SRV, 8448) without a second well-known;
@@ -10,7 +13,7 @@
 //! addresses to connect to. A well-known that the address policy refuses is an error, not a
 //! reason to try the next step.
 
-use super::client::{checked, CallError, Client};
+use super::client::{checked, unbracketed, CallError, Client};
 use std::net::{IpAddr, SocketAddr};
 
 const DEFAULT_PORT: u16 = 8448;
@@ -56,16 +59,16 @@ pub fn parse_server_name(name: &str) -> Option<(String, Option<u16>)> {
 }
 
 fn is_ip_literal(host: &str) -> bool {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .is_ok()
+    unbracketed(host).parse::<IpAddr>().is_ok()
 }
 
 /// Resolves `server_name` to a destination.
 pub fn resolve(client: &Client, server_name: &str) -> Result<Destination, CallError> {
     let (host, port) = parse_server_name(server_name)
         .ok_or_else(|| CallError::BadAnswer(format!("'{server_name}' is not a server name")))?;
+    if let Some(base_url) = client.homeserver_override(server_name) {
+        return configured(client, server_name, base_url);
+    }
     if is_ip_literal(&host) || port.is_some() {
         return Ok(direct(&host, port));
     }
@@ -83,6 +86,60 @@ pub fn resolve(client: &Client, server_name: &str) -> Result<Destination, CallEr
         }
         None => by_srv(client, &host),
     }
+}
+
+/// The base URL the operator configured for `server_name`, its host's addresses pinned
+/// unchecked: the address policy guards names users give, not the operator's own.
+fn configured(
+    client: &Client,
+    server_name: &str,
+    base_url: &str,
+) -> Result<Destination, CallError> {
+    let (host, port) = url_host_port(base_url)
+        .ok_or_else(|| CallError::BadAnswer(format!("'{base_url}' is not an http(s) URL")))?;
+    let ips = match unbracketed(host).parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => client.names().host(host).map_err(|error| CallError::Name {
+            host: host.to_owned(),
+            error,
+        })?,
+    };
+    log::debug!("homeserver {server_name}: {base_url} (dns.overwrite.homeserver.federation)");
+    let addrs = ips
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect();
+    Ok(Destination {
+        base_url: base_url.to_owned(),
+        pin: Some((host.to_owned(), addrs)),
+    })
+}
+
+/// The host (an IPv6 literal in its brackets) and port of an `http(s)://host[:port][/path]`
+/// URL, the port defaulting to the scheme's.
+fn url_host_port(url: &str) -> Option<(&str, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default = match scheme {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let end = v6.find(']')? + 2;
+            (&authority[..end], authority[end..].strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0)?,
+        None => default,
+    };
+    (!host.is_empty()).then_some((host, port))
 }
 
 fn direct(host: &str, port: Option<u16>) -> Destination {
@@ -111,12 +168,12 @@ fn well_known(client: &Client, host: &str) -> Result<Option<String>, CallError> 
 
 fn by_srv(client: &Client, host: &str) -> Result<Destination, CallError> {
     for service in ["_matrix-fed._tcp", "_matrix._tcp"] {
-        let targets = client.dns().srv(service, host).unwrap_or_else(|e| {
+        let targets = client.names().srv(service, host).unwrap_or_else(|e| {
             log::debug!("SRV {service}.{host}: {e}");
             Vec::new()
         });
         for (target, port) in targets {
-            let ips = match client.dns().host(&target) {
+            let ips = match client.names().host(&target) {
                 Ok(ips) => ips,
                 Err(e) => {
                     log::debug!("SRV target {target} of {host}: {e}");
@@ -172,6 +229,30 @@ mod tests {
             "@a:b",
         ] {
             assert_eq!(parse_server_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn configured_urls_give_host_and_port() {
+        assert_eq!(
+            url_host_port("https://hs.corp.example:8448"),
+            Some(("hs.corp.example", 8448))
+        );
+        assert_eq!(url_host_port("http://10.0.0.5"), Some(("10.0.0.5", 80)));
+        assert_eq!(
+            url_host_port("https://hs.example/x"),
+            Some(("hs.example", 443))
+        );
+        assert_eq!(url_host_port("https://[::1]:8448"), Some(("[::1]", 8448)));
+        assert_eq!(url_host_port("https://[::1]"), Some(("[::1]", 443)));
+        for bad in [
+            "hs.example:8448",
+            "ftp://hs",
+            "https://",
+            "https://h:0",
+            "https://h:x",
+        ] {
+            assert_eq!(url_host_port(bad), None, "{bad}");
         }
     }
 }

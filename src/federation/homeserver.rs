@@ -1,4 +1,6 @@
-//! Calls to homeservers' federation API.
+//! Calls to homeservers' federation API. Each finds its homeserver through
+//! `discovery::resolve`: the operator's `dns.overwrite.homeserver.federation` entry for it
+//! if there is one, else the server-server specification's steps.
 
 use super::client::{CallError, Client};
 use super::discovery;
