@@ -13,6 +13,7 @@ pub mod client;
 pub mod discovery;
 pub mod dns;
 pub mod homeserver;
+pub mod remote_session;
 mod tls;
 pub mod xmatrix;
 

@@ -17,6 +17,7 @@ mod invites;
 mod migrations;
 mod postgres;
 mod queue;
+mod remote_sessions;
 mod sessions;
 mod sqlite;
 
@@ -25,6 +26,7 @@ pub use changes::{Change, ChangeCursor, Changes};
 pub use delivery::{Delivery, DeliveryKind, InviteMail, Onbind};
 pub use invites::{InviteRow, NewInvite};
 pub use queue::Claimed;
+pub use remote_sessions::{NewRemoteSession, RemoteSessionRow};
 pub use sessions::{FailureBudget, Requested, SentToken, SessionRow, Submitted, TokenRequest};
 
 use crate::config::StorageConfig;
