@@ -25,10 +25,34 @@ const REMOTE_ONLY: &str = "session:\n  policy:\n    validation:\n      enabled: 
 /// A whole config: `matrix` with `matrix_extra`, the server's `name`, its keys and SQLite
 /// database in `dir`, mail to the test sink from `from_name`, binds kept, then `extra`.
 fn config(dir: &TempDir, matrix_extra: &str, name: &str, from_name: &str, extra: &str) -> PathBuf {
+    let storage = format!(
+        "storage:\n  provider:\n    sqlite:\n      database: '{}'\n",
+        dir.join("mxisd.db").display()
+    );
+    config_on(
+        dir,
+        &dir.join("keys"),
+        &storage,
+        matrix_extra,
+        name,
+        from_name,
+        extra,
+    )
+}
+
+/// `config` with the keys at `keys` and `storage` as given.
+fn config_on(
+    dir: &TempDir,
+    keys: &std::path::Path,
+    storage: &str,
+    matrix_extra: &str,
+    name: &str,
+    from_name: &str,
+    extra: &str,
+) -> PathBuf {
     let text = format!(
-        "matrix:\n  domain: example.org\n{matrix_extra}server:\n  port: 0\n  name: {name}\nkey:\n  path: '{keys}'\nstorage:\n  provider:\n    sqlite:\n      database: '{db}'\nbinds:\n  local:\n    enabled: true\nthreepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@{name}'\n        name: '{from_name}'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {smtp}\n          tls: 0\n{extra}",
-        keys = dir.join("keys").display(),
-        db = dir.join("mxisd.db").display(),
+        "matrix:\n  domain: example.org\n{matrix_extra}server:\n  port: 0\n  name: {name}\nkey:\n  path: '{keys}'\n{storage}binds:\n  local:\n    enabled: true\nthreepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@{name}'\n        name: '{from_name}'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {smtp}\n          tls: 0\n{extra}",
+        keys = keys.display(),
         smtp = get("SMTP_PORT"),
     );
     let path = dir.join("mxisd.yaml");
@@ -48,13 +72,19 @@ fn start_b(v1: bool) -> Mxisd {
 /// names asked of the test DNS only, so nothing leaves the machine.
 fn start_a(remote: &str, policy: &str) -> Mxisd {
     let dir = TempDir::new();
+    let (matrix, federation) = a_sections(remote, policy);
+    let path = config(&dir, &matrix, "example.org", A_NAME, &federation);
+    Mxisd::spawn(dir, &path)
+}
+
+/// A's `matrix` additions and its `federation` and `policy` sections.
+fn a_sections(remote: &str, policy: &str) -> (String, String) {
     let matrix = format!("  identity:\n    servers:\n      remote: ['{remote}']\n");
     let federation = format!(
         "federation:\n  resolver: '127.0.0.1:{}'\n  ipRangeWhitelist: ['127.0.0.0/8']\n  connectTimeout: 2\n  timeout: 4\n{policy}",
         get("DNS_PORT")
     );
-    let path = config(&dir, &matrix, "example.org", A_NAME, &federation);
-    Mxisd::spawn(dir, &path)
+    (matrix, federation)
 }
 
 fn request_email(s: &Mxisd, email: &str, secret: &str) -> String {
@@ -311,4 +341,66 @@ fn a_remote_that_is_down_is_not_offered_and_the_local_flow_completes() {
     drop(closed);
     let a = start_a(&format!("http://{remote}"), LOCAL_AND_REMOTE);
     offer_not_made(&a, &remote, "unreachable", "unreachable", "remote-down");
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn two_instances_on_postgresql_share_the_workflow() {
+    let b = start_b(true);
+    let b_name = b.addr.to_string();
+    let db = crate::support::services::fresh_database("remote_sessions");
+    let storage = format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n      timeout: 2\n",
+        crate::support::services::pg_connection(&db)
+    );
+    let keys = TempDir::new();
+    let (matrix, federation) = a_sections(&b.url(""), LOCAL_AND_REMOTE);
+    let instance = || {
+        let dir = TempDir::new();
+        let path = config_on(
+            &dir,
+            &keys.join("keys"),
+            &storage,
+            &matrix,
+            "example.org",
+            A_NAME,
+            &federation,
+        );
+        Mxisd::spawn(dir, &path)
+    };
+    let (a1, a2) = (instance(), instance());
+    let email = fresh_address("remote", "example.org");
+    let sid = request_email(&a1, &email, "s5");
+    // Each step on the other instance than the one before.
+    let page = browse(
+        &mailed_link(&a2, &email, A_NAME, "https://example.org"),
+        "remote-pg-offer",
+    );
+    let page = browse(&href(&a1, &page, "publish"), "remote-pg-request");
+    assert!(
+        page.contains(&format!("Check your mail from {b_name}")),
+        "{page}\n{}",
+        a1.log()
+    );
+    browse(
+        &mailed_link(&b, &email, B_NAME, "https://remote.example"),
+        "remote-pg-b-link",
+    );
+    let done = browse(&href(&a2, &page, "check"), "remote-pg-done");
+    assert!(
+        done.contains(&format!("Address confirmed on {b_name}")),
+        "{done}"
+    );
+    // Bound after the remote validated: here and on B at once.
+    let mxid = "@erin:example.org";
+    assert_eq!(bind(&a1, &sid, "s5", mxid).json()["mxid"], mxid);
+    assert_eq!(lookup(&b, &email)["mxid"], mxid);
+    assert_eq!(lookup(&a2, &email)["mxid"], mxid);
+    // One session on B: the start was recorded once.
+    assert_eq!(mails_from(&email, B_NAME, 1).len(), 1);
+    let rows = crate::support::services::psql(
+        &db,
+        "SELECT count(*), count(validated_ts), count(bound_ts) FROM remote_sessions",
+    );
+    assert_eq!(rows.trim(), "1|1|1", "{rows}");
 }

@@ -298,24 +298,19 @@ pub(super) const REMOTE: &str = "/_matrix/identity/remote/1.0";
 pub fn remote_request(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let param = |name: &str| req.query(name).unwrap_or_default();
     let outcome = session_of(param("sid"), param("client_secret")).and_then(|(sid, secret)| {
-        let server = app
-            .sessions
-            .start_remote(&app.state, &app.federation, &sid, &secret)?;
-        Ok((server, WorkflowLinks::of(&sid, &secret)))
+        let (server, address) =
+            app.sessions
+                .start_remote(&app.state, &app.federation, &sid, &secret)?;
+        Ok((server, address, WorkflowLinks::of(&sid, &secret)))
     });
     let mut values = app.pages.base.clone();
     let pages = &app.pages.remote;
     match outcome {
-        Ok((server, links)) => {
+        Ok((server, address, links)) => {
             values
                 .set("REMOTE_SERVER", server)
                 .set("CHECK_LINK", links.check)
-                .set("RECIPIENT_ADDRESS", "");
-            if let Some(s) =
-                Sid::parse(param("sid")).and_then(|sid| app.state.session(&sid).ok().flatten())
-            {
-                values.set("RECIPIENT_ADDRESS", s.address);
-            }
+                .set("RECIPIENT_ADDRESS", address);
             Ok(Reply::html(200, fill_html(&pages.request, &values)))
         }
         Err(e) => Ok(workflow_failure(

@@ -155,14 +155,14 @@ impl Sessions {
     }
 
     /// Starts (or finds) the remote session of our validated session `sid` (the user
-    /// accepted the offer); the remote server's name.
+    /// accepted the offer); the remote server's name and the address.
     pub fn start_remote(
         &self,
         state: &State,
         client: &Client,
         sid: &Sid,
         secret: &ClientSecret,
-    ) -> Result<String, SessionError> {
+    ) -> Result<(String, String), SessionError> {
         let session = self.live(state, sid, secret)?;
         if session.validated_ts.is_none() {
             return Err(SessionError::NotValidated);
@@ -177,7 +177,7 @@ impl Sessions {
                 )
             })?;
         self.start_for(state, client, &session, &base)?;
-        Ok(server_name(&base).to_owned())
+        Ok((server_name(&base).to_owned(), session.address))
     }
 
     fn start_for(
