@@ -300,3 +300,33 @@ pub(super) mod raw {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+
+    #[test]
+    fn mxisd_remote_workflow_pages_are_read() {
+        let page = std::env::temp_dir().join(format!("mxisd-page-{}.html", std::process::id()));
+        std::fs::write(&page, "<p>%CHECK_LINK%</p>").unwrap();
+        let yaml = format!(
+            "matrix:\n  domain: example.org\nview:\n  session:\n    localRemote:\n      onTokenSubmit:\n        success: '{p}'\n    remote:\n      onRequest:\n        success: '{p}'\n      onCheck:\n        failure: '{p}'\n",
+            p = page.display()
+        );
+        let loaded = load_str(&yaml, "test.yaml").unwrap();
+        let pages = &loaded.config.session.remote_pages;
+        assert_eq!(pages.offer.as_deref(), Some(page.as_path()));
+        assert_eq!(pages.request.as_deref(), Some(page.as_path()));
+        assert_eq!(pages.check_failure.as_deref(), Some(page.as_path()));
+        assert_eq!(pages.check, None);
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("view.session")),
+            "{:?}",
+            loaded.warnings
+        );
+        std::fs::remove_file(&page).unwrap();
+        let missing = "matrix:\n  domain: example.org\nview:\n  session:\n    remote:\n      onCheck:\n        success: '/nonexistent/page.html'\n";
+        let e = load_str(missing, "test.yaml").unwrap_err().to_string();
+        assert!(e.contains("view.session.remote.onCheck.success"), "{e}");
+    }
+}
