@@ -404,3 +404,68 @@ fn two_instances_on_postgresql_share_the_workflow() {
     );
     assert_eq!(rows.trim(), "1|1|1", "{rows}");
 }
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_remote_that_never_answers_is_given_up_at_the_deadline_and_others_are_served() {
+    let silent = crate::support::Silent::start();
+    let remote = format!("127.0.0.1:{}", silent.port);
+    let a = start_a(&format!("http://{remote}"), LOCAL_AND_REMOTE);
+    // While one page waits on the silent remote, the other workers serve.
+    let waiting = {
+        let url = a.url("/_matrix/identity/api/v1/pubkey/ed25519:0");
+        let accepted = silent.accepted.clone();
+        std::thread::spawn(move || {
+            while accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            crate::support::agent()
+                .get(&url)
+                .call()
+                .map(|r| r.status().as_u16())
+        })
+    };
+    offer_not_made(
+        &a,
+        &remote,
+        "did not answer in time",
+        "did not answer in time",
+        "remote-silent",
+    );
+    assert_eq!(waiting.join().unwrap().unwrap(), 200);
+    assert!(silent.accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn remote_only_with_the_remote_down_says_why_on_the_page() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let remote = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let a = start_a(&format!("http://{remote}"), REMOTE_ONLY);
+    let email = fresh_address("remote", "gmail.example");
+    let sid = request_email(&a, &email, "s6");
+    let page = browse(
+        &mailed_link(&a, &email, A_NAME, "https://example.org"),
+        "remote-only-down",
+    );
+    assert!(
+        page.contains(&format!("<h1>Not published on {remote}</h1>")),
+        "{page}"
+    );
+    assert!(page.contains("unreachable"), "{page}");
+    assert!(
+        a.wait_for_log(&format!(
+            "no remote session on http://{remote}: unreachable"
+        )),
+        "{}",
+        a.log()
+    );
+    // Nothing validated, nothing bound, here or anywhere.
+    validated(&a, &sid, "s6").assert_error(400, "M_SESSION_NOT_VALIDATED");
+    bind(&a, &sid, "s6", "@frank:example.org").assert_error(400, "M_SESSION_NOT_VALIDATED");
+    assert_eq!(lookup(&a, &email), json!({}));
+    // Retrying is a link away; it still says why.
+    let retry = browse(&href(&a, &page, "check"), "remote-only-down-retry");
+    assert!(retry.contains("unreachable"), "{retry}");
+}
