@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[&str] = &[
     "0009_imports",
     "0010_session_resends",
     "0011_drop_ephemeral_keys",
+    "0012_remote_sessions",
 ];
 
 /// The client secret of the sessions here.

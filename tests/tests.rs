@@ -23,6 +23,7 @@ mod lifecycle;
 mod lookup;
 mod mail;
 mod packaging;
+mod remote_sessions;
 mod rest_store;
 mod services;
 mod session_limits;

@@ -7,6 +7,7 @@ use super::session::session_of;
 use crate::app::App;
 use crate::federation::xmatrix::{self, Signed, XMatrixError};
 use crate::http::{ApiError, Reply, Request};
+use crate::session::remote::BindRoute;
 use crate::state::Bind;
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
@@ -44,6 +45,13 @@ pub fn bind<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError>
     }
     let (sid, secret) = session_of(&body.sid, &body.client_secret)?;
     let v = app.sessions.validated(&app.state, &sid, &secret)?;
+    // Remote sessions (seed 004): bound on the remote only, or there too.
+    if let BindRoute::RemoteOnly(association) =
+        app.sessions
+            .bind_route(&app.state, &app.federation, &sid, &mxid)?
+    {
+        return Ok(Reply::json(association));
+    }
     let ts = crate::now_ms();
     let validity = (ts, ts, ts.saturating_add(HUNDRED_YEARS_MS));
     let bind = Bind {

@@ -143,6 +143,17 @@ pub fn router(config: &Config) -> Router<App> {
             );
         }
     }
+    // The remote session workflow's pages (links on our pages: no access token).
+    r.add(
+        Method::Get,
+        &format!("{}/validate/requestToken", session::REMOTE),
+        session::remote_request,
+    );
+    r.add(
+        Method::Get,
+        &format!("{}/validate/check", session::REMOTE),
+        session::remote_check,
+    );
     r.add(
         Method::Post,
         "/_matrix-internal/identity/v1/check_credentials",

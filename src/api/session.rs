@@ -9,6 +9,7 @@ use crate::http::{ApiError, Reply, Request};
 use crate::notify::template::fill_html;
 use crate::notify::NotifyError;
 use crate::opaque_id::{self, ClientSecret, Sid};
+use crate::session::remote::AfterLocal;
 use crate::session::{SessionError, TokenAsk};
 use crate::threepid::Medium;
 use serde::Deserialize;
@@ -192,8 +193,16 @@ pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
     match outcome {
         Ok(session) => {
             values.set("RECIPIENT_ADDRESS", session.address.as_str());
-            let next = session.next_link.filter(|l| is_http(l));
+            let next = session.next_link.clone().filter(|l| is_http(l));
             values.set("NEXT_URL", next.clone().unwrap_or_default());
+            values.set("REMOTE_NOTE", "");
+            // Remote sessions: the workflow's next page instead of the client's next_link.
+            let after = app
+                .sessions
+                .after_local(&app.state, &app.federation, &session);
+            if let Some(page) = remote_page(app, &session, after, &mut values) {
+                return Ok(page);
+            }
             let page = fill_html(&app.pages.success, &values);
             Ok(match next {
                 // A link stored before they were kept as URIs may still be an IRI.
@@ -210,6 +219,185 @@ pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
             ))
         }
     }
+}
+
+/// The page that follows our token's validation in a remote session's workflow; `None`:
+/// the local flow's page as it always was.
+fn remote_page(
+    app: &App,
+    session: &crate::state::SessionRow,
+    after: AfterLocal,
+    values: &mut crate::notify::template::Placeholders,
+) -> Option<Reply> {
+    let links = WorkflowLinks::of(&session.sid, &session.client_secret);
+    let pages = &app.pages.remote;
+    let (template, status) = match after {
+        AfterLocal::Done { note: None } => return None,
+        AfterLocal::Done {
+            note: Some((server, why)),
+        } => {
+            values.set(
+                "REMOTE_NOTE",
+                format!("It is not published on {server}: {why}."),
+            );
+            values.set("REMOTE_SERVER", server);
+            (&app.pages.success, 200)
+        }
+        AfterLocal::Offer { server } => {
+            values
+                .set("REMOTE_SERVER", server)
+                .set("REMOTE_SESSION_LINK", links.start.as_str());
+            (&pages.offer, 200)
+        }
+        AfterLocal::Started { server } => {
+            values
+                .set("REMOTE_SERVER", server)
+                .set("CHECK_LINK", links.check.as_str());
+            (&pages.request, 200)
+        }
+        AfterLocal::Failed { server, why } => {
+            values
+                .set("REMOTE_SERVER", server)
+                .set("REASON", why)
+                .set("RETRY_LINK", links.start.as_str());
+            (&pages.request_failure, 502)
+        }
+    };
+    Some(Reply::html(status, fill_html(template, values)))
+}
+
+/// The links of the workflow's pages, for our session (root-relative: the pages are
+/// served where the user opened our link).
+struct WorkflowLinks {
+    start: String,
+    check: String,
+}
+
+impl WorkflowLinks {
+    fn of(sid: &Sid, secret: &ClientSecret) -> WorkflowLinks {
+        let query = format!(
+            "sid={}&client_secret={}",
+            crate::urlencoded::encode(sid.as_str()),
+            crate::urlencoded::encode(secret.as_str())
+        );
+        WorkflowLinks {
+            start: format!("{REMOTE}/validate/requestToken?{query}"),
+            check: format!("{REMOTE}/validate/check?{query}"),
+        }
+    }
+}
+
+/// Where the workflow's pages are (mxisd's remote session API).
+pub(super) const REMOTE: &str = "/_matrix/identity/remote/1.0";
+
+/// # `GET /_matrix/identity/remote/1.0/validate/requestToken?sid&client_secret`
+///
+/// The user accepts the offer (or retries a remote-only start): starts the session on the
+/// remote server, which mails the user; answers mxisd's `remote.onRequest` page ("check
+/// your mail from …", with the check link), or its failure page saying why.
+pub fn remote_request(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    let param = |name: &str| req.query(name).unwrap_or_default();
+    let outcome = session_of(param("sid"), param("client_secret")).and_then(|(sid, secret)| {
+        let (server, address) =
+            app.sessions
+                .start_remote(&app.state, &app.federation, &sid, &secret)?;
+        Ok((server, address, WorkflowLinks::of(&sid, &secret)))
+    });
+    let mut values = app.pages.base.clone();
+    let pages = &app.pages.remote;
+    match outcome {
+        Ok((server, address, links)) => {
+            values
+                .set("REMOTE_SERVER", server)
+                .set("CHECK_LINK", links.check)
+                .set("RECIPIENT_ADDRESS", address);
+            Ok(Reply::html(200, fill_html(&pages.request, &values)))
+        }
+        Err(e) => Ok(workflow_failure(
+            &pages.request_failure,
+            e,
+            &mut values,
+            &retry_link(req, "requestToken"),
+        )),
+    }
+}
+
+/// # `GET /_matrix/identity/remote/1.0/validate/check?sid&client_secret`
+///
+/// The user followed the remote's link: asks the remote, binds there a user bound here
+/// meanwhile; answers mxisd's `remote.onCheck` page, or its failure page saying why (not
+/// yet validated there: follow the link in its mail first).
+pub fn remote_check(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    let param = |name: &str| req.query(name).unwrap_or_default();
+    let outcome = session_of(param("sid"), param("client_secret")).and_then(|(sid, secret)| {
+        app.sessions
+            .check_remote(&app.state, &app.federation, &sid, &secret)
+    });
+    let mut values = app.pages.base.clone();
+    let pages = &app.pages.remote;
+    match outcome {
+        Ok((server, session)) => {
+            let next = session.next_link.filter(|l| is_http(l));
+            values
+                .set("REMOTE_SERVER", server)
+                .set("RECIPIENT_ADDRESS", session.address)
+                .set(
+                    "NEXT_URL",
+                    next.map(|l| as_uri(&l).into_owned()).unwrap_or_default(),
+                );
+            Ok(Reply::html(200, fill_html(&pages.check, &values)))
+        }
+        Err(e) => Ok(workflow_failure(
+            &pages.check_failure,
+            e,
+            &mut values,
+            &retry_link(req, "check"),
+        )),
+    }
+}
+
+/// The link of the workflow step `req` asked, to try it again.
+fn retry_link(req: &Request, step: &str) -> String {
+    let param = |name: &str| crate::urlencoded::encode(req.query(name).unwrap_or_default());
+    format!(
+        "{REMOTE}/validate/{step}?sid={}&client_secret={}",
+        param("sid"),
+        param("client_secret")
+    )
+}
+
+/// A workflow step's failure page: the reason, and the link to try the step again.
+fn workflow_failure(
+    template: &str,
+    e: SessionError,
+    values: &mut crate::notify::template::Placeholders,
+    retry: &str,
+) -> Reply {
+    let (server, reason) = match &e {
+        SessionError::Remote { server, why } => (server.clone(), format!("{server}: {why}.")),
+        SessionError::NotValidated => (
+            String::new(),
+            "The address is not confirmed there yet: open the link in its mail first, then try again."
+                .to_owned(),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    let error = ApiError::from(e);
+    let reason = if reason.is_empty() {
+        page_reason(&error).to_owned()
+    } else {
+        reason
+    };
+    let server = if server.is_empty() {
+        "the other server".to_owned()
+    } else {
+        server
+    };
+    values
+        .set("REMOTE_SERVER", server)
+        .set("REASON", reason)
+        .set("RETRY_LINK", retry);
+    Reply::html(error.status(), fill_html(template, values))
 }
 
 /// The URI of an IRI (RFC 3987, 3.1): every non-ASCII character percent-encoded as its
@@ -260,6 +448,9 @@ pub fn get_validated<const V2: bool>(app: &App, req: &Request) -> Result<Reply, 
     let secret = req.require_query("client_secret")?;
     let (sid, secret) = session_of(sid, secret)?;
     let v = app.sessions.validated(&app.state, &sid, &secret)?;
+    // A remote-only session is validated once its remote is.
+    app.sessions
+        .remote_gate(&app.state, &app.federation, &sid)?;
     Ok(Reply::json(json!({
         "medium": v.medium.as_str(),
         "address": v.address,
@@ -295,6 +486,10 @@ impl From<SessionError> for ApiError {
             SessionError::Random(e) => {
                 log::error!("session: no randomness: {e}");
                 ApiError::Internal
+            }
+            // Logged where it failed, with the server's answer.
+            SessionError::Remote { server, .. } => {
+                ApiError::Unavailable(format!("The identity server {server}"))
             }
             SessionError::State(e) => e.into(),
         }

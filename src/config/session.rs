@@ -15,12 +15,28 @@ pub struct SessionConfig {
     pub success_page: Option<PathBuf>,
     pub failure_page: Option<PathBuf>,
     pub limits: SessionLimits,
+    /// The pages of remote sessions (mxisd's `view.session.{localRemote, remote}`).
+    pub remote_pages: RemotePages,
     /// Tell an address when it is unbound (`session.policy.unbind.notifications`, or
     /// mxisd's `session.policy.unbind.fraudulent.sendWarning`).
     pub unbind_notice: bool,
     /// Who may use the unauthenticated v1 requestToken (`session.v1.allowedCidr`); `None`:
     /// anyone, as mxisd.
     pub v1_allowed: Option<Vec<crate::cidr::Cidr>>,
+}
+
+/// mxisd's page templates of the remote session workflow (`None`: built in):
+/// `view.session.localRemote.onTokenSubmit.{success, failure}` (validated here, the remote
+/// offered), `view.session.remote.onRequest.{success, failure}` (the remote session
+/// started: "check your mail") and `view.session.remote.onCheck.{success, failure}`.
+#[derive(Debug, Clone, Default)]
+pub struct RemotePages {
+    pub offer: Option<PathBuf>,
+    pub offer_failure: Option<PathBuf>,
+    pub request: Option<PathBuf>,
+    pub request_failure: Option<PathBuf>,
+    pub check: Option<PathBuf>,
+    pub check_failure: Option<PathBuf>,
 }
 
 /// `session.rateLimit`: notifications sent, per instance.
@@ -89,7 +105,7 @@ impl Resolver<'_> {
     ) -> Result<SessionConfig, String> {
         let policy = s.policy.unwrap_or_default();
         let pages = view.and_then(|v| v.session).unwrap_or_default();
-        self.unsupported("view.session", &pages.unsupported());
+        let remote_pages = self.remote_pages(pages.local_remote, pages.remote)?;
         // ma1sd's place, else mxisd 1.x's page for local sessions.
         let submit = pages
             .on_token_submit
@@ -103,6 +119,7 @@ impl Resolver<'_> {
             failure_page: self
                 .readable_file("view.session.onTokenSubmit.failure", submit.failure)?,
             limits: self.session_limits(s.rate_limit.unwrap_or_default()),
+            remote_pages,
             unbind_notice: policy.unbind.as_ref().is_some_and(|u| {
                 u.notifications == Some(true)
                     || u.fraudulent.as_ref().and_then(|f| f.send_warning) == Some(true)
@@ -111,6 +128,38 @@ impl Resolver<'_> {
                 Some(list) => Some(self.cidrs("session.v1.allowedCidr", Some(list))?),
                 None => None,
             },
+        })
+    }
+
+    /// mxisd's `view.session.localRemote` and `view.session.remote` pages.
+    fn remote_pages(
+        &mut self,
+        local_remote: Option<raw::ViewScope>,
+        remote: Option<raw::ViewRemote>,
+    ) -> Result<RemotePages, String> {
+        let offer = local_remote
+            .and_then(|l| l.on_token_submit)
+            .unwrap_or_default();
+        let remote = remote.unwrap_or_default();
+        let request = remote.on_request.unwrap_or_default();
+        let check = remote.on_check.unwrap_or_default();
+        const AT: &str = "view.session";
+        Ok(RemotePages {
+            offer: self.readable_file(
+                &format!("{AT}.localRemote.onTokenSubmit.success"),
+                offer.success,
+            )?,
+            offer_failure: self.readable_file(
+                &format!("{AT}.localRemote.onTokenSubmit.failure"),
+                offer.failure,
+            )?,
+            request: self
+                .readable_file(&format!("{AT}.remote.onRequest.success"), request.success)?,
+            request_failure: self
+                .readable_file(&format!("{AT}.remote.onRequest.failure"), request.failure)?,
+            check: self.readable_file(&format!("{AT}.remote.onCheck.success"), check.success)?,
+            check_failure: self
+                .readable_file(&format!("{AT}.remote.onCheck.failure"), check.failure)?,
         })
     }
 
@@ -229,9 +278,14 @@ pub(super) mod raw {
         ViewSession {
             on_token_submit: Pages = "onTokenSubmit",
             local: ViewScope = "local",
-        } unsupported {
-            local_remote = "localRemote",
-            remote = "remote",
+            local_remote: ViewScope = "localRemote",
+            remote: ViewRemote = "remote",
+        }
+    }
+    section! {
+        ViewRemote {
+            on_request: Pages = "onRequest",
+            on_check: Pages = "onCheck",
         }
     }
     section! {
@@ -244,5 +298,35 @@ pub(super) mod raw {
             success: String = "success",
             failure: String = "failure",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+
+    #[test]
+    fn mxisd_remote_workflow_pages_are_read() {
+        let page = std::env::temp_dir().join(format!("mxisd-page-{}.html", std::process::id()));
+        std::fs::write(&page, "<p>%CHECK_LINK%</p>").unwrap();
+        let yaml = format!(
+            "matrix:\n  domain: example.org\nview:\n  session:\n    localRemote:\n      onTokenSubmit:\n        success: '{p}'\n    remote:\n      onRequest:\n        success: '{p}'\n      onCheck:\n        failure: '{p}'\n",
+            p = page.display()
+        );
+        let loaded = load_str(&yaml, "test.yaml").unwrap();
+        let pages = &loaded.config.session.remote_pages;
+        assert_eq!(pages.offer.as_deref(), Some(page.as_path()));
+        assert_eq!(pages.request.as_deref(), Some(page.as_path()));
+        assert_eq!(pages.check_failure.as_deref(), Some(page.as_path()));
+        assert_eq!(pages.check, None);
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("view.session")),
+            "{:?}",
+            loaded.warnings
+        );
+        std::fs::remove_file(&page).unwrap();
+        let missing = "matrix:\n  domain: example.org\nview:\n  session:\n    remote:\n      onCheck:\n        success: '/nonexistent/page.html'\n";
+        let e = load_str(missing, "test.yaml").unwrap_err().to_string();
+        assert!(e.contains("view.session.remote.onCheck.success"), "{e}");
     }
 }

@@ -17,6 +17,7 @@ pub mod dns;
 pub mod homeserver;
 pub mod hosts;
 pub mod names;
+pub mod remote_session;
 mod tls;
 pub mod xmatrix;
 

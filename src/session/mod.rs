@@ -39,6 +39,7 @@
 
 mod pages;
 pub mod policy;
+pub mod remote;
 
 pub use pages::Pages;
 
@@ -73,6 +74,8 @@ pub struct Sessions {
     /// `<publicUrl>/_matrix/identity/<v2 or api/v1>`: where the mail's link points.
     link_base: String,
     limits: Limits,
+    /// Other identity servers, for remote sessions (`remote.rs`).
+    remotes: remote::Remotes,
 }
 
 /// `session.rateLimit`, counted on notifications actually sent (per instance).
@@ -98,6 +101,11 @@ pub enum SessionError {
     NotValidated,
     /// A rate limit: try again after this long.
     Limited(Duration),
+    /// The remote identity server of a remote session could not do its part: why.
+    Remote {
+        server: String,
+        why: String,
+    },
     Random(std::io::Error),
     State(StateError),
 }
@@ -114,6 +122,7 @@ impl fmt::Display for SessionError {
             SessionError::NotValidated => f.write_str("session not validated"),
             SessionError::Limited(wait) => write!(f, "rate limited for {} ms", wait.as_millis()),
             SessionError::Random(e) => write!(f, "no randomness: {e}"),
+            SessionError::Remote { server, why } => write!(f, "{server}: {why}"),
             SessionError::State(e) => e.fmt(f),
         }
     }
@@ -157,7 +166,12 @@ impl Sessions {
             sms_per_country: Buckets::new(l.sms_per_country, l.sms_per_country),
             sms_global: Buckets::new(l.sms_global, l.sms_global),
         };
+        for said in policy::unusable_labels(&config.session.policy, &config.matrix.identity_servers)
+        {
+            log::warn!("{said}");
+        }
         Sessions {
+            remotes: remote::Remotes::new(config.matrix.identity_servers.clone()),
             limits,
             cfg: config.session.clone(),
             domain: config.matrix.domain.clone(),
@@ -186,7 +200,7 @@ impl Sessions {
     /// Starts or continues the session of `r`; its sid. Sends a token when `send_attempt`
     /// is new.
     pub fn request_token(&self, state: &State, r: &TokenAsk<'_>) -> Result<Sid, SessionError> {
-        policy::allows(&self.cfg.policy, r.medium, r.address, &self.domain)
+        self.route(r.medium, r.address)
             .map_err(SessionError::Forbidden)?;
         let token = match r.medium {
             Medium::Email => random::string_from(random::ALPHANUMERIC, 32),

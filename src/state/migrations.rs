@@ -43,6 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_drop_ephemeral_keys",
         include_str!("migrations/0011_drop_ephemeral_keys.sql"),
     ),
+    (
+        "0012_remote_sessions",
+        include_str!("migrations/0012_remote_sessions.sql"),
+    ),
 ];
 
 pub fn apply(db: &dyn Dialect) -> Result<(), StateError> {

@@ -17,6 +17,7 @@ mod invites;
 mod migrations;
 mod postgres;
 mod queue;
+mod remote_sessions;
 mod sessions;
 mod sqlite;
 mod watch;
@@ -26,6 +27,7 @@ pub use changes::{Change, ChangeCursor, Changes};
 pub use delivery::{Delivery, DeliveryKind, InviteMail, Onbind};
 pub use invites::{InviteRow, NewInvite};
 pub use queue::Claimed;
+pub use remote_sessions::{NewRemoteSession, RemoteSessionRow};
 pub use sessions::{FailureBudget, Requested, SentToken, SessionRow, Submitted, TokenRequest};
 pub use watch::TRUST_BOUND;
 
@@ -163,7 +165,6 @@ impl State {
     pub fn token_epoch(&self) -> Option<u64> {
         self.tokens.epoch()
     }
-
 
     /// `work` with a connection, each statement committed on its own: for single
     /// statements and reads, which need no transaction.
