@@ -125,7 +125,9 @@ impl App {
         let federation =
             federation::Client::new(&config.federation).map_err(StartError::Federation)?;
         let accounts = Accounts::new(Terms::new(config.policies.clone()));
-        let mut lookup = Chain::from_config(&config).map_err(StartError::Stores)?;
+        let mut lookup = Chain::from_config(&config)
+            .map_err(StartError::Stores)?
+            .with_remote(&config, federation.clone());
         if config.binds.local {
             lookup.push(Box::new(LocalBinds::new(state.clone())));
         }

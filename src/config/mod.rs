@@ -14,6 +14,7 @@ mod account;
 mod binds;
 mod check;
 mod federation;
+mod forward;
 mod http;
 mod internal;
 mod invite;
@@ -36,12 +37,13 @@ mod yaml;
 pub use account::{AccountConfig, PolicyConfig};
 pub use binds::BindsConfig;
 pub use federation::FederationConfig;
+pub use forward::ForwardConfig;
 pub use http::HttpConfig;
 pub use internal::InternalConfig;
 pub use invite::InviteConfig;
 pub use ldap::LdapConfig;
 pub use logging::LoggingConfig;
-pub use lookup::{HashingConfig, LookupConfig};
+pub use lookup::{HashingConfig, LookupConfig, RecursiveConfig};
 pub use matrix::{MatrixConfig, MATRIX_ORG_LABEL};
 pub use memory::{MemoryConfig, MemoryIdentity};
 pub use postgresql::{connection_text, with_causes, DbTls, PostgresConfig, TlsMode};
@@ -86,6 +88,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub binds: BindsConfig,
     pub invite: InviteConfig,
+    /// `forward.servers`: the forwarders of lookups, resolved to base URLs.
+    pub forward: ForwardConfig,
 }
 
 /// A loaded configuration and the warnings it produced (to be logged once).
@@ -226,6 +230,7 @@ impl Resolver<'_> {
         )?;
         let session = self.session(root.session.unwrap_or_default(), root.view)?;
         let binds = self.binds(root.binds.unwrap_or_default());
+        let forward = self.forward(root.forward.unwrap_or_default(), &matrix, &lookup)?;
         Ok(Config {
             matrix,
             server,
@@ -247,6 +252,7 @@ impl Resolver<'_> {
             session,
             binds,
             invite,
+            forward,
         })
     }
 }

@@ -35,11 +35,11 @@ section! {
         view: super::session::raw::View = "view",
         invite: super::invite::raw::Invite = "invite",
         binds: super::binds::raw::Binds = "binds",
+        forward: super::forward::raw::Forward = "forward",
     } unsupported {
         appsvc = "appsvc",
         directory = "directory",
         dns = "dns",
-        forward = "forward",
         register = "register",
     }
 }

@@ -13,6 +13,8 @@ pub mod client;
 pub mod discovery;
 pub mod dns;
 pub mod homeserver;
+pub mod identity_client;
+pub mod identity_discovery;
 mod tls;
 pub mod xmatrix;
 

@@ -141,8 +141,8 @@ impl Invites {
     }
 
     /// The resolution job: pending invites whose address an identity store now maps (a
-    /// directory gained the invitee) are delivered as if bound. Only this server's stores:
-    /// asking other servers would leak the invites.
+    /// directory gained the invitee), or another identity server does (mxisd's recursive
+    /// resolution, when `lookup.recursive.enabled`), are delivered as if bound.
     fn resolve(&self, state: &State, lookup: &crate::lookup::Chain) {
         let addresses = match state.invited_addresses(crate::now_ms()) {
             Ok(a) => a,
@@ -158,7 +158,7 @@ impl Invites {
             let Some(m) = Medium::parse(&medium) else {
                 continue;
             };
-            match lookup.find(crate::requester::Requester::Unknown, m, &address) {
+            match lookup.find(crate::lookup::Asker::Server, m, &address) {
                 Ok(Some(mxid)) => match crate::user_id::UserId::parse(&mxid) {
                     Some(mxid) => self.on_bind(
                         state,
