@@ -5,6 +5,7 @@
 pub mod balancer;
 pub mod fake_homeserver;
 pub mod mail;
+pub mod own_dns;
 pub mod pg_cluster;
 pub mod services;
 pub mod slapd;
