@@ -58,3 +58,57 @@ pub(super) mod raw {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+
+    /// The config with `extra`, and the warnings about forwarding.
+    fn load(extra: &str) -> Result<crate::config::Loaded, String> {
+        load_str(&format!("matrix:\n  domain: example.org\n{extra}"), "test")
+            .map(|mut l| {
+                l.warnings.retain(|w| w.contains("forward"));
+                l
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn labels_become_base_urls_in_order_and_unknown_labels_are_refused() {
+        let c = load("  identity:\n    servers:\n      a: ['https://a.example/', 'https://b.example']\n      c: ['https://c.example', 'https://a.example']\nforward:\n  servers: ['c', 'a']\n").unwrap();
+        assert_eq!(
+            c.config.forward.servers,
+            [
+                "https://c.example",
+                "https://a.example",
+                "https://b.example"
+            ]
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let e = load("forward:\n  servers: ['lan']\n").unwrap_err();
+        assert!(e.contains("forward.servers") && e.contains("'lan'"), "{e}");
+        assert!(load("").unwrap().config.forward.servers.is_empty());
+    }
+
+    #[test]
+    fn matrix_org_over_v1_is_warned_and_over_v2_is_not() {
+        let v1 = load("forward:\n  servers: ['matrix-org']\n").unwrap();
+        assert_eq!(v1.warnings.len(), 1, "{:?}", v1.warnings);
+        assert!(
+            v1.warnings[0].contains("https://matrix.org"),
+            "{:?}",
+            v1.warnings
+        );
+        let v2 = load("forward:\n  servers: ['matrix-org']\nlookup:\n  recursive:\n    accessTokens:\n      'https://matrix.org/': 'tok'\n").unwrap();
+        assert!(v2.warnings.is_empty(), "{:?}", v2.warnings);
+        assert_eq!(
+            v2.config
+                .lookup
+                .recursive
+                .access_tokens
+                .get("https://matrix.org")
+                .map(String::as_str),
+            Some("tok")
+        );
+    }
+}

@@ -250,3 +250,80 @@ fn live(answer: &RemoteFound) -> bool {
         .validity
         .is_none_or(|(_, _, not_after)| not_after > crate::now_ms())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(extra: &str) -> Remote {
+        let text = format!("matrix:\n  domain: example.org\n{extra}");
+        let config = crate::config::load_str(&text, "test").unwrap().config;
+        let client = Client::new(&config.federation).unwrap();
+        Remote::new(&config, client)
+    }
+
+    fn found(not_after: i64) -> RemoteFound {
+        RemoteFound {
+            mxid: "@a:example.net".into(),
+            validity: Some((0, 0, not_after)),
+        }
+    }
+
+    #[test]
+    fn the_policy_follows_enabled_and_allowed_cidr() {
+        let loopback = Requester::Ip("127.0.0.1".parse().unwrap());
+        let public = Requester::Ip("203.0.113.7".parse().unwrap());
+        let r = remote("");
+        assert!(r.allows(loopback) && r.enabled());
+        assert!(!r.allows(public) && !r.allows(Requester::Unknown));
+        let off = remote("lookup:\n  recursive:\n    enabled: false\n");
+        assert!(!off.allows(loopback) && !off.enabled());
+        let narrow = remote("lookup:\n  recursive:\n    allowedCidr: ['203.0.113.0/24']\n");
+        assert!(narrow.allows(public) && !narrow.allows(loopback));
+    }
+
+    #[test]
+    fn answers_are_kept_misses_too_but_never_past_not_after() {
+        let r = remote("");
+        let key = |a: &str| (Medium::Email, a.to_owned());
+        r.keep(key("miss@example.net"), None);
+        assert_eq!(r.cached(&key("miss@example.net")), Some(None));
+        r.keep(
+            key("hit@example.net"),
+            Some(found(crate::now_ms() + 60_000)),
+        );
+        assert!(matches!(r.cached(&key("hit@example.net")), Some(Some(_))));
+        // Signed to expire already: not served, asked again.
+        r.keep(key("old@example.net"), Some(found(crate::now_ms() - 1)));
+        assert_eq!(r.cached(&key("old@example.net")), None);
+        assert_eq!(r.cached(&key("unasked@example.net")), None);
+    }
+
+    #[test]
+    fn an_address_in_flight_is_claimed_once() {
+        let r = remote("");
+        let key = (Medium::Email, "x@example.net".to_owned());
+        let first = r.claim(vec![key.clone()]);
+        assert_eq!(first.keys.len(), 1);
+        assert!(r.claim(vec![key.clone()]).keys.is_empty());
+        drop(first);
+        assert_eq!(r.claim(vec![key]).keys.len(), 1);
+    }
+
+    #[test]
+    fn our_own_domain_and_phone_numbers_go_to_forwarders_only() {
+        let r = remote(
+            "  identity:\n    servers:\n      lan: ['https://id.lan.example']\nforward:\n  servers: ['lan']\n",
+        );
+        // The forwarders are the only servers: no DNS is asked for these.
+        let deadline = Instant::now();
+        assert_eq!(
+            r.servers_for(Medium::Email, "bob@example.org", deadline),
+            ["https://id.lan.example"]
+        );
+        assert_eq!(
+            r.servers_for(Medium::Msisdn, "442079460001", deadline),
+            ["https://id.lan.example"]
+        );
+    }
+}
