@@ -45,7 +45,7 @@ storage:
     sqlite:
       database: '$d/mxisd.db'
 logging:
-  app: warn
+  app: info
 memory:
   enabled: true
   identities:
