@@ -126,7 +126,9 @@ impl App {
             .map_err(StartError::Federation)?
             .with_homeserver_overrides(config.dns.homeserver_federation.clone());
         let accounts = Accounts::new(Terms::new(config.policies.clone()));
-        let mut lookup = Chain::from_config(&config).map_err(StartError::Stores)?;
+        let mut lookup = Chain::from_config(&config)
+            .map_err(StartError::Stores)?
+            .with_remote(&config, federation.clone());
         if config.binds.local {
             lookup.push(Box::new(LocalBinds::new(state.clone())));
         }

@@ -8,6 +8,7 @@ mod binds;
 mod check_credentials;
 mod config_cli;
 mod element_sdk;
+mod federation_lookup;
 mod federation_names;
 mod http_api;
 mod http_concurrency;

@@ -103,8 +103,12 @@ pub fn store<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiError
     if caller.as_deref().is_some_and(|c| c != sender) {
         return Err(ApiError::Forbidden("sender must be the caller".into()));
     }
-    // Only this server's stores: asking other servers would leak the invite.
-    if let Some(mxid) = app.lookup.find(req.client, Medium::Email, &address)? {
+    // mxisd's forced recursion: an invitee bound on another identity server is found there
+    // (when `lookup.recursive.enabled`), and the homeserver invites the Matrix ID instead.
+    if let Some(mxid) = app
+        .lookup
+        .find(crate::lookup::Asker::Server, Medium::Email, &address)?
+    {
         return Err(ApiError::ThreepidInUse { mxid });
     }
     let stored = app

@@ -1,11 +1,17 @@
 //! Lookups: 3PID → Matrix ID. v1 (unauthenticated, signed single answers, bulk) and v2
 //! (authenticated, hashed). All answered by the lookup chain; a store that failed makes the
 //! lookup 503 M_UNKNOWN naming it, never a false "not found".
+//!
+//! v1 and v2 `none` lookups may go on to other identity servers (the chain decides by the
+//! requester); one that another server forwarded to us (`FORWARDED_HEADER`) is answered from
+//! our stores only. v2 `sha256` lookups are answered from local data only: the hashes are
+//! under our pepper, so neither the address nor its domain can be recovered to ask elsewhere.
 
 use super::auth;
 use crate::app::App;
+use crate::federation::identity_client::FORWARDED_HEADER;
 use crate::http::{ApiError, Reply, Request};
-use crate::lookup::LookupError;
+use crate::lookup::{Asker, LookupError};
 use crate::stores::Signed;
 use crate::threepid::Medium;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -19,11 +25,21 @@ impl From<LookupError> for ApiError {
     }
 }
 
+/// Who a lookup is for: a lookup another identity server forwarded stays local.
+fn asker(req: &Request) -> Asker {
+    match req.header(FORWARDED_HEADER) {
+        Some(_) => Asker::Forwarded,
+        None => Asker::Client(req.client),
+    }
+}
+
 /// # `GET /_matrix/identity/api/v1/lookup?medium=…&address=…`
 ///
 /// The signed association of one 3PID, or `{}` when no store knows it.
 /// - A bind made here: the association as it was bound (normalised address, the `ts`,
 ///   `not_before` and `not_after` signed at bind time), as sydent answers.
+/// - Another identity server's answer (its signature verified): re-signed by `server.name`
+///   keeping its `mxid`, `ts`, `not_before` and `not_after`, as mxisd did.
 /// - A store's answer: signed by `server.name` with the current key, valid from a minute ago
 ///   (clock skew) to five minutes from now, as mxisd answered.
 pub fn lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
@@ -31,7 +47,7 @@ pub fn lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let address = req.require_query("address")?;
     // A medium that is not a 3PID of the spec is bound to nobody.
     let Some((normalised, found)) = Medium::parse(medium)
-        .map(|m| app.lookup.find_signed(req.client, m, address))
+        .map(|m| app.lookup.find_signed(asker(req), m, address))
         .transpose()?
         .flatten()
     else {
@@ -84,7 +100,7 @@ pub fn bulk_lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
         .collect();
     let found: Vec<[String; 3]> = app
         .lookup
-        .find_many(req.client, &asked)?
+        .find_many(asker(req), &asked)?
         .into_iter()
         .map(|b| [b.medium.as_str().to_owned(), b.address, b.mxid])
         .collect();
@@ -147,7 +163,7 @@ pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
             })
             .collect();
         app.lookup
-            .find_many(req.client, &asked)?
+            .find_many(asker(req), &asked)?
             .into_iter()
             .map(|b| (format!("{} {}", b.address, b.medium), b.mxid))
             .collect()

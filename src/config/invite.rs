@@ -20,6 +20,9 @@ pub struct InviteConfig {
     /// How often pending invites are looked up in the identity stores
     /// (`invite.resolution.{timer, period}`: 5 minutes by default).
     pub resolution: Duration,
+    /// `invite.resolution.recursive` (mxisd's default: true): resolution asks other identity
+    /// servers too (when `lookup.recursive.enabled`), whoever sent the invite.
+    pub resolution_recursive: bool,
     /// Retries of invite mails and onbind calls: the first wait, doubling up to the last
     /// (`invite.retry.{first, max}`, seconds: 30 and 3,600).
     pub retry: (Duration, Duration),
@@ -70,9 +73,6 @@ impl Resolver<'_> {
             .to_owned();
         self.http_url("invite.clientUrl", &client_url)?;
         let resolution = i.resolution.as_ref();
-        if let Some(r) = resolution {
-            self.unsupported("invite.resolution", &r.unsupported());
-        }
         let timer = resolution.and_then(|r| r.timer).unwrap_or(5).max(1);
         let unit = match resolution.and_then(|r| r.period.as_deref()) {
             None | Some("minutes") => 60,
@@ -101,6 +101,7 @@ impl Resolver<'_> {
         Ok(InviteConfig {
             retry: (first, max.max(first)),
             resolution: Duration::from_secs(timer * unit),
+            resolution_recursive: resolution.and_then(|r| r.recursive).unwrap_or(true),
             expiration: enabled.then(|| Duration::from_secs_f64(after * 60.0)),
             per_sender: Limit::written(limits.and_then(|l| l.per_sender.as_ref()), 10, 10),
             per_address: Limit::written(limits.and_then(|l| l.per_address.as_ref()), 3, 1),
@@ -135,13 +136,10 @@ pub(super) mod raw {
         }
     }
     section! {
-        /// `recursive` (asking other identity servers) waits for federation: accepted and
-        /// reported at start, as `lookup.recursive` is.
         Resolution {
             timer: u64 = "timer",
             period: String = "period",
-        } unsupported {
-            recursive = "recursive",
+            recursive: bool = "recursive",
         }
     }
     section! {

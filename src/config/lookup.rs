@@ -2,6 +2,8 @@
 //! lookups (algorithms, pepper, index refresh).
 
 use super::check::Resolver;
+use crate::cidr::Cidr;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -11,7 +13,36 @@ pub struct LookupConfig {
     pub max_addresses: usize,
     /// Region of phone numbers written without a country code in stores (`GB`, `FR`).
     pub default_region: Option<phonenumber::country::Id>,
+    /// `lookup.recursive`: whether and for whom lookups go on to other identity servers.
+    pub recursive: RecursiveConfig,
 }
+
+/// `lookup.recursive`: asking other identity servers when no local store knows an address.
+#[derive(Debug, Clone)]
+pub struct RecursiveConfig {
+    /// mxisd 1.4's default: on (for `allowed` requesters only).
+    pub enabled: bool,
+    /// Requesters whose lookups may go remote (`allowedCidr`): loopback and private ranges.
+    pub allowed: Vec<Cidr>,
+    /// The whole time a request's remote steps may take together (`timeout`, seconds).
+    pub budget: Duration,
+    /// How long a remote answer, found or not, is kept (`cacheTime`, seconds).
+    pub cache_time: Duration,
+    /// Base URL (no trailing `/`) → access token of ours there: such a server is asked over
+    /// v2 with sha256 hashes, so addresses never leave in clear (`accessTokens`).
+    pub access_tokens: BTreeMap<String, String>,
+}
+
+/// Loopback and the private ranges: mxisd's default `allowedCidr`.
+pub const PRIVATE_RANGES: [&str; 7] = [
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+];
 
 #[derive(Debug, Clone)]
 pub struct HashingConfig {
@@ -26,7 +57,6 @@ pub struct HashingConfig {
 
 impl Resolver<'_> {
     pub(super) fn lookup(&mut self, l: raw::Lookup) -> Result<LookupConfig, String> {
-        self.unsupported("lookup", &l.unsupported());
         let max_addresses = l.max_addresses.unwrap_or(10_000);
         if max_addresses == 0 {
             return Err(self.at("lookup.maxAddresses", "must be at least 1"));
@@ -44,10 +74,39 @@ impl Resolver<'_> {
                     })?,
             ),
         };
+        let recursive = self.recursive(l.recursive.unwrap_or_default())?;
         Ok(LookupConfig {
             bulk_enabled: l.bulk.and_then(|b| b.enabled).unwrap_or(true),
             max_addresses,
             default_region,
+            recursive,
+        })
+    }
+
+    fn recursive(&mut self, r: raw::Recursive) -> Result<RecursiveConfig, String> {
+        self.unsupported("lookup.recursive", &r.unsupported());
+        let allowed = match r.allowed_cidr {
+            Some(list) => self.cidrs("lookup.recursive.allowedCidr", Some(list))?,
+            None => PRIVATE_RANGES
+                .iter()
+                .filter_map(|c| c.parse::<Cidr>().ok())
+                .collect(),
+        };
+        let budget = self.seconds("lookup.recursive.timeout", r.timeout, 5, 60)?;
+        let cache_time = self.seconds("lookup.recursive.cacheTime", r.cache_time, 60, 86_400)?;
+        let mut access_tokens = BTreeMap::new();
+        for (url, token) in r.access_tokens.unwrap_or_default() {
+            let path = format!("lookup.recursive.accessTokens.{url}");
+            self.http_url(&path, &url)?;
+            let token = self.non_empty(&path, Some(token))?.unwrap_or_default();
+            access_tokens.insert(url.trim_end_matches('/').to_owned(), token);
+        }
+        Ok(RecursiveConfig {
+            enabled: r.enabled.unwrap_or(true),
+            allowed,
+            budget,
+            cache_time,
+            access_tokens,
         })
     }
 
@@ -106,8 +165,19 @@ pub(super) mod raw {
             bulk: LookupBulk = "bulk",
             max_addresses: usize = "maxAddresses",
             default_region: String = "defaultRegion",
+            recursive: Recursive = "recursive",
+        }
+    }
+    section! {
+        /// mxisd's `lookup.recursive`, with this version's budget, cache and v2 tokens.
+        Recursive {
+            enabled: bool = "enabled",
+            allowed_cidr: Vec<String> = "allowedCidr",
+            timeout: u64 = "timeout",
+            cache_time: u64 = "cacheTime",
+            access_tokens: std::collections::BTreeMap<String, String> = "accessTokens",
         } unsupported {
-            recursive = "recursive",
+            bridge = "bridge",
         }
     }
     section! {

@@ -15,6 +15,7 @@ mod binds;
 mod check;
 mod dns;
 mod federation;
+mod forward;
 mod http;
 mod internal;
 mod invite;
@@ -38,12 +39,13 @@ pub use account::{AccountConfig, PolicyConfig};
 pub use binds::BindsConfig;
 pub use dns::DnsConfig;
 pub use federation::FederationConfig;
+pub use forward::ForwardConfig;
 pub use http::HttpConfig;
 pub use internal::InternalConfig;
 pub use invite::InviteConfig;
 pub use ldap::LdapConfig;
 pub use logging::LoggingConfig;
-pub use lookup::{HashingConfig, LookupConfig};
+pub use lookup::{HashingConfig, LookupConfig, RecursiveConfig};
 pub use matrix::{MatrixConfig, MATRIX_ORG_LABEL};
 pub use memory::{MemoryConfig, MemoryIdentity};
 pub use postgresql::{connection_text, with_causes, DbTls, PostgresConfig, TlsMode};
@@ -90,6 +92,8 @@ pub struct Config {
     pub invite: InviteConfig,
     /// mxisd's `dns.overwrite` entries.
     pub dns: DnsConfig,
+    /// `forward.servers`: the forwarders of lookups, resolved to base URLs.
+    pub forward: ForwardConfig,
 }
 
 /// A loaded configuration and the warnings it produced (to be logged once).
@@ -231,6 +235,7 @@ impl Resolver<'_> {
         let session = self.session(root.session.unwrap_or_default(), root.view)?;
         let binds = self.binds(root.binds.unwrap_or_default());
         let dns = self.dns(root.dns.unwrap_or_default())?;
+        let forward = self.forward(root.forward.unwrap_or_default(), &matrix, &lookup)?;
         Ok(Config {
             matrix,
             server,
@@ -253,6 +258,7 @@ impl Resolver<'_> {
             binds,
             invite,
             dns,
+            forward,
         })
     }
 }
@@ -283,6 +289,20 @@ mod tests {
         assert_eq!(
             c.matrix.identity_servers.get(MATRIX_ORG_LABEL),
             Some(&vec!["https://matrix.org".to_owned()])
+        );
+    }
+
+    #[test]
+    fn invite_resolution_recursion_is_mxisds() {
+        let base = "matrix:\n  domain: example.org\n";
+        assert!(load(base).unwrap().config.invite.resolution_recursive);
+        let off = format!("{base}invite:\n  resolution:\n    recursive: false\n");
+        let loaded = load(&off).unwrap();
+        assert!(!loaded.config.invite.resolution_recursive);
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("recursive")),
+            "{:?}",
+            loaded.warnings
         );
     }
 

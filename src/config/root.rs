@@ -36,10 +36,10 @@ section! {
         invite: super::invite::raw::Invite = "invite",
         binds: super::binds::raw::Binds = "binds",
         dns: super::dns::raw::Dns = "dns",
+        forward: super::forward::raw::Forward = "forward",
     } unsupported {
         appsvc = "appsvc",
         directory = "directory",
-        forward = "forward",
         register = "register",
     }
 }

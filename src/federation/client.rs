@@ -466,3 +466,63 @@ impl Resolver for GuardedResolver {
         }
     }
 }
+
+impl Client {
+    /// One call to a server a user's input led to (another identity server), with request
+    /// `headers` and a whole-call deadline of at most `timeout` (DNS, connect and answer
+    /// together; never more than `federation.timeout`): what is left of a request's budget.
+    /// `body`: sent as JSON with POST; `None`: a GET.
+    pub fn call_within(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<Answer, CallError> {
+        if timeout.is_zero() {
+            return Err(CallError::Timeout);
+        }
+        let mut caller = self.caller.clone();
+        caller.timeout = caller.timeout.min(timeout);
+        caller.connect_timeout = caller.connect_timeout.min(timeout);
+        let refusal = Arc::new(Mutex::new(None));
+        let resolver = GuardedResolver {
+            // Two attempts per query: each takes half of what is left.
+            names: self.names.with_timeout(timeout / 2),
+            policy: self.policy.clone(),
+            pin: None,
+            refusal: refusal.clone(),
+        };
+        let agent = caller.agent(resolver);
+        let answer = match body {
+            None => {
+                let mut request = agent.get(url);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.call()
+            }
+            Some(json) => {
+                let mut request = agent.post(url).header("Content-Type", "application/json");
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.send(json.to_string())
+            }
+        };
+        answer
+            .and_then(|mut r| {
+                let status = r.status().as_u16();
+                let body = r
+                    .body_mut()
+                    .with_config()
+                    .limit(caller.max_answer)
+                    .read_to_string()?;
+                Ok(Answer { status, body })
+            })
+            .map_err(|e| match crate::lock(&refusal).take() {
+                Some(cause) => cause,
+                None => classify(e),
+            })
+    }
+}

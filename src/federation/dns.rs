@@ -132,3 +132,62 @@ fn parse_name(name: &str) -> Result<Name<Vec<u8>>, DnsError> {
         Err(_) => Err(DnsError::BadName(name.into())),
     }
 }
+
+/// One SRV record as the DNS answered it, with its time to live: identity server
+/// discovery orders the records itself (RFC 2782) and keeps them for their TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvRecord {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    /// Without the final dot; `.` (service not offered) is left out.
+    pub target: String,
+    pub ttl: Duration,
+}
+
+impl Dns {
+    /// The same resolver, each query attempt bounded by `timeout` (two attempts): for calls
+    /// that must fit in what is left of a request's budget.
+    pub fn with_timeout(&self, timeout: Duration) -> Dns {
+        let mut conf = self.conf.clone();
+        conf.options.timeout = timeout.max(Duration::from_millis(10));
+        Dns { conf }
+    }
+
+    /// The SRV records of `<service>.<name>` with their TTLs, unordered (empty when the name
+    /// has none or does not exist). The error is text: why the DNS could not answer.
+    pub fn srv_records(&self, service: &str, name: &str) -> Result<Vec<SrvRecord>, String> {
+        use domain::base::iana::{Rcode, Rtype};
+        use domain::base::name::ParsedName;
+        use domain::rdata::Srv;
+        let qname = parse_name(&format!("{service}.{name}")).map_err(|e| e.to_string())?;
+        let result: Result<Vec<SrvRecord>, std::io::Error> =
+            StubResolver::run_with_conf(self.conf.clone(), move |resolver| async move {
+                let answer = resolver.query((qname, Rtype::SRV)).await?;
+                let message = answer.into_message();
+                if message.header().rcode() == Rcode::NXDOMAIN {
+                    return Ok(Vec::new());
+                }
+                let section = message.answer().map_err(std::io::Error::other)?;
+                let mut found = Vec::new();
+                for record in section.limit_to::<Srv<ParsedName<_>>>() {
+                    let record = record.map_err(std::io::Error::other)?;
+                    let srv = record.data();
+                    let target = srv.target().to_string();
+                    let target = target.trim_end_matches('.');
+                    if target.is_empty() {
+                        continue;
+                    }
+                    found.push(SrvRecord {
+                        priority: srv.priority(),
+                        weight: srv.weight(),
+                        port: srv.port(),
+                        target: target.to_owned(),
+                        ttl: Duration::from_secs(u64::from(record.ttl().as_secs())),
+                    });
+                }
+                Ok(found)
+            });
+        result.map_err(|e| e.to_string())
+    }
+}

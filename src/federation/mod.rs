@@ -16,6 +16,8 @@ pub mod discovery;
 pub mod dns;
 pub mod homeserver;
 pub mod hosts;
+pub mod identity_client;
+pub mod identity_discovery;
 pub mod names;
 pub mod remote_session;
 mod tls;

@@ -11,6 +11,7 @@ use super::hosts::{self, HostsFile};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The resolver of every outbound name: hosts file first, then DNS.
 #[derive(Debug, Clone)]
@@ -62,6 +63,14 @@ impl Names {
         Names {
             hosts: Arc::new(hosts),
             dns,
+        }
+    }
+
+    /// The same names with `timeout` per DNS attempt (what is left of a caller's budget).
+    pub fn with_timeout(&self, timeout: Duration) -> Names {
+        Names {
+            hosts: self.hosts.clone(),
+            dns: self.dns.with_timeout(timeout),
         }
     }
 

@@ -141,8 +141,9 @@ impl Invites {
     }
 
     /// The resolution job: pending invites whose address an identity store now maps (a
-    /// directory gained the invitee) are delivered as if bound. Only this server's stores:
-    /// asking other servers would leak the invites.
+    /// directory gained the invitee), or another identity server does (mxisd's
+    /// `invite.resolution.recursive`, when `lookup.recursive.enabled`), are delivered as if
+    /// bound.
     fn resolve(&self, state: &State, lookup: &crate::lookup::Chain) {
         let addresses = match state.invited_addresses(crate::now_ms()) {
             Ok(a) => a,
@@ -155,7 +156,12 @@ impl Invites {
             if self.stopping.load(Ordering::Relaxed) {
                 return;
             }
-            match lookup.find(crate::requester::Requester::Unknown, m, &address) {
+            let asker = if self.cfg.resolution_recursive {
+                crate::lookup::Asker::Server
+            } else {
+                crate::lookup::Asker::Local
+            };
+            match lookup.find(asker, m, &address) {
                 Ok(Some(mxid)) => match crate::user_id::UserId::parse(&mxid) {
                     Some(mxid) => self.on_bind(
                         state,

@@ -4,8 +4,12 @@
 //!
 //! Addresses are normalised (`threepid`) before any store sees them. v2 hashed lookups are
 //! answered from [`hash_index::HashIndex`], an index built from the stores that can list.
+//!
+//! After a clean local miss, the remote steps ([`remote::Remote`]: the identity server of
+//! an e-mail's domain, then the forwarders) for those who may recurse ([`Asker`]).
 
 pub mod hash_index;
+pub mod remote;
 
 use crate::config::Config;
 use crate::federation::ConfiguredClient;
@@ -13,10 +17,11 @@ use crate::requester::Requester;
 use crate::stores::rest::RestStore;
 use crate::stores::{
     ldap::LdapStore, memory::MemoryStore, sql::SqlStore, AuthenticatedUser, Binding, Found,
-    IdentityStore, StoreError,
+    IdentityStore, Signed, StoreError,
 };
 use crate::threepid::{self, Medium};
 use crate::user_id::UserId;
+use remote::Remote;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -24,6 +29,30 @@ pub struct Chain {
     stores: Vec<Box<dyn IdentityStore>>,
     region: Option<phonenumber::country::Id>,
     domain: String,
+    /// The remote steps, once [`Chain::with_remote`] gave them.
+    remote: Option<Remote>,
+}
+
+/// Who a lookup is for, which decides whether it may go on to other identity servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asker {
+    /// A client of ours: remote steps when `lookup.recursive.enabled` and it is in
+    /// `lookup.recursive.allowedCidr`.
+    Client(Requester),
+    /// Another identity server forwarding a lookup (our forwarded header): local stores
+    /// only, so that servers forwarding to each other end.
+    Forwarded,
+    /// mxisd itself (store-invite's check, invite resolution: mxisd's forced recursion):
+    /// remote steps whenever `lookup.recursive.enabled`.
+    Server,
+    /// mxisd itself, told to keep to its own stores (`invite.resolution.recursive: false`).
+    Local,
+}
+
+impl From<Requester> for Asker {
+    fn from(requester: Requester) -> Asker {
+        Asker::Client(requester)
+    }
 }
 
 /// Why a lookup has no answer.
@@ -101,7 +130,25 @@ impl Chain {
             stores,
             region,
             domain: domain.clone(),
+            remote: None,
         })
+    }
+
+    /// Adds the remote steps (`lookup.recursive`, `forward`), calling out through `client`.
+    pub fn with_remote(mut self, config: &Config, client: crate::federation::Client) -> Chain {
+        self.remote = Some(Remote::new(config, client));
+        self
+    }
+
+    /// The remote steps, if `asker` may take them: with the deadline of this request's.
+    fn remote_for(&self, asker: Asker) -> Option<(&Remote, std::time::Instant)> {
+        let remote = self.remote.as_ref()?;
+        let allowed = match asker {
+            Asker::Client(requester) => remote.allows(requester),
+            Asker::Forwarded | Asker::Local => false,
+            Asker::Server => remote.enabled(),
+        };
+        allowed.then(|| (remote, remote.deadline()))
     }
 
     /// Adds `store` after the others (the least authoritative: the binds made here).
@@ -109,34 +156,52 @@ impl Chain {
         self.stores.push(store);
     }
 
-    /// The Matrix ID bound to this 3PID, if a store knows one. `requester` is who asked:
-    /// whether a lookup may go on to other identity servers will depend on it
-    /// (`lookup.recursive.allowedCidr`); today only the local stores are asked.
+    /// The Matrix ID bound to this 3PID, if a store (or, for an `asker` who may recurse,
+    /// another identity server) knows one.
     pub fn find(
         &self,
-        requester: Requester,
+        asker: impl Into<Asker>,
         medium: Medium,
         address: &str,
     ) -> Result<Option<String>, LookupError> {
         Ok(self
-            .find_signed(requester, medium, address)?
+            .find_signed(asker, medium, address)?
             .map(|(_, found)| found.mxid))
     }
 
-    /// As [`Chain::find`], with the address normalised and, for a bind made here, the
-    /// validity its association was signed with (a v1 lookup answers it as bound).
+    /// As [`Chain::find`], with the address normalised and, for a bind made here or a
+    /// remote's signed answer, the validity its association was signed with (a v1 lookup
+    /// answers it with that validity). Other servers are asked only after a clean local
+    /// miss: a store that failed is an error, as without recursion.
     pub fn find_signed(
         &self,
-        _requester: Requester,
+        asker: impl Into<Asker>,
         medium: Medium,
         address: &str,
     ) -> Result<Option<(String, Found)>, LookupError> {
         let Some(address) = threepid::address(medium, address, self.region) else {
             return Ok(None);
         };
-        Ok(self
-            .first_answer(|store| store.find_signed(medium, &address))?
-            .map(|found| (address, found)))
+        if let Some(found) = self.first_answer(|store| store.find_signed(medium, &address))? {
+            return Ok(Some((address, found)));
+        }
+        let Some((remote, deadline)) = self.remote_for(asker.into()) else {
+            return Ok(None);
+        };
+        Ok(remote.find(medium, &address, deadline).map(|r| {
+            let signed = r.validity.map(|(ts, not_before, not_after)| Signed {
+                ts,
+                not_before,
+                not_after,
+            });
+            (
+                address,
+                Found {
+                    mxid: r.mxid,
+                    signed,
+                },
+            )
+        }))
     }
 
     /// Asks the stores in priority order; the first that answers `Some` wins. Fails only if
@@ -163,11 +228,11 @@ impl Chain {
         }
     }
 
-    /// The bindings of many 3PIDs, keyed by the (medium, address) as asked; `requester` as
-    /// for [`Chain::find`].
+    /// The bindings of many 3PIDs, keyed by the (medium, address) as asked; `asker` as
+    /// for [`Chain::find`]: the local misses go to other servers in one batch per server.
     pub fn find_many(
         &self,
-        _requester: Requester,
+        asker: impl Into<Asker>,
         asked: &[(Medium, String)],
     ) -> Result<Vec<Binding>, LookupError> {
         // normalised (medium, address) -> the forms it was asked in
@@ -207,6 +272,21 @@ impl Chain {
         }
         if !failed.is_empty() && !wanted.is_empty() {
             return Err(LookupError::Stores(failed));
+        }
+        if wanted.is_empty() {
+            return Ok(found);
+        }
+        if let Some((remote, deadline)) = self.remote_for(asker.into()) {
+            let misses: Vec<(Medium, String)> = wanted.keys().cloned().collect();
+            for (medium, address, mxid) in remote.find_many(&misses, deadline) {
+                if let Some(forms) = wanted.remove(&(medium, address)) {
+                    found.extend(forms.into_iter().map(|address| Binding {
+                        medium,
+                        address,
+                        mxid: mxid.clone(),
+                    }));
+                }
+            }
         }
         Ok(found)
     }

@@ -23,6 +23,12 @@ impl Balancer {
     /// The same on `port`, over TLS with the test CA's certificate (`localhost`) when `tls`:
     /// how a homeserver reaches an identity server.
     pub fn start_on(port: u16, upstreams: &[SocketAddr], tls: bool) -> Balancer {
+        Balancer::start_at("127.0.0.1", port, upstreams, tls)
+    }
+
+    /// The same on `ip:port` (another loopback address, such as 127.0.0.6:443 for a name's
+    /// default HTTPS port).
+    pub fn start_at(ip: &str, port: u16, upstreams: &[SocketAddr], tls: bool) -> Balancer {
         super::services::ensure_up(); // the test CA (nginx is installed by up.sh)
         let example = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/nginx/mxisd-instances.conf"),
@@ -37,10 +43,7 @@ impl Balancer {
                 "    server 127.0.0.1:8091;\n    server 127.0.0.1:8092;\n",
                 &servers,
             )
-            .replace(
-                "listen 127.0.0.1:8090;",
-                &format!("listen 127.0.0.1:{port};"),
-            );
+            .replace("listen 127.0.0.1:8090;", &format!("listen {ip}:{port};"));
         assert!(
             site.contains(&servers) && site.contains(&port.to_string()),
             "the example changed: {site}"
@@ -48,8 +51,8 @@ impl Balancer {
         let site = if tls {
             let certs = format!("{}/tls", super::services::get("MXISD_TEST_DIR"));
             site.replace(
-                &format!("listen 127.0.0.1:{port};"),
-                &format!("listen 127.0.0.1:{port} ssl;\n    ssl_certificate {certs}/server.pem;\n    ssl_certificate_key {certs}/server.key;"),
+                &format!("listen {ip}:{port};"),
+                &format!("listen {ip}:{port} ssl;\n    ssl_certificate {certs}/server.pem;\n    ssl_certificate_key {certs}/server.key;"),
             )
         } else {
             site
@@ -84,7 +87,7 @@ impl Balancer {
             .spawn()
             .expect("run nginx");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((ip, port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "nginx did not listen: {}",

@@ -5,6 +5,7 @@
 pub mod balancer;
 pub mod fake_homeserver;
 pub mod mail;
+pub mod own_dns;
 pub mod pg_cluster;
 pub mod services;
 pub mod slapd;
@@ -84,8 +85,25 @@ pub fn config_text(dir: &TempDir, key_path: &Path, extra: &str) -> String {
             dir.join("mxisd.db").display()
         )
     };
+    // Lookups go on to other identity servers by default (loopback is in
+    // `lookup.recursive.allowedCidr`): names are asked of the test dnsmasq, which knows only
+    // the test names, so no test sends DNS (or anything after it) off the machine.
+    // Last, so that the lines of `extra` stay where tests expect them.
+    let federation = if extra.starts_with("federation:") || extra.contains("\nfederation:") {
+        String::new()
+    } else {
+        let newline = if extra.is_empty() || extra.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        format!(
+            "{newline}federation:\n  resolver: '127.0.0.1:{}'\n",
+            services::get("DNS_PORT")
+        )
+    };
     format!(
-        "matrix:\n  domain: example.org\nserver:\n  port: 0\nkey:\n  path: '{}'\n{storage}{extra}",
+        "matrix:\n  domain: example.org\nserver:\n  port: 0\nkey:\n  path: '{}'\n{storage}{extra}{federation}",
         key_path.display(),
     )
 }

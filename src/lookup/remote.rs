@@ -1,0 +1,329 @@
+//! The remote steps of the lookup chain, after the local stores: the identity server DNS
+//! names for an e-mail's domain (`federation::identity_discovery`), then the forwarders
+//! (`forward.servers`), one after another inside one time budget per request
+//! (`lookup.recursive.timeout`). No thread of its own: the worker that asked waits, at most
+//! the budget.
+//!
+//! Answers, found or not, are kept `lookup.recursive.cacheTime` (a found one never past the
+//! `not_after` its server signed), so a busy client does not become a flood towards another
+//! server. An address this instance is already asking about elsewhere is not asked again
+//! meanwhile: it is a miss for that request (not kept), which also ends the loop of two
+//! servers that forward to each other without marking their lookups as forwarded.
+
+use crate::config::{Config, RecursiveConfig};
+use crate::federation::identity_client::{IdentityClient, RemoteFound};
+use crate::federation::identity_discovery::IdentityDiscovery;
+use crate::federation::Client;
+use crate::requester::Requester;
+use crate::threepid::Medium;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Answers kept at most; beyond, expired ones go, then all.
+const CACHE_MAX: usize = 100_000;
+
+type Key = (Medium, String);
+
+pub struct Remote {
+    ids: IdentityClient,
+    discovery: IdentityDiscovery,
+    /// Base URLs of the forwarders, in order.
+    forwarders: Vec<String>,
+    /// `matrix.domain`: its addresses are ours, never asked elsewhere by DNS.
+    own_domain: String,
+    config: RecursiveConfig,
+    /// Remote answers (found or not) and until when they hold.
+    cache: Mutex<HashMap<Key, (Option<RemoteFound>, Instant)>>,
+    /// Addresses being asked about now, by any worker.
+    in_flight: Mutex<HashSet<Key>>,
+}
+
+/// The addresses a request is asking about; released when it is done, even on a panic.
+struct Claim<'a> {
+    remote: &'a Remote,
+    keys: Vec<Key>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = crate::lock(&self.remote.in_flight);
+        for key in &self.keys {
+            in_flight.remove(key);
+        }
+    }
+}
+
+impl Remote {
+    pub fn new(config: &Config, client: Client) -> Remote {
+        Remote {
+            ids: IdentityClient::new(client, config.lookup.recursive.access_tokens.clone()),
+            discovery: IdentityDiscovery::default(),
+            forwarders: config.forward.servers.clone(),
+            own_domain: config.matrix.domain.to_ascii_lowercase(),
+            config: config.lookup.recursive.clone(),
+            cache: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether `requester`'s lookups may go on to other servers.
+    pub fn allows(&self, requester: Requester) -> bool {
+        self.config.enabled && requester.is_in(&self.config.allowed)
+    }
+
+    /// Whether recursion is on at all (lookups mxisd makes itself: invites).
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// The deadline of a request's remote steps starting now.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.config.budget
+    }
+
+    /// Who `address` (normalised) belongs to according to other servers, asked in turn
+    /// until one knows; `None` when none does, none could answer in time, or another
+    /// request of this instance is asking about it now.
+    pub fn find(&self, medium: Medium, address: &str, deadline: Instant) -> Option<RemoteFound> {
+        let key = (medium, address.to_owned());
+        if let Some(answer) = self.cached(&key) {
+            return answer;
+        }
+        let claim = self.claim(vec![key.clone()]);
+        if claim.keys.is_empty() {
+            log::debug!("remote lookup of {medium} {address} already running: a miss here");
+            return None;
+        }
+        let mut found = None;
+        for base in self.servers_for(medium, address, deadline) {
+            if Instant::now() >= deadline {
+                log::info!("remote lookup of a {medium}: budget spent before {base}");
+                break;
+            }
+            match self.ids.lookup(&base, medium.as_str(), address, deadline) {
+                Ok(Some(answer)) if live(&answer) => {
+                    found = Some(answer);
+                    break;
+                }
+                Ok(_) => {}
+                Err(why) => log::warn!("identity server {base} skipped: {why}"),
+            }
+        }
+        self.keep(key, found.clone());
+        found
+    }
+
+    /// The bindings other servers know among `asked` (normalised, local misses), as
+    /// (medium, address, mxid): one request per server, the servers in the order
+    /// [`Remote::find`] asks them.
+    pub fn find_many(&self, asked: &[Key], deadline: Instant) -> Vec<(Medium, String, String)> {
+        let mut found = Vec::new();
+        let mut pending = Vec::new();
+        for key in asked {
+            match self.cached(key) {
+                Some(Some(hit)) => found.push((key.0, key.1.clone(), hit.mxid)),
+                Some(None) => {}
+                None => pending.push(key.clone()),
+            }
+        }
+        let claim = self.claim(pending);
+        // Each address's servers, and every server once, in first-seen order.
+        let mut order: Vec<String> = Vec::new();
+        let mut servers_of: HashMap<&Key, Vec<String>> = HashMap::new();
+        for key in &claim.keys {
+            let servers = self.servers_for(key.0, &key.1, deadline);
+            for s in &servers {
+                if !order.contains(s) {
+                    order.push(s.clone());
+                }
+            }
+            servers_of.insert(key, servers);
+        }
+        let mut answers: HashMap<&Key, RemoteFound> = HashMap::new();
+        for base in &order {
+            if Instant::now() >= deadline {
+                log::info!("remote bulk lookup: budget spent before {base}");
+                break;
+            }
+            let batch: Vec<(String, String)> = claim
+                .keys
+                .iter()
+                .filter(|k| !answers.contains_key(k) && servers_of[k].contains(base))
+                .map(|(m, a)| (m.as_str().to_owned(), a.clone()))
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            match self.ids.bulk_lookup(base, &batch, deadline) {
+                Ok(rows) => {
+                    for (medium, address, mxid) in rows {
+                        if let Some(key) = claim
+                            .keys
+                            .iter()
+                            .find(|(m, a)| m.as_str() == medium && *a == address)
+                        {
+                            answers.entry(key).or_insert(RemoteFound {
+                                mxid,
+                                validity: None,
+                            });
+                        }
+                    }
+                }
+                Err(why) => log::warn!("identity server {base} skipped: {why}"),
+            }
+        }
+        for key in &claim.keys {
+            let answer = answers.get(key).cloned();
+            if let Some(hit) = &answer {
+                found.push((key.0, key.1.clone(), hit.mxid.clone()));
+            }
+            self.keep(key.clone(), answer);
+        }
+        found
+    }
+
+    /// The servers to ask about one address, in order: the one its e-mail domain names
+    /// (not ours; phone numbers have no domain), then the forwarders.
+    fn servers_for(&self, medium: Medium, address: &str, deadline: Instant) -> Vec<String> {
+        let mut servers = Vec::new();
+        if medium == Medium::Email {
+            if let Some((_, domain)) = address.rsplit_once('@') {
+                if !domain.eq_ignore_ascii_case(&self.own_domain) {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    servers = self.discovery.servers(self.ids.client(), domain, left);
+                }
+            }
+        }
+        for f in &self.forwarders {
+            if !servers.contains(f) {
+                servers.push(f.clone());
+            }
+        }
+        servers
+    }
+
+    /// A kept answer still valid: `Some(answer)`; `None` when the servers must be asked.
+    fn cached(&self, key: &Key) -> Option<Option<RemoteFound>> {
+        let cache = crate::lock(&self.cache);
+        let (answer, until) = cache.get(key)?;
+        if *until <= Instant::now() || answer.as_ref().is_some_and(|a| !live(a)) {
+            return None;
+        }
+        Some(answer.clone())
+    }
+
+    fn keep(&self, key: Key, answer: Option<RemoteFound>) {
+        let mut hold = self.config.cache_time;
+        if let Some((_, _, not_after)) = answer.as_ref().and_then(|a| a.validity) {
+            let left = u64::try_from(not_after - crate::now_ms()).unwrap_or(0);
+            hold = hold.min(Duration::from_millis(left));
+        }
+        let now = Instant::now();
+        let mut cache = crate::lock(&self.cache);
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, (_, until)| *until > now);
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (answer, now + hold));
+    }
+
+    /// Marks the addresses of `keys` that no one is asking about as asked by us.
+    fn claim(&self, keys: Vec<Key>) -> Claim<'_> {
+        let mut in_flight = crate::lock(&self.in_flight);
+        let mine = keys
+            .into_iter()
+            .filter(|k| in_flight.insert(k.clone()))
+            .collect();
+        Claim {
+            remote: self,
+            keys: mine,
+        }
+    }
+}
+
+/// A remote answer is never served after the `not_after` its server signed.
+fn live(answer: &RemoteFound) -> bool {
+    answer
+        .validity
+        .is_none_or(|(_, _, not_after)| not_after > crate::now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(extra: &str) -> Remote {
+        let text = format!("matrix:\n  domain: example.org\n{extra}");
+        let config = crate::config::load_str(&text, "test").unwrap().config;
+        let client = Client::new(&config.federation).unwrap();
+        Remote::new(&config, client)
+    }
+
+    fn found(not_after: i64) -> RemoteFound {
+        RemoteFound {
+            mxid: "@a:example.net".into(),
+            validity: Some((0, 0, not_after)),
+        }
+    }
+
+    #[test]
+    fn the_policy_follows_enabled_and_allowed_cidr() {
+        let loopback = Requester::Ip("127.0.0.1".parse().unwrap());
+        let public = Requester::Ip("203.0.113.7".parse().unwrap());
+        let r = remote("");
+        assert!(r.allows(loopback) && r.enabled());
+        assert!(!r.allows(public) && !r.allows(Requester::Unknown));
+        let off = remote("lookup:\n  recursive:\n    enabled: false\n");
+        assert!(!off.allows(loopback) && !off.enabled());
+        let narrow = remote("lookup:\n  recursive:\n    allowedCidr: ['203.0.113.0/24']\n");
+        assert!(narrow.allows(public) && !narrow.allows(loopback));
+    }
+
+    #[test]
+    fn answers_are_kept_misses_too_but_never_past_not_after() {
+        let r = remote("");
+        let key = |a: &str| (Medium::Email, a.to_owned());
+        r.keep(key("miss@example.net"), None);
+        assert_eq!(r.cached(&key("miss@example.net")), Some(None));
+        r.keep(
+            key("hit@example.net"),
+            Some(found(crate::now_ms() + 60_000)),
+        );
+        assert!(matches!(r.cached(&key("hit@example.net")), Some(Some(_))));
+        // Signed to expire already: not served, asked again.
+        r.keep(key("old@example.net"), Some(found(crate::now_ms() - 1)));
+        assert_eq!(r.cached(&key("old@example.net")), None);
+        assert_eq!(r.cached(&key("unasked@example.net")), None);
+    }
+
+    #[test]
+    fn an_address_in_flight_is_claimed_once() {
+        let r = remote("");
+        let key = (Medium::Email, "x@example.net".to_owned());
+        let first = r.claim(vec![key.clone()]);
+        assert_eq!(first.keys.len(), 1);
+        assert!(r.claim(vec![key.clone()]).keys.is_empty());
+        drop(first);
+        assert_eq!(r.claim(vec![key]).keys.len(), 1);
+    }
+
+    #[test]
+    fn our_own_domain_and_phone_numbers_go_to_forwarders_only() {
+        let r = remote(
+            "  identity:\n    servers:\n      lan: ['https://id.lan.example']\nforward:\n  servers: ['lan']\n",
+        );
+        // The forwarders are the only servers: no DNS is asked for these.
+        let deadline = Instant::now();
+        assert_eq!(
+            r.servers_for(Medium::Email, "bob@example.org", deadline),
+            ["https://id.lan.example"]
+        );
+        assert_eq!(
+            r.servers_for(Medium::Msisdn, "442079460001", deadline),
+            ["https://id.lan.example"]
+        );
+    }
+}
