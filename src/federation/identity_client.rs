@@ -32,9 +32,37 @@ const KEYS_MAX: usize = 1_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFound {
     pub mxid: String,
-    /// A v1 answer's signed validity, `(ts, not_before, not_after)` in ms: kept when we
-    /// re-sign it. v2 answers carry none.
-    pub validity: Option<(i64, i64, i64)>,
+    pub vouched: Vouched,
+}
+
+/// What stands behind a remote's answer, which decides whether our key may sign it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vouched {
+    /// A v1 single answer whose signature verified with a key its server publishes:
+    /// `(ts, not_before, not_after)` in ms as it signed them, kept when we re-sign it.
+    Signed(i64, i64, i64),
+    /// A v2 answer (v2 answers are not signed) of a server the operator gave us a token
+    /// for: the operator's choice of server vouches for it.
+    Configured,
+    /// A v1 bulk answer: unsigned. Good for bulk answers, which are unsigned too; never
+    /// signed by us.
+    Unsigned,
+}
+
+/// How far a remote's clock may be ahead of ours for a `ts` or `not_before` it signed.
+const CLOCK_SKEW_MS: i64 = 300_000;
+
+/// Whether a signed validity can be served now: sane and current.
+fn current(ts: i64, not_before: i64, not_after: i64, now_ms: i64) -> bool {
+    not_before <= not_after
+        && not_after > now_ms
+        && not_before <= now_ms.saturating_add(CLOCK_SKEW_MS)
+        && ts <= now_ms.saturating_add(CLOCK_SKEW_MS)
+}
+
+/// A remote's Matrix ID, if it is one.
+fn user_id(mxid: &str) -> Option<String> {
+    crate::user_id::UserId::parse(mxid).map(|u| u.into_string())
 }
 
 /// The client of other identity servers: the guarded client, our tokens, keys verified.
@@ -77,7 +105,7 @@ impl IdentityClient {
             let found = self.lookup_v2(base, &asked, deadline)?;
             return Ok(found.into_iter().next().map(|(_, _, mxid)| RemoteFound {
                 mxid,
-                validity: None,
+                vouched: Vouched::Configured,
             }));
         }
         let url = format!(
@@ -95,18 +123,34 @@ impl IdentityClient {
         {
             return Err("answered for another address".into());
         }
-        let mxid = field("mxid").ok_or("answer without mxid")?.to_owned();
+        let mxid = field("mxid")
+            .and_then(user_id)
+            .ok_or("answer without a Matrix ID")?;
         let number = |name: &str| answer.get(name).and_then(Value::as_i64);
         let (Some(ts), Some(not_before), Some(not_after)) =
             (number("ts"), number("not_before"), number("not_after"))
         else {
             return Err("answer without ts, not_before or not_after".into());
         };
+        if !current(ts, not_before, not_after, crate::now_ms()) {
+            return Err(format!(
+                "signed validity not current (ts {ts}, not_before {not_before}, not_after {not_after})"
+            ));
+        }
         self.verify(base, &answer, deadline)?;
         Ok(Some(RemoteFound {
             mxid,
-            validity: Some((ts, not_before, not_after)),
+            vouched: Vouched::Signed(ts, not_before, not_after),
         }))
+    }
+
+    /// What stands behind the bulk answers of the server at `base`.
+    pub fn bulk_vouched(&self, base: &str) -> Vouched {
+        if self.uses_v2(base) {
+            Vouched::Configured
+        } else {
+            Vouched::Unsigned
+        }
     }
 
     /// The bindings among `asked` (medium, address) the server at `base` knows, as
@@ -137,11 +181,14 @@ impl IdentityClient {
                 return Err("a threepids row is not [medium, address, mxid]".into());
             };
             // Only what we asked: a remote does not get to add bindings of its choosing.
+            let Some(mxid) = user_id(mxid) else {
+                continue; // not a Matrix ID: nobody
+            };
             if let Some((m, a)) = asked
                 .iter()
                 .find(|(m, a)| m == medium && a.eq_ignore_ascii_case(address))
             {
-                found.push((m.clone(), a.clone(), mxid.to_owned()));
+                found.push((m.clone(), a.clone(), mxid));
             }
         }
         Ok(found)
@@ -191,8 +238,8 @@ impl IdentityClient {
             .iter()
             .zip(&hashes)
             .filter_map(|((medium, address), h)| {
-                let mxid = mappings.get(h)?.as_str()?;
-                Some((medium.clone(), address.clone(), mxid.to_owned()))
+                let mxid = user_id(mappings.get(h)?.as_str()?)?;
+                Some((medium.clone(), address.clone(), mxid))
             })
             .collect())
     }
@@ -276,5 +323,36 @@ impl IdentityClient {
             return Err("not a JSON object".into());
         }
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_sane_current_validity_is_signed_again() {
+        let now = 1_700_000_000_000;
+        assert!(current(now, now - 1, now + 1, now));
+        assert!(
+            current(now + 1000, now + 1000, now + 5000, now),
+            "clock skew"
+        );
+        assert!(!current(now, now, now, now), "expired at not_after");
+        assert!(
+            !current(now, now + 10, now + 5, now),
+            "not_before after not_after"
+        );
+        let later = now + CLOCK_SKEW_MS + 1;
+        assert!(!current(now, later, later + 1, now), "not valid yet");
+        assert!(!current(later, now, now + 10, now), "made in the future");
+    }
+
+    #[test]
+    fn remote_matrix_ids_must_be_matrix_ids() {
+        assert_eq!(user_id("@a:example.net").as_deref(), Some("@a:example.net"));
+        assert_eq!(user_id("a:example.net"), None);
+        assert_eq!(user_id("@a"), None);
+        assert_eq!(user_id(""), None);
     }
 }

@@ -2,7 +2,9 @@
 //! SRV `_matrix-identity._tcp.<domain>`, its targets in RFC 2782 order (lowest priority
 //! first; within a priority, a weighted random draw), each as `https://<target>:<port>`;
 //! with no such record, `https://<domain>`. Answers are kept for their DNS TTL (a domain
-//! without records, or whose DNS failed, for [`NO_RECORD_TTL`]).
+//! without records for [`NO_RECORD_TTL`]; a DNS that failed or ran out of time is asked
+//! again next time). A target that is not a host name (RFC 2782's `.`: no service; bytes
+//! that would make a URL of their own) or port 0 is left out.
 //!
 //! Our own `matrix.domain` and phone numbers are not discovered: the caller never asks.
 
@@ -44,7 +46,8 @@ impl IdentityDiscovery {
         }
         rfc2782_order(records, &mut seed())
             .into_iter()
-            .map(|r| base_url(&r.target, r.port))
+            .filter(|r| r.port != 0 && is_domain(r.target.trim_end_matches('.')))
+            .map(|r| base_url(r.target.trim_end_matches('.'), r.port))
             .collect()
     }
 
@@ -66,8 +69,9 @@ impl IdentityDiscovery {
                 (records, ttl.min(MAX_TTL))
             }
             Err(why) => {
+                // Not kept: a timeout may be the little time left of one request.
                 log::info!("SRV {SERVICE}.{domain}: {why}; asking https://{domain}");
-                (Vec::new(), NO_RECORD_TTL)
+                return Vec::new();
             }
         };
         let mut cache = crate::lock(&self.cache);

@@ -122,18 +122,23 @@ pub fn validated(
     Ok(v["validated_at"].is_number() || v["address"].is_string())
 }
 
-/// v1 `3pid/bind`: the remote's signed association of the session's 3PID with `mxid`.
+/// v1 `3pid/bind` of the remote session (sid, client secret): the remote's signed
+/// association of the session's 3PID (medium, address) with `mxid`.
 pub fn bind(
     client: &Client,
     base: &str,
-    sid: &str,
-    client_secret: &str,
+    (sid, client_secret): (&str, &str),
+    (medium, address): (&str, &str),
     mxid: &str,
 ) -> Result<Value, RemoteError> {
     let body = json!({"sid": sid, "client_secret": client_secret, "mxid": mxid});
     let answer = client.send_json("POST", &format!("{base}{V1}/3pid/bind"), None, &body)?;
     let v = ok_json(&answer)?;
-    if v["mxid"].as_str() != Some(mxid) || !v["signatures"].is_object() {
+    let same_3pid = v["medium"].as_str() == Some(medium)
+        && v["address"]
+            .as_str()
+            .is_some_and(|a| a.eq_ignore_ascii_case(address));
+    if v["mxid"].as_str() != Some(mxid) || !same_3pid || !v["signatures"].is_object() {
         return Err(RemoteError::BadAnswer(
             "not a signed association of this user".into(),
         ));

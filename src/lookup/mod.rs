@@ -12,6 +12,7 @@ pub mod hash_index;
 pub mod remote;
 
 use crate::config::Config;
+use crate::federation::identity_client::Vouched;
 use crate::federation::ConfiguredClient;
 use crate::requester::Requester;
 use crate::stores::rest::RestStore;
@@ -189,11 +190,16 @@ impl Chain {
             return Ok(None);
         };
         Ok(remote.find(medium, &address, deadline).map(|r| {
-            let signed = r.validity.map(|(ts, not_before, not_after)| Signed {
-                ts,
-                not_before,
-                not_after,
-            });
+            // A signed answer keeps its validity; one a configured server gave over v2 is
+            // signed fresh, as a store's is (`find` never returns an unsigned one).
+            let signed = match r.vouched {
+                Vouched::Signed(ts, not_before, not_after) => Some(Signed {
+                    ts,
+                    not_before,
+                    not_after,
+                }),
+                Vouched::Configured | Vouched::Unsigned => None,
+            };
             (
                 address,
                 Found {

@@ -6,12 +6,18 @@
 //!
 //! Answers, found or not, are kept `lookup.recursive.cacheTime` (a found one never past the
 //! `not_after` its server signed), so a busy client does not become a flood towards another
-//! server. An address this instance is already asking about elsewhere is not asked again
+//! server. A miss is kept only when every server to ask answered: a failure, a timeout or a
+//! budget spent is not "nobody". An unsigned bulk answer serves bulk lookups only: a single
+//! lookup, which we answer signed, asks for a signed one.
+//!
+//! One request discovers at most [`DISCOVERIES_MAX`] domains, and none once its budget is
+//! spent (the rest go to the forwarders only), so a bulk lookup of many domains whose DNS
+//! never answers holds its worker for the budget, not for a DNS timeout per domain. An address this instance is already asking about elsewhere is not asked again
 //! meanwhile: it is a miss for that request (not kept), which also ends the loop of two
 //! servers that forward to each other without marking their lookups as forwarded.
 
 use crate::config::{Config, RecursiveConfig};
-use crate::federation::identity_client::{IdentityClient, RemoteFound};
+use crate::federation::identity_client::{IdentityClient, RemoteFound, Vouched};
 use crate::federation::identity_discovery::IdentityDiscovery;
 use crate::federation::Client;
 use crate::requester::Requester;
@@ -22,6 +28,10 @@ use std::time::{Duration, Instant};
 
 /// Answers kept at most; beyond, expired ones go, then all.
 const CACHE_MAX: usize = 100_000;
+/// Domains one request may ask the DNS about.
+const DISCOVERIES_MAX: usize = 16;
+/// Longest address asked elsewhere (RFC 5321's longest path); longer ones are nobody's.
+const ADDRESS_MAX: usize = 254;
 
 type Key = (Medium, String);
 
@@ -86,9 +96,16 @@ impl Remote {
     /// until one knows; `None` when none does, none could answer in time, or another
     /// request of this instance is asking about it now.
     pub fn find(&self, medium: Medium, address: &str, deadline: Instant) -> Option<RemoteFound> {
+        if address.len() > ADDRESS_MAX {
+            return None;
+        }
         let key = (medium, address.to_owned());
-        if let Some(answer) = self.cached(&key) {
-            return answer;
+        let mut unsigned_hit = false;
+        match self.cached(&key) {
+            // An unsigned bulk answer is not ours to sign: ask for a signed one.
+            Some(Some(hit)) if hit.vouched == Vouched::Unsigned => unsigned_hit = true,
+            Some(answer) => return answer,
+            None => {}
         }
         let claim = self.claim(vec![key.clone()]);
         if claim.keys.is_empty() {
@@ -96,9 +113,11 @@ impl Remote {
             return None;
         }
         let mut found = None;
-        for base in self.servers_for(medium, address, deadline) {
+        let (servers, mut definite) = self.servers_for(medium, address, deadline, &mut 0);
+        for base in servers {
             if Instant::now() >= deadline {
                 log::info!("remote lookup of a {medium}: budget spent before {base}");
+                definite = false;
                 break;
             }
             match self.ids.lookup(&base, medium.as_str(), address, deadline) {
@@ -107,10 +126,17 @@ impl Remote {
                     break;
                 }
                 Ok(_) => {}
-                Err(why) => log::warn!("identity server {base} skipped: {why}"),
+                Err(why) => {
+                    definite = false;
+                    log::warn!("identity server {base} skipped: {why}");
+                }
             }
         }
-        self.keep(key, found.clone());
+        // A miss replaces nothing it does not know better than: not an unsigned hit, which
+        // still answers bulk lookups.
+        if found.is_some() || (definite && !unsigned_hit) {
+            self.keep(key, found.clone());
+        }
         found
     }
 
@@ -120,7 +146,7 @@ impl Remote {
     pub fn find_many(&self, asked: &[Key], deadline: Instant) -> Vec<(Medium, String, String)> {
         let mut found = Vec::new();
         let mut pending = Vec::new();
-        for key in asked {
+        for key in asked.iter().filter(|k| k.1.len() <= ADDRESS_MAX) {
             match self.cached(key) {
                 Some(Some(hit)) => found.push((key.0, key.1.clone(), hit.mxid)),
                 Some(None) => {}
@@ -131,8 +157,13 @@ impl Remote {
         // Each address's servers, and every server once, in first-seen order.
         let mut order: Vec<String> = Vec::new();
         let mut servers_of: HashMap<&Key, Vec<String>> = HashMap::new();
+        let mut undiscovered: HashSet<&Key> = HashSet::new();
+        let mut discoveries = 0;
         for key in &claim.keys {
-            let servers = self.servers_for(key.0, &key.1, deadline);
+            let (servers, complete) = self.servers_for(key.0, &key.1, deadline, &mut discoveries);
+            if !complete {
+                undiscovered.insert(key);
+            }
             for s in &servers {
                 if !order.contains(s) {
                     order.push(s.clone());
@@ -141,6 +172,8 @@ impl Remote {
             servers_of.insert(key, servers);
         }
         let mut answers: HashMap<&Key, RemoteFound> = HashMap::new();
+        // The servers that answered: a key is a definite miss when all of its did.
+        let mut answered: HashSet<&str> = HashSet::new();
         for base in &order {
             if Instant::now() >= deadline {
                 log::info!("remote bulk lookup: budget spent before {base}");
@@ -157,16 +190,15 @@ impl Remote {
             }
             match self.ids.bulk_lookup(base, &batch, deadline) {
                 Ok(rows) => {
+                    answered.insert(base.as_str());
+                    let vouched = self.ids.bulk_vouched(base);
                     for (medium, address, mxid) in rows {
                         if let Some(key) = claim
                             .keys
                             .iter()
                             .find(|(m, a)| m.as_str() == medium && *a == address)
                         {
-                            answers.entry(key).or_insert(RemoteFound {
-                                mxid,
-                                validity: None,
-                            });
+                            answers.entry(key).or_insert(RemoteFound { mxid, vouched });
                         }
                     }
                 }
@@ -174,23 +206,46 @@ impl Remote {
             }
         }
         for key in &claim.keys {
-            let answer = answers.get(key).cloned();
-            if let Some(hit) = &answer {
-                found.push((key.0, key.1.clone(), hit.mxid.clone()));
+            match answers.get(key) {
+                Some(hit) => {
+                    found.push((key.0, key.1.clone(), hit.mxid.clone()));
+                    self.keep(key.clone(), Some(hit.clone()));
+                }
+                None if !undiscovered.contains(key)
+                    && servers_of[key]
+                        .iter()
+                        .all(|s| answered.contains(s.as_str())) =>
+                {
+                    self.keep(key.clone(), None);
+                }
+                None => {} // not every server answered: not known to be nobody's
             }
-            self.keep(key.clone(), answer);
         }
         found
     }
 
     /// The servers to ask about one address, in order: the one its e-mail domain names
-    /// (not ours; phone numbers have no domain), then the forwarders.
-    fn servers_for(&self, medium: Medium, address: &str, deadline: Instant) -> Vec<String> {
+    /// (not ours; phone numbers have no domain), then the forwarders; and whether that is
+    /// all of them. `discoveries`: the domains this request asked the DNS about so far;
+    /// past [`DISCOVERIES_MAX`], or with the budget spent, only the forwarders (not all).
+    fn servers_for(
+        &self,
+        medium: Medium,
+        address: &str,
+        deadline: Instant,
+        discoveries: &mut usize,
+    ) -> (Vec<String>, bool) {
         let mut servers = Vec::new();
+        let mut complete = true;
         if medium == Medium::Email {
             if let Some((_, domain)) = address.rsplit_once('@') {
-                if !domain.eq_ignore_ascii_case(&self.own_domain) {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.saturating_duration_since(Instant::now());
+                if domain.eq_ignore_ascii_case(&self.own_domain) {
+                    // ours: the local stores answered
+                } else if left.is_zero() || *discoveries >= DISCOVERIES_MAX {
+                    complete = false;
+                } else {
+                    *discoveries += 1;
                     servers = self.discovery.servers(self.ids.client(), domain, left);
                 }
             }
@@ -200,7 +255,7 @@ impl Remote {
                 servers.push(f.clone());
             }
         }
-        servers
+        (servers, complete)
     }
 
     /// A kept answer still valid: `Some(answer)`; `None` when the servers must be asked.
@@ -215,7 +270,7 @@ impl Remote {
 
     fn keep(&self, key: Key, answer: Option<RemoteFound>) {
         let mut hold = self.config.cache_time;
-        if let Some((_, _, not_after)) = answer.as_ref().and_then(|a| a.validity) {
+        if let Some(Vouched::Signed(_, _, not_after)) = answer.as_ref().map(|a| a.vouched) {
             let left = u64::try_from(not_after - crate::now_ms()).unwrap_or(0);
             hold = hold.min(Duration::from_millis(left));
         }
@@ -246,9 +301,10 @@ impl Remote {
 
 /// A remote answer is never served after the `not_after` its server signed.
 fn live(answer: &RemoteFound) -> bool {
-    answer
-        .validity
-        .is_none_or(|(_, _, not_after)| not_after > crate::now_ms())
+    match answer.vouched {
+        Vouched::Signed(_, _, not_after) => not_after > crate::now_ms(),
+        Vouched::Configured | Vouched::Unsigned => true,
+    }
 }
 
 #[cfg(test)]
@@ -265,7 +321,7 @@ mod tests {
     fn found(not_after: i64) -> RemoteFound {
         RemoteFound {
             mxid: "@a:example.net".into(),
-            validity: Some((0, 0, not_after)),
+            vouched: Vouched::Signed(0, 0, not_after),
         }
     }
 
@@ -318,12 +374,69 @@ mod tests {
         // The forwarders are the only servers: no DNS is asked for these.
         let deadline = Instant::now();
         assert_eq!(
-            r.servers_for(Medium::Email, "bob@example.org", deadline),
-            ["https://id.lan.example"]
+            r.servers_for(Medium::Email, "bob@example.org", deadline, &mut 0),
+            (vec!["https://id.lan.example".to_owned()], true)
         );
         assert_eq!(
-            r.servers_for(Medium::Msisdn, "442079460001", deadline),
-            ["https://id.lan.example"]
+            r.servers_for(Medium::Msisdn, "442079460001", deadline, &mut 0),
+            (vec!["https://id.lan.example".to_owned()], true)
         );
+    }
+
+    #[test]
+    fn with_the_budget_spent_no_domain_is_discovered_and_no_miss_is_kept() {
+        let r = remote("");
+        let spent = Instant::now();
+        // Another domain, no forwarders: nobody could be asked, so "nobody" is not known.
+        assert_eq!(
+            r.servers_for(Medium::Email, "bob@example.net", spent, &mut 0),
+            (vec![], false)
+        );
+        assert_eq!(r.find(Medium::Email, "bob@example.net", spent), None);
+        let key = (Medium::Email, "bob@example.net".to_owned());
+        assert_eq!(r.cached(&key), None, "the miss was not kept");
+        // Past the cap of discoveries per request, the same.
+        let later = Instant::now() + Duration::from_secs(60);
+        let mut discoveries = DISCOVERIES_MAX;
+        assert_eq!(
+            r.servers_for(Medium::Email, "bob@example.net", later, &mut discoveries),
+            (vec![], false)
+        );
+    }
+
+    #[test]
+    fn an_unsigned_bulk_hit_answers_bulk_lookups_and_never_a_single_one() {
+        let r = remote("");
+        let key = (Medium::Email, "carol@example.net".to_owned());
+        let unsigned = RemoteFound {
+            mxid: "@carol:example.net".into(),
+            vouched: Vouched::Unsigned,
+        };
+        r.keep(key.clone(), Some(unsigned));
+        let spent = Instant::now();
+        assert_eq!(
+            r.find_many(std::slice::from_ref(&key), spent),
+            vec![(
+                Medium::Email,
+                "carol@example.net".to_owned(),
+                "@carol:example.net".to_owned()
+            )]
+        );
+        // A single lookup wants a signed answer; none can be had now, so none, and the
+        // unsigned hit stays for bulk lookups.
+        assert_eq!(r.find(Medium::Email, "carol@example.net", spent), None);
+        assert!(matches!(r.cached(&key), Some(Some(_))));
+    }
+
+    #[test]
+    fn addresses_longer_than_any_e_mail_are_not_asked_about() {
+        let r = remote("");
+        let long = format!("{}@example.net", "a".repeat(ADDRESS_MAX));
+        let later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(r.find(Medium::Email, &long, later), None);
+        assert!(r
+            .find_many(&[(Medium::Email, long.clone())], later)
+            .is_empty());
+        assert_eq!(r.cached(&(Medium::Email, long)), None);
     }
 }

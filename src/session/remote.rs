@@ -238,7 +238,7 @@ impl Sessions {
         let row = state.remote_session(sid)?.ok_or(SessionError::NoSession)?;
         self.remote_validated(state, client, &row)?;
         if let (Some(mxid), None) = (&row.bind_mxid, row.bound_ts) {
-            self.bind_there(state, client, &row, mxid)?;
+            self.bind_there(state, client, &session, &row, mxid)?;
         }
         Ok((server_name(&row.server).to_owned(), session))
     }
@@ -281,7 +281,7 @@ impl Sessions {
             let row = row.ok_or(SessionError::NotValidated)?;
             self.remote_validated(state, client, &row)?;
             return self
-                .bind_there(state, client, &row, mxid)
+                .bind_there(state, client, &session, &row, mxid)
                 .map(BindRoute::RemoteOnly);
         }
         let Some(row) = row.filter(|r| r.bound_ts.is_none()) else {
@@ -289,7 +289,7 @@ impl Sessions {
         };
         match self.remote_validated(state, client, &row) {
             Ok(()) => {
-                if let Err(e) = self.bind_there(state, client, &row, mxid) {
+                if let Err(e) = self.bind_there(state, client, &session, &row, mxid) {
                     // The bind here stands; the check page tries again.
                     log::warn!("session {sid}: bound here, not on {}: {e}", row.server);
                     state.remote_bind_pending(sid, mxid)?;
@@ -353,14 +353,15 @@ impl Sessions {
         &self,
         state: &State,
         client: &Client,
+        session: &SessionRow,
         row: &RemoteSessionRow,
         mxid: &UserId,
     ) -> Result<Value, SessionError> {
         let association = remote::bind(
             client,
             &row.server,
-            &row.remote_sid,
-            row.remote_secret.as_str(),
+            (&row.remote_sid, row.remote_secret.as_str()),
+            (session.medium.as_str(), &session.address),
             mxid.as_str(),
         )
         .map_err(|e| {
