@@ -45,6 +45,14 @@ impl Index {
     }
 }
 
+/// How large an index is expected to be: entries, Matrix IDs and their bytes.
+#[derive(Default, Clone, Copy)]
+struct Sizes {
+    entries: usize,
+    mxids: usize,
+    text: usize,
+}
+
 /// Strings end to end in one buffer, each found by its number; a string equal to the one
 /// pushed just before is not stored again (a store lists a user's addresses together).
 #[derive(Default)]
@@ -172,10 +180,13 @@ impl HashIndex {
     /// replace a complete index.
     pub fn refresh(&self, chain: &Chain) {
         let old = self.snapshot();
-        // The last index's size, a little over: the array is then allocated once.
-        let expected = old
-            .as_ref()
-            .map_or(0, |o| o.entries.len() + o.entries.len() / 32);
+        // The last index's sizes, a little over: the new one is then allocated once, not
+        // grown by doubling (a copy of the old buffer beside the new at every step).
+        let expected = old.as_ref().map_or(Sizes::default(), |o| Sizes {
+            entries: o.entries.len() + o.entries.len() / 32,
+            mxids: o.mxids.starts.len() + o.mxids.starts.len() / 32,
+            text: o.mxids.text.len() + o.mxids.text.len() / 32,
+        });
         let fresh = build_index(|sink| chain.list_all(sink), &self.pepper, expected);
         let complete = fresh.missing.is_empty();
         if !complete && old.as_ref().is_some_and(|old| old.missing.is_empty()) {
@@ -232,14 +243,17 @@ impl HashIndex {
 }
 
 /// The index of what `list` gives its sink (the stores' bindings, most authoritative
-/// first); `expected`: how many to make room for at once.
+/// first); `expected`: how much to make room for at once.
 fn build_index(
     list: impl FnOnce(&mut dyn FnMut(Binding)) -> Vec<StoreError>,
     pepper: &str,
-    expected: usize,
+    expected: Sizes,
 ) -> Index {
-    let mut entries = Vec::with_capacity(expected);
-    let mut mxids = Arena::default();
+    let mut entries = Vec::with_capacity(expected.entries);
+    let mut mxids = Arena {
+        text: String::with_capacity(expected.text),
+        starts: Vec::with_capacity(expected.mxids),
+    };
     let missing = list(&mut |b| {
         let key = lookup_digest(&b.address, b.medium.as_str(), pepper);
         match mxids.push(&b.mxid) {
@@ -291,7 +305,7 @@ mod tests {
                 Vec::new()
             },
             "pepper",
-            0,
+            Sizes::default(),
         )
     }
 

@@ -19,6 +19,7 @@ ROOT="$PWD"
 BIG="${BENCH_BIG:-1000000}"
 DURATION="${BENCH_DURATION:-10s}"
 CONNECTIONS="${BENCH_CONNECTIONS:-8 32 128}"
+PARTS="${BENCH_PARTS:-memory refresh nginx}"   # e.g. BENCH_PARTS=memory
 export PATH="$PATH:/usr/sbin"
 
 missing=()
@@ -142,17 +143,23 @@ memory_rows() { # memory_rows LABEL BINARY
     kill "$PID"
 }
 printf '\n%-28s %13s %12s %10s %14s %10s\n' "hash index" "ready after" "RSS MB" "VmHWM MB" "RSS 2 refr." "VmHWM 2 r."
-memory_rows "this build" "$BIN"
-[ -z "${BENCH_BASELINE:-}" ] || memory_rows "baseline" "$BENCH_BASELINE"
+if [[ " $PARTS " == *" memory "* ]]; then
+    memory_rows "this build" "$BIN"
+    [ -z "${BENCH_BASELINE:-}" ] || memory_rows "baseline" "$BENCH_BASELINE"
+fi
+[[ " $PARTS " == *" refresh "* || " $PARTS " == *" nginx "* ]] || exit 0
 
 # p99 while the index is rebuilt, against an instance whose index stays put.
 start_mxisd idle "$W/big.db" 86400; prepare "$PORT"; I_URL="$URL"; I_TOKEN="$TOKEN"; I_BODY="$BODY"
 start_mxisd busy "$W/big.db" 8; prepare "$PORT"; R_URL="$URL"; R_TOKEN="$TOKEN"; R_BODY="$BODY"
-read -r i_rps _ i_p99 _ <<<"$(wrk_run "$I_URL/_matrix/identity/v2/lookup" 32 "$I_TOKEN" "$I_BODY")"
-read -r r_rps _ r_p99 _ <<<"$(DURATION=20s wrk_run "$R_URL/_matrix/identity/v2/lookup" 32 "$R_TOKEN" "$R_BODY")"
-printf '\n%-40s %10s %10s\n' "v2 lookup, 32 conns, $BIG bindings" "req/s" "p99"
-printf '%-40s %10s %10s\n' "index idle" "$i_rps" "$i_p99"
-printf '%-40s %10s %10s\n' "index refreshed every 8 s (20 s run)" "$r_rps" "$r_p99"
+if [[ " $PARTS " == *" refresh "* ]]; then
+    read -r i_rps _ i_p99 _ <<<"$(wrk_run "$I_URL/_matrix/identity/v2/lookup" 32 "$I_TOKEN" "$I_BODY")"
+    read -r r_rps _ r_p99 _ <<<"$(DURATION=20s wrk_run "$R_URL/_matrix/identity/v2/lookup" 32 "$R_TOKEN" "$R_BODY")"
+    printf '\n%-40s %10s %10s\n' "v2 lookup, 32 conns, $BIG bindings" "req/s" "p99"
+    printf '%-40s %10s %10s\n' "index idle" "$i_rps" "$i_p99"
+    printf '%-40s %10s %10s\n' "index refreshed every 8 s (20 s run)" "$r_rps" "$r_p99"
+fi
+[[ " $PARTS " == *" nginx "* ]] || exit 0
 
 # Against nginx: requests per second and CPU per request.
 NGINX_PORT=18098
