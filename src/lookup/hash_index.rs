@@ -179,6 +179,7 @@ impl HashIndex {
     /// Builds the index from the stores and swaps it in. An incomplete rebuild does not
     /// replace a complete index.
     pub fn refresh(&self, chain: &Chain) {
+        yield_to_requests();
         let old = self.snapshot();
         // The last index's sizes, a little over: the new one is then allocated once, not
         // grown by doubling (a copy of the old buffer beside the new at every step).
@@ -273,6 +274,19 @@ fn build_index(
         entries,
         mxids,
         missing,
+    }
+}
+
+/// Lowers the calling thread's CPU priority (nice 10): a rebuild of a large index takes a
+/// core for seconds, and on a small server the lookups it serves meanwhile come first.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on this thread's own id only changes its scheduling priority.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            log::debug!("hash index: the refresh thread keeps its priority");
+        }
     }
 }
 
