@@ -14,6 +14,7 @@ pub(crate) mod account;
 pub mod api;
 pub mod app;
 pub mod binds;
+pub mod cli;
 pub(crate) mod cidr;
 pub mod config;
 pub mod crypto;

@@ -273,6 +273,7 @@ impl IdentityStore for LdapStore {
         let Some(filter) = self.lookup_filter(medium, address) else {
             return Ok(None); // no attribute holds this medium
         };
+        log::debug!("ldap: search of {:?} (subtree) with filter {filter}", self.cfg.base_dns);
         let entries = self.search(&filter, &self.attributes())?;
         // Only a user who really has this address (the filter matched on it) counts.
         Ok(entries
@@ -415,4 +416,28 @@ fn listing_templates(
         templates.insert(medium, template);
     }
     templates
+}
+
+impl LdapStore {
+    /// `check-config --connect`: a new connection bound with the configured DN (none: an
+    /// anonymous one), then one base-scope search of each base DN, each within the store's
+    /// timeout; what was done, or what failed and why.
+    pub fn check(&self) -> Result<String, StoreError> {
+        let mut conn = self.connect()?;
+        let mut found = Vec::new();
+        for base in &self.cfg.base_dns {
+            conn.with_timeout(self.cfg.timeout)
+                .search(base, Scope::Base, "(objectClass=*)", vec!["1.1"])
+                .and_then(|r| r.success())
+                .map_err(|e| self.error(format!("searching base DN {base}: {e}")))?;
+            found.push(base.as_str());
+        }
+        let _ = conn.unbind();
+        let bound = if self.cfg.bind_dn.is_empty() {
+            "anonymous bind (no ldap.connection.bindDn)".to_owned()
+        } else {
+            format!("bound as {}", self.cfg.bind_dn)
+        };
+        Ok(format!("{} at {}, base DNs found: {}", bound, self.cfg.url, found.join(", ")))
+    }
 }

@@ -43,6 +43,7 @@ impl RestStore {
     }
 
     fn post(&self, url: &str, body: &Value) -> Result<Value, StoreError> {
+        log::debug!("rest: POST {url} {body}");
         let answer = self
             .client
             .post_json(url, body)
