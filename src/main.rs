@@ -151,11 +151,14 @@ fn check_config(path: &std::path::Path, config: &config::Config, connect: bool) 
     println!("files ({}):", who.why);
     let checks = cli::paths::check(config, &who);
     for c in &checks {
+        let (key, path, problems) = (c.key, c.path.display(), c.problems.join("; "));
         if c.problems.is_empty() {
-            println!("  {} {}: OK", c.key, c.path.display());
-        } else {
+            println!("  {key} {path}: OK");
+        } else if c.fatal {
             failed = true;
-            println!("  {} {}: FAILED: {}", c.key, c.path.display(), c.problems.join("; "));
+            println!("  {key} {path}: FAILED: {problems}");
+        } else {
+            println!("  {key} {path}: WARNING: {problems} (the start fails unless it runs as a user who can)");
         }
     }
     if let Some(fix) = cli::paths::fix(&checks, &who) {

@@ -23,6 +23,9 @@ pub struct Who {
     pub gids: Vec<u32>,
     /// Why this user (for the report).
     pub why: String,
+    /// Whether this is the service's user for sure (`mxisd`, found as root), rather than
+    /// whoever runs the command.
+    pub service: bool,
 }
 
 impl Who {
@@ -39,6 +42,7 @@ impl Who {
                     uid,
                     gids: group_ids(&groups, "mxisd", gid),
                     why: "run as root: checked for the user mxisd, which runs the service".into(),
+                    service: true,
                 };
             }
             return Who {
@@ -46,6 +50,7 @@ impl Who {
                 uid: 0,
                 gids: vec![0],
                 why: "run as root and there is no mxisd user: checked for root".into(),
+                service: false,
             };
         }
         let name = passwd
@@ -59,6 +64,7 @@ impl Who {
             why: format!("checked for the user running this command, {name}"),
             name,
             uid,
+            service: false,
         }
     }
 
@@ -111,43 +117,70 @@ pub struct PathCheck {
     pub key: &'static str,
     pub path: PathBuf,
     pub problems: Vec<String>,
+    /// Whether the problems stop the start for sure: always for a path that exists; for
+    /// one still to be created, only when checked for the service's own user (the caller
+    /// may be checking a file whose service runs as someone else).
+    pub fatal: bool,
 }
 
 /// The key store and, on SQLite, the state database, for `who`.
 pub fn check(config: &Config, who: &Who) -> Vec<PathCheck> {
+    let fatal = |path: &Path| who.service || absolute(path).exists();
     let mut out = vec![PathCheck {
         key: "key.path",
         path: config.key.path.clone(),
         problems: key_store(&absolute(&config.key.path), who),
+        fatal: fatal(&config.key.path),
     }];
     if let StorageConfig::Sqlite { database } = &config.storage {
         out.push(PathCheck {
             key: "storage.provider.sqlite.database",
             path: database.clone(),
             problems: database_file(&absolute(database), who),
+            fatal: fatal(database),
         });
     }
     out
 }
 
-/// The single command that gives `who` what the failed paths need, if it can be said.
+/// The single command that gives `who` what the failed paths need, if it can be said:
+/// `chown -R` of what exists (the key store; the database's directory, where its lock
+/// file and journal live), `install -d` of the directories the start would create.
 pub fn fix(checks: &[PathCheck], who: &Who) -> Option<String> {
-    let failed: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.problems.is_empty())
-        .map(|c| {
-            let p = absolute(&c.path);
-            // A database's whole directory: the lock file and journals live beside it.
-            let target = if c.key == "key.path" || !p.is_file() {
-                existing(&p)
-            } else {
-                p.parent().map_or(p.clone(), Path::to_path_buf)
-            };
-            format!("'{}'", target.display())
-        })
-        .collect();
-    (!failed.is_empty() && who.uid != 0)
-        .then(|| format!("chown -R {0}:{0} {1}", who.name, failed.join(" ")))
+    if who.uid == 0 {
+        return None;
+    }
+    let owner = if who.service {
+        format!("{0}:{0}", who.name)
+    } else {
+        format!("{}:", who.name)
+    };
+    let mut chown = Vec::new();
+    let mut create = Vec::new();
+    for c in checks.iter().filter(|c| !c.problems.is_empty()) {
+        let p = absolute(&c.path);
+        let dir = if c.key == "key.path" {
+            p.clone()
+        } else {
+            p.parent().map_or(p.clone(), Path::to_path_buf)
+        };
+        let quoted = format!("'{}'", dir.display());
+        if dir.exists() {
+            chown.push(quoted);
+        } else {
+            create.push(quoted);
+        }
+    }
+    let mut commands = Vec::new();
+    if !create.is_empty() {
+        let (user, group) = owner.split_once(':').unwrap_or((&who.name, ""));
+        let group = if group.is_empty() { String::new() } else { format!(" -g {group}") };
+        commands.push(format!("install -d -m 700 -o {user}{group} {}", create.join(" ")));
+    }
+    if !chown.is_empty() {
+        commands.push(format!("chown -R {owner} {}", chown.join(" ")));
+    }
+    (!commands.is_empty()).then(|| commands.join(" && "))
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -260,15 +293,8 @@ fn walk_keys(dir: &Path, who: &Who, problems: &mut Vec<String>) {
 fn database_file(path: &Path, who: &Who) -> Vec<String> {
     let mut problems = reachable(path, who);
     match fs::metadata(path) {
-        Err(_) => {
-            // SQLite's file is made in its directory, which must exist.
-            let dir = path.parent().unwrap_or(Path::new("/"));
-            if !dir.is_dir() {
-                problems.push(format!("directory {} does not exist", dir.display()));
-            } else {
-                problems.extend(creatable(path, who, "the database"));
-            }
-        }
+        // The start makes the file, and its directories.
+        Err(_) => problems.extend(creatable(path, who, "the database")),
         Ok(meta) => {
             if !who.may(&meta, READ | WRITE) {
                 problems.push(format!(
@@ -322,18 +348,21 @@ mod tests {
             uid: meta.uid(),
             gids: vec![],
             why: String::new(),
+            service: false,
         };
         let group = Who {
             name: "g".into(),
             uid: meta.uid() + 1,
             gids: vec![meta.gid()],
             why: String::new(),
+            service: false,
         };
         let other = Who {
             name: "x".into(),
             uid: meta.uid() + 1,
             gids: vec![meta.gid() + 1],
             why: String::new(),
+            service: false,
         };
         assert!(owner.may(&meta, READ | WRITE));
         assert!(group.may(&meta, READ) && !group.may(&meta, WRITE));
