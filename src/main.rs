@@ -80,8 +80,9 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
     }
     if let Some(words) = lookup {
-        let [medium, address] = <[String; 2]>::try_from(words)
-            .map_err(|_| "lookup needs a medium and an address: mxisd lookup email alice@example.org")?;
+        let [medium, address] = <[String; 2]>::try_from(words).map_err(|_| {
+            "lookup needs a medium and an address: mxisd lookup email alice@example.org"
+        })?;
         args.command = Command::Lookup { medium, address };
     }
     Ok(Some(args))

@@ -11,9 +11,7 @@ use crate::federation::remote_session::{self, RemoteError};
 use crate::federation::{Client, ConfiguredClient};
 use crate::notify::smtp::Smtp;
 use crate::pg::PgTarget;
-use crate::stores::{
-    ldap::LdapStore, rest::RestStore, sql::SqlStore, IdentityStore, StoreError,
-};
+use crate::stores::{ldap::LdapStore, rest::RestStore, sql::SqlStore, IdentityStore, StoreError};
 use crate::threepid::Medium;
 use std::time::{Duration, Instant};
 
@@ -94,7 +92,9 @@ pub fn check_all(config: &Config) -> Vec<Outcome> {
 /// A store's lookup query with an address nobody has.
 fn dummy_lookup(store: &dyn IdentityStore) -> Result<String, String> {
     match store.find(Medium::Email, DUMMY_ADDRESS) {
-        Ok(None) => Ok(format!("lookup of {DUMMY_ADDRESS} ran: not found, as expected")),
+        Ok(None) => Ok(format!(
+            "lookup of {DUMMY_ADDRESS} ran: not found, as expected"
+        )),
         Ok(Some(mxid)) => Ok(format!("lookup of {DUMMY_ADDRESS} ran: found {mxid} (!)")),
         Err(StoreError { reason, .. }) => Err(reason),
     }

@@ -174,8 +174,15 @@ pub fn fix(checks: &[PathCheck], who: &Who) -> Option<String> {
     let mut commands = Vec::new();
     if !create.is_empty() {
         let (user, group) = owner.split_once(':').unwrap_or((&who.name, ""));
-        let group = if group.is_empty() { String::new() } else { format!(" -g {group}") };
-        commands.push(format!("install -d -m 700 -o {user}{group} {}", create.join(" ")));
+        let group = if group.is_empty() {
+            String::new()
+        } else {
+            format!(" -g {group}")
+        };
+        commands.push(format!(
+            "install -d -m 700 -o {user}{group} {}",
+            create.join(" ")
+        ));
     }
     if !chown.is_empty() {
         commands.push(format!("chown -R {owner} {}", chown.join(" ")));
@@ -264,7 +271,9 @@ fn walk_keys(dir: &Path, who: &Who, problems: &mut Vec<String>) {
         problems.push(format!("{} cannot read {}", who.name, dir.display()));
         return;
     }
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let Ok(meta) = fs::metadata(&path) else {
@@ -327,7 +336,8 @@ mod tests {
 
     #[test]
     fn users_and_groups_are_read_from_the_files() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nmxisd:x:998:997::/var/lib/mxisd:/usr/sbin/nologin\n";
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\nmxisd:x:998:997::/var/lib/mxisd:/usr/sbin/nologin\n";
         assert_eq!(user_ids(passwd, "mxisd"), Some((998, 997)));
         assert_eq!(user_ids(passwd, "nobody"), None);
         let groups = "root:x:0:\nssl-cert:x:110:mxisd,postgres\nother:x:5:postgres\n";

@@ -352,7 +352,12 @@ impl Client {
                 None => classify(e),
             }
         });
-        log_call(json.map_or("GET", |(method, _)| method), url, &outcome, started);
+        log_call(
+            json.map_or("GET", |(method, _)| method),
+            url,
+            &outcome,
+            started,
+        );
         outcome
     }
 }
@@ -578,7 +583,9 @@ mod log_tests {
     #[test]
     fn logged_urls_keep_no_query_nor_credentials() {
         assert_eq!(
-            loggable_url("https://u:secret@id.example:8443/_matrix/identity/v2/lookup?access_token=abc#x"),
+            loggable_url(
+                "https://u:secret@id.example:8443/_matrix/identity/v2/lookup?access_token=abc#x"
+            ),
             "https://id.example:8443/_matrix/identity/v2/lookup"
         );
         assert_eq!(

@@ -186,7 +186,12 @@ impl Chain {
         let step = |store: &dyn IdentityStore| {
             let started = std::time::Instant::now();
             let answer = store.find_signed(medium, &address);
-            log::debug!("lookup step: store {}, {medium} {address:?}: {} in {} ms", store.name(), step_result(&answer), started.elapsed().as_millis());
+            log::debug!(
+                "lookup step: store {}, {medium} {address:?}: {} in {} ms",
+                store.name(),
+                step_result(&answer),
+                started.elapsed().as_millis()
+            );
             answer
         };
         if let Some(found) = self.first_answer(step)? {
@@ -266,7 +271,16 @@ impl Chain {
             let query: Vec<(Medium, String)> = wanted.keys().cloned().collect();
             let started = std::time::Instant::now();
             let answer = store.find_many(&query);
-            log::debug!("lookup step: store {}, {} addresses: {} in {} ms", store.name(), query.len(), answer.as_ref().map_or_else(|e| format!("failed: {}", e.reason), |b| format!("{} found", b.len())), started.elapsed().as_millis());
+            log::debug!(
+                "lookup step: store {}, {} addresses: {} in {} ms",
+                store.name(),
+                query.len(),
+                answer.as_ref().map_or_else(
+                    |e| format!("failed: {}", e.reason),
+                    |b| format!("{} found", b.len())
+                ),
+                started.elapsed().as_millis()
+            );
             match answer {
                 Ok(bindings) => {
                     for b in bindings {

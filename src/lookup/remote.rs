@@ -125,7 +125,11 @@ impl Remote {
             }
             let started = Instant::now();
             let answer = self.ids.lookup(&base, medium.as_str(), address, deadline);
-            log::debug!("lookup step: identity server {base}, {medium} {address:?}: {} in {} ms", remote_result(&answer), started.elapsed().as_millis());
+            log::debug!(
+                "lookup step: identity server {base}, {medium} {address:?}: {} in {} ms",
+                remote_result(&answer),
+                started.elapsed().as_millis()
+            );
             match answer {
                 Ok(Some(answer)) if live(&answer) => {
                     found = Some(answer);

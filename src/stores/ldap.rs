@@ -273,7 +273,10 @@ impl IdentityStore for LdapStore {
         let Some(filter) = self.lookup_filter(medium, address) else {
             return Ok(None); // no attribute holds this medium
         };
-        log::debug!("ldap: search of {:?} (subtree) with filter {filter}", self.cfg.base_dns);
+        log::debug!(
+            "ldap: search of {:?} (subtree) with filter {filter}",
+            self.cfg.base_dns
+        );
         let entries = self.search(&filter, &self.attributes())?;
         // Only a user who really has this address (the filter matched on it) counts.
         Ok(entries
@@ -438,6 +441,11 @@ impl LdapStore {
         } else {
             format!("bound as {}", self.cfg.bind_dn)
         };
-        Ok(format!("{} at {}, base DNs found: {}", bound, self.cfg.url, found.join(", ")))
+        Ok(format!(
+            "{} at {}, base DNs found: {}",
+            bound,
+            self.cfg.url,
+            found.join(", ")
+        ))
     }
 }
