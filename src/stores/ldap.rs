@@ -274,8 +274,9 @@ impl IdentityStore for LdapStore {
             return Ok(None); // no attribute holds this medium
         };
         log::debug!(
-            "ldap: search of {:?} (subtree) with filter {filter}",
-            self.cfg.base_dns
+            "ldap: search of {:?} (subtree) with filter {}",
+            self.cfg.base_dns,
+            loggable_filter(&filter)
         );
         let entries = self.search(&filter, &self.attributes())?;
         // Only a user who really has this address (the filter matched on it) counts.
@@ -447,5 +448,33 @@ impl LdapStore {
             self.cfg.url,
             found.join(", ")
         ))
+    }
+}
+
+/// `filter` for the log: a control character (which `ldap_escape` lets through, and which
+/// could forge a log line) written as RFC 4515's `\XX` escape: the same filter.
+fn loggable_filter(filter: &str) -> String {
+    let mut out = String::with_capacity(filter.len());
+    for c in filter.chars() {
+        if c.is_control() {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:02x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::loggable_filter;
+
+    #[test]
+    fn logged_filters_escape_control_characters() {
+        assert_eq!(loggable_filter("(mail=a\nb@x.org)"), "(mail=a\\0ab@x.org)");
+        assert_eq!(loggable_filter("(mail=é\\2a)"), "(mail=é\\2a)");
     }
 }
