@@ -165,6 +165,9 @@ fn check_config(path: &std::path::Path, config: &config::Config, connect: bool) 
     if let Some(fix) = cli::paths::fix(&checks, &who) {
         println!("  to fix: {fix}");
     }
+    for note in cli::paths::sandbox_notes(&checks) {
+        println!("  note: {note}");
+    }
     if connect {
         println!("backends (each within its own timeout):");
         let outcomes = cli::connect::check_all(config);

@@ -56,6 +56,7 @@ fn other_server() -> Mxisd {
 fn every_backend_answers_ok() {
     ensure_up();
     let other = other_server();
+    let backend = FakeRestBackend::start(false);
     let dir = TempDir::new();
     let sqlite = synapse_sqlite(&dir, &[]);
     let db = fresh_database("check_connect");
@@ -64,8 +65,9 @@ fn every_backend_answers_ok() {
         &other.url(""),
         &pg_connection(&db),
         &format!(
-            "{}synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{sqlite}'\n{}    msisdn:\n      connectors:\n        twilio:\n          accountSid: ACtest\n          authToken: secret-token\n          number: '+15550001111'\n          baseUrl: 'http://127.0.0.1:9'\n",
+            "{}synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{sqlite}'\nrest:\n  enabled: true\n  host: 'http://127.0.0.1:{}'\n  timeout: 2\n{}    msisdn:\n      connectors:\n        twilio:\n          accountSid: ACtest\n          authToken: secret-token\n          number: '+15550001111'\n          baseUrl: 'http://127.0.0.1:9'\n",
             ldap(get("LDAP_PORT"), get("LDAP_ADMIN_PASSWORD")),
+            backend.port,
             smtp("          tls: 1\n")
         ),
     );
@@ -86,6 +88,17 @@ fn every_backend_answers_ok() {
     assert!(
         line(&out, "synapseSql")
             .contains("OK: lookup of check-config@mxisd.invalid ran: not found, as expected"),
+        "{out}"
+    );
+    assert!(
+        line(
+            &out,
+            &format!(
+                "rest http://127.0.0.1:{}/_mxisd/backend/api/v1/identity/single",
+                backend.port
+            )
+        )
+        .contains("OK: lookup of check-config@mxisd.invalid ran: not found, as expected"),
         "{out}"
     );
     assert!(
@@ -393,4 +406,65 @@ fn v_logs_each_lookup_step_and_vv_each_outbound_call() {
         backend.port
     );
     assert!(s.wait_for_log(&call), "{}", s.log());
+}
+
+/// A read-only bind mount of a directory, undone when dropped.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &std::path::Path) -> ReadOnly {
+        let mount = |args: &[&str]| {
+            let status = std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "mount {args:?}");
+        };
+        let d = dir.to_str().unwrap();
+        mount(&["--bind", d, d]);
+        let guard = ReadOnly(dir.to_path_buf());
+        mount(&["-o", "remount,bind,ro", d]);
+        guard
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_read_only_key_store_names_the_drop_in_that_fixes_it() {
+    let dir = TempDir::new();
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("keys")).unwrap();
+    let file = dir.join("mxisd.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "matrix:\n  domain: example.org\nkey:\n  path: '{0}/keys'\nstorage:\n  provider:\n    sqlite:\n      database: '{0}/mxisd.db'\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let (code, out, _) = run(&["check-config", "-c", &file], None);
+    assert_eq!(code, 0, "{out}");
+    let _ro = ReadOnly::mount(&data);
+    let (code, out, err) = run(&["check-config", "-c", &file], None);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let d = data.display();
+    assert!(
+        line(&out, "key.path").contains(&format!(
+            "FAILED: {d}/keys is on a read-only file system here; under the packaged systemd unit, which lets mxisd write only /var/lib/mxisd, add a drop-in (systemctl edit mxisd) with [Service] ReadWritePaths={d}/keys"
+        )),
+        "{out}"
+    );
+    assert!(
+        line(&out, "storage.provider.sqlite.database")
+            .contains(&format!("FAILED: {d} is on a read-only file system here")),
+        "{out}"
+    );
 }

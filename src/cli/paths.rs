@@ -125,19 +125,24 @@ pub struct PathCheck {
 
 /// The key store and, on SQLite, the state database, for `who`.
 pub fn check(config: &Config, who: &Who) -> Vec<PathCheck> {
-    let fatal = |path: &Path| who.service || absolute(path).exists();
+    // A read-only mount stops anyone; a missing path, only the user who cannot create it.
+    let fatal = |path: &Path, problems: &[String]| {
+        who.service || absolute(path).exists() || problems.iter().any(|p| p.contains(READ_ONLY))
+    };
+    let problems = key_store(&absolute(&config.key.path), who);
     let mut out = vec![PathCheck {
         key: "key.path",
         path: config.key.path.clone(),
-        problems: key_store(&absolute(&config.key.path), who),
-        fatal: fatal(&config.key.path),
+        fatal: fatal(&config.key.path, &problems),
+        problems,
     }];
     if let StorageConfig::Sqlite { database } = &config.storage {
+        let problems = database_file(&absolute(database), who);
         out.push(PathCheck {
             key: "storage.provider.sqlite.database",
             path: database.clone(),
-            problems: database_file(&absolute(database), who),
-            fatal: fatal(database),
+            fatal: fatal(database, &problems),
+            problems,
         });
     }
     out
@@ -239,8 +244,71 @@ fn creatable(path: &Path, who: &Who, what: &str) -> Vec<String> {
     }
 }
 
+/// The packaged unit's one writable directory (`ReadWritePaths=`, under `ProtectSystem=strict`).
+const UNIT_WRITABLE: &str = "/var/lib/mxisd";
+const READ_ONLY: &str = "read-only file system";
+/// Where the package installs its unit.
+const UNIT_FILES: [&str; 2] = [
+    "/lib/systemd/system/mxisd.service",
+    "/usr/lib/systemd/system/mxisd.service",
+];
+
+/// Whether `path` is on a file system mounted read-only here (as the unit's sandbox
+/// mounts everything but its `ReadWritePaths=` when this runs as its `ExecStartPre=`).
+fn read_only(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid place for the answer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_flag & libc::ST_RDONLY != 0
+}
+
+/// The problem of a directory mxisd must write in that is mounted read-only here.
+fn writable_mount(dir: &Path) -> Option<String> {
+    let dir = existing(dir);
+    read_only(&dir).then(|| {
+        format!(
+            "{} is on a {READ_ONLY} here; under the packaged systemd unit, which lets mxisd write only {UNIT_WRITABLE}, add a drop-in (systemctl edit mxisd) with [Service] ReadWritePaths={}",
+            dir.display(),
+            dir.display()
+        )
+    })
+}
+
+/// For the paths outside the packaged unit's writable directory, when the unit is
+/// installed: the drop-in they need (a note, not a failure: the unit may have one).
+pub fn sandbox_notes(checks: &[PathCheck]) -> Vec<String> {
+    if !UNIT_FILES.iter().any(|f| Path::new(f).exists()) {
+        return Vec::new();
+    }
+    checks
+        .iter()
+        .filter_map(|c| {
+            let p = absolute(&c.path);
+            let dir = if c.key == "key.path" {
+                p
+            } else {
+                p.parent()?.to_path_buf()
+            };
+            (!dir.starts_with(UNIT_WRITABLE)).then(|| {
+                format!(
+                    "{} {} is outside {UNIT_WRITABLE}, the only directory the packaged unit lets mxisd write: unless a drop-in already does, add one (systemctl edit mxisd) with [Service] ReadWritePaths={}",
+                    c.key,
+                    c.path.display(),
+                    dir.display()
+                )
+            })
+        })
+        .collect()
+}
+
 fn key_store(path: &Path, who: &Who) -> Vec<String> {
     let mut problems = reachable(path, who);
+    problems.extend(writable_mount(path));
     match fs::metadata(path) {
         Err(_) => problems.extend(creatable(path, who, "the key store")),
         Ok(meta) if meta.is_file() => {
@@ -301,6 +369,7 @@ fn walk_keys(dir: &Path, who: &Who, problems: &mut Vec<String>) {
 
 fn database_file(path: &Path, who: &Who) -> Vec<String> {
     let mut problems = reachable(path, who);
+    problems.extend(writable_mount(path.parent().unwrap_or(Path::new("/"))));
     match fs::metadata(path) {
         // The start makes the file, and its directories.
         Err(_) => problems.extend(creatable(path, who, "the database")),
