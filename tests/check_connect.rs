@@ -44,7 +44,8 @@ fn line<'a>(out: &'a str, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line for {what} in:\n{out}"))
 }
 
-/// The second identity server: a memory store knowing `zed@other.org`.
+/// The second identity server (of `example.org` too): a memory store knowing
+/// `zed@other.org` as `@zed:example.org`.
 fn other_server() -> Mxisd {
     Mxisd::start(
         "memory:\n  enabled: true\n  identities:\n    - username: zed\n      password: zed-password\n      threepids:\n        - medium: email\n          address: zed@other.org\n",
@@ -467,4 +468,42 @@ fn a_read_only_key_store_names_the_drop_in_that_fixes_it() {
             .contains(&format!("FAILED: {d} is on a read-only file system here")),
         "{out}"
     );
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn lookup_names_the_remote_server_it_asked() {
+    ensure_up();
+    let other = other_server();
+    let dir = TempDir::new();
+    // No local store; the state is not opened by `mxisd lookup`.
+    let file = config(
+        &dir,
+        &other.url(""),
+        "host=127.0.0.1 port=1 dbname=none",
+        "",
+    );
+    let (code, out, err) = run(
+        &["lookup", "-v", "-c", &file, "email", "zed@other.org"],
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(out.trim(), "email zed@other.org: @zed:example.org", "{err}");
+    assert!(err.contains("other identity servers are asked"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "lookup step: identity server {}, email \"zed@other.org\": found @zed:example.org in ",
+            other.url("")
+        )),
+        "{err}"
+    );
+    // -v: the outbound calls, without their query.
+    assert!(
+        err.contains(&format!(
+            "outbound GET {}/_matrix/identity/api/v1/lookup: HTTP 200 in ",
+            other.url("")
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("zed%40other.org"), "{err}");
 }
