@@ -507,3 +507,65 @@ fn lookup_names_the_remote_server_it_asked() {
     );
     assert!(!err.contains("zed%40other.org"), "{err}");
 }
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn files_the_service_user_cannot_use_are_named_with_one_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The binary where `nobody` may run it (a checkout may sit in a private directory).
+    let bin = dir.join("mxisd");
+    if std::fs::hard_link(crate::support::BIN, &bin).is_err() {
+        std::fs::copy(crate::support::BIN, &bin).unwrap();
+    }
+    // A key store left to root, 0700 as the start makes it; the database's directory to
+    // be created in a directory `nobody` may not write.
+    let keys = dir.join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file = dir.join("mxisd.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "matrix:\n  domain: example.org\nkey:\n  path: '{}'\nstorage:\n  provider:\n    sqlite:\n      database: '{}/state/mxisd.db'\n",
+            keys.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&bin)
+        .args(["check-config", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (code, out) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    let d = dir.path().display();
+    assert!(
+        out.contains("files (checked for the user running this command, nobody):"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "key.path").contains(&format!("FAILED: nobody cannot read {d}/keys")),
+        "{out}"
+    );
+    // Still to be created: a warning only, as the caller may not be the service's user.
+    assert!(
+        line(&out, "storage.provider.sqlite.database").contains(&format!(
+            "WARNING: {d}/state/mxisd.db does not exist and nobody cannot create the database in {d} (owner uid 0, mode 755)"
+        )),
+        "{out}"
+    );
+    assert!(
+        line(&out, "to fix:").ends_with(&format!(
+            "install -d -m 700 -o nobody '{d}/state' && chown -R nobody: '{d}/keys'"
+        )),
+        "{out}"
+    );
+}
