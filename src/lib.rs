@@ -15,6 +15,7 @@ pub mod api;
 pub mod app;
 pub mod binds;
 pub(crate) mod cidr;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub(crate) mod federation;

@@ -160,6 +160,26 @@ pub fn set_levels(app: LevelFilter, root: LevelFilter) {
     log::set_max_level(app.max(root));
 }
 
+/// mxisd's own level for `-v` given `verbosity` times (`-vv` is 2): 0 keeps `logging.app`;
+/// `-v` at least debug, which shows each lookup step (store, filter or query with its
+/// values escaped, time, result); `-vv` trace, which adds each outbound call (method,
+/// URL without its query, status, time).
+pub fn app_level(verbosity: u8, configured: LevelFilter) -> LevelFilter {
+    match verbosity {
+        0 => configured,
+        1 => configured.max(LevelFilter::Debug),
+        _ => LevelFilter::Trace,
+    }
+}
+
+/// The libraries' level: `logging.root`, and at least debug with `-vv`.
+pub fn root_level(verbosity: u8, configured: LevelFilter) -> LevelFilter {
+    match verbosity {
+        0 | 1 => configured,
+        _ => configured.max(LevelFilter::Debug),
+    }
+}
+
 /// Appends `now` as `2026-11-23T19:41:07.123Z`.
 fn write_timestamp(out: &mut String, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -243,6 +263,17 @@ mod tests {
         let mut out = String::new();
         write_timestamp(&mut out, now);
         out
+    }
+
+    #[test]
+    fn each_v_adds_a_level_never_removes_one() {
+        use LevelFilter::*;
+        assert_eq!(app_level(0, Info), Info);
+        assert_eq!(app_level(1, Info), Debug);
+        assert_eq!(app_level(1, Trace), Trace);
+        assert_eq!(app_level(2, Warn), Trace);
+        assert_eq!(root_level(1, Warn), Warn);
+        assert_eq!(root_level(2, Warn), Debug);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The `mxisd` command: run the server, or check a configuration.
+//! The `mxisd` command: run the server, check a configuration (and its backends), or run
+//! one lookup showing each step.
 
-use mxisd::{api, app::App, config, http, jobs, logging};
+use mxisd::{api, app::App, cli, config, http, jobs, logging};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::path::PathBuf;
@@ -9,28 +10,53 @@ use std::sync::Arc;
 
 const USAGE: &str = "\
 Usage: mxisd [-c FILE] [-v|-vv]         run the identity server
-       mxisd check-config [-c FILE]     validate the configuration and exit (0 = valid)
+       mxisd check-config [--connect] [-c FILE]
+                                        validate the configuration and exit (0 = valid);
+                                        --connect: also try every configured backend
+       mxisd lookup [-c FILE] [-v] MEDIUM ADDRESS
+                                        run the lookup chain once, logging each step
        mxisd --version
 
 The configuration is FILE, else /etc/mxisd/mxisd.yaml, else ./mxisd.yaml.
--v logs debug messages, -vv also those of the libraries.";
+-v logs each lookup step (store, filter or query, time, result); -vv also each outbound
+call (method, URL, status, time) and the libraries' debug messages.";
+
+#[derive(PartialEq, Eq)]
+enum Command {
+    Run,
+    Check { connect: bool },
+    Lookup { medium: String, address: String },
+}
 
 struct Args {
-    check_only: bool,
+    command: Command,
     config: Option<PathBuf>,
     verbosity: u8,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
-        check_only: false,
+        command: Command::Run,
         config: None,
         verbosity: 0,
     };
+    let mut lookup = None;
+    let mut connect = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "check-config" => args.check_only = true,
+            "check-config" if args.command == Command::Run && lookup.is_none() => {
+                args.command = Command::Check { connect: false }
+            }
+            "--connect" => connect = true,
+            "lookup" if args.command == Command::Run && lookup.is_none() => {
+                lookup = Some(Vec::new())
+            }
+            word if !word.starts_with('-') && lookup.as_ref().is_some_and(|l| l.len() < 2) => {
+                if let Some(l) = lookup.as_mut() {
+                    l.push(word.to_owned());
+                }
+            }
             "-c" | "--config" => {
                 args.config = Some(it.next().ok_or("-c needs a file name")?.into());
             }
@@ -46,6 +72,18 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             other => return Err(format!("unknown argument '{other}'")),
         }
+    }
+    if connect {
+        match args.command {
+            Command::Check { .. } => args.command = Command::Check { connect: true },
+            _ => return Err("--connect goes with check-config".into()),
+        }
+    }
+    if let Some(words) = lookup {
+        let [medium, address] = <[String; 2]>::try_from(words).map_err(|_| {
+            "lookup needs a medium and an address: mxisd lookup email alice@example.org"
+        })?;
+        args.command = Command::Lookup { medium, address };
     }
     Ok(Some(args))
 }
@@ -79,17 +117,105 @@ fn run_command() -> ExitCode {
     for warning in &loaded.warnings {
         log::warn!("{}: {warning}", path.display());
     }
-    if args.check_only {
-        println!("{}: valid", path.display());
-        return ExitCode::SUCCESS;
-    }
     let config = loaded.config;
-    match args.verbosity {
-        0 => logging::set_levels(config.logging.app, config.logging.root),
-        1 => logging::set_levels(log::LevelFilter::Debug, config.logging.root),
-        _ => logging::set_levels(log::LevelFilter::Trace, log::LevelFilter::Debug),
+    match args.command {
+        Command::Check { connect } => check_config(&path, &config, connect),
+        Command::Lookup { medium, address } => {
+            // The steps are debug lines; -v adds the outbound calls.
+            let outbound = args.verbosity >= 1;
+            logging::set_levels(
+                if outbound {
+                    log::LevelFilter::Trace
+                } else {
+                    log::LevelFilter::Debug
+                },
+                config.logging.root,
+            );
+            lookup(&config, &medium, &address)
+        }
+        Command::Run => {
+            logging::set_levels(
+                logging::app_level(args.verbosity, config.logging.app),
+                logging::root_level(args.verbosity, config.logging.root),
+            );
+            run(config)
+        }
     }
-    run(config)
+}
+
+/// `check-config`: the configuration parsed (done by now), the service user's rights on
+/// its files, and with `connect` every backend; 0 when all is well.
+fn check_config(path: &std::path::Path, config: &config::Config, connect: bool) -> ExitCode {
+    println!("{}: valid", path.display());
+    let mut failed = false;
+    let who = cli::paths::Who::service_user();
+    println!("files ({}):", who.why);
+    let checks = cli::paths::check(config, &who);
+    for c in &checks {
+        let (key, path, problems) = (c.key, c.path.display(), c.problems.join("; "));
+        if c.problems.is_empty() {
+            println!("  {key} {path}: OK");
+        } else if c.fatal {
+            failed = true;
+            println!("  {key} {path}: FAILED: {problems}");
+        } else {
+            println!("  {key} {path}: WARNING: {problems} (the start fails unless it runs as a user who can)");
+        }
+    }
+    if let Some(fix) = cli::paths::fix(&checks, &who) {
+        println!("  to fix: {fix}");
+    }
+    for note in cli::paths::sandbox_notes(&checks) {
+        println!("  note: {note}");
+    }
+    if connect {
+        println!("backends (each within its own timeout):");
+        let outcomes = cli::connect::check_all(config);
+        if outcomes.is_empty() {
+            println!("  none configured");
+        }
+        for o in &outcomes {
+            match &o.result {
+                Ok(done) if o.skipped() => println!("  {}: {done}", o.what),
+                Ok(done) => println!("  {}: OK: {done} ({} ms)", o.what, o.took.as_millis()),
+                Err(why) => {
+                    failed = true;
+                    println!("  {}: FAILED: {why} ({} ms)", o.what, o.took.as_millis());
+                }
+            }
+        }
+    }
+    if failed {
+        println!("check-config: FAILED (see above)");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `mxisd lookup`: the steps on standard error (log lines), the answer on standard output;
+/// 0 when found, 1 when not found or a store failed.
+fn lookup(config: &config::Config, medium: &str, address: &str) -> ExitCode {
+    let answer = cli::lookup::run(config, medium, address);
+    logging::flush();
+    match answer {
+        Ok(cli::lookup::Answer::Found { address, mxid }) => {
+            println!("{medium} {address}: {mxid}");
+            ExitCode::SUCCESS
+        }
+        Ok(cli::lookup::Answer::NotFound { address: Some(a) }) => {
+            println!("{medium} {a}: not found");
+            ExitCode::FAILURE
+        }
+        Ok(cli::lookup::Answer::NotFound { address: None }) => {
+            println!("{medium} {address:?}: not a valid address");
+            ExitCode::FAILURE
+        }
+        Err(why) => {
+            println!("{medium} {address}: lookup failed: {why}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The job that builds the hash index of v2 hashed lookups, unless `hashing.enabled` is

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use ureq::config::Config as UreqConfig;
 use ureq::tls::TlsConfig;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -204,9 +204,13 @@ impl ConfiguredClient {
     /// POSTs `body` as JSON to `url`.
     pub fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<Answer, CallError> {
         let agent = self.caller.agent(DefaultResolver::default());
-        self.caller
+        let started = Instant::now();
+        let outcome = self
+            .caller
             .send(&agent, url, Some(("POST", body)))
-            .map_err(classify)
+            .map_err(classify);
+        log_call("POST", url, &outcome, started);
+        outcome
     }
 
     /// POSTs `fields` as an HTML form to `url`, with HTTP basic authentication (APIs such as
@@ -224,7 +228,8 @@ impl ConfiguredClient {
             .collect::<Vec<_>>()
             .join("&");
         let auth = b64::encode_padded(format!("{}:{}", basic.0, basic.1).as_bytes());
-        agent
+        let started = Instant::now();
+        let outcome = agent
             .post(url)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Authorization", &format!("Basic {auth}"))
@@ -238,7 +243,9 @@ impl ConfiguredClient {
                     .read_to_string()?;
                 Ok(Answer { status, body })
             })
-            .map_err(classify)
+            .map_err(classify);
+        log_call("POST", url, &outcome, started);
+        outcome
     }
 }
 
@@ -337,14 +344,21 @@ impl Client {
             refusal: refusal.clone(),
         };
         let agent = self.caller.agent(resolver);
-        let outcome = self.caller.send(&agent, url, json);
-        outcome.map_err(|e| {
+        let started = Instant::now();
+        let outcome = self.caller.send(&agent, url, json).map_err(|e| {
             // A refusal or DNS failure in our resolver says more than ureq's wrapper error.
             match crate::lock(&refusal).take() {
                 Some(cause) => cause,
                 None => classify(e),
             }
-        })
+        });
+        log_call(
+            json.map_or("GET", |(method, _)| method),
+            url,
+            &outcome,
+            started,
+        );
+        outcome
     }
 }
 
@@ -494,6 +508,7 @@ impl Client {
             refusal: refusal.clone(),
         };
         let agent = caller.agent(resolver);
+        let started = Instant::now();
         let answer = match body {
             None => {
                 let mut request = agent.get(url);
@@ -510,7 +525,7 @@ impl Client {
                 request.send(json.to_string())
             }
         };
-        answer
+        let outcome = answer
             .and_then(|mut r| {
                 let status = r.status().as_u16();
                 let body = r
@@ -523,6 +538,60 @@ impl Client {
             .map_err(|e| match crate::lock(&refusal).take() {
                 Some(cause) => cause,
                 None => classify(e),
-            })
+            });
+        let method = if body.is_some() { "POST" } else { "GET" };
+        log_call(method, url, &outcome, started);
+        outcome
+    }
+}
+
+/// `-vv`: one line per outbound call, with its method, its URL without the query (where
+/// secrets such as access tokens would travel) nor credentials, its status or error, and
+/// how long it took.
+fn log_call(method: &str, url: &str, outcome: &Result<Answer, CallError>, started: Instant) {
+    if !log::log_enabled!(log::Level::Trace) {
+        return;
+    }
+    let result = match outcome {
+        Ok(answer) => format!("HTTP {}", answer.status),
+        Err(e) => format!("failed: {e}"),
+    };
+    log::trace!(
+        "outbound {method} {}: {result} in {} ms",
+        loggable_url(url),
+        started.elapsed().as_millis()
+    );
+}
+
+/// `url` without its query and fragment, and without `user:password@`.
+fn loggable_url(url: &str) -> String {
+    let bare = url.split(['?', '#']).next().unwrap_or_default();
+    match bare.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => bare.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::loggable_url;
+
+    #[test]
+    fn logged_urls_keep_no_query_nor_credentials() {
+        assert_eq!(
+            loggable_url(
+                "https://u:secret@id.example:8443/_matrix/identity/v2/lookup?access_token=abc#x"
+            ),
+            "https://id.example:8443/_matrix/identity/v2/lookup"
+        );
+        assert_eq!(
+            loggable_url("http://127.0.0.1:5000/api?x=1"),
+            "http://127.0.0.1:5000/api"
+        );
+        assert_eq!(loggable_url("https://host"), "https://host");
     }
 }

@@ -183,7 +183,18 @@ impl Chain {
         let Some(address) = threepid::address(medium, address, self.region) else {
             return Ok(None);
         };
-        if let Some(found) = self.first_answer(|store| store.find_signed(medium, &address))? {
+        let step = |store: &dyn IdentityStore| {
+            let started = std::time::Instant::now();
+            let answer = store.find_signed(medium, &address);
+            log::debug!(
+                "lookup step: store {}, {medium} {address:?}: {} in {} ms",
+                store.name(),
+                step_result(&answer),
+                started.elapsed().as_millis()
+            );
+            answer
+        };
+        if let Some(found) = self.first_answer(step)? {
             return Ok(Some((address, found)));
         }
         let Some((remote, deadline)) = self.remote_for(asker.into()) else {
@@ -258,7 +269,19 @@ impl Chain {
                 break;
             }
             let query: Vec<(Medium, String)> = wanted.keys().cloned().collect();
-            match store.find_many(&query) {
+            let started = std::time::Instant::now();
+            let answer = store.find_many(&query);
+            log::debug!(
+                "lookup step: store {}, {} addresses: {} in {} ms",
+                store.name(),
+                query.len(),
+                answer.as_ref().map_or_else(
+                    |e| format!("failed: {}", e.reason),
+                    |b| format!("{} found", b.len())
+                ),
+                started.elapsed().as_millis()
+            );
+            match answer {
                 Ok(bindings) => {
                     for b in bindings {
                         if let Some(forms) = wanted.remove(&(b.medium, b.address.clone())) {
@@ -322,5 +345,14 @@ impl Chain {
             }
         }
         failed
+    }
+}
+
+/// A single lookup step's answer, for the log: the Matrix ID, "not found", or why it failed.
+fn step_result(answer: &Result<Option<Found>, StoreError>) -> String {
+    match answer {
+        Ok(Some(found)) => format!("found {}", found.mxid),
+        Ok(None) => "not found".into(),
+        Err(e) => format!("failed: {}", e.reason),
     }
 }

@@ -104,7 +104,10 @@ impl Remote {
         match self.cached(&key) {
             // An unsigned bulk answer is not ours to sign: ask for a signed one.
             Some(Some(hit)) if hit.vouched == Vouched::Unsigned => unsigned_hit = true,
-            Some(answer) => return answer,
+            Some(answer) => {
+                log::debug!("lookup step: other identity servers' answer kept from an earlier lookup, {medium} {address:?}: {}", answer.as_ref().map_or("not found".into(), |f| format!("found {}", f.mxid)));
+                return answer;
+            }
             None => {}
         }
         let claim = self.claim(vec![key.clone()]);
@@ -120,7 +123,14 @@ impl Remote {
                 definite = false;
                 break;
             }
-            match self.ids.lookup(&base, medium.as_str(), address, deadline) {
+            let started = Instant::now();
+            let answer = self.ids.lookup(&base, medium.as_str(), address, deadline);
+            log::debug!(
+                "lookup step: identity server {base}, {medium} {address:?}: {} in {} ms",
+                remote_result(&answer),
+                started.elapsed().as_millis()
+            );
+            match answer {
                 Ok(Some(answer)) if live(&answer) => {
                     found = Some(answer);
                     break;
@@ -304,6 +314,15 @@ fn live(answer: &RemoteFound) -> bool {
     match answer.vouched {
         Vouched::Signed(_, _, not_after) => not_after > crate::now_ms(),
         Vouched::Configured | Vouched::Unsigned => true,
+    }
+}
+
+/// A remote step's answer, for the log: the Matrix ID, "not found", or why it failed.
+fn remote_result(answer: &Result<Option<RemoteFound>, String>) -> String {
+    match answer {
+        Ok(Some(found)) => format!("found {}", found.mxid),
+        Ok(None) => "not found".into(),
+        Err(why) => format!("failed: {why}"),
     }
 }
 

@@ -567,6 +567,31 @@ fn dot_stuffed(message: &str) -> String {
     out
 }
 
+impl Smtp {
+    /// `check-config --connect`: opens a session as a send does (connect, greeting, EHLO,
+    /// STARTTLS and AUTH as configured, within the connector's timeout), then QUIT; no
+    /// mail is sent. What was done, or what failed and why.
+    pub fn check(&self) -> Result<String, String> {
+        let mut session = Session::open(self)?;
+        let encrypted = matches!(session.stream.get_ref(), Stream::Tls(_));
+        let _ = session.command("QUIT\r\n", 221, "QUIT");
+        let mut done = vec!["EHLO"];
+        if encrypted {
+            done.push(if self.cfg.tls == SmtpTls::Implicit {
+                "TLS (implicit)"
+            } else {
+                "STARTTLS"
+            });
+        }
+        let login = match &self.cfg.login {
+            Some(login) => format!("AUTH as {login}"),
+            None => "no AUTH (no login configured)".into(),
+        };
+        done.push(&login);
+        Ok(done.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{dot_stuffed, enhanced_code, for_good};

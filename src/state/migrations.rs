@@ -98,3 +98,8 @@ fn record(c: &mut dyn Conn, name: &str) -> Result<(), StateError> {
     )?;
     Ok(())
 }
+
+/// The newest migration this build knows (`check-config --connect` compares a database's).
+pub fn latest() -> &'static str {
+    MIGRATIONS.last().map_or("", |(name, _)| name)
+}

@@ -214,3 +214,9 @@ fn instance_id() -> String {
         .unwrap_or_default();
     format!("{host}/{}/{random}", std::process::id())
 }
+
+/// The newest schema migration this build applies: a database whose `schema_migrations`
+/// ends here is current.
+pub fn latest_migration() -> &'static str {
+    migrations::latest()
+}

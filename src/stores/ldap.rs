@@ -273,6 +273,11 @@ impl IdentityStore for LdapStore {
         let Some(filter) = self.lookup_filter(medium, address) else {
             return Ok(None); // no attribute holds this medium
         };
+        log::debug!(
+            "ldap: search of {:?} (subtree) with filter {}",
+            self.cfg.base_dns,
+            loggable_filter(&filter)
+        );
         let entries = self.search(&filter, &self.attributes())?;
         // Only a user who really has this address (the filter matched on it) counts.
         Ok(entries
@@ -415,4 +420,61 @@ fn listing_templates(
         templates.insert(medium, template);
     }
     templates
+}
+
+impl LdapStore {
+    /// `check-config --connect`: a new connection bound with the configured DN (none: an
+    /// anonymous one), then one base-scope search of each base DN, each within the store's
+    /// timeout; what was done, or what failed and why.
+    pub fn check(&self) -> Result<String, StoreError> {
+        let mut conn = self.connect()?;
+        let mut found = Vec::new();
+        for base in &self.cfg.base_dns {
+            conn.with_timeout(self.cfg.timeout)
+                .search(base, Scope::Base, "(objectClass=*)", vec!["1.1"])
+                .and_then(|r| r.success())
+                .map_err(|e| self.error(format!("searching base DN {base}: {e}")))?;
+            found.push(base.as_str());
+        }
+        let _ = conn.unbind();
+        let bound = if self.cfg.bind_dn.is_empty() {
+            "anonymous bind (no ldap.connection.bindDn)".to_owned()
+        } else {
+            format!("bound as {}", self.cfg.bind_dn)
+        };
+        Ok(format!(
+            "{} at {}, base DNs found: {}",
+            bound,
+            self.cfg.url,
+            found.join(", ")
+        ))
+    }
+}
+
+/// `filter` for the log: a control character (which `ldap_escape` lets through, and which
+/// could forge a log line) written as RFC 4515's `\XX` escape: the same filter.
+fn loggable_filter(filter: &str) -> String {
+    let mut out = String::with_capacity(filter.len());
+    for c in filter.chars() {
+        if c.is_control() {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:02x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::loggable_filter;
+
+    #[test]
+    fn logged_filters_escape_control_characters() {
+        assert_eq!(loggable_filter("(mail=a\nb@x.org)"), "(mail=a\\0ab@x.org)");
+        assert_eq!(loggable_filter("(mail=é\\2a)"), "(mail=é\\2a)");
+    }
 }

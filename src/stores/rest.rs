@@ -75,10 +75,10 @@ impl IdentityStore for RestStore {
     }
 
     fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, StoreError> {
-        let answer = self.post(
-            &self.cfg.single_url,
-            &json!({"lookup": {"medium": medium.as_str(), "address": address}}),
-        )?;
+        let body = json!({"lookup": {"medium": medium.as_str(), "address": address}});
+        // Lookups only: a login's body holds a password.
+        log::debug!("rest: POST {} {body}", self.cfg.single_url);
+        let answer = self.post(&self.cfg.single_url, &body)?;
         Ok(answer
             .get("lookup")
             .and_then(|l| l.get("id"))
@@ -93,6 +93,7 @@ impl IdentityStore for RestStore {
             .iter()
             .map(|(m, a)| json!({"medium": m.as_str(), "address": a}))
             .collect();
+        log::debug!("rest: POST {bulk_url} ({} addresses)", threepids.len());
         let answer = self.post(bulk_url, &json!({ "lookup": asked }))?;
         let found = answer
             .get("lookup")

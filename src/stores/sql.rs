@@ -221,6 +221,11 @@ impl IdentityStore for SqlStore {
     fn find(&self, medium: Medium, address: &str) -> Result<Option<String>, StoreError> {
         let query = self.medium_queries.get(&medium).unwrap_or(&self.cfg.query);
         let mut first = None;
+        log::debug!(
+            "{}: query {query:?} with ({:?}, {address:?})",
+            self.cfg.name,
+            medium.as_str()
+        );
         self.each_row(query, &[medium.as_str(), address], &mut |_, row| {
             if first.is_none() {
                 first = row.into_iter().next().flatten();
