@@ -9,6 +9,9 @@
 # - v2 lookups at 32 connections on two instances over the same 1M bindings, one idle (no
 #   refresh during the run) and one refreshing every 8 s: p99 of each (the refresh's
 #   effect on lookups), in the same run;
+# - a directory of 100,000 LDAP entries in a slapd of the benchmark's own (the test
+#   fixtures, tests/services/ldap/start.sh): time and CPU (mxisd's and slapd's) of one
+#   build of the index, i.e. of one refresh;
 # - v2 lookups against nginx `return 200 '{}'` at 8, 32 and 128 connections: req/s ratio
 #   and CPU time per request (utime + stime of the processes, from /proc) ratio.
 # BENCH_BASELINE=/path/to/another/mxisd runs the same memory rows for that build.
@@ -19,7 +22,7 @@ ROOT="$PWD"
 BIG="${BENCH_BIG:-1000000}"
 DURATION="${BENCH_DURATION:-10s}"
 CONNECTIONS="${BENCH_CONNECTIONS:-8 32 128}"
-PARTS="${BENCH_PARTS:-memory refresh nginx}"   # e.g. BENCH_PARTS=memory
+PARTS="${BENCH_PARTS:-memory ldap refresh nginx}"   # e.g. BENCH_PARTS=memory
 export PATH="$PATH:/usr/sbin"
 
 missing=()
@@ -59,8 +62,12 @@ cpu_ticks() { # utime + stime of every process whose pid is given
     echo "$t"
 }
 
-start_mxisd() { # start_mxisd NAME DB REFRESH [BINARY] -> sets PORT, PID, READY_MS
+start_mxisd() { # start_mxisd NAME DB REFRESH [BINARY] [STORE] -> sets PORT, PID, READY_MS
     local d="$W/$1" bin="${4:-$BIN}"; mkdir -p "$d"
+    local store="${5:-synapseSql:
+  enabled: true
+  type: sqlite
+  connection: '$2'}"
     cat > "$d/mxisd.yaml" <<YAML
 matrix:
   domain: example.org
@@ -76,10 +83,7 @@ logging:
   app: info
 hashing:
   refreshInterval: $3
-synapseSql:
-  enabled: true
-  type: sqlite
-  connection: '$2'
+$store
 federation:
   resolver: '127.0.0.1:$DNS_PORT'
   ipRangeWhitelist: ['127.0.0.0/8']
@@ -147,6 +151,26 @@ if [[ " $PARTS " == *" memory "* ]]; then
     memory_rows "this build" "$BIN"
     [ -z "${BENCH_BASELINE:-}" ] || memory_rows "baseline" "$BENCH_BASELINE"
 fi
+if [[ " $PARTS " == *" ldap "* ]]; then
+    LDAP_BENCH_PORT=3899
+    bash tests/services/ldap/start.sh "$W/slapd" "$LDAP_BENCH_PORT" 100000 >/dev/null
+    SLAPD_PID="$(cat "$W/slapd/slapd.pid")"; pids+=("$SLAPD_PID")
+    s0="$(cpu_ticks "$SLAPD_PID")"
+    start_mxisd ldap - 86400 "$BIN" "ldap:
+  enabled: true
+  connection:
+    host: '127.0.0.1'
+    port: $LDAP_BENCH_PORT
+    bindDn: '$LDAP_ADMIN_DN'
+    bindPassword: '$LDAP_ADMIN_PASSWORD'
+    baseDNs: ['ou=people,$LDAP_BASE']"
+    HZ="$(getconf CLK_TCK)"
+    printf '\n%-40s %10s %14s %14s %10s\n' "index of an LDAP directory" "build" "mxisd CPU" "slapd CPU" "hashes"
+    printf '%-40s %7s ms %11s ms %11s ms %10s\n' "100,000 entries (paged search)" "$READY_MS" \
+        "$(( $(cpu_ticks "$PID") * 1000 / HZ ))" "$(( ($(cpu_ticks "$SLAPD_PID") - s0) * 1000 / HZ ))" \
+        "$(grep -o 'hash index ready: [0-9]*' "$W/ldap/log" | grep -o '[0-9]*$')"
+    kill "$PID" "$SLAPD_PID"
+fi
 [[ " $PARTS " == *" refresh "* || " $PARTS " == *" nginx "* ]] || exit 0
 
 # p99 while the index is rebuilt, against an instance whose index stays put.
@@ -176,18 +200,28 @@ CONF
 nginx -c "$W/nginx.conf" -p "$W"
 NGINX_MASTER="$(cat "$W/nginx.pid")"; pids+=("$NGINX_MASTER")
 NGINX_PIDS=("$NGINX_MASTER" $(pgrep -P "$NGINX_MASTER"))
+# The busy instance is not needed any more: its refreshes would take CPU from the others.
+kill "$(pgrep -f "$W/busy/mxisd.yaml" | head -1)" 2>/dev/null || true
 MX_PID="$(pgrep -f "$W/idle/mxisd.yaml" | head -1)"
-printf '\n%-16s %12s %12s %8s %16s %16s %8s\n' "v2 lookup" "mxisd req/s" "nginx req/s" "ratio" "mxisd CPU/req" "nginx CPU/req" "ratio"
+BUILDS=("this build|$MX_PID|$I_URL|$I_TOKEN|$I_BODY")
+if [ -n "${BENCH_BASELINE:-}" ]; then
+    start_mxisd base-idle "$W/big.db" 86400 "$BENCH_BASELINE"; prepare "$PORT"
+    BUILDS+=("baseline|$PID|$URL|$TOKEN|$BODY")
+fi
+printf '\n%-26s %12s %12s %8s %16s %16s %8s\n' "v2 lookup" "mxisd req/s" "nginx req/s" "ratio" "mxisd CPU/req" "nginx CPU/req" "ratio"
 HZ="$(getconf CLK_TCK)"
 for c in $CONNECTIONS; do
-    t0="$(cpu_ticks "$MX_PID")"
-    read -r m_rps _ _ m_n <<<"$(wrk_run "$I_URL/_matrix/identity/v2/lookup" "$c" "$I_TOKEN" "$I_BODY")"
-    m_cpu=$(( $(cpu_ticks "$MX_PID") - t0 ))
-    t0="$(cpu_ticks "${NGINX_PIDS[@]}")"
-    read -r n_rps _ _ n_n <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/" "$c")"
-    n_cpu=$(( $(cpu_ticks "${NGINX_PIDS[@]}") - t0 ))
-    awk -v c="$c" -v mr="$m_rps" -v nr="$n_rps" -v mc="$m_cpu" -v nc="$n_cpu" -v mn="$m_n" -v nn="$n_n" -v hz="$HZ" 'BEGIN {
-        mu = mc / hz / mn * 1e6; nu = nc / hz / nn * 1e6;
-        printf "%-16s %12.0f %12.0f %8.2f %13.1f µs %13.1f µs %8.2f\n", c " conns", mr, nr, mr / nr, mu, nu, mu / nu }'
+    for build in "${BUILDS[@]}"; do
+        IFS='|' read -r label pid url token body <<<"$build"
+        t0="$(cpu_ticks "$pid")"
+        read -r m_rps _ _ m_n <<<"$(wrk_run "$url/_matrix/identity/v2/lookup" "$c" "$token" "$body")"
+        m_cpu=$(( $(cpu_ticks "$pid") - t0 ))
+        t0="$(cpu_ticks "${NGINX_PIDS[@]}")"
+        read -r n_rps _ _ n_n <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/" "$c")"
+        n_cpu=$(( $(cpu_ticks "${NGINX_PIDS[@]}") - t0 ))
+        awk -v l="$c conns, $label" -v mr="$m_rps" -v nr="$n_rps" -v mc="$m_cpu" -v nc="$n_cpu" -v mn="$m_n" -v nn="$n_n" -v hz="$HZ" 'BEGIN {
+            mu = mc / hz / mn * 1e6; nu = nc / hz / nn * 1e6;
+            printf "%-26s %12.0f %12.0f %8.2f %13.1f µs %13.1f µs %8.2f\n", l, mr, nr, mr / nr, mu, nu, mu / nu }'
+    done
 done
 printf '(wrk -t2, %s a run; CPU from /proc utime+stime)\nmachine: %s, %s cores\n' "$DURATION" "$(uname -sr)" "$(nproc)"

@@ -25,7 +25,7 @@ moduleload back_mdb
 pidfile $L/slapd.pid
 argsfile $L/slapd.args
 database mdb
-maxsize 104857600
+maxsize 1073741824
 suffix "$LDAP_BASE"
 rootdn "$LDAP_ADMIN_DN"
 rootpw $(slappasswd -s "$LDAP_ADMIN_PASSWORD")
