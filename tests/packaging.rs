@@ -392,7 +392,17 @@ fn a_first_install_configures_from_the_sample_and_its_purge_removes_what_it_made
     );
     assert_eq!(root.is_enabled("mxisd.service"), "disabled");
     assert!(!root.path("/etc/systemd/system/mxisd.service.d").exists());
+    // The README's next steps: matrix.domain, the check, the service (`enable` without the
+    // README's `--now`: no systemd runs in the chroot to start it).
+    root.sh("sed -i \"s/^  domain: ''/  domain: 'example.org'/\" /etc/mxisd/mxisd.yaml");
+    let check = root.sh("mxisd check-config -c /etc/mxisd/mxisd.yaml");
+    assert!(check.contains("valid"), "{check}");
+    root.sh("systemctl enable mxisd");
+    assert_eq!(root.is_enabled("mxisd.service"), "enabled");
     root.sh("apt-get purge -y mxisd");
+    assert!(!root
+        .path("/etc/systemd/system/multi-user.target.wants/mxisd.service")
+        .exists());
     assert!(!root.path("/etc/mxisd").exists());
     assert!(!root.path("/var/lib/mxisd").exists());
 }
