@@ -248,9 +248,24 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// mxisd 1.4's database (ORMLite's table of pending invites on SQLite) with one pending
+/// e-mail invite, owned as 1.4's service left it once the stand-in's postinst ran.
+fn mxisd_store_with_an_invite(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE `invite_3pid` (`id` VARCHAR , `token` VARCHAR NOT NULL , \
+         `sender` VARCHAR NOT NULL , `medium` VARCHAR NOT NULL , `address` VARCHAR NOT NULL , \
+         `roomId` VARCHAR NOT NULL , `properties` VARCHAR , PRIMARY KEY (`id`) );
+         INSERT INTO invite_3pid VALUES ('example.orgemailbob@example.org', 'mxisd14token',
+             '@alice:example.org', 'email', 'bob@example.org', '!old:example.org', NULL);",
+    )
+    .unwrap();
+}
+
 /// The installed binary, run in the root as the mxisd user on the configuration there: the
-/// public key it serves for `ed25519:0`.
-fn served_public_key(root: &Chroot, port: u16) -> String {
+/// public key it serves for `ed25519:0`, and its log.
+fn served_public_key(root: &Chroot, port: u16) -> (String, String) {
     let ids = root.sh("id -u mxisd; id -g mxisd");
     let ids: Vec<&str> = ids.lines().collect();
     let mut child = Command::new("/usr/sbin/chroot")
@@ -282,9 +297,12 @@ fn served_public_key(root: &Chroot, port: u16) -> String {
         std::thread::sleep(Duration::from_millis(50));
     };
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    child.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
     let json: serde_json::Value = serde_json::from_str(&answer).unwrap();
-    json["public_key"].as_str().unwrap_or_default().to_owned()
+    (
+        json["public_key"].as_str().unwrap_or_default().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The issue's operator: mxisd 1.4.6's Java package, the admin's own configuration (key
@@ -303,7 +321,11 @@ fn the_package_replaces_mxisd_1_4_unattended_and_its_purge_keeps_the_keys() {
          matrix:\n  domain: 'example.org'\n\
          server:\n  port: {port}\n\
          key:\n  path: '/var/opt/mxisd/keys'  # mxisd's docs\n\
-         storage:\n  provider:\n    sqlite:\n      database: \"/var/lib/mxisd/store.db\"\n"
+         storage:\n  provider:\n    sqlite:\n      database: \"/var/lib/mxisd/store.db\"\n\
+         # The test's: nothing leaves the machine.\n\
+         invite:\n  resolution:\n    recursive: false\n\
+         federation:\n  resolver: '127.0.0.1:{dns}'\n",
+        dns = services::get("DNS_PORT")
     );
     root.write("/etc/mxisd/mxisd.yaml", &config);
     let keystore = crate::support::data().join("mxisd-keystore");
@@ -314,6 +336,7 @@ fn the_package_replaces_mxisd_1_4_unattended_and_its_purge_keeps_the_keys() {
             .arg(&keystore)
             .arg(root.path("/var/opt/mxisd/keys")),
     );
+    mxisd_store_with_an_invite(&root.path("/var/lib/mxisd/store.db"));
     root.sh(&format!("dpkg -i {java}"));
     // The key store as 1.4's service left it: its user's.
     root.sh("chown -R mxisd:mxisd /var/opt/mxisd");
@@ -356,7 +379,9 @@ fn the_package_replaces_mxisd_1_4_unattended_and_its_purge_keeps_the_keys() {
             .arg("mxisd.service")
             .env("MANPATH", root.path("/usr/share/man")),
     );
-    assert_eq!(served_public_key(&root, port), KEYSTORE_PUBLIC_KEY);
+    let (public_key, log) = served_public_key(&root, port);
+    assert_eq!(public_key, KEYSTORE_PUBLIC_KEY, "{log}");
+    assert!(log.contains("imported 1 pending invites of mxisd"), "{log}");
 
     let purge = root.sh("apt-get purge -y mxisd");
     println!("{purge}");
