@@ -27,3 +27,6 @@ ELEMENT_SDK_DIR=/tmp/mxisd-test-cache/matrix-js-sdk
 SYNAPSE_AUTH_PORT=18090
 SYNAPSE_AUTH_TIMEOUT=3
 LDAPS_PORT=6360
+# tests/packaging.rs: cargo-deb's package is installed into a copy of a Debian root made once
+# by debootstrap (tests/support/debian-root.sh) and kept here.
+PACKAGING_CACHE=/tmp/mxisd-test-cache

@@ -3,7 +3,8 @@
 # PostgreSQL, dnsmasq (SRV records) and an aiosmtpd mail sink that stores each mail as a
 # file; installs nginx and Chromium for the tests that start their own (a load balancer,
 # a browser rendering mxisd's pages), Synapse from PyPI and matrix-js-sdk from npm (once, in
-# a cache kept across runs). Installs missing Debian packages when run as root.
+# a cache kept across runs), and for the Debian package's test cargo-deb and a Debian root
+# made by debootstrap (once, in that cache). Installs missing Debian packages when run as root.
 # Safe to run concurrently.
 # Stop them with tests/services/down.sh.
 set -euo pipefail
@@ -32,6 +33,10 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v chromium >/dev/null || missing+=(chromium)
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# tests/packaging.rs: a throwaway Debian root, lintian, systemd-analyze.
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v lintian >/dev/null || missing+=(lintian)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         log "missing packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}"
@@ -165,6 +170,18 @@ start_synapse() {
 }
 "$SYNAPSE_VENV/bin/python" -c 'import synapse' 2>/dev/null || install_synapse
 { alive "$D/synapse/synapse.pid" && synapse_current; } || start_synapse
+
+# --- the Debian package ------------------------------------------------------------------
+# tests/packaging.rs builds it with cargo-deb (pinned: its metadata keys and output are what
+# the test checks) and installs it into a copy of a Debian root made once by debootstrap.
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+    log "installing cargo-deb $CARGO_DEB_VERSION (once, about 2 minutes)"
+    cargo install --quiet --locked --version "$CARGO_DEB_VERSION" cargo-deb
+fi
+if [ "$(id -u)" = 0 ]; then
+    bash "$HERE/../support/debian-root.sh" "$PACKAGING_CACHE" >/dev/null
+fi
 
 # --- matrix-js-sdk ----------------------------------------------------------------------
 # The client library inside Element, from npm, the whole tree pinned by
