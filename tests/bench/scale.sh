@@ -146,8 +146,8 @@ memory_rows() { # memory_rows LABEL BINARY
     printf '%-28s %10s ms %12s %10s\n' "$1: 100,000 bindings" "$READY_MS" "$(mb "$(status_kb "$PID" VmRSS)")" "$(mb "$(status_kb "$PID" VmHWM)")"
     kill "$PID"
 }
-printf '\n%-28s %13s %12s %10s %14s %10s\n' "hash index" "ready after" "RSS MB" "VmHWM MB" "RSS 2 refr." "VmHWM 2 r."
 if [[ " $PARTS " == *" memory "* ]]; then
+    printf '\n%-28s %13s %12s %10s %14s %10s\n' "hash index" "ready after" "RSS MB" "VmHWM MB" "RSS 2 refr." "VmHWM 2 r."
     memory_rows "this build" "$BIN"
     [ -z "${BENCH_BASELINE:-}" ] || memory_rows "baseline" "$BENCH_BASELINE"
 fi
