@@ -101,6 +101,7 @@ impl Remote {
         }
         let key = (medium, address.to_owned());
         let mut unsigned_hit = false;
+        crate::metrics::lookups::source(crate::metrics::lookups::Source::Cache); // if it answers
         match self.cached(&key) {
             // An unsigned bulk answer is not ours to sign: ask for a signed one.
             Some(Some(hit)) if hit.vouched == Vouched::Unsigned => unsigned_hit = true,
@@ -122,6 +123,7 @@ impl Remote {
             }
             match self.ids.lookup(&base, medium.as_str(), address, deadline) {
                 Ok(Some(answer)) if live(&answer) => {
+                    crate::metrics::lookups::source(self.source_of(&base));
                     found = Some(answer);
                     break;
                 }
@@ -153,6 +155,7 @@ impl Remote {
                 None => pending.push(key.clone()),
             }
         }
+        crate::metrics::lookups::add(crate::metrics::lookups::Source::Cache, found.len());
         let claim = self.claim(pending);
         // Each address's servers, and every server once, in first-seen order.
         let mut order: Vec<String> = Vec::new();
@@ -198,6 +201,7 @@ impl Remote {
                             .iter()
                             .find(|(m, a)| m.as_str() == medium && *a == address)
                         {
+                            crate::metrics::lookups::add(self.source_of(base), 1);
                             answers.entry(key).or_insert(RemoteFound { mxid, vouched });
                         }
                     }
@@ -304,6 +308,18 @@ fn live(answer: &RemoteFound) -> bool {
     match answer.vouched {
         Vouched::Signed(_, _, not_after) => not_after > crate::now_ms(),
         Vouched::Configured | Vouched::Unsigned => true,
+    }
+}
+
+impl Remote {
+    /// Where an answer of the server at `base` counts as coming from: a forwarder, or the
+    /// identity server DNS named.
+    fn source_of(&self, base: &str) -> crate::metrics::lookups::Source {
+        if self.forwarders.iter().any(|f| f == base) {
+            crate::metrics::lookups::Source::Forwarder
+        } else {
+            crate::metrics::lookups::Source::Dns
+        }
     }
 }
 

@@ -200,7 +200,7 @@ fn email_channel(cfg: &EmailConfig, domain: &str) -> Result<Option<Channel>, Str
             base_placeholders(domain, &cfg.from, &cfg.name, &cfg.templates),
             domain,
         )?),
-        connector: Box::new(smtp::Smtp::new(smtp, &cfg.from)?),
+        connector: Box::new(Counted(Metric::Smtp, smtp::Smtp::new(smtp, &cfg.from)?)),
     }))
 }
 
@@ -219,7 +219,10 @@ fn sms_channel(
             base_placeholders(domain, "", "", &cfg.templates),
             domain,
         )?),
-        connector: Box::new(twilio::Twilio::new(twilio, federation)?),
+        connector: Box::new(Counted(
+            Metric::Twilio,
+            twilio::Twilio::new(twilio, federation)?,
+        )),
     }))
 }
 
@@ -337,5 +340,22 @@ impl Generator for TemplateGenerator {
             p.set(name, value);
         }
         self.fill(&self.invite, &p)
+    }
+}
+
+use crate::metrics::Connector as Metric;
+
+/// A connector whose sends are counted (`mxisd_notifications_total`), sent or failed.
+struct Counted<C>(Metric, C);
+
+impl<C: Connector> Connector for Counted<C> {
+    fn send(&self, to: &str, message: &str) -> Result<(), NotifyError> {
+        let sent = self.1.send(to, message);
+        crate::metrics::notification(self.0, sent.is_ok());
+        sent
+    }
+
+    fn longest_send(&self) -> Duration {
+        self.1.longest_send()
     }
 }
