@@ -7,8 +7,10 @@ use crate::support::{self, agent, Mxisd, Response, Silent};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A series: the sample's name and its labels, sorted.
-type Series = (String, Vec<(String, String)>);
+/// Labels as (name, value), sorted.
+type Labels = Vec<(String, String)>;
+/// A series: the sample's name and its labels.
+type Series = (String, Labels);
 
 /// A parsed page: every sample's value, and each family's type.
 struct Page {
@@ -82,7 +84,7 @@ fn value(s: &str) -> Result<f64, String> {
 }
 
 /// `{a="x",b="y"}` at the start of `s`: the labels and the rest of the line.
-fn labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn labels(s: &str) -> Result<(Labels, &str), String> {
     let mut rest = s.strip_prefix('{').ok_or("no {")?;
     let mut out = Vec::new();
     loop {
@@ -212,7 +214,7 @@ fn parse(text: &str) -> Page {
 fn check_histograms(page: &Page) {
     for (family, _) in page.types.iter().filter(|(_, k)| *k == "histogram") {
         let bucket = format!("{family}_bucket");
-        let mut by_series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut by_series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
         for ((name, labels), v) in &page.samples {
             if *name != bucket {
                 continue;
@@ -556,4 +558,47 @@ fn the_parser_is_strict() {
         let refused = std::panic::catch_unwind(|| parse(page)).is_err();
         assert!(refused, "accepted: {page:?}");
     }
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_state_database_that_is_down_is_not_ready_and_counted() {
+    let pg = crate::support::pg_cluster::PgCluster::start(false);
+    let port = free_port();
+    let _mxisd = Mxisd::start(&format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n      timeout: 2\n{MEMORY}{}",
+        pg.connection(),
+        metrics_config(port)
+    ));
+    let ready = get(port, "/ready");
+    assert_eq!(ready.text, "ready\nstate: ok\nstore memory: ok\n");
+    let before = scrape(port);
+    assert_eq!(before.get("mxisd_state_up", &[]), 1.0);
+
+    pg.stop();
+    let ready = get(port, "/ready");
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    let lines: Vec<&str> = ready.text.lines().collect();
+    assert_eq!((lines[0], lines[2]), ("not ready", "store memory: ok"));
+    assert!(
+        lines[1].starts_with("state: FAILED: state database (PostgreSQL) unavailable"),
+        "{}",
+        ready.text
+    );
+    let after = scrape(port);
+    assert_eq!(after.get("mxisd_state_up", &[]), 0.0);
+    assert!(
+        !after
+            .samples
+            .keys()
+            .any(|(n, _)| n == "mxisd_delivery_queue_items"),
+        "no queue figures without the state"
+    );
+    let unavailable = |p: &Page| p.get("mxisd_state_errors_total", &[("kind", "unavailable")]);
+    // The readiness check and the scrape's query of the queue, at least.
+    assert!(unavailable(&after) - unavailable(&before) >= 2.0);
+
+    pg.start_again();
+    let ready = get(port, "/ready");
+    assert_eq!(ready.status, 200, "{}", ready.text);
 }
