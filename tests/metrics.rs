@@ -602,3 +602,70 @@ fn a_state_database_that_is_down_is_not_ready_and_counted() {
     let ready = get(port, "/ready");
     assert_eq!(ready.status, 200, "{}", ready.text);
 }
+
+#[test]
+fn lookups_answered_by_a_forwarder_then_its_kept_answer_count_there() {
+    // B knows bob; A knows nobody and forwards to B. Addresses of A's own domain are never
+    // looked up in the DNS: only the forwarder is asked, over loopback.
+    let b = Mxisd::start(
+        "memory:\n  enabled: true\n  identities:\n    - username: bob\n      threepids:\n        - medium: email\n          address: bob@example.org\n",
+    );
+    let port = free_port();
+    let dir = support::TempDir::new();
+    let keys = dir.join("keys");
+    let text = support::config_text(
+        &dir,
+        &keys,
+        &format!(
+            "forward:\n  servers: ['lan']\n{}federation:\n  resolver: '127.0.0.1:{}'\n  ipRangeWhitelist: ['127.0.0.0/8']\n",
+            metrics_config(port),
+            support::services::get("DNS_PORT")
+        ),
+    )
+    .replacen(
+        "matrix:\n  domain: example.org\n",
+        &format!(
+            "matrix:\n  domain: example.org\n  identity:\n    servers:\n      lan: ['http://{}']\n",
+            b.addr
+        ),
+        1,
+    );
+    let config = dir.join("mxisd.yaml");
+    std::fs::write(&config, text).unwrap();
+    let a = Mxisd::spawn(dir, &config);
+
+    let before = scrape(port);
+    let single = |address: &str| {
+        a.get(&format!("{V1_LOOKUP}?medium=email&address={address}"))
+            .json()
+    };
+    assert_eq!(
+        single("bob%40example.org")["mxid"],
+        "@bob:example.org",
+        "{}",
+        a.log()
+    );
+    assert_eq!(single("bob%40example.org")["mxid"], "@bob:example.org");
+    assert_eq!(single("nobody%40example.org"), json!({}));
+    assert_eq!(single("nobody%40example.org"), json!({}));
+    let bulk =
+        json!({"threepids": [["email", "bob@example.org"], ["email", "nobody2@example.org"]]});
+    let r = a.post(support::V1_BULK_LOOKUP, &bulk.to_string());
+    assert_eq!(
+        r.json(),
+        json!({"threepids": [["email", "bob@example.org", "@bob:example.org"]]})
+    );
+    let after = scrape(port);
+    let moved = |source| {
+        let labels = [("source", source)];
+        after.count("mxisd_lookups_total", &labels) - before.count("mxisd_lookups_total", &labels)
+    };
+    // bob: the forwarder, then kept (single and bulk); nobody: a miss asked, then a miss
+    // kept; nobody2: asked in the bulk, a miss.
+    assert_eq!(moved("forwarder"), 1.0);
+    assert_eq!(moved("cache"), 2.0);
+    assert_eq!(moved("miss"), 3.0);
+    for source in ["store", "dns", "error"] {
+        assert_eq!(moved(source), 0.0, "{source}");
+    }
+}
