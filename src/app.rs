@@ -70,7 +70,7 @@ impl std::error::Error for StartError {}
 pub struct Features {
     invites: crate::invite::Jobs,
     /// The metrics listener, when `metrics.enabled`.
-    pub metrics: Option<crate::metrics_listener::Listener>,
+    metrics: Option<crate::metrics_listener::Listener>,
 }
 
 impl Features {

@@ -49,14 +49,9 @@ pub struct Listener {
     server: Arc<tiny_http::Server>,
     thread: JoinHandle<()>,
     stopping: Arc<AtomicBool>,
-    addr: SocketAddr,
 }
 
 impl Listener {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Stops accepting and ends the listener's thread (a check still running is left to
     /// its own timeout).
     pub fn stop(self) {
@@ -122,7 +117,6 @@ pub fn start<H: Host>(cfg: &MetricsConfig, host: Arc<H>) -> io::Result<Option<Li
         server,
         thread,
         stopping,
-        addr,
     }))
 }
 

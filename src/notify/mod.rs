@@ -15,6 +15,7 @@ pub mod twilio;
 use crate::config::{Config, EmailConfig, FederationConfig, MsisdnConfig, Templates};
 use crate::gate::{Gate, Pass};
 use crate::logging::Throttled;
+use crate::metrics::Connector as Sender;
 use crate::threepid::Medium;
 use std::fmt;
 use std::time::Duration;
@@ -200,7 +201,7 @@ fn email_channel(cfg: &EmailConfig, domain: &str) -> Result<Option<Channel>, Str
             base_placeholders(domain, &cfg.from, &cfg.name, &cfg.templates),
             domain,
         )?),
-        connector: Box::new(Counted(Metric::Smtp, smtp::Smtp::new(smtp, &cfg.from)?)),
+        connector: Box::new(Counted(Sender::Smtp, smtp::Smtp::new(smtp, &cfg.from)?)),
     }))
 }
 
@@ -220,7 +221,7 @@ fn sms_channel(
             domain,
         )?),
         connector: Box::new(Counted(
-            Metric::Twilio,
+            Sender::Twilio,
             twilio::Twilio::new(twilio, federation)?,
         )),
     }))
@@ -343,10 +344,8 @@ impl Generator for TemplateGenerator {
     }
 }
 
-use crate::metrics::Connector as Metric;
-
 /// A connector whose sends are counted (`mxisd_notifications_total`), sent or failed.
-struct Counted<C>(Metric, C);
+struct Counted<C>(Sender, C);
 
 impl<C: Connector> Connector for Counted<C> {
     fn send(&self, to: &str, message: &str) -> Result<(), NotifyError> {
