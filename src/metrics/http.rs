@@ -7,6 +7,11 @@
 //! time it is seen, in a fixed table of [`SLOTS`] found by hashing: after that, counting a
 //! request is a hash of the pattern and a few relaxed atomic adds, without a lock or an
 //! allocation. Were the table ever full, further endpoints would share `(overflow)`.
+//!
+//! Each slot's counters, and the busy count, are kept in [`SHARDS`] copies, each on cache
+//! lines of its own, a worker thread adding to its own copy (they are summed when
+//! rendered): workers on different cores adding to one shared line would pass it back and
+//! forth between the cores at every request.
 
 use super::text::{Kind, Text};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -23,10 +28,14 @@ const STATUSES: [u16; 18] = [
 
 /// Upper bounds of the latency buckets, in microseconds (1 ms to 10 s); one more bucket
 /// above them (`+Inf`).
-pub(super) const BUCKETS_US: [u64; 13] = [
+const BUCKETS_US: [u64; 13] = [
     1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
     5_000_000, 10_000_000,
 ];
+
+/// Copies of the counters (a thread's is its number, in the order threads first count, modulo
+/// this).
+const SHARDS: usize = 8;
 
 /// The request methods named; any other is `other` (a method is the client's word).
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
@@ -34,6 +43,12 @@ const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "
 struct Slot {
     /// (method, endpoint), set once.
     name: OnceLock<(&'static str, Box<str>)>,
+    shards: [Counters; SHARDS],
+}
+
+/// One copy of a slot's counters, on cache lines no other copy shares.
+#[repr(align(64))]
+struct Counters {
     statuses: [AtomicU64; STATUSES.len() + 1],
     latency: Histogram,
 }
@@ -42,27 +57,50 @@ impl Slot {
     const fn new() -> Slot {
         Slot {
             name: OnceLock::new(),
-            statuses: [const { AtomicU64::new(0) }; STATUSES.len() + 1],
-            latency: Histogram::new(),
+            shards: [const {
+                Counters {
+                    statuses: [const { AtomicU64::new(0) }; STATUSES.len() + 1],
+                    latency: Histogram::new(),
+                }
+            }; SHARDS],
         }
     }
 }
 
+/// A busy count on a cache line of its own.
+#[repr(align(64))]
+struct Padded(AtomicI64);
+
+thread_local! {
+    /// This thread's copy of the counters; `usize::MAX` until it first counts.
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+fn shard() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    SHARD.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT.fetch_add(1, Relaxed) as usize % SHARDS);
+        }
+        s.get()
+    })
+}
+
 /// Counts per bucket (not cumulative; summed when rendered) and the sum, in microseconds.
-pub(super) struct Histogram {
+struct Histogram {
     buckets: [AtomicU64; BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
 }
 
 impl Histogram {
-    pub(super) const fn new() -> Histogram {
+    const fn new() -> Histogram {
         Histogram {
             buckets: [const { AtomicU64::new(0) }; BUCKETS_US.len() + 1],
             sum_us: AtomicU64::new(0),
         }
     }
 
-    pub(super) fn observe(&self, took: Duration) {
+    fn observe(&self, took: Duration) {
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let i = BUCKETS_US
             .iter()
@@ -72,12 +110,16 @@ impl Histogram {
         self.sum_us.fetch_add(us, Relaxed);
     }
 
-    /// `name_bucket`, `name_sum` (seconds) and `name_count` samples under `labels`.
-    pub(super) fn render(&self, t: &mut Text, name: &str, labels: &[(&str, &str)]) {
+    /// `name_bucket`, `name_sum` (seconds) and `name_count` samples under `labels`, of
+    /// `copies` added up.
+    fn render(copies: &[&Histogram], t: &mut Text, name: &str, labels: &[(&str, &str)]) {
         let mut cumulative = 0;
         let bucket = format!("{name}_bucket");
-        for (i, count) in self.buckets.iter().enumerate() {
-            cumulative += count.load(Relaxed);
+        for i in 0..=BUCKETS_US.len() {
+            cumulative += copies
+                .iter()
+                .map(|h| h.buckets[i].load(Relaxed))
+                .sum::<u64>();
             let le = match BUCKETS_US.get(i) {
                 Some(us) => super::text::number(*us as f64 / 1e6),
                 None => "+Inf".to_owned(),
@@ -86,7 +128,7 @@ impl Histogram {
             with_le.push(("le", &le));
             t.int(&bucket, &with_le, cumulative);
         }
-        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let sum = copies.iter().map(|h| h.sum_us.load(Relaxed)).sum::<u64>() as f64 / 1e6;
         t.real(&format!("{name}_sum"), labels, sum);
         t.int(&format!("{name}_count"), labels, cumulative);
     }
@@ -94,7 +136,7 @@ impl Histogram {
 
 static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 static OVERFLOW: Slot = Slot::new();
-static BUSY: AtomicI64 = AtomicI64::new(0);
+static BUSY: [Padded; SHARDS] = [const { Padded(AtomicI64::new(0)) }; SHARDS];
 
 /// Counts one answered request: `endpoint` is its route's pattern (or the server's word for
 /// a request no route took), `status` the status answered, `took` from the request's
@@ -105,23 +147,25 @@ pub fn request(method: &str, endpoint: &str, status: u16, took: Duration) {
         .iter()
         .position(|&x| x == status)
         .unwrap_or(STATUSES.len());
-    slot.statuses[s].fetch_add(1, Relaxed);
-    slot.latency.observe(took);
+    let mine = &slot.shards[shard()];
+    mine.statuses[s].fetch_add(1, Relaxed);
+    mine.latency.observe(took);
 }
 
-/// A worker busy with a request until this is dropped.
-pub struct Busy(());
+/// A worker busy with a request until this is dropped (its copy of the count).
+pub struct Busy(usize);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        BUSY.fetch_sub(1, Relaxed);
+        BUSY[self.0].0.fetch_sub(1, Relaxed);
     }
 }
 
 /// Marks a worker busy (until the returned guard is dropped, even by a panic).
 pub fn busy() -> Busy {
-    BUSY.fetch_add(1, Relaxed);
-    Busy(())
+    let shard = shard();
+    BUSY[shard].0.fetch_add(1, Relaxed);
+    Busy(shard)
 }
 
 fn method_name(method: &str) -> &'static str {
@@ -160,7 +204,7 @@ fn fnv1a(method: &str, endpoint: &str) -> u64 {
 
 /// The workers of the API server busy with a request now.
 pub fn busy_now() -> i64 {
-    BUSY.load(Relaxed)
+    BUSY.iter().map(|b| b.0.load(Relaxed)).sum()
 }
 
 pub(super) fn render(t: &mut Text) {
@@ -176,8 +220,12 @@ pub(super) fn render(t: &mut Text) {
         "Requests answered, by endpoint (the route's pattern, or (unknown), (method), (bad path), (preflight), (panicked)), method and status.",
     );
     for (method, endpoint, slot) in &slots {
-        for (i, count) in slot.statuses.iter().enumerate() {
-            let n = count.load(Relaxed);
+        for i in 0..=STATUSES.len() {
+            let n: u64 = slot
+                .shards
+                .iter()
+                .map(|c| c.statuses[i].load(Relaxed))
+                .sum();
             if n == 0 {
                 continue;
             }
@@ -201,7 +249,9 @@ pub(super) fn render(t: &mut Text) {
         "Time from a request's arrival at a worker to its answer written, by endpoint and method.",
     );
     for (method, endpoint, slot) in &slots {
-        slot.latency.render(
+        let copies: Vec<&Histogram> = slot.shards.iter().map(|c| &c.latency).collect();
+        Histogram::render(
+            &copies,
             t,
             "mxisd_http_request_duration_seconds",
             &[("endpoint", endpoint), ("method", method)],
@@ -225,30 +275,24 @@ mod tests {
 
     #[test]
     fn histograms_are_cumulative_with_sum_and_count() {
-        let h = Histogram::new();
+        let (h, other) = (Histogram::new(), Histogram::new());
         h.observe(Duration::from_micros(500));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(60));
+        other.observe(Duration::from_millis(20));
         let mut t = Text::new();
-        h.render(&mut t, "x", &[("endpoint", "e")]);
+        Histogram::render(&[&h, &other], &mut t, "x", &[("endpoint", "e")]);
         let page = t.finish();
-        assert!(
-            page.contains("x_bucket{endpoint=\"e\",le=\"0.001\"} 1\n"),
-            "{page}"
-        );
-        assert!(
-            page.contains("x_bucket{endpoint=\"e\",le=\"0.005\"} 2\n"),
-            "{page}"
-        );
-        assert!(
-            page.contains("x_bucket{endpoint=\"e\",le=\"10\"} 2\n"),
-            "{page}"
-        );
-        assert!(
-            page.contains("x_bucket{endpoint=\"e\",le=\"+Inf\"} 3\n"),
-            "{page}"
-        );
-        assert!(page.contains("x_sum{endpoint=\"e\"} 60.0035\n"), "{page}");
-        assert!(page.contains("x_count{endpoint=\"e\"} 3\n"), "{page}");
+        for line in [
+            "x_bucket{endpoint=\"e\",le=\"0.001\"} 1\n",
+            "x_bucket{endpoint=\"e\",le=\"0.005\"} 2\n",
+            "x_bucket{endpoint=\"e\",le=\"0.025\"} 3\n",
+            "x_bucket{endpoint=\"e\",le=\"10\"} 3\n",
+            "x_bucket{endpoint=\"e\",le=\"+Inf\"} 4\n",
+            "x_sum{endpoint=\"e\"} 60.0235\n",
+            "x_count{endpoint=\"e\"} 4\n",
+        ] {
+            assert!(page.contains(line), "{line} in {page}");
+        }
     }
 }
