@@ -69,11 +69,16 @@ impl std::error::Error for StartError {}
 /// deliveries and resolution); `stop` ends it.
 pub struct Features {
     invites: crate::invite::Jobs,
+    /// The metrics listener, when `metrics.enabled`.
+    metrics: Option<crate::metrics_listener::Listener>,
 }
 
 impl Features {
     pub fn stop(self) {
         self.invites.stop();
+        if let Some(listener) = self.metrics {
+            listener.stop();
+        }
     }
 }
 
@@ -99,11 +104,33 @@ impl crate::invite::Host for App {
     }
 }
 
+impl crate::metrics_listener::Host for App {
+    fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn lookup(&self) -> &Chain {
+        &self.lookup
+    }
+
+    fn workers(&self) -> usize {
+        self.config.http.workers
+    }
+}
+
 impl App {
     /// Asks each feature to start its background work; what could not start, said.
     pub fn start_features(self: &Arc<Self>) -> Result<Features, String> {
         Ok(Features {
             invites: crate::invite::start(self)?,
+            metrics: crate::metrics_listener::start(&self.config.metrics, self.clone()).map_err(
+                |e| {
+                    format!(
+                        "the metrics listener on {}:{} (metrics.bindAddress, metrics.port): {e}",
+                        self.config.metrics.bind_address, self.config.metrics.port
+                    )
+                },
+            )?,
         })
     }
 

@@ -26,6 +26,8 @@ pub(crate) mod invite;
 pub mod jobs;
 pub mod logging;
 pub(crate) mod lookup;
+pub mod metrics;
+pub(crate) mod metrics_listener;
 pub(crate) mod notify;
 pub mod opaque_id;
 pub(crate) mod pg;

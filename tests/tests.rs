@@ -24,6 +24,7 @@ mod ldap_store;
 mod lifecycle;
 mod lookup;
 mod mail;
+mod metrics;
 mod packaging;
 mod remote_sessions;
 mod rest_store;

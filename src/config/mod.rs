@@ -24,6 +24,7 @@ mod logging;
 mod lookup;
 mod matrix;
 mod memory;
+mod metrics;
 mod notification;
 mod postgresql;
 mod rest;
@@ -48,6 +49,7 @@ pub use logging::LoggingConfig;
 pub use lookup::{HashingConfig, LookupConfig, RecursiveConfig};
 pub use matrix::{MatrixConfig, MATRIX_ORG_LABEL};
 pub use memory::{MemoryConfig, MemoryIdentity};
+pub use metrics::{MetricsConfig, DEFAULT_METRICS_PORT};
 pub use postgresql::{connection_text, with_causes, DbTls, PostgresConfig, TlsMode};
 pub use rest::RestConfig;
 pub use server::{KeyConfig, ServerConfig};
@@ -94,6 +96,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// `forward.servers`: the forwarders of lookups, resolved to base URLs.
     pub forward: ForwardConfig,
+    /// `metrics`: the Prometheus listener.
+    pub metrics: MetricsConfig,
 }
 
 /// A loaded configuration and the warnings it produced (to be logged once).
@@ -236,6 +240,7 @@ impl Resolver<'_> {
         let binds = self.binds(root.binds.unwrap_or_default());
         let dns = self.dns(root.dns.unwrap_or_default())?;
         let forward = self.forward(root.forward.unwrap_or_default(), &matrix, &lookup)?;
+        let metrics = self.metrics(root.metrics.unwrap_or_default(), &server)?;
         Ok(Config {
             matrix,
             server,
@@ -259,6 +264,7 @@ impl Resolver<'_> {
             invite,
             dns,
             forward,
+            metrics,
         })
     }
 }

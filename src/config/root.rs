@@ -37,6 +37,7 @@ section! {
         binds: super::binds::raw::Binds = "binds",
         dns: super::dns::raw::Dns = "dns",
         forward: super::forward::raw::Forward = "forward",
+        metrics: super::metrics::raw::Metrics = "metrics",
     } unsupported {
         appsvc = "appsvc",
         directory = "directory",

@@ -229,6 +229,7 @@ fn work<C>(server: &tiny_http::Server, shared: &Shared<C>) {
 
 fn handle<C>(shared: &Shared<C>, mut raw: tiny_http::Request) {
     let started = Instant::now();
+    let _busy = crate::metrics::http::busy();
     let method = raw.method().clone();
     let (reply, label) = match panic::catch_unwind(AssertUnwindSafe(|| dispatch(shared, &mut raw)))
     {
@@ -247,6 +248,7 @@ fn handle<C>(shared: &Shared<C>, mut raw: tiny_http::Request) {
     if let Err(e) = raw.respond(reply.into_response()) {
         log::info!("{method} {label}: the response could not be written whole: {e}");
     }
+    crate::metrics::http::request(method.as_str(), label, status, started.elapsed());
     log::info!(
         target: "mxisd::access",
         "{method} {label} {status} {:.1}ms",

@@ -200,6 +200,7 @@ impl HashIndex {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .replace(Arc::new(fresh));
+        crate::metrics::hash_index_built(count);
         if complete && !self.ready.swap(true, Ordering::SeqCst) {
             log::info!("hash index ready: {count} hashes");
         } else if !complete && old.is_none() {

@@ -180,6 +180,7 @@ impl Chain {
         medium: Medium,
         address: &str,
     ) -> Result<Option<(String, Found)>, LookupError> {
+        let _counted = crate::metrics::lookups::single();
         let Some(address) = threepid::address(medium, address, self.region) else {
             return Ok(None);
         };
@@ -195,12 +196,14 @@ impl Chain {
             answer
         };
         if let Some(found) = self.first_answer(step)? {
+            crate::metrics::lookups::found(crate::metrics::lookups::Source::Store);
             return Ok(Some((address, found)));
         }
         let Some((remote, deadline)) = self.remote_for(asker.into()) else {
             return Ok(None);
         };
         Ok(remote.find(medium, &address, deadline).map(|r| {
+            crate::metrics::lookups::found_there();
             // A signed answer keeps its validity; one a configured server gave over v2 is
             // signed fresh, as a store's is (`find` never returns an unsigned one).
             let signed = match r.vouched {
@@ -233,6 +236,7 @@ impl Chain {
                 Ok(Some(answer)) => return Ok(Some(answer)),
                 Ok(None) => {}
                 Err(e) => {
+                    crate::metrics::lookups::failed();
                     log::warn!("{e}");
                     failed.push(e);
                 }
@@ -285,6 +289,7 @@ impl Chain {
                 Ok(bindings) => {
                     for b in bindings {
                         if let Some(forms) = wanted.remove(&(b.medium, b.address.clone())) {
+                            crate::metrics::lookups::add(crate::metrics::lookups::Source::Store, 1);
                             found.extend(forms.into_iter().map(|address| Binding {
                                 medium: b.medium,
                                 address,
@@ -300,6 +305,7 @@ impl Chain {
             }
         }
         if !failed.is_empty() && !wanted.is_empty() {
+            crate::metrics::lookups::add(crate::metrics::lookups::Source::Error, wanted.len());
             return Err(LookupError::Stores(failed));
         }
         if wanted.is_empty() {
@@ -317,6 +323,7 @@ impl Chain {
                 }
             }
         }
+        crate::metrics::lookups::add(crate::metrics::lookups::Source::Miss, wanted.len());
         Ok(found)
     }
 
@@ -354,5 +361,25 @@ fn step_result(answer: &Result<Option<Found>, StoreError>) -> String {
         Ok(Some(found)) => format!("found {}", found.mxid),
         Ok(None) => "not found".into(),
         Err(e) => format!("failed: {}", e.reason),
+    }
+}
+
+/// An address no store can hold (`.invalid` is reserved, RFC 2606): looking it up makes a
+/// store do one real round trip (a search, a query, a call) with nothing to find.
+const READINESS_PROBE: &str = "mxisd-readiness-probe@readiness.invalid";
+
+impl Chain {
+    /// The names of the identity stores, in the chain's order (readiness names them).
+    pub fn store_names(&self) -> Vec<String> {
+        self.stores.iter().map(|s| s.name().to_owned()).collect()
+    }
+
+    /// Whether store number `i` answers a lookup (of an address no one has): the
+    /// readiness check of one store.
+    pub fn check_store(&self, i: usize) -> Result<(), StoreError> {
+        let Some(store) = self.stores.get(i) else {
+            return Ok(());
+        };
+        store.find(Medium::Email, READINESS_PROBE).map(|_| ())
     }
 }

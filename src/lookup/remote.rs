@@ -101,6 +101,7 @@ impl Remote {
         }
         let key = (medium, address.to_owned());
         let mut unsigned_hit = false;
+        crate::metrics::lookups::source(crate::metrics::lookups::Source::Cache); // if it answers
         match self.cached(&key) {
             // An unsigned bulk answer is not ours to sign: ask for a signed one.
             Some(Some(hit)) if hit.vouched == Vouched::Unsigned => unsigned_hit = true,
@@ -132,6 +133,7 @@ impl Remote {
             );
             match answer {
                 Ok(Some(answer)) if live(&answer) => {
+                    crate::metrics::lookups::source(self.source_of(&base));
                     found = Some(answer);
                     break;
                 }
@@ -163,6 +165,7 @@ impl Remote {
                 None => pending.push(key.clone()),
             }
         }
+        crate::metrics::lookups::add(crate::metrics::lookups::Source::Cache, found.len());
         let claim = self.claim(pending);
         // Each address's servers, and every server once, in first-seen order.
         let mut order: Vec<String> = Vec::new();
@@ -208,6 +211,7 @@ impl Remote {
                             .iter()
                             .find(|(m, a)| m.as_str() == medium && *a == address)
                         {
+                            crate::metrics::lookups::add(self.source_of(base), 1);
                             answers.entry(key).or_insert(RemoteFound { mxid, vouched });
                         }
                     }
@@ -323,6 +327,18 @@ fn remote_result(answer: &Result<Option<RemoteFound>, String>) -> String {
         Ok(Some(found)) => format!("found {}", found.mxid),
         Ok(None) => "not found".into(),
         Err(why) => format!("failed: {why}"),
+    }
+}
+
+impl Remote {
+    /// Where an answer of the server at `base` counts as coming from: a forwarder, or the
+    /// identity server DNS named.
+    fn source_of(&self, base: &str) -> crate::metrics::lookups::Source {
+        if self.forwarders.iter().any(|f| f == base) {
+            crate::metrics::lookups::Source::Forwarder
+        } else {
+            crate::metrics::lookups::Source::Dns
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod twilio;
 use crate::config::{Config, EmailConfig, FederationConfig, MsisdnConfig, Templates};
 use crate::gate::{Gate, Pass};
 use crate::logging::Throttled;
+use crate::metrics::Connector as Sender;
 use crate::threepid::Medium;
 use std::fmt;
 use std::time::Duration;
@@ -200,7 +201,7 @@ fn email_channel(cfg: &EmailConfig, domain: &str) -> Result<Option<Channel>, Str
             base_placeholders(domain, &cfg.from, &cfg.name, &cfg.templates),
             domain,
         )?),
-        connector: Box::new(smtp::Smtp::new(smtp, &cfg.from)?),
+        connector: Box::new(Counted(Sender::Smtp, smtp::Smtp::new(smtp, &cfg.from)?)),
     }))
 }
 
@@ -219,7 +220,10 @@ fn sms_channel(
             base_placeholders(domain, "", "", &cfg.templates),
             domain,
         )?),
-        connector: Box::new(twilio::Twilio::new(twilio, federation)?),
+        connector: Box::new(Counted(
+            Sender::Twilio,
+            twilio::Twilio::new(twilio, federation)?,
+        )),
     }))
 }
 
@@ -337,5 +341,20 @@ impl Generator for TemplateGenerator {
             p.set(name, value);
         }
         self.fill(&self.invite, &p)
+    }
+}
+
+/// A connector whose sends are counted (`mxisd_notifications_total`), sent or failed.
+struct Counted<C>(Sender, C);
+
+impl<C: Connector> Connector for Counted<C> {
+    fn send(&self, to: &str, message: &str) -> Result<(), NotifyError> {
+        let sent = self.1.send(to, message);
+        crate::metrics::notification(self.0, sent.is_ok());
+        sent
+    }
+
+    fn longest_send(&self) -> Duration {
+        self.1.longest_send()
     }
 }

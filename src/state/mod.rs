@@ -27,6 +27,7 @@ pub use changes::{Change, ChangeCursor, Changes};
 pub use delivery::{Delivery, DeliveryKind, InviteMail, Onbind};
 pub use invites::{InviteRow, NewInvite};
 pub use queue::Claimed;
+pub use queue::QueueDepth;
 pub use remote_sessions::{NewRemoteSession, RemoteSessionRow};
 pub use sessions::{FailureBudget, Requested, SentToken, SessionRow, Submitted, TokenRequest};
 pub use watch::TRUST_BOUND;
@@ -194,6 +195,9 @@ impl State {
                 out = Some(work(c)?);
                 Ok(())
             })
+            .inspect_err(|e| {
+                crate::metrics::state_error(matches!(e, StateError::Unavailable { .. }))
+            })
             .map_err(|e| match e {
                 StateError::Unavailable { store: "", why } => StateError::Unavailable {
                     store: self.store(),
@@ -219,4 +223,11 @@ fn instance_id() -> String {
 /// ends here is current.
 pub fn latest_migration() -> &'static str {
     migrations::latest()
+}
+
+impl State {
+    /// Whether the database answers a trivial query (readiness).
+    pub fn ping(&self) -> Result<(), StateError> {
+        self.autocommit(|c| c.query("SELECT 1", &[]).map(|_| ()))
+    }
 }

@@ -229,3 +229,32 @@ fn item(r: &Row) -> Result<QueueItem, StateError> {
         claim: r.text(4)?,
     })
 }
+
+/// What is queued of one kind: how many items, and when the oldest was queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub kind: String,
+    pub items: i64,
+    pub oldest_ms: i64,
+}
+
+impl State {
+    /// The delivery queue's items by kind (not delivered yet, claimed or not).
+    pub fn delivery_queue_depth(&self) -> Result<Vec<QueueDepth>, StateError> {
+        self.autocommit(|c| {
+            c.query(
+                "SELECT kind, COUNT(*), MIN(created_ts) FROM delivery_queue GROUP BY kind ORDER BY kind",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(QueueDepth {
+                    kind: r.text(0)?,
+                    items: r.int(1)?,
+                    oldest_ms: r.int(2)?,
+                })
+            })
+            .collect()
+        })
+    }
+}
