@@ -163,7 +163,12 @@ if [[ " $PARTS " == *" ldap "* ]]; then
     port: $LDAP_BENCH_PORT
     bindDn: '$LDAP_ADMIN_DN'
     bindPassword: '$LDAP_ADMIN_PASSWORD'
-    baseDNs: ['ou=people,$LDAP_BASE']"
+    baseDNs: ['ou=people,$LDAP_BASE']
+  attribute:
+    uid:
+      value: uid
+  identity:
+    lookup: true"
     HZ="$(getconf CLK_TCK)"
     printf '\n%-40s %10s %14s %14s %10s\n' "index of an LDAP directory" "build" "mxisd CPU" "slapd CPU" "hashes"
     printf '%-40s %7s ms %11s ms %11s ms %10s\n' "100,000 entries (paged search)" "$READY_MS" \
