@@ -10,7 +10,6 @@ use crate::config::{Config, StorageConfig};
 use crate::federation::remote_session::{self, RemoteError};
 use crate::federation::{Client, ConfiguredClient};
 use crate::notify::smtp::Smtp;
-use crate::pg::PgTarget;
 use crate::stores::{ldap::LdapStore, rest::RestStore, sql::SqlStore, IdentityStore, StoreError};
 use crate::threepid::Medium;
 use std::time::{Duration, Instant};
@@ -102,13 +101,7 @@ fn dummy_lookup(store: &dyn IdentityStore) -> Result<String, String> {
 
 /// Connect, and read the schema version: the newest migration applied.
 fn postgres_state(pg: &crate::config::PostgresConfig) -> Result<String, String> {
-    let target = PgTarget::new(
-        &pg.connection,
-        (pg.username.as_deref(), pg.password.as_deref()),
-        pg.timeout,
-        &pg.tls,
-        "storage.provider.postgresql",
-    )?;
+    let target = crate::state::pg_target(pg)?;
     let mut client = target.connect().map_err(|e| format!("connecting: {e}"))?;
     let latest = crate::state::latest_migration();
     let has_table = client

@@ -26,6 +26,7 @@ pub use binds::{Bind, LocalBind, StoredBind, BIND_TOPIC};
 pub use changes::{Change, ChangeCursor, Changes};
 pub use delivery::{Delivery, DeliveryKind, InviteMail, Onbind};
 pub use invites::{InviteRow, NewInvite};
+pub use postgres::target as pg_target;
 pub use queue::Claimed;
 pub use queue::QueueDepth;
 pub use remote_sessions::{NewRemoteSession, RemoteSessionRow};

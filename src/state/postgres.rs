@@ -44,16 +44,21 @@ impl Default for PgConn {
 /// A connection unused for this long is checked (one round trip) before it is used again.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
+/// Where the state database is and how to connect to it (`storage.provider.postgresql`):
+/// for the pool, the logout listener and `check-config --connect` alike.
+pub fn target(cfg: &PostgresConfig) -> Result<PgTarget, String> {
+    PgTarget::new(
+        &cfg.connection,
+        (cfg.username.as_deref(), cfg.password.as_deref()),
+        cfg.timeout,
+        &cfg.tls,
+        "storage.provider.postgresql",
+    )
+}
+
 impl Postgres {
     pub fn open(cfg: &PostgresConfig) -> Result<Postgres, StateError> {
-        let target = PgTarget::new(
-            &cfg.connection,
-            (cfg.username.as_deref(), cfg.password.as_deref()),
-            cfg.timeout,
-            &cfg.tls,
-            "storage.provider.postgresql",
-        )
-        .map_err(|why| StateError::Database {
+        let target = target(cfg).map_err(|why| StateError::Database {
             store: Kind::Postgres.name(),
             why,
         })?;

@@ -14,7 +14,6 @@
 
 use super::Kind;
 use crate::config::PostgresConfig;
-use crate::pg::PgTarget;
 use postgres::fallible_iterator::FallibleIterator;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -172,13 +171,7 @@ fn listen(
     run: &Run,
 ) -> Result<(), String> {
     let failed = |e: postgres::Error| crate::pg::with_causes(&e);
-    let target = PgTarget::new(
-        &cfg.connection,
-        (cfg.username.as_deref(), cfg.password.as_deref()),
-        cfg.timeout,
-        &cfg.tls,
-        "storage.provider.postgresql",
-    )?;
+    let target = super::postgres::target(cfg)?;
     let mut client = target.connect().map_err(|e| e.to_string())?;
     // Each step: stop if given up, else say how far we got.
     let step = || -> Option<Arc<TokenWatch>> {
