@@ -160,3 +160,56 @@ fn a_broken_store_stops_the_start_naming_the_file() {
     assert_eq!(code, 1);
     assert!(err.contains("serial 9"), "{err}");
 }
+
+/// A key store the service user cannot read (made by root, say): the start stops with one
+/// command that fixes the whole store, not the first file it met.
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_store_the_user_cannot_read_names_one_fix_for_all_of_it() {
+    let (dir, keys) = sample_store();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    // The store's files stay root's and private; its directories may be entered.
+    let mut dirs = vec![keys.clone()];
+    while let Some(d) = dirs.pop() {
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+    }
+    // The binary where `nobody` may run it (a checkout may sit in a private directory).
+    let bin = dir.join("mxisd");
+    if fs::hard_link(support::BIN, &bin).is_err() {
+        fs::copy(support::BIN, &bin).unwrap();
+    }
+    let config = dir.join("mxisd.yaml");
+    fs::write(
+        &config,
+        format!(
+            "matrix:\n  domain: example.org\nkey:\n  path: '{}'\nstorage:\n  provider:\n    sqlite:\n      database: '/nonexistent/mxisd.db'\n",
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&bin)
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    let k = keys.display();
+    assert!(
+        err.contains(&format!(
+            "chown -R 65534:65534 '{k}' && chmod -R go-rwx '{k}'"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("chown").count(), 1, "one command: {err}");
+}

@@ -185,7 +185,7 @@ fn create_new_store(root: &Path) -> Result<SigningKeys, KeyError> {
 }
 
 fn migrate_legacy(path: &Path) -> Result<SigningKeys, KeyError> {
-    let seed = read_private(path)?.trim().to_owned();
+    let seed = read_private(path, path)?.trim().to_owned();
     parse_seed(path, &seed)?;
     let backup = PathBuf::from(format!("{}.backup-before-migration", path.display()));
     if backup.exists() {
@@ -213,7 +213,7 @@ fn migrate_legacy(path: &Path) -> Result<SigningKeys, KeyError> {
 fn load_store(root: &Path) -> Result<SigningKeys, KeyError> {
     tighten_dir(root);
     let current_path = root.join("current");
-    let current: CurrentFile = parse_json(&current_path, &read_private(&current_path)?)?;
+    let current: CurrentFile = parse_json(&current_path, &read_private(&current_path, root)?)?;
     if !current.algo.eq_ignore_ascii_case(ALGO) || !current.kind.eq_ignore_ascii_case(KEY_TYPE) {
         return Err(KeyError::Format {
             path: current_path,
@@ -280,7 +280,7 @@ fn read_keys(root: &Path) -> Result<Vec<KeyEntry>, KeyError> {
         if !path.is_file() || serial.starts_with('.') {
             continue;
         }
-        let file: KeyFile = parse_json(&path, &read_private(&path)?)?;
+        let file: KeyFile = parse_json(&path, &read_private(&path, root)?)?;
         keys.push(KeyEntry {
             id: format!("{ALGO}:{serial}"),
             valid: file.is_valid,
@@ -308,16 +308,19 @@ fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result
     })
 }
 
-/// Reads a key store file after making sure only its owner may read it.
-fn read_private(path: &Path) -> Result<String, KeyError> {
+/// Reads a key store file after making sure only its owner may read it. When it cannot
+/// (a store made by root, say), the fix named is one command for the whole store `root`,
+/// so that an operator does not meet its files one restart at a time.
+fn read_private(path: &Path, root: &Path) -> Result<String, KeyError> {
     let fix = || KeyError::Permissions {
         path: path.into(),
         fix: format!(
-            "chown {} '{}' && chmod 600 '{}'",
-            // SAFETY: geteuid has no preconditions and cannot fail.
+            "chown -R {}:{} '{}' && chmod -R go-rwx '{}'",
+            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
             unsafe { libc::geteuid() },
-            path.display(),
-            path.display()
+            unsafe { libc::getegid() },
+            root.display(),
+            root.display()
         ),
     };
     let meta = fs::metadata(path).map_err(|source| KeyError::Io {
