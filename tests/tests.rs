@@ -16,6 +16,7 @@ mod http_concurrency;
 mod http_framing;
 mod http_hostile;
 mod http_limits;
+mod https;
 mod instances;
 mod invites;
 mod keystore;

@@ -57,6 +57,11 @@ impl Balancer {
         } else {
             site
         };
+        Balancer::serve(ip, port, &site)
+    }
+
+    /// nginx serving `site` (what goes in its `http` block), which listens on `ip:port`.
+    pub fn serve(ip: &str, port: u16, site: &str) -> Balancer {
         let dir = TempDir::new();
         std::fs::write(dir.join("mxisd-instances.conf"), site).unwrap();
         let d = dir.path().display();
