@@ -79,9 +79,12 @@ impl Accounts {
         };
         {
             let mut cache = lock(&self.users_by_token);
-            if cache.epoch != epoch {
+            if cache.epoch < epoch {
                 cache.users.clear();
                 cache.epoch = epoch;
+            } else if cache.epoch > epoch {
+                // This request's epoch is already old: no cache for it.
+                return state.token_user(&key);
             } else if let Some(user) = cache.users.get(&key) {
                 return Ok(Some(user.clone()));
             }

@@ -14,6 +14,7 @@
 
 use super::Kind;
 use crate::config::PostgresConfig;
+use crate::pg::PgTarget;
 use postgres::fallible_iterator::FallibleIterator;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -27,6 +28,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(20);
 pub const TRUST_BOUND: Duration = Duration::from_millis(100);
 /// The wait between two attempts to listen again.
 const RECONNECT_EVERY: Duration = Duration::from_millis(200);
+/// Listener threads given up while hung (a server that takes bytes and never answers
+/// keeps them) that may exist at once; past it, no new one starts until one ends.
+const HUNG_MAX: usize = 4;
 
 /// The epoch of cached token answers, and whether it can be trusted now.
 pub struct TokenWatch {
@@ -67,7 +71,8 @@ impl TokenWatch {
         if let Some(heard) = &self.heard {
             let sent = heard.load(Ordering::Acquire);
             let now = self.since_origin_ms() + 1;
-            if sent == 0 || now.saturating_sub(sent) > TRUST_BOUND.as_millis() as u64 {
+            // Whole milliseconds on both sides: `>=` keeps the real gap under the bound.
+            if sent == 0 || now.saturating_sub(sent) >= TRUST_BOUND.as_millis() as u64 {
                 return None;
             }
         }
@@ -91,33 +96,55 @@ struct Run {
     /// Set by the supervisor when a call hung; the thread then ends whenever it returns.
     abandoned: AtomicBool,
     ended: AtomicBool,
+    /// Whether it heard its own heartbeat at least once (the outage, if any, is over).
+    heard: AtomicBool,
 }
 
 /// Keeps a listener running: each connection on a thread of its own, replaced when it
 /// ends, and given up when one call hangs past the database timeout (a server or network
 /// that takes our bytes and never answers: the `postgres` client has no read deadline).
 fn supervise(watch: Weak<TokenWatch>, cfg: &PostgresConfig) {
-    let own = format!(
-        "mxisd_heartbeat_{}",
-        crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 12)
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-    );
+    // A channel of this instance's own: a shared one would let other instances' heartbeats
+    // (in their clocks) vouch for this one's listener.
+    let own = match crate::crypto::random::string_from(crate::crypto::random::ALPHANUMERIC, 12) {
+        Ok(r) => format!("mxisd_heartbeat_{}", r.to_ascii_lowercase()),
+        Err(e) => {
+            log::error!("the logout listener has no channel of its own ({e}): tokens are read from the database on every use");
+            return;
+        }
+    };
+    // One target: its handshaker makes one connect at a time, so a server that never
+    // answers the start-up holds one thread, not one per attempt.
+    let target = match super::postgres::target(cfg) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            log::error!("the logout listener cannot connect ({e}): tokens are read from the database on every use");
+            return;
+        }
+    };
     let stall_limit = cfg.timeout.max(Duration::from_secs(1)).as_millis() as u64;
     let mut outages = 0u32;
+    let mut hung: Vec<Arc<Run>> = Vec::new();
     loop {
         let Some(w) = watch.upgrade() else { return };
+        hung.retain(|r| !r.ended.load(Ordering::Acquire));
+        if hung.len() >= HUNG_MAX {
+            drop(w);
+            std::thread::sleep(RECONNECT_EVERY);
+            continue; // untrusted meanwhile: nothing hears
+        }
         let run = Arc::new(Run {
             progress: AtomicU64::new(w.since_origin_ms()),
             abandoned: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            heard: AtomicBool::new(false),
         });
         drop(w);
-        let (weak, cfg2, own2, run2) = (watch.clone(), cfg.clone(), own.clone(), run.clone());
+        let (weak, target2, own2, run2) = (watch.clone(), target.clone(), own.clone(), run.clone());
         let spawned = std::thread::Builder::new()
             .name("token-listen".into())
             .spawn(move || {
-                let outcome = listen(&weak, &cfg2, &own2, &run2);
+                let outcome = listen(&weak, &target2, &own2, &run2);
                 if let Err(why) = outcome {
                     if !run2.abandoned.load(Ordering::Acquire) {
                         log::debug!("logout listener: {why}");
@@ -125,9 +152,10 @@ fn supervise(watch: Weak<TokenWatch>, cfg: &PostgresConfig) {
                 }
                 run2.ended.store(true, Ordering::Release);
             });
-        if spawned.is_err() {
-            log::error!("the logout listener could not start a thread: tokens are read from the database on every use");
-            return;
+        if let Err(e) = spawned {
+            log::warn!("the logout listener could not start a thread ({e}); trying again");
+            std::thread::sleep(RECONNECT_EVERY);
+            continue;
         }
         // Watch it until it ends or hangs.
         loop {
@@ -144,8 +172,12 @@ fn supervise(watch: Weak<TokenWatch>, cfg: &PostgresConfig) {
                 .saturating_sub(run.progress.load(Ordering::Acquire));
             if idle > stall_limit {
                 run.abandoned.store(true, Ordering::Release);
+                hung.push(run.clone());
                 break;
             }
+        }
+        if run.heard.load(Ordering::Acquire) {
+            outages = 0; // it listened: a later failure is a new outage, logged
         }
         if let Some(w) = watch.upgrade() {
             // Until a new connection hears itself, nothing cached can be trusted.
@@ -164,14 +196,8 @@ fn supervise(watch: Weak<TokenWatch>, cfg: &PostgresConfig) {
 
 /// One connection of the listener: listens and heartbeats until a call fails, the watch
 /// is dropped or the supervisor gives it up (`Ok` for the last two).
-fn listen(
-    watch: &Weak<TokenWatch>,
-    cfg: &PostgresConfig,
-    own: &str,
-    run: &Run,
-) -> Result<(), String> {
+fn listen(watch: &Weak<TokenWatch>, target: &PgTarget, own: &str, run: &Run) -> Result<(), String> {
     let failed = |e: postgres::Error| crate::pg::with_causes(&e);
-    let target = super::postgres::target(cfg)?;
     let mut client = target.connect().map_err(|e| e.to_string())?;
     // Each step: stop if given up, else say how far we got.
     let step = || -> Option<Arc<TokenWatch>> {
@@ -183,7 +209,10 @@ fn listen(
         Some(w)
     };
     client
-        .batch_execute(&format!("LISTEN {LOGOUTS}; LISTEN {own}"))
+        // Heartbeats need their order in the queue, not a flush of the WAL each.
+        .batch_execute(&format!(
+            "SET synchronous_commit = off; LISTEN {LOGOUTS}; LISTEN {own}"
+        ))
         .map_err(failed)?;
     // Logouts before this LISTEN were not heard: forget what was cached before it.
     let Some(w) = step() else { return Ok(()) };
@@ -209,8 +238,13 @@ fn listen(
             if note.channel() == LOGOUTS {
                 w.bump();
             } else if note.channel() == own {
-                if let (Some(heard), Ok(ms)) = (&w.heard, note.payload().parse::<u64>()) {
-                    heard.fetch_max(ms, Ordering::AcqRel);
+                // Only what this process sent: never a time ahead of its own clock.
+                let sent = note.payload().parse::<u64>().ok();
+                if let (Some(heard), Some(ms)) = (&w.heard, sent) {
+                    if ms <= w.since_origin_ms() + 1 {
+                        heard.fetch_max(ms, Ordering::AcqRel);
+                        run.heard.store(true, Ordering::Release);
+                    }
                 }
             }
         }
