@@ -283,14 +283,14 @@ mod tests {
     #[test]
     fn full_buckets_are_forgotten_at_the_cap() {
         let t0 = Instant::now();
-        let b = Buckets::new(4, 60_000); // one a millisecond
+        let b = Buckets::new(4, 120_000); // two a millisecond
         {
             let mut buckets = crate::lock(&b.buckets);
             // Full by the time of the next take: exactly, or long since.
-            buckets.insert("refilled".into(), (t0 + 7 * MS, 1.0));
+            buckets.insert("refilled".into(), (t0 + 9 * MS, 2.0));
             buckets.insert("long ago".into(), (t0, 0.0));
-            // Not full yet: 2 + 1 refilled; 3.5 not refilled at all.
-            buckets.insert("partly".into(), (t0 + 9 * MS, 2.0));
+            // Not full yet: 1 + 2 refilled; 3.5 not refilled at all.
+            buckets.insert("partly".into(), (t0 + 9 * MS, 1.0));
             buckets.insert("fresh".into(), (t0 + 10 * MS, 3.5));
             for i in 0..MAX_KEYS - 5 {
                 buckets.insert(format!("k{i}"), (t0, 0.0));

@@ -545,6 +545,8 @@ mod tests {
             keys_error("HTTP 500")
         );
         assert_eq!(cache.fetching.load(Ordering::SeqCst), 0);
+        // Five minutes.
+        assert_eq!(FAILED_FOR_MS, 300_000);
         let later = NOW + FAILED_FOR_MS - 1;
         assert_eq!(
             cached_or_fetched(&cache, HS, KEY_ID, later, no_fetch),
@@ -666,6 +668,7 @@ mod tests {
             Ok((public, NOW + 1))
         );
         // Kept a week at most, whatever it says.
+        assert_eq!(KEEP_AT_MOST_MS, 604_800_000);
         let long = answer(HS, &key, Some(NOW + 10 * KEEP_AT_MOST_MS));
         assert_eq!(
             key_from_answer(&long, HS, KEY_ID, NOW),
@@ -693,5 +696,40 @@ mod tests {
         let mut short = good.clone();
         short["verify_keys"][KEY_ID]["key"] = json!(b64::encode(&[1; 31]));
         assert_eq!(fails(&short, KEY_ID), Some(format!("no key {KEY_ID}")));
+    }
+
+    #[test]
+    fn verify_uses_a_cached_key_without_asking() {
+        // No key is fetched here; were one fetched, the test resolver is the local dnsmasq.
+        let text = "matrix:\n  domain: id.example\nfederation:\n  resolver: '127.0.0.1:5354'\n";
+        let config = crate::config::load_str(text, "test").unwrap().config;
+        let client = Client::new(&config.federation).unwrap();
+        let cache = KeyCache::default();
+        let key = signing_key(1);
+        let far = crate::now_ms() + 3_600_000;
+        crate::lock(&cache.keys).insert((HS.into(), KEY_ID.into()), (key.verifying_key(), far));
+        let content = json!({"address": "a@example.org"});
+        let us = us();
+        let request = Signed {
+            method: "POST",
+            uri: "/_matrix/identity/v2/3pid/unbind",
+            content: &content,
+            us: &us,
+            origin: HS,
+        };
+        let header = header_for(&key, &content, "destination_is", "id.example");
+        assert_eq!(
+            verify(&client, &cache, &header, &request),
+            Ok(HS.to_owned())
+        );
+        let forged = header_for(&signing_key(2), &content, "destination_is", "id.example");
+        assert_eq!(
+            verify(&client, &cache, &forged, &request),
+            Err(XMatrixError::BadSignature { origin: HS.into() })
+        );
+        assert_eq!(
+            verify(&client, &cache, "X-Matrix", &request),
+            Err(XMatrixError::Malformed)
+        );
     }
 }
