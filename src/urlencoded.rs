@@ -103,6 +103,11 @@ mod tests {
         assert_eq!(decode("%41%42x%43", false).as_deref(), Some("ABxC"));
         assert_eq!(decode("a+%2B+b", true).as_deref(), Some("a + b"));
         assert_eq!(decode("%C3%A9", false).as_deref(), Some("é"));
+        assert_eq!(
+            decode("%41+b", false).as_deref(),
+            Some("A+b"),
+            "+ kept in paths"
+        );
         assert_eq!(decode("%C3", false), None, "not UTF-8");
         assert_eq!(decode("%4", false), None, "a broken escape");
         assert_eq!(decode("x%4", false), None);
