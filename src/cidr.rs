@@ -108,4 +108,29 @@ mod tests {
             "192.168.1.0/24"
         );
     }
+
+    #[test]
+    fn prefixes_up_to_the_address_length() {
+        let host: Cidr = "10.0.0.1/32".parse().unwrap();
+        assert!(host.contains(ip("10.0.0.1")) && !host.contains(ip("10.0.0.0")));
+        let one: Cidr = "128.0.0.0/1".parse().unwrap();
+        assert!(one.contains(ip("200.1.1.1")) && !one.contains(ip("127.255.255.255")));
+        assert_eq!("::/128".parse::<Cidr>().unwrap().to_string(), "::/128");
+        assert!("::/129".parse::<Cidr>().is_err());
+        assert!("10.0.0.0/-1".parse::<Cidr>().is_err());
+        let all6: Cidr = "::/0".parse().unwrap();
+        assert!(all6.contains(ip("2001:db8::1")) && !all6.contains(ip("10.0.0.1")));
+        // A bare address is the host alone; brackets and spaces are allowed.
+        assert_eq!(
+            " [2001:db8::1] ".parse::<Cidr>().unwrap().to_string(),
+            "2001:db8::1/128"
+        );
+        assert_eq!(
+            "192.0.2.7".parse::<Cidr>().unwrap().to_string(),
+            "192.0.2.7/32"
+        );
+        // A v4 range never holds a v6 address that is not a mapped v4 one.
+        let v4: Cidr = "0.0.0.0/8".parse().unwrap();
+        assert!(!v4.contains(ip("::1")) && v4.contains(ip("::ffff:0.0.0.1")));
+    }
 }

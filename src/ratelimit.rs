@@ -27,7 +27,11 @@ impl RateLimiter {
 
     /// Counts an attempt for `key`; `Err(wait)` if the limit is reached.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = Instant::now();
+        self.check_at(key, Instant::now())
+    }
+
+    /// `check` at `now` (the tests' clock).
+    fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let mut windows = crate::lock(&self.windows);
         if windows.len() >= MAX_KEYS {
             windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
@@ -63,7 +67,11 @@ impl Buckets {
 
     /// Takes one from `key`'s bucket if it has one; else how long until it will.
     pub fn try_take(&self, key: &str) -> Result<(), Duration> {
-        let now = Instant::now();
+        self.try_take_at(key, Instant::now())
+    }
+
+    /// `try_take` at `now` (the tests' clock).
+    fn try_take_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let mut buckets = crate::lock(&self.buckets);
         let level = self.level(&mut buckets, key, now);
         if level >= 1.0 {
@@ -80,7 +88,11 @@ impl Buckets {
 
     /// Gives back one taken for something that did not happen after all.
     pub fn refund(&self, key: &str) {
-        let now = Instant::now();
+        self.refund_at(key, Instant::now())
+    }
+
+    /// `refund` at `now` (the tests' clock).
+    fn refund_at(&self, key: &str, now: Instant) {
         let mut buckets = crate::lock(&self.buckets);
         let level = self.level(&mut buckets, key, now);
         buckets.insert(key.to_owned(), (now, (level + 1.0).min(self.burst)));
@@ -130,5 +142,168 @@ mod tests {
         let wait = limiter.check("@a:x").unwrap_err();
         assert!(wait > Duration::from_secs(50) && wait <= WINDOW);
         assert!(limiter.check("@b:x").is_ok());
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// The level stored for `key`, and how long ago (at `now`) it was stored.
+    fn stored(b: &Buckets, key: &str, now: Instant) -> Option<(Duration, f64)> {
+        crate::lock(&b.buckets)
+            .get(key)
+            .map(|(at, level)| (now.duration_since(*at), *level))
+    }
+
+    #[test]
+    fn a_window_starts_again_after_a_minute_exactly() {
+        let t0 = Instant::now();
+        let limiter = RateLimiter::per_minute(1);
+        assert_eq!(limiter.check_at("k", t0), Ok(()));
+        assert_eq!(
+            limiter.check_at("k", t0 + Duration::from_secs(20)),
+            Err(Duration::from_secs(40)),
+            "Retry-After: what is left of the window"
+        );
+        assert_eq!(limiter.check_at("k", t0 + WINDOW - MS), Err(MS));
+        assert_eq!(limiter.check_at("k", t0 + WINDOW), Ok(()));
+        assert_eq!(
+            limiter.check_at("k", t0 + WINDOW + MS),
+            Err(WINDOW - MS),
+            "the new window counts from its first attempt"
+        );
+        let count = crate::lock(&limiter.windows).get("k").map(|(_, c)| *c);
+        assert_eq!(count, Some(1), "refused attempts are not counted");
+    }
+
+    #[test]
+    fn counts_up_to_the_limit() {
+        let t0 = Instant::now();
+        let limiter = RateLimiter::per_minute(3);
+        for n in 1..=3 {
+            assert_eq!(limiter.check_at("k", t0), Ok(()));
+            let count = crate::lock(&limiter.windows).get("k").map(|(_, c)| *c);
+            assert_eq!(count, Some(n));
+        }
+        assert_eq!(limiter.check_at("k", t0), Err(WINDOW));
+        assert_eq!(RateLimiter::per_minute(0).check_at("k", t0), Err(WINDOW));
+    }
+
+    #[test]
+    fn windows_are_pruned_only_at_the_cap_and_only_the_ended_ones() {
+        let t0 = Instant::now();
+        let limiter = RateLimiter::per_minute(5);
+        {
+            let mut windows = crate::lock(&limiter.windows);
+            // One window ends exactly when the next check comes; one a millisecond later.
+            windows.insert("ended".into(), (t0, 1));
+            windows.insert("running".into(), (t0 + MS, 1));
+            for i in 0..MAX_KEYS - 3 {
+                windows.insert(format!("k{i}"), (t0, 1));
+            }
+        }
+        // Below the cap nothing is pruned, not even ended windows.
+        assert_eq!(limiter.check_at("new1", t0 + WINDOW), Ok(()));
+        assert_eq!(crate::lock(&limiter.windows).len(), MAX_KEYS);
+        // At the cap the ended windows go (and only they).
+        assert_eq!(limiter.check_at("new2", t0 + WINDOW), Ok(()));
+        let windows = crate::lock(&limiter.windows);
+        assert_eq!(windows.len(), 3, "only the running windows are kept");
+        let mut keys: Vec<&str> = windows.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["new1", "new2", "running"]);
+    }
+
+    #[test]
+    fn windows_over_the_cap_are_pruned_too() {
+        let t0 = Instant::now();
+        let limiter = RateLimiter::per_minute(5);
+        {
+            let mut windows = crate::lock(&limiter.windows);
+            for i in 0..MAX_KEYS + 1 {
+                windows.insert(format!("k{i}"), (t0, 1));
+            }
+        }
+        assert_eq!(limiter.check_at("new", t0 + WINDOW), Ok(()));
+        assert_eq!(crate::lock(&limiter.windows).len(), 1);
+    }
+
+    #[test]
+    fn buckets_refill_at_the_rate() {
+        let t0 = Instant::now();
+        let b = Buckets::new(2, 30_000); // one every 2 ms
+        assert_eq!(b.try_take_at("k", t0), Ok(()));
+        assert_eq!(stored(&b, "k", t0), Some((Duration::ZERO, 1.0)));
+        assert_eq!(b.try_take_at("k", t0), Ok(()));
+        assert_eq!(b.try_take_at("k", t0), Err(2 * MS), "Retry-After");
+        assert_eq!(b.try_take_at("k", t0 + MS), Err(MS), "half refilled");
+        assert_eq!(b.try_take_at("k", t0 + 2 * MS), Ok(()));
+        assert_eq!(stored(&b, "k", t0 + 2 * MS), Some((Duration::ZERO, 0.0)));
+        // Refilled to the burst, no further.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(b.try_take_at("k", later), Ok(()));
+        assert_eq!(stored(&b, "k", later), Some((Duration::ZERO, 1.0)));
+    }
+
+    #[test]
+    fn a_bucket_that_never_refills_says_a_minute() {
+        let t0 = Instant::now();
+        let b = Buckets::new(1, 0);
+        assert_eq!(b.try_take_at("k", t0), Ok(()));
+        assert_eq!(
+            b.try_take_at("k", t0 + Duration::from_secs(3600)),
+            Err(WINDOW)
+        );
+        let empty = Buckets::new(0, 60_000);
+        assert_eq!(
+            empty.try_take_at("k", t0),
+            Ok(()),
+            "a burst of at least one"
+        );
+        assert_eq!(empty.try_take_at("k", t0), Err(MS));
+    }
+
+    #[test]
+    fn a_refund_after_a_failed_send_gives_one_back_up_to_the_burst() {
+        let t0 = Instant::now();
+        let b = Buckets::new(3, 60_000); // one a millisecond
+        for _ in 0..3 {
+            assert_eq!(b.try_take_at("k", t0), Ok(()));
+        }
+        b.refund_at("k", t0);
+        assert_eq!(stored(&b, "k", t0), Some((Duration::ZERO, 1.0)));
+        // The refund counts what refilled meanwhile.
+        b.refund_at("k", t0 + MS);
+        assert_eq!(stored(&b, "k", t0 + MS), Some((Duration::ZERO, 3.0)));
+        b.refund_at("k", t0 + MS);
+        assert_eq!(stored(&b, "k", t0 + MS), Some((Duration::ZERO, 3.0)));
+        // A key never seen is full; a refund does not overfill it.
+        b.refund_at("other", t0);
+        assert_eq!(stored(&b, "other", t0), Some((Duration::ZERO, 3.0)));
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten_at_the_cap() {
+        let t0 = Instant::now();
+        let b = Buckets::new(4, 120_000); // two a millisecond
+        {
+            let mut buckets = crate::lock(&b.buckets);
+            // Full by the time of the next take: exactly, or long since.
+            buckets.insert("refilled".into(), (t0 + 9 * MS, 2.0));
+            buckets.insert("long ago".into(), (t0, 0.0));
+            // Not full yet: 1 + 2 refilled; 3.5 not refilled at all.
+            buckets.insert("partly".into(), (t0 + 9 * MS, 1.0));
+            buckets.insert("fresh".into(), (t0 + 10 * MS, 3.5));
+            for i in 0..MAX_KEYS - 5 {
+                buckets.insert(format!("k{i}"), (t0, 0.0));
+            }
+        }
+        let now = t0 + 10 * MS;
+        assert_eq!(b.try_take_at("new1", now), Ok(()));
+        assert_eq!(crate::lock(&b.buckets).len(), MAX_KEYS, "below the cap");
+        assert_eq!(b.try_take_at("new2", now), Ok(()));
+        let buckets = crate::lock(&b.buckets);
+        assert_eq!(buckets.len(), 4, "only the buckets not full are kept");
+        let mut keys: Vec<&str> = buckets.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["fresh", "new1", "new2", "partly"]);
     }
 }

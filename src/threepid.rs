@@ -183,4 +183,78 @@ mod tests {
         assert_eq!(msisdn("020 7946 0001", None), None);
         assert_eq!(msisdn("not a number", Some(Id::GB)), None);
     }
+
+    #[test]
+    fn media_by_name() {
+        for medium in [Medium::Email, Medium::Msisdn] {
+            assert_eq!(Medium::parse(medium.as_str()), Some(medium));
+            assert_eq!(medium.to_string(), medium.as_str());
+        }
+        assert_eq!(Medium::Email.as_str(), "email");
+        assert_eq!(Medium::Msisdn.as_str(), "msisdn");
+        assert_eq!(Medium::parse("Email"), None);
+        assert_eq!(
+            address(Medium::Email, "A@B.example", None).as_deref(),
+            Some("a@b.example")
+        );
+        assert_eq!(
+            address(Medium::Msisdn, "020 7946 0001", Some(Id::GB)).as_deref(),
+            Some("442079460001")
+        );
+        assert_eq!(calling_code("447700900001"), Some(44));
+        assert_eq!(calling_code("15551234567"), Some(1));
+        assert_eq!(calling_code("x"), None);
+    }
+
+    #[test]
+    fn addresses_to_send_to_at_their_limits() {
+        let local64 = "a".repeat(64);
+        let at_limit = format!("{local64}@example.org");
+        assert_eq!(
+            email_to_send_to(&at_limit).as_deref(),
+            Some(at_limit.as_str())
+        );
+        assert_eq!(
+            email_to_send_to(&format!("a{at_limit}")),
+            None,
+            "65 before @"
+        );
+        // 500 characters in all, not one more.
+        let domain = |len: usize| {
+            let mut labels = vec!["b".repeat(60); (len - 4) / 61];
+            labels.push("c".repeat(len - 4 - labels.len() * 61));
+            labels.push("org".into());
+            labels.join(".")
+        };
+        let long = format!("a@{}", domain(498));
+        assert_eq!(long.len(), 500);
+        assert_eq!(email_to_send_to(&long).as_deref(), Some(long.as_str()));
+        assert_eq!(email_to_send_to(&format!("a@{}", domain(499))), None);
+        for bad in [
+            ".a@example.org",
+            "a.@example.org",
+            "a..b@example.org",
+            "a@-example.org",
+            "a@example-.org",
+            "a@example..org",
+            "a@.example.org",
+        ] {
+            assert_eq!(email_to_send_to(bad), None, "{bad}");
+        }
+        for good in ["a.b+c@ex-ample.org", "o'brien!#$%&*/=?^_`{|}~-@x.example"] {
+            assert_eq!(email_to_send_to(good).as_deref(), Some(good), "{good}");
+        }
+        assert_eq!(email("a@exa mple.org"), None);
+        assert_eq!(email("a@"), None);
+    }
+
+    #[test]
+    fn digits_are_taken_as_international_up_to_fifteen() {
+        assert_eq!(msisdn(" 123 ", None).as_deref(), Some("123"));
+        let fifteen = "123456789012345";
+        assert_eq!(msisdn(fifteen, None).as_deref(), Some(fifteen));
+        // Sixteen digits are not an E.164 number: parsed (and refused) as one.
+        assert_eq!(msisdn("1234567890123456", None), None);
+        assert_eq!(msisdn("", None), None);
+    }
 }

@@ -97,4 +97,42 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn decodes_escapes_anywhere() {
+        assert_eq!(decode("%41%42x%43", false).as_deref(), Some("ABxC"));
+        assert_eq!(decode("a+%2B+b", true).as_deref(), Some("a + b"));
+        assert_eq!(decode("%C3%A9", false).as_deref(), Some("é"));
+        assert_eq!(
+            decode("%41+b", false).as_deref(),
+            Some("A+b"),
+            "+ kept in paths"
+        );
+        assert_eq!(decode("%C3", false), None, "not UTF-8");
+        assert_eq!(decode("%4", false), None, "a broken escape");
+        assert_eq!(decode("x%4", false), None);
+        // Nothing to decode: borrowed, not copied.
+        assert!(matches!(decode("a+b", false), Some(Cow::Borrowed("a+b"))));
+        assert!(matches!(
+            decode("plain", true),
+            Some(Cow::Borrowed("plain"))
+        ));
+        assert!(matches!(decode("a+b", true), Some(Cow::Owned(s)) if s == "a b"));
+    }
+
+    #[test]
+    fn unreserved_characters_go_through() {
+        assert_eq!(encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(encode("@:!*"), "%40%3A%21%2A");
+        assert_eq!(encode(""), "");
+        assert_eq!(
+            parse_query("&a=1&&=2&b"),
+            vec![
+                ("a".into(), "1".into()),
+                (String::new(), "2".into()),
+                ("b".into(), String::new())
+            ]
+        );
+        assert_eq!(parse_query("a=%zz&k%zz=1"), vec![]);
+    }
 }

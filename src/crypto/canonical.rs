@@ -141,4 +141,39 @@ mod tests {
             "[-9007199254740991]"
         );
     }
+
+    #[test]
+    fn numbers_at_the_edges() {
+        let max = MAX_SAFE_INTEGER;
+        assert_eq!(
+            canonical_json(&json!([max, -max])).unwrap(),
+            format!("[{max},-{max}]")
+        );
+        assert!(canonical_json(&json!(-max - 1)).is_err());
+        // Floats holding an integer: within the range written as it, beyond refused.
+        assert_eq!(
+            canonical_json(&json!(9007199254740991.0)).unwrap(),
+            "9007199254740991"
+        );
+        assert!(canonical_json(&json!(9007199254740992.0)).is_err());
+        assert!(canonical_json(&json!(-9007199254740992.0)).is_err());
+        assert_eq!(canonical_json(&json!(-2.0)).unwrap(), "-2");
+        assert_eq!(
+            canonical_json(&json!(0.5)).unwrap_err().to_string(),
+            "0.5 cannot be represented in canonical JSON"
+        );
+    }
+
+    #[test]
+    fn strings_arrays_and_literals() {
+        let value = json!({
+            "s": "\"\\\u{08}\u{0c}\n\r\t\u{01}\u{1f} é/",
+            "a": [null, true, false, [], {}],
+            "b": {"z": 1, "y": [1, 2]},
+        });
+        assert_eq!(
+            canonical_json(&value).unwrap(),
+            r#"{"a":[null,true,false,[],{}],"b":{"y":[1,2],"z":1},"s":"\"\\\b\f\n\r\t\u0001\u001f é/"}"#
+        );
+    }
 }

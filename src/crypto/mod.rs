@@ -22,3 +22,40 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
         && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_every_byte_and_the_length() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"Secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secret!"));
+        assert!(!constant_time_eq(b"secret", b"secre"));
+    }
+
+    #[test]
+    fn hashes_are_sha256_in_url_safe_base64() {
+        // sha256("") and sha256("abc"), known values.
+        assert_eq!(
+            hash::token_hash(""),
+            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+        assert_eq!(
+            hash::token_hash("abc"),
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
+        assert_eq!(
+            hash::lookup_hash("a", "b", "c"),
+            hash::token_hash("a b c"),
+            "the address, medium and pepper joined by spaces"
+        );
+        assert_eq!(
+            b64::encode_url_safe(&hash::lookup_digest("a", "b", "c")),
+            hash::lookup_hash("a", "b", "c")
+        );
+    }
+}

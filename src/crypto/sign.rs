@@ -95,3 +95,72 @@ pub fn verify_json(
         .verify(signable(object)?.as_bytes(), &signature)
         .map_err(|_| SignError::BadSignature)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use serde_json::json;
+
+    #[test]
+    fn signs_beside_other_signatures_and_checks_them() {
+        let (a, b) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let mut value = json!({
+            "x": 1,
+            "unsigned": {"age": 5},
+            "signatures": {"other.example": {"ed25519:o": "c2ln"}},
+        });
+        sign_json(&mut value, "a.example", "ed25519:1", &a).unwrap();
+        sign_json(&mut value, "a.example", "ed25519:2", &b).unwrap();
+        assert_eq!(value["signatures"]["other.example"]["ed25519:o"], "c2ln");
+        assert!(verify_json(&value, "a.example", "ed25519:1", &a.verifying_key()).is_ok());
+        assert!(verify_json(&value, "a.example", "ed25519:2", &b.verifying_key()).is_ok());
+        // `unsigned` is not covered; everything else is.
+        value["unsigned"] = json!({"age": 6});
+        assert!(verify_json(&value, "a.example", "ed25519:1", &a.verifying_key()).is_ok());
+        value["x"] = json!(2);
+        assert!(matches!(
+            verify_json(&value, "a.example", "ed25519:1", &a.verifying_key()),
+            Err(SignError::BadSignature)
+        ));
+        assert!(matches!(
+            verify_json(&value, "a.example", "ed25519:3", &a.verifying_key()),
+            Err(SignError::MissingSignature)
+        ));
+        value["signatures"]["a.example"]["ed25519:1"] = json!("not base64!");
+        assert!(matches!(
+            verify_json(&value, "a.example", "ed25519:1", &a.verifying_key()),
+            Err(SignError::MissingSignature)
+        ));
+        value["signatures"]["a.example"]["ed25519:1"] = json!("c2ln");
+        assert!(matches!(
+            verify_json(&value, "a.example", "ed25519:1", &a.verifying_key()),
+            Err(SignError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn replaces_signatures_that_are_not_objects() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        for junk in [json!("x"), json!({"a.example": 3})] {
+            let mut value = json!({"x": 1, "signatures": junk});
+            sign_json(&mut value, "a.example", "ed25519:1", &key).unwrap();
+            assert!(verify_json(&value, "a.example", "ed25519:1", &key.verifying_key()).is_ok());
+        }
+        assert!(matches!(
+            sign_json(&mut json!([1]), "a.example", "ed25519:1", &key),
+            Err(SignError::NotAnObject)
+        ));
+        assert!(matches!(
+            verify_json(&json!([1]), "a.example", "ed25519:1", &key.verifying_key()),
+            Err(SignError::NotAnObject)
+        ));
+        assert!(matches!(
+            sign_json(&mut json!({"n": 0.5}), "a.example", "ed25519:1", &key),
+            Err(SignError::Canonical(_))
+        ));
+    }
+}

@@ -143,4 +143,45 @@ mod tests {
         assert!(policy.check(ip("10.2.0.1")).is_err());
         assert!(policy.check(ip("127.0.0.2")).is_err());
     }
+
+    #[test]
+    fn refusals_name_the_address_and_the_rule() {
+        let refused = AddressPolicy::new(vec![])
+            .check(ip("10.0.0.1"))
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "10.0.0.1 is a private address, refused by the outbound address policy (allow it in federation.ipRangeWhitelist)"
+        );
+        // Every default range parses.
+        assert_eq!(AddressPolicy::new(vec![]).denied.len(), DENIED.len());
+    }
+
+    #[test]
+    fn embedded_v4_addresses_are_judged_by_that_address() {
+        let policy = AddressPolicy::new(vec![]);
+        // The refusal names the address asked about, with the v4 address's rule.
+        assert_eq!(
+            policy.check(ip("64:ff9b::7f00:1")),
+            Err(Refused {
+                ip: ip("64:ff9b::7f00:1"),
+                rule: "loopback"
+            })
+        );
+        assert_eq!(
+            embedded_v4(ip("64:ff9b::c0a8:102")),
+            Some(Ipv4Addr::new(192, 168, 1, 2))
+        );
+        assert_eq!(
+            embedded_v4(ip("2002:0a01:0203::")),
+            Some(Ipv4Addr::new(10, 1, 2, 3))
+        );
+        assert_eq!(embedded_v4(ip("64:ff9b:1::c0a8:102")), None);
+        assert_eq!(embedded_v4(ip("10.0.0.1")), None);
+        assert_eq!(embedded_v4(ip("2001:db8::1")), None);
+        // An allowed v4 range covers its NAT64 form too.
+        let lan = AddressPolicy::new(vec!["10.1.0.0/16".parse().unwrap()]);
+        assert_eq!(lan.check(ip("64:ff9b::a01:203")), Ok(()));
+        assert_eq!(lan.check(ip("2002:a01:203::1")), Ok(()));
+    }
 }
