@@ -4,6 +4,7 @@
 mod support;
 
 mod accounts;
+mod advisories;
 mod binds;
 mod check_connect;
 mod check_credentials;

@@ -9,6 +9,7 @@ use crate::http::{ApiError, Reply, Request};
 use crate::notify::template::fill_html;
 use crate::notify::NotifyError;
 use crate::opaque_id::{self, ClientSecret, Sid};
+use crate::session::next_link::{self, Refusal};
 use crate::session::remote::AfterLocal;
 use crate::session::{SessionError, TokenAsk};
 use crate::threepid::Medium;
@@ -71,7 +72,7 @@ pub fn request_email<const V2: bool>(app: &App, req: &Request) -> Result<Reply, 
     let user = requester::<V2>(app, req)?;
     let body: EmailRequest = req.json()?;
     let address = crate::threepid::email_to_send_to(&body.email).ok_or(ApiError::InvalidEmail)?;
-    let next_link = next_link(body.next_link.as_deref())?;
+    let next_link = requested_next_link(app, body.next_link.as_deref())?;
     let client_secret = client_secret(&body.client_secret)?;
     request(
         app,
@@ -105,7 +106,7 @@ pub fn request_msisdn<const V2: bool>(app: &App, req: &Request) -> Result<Reply,
             ))
         })?;
     let country = body.country.trim().to_ascii_uppercase();
-    let next_link = next_link(body.next_link.as_deref())?;
+    let next_link = requested_next_link(app, body.next_link.as_deref())?;
     let client_secret = client_secret(&body.client_secret)?;
     request(
         app,
@@ -128,17 +129,36 @@ fn request(app: &App, ask: &TokenAsk<'_>) -> Result<Reply, ApiError> {
 }
 
 /// A requestToken's `next_link`, kept as a URI: it goes out as the `Location` of the
-/// link's redirect.
-fn next_link(link: Option<&str>) -> Result<Option<Cow<'_, str>>, ApiError> {
+/// link's redirect. Refused unless `session::next_link` accepts it (http(s), and a host of
+/// `session.nextLink.allowedHosts` when set).
+fn requested_next_link<'a>(
+    app: &App,
+    link: Option<&'a str>,
+) -> Result<Option<Cow<'a, str>>, ApiError> {
     let next_link = link.map(as_uri);
     if let Some(link) = &next_link {
-        if link.len() > 2048 || link.chars().any(char::is_control) || !is_http(link) {
-            return Err(ApiError::InvalidParam(
-                "next_link must be an http(s) URL of at most 2048 characters (non-ASCII ones percent-encoded)".into(),
-            ));
+        if let Err(why) = next_link::check(link, app.sessions.config().next_link_hosts.as_deref()) {
+            if why != Refusal::Malformed {
+                log::info!("requestToken refused: {why} (session.nextLink.allowedHosts)");
+            }
+            return Err(ApiError::InvalidParam(why.to_string()));
         }
     }
     Ok(next_link)
+}
+
+/// A stored `next_link` the link's page may redirect to: one `session::next_link` still
+/// accepts (the allow-list may have been set or changed since it was stored), as a URI (a
+/// link stored before they were kept as URIs may still be an IRI). `None`: the page itself.
+fn stored_next_link(app: &App, sid: &Sid, link: Option<&str>) -> Option<String> {
+    let link = as_uri(link?).into_owned();
+    match next_link::check(&link, app.sessions.config().next_link_hosts.as_deref()) {
+        Ok(()) => Some(link),
+        Err(why) => {
+            log::info!("session {sid}: no redirect to its stored next_link: {why}");
+            None
+        }
+    }
 }
 
 /// A requestToken's `client_secret`, which names a session from now on.
@@ -180,8 +200,8 @@ pub fn submit<const V2: bool>(app: &App, req: &Request) -> Result<Reply, ApiErro
 /// # `GET …/validate/{email,msisdn}/submitToken?sid&client_secret&token`
 ///
 /// The link in the mail: no access token. Answers a page saying whether it worked; on
-/// success, redirects to the `next_link` stored with the session when it is http(s) — never
-/// to one from this link. A `next_link` is kept as a URI (`as_uri`), so that it can be the
+/// success, redirects to the `next_link` stored with the session when `session::next_link`
+/// still accepts it (else the page, logged) — never to one from this link. A `next_link` is kept as a URI (`as_uri`), so that it can be the
 /// redirect's `Location`.
 pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let param = |name: &str| req.query(name).unwrap_or_default();
@@ -193,7 +213,7 @@ pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
     match outcome {
         Ok(session) => {
             values.set("RECIPIENT_ADDRESS", session.address.as_str());
-            let next = session.next_link.clone().filter(|l| is_http(l));
+            let next = stored_next_link(app, &session.sid, session.next_link.as_deref());
             values.set("NEXT_URL", next.clone().unwrap_or_default());
             values.set("REMOTE_NOTE", "");
             // Remote sessions: the workflow's next page instead of the client's next_link.
@@ -205,8 +225,7 @@ pub fn submit_link(app: &App, req: &Request) -> Result<Reply, ApiError> {
             }
             let page = fill_html(&app.pages.success, &values);
             Ok(match next {
-                // A link stored before they were kept as URIs may still be an IRI.
-                Some(link) => Reply::redirect(&as_uri(&link), page),
+                Some(link) => Reply::redirect(&link, page),
                 None => Reply::html(200, page),
             })
         }
@@ -337,14 +356,11 @@ pub fn remote_check(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let pages = &app.pages.remote;
     match outcome {
         Ok((server, session)) => {
-            let next = session.next_link.filter(|l| is_http(l));
+            let next = stored_next_link(app, &session.sid, session.next_link.as_deref());
             values
                 .set("REMOTE_SERVER", server)
                 .set("RECIPIENT_ADDRESS", session.address)
-                .set(
-                    "NEXT_URL",
-                    next.map(|l| as_uri(&l).into_owned()).unwrap_or_default(),
-                );
+                .set("NEXT_URL", next.unwrap_or_default());
             Ok(Reply::html(200, fill_html(&pages.check, &values)))
         }
         Err(e) => Ok(workflow_failure(
@@ -418,11 +434,6 @@ fn as_uri(link: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(uri)
-}
-
-fn is_http(link: &str) -> bool {
-    let lower = link.to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://")
 }
 
 fn page_reason(e: &ApiError) -> &'static str {

@@ -53,7 +53,9 @@ pub use metrics::{MetricsConfig, DEFAULT_METRICS_PORT};
 pub use postgresql::{connection_text, with_causes, DbTls, PostgresConfig, TlsMode};
 pub use rest::RestConfig;
 pub use server::{KeyConfig, ServerConfig};
-pub use session::{Limit, RemotePages, Scope, SessionConfig, SessionLimits, ValidationPolicy};
+pub use session::{
+    is_host_name, Limit, RemotePages, Scope, SessionConfig, SessionLimits, ValidationPolicy,
+};
 pub use sql::{SqlKind, SqlStoreConfig, SQL_DEFAULT_LIST_QUERY, SQL_DEFAULT_QUERY};
 pub use storage::StorageConfig;
 pub use threepid::{

@@ -23,6 +23,9 @@ pub struct SessionConfig {
     /// Who may use the unauthenticated v1 requestToken (`session.v1.allowedCidr`); `None`:
     /// anyone, as mxisd.
     pub v1_allowed: Option<Vec<crate::cidr::Cidr>>,
+    /// The hosts a `next_link` may go to (`session.nextLink.allowedHosts`), lower case,
+    /// IPv6 literals bracketed; `None`: any http(s) link; empty: none at all.
+    pub next_link_hosts: Option<Vec<String>>,
 }
 
 /// mxisd's page templates of the remote session workflow (`None`: built in):
@@ -128,7 +131,39 @@ impl Resolver<'_> {
                 Some(list) => Some(self.cidrs("session.v1.allowedCidr", Some(list))?),
                 None => None,
             },
+            next_link_hosts: self.next_link_hosts(s.next_link.and_then(|n| n.allowed_hosts))?,
         })
+    }
+
+    /// `session.nextLink.allowedHosts`: host names or IP literals, nothing else (no scheme,
+    /// port, path or wildcard), so that the comparison with a link's host is exact.
+    fn next_link_hosts(&self, list: Option<Vec<String>>) -> Result<Option<Vec<String>>, String> {
+        const AT: &str = "session.nextLink.allowedHosts";
+        let Some(list) = list else {
+            return Ok(None);
+        };
+        list.iter()
+            .map(|written| {
+                let h = written.trim().to_ascii_lowercase();
+                // An IPv6 literal may be written bare; links carry it bracketed.
+                let h = if h.contains(':') && !h.starts_with('[') {
+                    format!("[{h}]")
+                } else {
+                    h
+                };
+                if is_host_name(&h) {
+                    Ok(h)
+                } else {
+                    Err(self.at(
+                        AT,
+                        format!(
+                            "'{written}' is not a host name (no scheme, port, path or wildcard)"
+                        ),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// mxisd's `view.session.localRemote` and `view.session.remote` pages.
@@ -199,6 +234,20 @@ impl Resolver<'_> {
     }
 }
 
+/// A host name (letters, digits, `-`, `.`) or a bracketed IPv6 literal: what an operator
+/// may list and what a link's host must be to be compared.
+pub fn is_host_name(host: &str) -> bool {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.contains(':') && v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }
+    }
+}
+
 /// `session` and `view` as written.
 pub(super) mod raw {
     use crate::config::yaml::section;
@@ -209,6 +258,12 @@ pub(super) mod raw {
             policy: Policy = "policy",
             rate_limit: RateLimit = "rateLimit",
             v1: V1 = "v1",
+            next_link: NextLink = "nextLink",
+        }
+    }
+    section! {
+        NextLink {
+            allowed_hosts: Vec<String> = "allowedHosts",
         }
     }
     section! {
@@ -303,7 +358,56 @@ pub(super) mod raw {
 
 #[cfg(test)]
 mod tests {
+    use super::is_host_name;
     use crate::config::load_str;
+
+    #[test]
+    fn host_names_and_ipv6_literals() {
+        assert!(is_host_name("app.example.org"));
+        assert!(is_host_name("xn--r8jz45g.jp"));
+        assert!(is_host_name("[2001:db8::1]"));
+        assert!(!is_host_name("[not-v6]"));
+        assert!(!is_host_name("app.example.org:443"));
+        assert!(!is_host_name("https://app.example.org"));
+        assert!(!is_host_name("*.example.org"));
+        assert!(!is_host_name(""));
+    }
+
+    #[test]
+    fn next_link_allowed_hosts_are_read_lower_case() {
+        let with = |list: &str| {
+            load_str(
+                &format!("matrix:\n  domain: example.org\nsession:\n  nextLink:\n    allowedHosts: {list}\n"),
+                "test.yaml",
+            )
+        };
+        let hosts = |list: &str| with(list).unwrap().config.session.next_link_hosts;
+        assert_eq!(
+            hosts("['App.Example.org', '::1', '[2001:db8::1]']"),
+            Some(vec![
+                "app.example.org".to_owned(),
+                "[::1]".to_owned(),
+                "[2001:db8::1]".to_owned()
+            ])
+        );
+        assert_eq!(hosts("[]"), Some(vec![]));
+        assert_eq!(hosts("null"), None);
+        let absent = load_str("matrix:\n  domain: example.org\n", "test.yaml").unwrap();
+        assert_eq!(absent.config.session.next_link_hosts, None);
+        for bad in [
+            "'https://app.example.org'",
+            "'app.example.org:443'",
+            "'*.example.org'",
+            "''",
+        ] {
+            let e = with(&format!("[{bad}]")).unwrap_err().to_string();
+            assert!(
+                e.contains("`session.nextLink.allowedHosts` (line 5)"),
+                "{e}"
+            );
+            assert!(e.contains("is not a host name"), "{e}");
+        }
+    }
 
     #[test]
     fn mxisd_remote_workflow_pages_are_read() {

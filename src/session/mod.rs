@@ -37,6 +37,7 @@
 //! - If `token_sent` fails after the send, the delivered code does not work (logged as an
 //!   error; the client gets the state error and asks again).
 
+pub(crate) mod next_link;
 mod pages;
 pub mod policy;
 pub mod remote;

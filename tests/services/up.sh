@@ -37,6 +37,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v lintian >/dev/null || missing+=(lintian)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# tests/advisories.rs: requests into mxisd's own network namespace (unshare, nsenter: util-linux).
+command -v curl >/dev/null || missing+=(curl)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         log "missing packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}"
