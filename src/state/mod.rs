@@ -128,11 +128,21 @@ impl State {
     /// instance that is doing the same) and keeps `connections` SQLite connections open
     /// (PostgreSQL: `poolSize`, connected on first use).
     pub fn open(cfg: &StorageConfig, connections: usize) -> Result<State, StateError> {
+        State::open_bounded(cfg, connections, connections)
+    }
+
+    /// As [`State::open`], at most `callers` calls waiting on PostgreSQL at once
+    /// (`http.backendWorkers`; past them a call fails at once).
+    pub fn open_bounded(
+        cfg: &StorageConfig,
+        connections: usize,
+        callers: usize,
+    ) -> Result<State, StateError> {
         let db: Box<dyn Dialect> = match cfg {
             StorageConfig::Sqlite { database } => {
                 Box::new(sqlite::Sqlite::open(database, connections)?)
             }
-            StorageConfig::Postgresql(pg) => Box::new(postgres::Postgres::open(pg)?),
+            StorageConfig::Postgresql(pg) => Box::new(postgres::Postgres::open(pg, callers)?),
         };
         migrations::apply(db.as_ref())?;
         let pg = match cfg {
