@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod binds;
+mod bulkheads;
 mod check_connect;
 mod check_credentials;
 mod config_cli;

@@ -508,7 +508,7 @@ mod tests {
         assert_eq!(r.find(Medium::Email, "a@elsewhere.test", deadline), None);
         let key = (Medium::Email, "a@elsewhere.test".to_owned());
         assert_eq!(r.cached(&key), None, "a refusal is not a miss to keep");
-        assert_eq!(r.find_many(&[key.clone()], deadline), vec![]);
+        assert_eq!(r.find_many(std::slice::from_ref(&key), deadline), vec![]);
         assert_eq!(r.cached(&key), None);
         assert!(crate::lock(&r.in_flight).is_empty(), "claims released");
     }

@@ -1,0 +1,271 @@
+//! Bulkheads (`http.backendWorkers`): a backend that stops answering holds at most its
+//! share of the workers. While it is frozen, the endpoints that do not need it still
+//! answer, and a call to it past the share is refused at once (503 naming it); once it
+//! answers again, so does mxisd, without a restart. Asserted as an order (what returned
+//! while what was still outstanding), never as a timing.
+
+use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use crate::support::services::{ensure_up, get};
+use crate::support::slapd::OwnSlapd;
+use crate::support::{Mxisd, Response, TempDir};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const BOB: &str = "/_matrix/identity/api/v1/lookup?medium=email&address=bob%40example.org";
+
+/// Four workers, two of which may wait on one backend; the store's own timeout is long
+/// (25 s, under the test client's 30 s), so that the calls it holds stay outstanding for
+/// as long as the test looks (they end when the backend answers again).
+const WORKERS: &str = "http:\n  workers: 4\n  backendWorkers: 2\n";
+
+/// A lookup of bob on a thread of its own: its answer comes on the receiver when it is
+/// done (the answer itself from the handle).
+fn lookup_in_background(
+    s: &Arc<Mxisd>,
+    done: &std::sync::mpsc::Sender<usize>,
+    n: usize,
+) -> JoinHandle<Response> {
+    let (s, done) = (s.clone(), done.clone());
+    std::thread::spawn(move || {
+        let r = s.get(BOB);
+        let _ = done.send(n);
+        r
+    })
+}
+
+/// Fires `n` lookups of bob, each on its own thread.
+fn fire(s: &Arc<Mxisd>, n: usize) -> (Vec<Option<JoinHandle<Response>>>, Receiver<usize>) {
+    let (tx, rx) = channel();
+    let handles = (0..n)
+        .map(|i| Some(lookup_in_background(s, &tx, i)))
+        .collect();
+    (handles, rx)
+}
+
+/// Asserts that `r` is the bulkhead's refusal of store `store`.
+fn assert_refused(r: &Response, store: &str) {
+    let body = r.assert_error(503, "M_UNKNOWN");
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains(store),
+        "{body}"
+    );
+}
+
+/// The endpoints that need no identity store answer, each while the lookups held by the
+/// frozen backend are still outstanding (`outstanding` has no news).
+fn others_answer(s: &Mxisd, hs: &FakeHomeserver, outstanding: &Receiver<usize>, who: &str) {
+    let status = s.get("/_matrix/identity/v2");
+    assert_eq!(status.status, 200, "{}", status.text);
+    let key = s.get("/_matrix/identity/v2/pubkey/ed25519:0");
+    assert_eq!(key.status, 200, "{}", key.text);
+    assert!(key.json()["public_key"].is_string(), "{}", key.text);
+    // An account (the fake homeserver vouches for it), then hash_details with its token:
+    // the state database and the hash index, no identity store.
+    let token = v2_token(s, hs, who);
+    assert!(!s.pepper(&token).is_empty());
+    assert!(
+        outstanding.try_recv().is_err(),
+        "the held lookups are still outstanding while the others answered"
+    );
+}
+
+/// Sends `signal` to the process whose pid is in `pid_file`.
+fn signal(pid_file: &std::path::Path, signal: &str) {
+    let pid = std::fs::read_to_string(pid_file).expect("slapd's pid file");
+    let ok = std::process::Command::new("kill")
+        .args([signal, pid.trim()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {signal} {pid}");
+}
+
+/// Continues the frozen slapd when dropped, also when the test fails (a stopped slapd
+/// ignores the SIGTERM its own guard sends).
+struct Thaw(std::path::PathBuf);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", pid.trim()])
+                .status();
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_frozen_directory_holds_only_its_share_of_the_workers() {
+    ensure_up();
+    let dir = TempDir::new();
+    // A slapd of this test's own: the shared one is never stopped.
+    let slapd = OwnSlapd::start(&dir, "3895");
+    let pid_file = dir.join("ldap").join("slapd.pid");
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Arc::new(Mxisd::start(&format!(
+        "{WORKERS}ldap:\n  enabled: true\n  connection:\n    host: '127.0.0.1'\n    port: {}\n    bindDn: '{}'\n    bindPassword: '{}'\n    baseDNs: ['ou=people,{}']\n    timeout: 25\n  attribute:\n    uid:\n      value: uid\n{}",
+        slapd.port,
+        get("LDAP_ADMIN_DN"),
+        get("LDAP_ADMIN_PASSWORD"),
+        get("LDAP_BASE"),
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    )));
+    s.wait_hash_index();
+    assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
+
+    signal(&pid_file, "-STOP");
+    let thaw = Thaw(pid_file.clone());
+    // Three lookups, two places: two wait on the frozen directory, one is refused at once.
+    let (mut handles, done) = fire(&s, 3);
+    let first = done.recv().expect("a lookup ended");
+    let refused = handles[first]
+        .take()
+        .expect("once")
+        .join()
+        .expect("no panic");
+    assert_refused(&refused, "ldap");
+    // The others are held, and a fourth is refused at once too.
+    assert_refused(&s.get(BOB), "ldap");
+    others_answer(&s, &hs, &done, "frozen_ldap");
+    assert!(s.wait_for_log("identity store ldap is busy"), "{}", s.log());
+    assert!(s.log().contains("(http.backendWorkers)"), "{}", s.log());
+
+    // Thawed: the held lookups get their answer, and new ones do, with no restart.
+    signal(&pid_file, "-CONT");
+    drop(thaw);
+    for h in handles.iter_mut().filter_map(Option::take) {
+        let r = h.join().expect("no panic");
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["mxid"], "@bob:example.org", "{}", r.text);
+    }
+    assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
+}
+
+/// A REST backend of the test's own: it reads each request, then answers it (bob, found)
+/// only once `answering` is set; until then it holds it, as a backend that stopped
+/// answering. Counts the requests it read.
+struct Backend {
+    port: u16,
+    read: Arc<AtomicUsize>,
+    answering: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Backend {
+    fn start() -> Backend {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let read = Arc::new(AtomicUsize::new(0));
+        let answering = Arc::new((Mutex::new(true), Condvar::new()));
+        let (count, gate) = (read.clone(), answering.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (count, gate) = (count.clone(), gate.clone());
+                std::thread::spawn(move || serve(conn, &count, &gate));
+            }
+        });
+        Backend {
+            port,
+            read,
+            answering,
+        }
+    }
+
+    fn answer(&self, yes: bool) {
+        let (lock, cvar) = &*self.answering;
+        *lock.lock().expect("not poisoned") = yes;
+        cvar.notify_all();
+    }
+
+    /// Waits until it has read `n` requests (a condition, however long it takes).
+    fn wait_read(&self, n: usize) {
+        while self.read.load(Ordering::SeqCst) < n {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// One connection: each request read, counted, then answered once answering is on.
+fn serve(conn: TcpStream, count: &AtomicUsize, answering: &(Mutex<bool>, Condvar)) {
+    let mut reader = BufReader::new(conn.try_clone().expect("a second handle"));
+    let mut conn = conn;
+    loop {
+        let mut length = 0;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        count.fetch_add(1, Ordering::SeqCst);
+        let (lock, cvar) = answering;
+        let mut on = lock.lock().expect("not poisoned");
+        while !*on {
+            on = cvar.wait(on).expect("not poisoned");
+        }
+        drop(on);
+        let answer = r#"{"lookup":{"medium":"email","address":"bob@example.org","id":{"type":"localpart","value":"bob"}}}"#;
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        if conn.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_rest_backend_that_stops_answering_holds_only_its_share_of_the_workers() {
+    ensure_up();
+    let backend = Backend::start();
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Arc::new(Mxisd::start(&format!(
+        "{WORKERS}rest:\n  enabled: true\n  host: 'http://127.0.0.1:{}'\n  timeout: 25\n{}",
+        backend.port,
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    )));
+    assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
+    assert_eq!(backend.read.load(Ordering::SeqCst), 1);
+
+    backend.answer(false);
+    // Two lookups wait on the backend (both read by it: both places are taken) ...
+    let (mut handles, done) = fire(&s, 2);
+    backend.wait_read(3);
+    // ... so a third is refused at once, without reaching the backend.
+    assert_refused(&s.get(BOB), "rest");
+    assert_eq!(
+        backend.read.load(Ordering::SeqCst),
+        3,
+        "the refused one never reached it"
+    );
+    others_answer(&s, &hs, &done, "silent_rest");
+    assert!(s.wait_for_log("identity store rest is busy"), "{}", s.log());
+
+    // Answering again: the held lookups end found, and new ones are answered.
+    backend.answer(true);
+    for h in handles.iter_mut().filter_map(Option::take) {
+        let r = h.join().expect("no panic");
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["mxid"], "@bob:example.org", "{}", r.text);
+    }
+    assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
+}
