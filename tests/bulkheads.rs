@@ -269,3 +269,148 @@ fn a_rest_backend_that_stops_answering_holds_only_its_share_of_the_workers() {
     }
     assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
 }
+
+/// A psql session holding `tables` of database `db` locked until it is dropped (or
+/// `release` is called): every statement on them waits, as on a stalled database.
+struct Locked(std::process::Child);
+
+impl Locked {
+    fn hold(db: &str, tables: &str) -> Locked {
+        let mut child = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                get("PG_PORT"),
+                "-U",
+                get("PG_USER"),
+                "-d",
+                db,
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-qAt"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql");
+        let mut stdin = child.stdin.take().expect("psql's stdin");
+        writeln!(
+            stdin,
+            "BEGIN;\nLOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';"
+        )
+        .expect("to psql");
+        child.stdin = Some(stdin);
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("psql's stdout"))
+            .read_line(&mut line)
+            .expect("from psql");
+        assert_eq!(line.trim(), "locked");
+        Locked(child)
+    }
+
+    /// Commits (the locks go) and waits for psql to end.
+    fn release(mut self) {
+        if let Some(mut stdin) = self.0.stdin.take() {
+            let _ = writeln!(stdin, "COMMIT;");
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Registers `localpart` (of the fake homeserver) with `s`, on a thread of its own.
+fn register_in_background(
+    s: &Arc<Mxisd>,
+    hs: &FakeHomeserver,
+    localpart: &str,
+    done: &std::sync::mpsc::Sender<usize>,
+    n: usize,
+) -> JoinHandle<Response> {
+    let name = format!("127.0.0.1:{}", hs.port);
+    let body = serde_json::json!({
+        "access_token": format!("user:@{localpart}:{name}"),
+        "token_type": "Bearer",
+        "matrix_server_name": name,
+        "expires_in": 3600,
+    });
+    let (s, done) = (s.clone(), done.clone());
+    std::thread::spawn(move || {
+        let r = s.post("/_matrix/identity/v2/account/register", &body.to_string());
+        let _ = done.send(n);
+        r
+    })
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_stalled_state_database_holds_only_its_share_of_the_workers() {
+    use crate::support::services::{fresh_database, pg_connection, psql_on};
+    ensure_up();
+    let db = fresh_database("bulkheads");
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let s = Arc::new(Mxisd::start(&format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n      timeout: 25\n{WORKERS}memory:\n  enabled: true\n  identities:\n    - username: bob\n      threepids:\n        - medium: email\n          address: bob@example.org\n{}",
+        pg_connection(&db),
+        federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
+    )));
+    s.wait_hash_index();
+    v2_token(&s, &hs, "before");
+
+    // Registrations write accounts and tokens: two wait on the locks ...
+    let locked = Locked::hold(&db, "accounts, tokens");
+    let (tx, done) = channel();
+    let mut handles: Vec<Option<JoinHandle<Response>>> = (0..2)
+        .map(|i| Some(register_in_background(&s, &hs, &format!("held{i}"), &tx, i)))
+        .collect();
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND wait_event_type = 'Lock'"
+    );
+    while psql_on(get("PG_PORT"), get("PG_USER"), &db, &waiting).trim() != "2" {
+        // A background job's call may hold a place for a moment (jobs pass the bulkhead
+        // too): a registration refused then is asked again.
+        if let Ok(n) = done.try_recv() {
+            let early = handles[n].take().expect("once").join().expect("no panic");
+            assert_refused(&early, "state database");
+            handles[n] = Some(register_in_background(&s, &hs, &format!("held{n}"), &tx, n));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ... so a third call to the state is refused at once, naming the database.
+    let refused = s.post(
+        "/_matrix/identity/v2/account/register",
+        &serde_json::json!({
+            "access_token": format!("user:@third:127.0.0.1:{}", hs.port),
+            "token_type": "Bearer",
+            "matrix_server_name": format!("127.0.0.1:{}", hs.port),
+            "expires_in": 3600,
+        })
+        .to_string(),
+    );
+    assert_refused(&refused, "state database");
+    // What needs no state answers meanwhile: discovery, the key, a lookup in a store.
+    assert_eq!(s.get("/_matrix/identity/v2").status, 200);
+    assert_eq!(s.get("/_matrix/identity/v2/pubkey/ed25519:0").status, 200);
+    assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
+    assert!(
+        done.try_recv().is_err(),
+        "the held registrations are outstanding"
+    );
+    assert!(
+        s.wait_for_log("the state database (postgresql) is busy"),
+        "{}",
+        s.log()
+    );
+
+    // The locks go: the held registrations end, and new ones are served.
+    locked.release();
+    for h in handles.iter_mut().filter_map(Option::take) {
+        let r = h.join().expect("no panic");
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    v2_token(&s, &hs, "after");
+}
