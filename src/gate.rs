@@ -87,7 +87,7 @@ impl Bulkhead {
             );
             if let Some(refused) = self.refused_log.hit(std::time::Instant::now()) {
                 log::warn!(
-                    "{} is busy: {reason}; {refused} calls refused since the last such line (at most one every {} s)",
+                    "{} is {reason}; {refused} calls refused since the last such line (at most one every {} s)",
                     self.name,
                     REFUSED_LOG_EVERY.as_secs()
                 );

@@ -133,7 +133,13 @@ fn a_frozen_directory_holds_only_its_share_of_the_workers() {
     // The others are held, and a fourth is refused at once too.
     assert_refused(&s.get(BOB), "ldap");
     others_answer(&s, &hs, &done, "frozen_ldap");
-    assert!(s.wait_for_log("identity store ldap is busy"), "{}", s.log());
+    assert!(
+        s.wait_for_log(
+            "identity store ldap is busy: 2 workers already wait on it (http.backendWorkers)"
+        ),
+        "{}",
+        s.log()
+    );
     assert!(s.log().contains("(http.backendWorkers)"), "{}", s.log());
 
     // Thawed: the held lookups get their answer, and new ones do, with no restart.
@@ -258,7 +264,13 @@ fn a_rest_backend_that_stops_answering_holds_only_its_share_of_the_workers() {
         "the refused one never reached it"
     );
     others_answer(&s, &hs, &done, "silent_rest");
-    assert!(s.wait_for_log("identity store rest is busy"), "{}", s.log());
+    assert!(
+        s.wait_for_log(
+            "identity store rest is busy: 2 workers already wait on it (http.backendWorkers)"
+        ),
+        "{}",
+        s.log()
+    );
 
     // Answering again: the held lookups end found, and new ones are answered.
     backend.answer(true);
@@ -401,7 +413,7 @@ fn a_stalled_state_database_holds_only_its_share_of_the_workers() {
         "the held registrations are outstanding"
     );
     assert!(
-        s.wait_for_log("the state database (postgresql) is busy"),
+        s.wait_for_log("the state database (PostgreSQL) is busy: 2 workers already wait on it (http.backendWorkers)"),
         "{}",
         s.log()
     );

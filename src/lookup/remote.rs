@@ -82,7 +82,7 @@ impl Remote {
             cache: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             bulkhead: Bulkhead::new(
-                "the remote identity servers",
+                "the lookup on other identity servers",
                 config.http.backend_workers,
                 "http.backendWorkers",
             ),

@@ -75,7 +75,7 @@ impl Postgres {
             pool: Pool::new(conns, cfg.timeout).on_panic(|c| *c = PgConn::default()),
             target,
             bulkhead: Bulkhead::new(
-                "the state database (postgresql)",
+                "the state database (PostgreSQL)",
                 callers,
                 "http.backendWorkers",
             ),
