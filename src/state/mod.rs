@@ -126,9 +126,10 @@ impl From<Exhausted> for StateError {
 impl State {
     /// Opens the state `cfg` names, brings its schema up to date (waiting for another
     /// instance that is doing the same) and keeps `connections` SQLite connections open
-    /// (PostgreSQL: `poolSize`, connected on first use).
+    /// (PostgreSQL: `poolSize`, connected on first use; no bulkhead: the server's state is
+    /// opened with [`State::open_bounded`]).
     pub fn open(cfg: &StorageConfig, connections: usize) -> Result<State, StateError> {
-        State::open_bounded(cfg, connections, connections)
+        State::open_bounded(cfg, connections, usize::MAX)
     }
 
     /// As [`State::open`], at most `callers` calls waiting on PostgreSQL at once
