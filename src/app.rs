@@ -139,12 +139,17 @@ impl App {
         let keys = SigningKeys::load_or_create(&config.key.path).map_err(StartError::Keys)?;
         let store = config.storage.describe();
         // SQLite: one connection per worker, and two for background jobs.
-        let state = State::open(&config.storage, config.http.workers + 2)
-            .map(Arc::new)
-            .map_err(|error| StartError::State {
-                store: store.clone(),
-                error,
-            })?;
+        // PostgreSQL: at most http.backendWorkers calls waiting on it at once.
+        let state = State::open_bounded(
+            &config.storage,
+            config.http.workers + 2,
+            config.http.backend_workers,
+        )
+        .map(Arc::new)
+        .map_err(|error| StartError::State {
+            store: store.clone(),
+            error,
+        })?;
         import_mxisd_invites(&state, &keys, &config).map_err(|error| StartError::State {
             store: store.clone(),
             error,

@@ -1,7 +1,11 @@
 //! A counting gate (a semaphore that never waits): at most `max` holders at once; one more
 //! is refused at once instead of queueing. What keeps a slow backend from holding every
 //! worker: the workers that may wait on it are a bounded share of the pool, and a request
-//! past the share is answered (503) while the others still serve. Leaf module.
+//! past the share is answered (503) while the others still serve.
+//!
+//! [`Bulkhead`]: a gate with a name (the backend it guards) and its refusals logged at most
+//! once per [`REFUSED_LOG_EVERY`], counted: one per backend (each identity store, the
+//! PostgreSQL state, the remote identity servers; `http.backendWorkers` places each).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -41,6 +45,58 @@ impl Gate {
     }
 }
 
+/// At most one line per this long says that a bulkhead refuses calls.
+pub const REFUSED_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The gate of one backend: at most `max` workers wait on it at once; one more is refused
+/// at once (the caller answers 503) and the refusals are logged, a line per
+/// [`REFUSED_LOG_EVERY`] at most, as a frozen backend under load refuses thousands.
+pub struct Bulkhead {
+    /// The backend, as logs and errors name it (`identity store ldap`).
+    name: String,
+    /// The setting that sizes it, for the operator (`http.backendWorkers`).
+    setting: &'static str,
+    gate: Gate,
+    refused_log: crate::logging::Throttled,
+}
+
+/// A call the bulkhead refused: every place was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// What the caller tells its caller: `busy: 8 workers already wait on it (http.backendWorkers)`.
+    pub reason: String,
+}
+
+impl Bulkhead {
+    pub fn new(name: impl Into<String>, max: usize, setting: &'static str) -> Bulkhead {
+        Bulkhead {
+            name: name.into(),
+            setting,
+            gate: Gate::new(max),
+            refused_log: crate::logging::Throttled::new(REFUSED_LOG_EVERY),
+        }
+    }
+
+    /// A place, or `Refused` (logged, rate-limited, with the count since the last line).
+    pub fn enter(&self) -> Result<Pass<'_>, Refused> {
+        self.gate.try_enter().ok_or_else(|| {
+            let reason = format!(
+                "busy: {} workers already wait on it ({})",
+                self.gate.max(),
+                self.setting
+            );
+            if let Some(refused) = self.refused_log.hit(std::time::Instant::now()) {
+                log::warn!(
+                    "{} is {reason}; {refused} calls refused since the last such line (at most one every {} s)",
+                    self.name,
+                    REFUSED_LOG_EVERY.as_secs()
+                );
+            }
+            Refused { reason }
+        })
+    }
+}
+
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
         self.gate.held.fetch_sub(1, Ordering::AcqRel);
@@ -49,7 +105,7 @@ impl Drop for Pass<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Gate;
+    use super::{Bulkhead, Gate};
 
     #[test]
     fn at_most_max_places_and_given_back_on_drop() {
@@ -75,5 +131,20 @@ mod tests {
         })
         .join();
         assert!(gate.try_enter().is_some());
+    }
+
+    #[test]
+    fn a_bulkhead_refuses_past_its_places_naming_the_setting() {
+        let bulkhead = Bulkhead::new("identity store ldap", 1, "http.backendWorkers");
+        let pass = bulkhead.enter().expect("a place");
+        let Err(refused) = bulkhead.enter() else {
+            panic!("a place past the cap");
+        };
+        assert_eq!(
+            refused.reason,
+            "busy: 1 workers already wait on it (http.backendWorkers)"
+        );
+        drop(pass);
+        assert!(bulkhead.enter().is_ok());
     }
 }

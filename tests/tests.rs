@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod advisories;
 mod binds;
+mod bulkheads;
 mod check_connect;
 mod check_credentials;
 mod config_cli;

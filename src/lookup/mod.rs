@@ -5,6 +5,10 @@
 //! Addresses are normalised (`threepid`) before any store sees them. v2 hashed lookups are
 //! answered from [`hash_index::HashIndex`], an index built from the stores that can list.
 //!
+//! Each store that waits on a backend (LDAP, SQL, REST) is entered through its own
+//! [`Bulkhead`] of `http.backendWorkers` places: a call past them fails at once, as a store
+//! that fails does, so a frozen backend holds a bounded share of the workers.
+//!
 //! After a clean local miss, the remote steps ([`remote::Remote`]: the identity server of
 //! an e-mail's domain, then the forwarders) for those who may recurse ([`Asker`]).
 
@@ -14,6 +18,7 @@ pub mod remote;
 use crate::config::Config;
 use crate::federation::identity_client::Vouched;
 use crate::federation::ConfiguredClient;
+use crate::gate::Bulkhead;
 use crate::requester::Requester;
 use crate::stores::rest::RestStore;
 use crate::stores::{
@@ -27,11 +32,51 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub struct Chain {
-    stores: Vec<Box<dyn IdentityStore>>,
+    stores: Vec<Step>,
     region: Option<phonenumber::country::Id>,
     domain: String,
     /// The remote steps, once [`Chain::with_remote`] gave them.
     remote: Option<Remote>,
+}
+
+/// A store of the chain and the bulkhead its calls pass (none for a store that waits on
+/// nothing of its own: the static store; the binds made here, bounded with the state).
+struct Step {
+    store: Box<dyn IdentityStore>,
+    bulkhead: Option<Bulkhead>,
+}
+
+impl Step {
+    /// A store whose calls pass a bulkhead of `max` places.
+    fn gated(store: Box<dyn IdentityStore>, max: usize) -> Step {
+        let name = format!("identity store {}", store.name());
+        Step {
+            store,
+            bulkhead: Some(Bulkhead::new(name, max, "http.backendWorkers")),
+        }
+    }
+
+    fn ungated(store: Box<dyn IdentityStore>) -> Step {
+        Step {
+            store,
+            bulkhead: None,
+        }
+    }
+
+    /// `call` on the store, once in its bulkhead; past it, the store's error at once.
+    fn call<T>(
+        &self,
+        call: impl FnOnce(&dyn IdentityStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _pass = match &self.bulkhead {
+            Some(bulkhead) => Some(bulkhead.enter().map_err(|refused| StoreError {
+                store: self.store.name().to_owned(),
+                reason: refused.reason,
+            })?),
+            None => None,
+        };
+        call(self.store.as_ref())
+    }
 }
 
 /// Who a lookup is for, which decides whether it may go on to other identity servers.
@@ -98,34 +143,26 @@ impl Chain {
         let domain = &config.matrix.domain;
         // A connection per worker: none waits for another's.
         let connections = config.http.workers;
-        let mut stores: Vec<Box<dyn IdentityStore>> = Vec::new();
+        // Workers that may wait on one store at once: the others keep serving.
+        let cap = config.http.backend_workers;
+        let mut stores: Vec<Step> = Vec::new();
         if let Some(memory) = &config.memory {
-            stores.push(Box::new(MemoryStore::new(memory, domain, region)));
+            stores.push(Step::ungated(Box::new(MemoryStore::new(
+                memory, domain, region,
+            ))));
         }
         if let Some(ldap) = &config.ldap {
-            stores.push(Box::new(LdapStore::new(
-                ldap.clone(),
-                domain,
-                region,
-                connections,
-            )?));
+            let store = Box::new(LdapStore::new(ldap.clone(), domain, region, connections)?);
+            stores.push(Step::gated(store, cap));
         }
         for sql in &config.sql {
-            stores.push(Box::new(SqlStore::open(
-                sql.clone(),
-                domain,
-                region,
-                connections,
-            )?));
+            let store = Box::new(SqlStore::open(sql.clone(), domain, region, connections)?);
+            stores.push(Step::gated(store, cap));
         }
         if let Some(rest) = &config.rest {
             let client = ConfiguredClient::new(&config.federation, rest.timeout)?;
-            stores.push(Box::new(RestStore::new(
-                rest.clone(),
-                domain,
-                region,
-                client,
-            )));
+            let store = Box::new(RestStore::new(rest.clone(), domain, region, client));
+            stores.push(Step::gated(store, cap));
         }
         Ok(Chain {
             stores,
@@ -154,7 +191,7 @@ impl Chain {
 
     /// Adds `store` after the others (the least authoritative: the binds made here).
     pub fn push(&mut self, store: Box<dyn IdentityStore>) {
-        self.stores.push(store);
+        self.stores.push(Step::ungated(store));
     }
 
     /// The Matrix ID bound to this 3PID, if a store (or, for an `asker` who may recurse,
@@ -231,8 +268,8 @@ impl Chain {
         ask: impl Fn(&dyn IdentityStore) -> Result<Option<T>, StoreError>,
     ) -> Result<Option<T>, LookupError> {
         let mut failed = Vec::new();
-        for store in &self.stores {
-            match ask(store.as_ref()) {
+        for step in &self.stores {
+            match step.call(&ask) {
                 Ok(Some(answer)) => return Ok(Some(answer)),
                 Ok(None) => {}
                 Err(e) => {
@@ -268,13 +305,14 @@ impl Chain {
         }
         let mut found = Vec::new();
         let mut failed = Vec::new();
-        for store in &self.stores {
+        for step in &self.stores {
             if wanted.is_empty() {
                 break;
             }
+            let store = step.store.as_ref();
             let query: Vec<(Medium, String)> = wanted.keys().cloned().collect();
             let started = std::time::Instant::now();
-            let answer = store.find_many(&query);
+            let answer = step.call(|store| store.find_many(&query));
             log::debug!(
                 "lookup step: store {}, {} addresses: {} in {} ms",
                 store.name(),
@@ -342,11 +380,12 @@ impl Chain {
 
     /// Hands every binding of the stores that can list them to `sink`, most authoritative
     /// store first; returns the failures of those that could not (their bindings are then
-    /// missing).
+    /// missing). Not through the bulkheads: the index job is one thread, not a worker, and
+    /// a listing refused would leave the index without a store's bindings.
     pub fn list_all(&self, sink: &mut dyn FnMut(Binding)) -> Vec<StoreError> {
         let mut failed = Vec::new();
-        for store in &self.stores {
-            if let Some(Err(e)) = store.list(sink) {
+        for step in &self.stores {
+            if let Some(Err(e)) = step.store.list(sink) {
                 log::warn!("{e}");
                 failed.push(e);
             }
@@ -371,15 +410,114 @@ const READINESS_PROBE: &str = "mxisd-readiness-probe@readiness.invalid";
 impl Chain {
     /// The names of the identity stores, in the chain's order (readiness names them).
     pub fn store_names(&self) -> Vec<String> {
-        self.stores.iter().map(|s| s.name().to_owned()).collect()
+        self.stores
+            .iter()
+            .map(|s| s.store.name().to_owned())
+            .collect()
     }
 
     /// Whether store number `i` answers a lookup (of an address no one has): the
-    /// readiness check of one store.
+    /// readiness check of one store (from the metrics listener, not a worker: not through
+    /// the bulkhead, so that a store busy under load is not reported down).
     pub fn check_store(&self, i: usize) -> Result<(), StoreError> {
-        let Some(store) = self.stores.get(i) else {
+        let Some(step) = self.stores.get(i) else {
             return Ok(());
         };
-        store.find(Medium::Email, READINESS_PROBE).map(|_| ())
+        step.store.find(Medium::Email, READINESS_PROBE).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::sync::Mutex;
+
+    /// A store whose lookups say they started, then wait until told to answer: a backend
+    /// that stopped answering, for as long as the test wants.
+    struct Stalled {
+        started: Mutex<Sender<()>>,
+        release: Mutex<Receiver<()>>,
+    }
+
+    impl IdentityStore for Stalled {
+        fn name(&self) -> &str {
+            "stalled"
+        }
+
+        fn find(&self, _: Medium, _: &str) -> Result<Option<String>, StoreError> {
+            let _ = crate::lock(&self.started).send(());
+            let _ = crate::lock(&self.release).recv();
+            Ok(Some("@alice:example.org".into()))
+        }
+    }
+
+    /// A chain of one stalled store behind a bulkhead of one place, and the ends of the
+    /// store's channels: (started, release).
+    fn stalled_chain() -> (Chain, Receiver<()>, Sender<()>) {
+        let (started_tx, started_rx) = channel();
+        let (release_tx, release_rx) = channel();
+        let store = Stalled {
+            started: Mutex::new(started_tx),
+            release: Mutex::new(release_rx),
+        };
+        let chain = Chain {
+            stores: vec![Step::gated(Box::new(store), 1)],
+            region: None,
+            domain: "example.org".into(),
+            remote: None,
+        };
+        (chain, started_rx, release_tx)
+    }
+
+    #[test]
+    fn a_store_past_its_bulkhead_fails_at_once_naming_it_and_recovers() {
+        let (chain, started, release) = stalled_chain();
+        std::thread::scope(|s| {
+            let held = s.spawn(|| chain.find(Asker::Local, Medium::Email, "a@example.org"));
+            started.recv().expect("the first lookup reached the store");
+            // The only place is held: the second lookup fails without reaching the store.
+            let refused = chain.find(Asker::Local, Medium::Email, "b@example.org");
+            assert_eq!(
+                refused,
+                Err(LookupError::Stores(vec![StoreError {
+                    store: "stalled".into(),
+                    reason: "busy: 1 workers already wait on it (http.backendWorkers)".into(),
+                }]))
+            );
+            assert_eq!(
+                refused.map_err(|e| e.what()),
+                Err("The identity store stalled".into())
+            );
+            assert!(started.try_recv().is_err(), "the store was not called");
+            release.send(()).expect("the store listens");
+            assert_eq!(
+                held.join().expect("no panic"),
+                Ok(Some("@alice:example.org".into()))
+            );
+        });
+        // The place was given back: the store answers again.
+        release.send(()).expect("the store listens");
+        assert_eq!(
+            chain.find(Asker::Local, Medium::Email, "c@example.org"),
+            Ok(Some("@alice:example.org".into()))
+        );
+    }
+
+    #[test]
+    fn a_bulk_lookup_past_the_bulkhead_fails_naming_the_store() {
+        let (chain, started, release) = stalled_chain();
+        std::thread::scope(|s| {
+            let held = s.spawn(|| chain.find(Asker::Local, Medium::Email, "a@example.org"));
+            started.recv().expect("the first lookup reached the store");
+            let asked = [(Medium::Email, "b@example.org".to_owned())];
+            let refused = chain.find_many(Asker::Local, &asked);
+            assert_eq!(
+                refused.map_err(|e| e.what()),
+                Err("The identity store stalled".into())
+            );
+            release.send(()).expect("the store listens");
+            assert!(held.join().expect("no panic").is_ok());
+        });
     }
 }

@@ -15,11 +15,16 @@
 //! never answers holds its worker for the budget, not for a DNS timeout per domain. An address this instance is already asking about elsewhere is not asked again
 //! meanwhile: it is a miss for that request (not kept), which also ends the loop of two
 //! servers that forward to each other without marking their lookups as forwarded.
+//!
+//! All remote steps together pass one [`Bulkhead`] of `http.backendWorkers` places: past
+//! it a request skips them at once (a miss, not kept), so that other servers that stop
+//! answering hold a bounded share of the workers.
 
 use crate::config::{Config, RecursiveConfig};
 use crate::federation::identity_client::{IdentityClient, RemoteFound, Vouched};
 use crate::federation::identity_discovery::IdentityDiscovery;
 use crate::federation::Client;
+use crate::gate::Bulkhead;
 use crate::requester::Requester;
 use crate::threepid::Medium;
 use std::collections::{HashMap, HashSet};
@@ -47,6 +52,8 @@ pub struct Remote {
     cache: Mutex<HashMap<Key, (Option<RemoteFound>, Instant)>>,
     /// Addresses being asked about now, by any worker.
     in_flight: Mutex<HashSet<Key>>,
+    /// The workers asking other servers (their DNS included) at once.
+    bulkhead: Bulkhead,
 }
 
 /// The addresses a request is asking about; released when it is done, even on a panic.
@@ -74,6 +81,11 @@ impl Remote {
             config: config.lookup.recursive.clone(),
             cache: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
+            bulkhead: Bulkhead::new(
+                "the lookup on other identity servers",
+                config.http.backend_workers,
+                "http.backendWorkers",
+            ),
         }
     }
 
@@ -116,6 +128,8 @@ impl Remote {
             log::debug!("remote lookup of {medium} {address} already running: a miss here");
             return None;
         }
+        // Refused: a miss, not kept (logged by the bulkhead).
+        let _pass = self.bulkhead.enter().ok()?;
         let mut found = None;
         let (servers, mut definite) = self.servers_for(medium, address, deadline, &mut 0);
         for base in servers {
@@ -167,6 +181,14 @@ impl Remote {
         }
         crate::metrics::lookups::add(crate::metrics::lookups::Source::Cache, found.len());
         let claim = self.claim(pending);
+        // Refused: what the cache knew, the rest misses, not kept (logged by the bulkhead).
+        let _pass = match claim.keys.is_empty() {
+            true => None,
+            false => match self.bulkhead.enter() {
+                Ok(pass) => Some(pass),
+                Err(_) => return found,
+            },
+        };
         // Each address's servers, and every server once, in first-seen order.
         let mut order: Vec<String> = Vec::new();
         let mut servers_of: HashMap<&Key, Vec<String>> = HashMap::new();
@@ -473,5 +495,21 @@ mod tests {
             .find_many(&[(Medium::Email, long.clone())], later)
             .is_empty());
         assert_eq!(r.cached(&(Medium::Email, long)), None);
+    }
+
+    #[test]
+    fn past_the_bulkhead_the_remote_steps_are_skipped_and_nothing_is_kept() {
+        // Port 9 (discard) on loopback: never asked, the bulkhead refuses first.
+        let r = remote(
+            "  identity:\n    servers:\n      lan: ['http://127.0.0.1:9']\nhttp:\n  workers: 2\n  backendWorkers: 1\nlookup:\n  recursive:\n    enabled: true\nforward:\n  servers: ['lan']\n",
+        );
+        let _held = r.bulkhead.enter().expect("the only place");
+        let deadline = r.deadline();
+        assert_eq!(r.find(Medium::Email, "a@elsewhere.test", deadline), None);
+        let key = (Medium::Email, "a@elsewhere.test".to_owned());
+        assert_eq!(r.cached(&key), None, "a refusal is not a miss to keep");
+        assert_eq!(r.find_many(std::slice::from_ref(&key), deadline), vec![]);
+        assert_eq!(r.cached(&key), None);
+        assert!(crate::lock(&r.in_flight).is_empty(), "claims released");
     }
 }

@@ -126,13 +126,24 @@ impl From<Exhausted> for StateError {
 impl State {
     /// Opens the state `cfg` names, brings its schema up to date (waiting for another
     /// instance that is doing the same) and keeps `connections` SQLite connections open
-    /// (PostgreSQL: `poolSize`, connected on first use).
+    /// (PostgreSQL: `poolSize`, connected on first use; no bulkhead: the server's state is
+    /// opened with [`State::open_bounded`]).
     pub fn open(cfg: &StorageConfig, connections: usize) -> Result<State, StateError> {
+        State::open_bounded(cfg, connections, usize::MAX)
+    }
+
+    /// As [`State::open`], at most `callers` calls waiting on PostgreSQL at once
+    /// (`http.backendWorkers`; past them a call fails at once).
+    pub fn open_bounded(
+        cfg: &StorageConfig,
+        connections: usize,
+        callers: usize,
+    ) -> Result<State, StateError> {
         let db: Box<dyn Dialect> = match cfg {
             StorageConfig::Sqlite { database } => {
                 Box::new(sqlite::Sqlite::open(database, connections)?)
             }
-            StorageConfig::Postgresql(pg) => Box::new(postgres::Postgres::open(pg)?),
+            StorageConfig::Postgresql(pg) => Box::new(postgres::Postgres::open(pg, callers)?),
         };
         migrations::apply(db.as_ref())?;
         let pg = match cfg {

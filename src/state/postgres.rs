@@ -2,10 +2,15 @@
 //! on first use and remade after a failure, so a database that goes away makes requests
 //! fail (503) until it is back, with no restart; every call is bounded as `pg` describes,
 //! and a caller waits at most the timeout for a free connection.
+//!
+//! Every call passes a [`Bulkhead`] first (`http.backendWorkers` places, fewer than the
+//! workers): a database that stalls holds that many workers, and a call past them fails at
+//! once (503) instead of waiting for a connection, so the other endpoints keep serving.
 
 use super::dialect::{Conn, Dialect, Kind, Param, Row, Tx, Value};
 use super::StateError;
 use crate::config::PostgresConfig;
+use crate::gate::Bulkhead;
 use crate::pg::{with_causes, PgTarget};
 use crate::pool::Pool;
 use postgres::types::{ToSql, Type};
@@ -21,6 +26,8 @@ const MIGRATION_TIMEOUT: &str = "120s";
 pub struct Postgres {
     target: PgTarget,
     pool: Pool<PgConn>,
+    /// The callers that may wait on the database at once.
+    bulkhead: Bulkhead,
 }
 
 /// A pooled connection (none until first used, or after a failure) and its prepared
@@ -57,7 +64,8 @@ pub fn target(cfg: &PostgresConfig) -> Result<PgTarget, String> {
 }
 
 impl Postgres {
-    pub fn open(cfg: &PostgresConfig) -> Result<Postgres, StateError> {
+    /// The state database `cfg` names, at most `callers` calls waiting on it at once.
+    pub fn open(cfg: &PostgresConfig, callers: usize) -> Result<Postgres, StateError> {
         let target = target(cfg).map_err(|why| StateError::Database {
             store: Kind::Postgres.name(),
             why,
@@ -66,6 +74,11 @@ impl Postgres {
         Ok(Postgres {
             pool: Pool::new(conns, cfg.timeout).on_panic(|c| *c = PgConn::default()),
             target,
+            bulkhead: Bulkhead::new(
+                "the state database (PostgreSQL)",
+                callers,
+                "http.backendWorkers",
+            ),
         })
     }
 
@@ -129,6 +142,7 @@ impl Dialect for Postgres {
         tx: Tx,
         work: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
+        let _pass = self.bulkhead.enter().map_err(|r| unavailable(r.reason))?;
         self.pool.with(|conn| {
             let result = self.attempt(conn, tx, work);
             // A connection that failed with the database unavailable (lost, timed out, a
