@@ -235,8 +235,7 @@ const PLACEHOLDERS: [&str; 8] = [
 /// Template filling and MIME encoding (the notification path): the input is a template,
 /// then NUL-separated values of `PLACEHOLDERS`. A filled e-mail is ready for SMTP: CRLF
 /// line ends only, no line over 998 octets, and no header the template did not have but
-/// `Date`, `Message-ID` and a rewritten `Content-Transfer-Encoding` (a value never adds a
-/// header line).
+/// those the generator adds (`GENERATED_HEADERS`): a value never adds a header line.
 ///
 /// Reached: an e-mail was filled.
 pub fn template(data: &[u8]) -> bool {
@@ -255,6 +254,16 @@ pub fn template(data: &[u8]) -> bool {
     check_message(template, &message);
     true
 }
+
+/// The headers the generator may add to a template's own: `Date` and `Message-ID` when it
+/// has none, the transfer encoding of a body it had to re-encode, and `Content-Type` with a
+/// charset for a text it sends as UTF-8 without one declared (`mime.rs`).
+const GENERATED_HEADERS: [&str; 4] = [
+    "date",
+    "message-id",
+    "content-transfer-encoding",
+    "content-type",
+];
 
 fn check_message(template: &str, message: &str) {
     let body = message
@@ -285,8 +294,7 @@ fn check_message(template: &str, message: &str) {
         }
         let name = header_name(line).unwrap_or_else(|| panic!("not a header line: {line:?}"));
         assert!(
-            ["date", "message-id", "content-transfer-encoding"].contains(&name.as_str())
-                || template_head.contains(&name),
+            GENERATED_HEADERS.contains(&name.as_str()) || template_head.contains(&name),
             "a header the template did not have: {line:?}"
         );
     }

@@ -56,30 +56,33 @@ fn replay(target: &str, at_least: usize, reached: usize, run: fn(&[u8]) -> bool)
 
 #[test]
 fn request_corpus() {
-    replay("request", 28, 0, mxisd::fuzz::request);
+    replay("request", 402, 281, mxisd::fuzz::request);
 }
 
 #[test]
 fn config_corpus() {
-    replay("config", 5, 0, mxisd::fuzz::config);
+    replay("config", 612, 16, mxisd::fuzz::config);
 }
 
 #[test]
 fn canonical_json_corpus() {
-    replay("canonical_json", 8, 0, mxisd::fuzz::canonical_json);
+    replay("canonical_json", 140, 30, mxisd::fuzz::canonical_json);
 }
 
+/// With `regression-content-type-added`: a template with no `Content-Type` whose text part
+/// is sent as UTF-8 gets one with a charset (`mime.rs`); the target's check of added
+/// headers first took that for a header out of nowhere.
 #[test]
 fn template_corpus() {
-    replay("template", 15, 0, mxisd::fuzz::template);
+    replay("template", 155, 134, mxisd::fuzz::template);
 }
 
 #[test]
 fn address_corpus() {
-    replay("address", 14, 0, mxisd::fuzz::address);
+    replay("address", 433, 208, mxisd::fuzz::address);
 }
 
 #[test]
 fn xmatrix_corpus() {
-    replay("xmatrix", 6, 0, mxisd::fuzz::xmatrix);
+    replay("xmatrix", 54, 31, mxisd::fuzz::xmatrix);
 }
