@@ -19,6 +19,8 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub(crate) mod federation;
+#[doc(hidden)]
+pub mod fuzz;
 pub(crate) mod gate;
 pub(crate) mod handshake;
 pub mod http;

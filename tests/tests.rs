@@ -13,6 +13,7 @@ mod config_cli;
 mod element_sdk;
 mod federation_lookup;
 mod federation_names;
+mod fuzz_corpus;
 mod http_api;
 mod http_concurrency;
 mod http_framing;

@@ -384,6 +384,44 @@ fn keep_alive(version: &HTTPVersion, headers: &[Header]) -> bool {
     }
 }
 
+/// mxisd patch: one request read from `bytes` as a connection thread reads it from its
+/// socket (`read_head`, then `read_body`, the same limits), for mxisd's fuzz targets and
+/// the test that replays their corpus (`mxisd::fuzz::request`). Gives the request and the
+/// bytes after it (a pipelined request); `Err(None)` when the bytes end before the request
+/// does (a connection would wait, then close), `Err(Some(_))` what the server would refuse.
+#[doc(hidden)]
+pub fn read_request(bytes: &[u8], max_body: usize) -> Result<RequestRead<'_>, Option<Rejection>> {
+    let mut cursor = std::io::Cursor::new(bytes);
+    let read = read_head(&mut cursor, max_body)
+        .and_then(|head| read_body(&mut cursor, &head, max_body).map(|body| (head, body)));
+    match read {
+        Ok((head, body)) => {
+            let used = std::convert::TryFrom::try_from(cursor.position()).unwrap_or(bytes.len());
+            let used: usize = used;
+            Ok(RequestRead {
+                method: head.method,
+                path: head.path,
+                headers: head.headers,
+                body,
+                rest: bytes.get(used..).unwrap_or_default(),
+            })
+        }
+        Err(Failure::Closed) => Err(None),
+        Err(Failure::Reject(rejection)) => Err(Some(rejection)),
+    }
+}
+
+/// mxisd patch: what `read_request` read.
+#[doc(hidden)]
+pub struct RequestRead<'b> {
+    pub method: Method,
+    pub path: String,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+    /// The bytes after this request.
+    pub rest: &'b [u8],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

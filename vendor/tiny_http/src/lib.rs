@@ -41,6 +41,8 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use framing::Rejection;
+#[doc(hidden)]
+pub use framing::{read_request, RequestRead};
 pub use request::Request;
 pub use response::{Response, ResponseBox};
 
