@@ -8,7 +8,7 @@ use crate::support::{services, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
