@@ -8,7 +8,8 @@
 # - 100,000 bindings: RSS and VmHWM;
 # - v2 lookups at 32 connections on two instances over the same 1M bindings, one idle (no
 #   refresh during the run) and one refreshing every 8 s: p99 of each (the refresh's
-#   effect on lookups), in the same run;
+#   effect on lookups), in alternating rounds (BENCH_ROUNDS, default 5; with
+#   BENCH_BASELINE, that build's refreshing instance too), and the median ratio;
 # - a directory of 100,000 LDAP entries in a slapd of the benchmark's own (the test
 #   fixtures, tests/services/ldap/start.sh): time and CPU (mxisd's and slapd's) of one
 #   build of the index, i.e. of one refresh;
@@ -122,6 +123,10 @@ prepare() { # prepare PORT -> sets URL, TOKEN, BODY (one hashed lookup of user42
     esac
 }
 
+us() { # us 5.40ms -> 5400 (wrk's latency units: us, ms, s)
+    awk -v t="$1" 'BEGIN { n = t + 0; if (t ~ /us$/) print n; else if (t ~ /ms$/) print n * 1000; else print n * 1e6 }'
+}
+
 wrk_run() { # wrk_run URL CONNECTIONS [TOKEN BODY] -> "req/s p50 p99 requests"
     BENCH_TOKEN="${3:-}" BENCH_BODY="${4:-}" \
     wrk -t2 -c"$2" -d"$DURATION" --latency -s tests/bench/lookup.lua "$1" 2>/dev/null | awk '
@@ -182,11 +187,37 @@ fi
 start_mxisd idle "$W/big.db" 86400; prepare "$PORT"; I_URL="$URL"; I_TOKEN="$TOKEN"; I_BODY="$BODY"
 start_mxisd busy "$W/big.db" 8; prepare "$PORT"; R_URL="$URL"; R_TOKEN="$TOKEN"; R_BODY="$BODY"
 if [[ " $PARTS " == *" refresh "* ]]; then
-    read -r i_rps _ i_p99 _ <<<"$(wrk_run "$I_URL/_matrix/identity/v2/lookup" 32 "$I_TOKEN" "$I_BODY")"
-    read -r r_rps _ r_p99 _ <<<"$(DURATION=20s wrk_run "$R_URL/_matrix/identity/v2/lookup" 32 "$R_TOKEN" "$R_BODY")"
-    printf '\n%-40s %10s %10s\n' "v2 lookup, 32 conns, $BIG bindings" "req/s" "p99"
-    printf '%-40s %10s %10s\n' "index idle" "$i_rps" "$i_p99"
-    printf '%-40s %10s %10s\n' "index refreshed every 8 s (20 s run)" "$r_rps" "$r_p99"
+    # Rounds alternate: the idle instance measured while the busy one is stopped (its
+    # refreshes must not take the idle one's CPU), then the busy one for 20 s (two or three
+    # refreshes). The ratio of each round, and their median.
+    BUSY_PID="$(pgrep -f "$W/busy/mxisd.yaml" | head -1)"
+    BUSY=("this build|$BUSY_PID|$R_URL|$R_TOKEN|$R_BODY")
+    if [ -n "${BENCH_BASELINE:-}" ]; then
+        start_mxisd base-busy "$W/big.db" 8 "$BENCH_BASELINE"; prepare "$PORT"
+        BUSY+=("baseline|$PID|$URL|$TOKEN|$BODY")
+    fi
+    printf '\n%-34s %10s %10s %11s %10s %8s\n' "v2 lookup, 32 conns, $BIG bindings" "idle req/s" "idle p99" "refr. req/s" "refr. p99" "ratio"
+    declare -A ratios=()
+    for round in $(seq "${BENCH_ROUNDS:-5}"); do
+        for busy in "${BUSY[@]}"; do kill -STOP "$(cut -d"|" -f2 <<<"$busy")"; done
+        read -r i_rps _ i_p99 _ <<<"$(wrk_run "$I_URL/_matrix/identity/v2/lookup" 32 "$I_TOKEN" "$I_BODY")"
+        printf '%-34s %10s %10s\n' "round $round, index idle" "$i_rps" "$i_p99"
+        for busy in "${BUSY[@]}"; do
+            IFS='|' read -r label pid url token body <<<"$busy"
+            kill -CONT "$pid"
+            read -r r_rps _ r_p99 _ <<<"$(DURATION=20s wrk_run "$url/_matrix/identity/v2/lookup" 32 "$token" "$body")"
+            kill -STOP "$pid"
+            ratio="$(awk -v a="$(us "$r_p99")" -v b="$(us "$i_p99")" 'BEGIN {printf "%.2f", a / b}')"
+            ratios[$label]+="$ratio "
+            printf '%-34s %21s %11s %10s %8s\n' "  $label, refreshed every 8 s" "" "$r_rps" "$r_p99" "$ratio"
+        done
+    done
+    for busy in "${BUSY[@]}"; do
+        label="${busy%%|*}"
+        printf '%-34s %s\n' "median p99 ratio, $label" \
+            "$(tr ' ' '\n' <<<"${ratios[$label]}" | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}')"
+        kill -CONT "$(cut -d'|' -f2 <<<"$busy")"
+    done
 fi
 [[ " $PARTS " == *" nginx "* ]] || exit 0
 
@@ -206,7 +237,7 @@ nginx -c "$W/nginx.conf" -p "$W"
 NGINX_MASTER="$(cat "$W/nginx.pid")"; pids+=("$NGINX_MASTER")
 NGINX_PIDS=("$NGINX_MASTER" $(pgrep -P "$NGINX_MASTER"))
 # The busy instance is not needed any more: its refreshes would take CPU from the others.
-kill "$(pgrep -f "$W/busy/mxisd.yaml" | head -1)" 2>/dev/null || true
+for busy in busy base-busy; do kill "$(pgrep -f "$W/$busy/mxisd.yaml" | head -1)" 2>/dev/null || true; done
 MX_PID="$(pgrep -f "$W/idle/mxisd.yaml" | head -1)"
 BUILDS=("this build|$MX_PID|$I_URL|$I_TOKEN|$I_BODY")
 if [ -n "${BENCH_BASELINE:-}" ]; then
