@@ -15,6 +15,12 @@
 //! instance that binds and from the change feed by the others, each entry keeping the
 //! number of the change that set it so that an older change never undoes a newer one.
 //!
+//! After a pepper rotation (`hashing.pepper`), the previous pepper is still answered for
+//! `hashing.previousPepperGrace`: each build then also sorts the hashes under it, a second
+//! array of (hash, Matrix ID number) sharing the first's Matrix IDs (36 bytes a binding
+//! more), and the local binds map each hash under it to their hash under the current one.
+//! Once the grace period is over, the next build leaves it out.
+//!
 //! The stores' index is compact, since a directory may hold a million addresses on a small
 //! server: one sorted array of (hash, Matrix ID number), searched by bisection, and the
 //! Matrix IDs end to end in one string — about 70 bytes a binding where a map of strings
@@ -26,7 +32,7 @@ use crate::stores::{Binding, StoreError};
 use crate::threepid::Medium;
 use crate::user_id::UserId;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// One built index.
@@ -36,13 +42,41 @@ pub struct Index {
     mxids: Arena,
     /// Stores whose bindings are missing from this index.
     missing: Vec<StoreError>,
+    /// As `entries`, under the previous pepper during its grace period (else empty).
+    previous: Vec<([u8; 32], u32)>,
 }
 
 impl Index {
     fn get(&self, key: &[u8; 32]) -> Option<&str> {
-        let at = self.entries.binary_search_by(|e| e.0.cmp(key)).ok()?;
-        self.mxids.get(self.entries[at].1)
+        Index::find(&self.entries, key).and_then(|n| self.mxids.get(n))
     }
+
+    fn get_under(&self, under: Under, key: &[u8; 32]) -> Option<&str> {
+        match under {
+            Under::Current => self.get(key),
+            Under::Previous => Index::find(&self.previous, key).and_then(|n| self.mxids.get(n)),
+        }
+    }
+
+    fn find(entries: &[([u8; 32], u32)], key: &[u8; 32]) -> Option<u32> {
+        let at = entries.binary_search_by(|e| e.0.cmp(key)).ok()?;
+        Some(entries[at].1)
+    }
+}
+
+/// Which of our peppers a lookup's hashes are under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Under {
+    Current,
+    /// The pepper the current one replaced, during its grace period.
+    Previous,
+}
+
+/// The pepper the current one replaced, and until when (ms) it is still answered.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub pepper: String,
+    pub until_ms: i64,
 }
 
 /// How large an index is expected to be: entries, Matrix IDs and their bytes.
@@ -100,14 +134,20 @@ pub struct HashIndex {
     /// Whether a complete index was installed yet (and "hash index ready" logged).
     ready: AtomicBool,
     local: RwLock<LocalBinds>,
+    /// The previous pepper, answered until its grace period ends.
+    previous: Option<Previous>,
+    /// Complete builds installed so far: what the peers' push job watches.
+    generation: AtomicU64,
 }
 
 /// Local binds: hash → (change number, Matrix ID or `None` once unbound), and the change
-/// number the last reload was taken at: a change at or below it is in the reload already.
+/// number the last reload was taken at: a change at or below it is in the reload already;
+/// during a grace period, each one's hash under the previous pepper → its current hash.
 #[derive(Default)]
 struct LocalBinds {
     by_hash: HashMap<[u8; 32], (i64, Option<Arc<str>>)>,
     floor: i64,
+    from_previous: HashMap<[u8; 32], [u8; 32]>,
 }
 
 impl HashIndex {
@@ -118,11 +158,51 @@ impl HashIndex {
             current: RwLock::new(None),
             ready: AtomicBool::new(false),
             local: RwLock::default(),
+            previous: None,
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// As `new`, still answering `previous` until its grace period ends.
+    pub fn with_previous(pepper: String, previous: Option<Previous>) -> HashIndex {
+        HashIndex {
+            previous,
+            ..HashIndex::new(pepper)
         }
     }
 
     fn key(&self, medium: Medium, address: &str) -> [u8; 32] {
         lookup_digest(address, medium.as_str(), &self.pepper)
+    }
+
+    /// The previous pepper, while its grace period lasts.
+    pub fn previous_pepper(&self) -> Option<&str> {
+        self.previous
+            .as_ref()
+            .filter(|p| crate::now_ms() < p.until_ms)
+            .map(|p| p.pepper.as_str())
+    }
+
+    /// Which of our peppers `pepper` is, if it is one we answer now.
+    pub fn under(&self, pepper: &str) -> Option<Under> {
+        if pepper == self.pepper {
+            Some(Under::Current)
+        } else if self.previous_pepper() == Some(pepper) {
+            Some(Under::Previous)
+        } else {
+            None
+        }
+    }
+
+    /// How many complete or incomplete builds were installed so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The hash of (medium, address) under the previous pepper, while it is answered.
+    fn previous_key(&self, medium: Medium, address: &str) -> Option<[u8; 32]> {
+        self.previous_pepper()
+            .map(|p| lookup_digest(address, medium.as_str(), p))
     }
 
     /// A local bind (or unbind: `mxid` `None`) made by change `seq`, unless a newer change
@@ -141,6 +221,9 @@ impl HashIndex {
                     .insert(key, (seq, mxid.map(|m| Arc::from(m.as_str()))));
             }
         }
+        if let Some(old) = self.previous_key(medium, address) {
+            local.from_previous.insert(old, key);
+        }
     }
 
     /// Replaces every local bind (at start, and when the feed says changes were missed)
@@ -155,7 +238,17 @@ impl HashIndex {
                 (key, (b.seq, Some(Arc::from(b.mxid.as_str()))))
             })
             .collect();
+        let from_previous: HashMap<_, _> = binds
+            .iter()
+            .filter_map(|b| {
+                Some((
+                    self.previous_key(b.medium, &b.address)?,
+                    self.key(b.medium, &b.address),
+                ))
+            })
+            .collect();
         let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
+        local.from_previous.extend(from_previous);
         for (key, entry) in local.by_hash.drain() {
             if entry.0 > cursor && fresh.get(&key).is_none_or(|f| f.0 < entry.0) {
                 fresh.insert(key, entry);
@@ -188,7 +281,12 @@ impl HashIndex {
             mxids: o.mxids.starts.len() + o.mxids.starts.len() / 32,
             text: o.mxids.text.len() + o.mxids.text.len() / 32,
         });
-        let fresh = build_index(|sink| chain.list_all(sink), &self.pepper, expected);
+        let fresh = build_index(
+            |sink| chain.list_all(sink),
+            &self.pepper,
+            self.previous_pepper(),
+            expected,
+        );
         let complete = fresh.missing.is_empty();
         if !complete && old.as_ref().is_some_and(|old| old.missing.is_empty()) {
             log::warn!("hash index not refreshed: a store could not list its bindings; keeping the previous index");
@@ -200,6 +298,7 @@ impl HashIndex {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .replace(Arc::new(fresh));
+        self.generation.fetch_add(1, Ordering::SeqCst);
         crate::metrics::hash_index_built(count);
         if complete && !self.ready.swap(true, Ordering::SeqCst) {
             log::info!("hash index ready: {count} hashes");
@@ -216,6 +315,15 @@ impl HashIndex {
     /// the ones found. Fails, naming the stores, if the index lacks a store's bindings, and
     /// until it is first built.
     pub fn lookup(&self, hashes: &[String]) -> Result<Vec<(String, String)>, super::LookupError> {
+        self.lookup_under(Under::Current, hashes)
+    }
+
+    /// As `lookup`, for hashes under the pepper `under` names.
+    pub fn lookup_under(
+        &self,
+        under: Under,
+        hashes: &[String],
+    ) -> Result<Vec<(String, String)>, super::LookupError> {
         let Some(index) = self.snapshot() else {
             return Err(super::LookupError::IndexNotReady);
         };
@@ -228,15 +336,18 @@ impl HashIndex {
             .iter()
             .filter_map(|h| {
                 let key: [u8; 32] = b64::decode(h)?.try_into().ok()?;
-                let mxid = match index.get(&key) {
+                let mxid = match index.get_under(under, &key) {
                     Some(mxid) => mxid.to_owned(),
-                    None => local
-                        .get_or_insert_with(|| self.local.read().unwrap_or_else(|p| p.into_inner()))
-                        .by_hash
-                        .get(&key)?
-                        .1
-                        .as_ref()?
-                        .to_string(),
+                    None => {
+                        let local = local.get_or_insert_with(|| {
+                            self.local.read().unwrap_or_else(|p| p.into_inner())
+                        });
+                        let key = match under {
+                            Under::Current => key,
+                            Under::Previous => *local.from_previous.get(&key)?,
+                        };
+                        local.by_hash.get(&key)?.1.as_ref()?.to_string()
+                    }
                 };
                 Some((h.clone(), mxid))
             })
@@ -249,8 +360,10 @@ impl HashIndex {
 fn build_index(
     list: impl FnOnce(&mut dyn FnMut(Binding)) -> Vec<StoreError>,
     pepper: &str,
+    previous_pepper: Option<&str>,
     expected: Sizes,
 ) -> Index {
+    let mut previous = Vec::with_capacity(previous_pepper.map_or(0, |_| expected.entries));
     let mut entries = Vec::with_capacity(expected.entries);
     let mut mxids = Arena {
         text: String::with_capacity(expected.text),
@@ -259,7 +372,12 @@ fn build_index(
     let missing = list(&mut |b| {
         let key = lookup_digest(&b.address, b.medium.as_str(), pepper);
         match mxids.push(&b.mxid) {
-            Some(number) => entries.push((key, number)),
+            Some(number) => {
+                entries.push((key, number));
+                if let Some(p) = previous_pepper {
+                    previous.push((lookup_digest(&b.address, b.medium.as_str(), p), number));
+                }
+            }
             None => log::warn!("hash index: more Matrix IDs than it can hold; the rest left out"),
         }
     });
@@ -269,12 +387,16 @@ fn build_index(
     entries.sort_unstable();
     entries.dedup_by(|later, first| later.0 == first.0);
     entries.shrink_to_fit();
+    previous.sort_unstable();
+    previous.dedup_by(|later, first| later.0 == first.0);
+    previous.shrink_to_fit();
     mxids.shrink_to_fit();
     release_freed_memory();
     Index {
         entries,
         mxids,
         missing,
+        previous,
     }
 }
 
@@ -320,6 +442,7 @@ mod tests {
                 Vec::new()
             },
             "pepper",
+            None,
             Sizes::default(),
         )
     }
