@@ -56,10 +56,15 @@ fn name(port: u16) -> String {
 
 /// A server on `port` with `store`, whose peer is the server on `peer`, and `extra`.
 fn start(port: u16, store: &str, peer: u16, extra: &str) -> Mxisd {
+    start_with(port, store, peer, "", extra)
+}
+
+/// As `start`, with `peer_keys` (YAML lines) added to the peer's entry.
+fn start_with(port: u16, store: &str, peer: u16, peer_keys: &str, extra: &str) -> Mxisd {
     let dir = TempDir::new();
     let keys = dir.join("keys");
     let peers = format!(
-        "lookup:\n  peers:\n    - name: '{}'\n      url: 'http://{}'\n      token: '{TOKEN}'\n      timeout: 5\nhashing:\n  refreshInterval: 1\n",
+        "lookup:\n  peers:\n    - name: '{}'\n      url: 'http://{}'\n      token: '{TOKEN}'\n      timeout: 5\n{peer_keys}hashing:\n  refreshInterval: 1\n",
         name(peer),
         name(peer)
     );
@@ -325,4 +330,40 @@ fn a_rotation_answers_the_previous_pepper_during_its_grace_and_pushes_follow() {
         .assert_error(400, "M_INVALID_PEPPER");
     assert_eq!(err["lookup_pepper"], "the-new-pepper-of-a");
     drop(a);
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_peer_that_stops_pushing_expires() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let (pa, pb) = (free_port(), free_port());
+    let mut b = start(pb, B_STORE, pa, "");
+    let a = start_with(pa, A_STORE, pb, "      expireAfter: 3\n", "");
+    a.wait_hash_index();
+    let on_a = Client::of(&a, &hs);
+    let pepper = on_a.details(&a)["lookup_pepper"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let carol = lookup_hash("carol@b.example.net", "email", &pepper);
+    until(
+        "B pushed",
+        &a,
+        || on_a.lookup(&a, &pepper, &[&carol]).json(),
+        |v| v["third_party_mappings"] == json!({name(pb): [carol.clone()]}),
+    );
+    // B stops: 3 s after its last push, A no longer names it, and forgets its hashes.
+    b.signal("KILL");
+    b.wait_exit(Duration::from_secs(20)).unwrap();
+    until(
+        "B's push expired",
+        &a,
+        || on_a.lookup(&a, &pepper, &[&carol]).json(),
+        |v| v["third_party_mappings"] == json!({}),
+    );
+    assert!(
+        a.wait_for_log(&format!("peer {}: its 2 hashes expired", name(pb))),
+        "{}",
+        a.log()
+    );
 }

@@ -332,3 +332,64 @@ pub(super) mod raw {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+
+    const PEERS: &str = "matrix:\n  domain: example.org\nlookup:\n  peers:\n";
+
+    fn peers(entries: &str) -> Result<Vec<super::PeerConfig>, String> {
+        load_str(&format!("{PEERS}{entries}"), "test.yaml")
+            .map(|l| l.config.lookup.peers)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn peers_are_read_with_their_defaults() {
+        let list = peers(
+            "    - name: 'id.b.example:8443'\n      url: 'https://id.b.example:8443/'\n      token: 'a-long-shared-secret'\n",
+        )
+        .unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].name, "id.b.example:8443");
+        assert_eq!(list[0].url, "https://id.b.example:8443");
+        assert_eq!(list[0].timeout.as_secs(), 30);
+        assert_eq!(list[0].expire_after.as_secs(), 3600);
+        assert!(!format!("{:?}", list[0]).contains("a-long-shared-secret"));
+        let none = load_str("matrix:\n  domain: example.org\n", "test.yaml").unwrap();
+        assert!(
+            none.config.lookup.peers.is_empty(),
+            "pushing is off by default"
+        );
+    }
+
+    #[test]
+    fn a_peer_needs_a_long_token_of_its_own() {
+        let entry = |name: &str, token: &str| {
+            format!("    - name: '{name}'\n      url: 'https://{name}'\n      token: '{token}'\n")
+        };
+        let short = peers(&entry("b.example", "short")).unwrap_err();
+        assert!(short.contains("lookup.peers[0].token"), "{short}");
+        let twice = peers(&format!(
+            "{}{}",
+            entry("b.example", "a-long-shared-secret"),
+            entry("c.example", "a-long-shared-secret")
+        ))
+        .unwrap_err();
+        assert!(twice.contains("another peer's token"), "{twice}");
+        let missing =
+            peers("    - name: 'b.example'\n      token: 'a-long-shared-secret'\n").unwrap_err();
+        assert!(missing.contains("lookup.peers[0].url"), "{missing}");
+    }
+
+    #[test]
+    fn a_chosen_pepper_and_its_grace() {
+        let text = "matrix:\n  domain: example.org\nhashing:\n  pepper: 'new-pepper'\n  previousPepperGrace: 60\n";
+        let h = load_str(text, "test.yaml").unwrap().config.hashing;
+        assert_eq!(h.pepper.as_deref(), Some("new-pepper"));
+        assert_eq!(h.previous_pepper_grace.as_secs(), 60);
+        let spaced = "matrix:\n  domain: example.org\nhashing:\n  pepper: 'a b'\n";
+        assert!(load_str(spaced, "test.yaml").is_err());
+    }
+}

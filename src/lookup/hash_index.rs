@@ -471,6 +471,59 @@ mod tests {
     }
 
     #[test]
+    fn during_a_grace_period_the_previous_pepper_finds_the_same_bindings() {
+        let hashes = HashIndex::with_previous(
+            "pepper".into(),
+            Some(Previous {
+                pepper: "old".into(),
+                until_ms: crate::now_ms() + 60_000,
+            }),
+        );
+        let built = build_index(
+            |sink| {
+                sink(binding("a@example.org", "@alice:example.org"));
+                sink(binding("c@example.org", "@carol:example.org"));
+                Vec::new()
+            },
+            "pepper",
+            hashes.previous_pepper(),
+            Sizes::default(),
+        );
+        assert_eq!(built.previous.len(), 2, "one sorted array more");
+        assert_eq!(built.mxids.starts.len(), 2, "the Matrix IDs shared");
+        *hashes.current.write().unwrap() = Some(Arc::new(built));
+        let bob = UserId::parse("@bob:example.org").unwrap();
+        hashes.apply_local(Medium::Email, "b@example.org", Some(&bob), 1);
+        let old = |a: &str| b64::encode_url_safe(&lookup_digest(a, "email", "old"));
+        let asked = [old("a@example.org"), old("b@example.org"), old("z@x.org")];
+        assert_eq!(hashes.under("old"), Some(Under::Previous));
+        assert_eq!(hashes.under("pepper"), Some(Under::Current));
+        assert_eq!(hashes.under("other"), None);
+        assert_eq!(
+            hashes.lookup_under(Under::Previous, &asked).unwrap(),
+            vec![
+                (asked[0].clone(), "@alice:example.org".to_owned()),
+                (asked[1].clone(), "@bob:example.org".to_owned()),
+            ]
+        );
+        // Hashes under the previous pepper are not hashes under the current one.
+        assert_eq!(hashes.lookup(&asked).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_previous_pepper_past_its_grace_is_not_answered() {
+        let hashes = HashIndex::with_previous(
+            "pepper".into(),
+            Some(Previous {
+                pepper: "old".into(),
+                until_ms: crate::now_ms() - 1,
+            }),
+        );
+        assert_eq!(hashes.previous_pepper(), None);
+        assert_eq!(hashes.under("old"), None);
+    }
+
+    #[test]
     fn the_arena_gives_back_what_was_pushed() {
         let mut arena = Arena::default();
         let ids: Vec<u32> = ["@a:x", "@a:x", "", "@bb:x", "@a:x"]
