@@ -6,6 +6,7 @@
 //! keeps the previous pepper answered for its grace period, and B's pushes follow the new.
 
 use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use crate::support::services::{fresh_database, pg_connection};
 use crate::support::{self, Mxisd, Response, TempDir};
 use mxisd::crypto::hash::lookup_hash;
 use serde_json::{json, Value};
@@ -61,6 +62,11 @@ fn start(port: u16, store: &str, peer: u16, extra: &str) -> Mxisd {
 
 /// As `start`, with `peer_keys` (YAML lines) added to the peer's entry.
 fn start_with(port: u16, store: &str, peer: u16, peer_keys: &str, extra: &str) -> Mxisd {
+    start_as(port, port, store, peer, peer_keys, extra)
+}
+
+/// As `start_with`, one instance of the server whose public URL is on port `public`.
+fn start_as(port: u16, public: u16, store: &str, peer: u16, peer_keys: &str, extra: &str) -> Mxisd {
     let dir = TempDir::new();
     let keys = dir.join("keys");
     let peers = format!(
@@ -76,7 +82,7 @@ fn start_with(port: u16, store: &str, peer: u16, peer_keys: &str, extra: &str) -
         "server:\n  port: 0\n",
         &format!(
             "server:\n  port: {port}\n  publicUrl: 'http://{}'\n",
-            name(port)
+            name(public)
         ),
         1,
     );
@@ -365,5 +371,50 @@ fn a_peer_that_stops_pushing_expires() {
         a.wait_for_log(&format!("peer {}: its 2 hashes expired", name(pb))),
         "{}",
         a.log()
+    );
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn instances_on_postgresql_serve_what_a_peer_pushed_to_one_of_them() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let (pa, pa2, pb) = (free_port(), free_port(), free_port());
+    let db = fresh_database("peer_lookups");
+    let storage = format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n      timeout: 2\n",
+        pg_connection(&db)
+    );
+    let _b = start(pb, B_STORE, pa, "");
+    // A is two instances on one database: B pushes to the first, a client asks the second.
+    let a1 = start_as(pa, pa, A_STORE, pb, "", &storage);
+    let a2 = start_as(pa2, pa, A_STORE, pb, "", &storage);
+    a2.wait_hash_index();
+    let on_a = Client::of(&a2, &hs);
+    let pepper = on_a.details(&a2)["lookup_pepper"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(on_a.details(&a1)["lookup_pepper"], pepper.as_str());
+    let carol = lookup_hash("carol@b.example.net", "email", &pepper);
+    let alice = lookup_hash("alice@a.example.net", "email", &pepper);
+    until(
+        "the second instance names B",
+        &a2,
+        || on_a.lookup(&a2, &pepper, &[&carol, &alice]).json(),
+        |v| v["third_party_mappings"] == json!({name(pb): [carol.clone()]}),
+    );
+    assert_eq!(
+        on_a.lookup(&a2, &pepper, &[&carol, &alice]).json()["mappings"],
+        json!({alice: "@alice:example.org"})
+    );
+    assert!(
+        a1.log().contains("hashes pushed under our current pepper"),
+        "{}",
+        a1.log()
+    );
+    assert!(
+        !a2.log().contains("hashes pushed under our"),
+        "{}",
+        a2.log()
     );
 }
