@@ -7,7 +7,9 @@ use crate::crypto::{KeyError, SigningKeys};
 use crate::federation;
 use crate::federation::xmatrix::KeyCache;
 use crate::invite::Invites;
-use crate::lookup::{hash_index::HashIndex, Chain};
+use crate::lookup::hash_index::{HashIndex, Previous};
+use crate::lookup::peers::Peers;
+use crate::lookup::Chain;
 use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
 use crate::session::{Pages, Sessions};
@@ -23,6 +25,8 @@ pub struct App {
     pub lookup: Chain,
     /// The hash index of v2 lookups, over `lookup`'s listable stores.
     pub hash_index: HashIndex,
+    /// The identity servers that push us their hashes and get ours (`lookup.peers`).
+    pub peers: Peers,
     /// Outbound calls to homeservers and identity servers.
     pub federation: federation::Client,
     pub accounts: Accounts,
@@ -69,6 +73,8 @@ impl std::error::Error for StartError {}
 /// deliveries and resolution); `stop` ends it.
 pub struct Features {
     invites: crate::invite::Jobs,
+    /// The push of our hashes to the peers (none without peers).
+    peers: crate::lookup::peers::Jobs,
     /// The metrics listener, when `metrics.enabled`.
     metrics: Option<crate::metrics_listener::Listener>,
 }
@@ -76,6 +82,7 @@ pub struct Features {
 impl Features {
     pub fn stop(self) {
         self.invites.stop();
+        self.peers.stop();
         if let Some(listener) = self.metrics {
             listener.stop();
         }
@@ -104,6 +111,24 @@ impl crate::invite::Host for App {
     }
 }
 
+impl crate::lookup::peers::Host for App {
+    fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn lookup(&self) -> &Chain {
+        &self.lookup
+    }
+
+    fn hash_index(&self) -> &HashIndex {
+        &self.hash_index
+    }
+}
+
 impl crate::metrics_listener::Host for App {
     fn state(&self) -> &State {
         &self.state
@@ -123,6 +148,7 @@ impl App {
     pub fn start_features(self: &Arc<Self>) -> Result<Features, String> {
         Ok(Features {
             invites: crate::invite::start(self)?,
+            peers: crate::lookup::peers::start(self)?,
             metrics: crate::metrics_listener::start(&self.config.metrics, self.clone()).map_err(
                 |e| {
                     format!(
@@ -166,10 +192,9 @@ impl App {
         }
         let fresh = random::string_from(random::ALPHANUMERIC, config.hashing.pepper_length)
             .map_err(|e| StartError::Federation(format!("no randomness for the pepper: {e}")))?;
-        let pepper = state
-            .pepper_or_insert(&fresh)
+        let hash_index = hash_index(&state, &config, &fresh)
             .map_err(|error| StartError::State { store, error })?;
-        let hash_index = HashIndex::new(pepper);
+        let peers = Peers::new(&config).map_err(StartError::Federation)?;
         let credential_checks = RateLimiter::per_minute(config.internal.rate_limit);
         let notifier = Arc::new(Notifier::from_config(&config).map_err(StartError::Sessions)?);
         let sessions = Sessions::new(&config, notifier.clone());
@@ -196,6 +221,7 @@ impl App {
             state,
             lookup,
             hash_index,
+            peers,
             federation,
             accounts,
             credential_checks,
@@ -206,6 +232,24 @@ impl App {
             names,
         })
     }
+}
+
+/// The hash index under the stored pepper, rotated first to `hashing.pepper` when that
+/// differs; the previous pepper still answered for `hashing.previousPepperGrace`.
+fn hash_index(state: &State, config: &Config, fresh: &str) -> Result<HashIndex, StateError> {
+    let peppers = state.peppers(config.hashing.pepper.as_deref(), fresh, crate::now_ms())?;
+    let grace = config.hashing.previous_pepper_grace.as_millis() as i64;
+    let previous = peppers.previous.map(|(pepper, rotated_ts)| Previous {
+        pepper,
+        until_ms: rotated_ts.saturating_add(grace),
+    });
+    if let Some(p) = previous.as_ref().filter(|p| p.until_ms > crate::now_ms()) {
+        log::info!(
+            "lookup pepper rotated: the previous one is still answered for {} s",
+            (p.until_ms - crate::now_ms()) / 1000
+        );
+    }
+    Ok(HashIndex::with_previous(peppers.current, previous))
 }
 
 /// An operator coming from mxisd or ma1sd keeps their pending invites: imported at the

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[&str] = &[
     "0010_session_resends",
     "0011_drop_ephemeral_keys",
     "0012_remote_sessions",
+    "0013_peer_hashes",
 ];
 
 /// The client secret of the sessions here.

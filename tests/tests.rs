@@ -30,6 +30,7 @@ mod lookup;
 mod mail;
 mod metrics;
 mod packaging;
+mod peer_lookups;
 mod remote_sessions;
 mod rest_store;
 mod services;

@@ -5,18 +5,38 @@
 //! v1 and v2 `none` lookups may go on to other identity servers (the chain decides by the
 //! requester); one that another server forwarded to us (`FORWARDED_HEADER`) is answered from
 //! our stores only. v2 `sha256` lookups are answered from local data only: the hashes are
-//! under our pepper, so neither the address nor its domain can be recovered to ask elsewhere.
+//! under our pepper, so neither the address nor its domain can be recovered to ask elsewhere;
+//! what local data holds includes the hashes trusted peers pushed (MSC4004), answered as
+//! `third_party_mappings` naming the peer.
 
 use super::auth;
 use crate::app::App;
 use crate::federation::identity_client::FORWARDED_HEADER;
 use crate::http::{ApiError, Reply, Request};
+use crate::lookup::peers::{Push, PushError};
 use crate::lookup::{Asker, LookupError};
 use crate::stores::Signed;
 use crate::threepid::Medium;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeMap;
+
+impl From<PushError> for ApiError {
+    fn from(e: PushError) -> ApiError {
+        log::warn!("a peer's push refused: {e}");
+        match e {
+            PushError::NoToken => ApiError::Unauthorized("Missing peer token".into()),
+            PushError::NotAPeer => ApiError::Forbidden("Not a configured peer".into()),
+            PushError::OtherServer { .. } => {
+                ApiError::Forbidden("A peer pushes the hashes of its own addresses only".into())
+            }
+            PushError::Pepper { ours } => ApiError::InvalidPepper { pepper: ours },
+            PushError::Invalid(why) => ApiError::InvalidParam(why),
+            PushError::State(e) => e.into(),
+        }
+    }
+}
 
 impl From<LookupError> for ApiError {
     fn from(e: LookupError) -> ApiError {
@@ -109,13 +129,52 @@ pub fn bulk_lookup_v1(app: &App, req: &Request) -> Result<Reply, ApiError> {
 
 /// # `GET /_matrix/identity/v2/hash_details`
 ///
-/// The pepper and the algorithms v2 lookups take. Authenticated, terms accepted.
+/// The pepper and the algorithms v2 lookups take, and during a rotation's grace period the
+/// previous pepper (`alt_lookup_peppers`, MSC4004). Authenticated, terms accepted; or a
+/// configured peer's token (`lookup.peers`), which needs our pepper to push.
 pub fn hash_details(app: &App, req: &Request) -> Result<Reply, ApiError> {
-    auth::authorized(app, req)?;
-    Ok(Reply::json(json!({
+    let peer = auth::token(req).is_some_and(|t| app.peers.is_peer_token(&t));
+    if !peer {
+        auth::authorized(app, req)?;
+    }
+    let mut details = json!({
         "lookup_pepper": app.hash_index.pepper(),
         "algorithms": app.config.hashing.algorithms,
-    })))
+    });
+    if let Some(previous) = app.hash_index.previous_pepper() {
+        details["alt_lookup_peppers"] = json!([previous]);
+    }
+    Ok(Reply::json(details))
+}
+
+#[derive(Deserialize)]
+struct PushBody {
+    algorithm: String,
+    pepper: String,
+    mappings: BTreeMap<String, Vec<String>>,
+}
+
+/// # `POST /_matrix/identity/v2/lookups` (MSC4004)
+///
+/// `{"algorithm":"sha256","pepper","mappings":{<peer name>:[hashes]}}` from a configured
+/// peer, by its token: the hashes (under our current or previous pepper) of the addresses
+/// it holds, replacing its last push under that pepper → `{}`. No token: 401; a token that
+/// is no peer's, or hashes for another server: 403 M_UNAUTHORIZED; not our pepper: 400
+/// M_INVALID_PEPPER.
+pub fn push_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    let token = auth::token(req);
+    if token.is_none() {
+        return Err(PushError::NoToken.into());
+    }
+    let body: PushBody = req.json()?;
+    let push = Push {
+        algorithm: body.algorithm,
+        pepper: body.pepper,
+        mappings: body.mappings,
+    };
+    app.peers
+        .accept(&app.state, &app.hash_index, token.as_deref(), push)?;
+    Ok(Reply::json(json!({})))
 }
 
 #[derive(Deserialize)]
@@ -130,8 +189,12 @@ struct HashedLookup {
 /// `{"algorithm","pepper","addresses"}` → `{"mappings":{address:mxid}}` for those found.
 /// - `sha256`: addresses are lookup hashes, answered from the hash index.
 /// - `none`: addresses are `"<address> <medium>"`, answered by the stores.
-/// - Another pepper than ours: 400 M_INVALID_PEPPER with ours; an algorithm we do not offer:
-///   400 M_INVALID_PARAM; more than `lookup.maxAddresses`: 400 M_TOO_LARGE.
+/// - `sha256` hashes we do not map but a configured peer pushed (`lookup.peers`):
+///   `third_party_mappings: {<peer name>: [hash]}`, present whenever peers are configured;
+///   our own mappings always win.
+/// - Another pepper than ours (or than the previous one, during its grace period): 400
+///   M_INVALID_PEPPER with ours; an algorithm we do not offer: 400 M_INVALID_PARAM; more
+///   than `lookup.maxAddresses`: 400 M_TOO_LARGE.
 pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
     auth::authorized(app, req)?;
     let body: HashedLookup = req.json()?;
@@ -141,17 +204,22 @@ pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
             body.algorithm
         )));
     }
-    if body.pepper != app.hash_index.pepper() {
+    let Some(under) = app.hash_index.under(&body.pepper) else {
         return Err(ApiError::InvalidPepper {
             pepper: app.hash_index.pepper().to_owned(),
         });
-    }
+    };
     let max = app.config.lookup.max_addresses;
     if body.addresses.len() > max {
         return Err(ApiError::TooManyAddresses(max));
     }
+    let mut third_party = None;
     let mappings = if body.algorithm == "sha256" {
-        app.hash_index.lookup(&body.addresses)?
+        let found = app.hash_index.lookup_under(under, &body.addresses)?;
+        if !app.peers.is_empty() {
+            third_party = Some(peers_of(app, &body.pepper, &body.addresses, &found)?);
+        }
+        found
     } else {
         // "<address> <medium>": the medium is the last word.
         let asked: Vec<(Medium, String)> = body
@@ -168,11 +236,28 @@ pub fn lookup_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
             .map(|b| (format!("{} {}", b.address, b.medium), b.mxid))
             .collect()
     };
-    Ok(Reply::json_of(&Mappings(mappings)))
+    Ok(Reply::json_of(&Mappings(mappings, third_party)))
 }
 
-/// `{"mappings":{address: mxid, …}}`, written straight from the pairs found.
-struct Mappings(Vec<(String, String)>);
+/// Of the hashes `asked`, those we do not map (`found`) but a peer pushed, by peer.
+fn peers_of(
+    app: &App,
+    pepper: &str,
+    asked: &[String],
+    found: &[(String, String)],
+) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+    let ours: std::collections::HashSet<&str> = found.iter().map(|(h, _)| h.as_str()).collect();
+    let missed: Vec<&str> = asked
+        .iter()
+        .map(String::as_str)
+        .filter(|h| !ours.contains(h))
+        .collect();
+    Ok(app.peers.third_party(&app.state, pepper, &missed)?)
+}
+
+/// `{"mappings":{address: mxid, …}}`, written straight from the pairs found, and the
+/// `third_party_mappings` of MSC4004 when peers are configured.
+struct Mappings(Vec<(String, String)>, Option<BTreeMap<String, Vec<String>>>);
 
 impl Serialize for Mappings {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -186,8 +271,11 @@ impl Serialize for Mappings {
                 map.end()
             }
         }
-        let mut outer = serializer.serialize_map(Some(1))?;
+        let mut outer = serializer.serialize_map(Some(1 + usize::from(self.1.is_some())))?;
         outer.serialize_entry("mappings", &Pairs(&self.0))?;
+        if let Some(third_party) = &self.1 {
+            outer.serialize_entry("third_party_mappings", third_party)?;
+        }
         outer.end()
     }
 }

@@ -131,6 +131,8 @@ pub fn router(config: &Config) -> Router<App> {
             lookup::hash_details,
         );
         r.add(Method::Post, &format!("{V2}/lookup"), lookup::lookup_v2);
+        // MSC4004: the pushes of `lookup.peers` (refused, 403, when none is configured).
+        r.add(Method::Post, &format!("{V2}/lookups"), lookup::push_v2);
     }
     if config.matrix.v1 {
         r.add(Method::Get, &format!("{V1}/lookup"), lookup::lookup_v1);

@@ -46,7 +46,7 @@ pub use internal::InternalConfig;
 pub use invite::InviteConfig;
 pub use ldap::LdapConfig;
 pub use logging::LoggingConfig;
-pub use lookup::{HashingConfig, LookupConfig, RecursiveConfig};
+pub use lookup::{HashingConfig, LookupConfig, PeerConfig, RecursiveConfig};
 pub use matrix::{MatrixConfig, MATRIX_ORG_LABEL};
 pub use memory::{MemoryConfig, MemoryIdentity};
 pub use metrics::{MetricsConfig, DEFAULT_METRICS_PORT};

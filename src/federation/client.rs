@@ -213,6 +213,52 @@ impl ConfiguredClient {
         outcome
     }
 
+    /// GETs `url`, or POSTs `json` (JSON text already written) to it, with request
+    /// `headers` (a peer's token).
+    pub fn call(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        json: Option<&str>,
+    ) -> Result<Answer, CallError> {
+        let agent = self.caller.agent(DefaultResolver::default());
+        let started = Instant::now();
+        let answer = match json {
+            None => {
+                let mut request = agent.get(url);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.call()
+            }
+            Some(body) => {
+                let mut request = agent.post(url).header("Content-Type", "application/json");
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.send(body)
+            }
+        };
+        let outcome = answer
+            .and_then(|mut r| {
+                let status = r.status().as_u16();
+                let body = r
+                    .body_mut()
+                    .with_config()
+                    .limit(self.caller.max_answer)
+                    .read_to_string()?;
+                Ok(Answer { status, body })
+            })
+            .map_err(classify);
+        log_call(
+            if json.is_some() { "POST" } else { "GET" },
+            url,
+            &outcome,
+            started,
+        );
+        outcome
+    }
+
     /// POSTs `fields` as an HTML form to `url`, with HTTP basic authentication (APIs such as
     /// Twilio's).
     pub fn post_form(

@@ -86,7 +86,8 @@ impl Invites {
     fn waker(&self, kind: DeliveryKind) -> &Waker {
         match kind {
             DeliveryKind::InviteMail => &self.mail_job,
-            DeliveryKind::Onbind => &self.onbind_job,
+            // Not an invite's: the invites never wake nor claim it (`lookup::peers` does).
+            DeliveryKind::Onbind | DeliveryKind::PeerPush => &self.onbind_job,
         }
     }
 
@@ -104,7 +105,9 @@ impl Invites {
         HOLD_MARGIN
             + match kind {
                 DeliveryKind::InviteMail => self.notifier.longest_send(Medium::Email),
-                DeliveryKind::Onbind => homeserver::longest_onbind(out.client),
+                DeliveryKind::Onbind | DeliveryKind::PeerPush => {
+                    homeserver::longest_onbind(out.client)
+                }
             }
     }
 
@@ -203,6 +206,8 @@ impl Invites {
         let outcome = match &claimed.delivery {
             Delivery::InviteMail(mail) => self.send(state, mail),
             Delivery::Onbind(bound) => self.call_onbind(state, out, bound),
+            // Never claimed here: the invite jobs claim their own kinds only.
+            Delivery::PeerPush(_) => return,
         };
         let (kind, id, attempt) = (claimed.delivery.kind(), claimed.id(), claimed.attempts());
         let done = match outcome {

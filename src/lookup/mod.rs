@@ -13,6 +13,7 @@
 //! an e-mail's domain, then the forwarders) for those who may recurse ([`Asker`]).
 
 pub mod hash_index;
+pub mod peers;
 pub mod remote;
 
 use crate::config::Config;

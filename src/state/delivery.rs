@@ -25,6 +25,8 @@ pub enum Delivery {
     InviteMail(InviteMail),
     #[serde(rename = "onbind")]
     Onbind(Onbind),
+    #[serde(rename = "peer-push")]
+    PeerPush(PeerPushItem),
 }
 
 /// An invite's mail: sent to `address` unless the invite of `token` ended meanwhile.
@@ -45,11 +47,19 @@ pub struct Onbind {
     pub mxid: UserId,
 }
 
+/// A push of our hashes to the peer of that name (`lookup.peers`, MSC4004): its pepper
+/// fetched, our listing hashed with it, sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerPushItem {
+    pub peer: String,
+}
+
 /// The kinds of `Delivery`, which claims ask for (each delivered by its own job).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryKind {
     InviteMail,
     Onbind,
+    PeerPush,
 }
 
 impl DeliveryKind {
@@ -58,6 +68,7 @@ impl DeliveryKind {
         match self {
             DeliveryKind::InviteMail => "invite-mail",
             DeliveryKind::Onbind => "onbind",
+            DeliveryKind::PeerPush => "peer-push",
         }
     }
 }
@@ -73,6 +84,7 @@ impl Delivery {
         match self {
             Delivery::InviteMail(_) => DeliveryKind::InviteMail,
             Delivery::Onbind(_) => DeliveryKind::Onbind,
+            Delivery::PeerPush(_) => DeliveryKind::PeerPush,
         }
     }
 

@@ -47,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_remote_sessions",
         include_str!("migrations/0012_remote_sessions.sql"),
     ),
+    (
+        "0013_peer_hashes",
+        include_str!("migrations/0013_peer_hashes.sql"),
+    ),
 ];
 
 pub fn apply(db: &dyn Dialect) -> Result<(), StateError> {

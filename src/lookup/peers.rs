@@ -1,0 +1,593 @@
+//! MSC4004 between the trusted identity servers of a group (`lookup.peers`): each pushes
+//! the others the hashes of the addresses it holds, computed with the receiver's pepper,
+//! and a hashed lookup answers, for a hash we do not map but a peer pushed,
+//! `third_party_mappings: {"<peer name>": [hash]}`; the client asks that peer with its own
+//! pepper.
+//!
+//! - Receiving (`accept`): a push is authenticated by the shared token of one configured
+//!   peer, never by its address; it pushes its own hashes only, under our current pepper or
+//!   the previous one during its grace period. Its hashes replace its last push under that
+//!   pepper in the state (`state/peers.rs`), read there by every instance on each lookup.
+//! - Pushing (`start`): a job per instance looks, every tick, whether a peer is due a push
+//!   (never pushed by this instance, the hash index rebuilt since, its pepper changed, or
+//!   its last push a refresh interval old) and queues one (`Delivery::PeerPush`, one per
+//!   peer at a time) that whichever instance claims makes: the peer's `hash_details`, our
+//!   listing (every store that can list, and the binds made here) hashed with its pepper,
+//!   one `POST /_matrix/identity/v2/lookups`. Failures are retried with a capped backoff.
+//!   Every call goes through the client of configured destinations, within the peer's
+//!   `timeout`.
+
+use super::hash_index::HashIndex;
+use super::Chain;
+use crate::config::{Config, PeerConfig};
+use crate::crypto::{b64, constant_time_eq, hash::lookup_digest};
+use crate::federation::{CallError, ConfiguredClient};
+use crate::jobs::{self, Job, Waker};
+use crate::state::{Claimed, Delivery, DeliveryKind, PeerPushItem, State, StateError, HOLD_MARGIN};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The configured peers, their clients, and what this instance last pushed to each.
+pub struct Peers {
+    peers: Vec<Peer>,
+    /// What our pushes name us: the host (and port) of `server.publicUrl`.
+    our_name: String,
+    /// How often a peer gets a push even when nothing changed (`hashing.refreshInterval`):
+    /// its copy must not expire.
+    keepalive: Duration,
+    /// Peer name → what this instance pushed it last.
+    pushed: Mutex<HashMap<String, Pushed>>,
+    stopping: Arc<AtomicBool>,
+    waker: Waker,
+}
+
+struct Peer {
+    cfg: PeerConfig,
+    client: ConfiguredClient,
+}
+
+/// A push made: under which of the peer's peppers, after which index build, when.
+#[derive(Clone)]
+struct Pushed {
+    pepper: String,
+    generation: u64,
+    at_ms: i64,
+}
+
+/// What a push body says.
+pub struct Push {
+    pub algorithm: String,
+    pub pepper: String,
+    pub mappings: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a push is refused.
+#[derive(Debug)]
+pub enum PushError {
+    /// No token: who is this?
+    NoToken,
+    /// A token that is no configured peer's.
+    NotAPeer,
+    /// A peer pushing for another server than itself.
+    OtherServer {
+        peer: String,
+        named: String,
+    },
+    /// Not one of our peppers now: ours is given.
+    Pepper {
+        ours: String,
+    },
+    /// Not sha256, or a hash that is not one.
+    Invalid(String),
+    State(StateError),
+}
+
+impl fmt::Display for PushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PushError::NoToken => f.write_str("a push needs a peer's token"),
+            PushError::NotAPeer => f.write_str("the token is no configured peer's"),
+            PushError::OtherServer { peer, named } => {
+                write!(
+                    f,
+                    "peer {peer} pushed hashes for {named}: a peer pushes its own"
+                )
+            }
+            PushError::Pepper { .. } => f.write_str("not our current or previous pepper"),
+            PushError::Invalid(why) => f.write_str(why),
+            PushError::State(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<StateError> for PushError {
+    fn from(e: StateError) -> Self {
+        PushError::State(e)
+    }
+}
+
+impl Peers {
+    /// The peers of `config` (`lookup.peers`), each with a client of its `timeout`.
+    pub fn new(config: &Config) -> Result<Peers, String> {
+        let peers = config
+            .lookup
+            .peers
+            .iter()
+            .map(|cfg| {
+                Ok(Peer {
+                    client: ConfiguredClient::new(&config.federation, cfg.timeout)?,
+                    cfg: cfg.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Peers {
+            peers,
+            our_name: authority(&config.server.public_url),
+            keepalive: config.hashing.refresh_interval,
+            pushed: Mutex::new(HashMap::new()),
+            stopping: Arc::new(AtomicBool::new(false)),
+            waker: Waker::new(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The peer whose token `token` is (compared in constant time).
+    fn by_token(&self, token: &str) -> Option<&PeerConfig> {
+        self.peers
+            .iter()
+            .map(|p| &p.cfg)
+            .find(|p| constant_time_eq(p.token.as_bytes(), token.as_bytes()))
+    }
+
+    /// Whether `token` is a configured peer's (its calls to `hash_details`).
+    pub fn is_peer_token(&self, token: &str) -> bool {
+        self.by_token(token).is_some()
+    }
+
+    /// A push (`POST /_matrix/identity/v2/lookups`) carrying `token`: stored if it is a
+    /// configured peer's, for itself, under one of our peppers; the peer's name.
+    pub fn accept(
+        &self,
+        state: &State,
+        index: &HashIndex,
+        token: Option<&str>,
+        push: Push,
+    ) -> Result<String, PushError> {
+        let peer = self
+            .by_token(token.ok_or(PushError::NoToken)?)
+            .ok_or(PushError::NotAPeer)?;
+        if push.algorithm != "sha256" {
+            return Err(PushError::Invalid(format!(
+                "algorithm {} is not sha256",
+                push.algorithm
+            )));
+        }
+        if index.under(&push.pepper).is_none() {
+            return Err(PushError::Pepper {
+                ours: index.pepper().to_owned(),
+            });
+        }
+        let mut hashes = Vec::new();
+        for (named, list) in push.mappings {
+            if named != peer.name {
+                return Err(PushError::OtherServer {
+                    peer: peer.name.clone(),
+                    named,
+                });
+            }
+            hashes = list;
+        }
+        if let Some(bad) = hashes.iter().find(|h| !is_hash(h)) {
+            let start: String = bad.chars().take(60).collect();
+            return Err(PushError::Invalid(format!(
+                "'{start}' is not a sha256 lookup hash"
+            )));
+        }
+        let mut accepted = vec![index.pepper()];
+        accepted.extend(index.previous_pepper());
+        state.replace_peer_hashes(
+            &peer.name,
+            &push.pepper,
+            &accepted,
+            &hashes,
+            crate::now_ms(),
+        )?;
+        log::info!(
+            "peer {}: {} hashes pushed under our {} pepper",
+            peer.name,
+            hashes.len(),
+            if push.pepper == index.pepper() {
+                "current"
+            } else {
+                "previous"
+            }
+        );
+        Ok(peer.name.clone())
+    }
+
+    /// Of `missed` (hashes under `pepper`, which we do not map), those a configured peer
+    /// pushed and still serves, by peer name.
+    pub fn third_party(
+        &self,
+        state: &State,
+        pepper: &str,
+        missed: &[&str],
+    ) -> Result<BTreeMap<String, Vec<String>>, StateError> {
+        let mut by_peer: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if self.peers.is_empty() || missed.is_empty() {
+            return Ok(by_peer);
+        }
+        let now = crate::now_ms();
+        let serving: HashSet<&str> = state
+            .peer_pushes()?
+            .into_iter()
+            .filter(|p| p.pepper == pepper)
+            .filter_map(|p| {
+                let peer = self.peers.iter().find(|c| c.cfg.name == p.peer)?;
+                let expires = p.pushed_ts.saturating_add(millis(peer.cfg.expire_after));
+                (expires > now).then_some(peer.cfg.name.as_str())
+            })
+            .collect();
+        for (peer, hash) in state.peer_hashes_of(pepper, missed, &serving)? {
+            by_peer.entry(peer).or_default().push(hash);
+        }
+        Ok(by_peer)
+    }
+
+    /// Forgets pushes of peers no longer configured, or whose last push expired.
+    fn sweep(&self, state: &State) {
+        let now = crate::now_ms();
+        let pushes = match state.peer_pushes() {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("peer hashes: the pushes could not be read: {e}");
+                return;
+            }
+        };
+        for p in pushes {
+            let live = self.peers.iter().any(|c| {
+                c.cfg.name == p.peer && p.pushed_ts.saturating_add(millis(c.cfg.expire_after)) > now
+            });
+            if !live {
+                match state.forget_peer_push(&p.peer, &p.pepper) {
+                    Ok(()) => log::info!(
+                        "peer {}: its {} hashes expired (not pushed again, or no longer a peer)",
+                        p.peer,
+                        p.hashes
+                    ),
+                    Err(e) => log::warn!("peer {}: its expired hashes stay: {e}", p.peer),
+                }
+            }
+        }
+    }
+}
+
+/// A sha256 lookup hash: 32 bytes in unpadded URL-safe base64.
+fn is_hash(h: &str) -> bool {
+    h.len() == 43 && b64::decode(h).is_some_and(|b| b.len() == 32)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The host (and port) of a URL: what our pushes name us.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// What the push job uses of the server it runs in (the `App`).
+pub trait Host: Send + Sync + 'static {
+    fn peers(&self) -> &Peers;
+    fn state(&self) -> &State;
+    fn lookup(&self) -> &Chain;
+    fn hash_index(&self) -> &HashIndex;
+}
+
+/// The running push job.
+pub struct Jobs {
+    job: Option<Job>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Jobs {
+    /// The server is stopping: the job ends after what it has in hand.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        if let Some(job) = self.job {
+            job.stop();
+        }
+    }
+}
+
+/// How often the push job looks whether a peer is due a push, at most.
+const LONGEST_TICK: Duration = Duration::from_secs(30);
+
+/// Starts the push job when peers are configured (pushing is off otherwise).
+pub fn start<H: Host>(host: &Arc<H>) -> Result<Jobs, String> {
+    let peers = host.peers();
+    let stopping = peers.stopping.clone();
+    if peers.is_empty() {
+        return Ok(Jobs {
+            job: None,
+            stopping,
+        });
+    }
+    let tick = peers.keepalive.clamp(Duration::from_secs(1), LONGEST_TICK);
+    let h = host.clone();
+    let job = jobs::every_or_woken("peer-push", tick, &peers.waker, move || {
+        let peers = h.peers();
+        peers.sweep(h.state());
+        peers.queue_due(h.state(), h.hash_index());
+        // Read before listing: a rebuild meanwhile makes the next tick push again.
+        let generation = h.hash_index().generation();
+        peers.deliver_due(h.state(), h.lookup(), generation);
+    })
+    .map_err(|e| format!("the peer push: {e}"))?;
+    Ok(Jobs {
+        job: Some(job),
+        stopping,
+    })
+}
+
+/// A failed push is tried again after this, doubled each time up to `RETRY_MAX`.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+/// What a lease adds to the calls' deadlines: listing the stores and hashing.
+const LISTING_TIME: Duration = Duration::from_secs(300);
+
+impl Peers {
+    /// Queues a push for each peer that is due one and has none queued.
+    fn queue_due(&self, state: &State, index: &HashIndex) {
+        let generation = index.generation();
+        let now = crate::now_ms();
+        for peer in &self.peers {
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            let last = crate::lock(&self.pushed).get(&peer.cfg.name).cloned();
+            let why = match &last {
+                None => Some("first push"),
+                Some(l) if l.generation != generation => Some("hash index rebuilt"),
+                Some(l) if now - l.at_ms >= millis(self.keepalive) => Some("keepalive"),
+                Some(l) => match self.peer_pepper(peer) {
+                    Ok(p) if p != l.pepper => Some("its pepper changed"),
+                    Ok(_) => None,
+                    Err(e) => {
+                        log::debug!("peer {}: hash_details: {e}", peer.cfg.name);
+                        None
+                    }
+                },
+            };
+            let Some(why) = why else { continue };
+            let item = Delivery::PeerPush(PeerPushItem {
+                peer: peer.cfg.name.clone(),
+            });
+            match state.is_delivery_queued(&item) {
+                Ok(true) => {}
+                Ok(false) => match state.queue_delivery(&item, now) {
+                    Ok(_) => log::debug!("peer {}: push queued ({why})", peer.cfg.name),
+                    Err(e) => log::warn!("peer {}: push not queued: {e}", peer.cfg.name),
+                },
+                Err(e) => log::warn!("peer {}: the queue could not be read: {e}", peer.cfg.name),
+            }
+        }
+    }
+
+    /// Every due push, each claimed just before it is made.
+    fn deliver_due(&self, state: &State, chain: &Chain, generation: u64) {
+        let lease = HOLD_MARGIN
+            + LISTING_TIME
+            + self
+                .peers
+                .iter()
+                .map(|p| p.client.longest_call() * 2)
+                .max()
+                .unwrap_or_default();
+        while !self.stopping.load(Ordering::Relaxed) {
+            match state.claim_deliveries(DeliveryKind::PeerPush, 1, lease, crate::now_ms()) {
+                Ok(claimed) if claimed.is_empty() => break,
+                Ok(claimed) => {
+                    for item in claimed {
+                        self.deliver(state, chain, &item, generation);
+                    }
+                }
+                Err(e) => {
+                    log::warn!("peer-push: the queue could not be read: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, state: &State, chain: &Chain, claimed: &Claimed, generation: u64) {
+        let Delivery::PeerPush(item) = &claimed.delivery else {
+            return;
+        };
+        let outcome = match self.peers.iter().find(|p| p.cfg.name == item.peer) {
+            // A peer no longer configured: nothing to push.
+            None => Ok(None),
+            Some(peer) => self.push(peer, state, chain, generation).map(Some),
+        };
+        let (id, attempt) = (claimed.id(), claimed.attempts());
+        let done = match outcome {
+            Ok(pushed) => {
+                if let Some(p) = pushed {
+                    crate::lock(&self.pushed).insert(item.peer.clone(), p);
+                }
+                state.delivered(claimed)
+            }
+            Err(e) => {
+                let shift = (attempt - 1).clamp(0, 20) as u32;
+                let wait = millis(RETRY_FIRST)
+                    .saturating_mul(1 << shift)
+                    .min(millis(RETRY_MAX));
+                log::warn!(
+                    "peer {}: push failed (attempt {attempt}): {e}; again in {} s",
+                    item.peer,
+                    wait / 1000
+                );
+                state
+                    .retry_delivery_at(claimed, crate::now_ms() + wait)
+                    .map(drop)
+            }
+        };
+        if let Err(e) = done {
+            log::warn!("peer-push {id}: the queue could not be updated: {e}");
+        }
+    }
+
+    /// The peer's current pepper, from its `hash_details` (sha256 offered).
+    fn peer_pepper(&self, peer: &Peer) -> Result<String, String> {
+        let url = format!("{}/_matrix/identity/v2/hash_details", peer.cfg.url);
+        let details = call(peer, &url, None)?;
+        let offers_sha256 = details
+            .get("algorithms")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x.as_str() == Some("sha256")));
+        if !offers_sha256 {
+            return Err("does not offer sha256".into());
+        }
+        details
+            .get("lookup_pepper")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| "hash_details without lookup_pepper".into())
+    }
+
+    /// One push to `peer`: its pepper, our listing hashed with it, sent.
+    fn push(
+        &self,
+        peer: &Peer,
+        state: &State,
+        chain: &Chain,
+        generation: u64,
+    ) -> Result<Pushed, String> {
+        let pepper = self.peer_pepper(peer)?;
+        let hashes = our_hashes(state, chain, &pepper)?;
+        let body = push_body(&pepper, &self.our_name, &hashes);
+        drop(hashes);
+        let url = format!("{}/_matrix/identity/v2/lookups", peer.cfg.url);
+        call(peer, &url, Some(&body))?;
+        log::info!(
+            "peer {}: pushed the hashes of our addresses under its pepper",
+            peer.cfg.name
+        );
+        Ok(Pushed {
+            pepper,
+            generation,
+            at_ms: crate::now_ms(),
+        })
+    }
+}
+
+/// Our bindings' hashes under `pepper`, sorted, each once: every store that can list, and
+/// the binds made here. A store that cannot list fails the push (the peer would drop its
+/// addresses).
+fn our_hashes(state: &State, chain: &Chain, pepper: &str) -> Result<Vec<[u8; 32]>, String> {
+    let mut hashes = Vec::new();
+    let failed = chain.list_all(&mut |b| {
+        hashes.push(lookup_digest(&b.address, b.medium.as_str(), pepper));
+    });
+    if let Some(e) = failed.first() {
+        return Err(format!("a store could not list its bindings: {e}"));
+    }
+    for b in state.local_binds().map_err(|e| e.to_string())? {
+        hashes.push(lookup_digest(&b.address, b.medium.as_str(), pepper));
+    }
+    hashes.sort_unstable();
+    hashes.dedup();
+    Ok(hashes)
+}
+
+/// `{"algorithm":"sha256","pepper":…,"mappings":{<us>:[…]}}`, written straight from the
+/// hashes (a million of them would be a million strings as a `Value`).
+fn push_body(pepper: &str, our_name: &str, hashes: &[[u8; 32]]) -> String {
+    let mut body = String::with_capacity(hashes.len() * 46 + 128);
+    body.push_str(r#"{"algorithm":"sha256","pepper":"#);
+    body.push_str(&Value::from(pepper).to_string());
+    body.push_str(r#","mappings":{"#);
+    body.push_str(&Value::from(our_name).to_string());
+    body.push_str(":[");
+    for (i, h) in hashes.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push('"');
+        body.push_str(&b64::encode_url_safe(h));
+        body.push('"');
+    }
+    body.push_str("]}}");
+    body
+}
+
+/// One call to `peer` with its token: a 2xx JSON object, or why not.
+fn call(peer: &Peer, url: &str, body: Option<&str>) -> Result<Value, String> {
+    let bearer = format!("Bearer {}", peer.cfg.token);
+    let answer = peer
+        .client
+        .call(url, &[("Authorization", &bearer)], body)
+        .map_err(|e: CallError| e.to_string())?;
+    if !(200..300).contains(&answer.status) {
+        let start: String = answer.body.chars().take(200).collect();
+        return Err(format!("HTTP {}: {start}", answer.status));
+    }
+    let value: Value = answer.json().map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err("not a JSON object".into());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_body_is_the_msc_shape() {
+        let h = [7u8; 32];
+        let body = push_body("pep\"per", "id.example.net:8443", &[h, h]);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let hash = b64::encode_url_safe(&h);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "algorithm": "sha256",
+                "pepper": "pep\"per",
+                "mappings": {"id.example.net:8443": [hash, hash]},
+            })
+        );
+        assert_eq!(
+            push_body("p", "n", &[]),
+            r#"{"algorithm":"sha256","pepper":"p","mappings":{"n":[]}}"#
+        );
+    }
+
+    #[test]
+    fn names_are_the_authority_of_the_public_url() {
+        assert_eq!(
+            authority("https://id.example.net:8443/x"),
+            "id.example.net:8443"
+        );
+        assert_eq!(authority("http://127.0.0.1:9"), "127.0.0.1:9");
+    }
+
+    #[test]
+    fn only_sha256_hashes_are_taken() {
+        let h = b64::encode_url_safe(&[1u8; 32]);
+        assert!(is_hash(&h));
+        assert!(!is_hash(&h[1..]));
+        assert!(!is_hash("not a hash at all, but forty-three chars!!"));
+    }
+}
