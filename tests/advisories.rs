@@ -282,6 +282,96 @@ fn ssrf_matrix_server_name_private_targets_refused() {
     }
 }
 
+/// onbind (and whatever it would fetch first) to an invitee's homeserver on a private
+/// address, the cloud metadata address, loopback written as an IPv4-mapped IPv6 address,
+/// or a name resolving to a private address: refused by the outbound address policy before
+/// any connection, nothing sent, and the queue item backed off and tried again later, as
+/// for a homeserver that is down (README "Invites by e-mail"), refused again each time. The
+/// invitees are found by the invite resolution in a Synapse database (a file: no network).
+/// mxisd runs in a network namespace holding only loopback, as above.
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn ssrf_onbind_private_targets_refused() {
+    let dir = TempDir::new();
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, "10.20.30.40 ten.advisory.test\n").unwrap();
+    let hosts_env = format!("MXISD_HOSTS_FILE={}", hosts.display());
+    let db = support::synapse_sqlite(&dir, &[]);
+    let s = Mxisd::start_wrapped(
+        &format!(
+            "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\nlookup:\n  recursive:\n    enabled: false\ninvite:\n  resolution:\n    timer: 1\n    period: seconds\n  retry:\n    first: 1\n    max: 1\n{}",
+            federation_config("")
+        ),
+        &[
+            "env",
+            &hosts_env,
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$@\"",
+            "sh",
+        ],
+    );
+    let targets = [
+        ("10.1.2.3:8448", "10.1.2.3", "private"),
+        ("169.254.169.254", "169.254.169.254", "link-local"),
+        ("[::ffff:127.0.0.1]:8448", "127.0.0.1", "loopback"),
+        ("ten.advisory.test:8448", "10.20.30.40", "private"),
+    ];
+    let run = format!("advonbind{}x{}", std::process::id(), mxisd::now_ms());
+    let synapse = rusqlite::Connection::open(&db).unwrap();
+    for (i, (server, _, _)) in targets.iter().enumerate() {
+        let address = format!("{run}-{i}@example.net");
+        let invite = json!({
+            "medium": "email", "address": address, "room_id": "!room:example.org",
+            "sender": "@alice:example.org",
+        });
+        let (status, text) = ns_post(&s, &format!("{V1}/store-invite"), &invite);
+        assert_eq!(status, 200, "{server}: {text}\n{}", s.log());
+        // The directory gains the invitee, on the target homeserver.
+        synapse
+            .execute(
+                "INSERT INTO user_threepids VALUES (?1, 'email', ?2, 0, 0)",
+                rusqlite::params![format!("@invitee{i}:{server}"), address],
+            )
+            .unwrap();
+    }
+    for (server, address, rule) in targets {
+        assert!(
+            s.wait_for_log(&format!(
+                "{address} is a {rule} address, refused by the outbound address policy"
+            )),
+            "{server}: {}",
+            s.log()
+        );
+        // Backed off, then refused again: never sent, never given up.
+        assert!(
+            s.wait_for_log(&format!(
+                "(attempt 2): sending failed: homeserver {server}: "
+            )),
+            "{server}: {}",
+            s.log()
+        );
+    }
+    let log = s.log();
+    let onbind: Vec<&str> = log.lines().filter(|l| l.contains("onbind")).collect();
+    for line in &onbind {
+        assert!(line.contains("; again in 1 s"), "{line}");
+        // Refused before connecting: no attempt failed on the (absent) network.
+        for attempt in [
+            "Network is unreachable",
+            "os error",
+            "timed out",
+            "Connection refused",
+        ] {
+            assert!(!line.contains(attempt), "{attempt}: {line}");
+        }
+    }
+    assert!(!log.contains("invites delivered"), "{log}");
+    assert!(!log.contains("not sent again"), "{log}");
+}
+
 fn invite_config() -> String {
     format!(
         "threepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n        name: 'Example Identity'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {}\n          tls: 0\n{}",
