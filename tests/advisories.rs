@@ -422,8 +422,8 @@ fn head_of(mail: &str) -> String {
 
 /// `room_name` and `sender_display_name` carrying HTML, CRLF with headers after them, and
 /// the template's MIME boundary: the subject one line, no header and no recipient added, no
-/// part added (a boundary in a value is moved off the start of its line), the HTML part
-/// escaped. In the text part a line break of a value stays a line break of the text.
+/// part added, the HTML part escaped; and in every part, text and HTML, each value is one
+/// line (its line breaks spaces, as in headers), so it starts no line of its own.
 #[test]
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn invite_mail_content_escaped_html_crlf_mime() {
@@ -472,6 +472,36 @@ fn invite_mail_content_escaped_html_crlf_mime() {
             assert!(!body.contains("<script"), "{body}");
             assert!(!body.contains("<b>x"), "{body}");
             assert!(body.contains("&lt;script&gt;"), "{body}");
+        }
+    }
+    // Each value one line in every part: each run of line breaks a space.
+    let one_line = format!(
+        "<script>alert(1)</script> Bcc: {victim} --mxisd-invite-9b2c Content-Type: text/html <b>x</b>"
+    );
+    let escaped = format!(
+        "&lt;script&gt;alert(1)&lt;/script&gt; Bcc: {victim} --mxisd-invite-9b2c Content-Type: text/html &lt;b&gt;x&lt;/b&gt;"
+    );
+    for (kind, body) in &parts {
+        let expected = if kind.starts_with("text/html") {
+            &escaped
+        } else {
+            &one_line
+        };
+        // Twice: the sender's name and the room's.
+        assert_eq!(body.matches(expected.as_str()).count(), 2, "{kind}: {body}");
+        for line in body.lines() {
+            for start in [
+                "Bcc:",
+                "--mxisd-invite-9b2c",
+                "Content-Type:",
+                "<b>x",
+                "&lt;b&gt;x",
+            ] {
+                assert!(
+                    !line.starts_with(start),
+                    "{kind}: a value starts a line: {line}"
+                );
+            }
         }
     }
 }
