@@ -238,19 +238,44 @@ fn serve(conn: TcpStream, count: &AtomicUsize, answering: &(Mutex<bool>, Condvar
     }
 }
 
+/// A free loopback port, for the metrics listener.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// `mxisd_backend_refused_total{backend="<backend>"}` on the metrics page at `port`.
+fn refused_total(port: u16, backend: &str) -> u64 {
+    let page = crate::support::agent()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .expect("the metrics page")
+        .body_mut()
+        .read_to_string()
+        .expect("its text");
+    let series = format!("mxisd_backend_refused_total{{backend=\"{backend}\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in:\n{page}"))
+        .parse()
+        .expect("a count")
+}
+
 #[test]
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_rest_backend_that_stops_answering_holds_only_its_share_of_the_workers() {
     ensure_up();
     let backend = Backend::start();
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let metrics = free_port();
     let s = Arc::new(Mxisd::start(&format!(
-        "{WORKERS}rest:\n  enabled: true\n  host: 'http://127.0.0.1:{}'\n  timeout: 25\n{}",
+        "{WORKERS}metrics:\n  enabled: true\n  port: {metrics}\nrest:\n  enabled: true\n  host: 'http://127.0.0.1:{}'\n  timeout: 25\n{}",
         backend.port,
         federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
     )));
     assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
     assert_eq!(backend.read.load(Ordering::SeqCst), 1);
+    assert_eq!(refused_total(metrics, "rest"), 0);
 
     backend.answer(false);
     // Two lookups wait on the backend (both read by it: both places are taken) ...
@@ -263,6 +288,9 @@ fn a_rest_backend_that_stops_answering_holds_only_its_share_of_the_workers() {
         3,
         "the refused one never reached it"
     );
+    // Counted, under its backend only.
+    assert_eq!(refused_total(metrics, "rest"), 1);
+    assert_eq!(refused_total(metrics, "ldap"), 0);
     others_answer(&s, &hs, &done, "silent_rest");
     assert!(
         s.wait_for_log(
