@@ -217,6 +217,26 @@ fn ns_post(s: &Mxisd, path: &str, body: &Value) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_owned())
 }
 
+/// mxisd with `extra`, in a network namespace of its own holding only loopback
+/// (`unshare -n`), so that even a broken guard could send no packet off the machine; names
+/// from the test's `hosts` file (no DNS either).
+fn start_in_own_netns(extra: &str, hosts: &std::path::Path) -> Mxisd {
+    let hosts_env = format!("MXISD_HOSTS_FILE={}", hosts.display());
+    Mxisd::start_wrapped(
+        extra,
+        &[
+            "env",
+            &hosts_env,
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$@\"",
+            "sh",
+        ],
+    )
+}
+
 /// `matrix_server_name` (v2 register) naming the cloud metadata address, a private
 /// address, loopback written as an IPv4-mapped IPv6 address, and names resolving to a
 /// private and a link-local address: refused by the outbound address policy before any
@@ -233,20 +253,7 @@ fn ssrf_matrix_server_name_private_targets_refused() {
         "10.20.30.40 ten.advisory.test\n169.254.169.254 metadata.advisory.test\n",
     )
     .unwrap();
-    let hosts_env = format!("MXISD_HOSTS_FILE={}", hosts.display());
-    let s = Mxisd::start_wrapped(
-        &federation_config(""),
-        &[
-            "env",
-            &hosts_env,
-            "unshare",
-            "-n",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$@\"",
-            "sh",
-        ],
-    );
+    let s = start_in_own_netns(&federation_config(""), &hosts);
     for (server, address, rule) in [
         ("169.254.169.254", "169.254.169.254", "link-local"),
         ("10.1.2.3:8448", "10.1.2.3", "private"),
@@ -295,23 +302,13 @@ fn ssrf_onbind_private_targets_refused() {
     let dir = TempDir::new();
     let hosts = dir.join("hosts");
     std::fs::write(&hosts, "10.20.30.40 ten.advisory.test\n").unwrap();
-    let hosts_env = format!("MXISD_HOSTS_FILE={}", hosts.display());
     let db = support::synapse_sqlite(&dir, &[]);
-    let s = Mxisd::start_wrapped(
+    let s = start_in_own_netns(
         &format!(
             "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\nlookup:\n  recursive:\n    enabled: false\ninvite:\n  resolution:\n    timer: 1\n    period: seconds\n  retry:\n    first: 1\n    max: 1\n{}",
             federation_config("")
         ),
-        &[
-            "env",
-            &hosts_env,
-            "unshare",
-            "-n",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$@\"",
-            "sh",
-        ],
+        &hosts,
     );
     let targets = [
         ("10.1.2.3:8448", "10.1.2.3", "private"),

@@ -153,9 +153,21 @@ fn a_frozen_directory_holds_only_its_share_of_the_workers() {
     assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
 }
 
-/// A REST backend of the test's own: it reads each request, then answers it (bob, found)
-/// only once `answering` is set; until then it holds it, as a backend that stopped
-/// answering. Counts the requests it read.
+/// What a backend of the test's own answers a request (its request line): whether it is
+/// counted and held while answering is off, and the JSON answer.
+type Answers = fn(&str) -> (bool, &'static str);
+
+/// The REST backend's answer: bob, found; every request counted and held.
+fn rest_store(_: &str) -> (bool, &'static str) {
+    (
+        true,
+        r#"{"lookup":{"medium":"email","address":"bob@example.org","id":{"type":"localpart","value":"bob"}}}"#,
+    )
+}
+
+/// A backend of the test's own: it reads each request, then answers it as `answers` says,
+/// a held one only once `answering` is set; until then it holds it, as a backend that
+/// stopped answering. Counts the held requests it read.
 struct Backend {
     port: u16,
     read: Arc<AtomicUsize>,
@@ -163,7 +175,7 @@ struct Backend {
 }
 
 impl Backend {
-    fn start() -> Backend {
+    fn start(answers: Answers) -> Backend {
         let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
         let port = listener.local_addr().expect("its address").port();
         let read = Arc::new(AtomicUsize::new(0));
@@ -172,7 +184,7 @@ impl Backend {
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let (count, gate) = (count.clone(), gate.clone());
-                std::thread::spawn(move || serve(conn, &count, &gate));
+                std::thread::spawn(move || serve(conn, answers, &count, &gate));
             }
         });
         Backend {
@@ -240,14 +252,22 @@ fn reply(conn: &mut TcpStream, answer: &str) -> bool {
     conn.write_all(reply.as_bytes()).is_ok()
 }
 
-/// One connection: each request read, counted, then answered once answering is on.
-fn serve(conn: TcpStream, count: &AtomicUsize, answering: &(Mutex<bool>, Condvar)) {
+/// One connection: each request read, then answered as `answers` says (a held one counted,
+/// and answered once answering is on).
+fn serve(
+    conn: TcpStream,
+    answers: Answers,
+    count: &AtomicUsize,
+    answering: &(Mutex<bool>, Condvar),
+) {
     let mut reader = BufReader::new(conn.try_clone().expect("a second handle"));
     let mut conn = conn;
-    while read_request(&mut reader).is_some() {
-        count.fetch_add(1, Ordering::SeqCst);
-        wait_answering(answering);
-        let answer = r#"{"lookup":{"medium":"email","address":"bob@example.org","id":{"type":"localpart","value":"bob"}}}"#;
+    while let Some(line) = read_request(&mut reader) {
+        let (held, answer) = answers(&line);
+        if held {
+            count.fetch_add(1, Ordering::SeqCst);
+            wait_answering(answering);
+        }
         if !reply(&mut conn, answer) {
             return;
         }
@@ -281,7 +301,7 @@ fn refused_total(port: u16, backend: &str) -> u64 {
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_rest_backend_that_stops_answering_holds_only_its_share_of_the_workers() {
     ensure_up();
-    let backend = Backend::start();
+    let backend = Backend::start(rest_store);
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
     let metrics = free_port();
     let s = Arc::new(Mxisd::start(&format!(
@@ -471,64 +491,19 @@ fn a_stalled_state_database_holds_only_its_share_of_the_workers() {
     v2_token(&s, &hs, "after");
 }
 
-/// Another identity server of the test's own, for remote 3PID sessions: it serves v1 and
-/// starts sessions at once, and answers `getValidated3pid` (validated) only once
-/// `answering` is set; until then it holds it. Counts the getValidated3pid it read.
-struct RemoteIs {
-    port: u16,
-    checks: Arc<AtomicUsize>,
-    answering: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl RemoteIs {
-    fn start() -> RemoteIs {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
-        let port = listener.local_addr().expect("its address").port();
-        let checks = Arc::new(AtomicUsize::new(0));
-        let answering = Arc::new((Mutex::new(true), Condvar::new()));
-        let (count, gate) = (checks.clone(), answering.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (count, gate) = (count.clone(), gate.clone());
-                std::thread::spawn(move || serve_remote(conn, &count, &gate));
-            }
-        });
-        RemoteIs {
-            port,
-            checks,
-            answering,
-        }
-    }
-
-    fn answer(&self, yes: bool) {
-        let (lock, cvar) = &*self.answering;
-        *lock.lock().expect("not poisoned") = yes;
-        cvar.notify_all();
-    }
-
-    fn wait_checks(&self, n: usize) {
-        while self.checks.load(Ordering::SeqCst) < n {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-fn serve_remote(conn: TcpStream, checks: &AtomicUsize, answering: &(Mutex<bool>, Condvar)) {
-    let mut reader = BufReader::new(conn.try_clone().expect("a second handle"));
-    let mut conn = conn;
-    while let Some(line) = read_request(&mut reader) {
-        let answer = if line.contains("/3pid/getValidated3pid") {
-            checks.fetch_add(1, Ordering::SeqCst);
-            wait_answering(answering);
-            r#"{"medium":"email","address":"x@example.org","validated_at":1}"#
-        } else if line.contains("/validate/email/requestToken") {
-            r#"{"sid":"remote-sid"}"#
-        } else {
-            "{}"
-        };
-        if !reply(&mut conn, answer) {
-            return;
-        }
+/// What another identity server of the test's own answers for remote 3PID sessions: it
+/// serves v1 and starts sessions at once; `getValidated3pid` (validated) is counted and
+/// held while answering is off.
+fn remote_is(request_line: &str) -> (bool, &'static str) {
+    if request_line.contains("/3pid/getValidated3pid") {
+        (
+            true,
+            r#"{"medium":"email","address":"x@example.org","validated_at":1}"#,
+        )
+    } else if request_line.contains("/validate/email/requestToken") {
+        (false, r#"{"sid":"remote-sid"}"#)
+    } else {
+        (false, "{}")
     }
 }
 
@@ -541,7 +516,7 @@ fn serve_remote(conn: TcpStream, checks: &AtomicUsize, answering: &(Mutex<bool>,
 fn a_remote_identity_server_that_stops_answering_holds_only_its_share_of_the_workers() {
     use crate::support::mail::{fresh_address, link_in, wait_for};
     ensure_up();
-    let remote = RemoteIs::start();
+    let remote = Backend::start(remote_is);
     let metrics = free_port();
     let dir = TempDir::new();
     let config = dir.join("mxisd.yaml");
@@ -593,7 +568,7 @@ fn a_remote_identity_server_that_stops_answering_holds_only_its_share_of_the_wor
             r
         })
     };
-    remote.wait_checks(1);
+    remote.wait_read(1);
     // ... so a second is refused at once, without reaching it.
     let refused = s.get(&check(&sessions[1]));
     let body = refused.assert_error(503, "M_UNKNOWN");
@@ -603,7 +578,7 @@ fn a_remote_identity_server_that_stops_answering_holds_only_its_share_of_the_wor
         "{body}"
     );
     assert_eq!(
-        remote.checks.load(Ordering::SeqCst),
+        remote.read.load(Ordering::SeqCst),
         1,
         "it never reached the remote"
     );
