@@ -3,9 +3,10 @@
 //! worker: the workers that may wait on it are a bounded share of the pool, and a request
 //! past the share is answered (503) while the others still serve.
 //!
-//! [`Bulkhead`]: a gate with a name (the backend it guards) and its refusals logged at most
-//! once per [`REFUSED_LOG_EVERY`], counted: one per backend (each identity store, the
-//! PostgreSQL state, the remote identity servers; `http.backendWorkers` places each).
+//! [`Bulkhead`]: a gate with a name (the backend it guards) and its refusals counted
+//! (`mxisd_backend_refused_total`) and logged at most once per [`REFUSED_LOG_EVERY`], with
+//! a count: one per backend (each identity store, the PostgreSQL state, the other identity
+//! servers of lookups, those of remote 3PID sessions; `http.backendWorkers` places each).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -52,6 +53,8 @@ pub const REFUSED_LOG_EVERY: std::time::Duration = std::time::Duration::from_sec
 /// at once (the caller answers 503) and the refusals are logged, a line per
 /// [`REFUSED_LOG_EVERY`] at most, as a frozen backend under load refuses thousands.
 pub struct Bulkhead {
+    /// The backend, as metrics count it (`mxisd_backend_refused_total`).
+    backend: crate::metrics::Backend,
     /// The backend, as logs and errors name it (`identity store ldap`).
     name: String,
     /// The setting that sizes it, for the operator (`http.backendWorkers`).
@@ -68,8 +71,14 @@ pub struct Refused {
 }
 
 impl Bulkhead {
-    pub fn new(name: impl Into<String>, max: usize, setting: &'static str) -> Bulkhead {
+    pub fn new(
+        backend: crate::metrics::Backend,
+        name: impl Into<String>,
+        max: usize,
+        setting: &'static str,
+    ) -> Bulkhead {
         Bulkhead {
+            backend,
             name: name.into(),
             setting,
             gate: Gate::new(max),
@@ -77,9 +86,11 @@ impl Bulkhead {
         }
     }
 
-    /// A place, or `Refused` (logged, rate-limited, with the count since the last line).
+    /// A place, or `Refused` (counted; logged, rate-limited, with the count since the last
+    /// line).
     pub fn enter(&self) -> Result<Pass<'_>, Refused> {
         self.gate.try_enter().ok_or_else(|| {
+            crate::metrics::backend_refused(self.backend);
             let reason = format!(
                 "busy: {} workers already wait on it ({})",
                 self.gate.max(),
@@ -106,6 +117,7 @@ impl Drop for Pass<'_> {
 #[cfg(test)]
 mod tests {
     use super::{Bulkhead, Gate};
+    use crate::metrics::Backend;
 
     #[test]
     fn at_most_max_places_and_given_back_on_drop() {
@@ -135,7 +147,12 @@ mod tests {
 
     #[test]
     fn a_bulkhead_refuses_past_its_places_naming_the_setting() {
-        let bulkhead = Bulkhead::new("identity store ldap", 1, "http.backendWorkers");
+        let bulkhead = Bulkhead::new(
+            Backend::Ldap,
+            "identity store ldap",
+            1,
+            "http.backendWorkers",
+        );
         let pass = bulkhead.enter().expect("a place");
         let Err(refused) = bulkhead.enter() else {
             panic!("a place past the cap");

@@ -50,19 +50,97 @@ fn socket_buffers() -> u64 {
     largest("tcp_wmem") + largest("tcp_rmem")
 }
 
+/// The read calls of a process, traced by strace (every thread, those it starts too) from
+/// `attach` to `bytes`. Not `rchar` of /proc/<pid>/io: it counts read(2) and pread(2) but
+/// not recv(2), which is how Rust reads a socket.
+struct ReadTrace {
+    strace: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+/// The calls that read: files and sockets.
+const READ_CALLS: &str = "trace=read,readv,pread64,preadv,preadv2,recvfrom,recvmsg,recvmmsg";
+
+impl ReadTrace {
+    /// Attaches to every thread of `pid`; returns once each is traced.
+    fn attach(pid: u32, dir: &TempDir) -> ReadTrace {
+        let out = dir.join("reads.strace");
+        let strace = std::process::Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-s",
+                "0",
+                "-e",
+                READ_CALLS,
+                "-e",
+                "signal=none",
+                "-o",
+            ])
+            .arg(&out)
+            .args(["-p", &pid.to_string()])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("strace (tests/services/up.sh installs it)");
+        let tracer = format!("TracerPid:\t{}", strace.id());
+        let traced = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .map(|t| std::fs::read_to_string(t.unwrap().path().join("status")))
+                .all(|status| status.is_ok_and(|s| s.contains(&tracer)))
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !traced() {
+            assert!(Instant::now() < deadline, "strace did not attach");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ReadTrace { strace, out }
+    }
+
+    /// Detaches; the bytes the traced calls returned.
+    fn bytes(mut self) -> u64 {
+        let interrupted = std::process::Command::new("kill")
+            .args(["-INT", &self.strace.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(interrupted.success());
+        self.strace.wait().unwrap();
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        // `pid recvfrom(7, ""..., 1024, 0, NULL, NULL) = 1024`; an unfinished call returns
+        // on its `<... resumed>` line; a failed one returns -1.
+        text.lines()
+            .filter_map(|l| l.rsplit_once(") = "))
+            .filter_map(|(_, ret)| ret.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
 /// A 1 GiB body, declared (`Content-Length: 1073741824`) or chunked, streamed at mxisd
 /// until it stops taking it: 413, the connection closed, and what the client could push
 /// into it at most `maxBodyBytes` plus what the two sockets' buffers hold (the kernel
-/// takes that much whatever the server reads): mxisd stopped reading at its limit.
+/// takes that much whatever the server reads). And on the server's side, what mxisd
+/// itself read meanwhile (its read calls, traced): at most the limit, one fill of its connection's 1 KiB
+/// read buffer, the drain after the answer (at most 64 KiB and one 4 KiB read: closing on
+/// unread bytes would reset the connection before the client read its 413, tiny_http's
+/// `client.rs`), and a slack of 16 KiB for the head, the chunk-size lines and what the
+/// quiet server's own jobs read meanwhile (its SQLite state). So mxisd stopped reading at
+/// its limit, whatever the client pushed.
 #[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
 fn request_size_exhaustion_1gb_body_413() {
     const LIMIT: u64 = 65_536;
     const GIB: u64 = 1 << 30;
+    const BUFFER: u64 = 1024;
+    const DRAIN: u64 = 64 * 1024 + 4096;
+    const SLACK: u64 = 16 * 1024;
     let s = Mxisd::start(&format!(
         "http:\n  maxBodyBytes: {LIMIT}\n  requestTimeout: 10\n"
     ));
+    // Quiet: the first listing of the stores for the hash index is done.
+    s.wait_hash_index();
     let buffers = socket_buffers();
     for chunked in [false, true] {
+        let trace = ReadTrace::attach(s.pid(), &s.dir);
         let framing = if chunked {
             "Transfer-Encoding: chunked".to_owned()
         } else {
@@ -100,8 +178,10 @@ fn request_size_exhaustion_1gb_body_413() {
             sent += piece.len() as u64;
         }
         let answer = answer.join().unwrap();
+        // The client's writes fail once mxisd closed the connection, after its last read.
+        let read = trace.bytes();
         println!(
-            "chunked {chunked}: {sent} bytes taken before the connection closed (socket buffers up to {buffers})"
+            "chunked {chunked}: {sent} bytes taken before the connection closed (socket buffers up to {buffers}); mxisd read {read}"
         );
         assert!(
             support::status_line(&answer).starts_with("HTTP/1.1 413"),
@@ -113,6 +193,10 @@ fn request_size_exhaustion_1gb_body_413() {
         assert!(
             sent <= LIMIT + 64 * 1024 + buffers,
             "{sent} bytes taken for a limit of {LIMIT}"
+        );
+        assert!(
+            read <= LIMIT + BUFFER + DRAIN + SLACK,
+            "mxisd read {read} bytes for a limit of {LIMIT}"
         );
     }
     assert_eq!(s.get("/_matrix/identity/versions").status, 200);
@@ -133,6 +217,26 @@ fn ns_post(s: &Mxisd, path: &str, body: &Value) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_owned())
 }
 
+/// mxisd with `extra`, in a network namespace of its own holding only loopback
+/// (`unshare -n`), so that even a broken guard could send no packet off the machine; names
+/// from the test's `hosts` file (no DNS either).
+fn start_in_own_netns(extra: &str, hosts: &std::path::Path) -> Mxisd {
+    let hosts_env = format!("MXISD_HOSTS_FILE={}", hosts.display());
+    Mxisd::start_wrapped(
+        extra,
+        &[
+            "env",
+            &hosts_env,
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$@\"",
+            "sh",
+        ],
+    )
+}
+
 /// `matrix_server_name` (v2 register) naming the cloud metadata address, a private
 /// address, loopback written as an IPv4-mapped IPv6 address, and names resolving to a
 /// private and a link-local address: refused by the outbound address policy before any
@@ -149,20 +253,7 @@ fn ssrf_matrix_server_name_private_targets_refused() {
         "10.20.30.40 ten.advisory.test\n169.254.169.254 metadata.advisory.test\n",
     )
     .unwrap();
-    let hosts_env = format!("MXISD_HOSTS_FILE={}", hosts.display());
-    let s = Mxisd::start_wrapped(
-        &federation_config(""),
-        &[
-            "env",
-            &hosts_env,
-            "unshare",
-            "-n",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$@\"",
-            "sh",
-        ],
-    );
+    let s = start_in_own_netns(&federation_config(""), &hosts);
     for (server, address, rule) in [
         ("169.254.169.254", "169.254.169.254", "link-local"),
         ("10.1.2.3:8448", "10.1.2.3", "private"),
@@ -196,6 +287,86 @@ fn ssrf_matrix_server_name_private_targets_refused() {
     ] {
         assert!(!s.log().contains(attempt), "{attempt}: {}", s.log());
     }
+}
+
+/// onbind (and whatever it would fetch first) to an invitee's homeserver on a private
+/// address, the cloud metadata address, loopback written as an IPv4-mapped IPv6 address,
+/// or a name resolving to a private address: refused by the outbound address policy before
+/// any connection, nothing sent, and the queue item backed off and tried again later, as
+/// for a homeserver that is down (README "Invites by e-mail"), refused again each time. The
+/// invitees are found by the invite resolution in a Synapse database (a file: no network).
+/// mxisd runs in a network namespace holding only loopback, as above.
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn ssrf_onbind_private_targets_refused() {
+    let dir = TempDir::new();
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, "10.20.30.40 ten.advisory.test\n").unwrap();
+    let db = support::synapse_sqlite(&dir, &[]);
+    let s = start_in_own_netns(
+        &format!(
+            "synapseSql:\n  enabled: true\n  type: sqlite\n  connection: '{db}'\nlookup:\n  recursive:\n    enabled: false\ninvite:\n  resolution:\n    timer: 1\n    period: seconds\n  retry:\n    first: 1\n    max: 1\n{}",
+            federation_config("")
+        ),
+        &hosts,
+    );
+    let targets = [
+        ("10.1.2.3:8448", "10.1.2.3", "private"),
+        ("169.254.169.254", "169.254.169.254", "link-local"),
+        ("[::ffff:127.0.0.1]:8448", "127.0.0.1", "loopback"),
+        ("ten.advisory.test:8448", "10.20.30.40", "private"),
+    ];
+    let run = format!("advonbind{}x{}", std::process::id(), mxisd::now_ms());
+    let synapse = rusqlite::Connection::open(&db).unwrap();
+    for (i, (server, _, _)) in targets.iter().enumerate() {
+        let address = format!("{run}-{i}@example.net");
+        let invite = json!({
+            "medium": "email", "address": address, "room_id": "!room:example.org",
+            "sender": "@alice:example.org",
+        });
+        let (status, text) = ns_post(&s, &format!("{V1}/store-invite"), &invite);
+        assert_eq!(status, 200, "{server}: {text}\n{}", s.log());
+        // The directory gains the invitee, on the target homeserver.
+        synapse
+            .execute(
+                "INSERT INTO user_threepids VALUES (?1, 'email', ?2, 0, 0)",
+                rusqlite::params![format!("@invitee{i}:{server}"), address],
+            )
+            .unwrap();
+    }
+    for (server, address, rule) in targets {
+        assert!(
+            s.wait_for_log(&format!(
+                "{address} is a {rule} address, refused by the outbound address policy"
+            )),
+            "{server}: {}",
+            s.log()
+        );
+        // Backed off, then refused again: never sent, never given up.
+        assert!(
+            s.wait_for_log(&format!(
+                "(attempt 2): sending failed: homeserver {server}: "
+            )),
+            "{server}: {}",
+            s.log()
+        );
+    }
+    let log = s.log();
+    let onbind: Vec<&str> = log.lines().filter(|l| l.contains("onbind")).collect();
+    for line in &onbind {
+        assert!(line.contains("; again in 1 s"), "{line}");
+        // Refused before connecting: no attempt failed on the (absent) network.
+        for attempt in [
+            "Network is unreachable",
+            "os error",
+            "timed out",
+            "Connection refused",
+        ] {
+            assert!(!line.contains(attempt), "{attempt}: {line}");
+        }
+    }
+    assert!(!log.contains("invites delivered"), "{log}");
+    assert!(!log.contains("not sent again"), "{log}");
 }
 
 fn invite_config() -> String {
@@ -248,8 +419,8 @@ fn head_of(mail: &str) -> String {
 
 /// `room_name` and `sender_display_name` carrying HTML, CRLF with headers after them, and
 /// the template's MIME boundary: the subject one line, no header and no recipient added, no
-/// part added (a boundary in a value is moved off the start of its line), the HTML part
-/// escaped. In the text part a line break of a value stays a line break of the text.
+/// part added, the HTML part escaped; and in every part, text and HTML, each value is one
+/// line (its line breaks spaces, as in headers), so it starts no line of its own.
 #[test]
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn invite_mail_content_escaped_html_crlf_mime() {
@@ -298,6 +469,36 @@ fn invite_mail_content_escaped_html_crlf_mime() {
             assert!(!body.contains("<script"), "{body}");
             assert!(!body.contains("<b>x"), "{body}");
             assert!(body.contains("&lt;script&gt;"), "{body}");
+        }
+    }
+    // Each value one line in every part: each run of line breaks a space.
+    let one_line = format!(
+        "<script>alert(1)</script> Bcc: {victim} --mxisd-invite-9b2c Content-Type: text/html <b>x</b>"
+    );
+    let escaped = format!(
+        "&lt;script&gt;alert(1)&lt;/script&gt; Bcc: {victim} --mxisd-invite-9b2c Content-Type: text/html &lt;b&gt;x&lt;/b&gt;"
+    );
+    for (kind, body) in &parts {
+        let expected = if kind.starts_with("text/html") {
+            &escaped
+        } else {
+            &one_line
+        };
+        // Twice: the sender's name and the room's.
+        assert_eq!(body.matches(expected.as_str()).count(), 2, "{kind}: {body}");
+        for line in body.lines() {
+            for start in [
+                "Bcc:",
+                "--mxisd-invite-9b2c",
+                "Content-Type:",
+                "<b>x",
+                "&lt;b&gt;x",
+            ] {
+                assert!(
+                    !line.starts_with(start),
+                    "{kind}: a value starts a line: {line}"
+                );
+            }
         }
     }
 }

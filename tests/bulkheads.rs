@@ -153,9 +153,21 @@ fn a_frozen_directory_holds_only_its_share_of_the_workers() {
     assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
 }
 
-/// A REST backend of the test's own: it reads each request, then answers it (bob, found)
-/// only once `answering` is set; until then it holds it, as a backend that stopped
-/// answering. Counts the requests it read.
+/// What a backend of the test's own answers a request (its request line): whether it is
+/// counted and held while answering is off, and the JSON answer.
+type Answers = fn(&str) -> (bool, &'static str);
+
+/// The REST backend's answer: bob, found; every request counted and held.
+fn rest_store(_: &str) -> (bool, &'static str) {
+    (
+        true,
+        r#"{"lookup":{"medium":"email","address":"bob@example.org","id":{"type":"localpart","value":"bob"}}}"#,
+    )
+}
+
+/// A backend of the test's own: it reads each request, then answers it as `answers` says,
+/// a held one only once `answering` is set; until then it holds it, as a backend that
+/// stopped answering. Counts the held requests it read.
 struct Backend {
     port: u16,
     read: Arc<AtomicUsize>,
@@ -163,7 +175,7 @@ struct Backend {
 }
 
 impl Backend {
-    fn start() -> Backend {
+    fn start(answers: Answers) -> Backend {
         let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
         let port = listener.local_addr().expect("its address").port();
         let read = Arc::new(AtomicUsize::new(0));
@@ -172,7 +184,7 @@ impl Backend {
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let (count, gate) = (count.clone(), gate.clone());
-                std::thread::spawn(move || serve(conn, &count, &gate));
+                std::thread::spawn(move || serve(conn, answers, &count, &gate));
             }
         });
         Backend {
@@ -196,61 +208,110 @@ impl Backend {
     }
 }
 
-/// One connection: each request read, counted, then answered once answering is on.
-fn serve(conn: TcpStream, count: &AtomicUsize, answering: &(Mutex<bool>, Condvar)) {
+/// One request from `reader`, body and all: its request line (None once the client closed).
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut request_line = String::new();
+    let mut length = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if request_line.is_empty() {
+            request_line = line.clone();
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(request_line)
+}
+
+/// Waits until `answering` is on.
+fn wait_answering(answering: &(Mutex<bool>, Condvar)) {
+    let (lock, cvar) = answering;
+    let mut on = lock.lock().expect("not poisoned");
+    while !*on {
+        on = cvar.wait(on).expect("not poisoned");
+    }
+}
+
+/// Writes a 200 with the JSON `answer`; whether it went.
+fn reply(conn: &mut TcpStream, answer: &str) -> bool {
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    conn.write_all(reply.as_bytes()).is_ok()
+}
+
+/// One connection: each request read, then answered as `answers` says (a held one counted,
+/// and answered once answering is on).
+fn serve(
+    conn: TcpStream,
+    answers: Answers,
+    count: &AtomicUsize,
+    answering: &(Mutex<bool>, Condvar),
+) {
     let mut reader = BufReader::new(conn.try_clone().expect("a second handle"));
     let mut conn = conn;
-    loop {
-        let mut length = 0;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            if line == "\r\n" {
-                break;
-            }
+    while let Some(line) = read_request(&mut reader) {
+        let (held, answer) = answers(&line);
+        if held {
+            count.fetch_add(1, Ordering::SeqCst);
+            wait_answering(answering);
         }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        count.fetch_add(1, Ordering::SeqCst);
-        let (lock, cvar) = answering;
-        let mut on = lock.lock().expect("not poisoned");
-        while !*on {
-            on = cvar.wait(on).expect("not poisoned");
-        }
-        drop(on);
-        let answer = r#"{"lookup":{"medium":"email","address":"bob@example.org","id":{"type":"localpart","value":"bob"}}}"#;
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
-            answer.len()
-        );
-        if conn.write_all(reply.as_bytes()).is_err() {
+        if !reply(&mut conn, answer) {
             return;
         }
     }
+}
+
+/// A free loopback port, for the metrics listener.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// `mxisd_backend_refused_total{backend="<backend>"}` on the metrics page at `port`.
+fn refused_total(port: u16, backend: &str) -> u64 {
+    let page = crate::support::agent()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .expect("the metrics page")
+        .body_mut()
+        .read_to_string()
+        .expect("its text");
+    let series = format!("mxisd_backend_refused_total{{backend=\"{backend}\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in:\n{page}"))
+        .parse()
+        .expect("a count")
 }
 
 #[test]
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_rest_backend_that_stops_answering_holds_only_its_share_of_the_workers() {
     ensure_up();
-    let backend = Backend::start();
+    let backend = Backend::start(rest_store);
     let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let metrics = free_port();
     let s = Arc::new(Mxisd::start(&format!(
-        "{WORKERS}rest:\n  enabled: true\n  host: 'http://127.0.0.1:{}'\n  timeout: 25\n{}",
+        "{WORKERS}metrics:\n  enabled: true\n  port: {metrics}\nrest:\n  enabled: true\n  host: 'http://127.0.0.1:{}'\n  timeout: 25\n{}",
         backend.port,
         federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
     )));
     assert_eq!(s.get(BOB).json()["mxid"], "@bob:example.org");
     assert_eq!(backend.read.load(Ordering::SeqCst), 1);
+    assert_eq!(refused_total(metrics, "rest"), 0);
 
     backend.answer(false);
     // Two lookups wait on the backend (both read by it: both places are taken) ...
@@ -263,6 +324,9 @@ fn a_rest_backend_that_stops_answering_holds_only_its_share_of_the_workers() {
         3,
         "the refused one never reached it"
     );
+    // Counted, under its backend only.
+    assert_eq!(refused_total(metrics, "rest"), 1);
+    assert_eq!(refused_total(metrics, "ldap"), 0);
     others_answer(&s, &hs, &done, "silent_rest");
     assert!(
         s.wait_for_log(
@@ -425,4 +489,113 @@ fn a_stalled_state_database_holds_only_its_share_of_the_workers() {
         assert_eq!(r.status, 200, "{}", r.text);
     }
     v2_token(&s, &hs, "after");
+}
+
+/// What another identity server of the test's own answers for remote 3PID sessions: it
+/// serves v1 and starts sessions at once; `getValidated3pid` (validated) is counted and
+/// held while answering is off.
+fn remote_is(request_line: &str) -> (bool, &'static str) {
+    if request_line.contains("/3pid/getValidated3pid") {
+        (
+            true,
+            r#"{"medium":"email","address":"x@example.org","validated_at":1}"#,
+        )
+    } else if request_line.contains("/validate/email/requestToken") {
+        (false, r#"{"sid":"remote-sid"}"#)
+    } else {
+        (false, "{}")
+    }
+}
+
+/// Remote 3PID sessions on another identity server that stops answering: with one place
+/// (`backendWorkers: 1`), one getValidated3pid waits on it and a second is refused at once
+/// (503 M_UNKNOWN naming the server, never sent to it, logged, counted), while the rest
+/// of mxisd answers; once it answers, so does the held one.
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_remote_identity_server_that_stops_answering_holds_only_its_share_of_the_workers() {
+    use crate::support::mail::{fresh_address, link_in, wait_for};
+    ensure_up();
+    let remote = Backend::start(remote_is);
+    let metrics = free_port();
+    let dir = TempDir::new();
+    let config = dir.join("mxisd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "matrix:\n  domain: example.org\n  identity:\n    servers:\n      remote: ['http://127.0.0.1:{remote}']\nserver:\n  port: 0\nkey:\n  path: '{keys}'\nstorage:\n  provider:\n    sqlite:\n      database: '{db}'\nhttp:\n  workers: 4\n  backendWorkers: 1\nmetrics:\n  enabled: true\n  port: {metrics}\nthreepid:\n  medium:\n    email:\n      identity:\n        from: 'identity@example.org'\n        name: 'Home Identity'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {smtp}\n          tls: 0\nfederation:\n  resolver: '127.0.0.1:{dns}'\n  ipRangeWhitelist: ['127.0.0.0/8']\n  connectTimeout: 2\n  timeout: 25\nsession:\n  policy:\n    validation:\n      enabled: true\n      forLocal:\n        enabled: true\n        toLocal: false\n        toRemote:\n          enabled: true\n          server: 'remote'\n      forRemote:\n        enabled: true\n        toLocal: false\n        toRemote:\n          enabled: true\n          server: 'remote'\n",
+            remote = remote.port,
+            keys = dir.join("keys").display(),
+            db = dir.join("mxisd.db").display(),
+            smtp = get("SMTP_PORT"),
+            dns = get("DNS_PORT"),
+        ),
+    )
+    .expect("the config");
+    let s = Arc::new(Mxisd::spawn(dir, &config));
+    // Two sessions, each started on the remote by our link.
+    let sessions: Vec<(String, String)> = (0..2)
+        .map(|i| {
+            let email = fresh_address("bulkremote", "example.org");
+            let secret = format!("s{i}");
+            let r = s.post(
+                "/_matrix/identity/api/v1/validate/email/requestToken",
+                &serde_json::json!({"client_secret": secret, "email": email, "send_attempt": 1})
+                    .to_string(),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            let sid = r.json()["sid"].as_str().expect("a sid").to_owned();
+            let link = link_in(&wait_for(&email, 1)[0]);
+            let page = s.get(link.trim_start_matches("https://example.org"));
+            assert_eq!(page.status, 200, "{}\n{}", page.text, s.log());
+            (sid, secret)
+        })
+        .collect();
+    assert!(s.wait_for_log("remote session started"), "{}", s.log());
+    let check = |(sid, secret): &(String, String)| {
+        format!("/_matrix/identity/api/v1/3pid/getValidated3pid?sid={sid}&client_secret={secret}")
+    };
+    assert_eq!(refused_total(metrics, "remote_sessions"), 0);
+
+    remote.answer(false);
+    // The first check waits on the remote (read by it: the one place is taken) ...
+    let (tx, done) = channel();
+    let held = {
+        let (s, url, tx) = (s.clone(), check(&sessions[0]), tx.clone());
+        std::thread::spawn(move || {
+            let r = s.get(&url);
+            let _ = tx.send(0);
+            r
+        })
+    };
+    remote.wait_read(1);
+    // ... so a second is refused at once, without reaching it.
+    let refused = s.get(&check(&sessions[1]));
+    let body = refused.assert_error(503, "M_UNKNOWN");
+    let name = format!("127.0.0.1:{}", remote.port);
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains(&name),
+        "{body}"
+    );
+    assert_eq!(
+        remote.read.load(Ordering::SeqCst),
+        1,
+        "it never reached the remote"
+    );
+    assert_eq!(refused_total(metrics, "remote_sessions"), 1);
+    assert_eq!(s.get("/_matrix/identity/v2").status, 200);
+    assert!(
+        done.try_recv().is_err(),
+        "the held check is still outstanding"
+    );
+    assert!(
+        s.wait_for_log("the remote identity servers of 3PID sessions is busy: 1 workers already wait on it (http.backendWorkers)"),
+        "{}",
+        s.log()
+    );
+
+    // Answering again: the held check ends, validated.
+    remote.answer(true);
+    let r = held.join().expect("no panic");
+    assert_eq!(r.status, 200, "{}", r.text);
 }

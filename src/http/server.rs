@@ -18,13 +18,10 @@
 //! - One access-log line per request: method, route pattern (never the raw path or query,
 //!   which may carry addresses or tokens), status, milliseconds.
 
-use super::request::client_address;
-use super::router::{split, Method, RouteMatch};
-use super::{ApiError, Reply, Request, Router};
+use super::{ApiError, Reply, Router};
 use crate::cidr::Cidr;
 use crate::config::Config;
 use crate::config::HttpConfig;
-use crate::urlencoded;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};
@@ -261,27 +258,15 @@ fn dispatch<'s, C>(shared: &'s Shared<C>, raw: &mut tiny_http::Request) -> (Repl
     if *raw.method() == tiny_http::Method::Options {
         return (Reply::json(serde_json::json!({})), "(preflight)");
     }
-    let (path, query) = raw.url().split_once('?').unwrap_or((raw.url(), ""));
-    let Some(segments) = split(path)
-        .map(|s| urlencoded::decode(s, false))
-        .collect::<Option<Vec<_>>>()
-    else {
-        return (ApiError::Unrecognized.into(), "(bad path)");
-    };
-    let query = urlencoded::parse_query(query);
-    let Some(method) = Method::from_tiny(raw.method()) else {
-        return (ApiError::MethodNotAllowed.into(), "(method)");
-    };
-    let (route, params) = match shared.router.find(method, &segments) {
-        RouteMatch::Found(route, params) => (route, params),
-        RouteMatch::WrongMethod => return (ApiError::MethodNotAllowed.into(), "(method)"),
-        RouteMatch::NotFound => return (ApiError::Unrecognized.into(), "(unknown)"),
-    };
-    let label = route.pattern.as_str();
-    let body = raw.take_body();
     let peer = raw.remote_addr().ip();
-    let client = client_address(peer, raw.headers(), &shared.trusted_proxies);
-    let request = Request::new(method, client, params, query, raw.headers(), body);
+    let body = raw.take_body();
+    let head = (raw.method(), raw.url(), raw.headers());
+    let (route, request) =
+        match super::route(&shared.router, &shared.trusted_proxies, head, peer, body) {
+            Ok(routed) => routed,
+            Err(unrouted) => return (unrouted.error.into(), unrouted.label),
+        };
+    let label = route.pattern.as_str();
     let reply = (route.handler)(&shared.context, &request).unwrap_or_else(|e| {
         if e.status() >= 500 {
             log::warn!("{} {label}: {e}", raw.method());

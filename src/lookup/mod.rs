@@ -51,9 +51,10 @@ impl Step {
     /// A store whose calls pass a bulkhead of `max` places.
     fn gated(store: Box<dyn IdentityStore>, max: usize) -> Step {
         let name = format!("identity store {}", store.name());
+        let backend = crate::metrics::Backend::store(store.name());
         Step {
             store,
-            bulkhead: Some(Bulkhead::new(name, max, "http.backendWorkers")),
+            bulkhead: Some(Bulkhead::new(backend, name, max, "http.backendWorkers")),
         }
     }
 

@@ -82,6 +82,7 @@ impl Remote {
             cache: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             bulkhead: Bulkhead::new(
+                crate::metrics::Backend::RemoteLookups,
                 "the lookup on other identity servers",
                 config.http.backend_workers,
                 "http.backendWorkers",

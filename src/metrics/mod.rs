@@ -45,6 +45,50 @@ pub fn state_error(unavailable: bool) {
     STATE_ERRORS[usize::from(!unavailable)].fetch_add(1, Relaxed);
 }
 
+/// A backend a bulkhead guards (`gate::Bulkhead`): each identity store kind, the
+/// PostgreSQL state, the other identity servers of lookups and of remote 3PID sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Ldap,
+    Sql,
+    SynapseSql,
+    Rest,
+    State,
+    RemoteLookups,
+    RemoteSessions,
+    /// A store this list does not name (none in the server; a test's own).
+    Other,
+}
+
+const BACKENDS: [(Backend, &str); 8] = [
+    (Backend::Ldap, "ldap"),
+    (Backend::Sql, "sql"),
+    (Backend::SynapseSql, "synapseSql"),
+    (Backend::Rest, "rest"),
+    (Backend::State, "state"),
+    (Backend::RemoteLookups, "remote_lookups"),
+    (Backend::RemoteSessions, "remote_sessions"),
+    (Backend::Other, "other"),
+];
+
+impl Backend {
+    /// The identity store named `name` (its config section: `ldap`, `sql`, `synapseSql`,
+    /// `rest`).
+    pub fn store(name: &str) -> Backend {
+        BACKENDS[..4]
+            .iter()
+            .find(|(_, label)| *label == name)
+            .map_or(Backend::Other, |(backend, _)| *backend)
+    }
+}
+
+static BACKEND_REFUSED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+/// Counts a call `backend`'s bulkhead refused (every place taken).
+pub fn backend_refused(backend: Backend) {
+    BACKEND_REFUSED[backend as usize].fetch_add(1, Relaxed);
+}
+
 static HASH_ENTRIES: AtomicU64 = AtomicU64::new(0);
 /// When the hash index in use was built (ms since the epoch); 0 before the first.
 static HASH_BUILT_MS: AtomicI64 = AtomicI64::new(0);
@@ -82,6 +126,15 @@ pub fn render(t: &mut Text) {
     for (i, kind) in ["unavailable", "error"].into_iter().enumerate() {
         let n = STATE_ERRORS[i].load(Relaxed);
         t.int("mxisd_state_errors_total", &[("kind", kind)], n);
+    }
+    t.family(
+        "mxisd_backend_refused_total",
+        Kind::Counter,
+        "Calls refused at once by a backend's bulkhead (http.backendWorkers: every place taken), by backend.",
+    );
+    for (backend, name) in BACKENDS {
+        let n = BACKEND_REFUSED[backend as usize].load(Relaxed);
+        t.int("mxisd_backend_refused_total", &[("backend", name)], n);
     }
     t.family(
         "mxisd_hash_index_entries",

@@ -172,7 +172,10 @@ impl Sessions {
             log::warn!("{said}");
         }
         Sessions {
-            remotes: remote::Remotes::new(config.matrix.identity_servers.clone()),
+            remotes: remote::Remotes::new(
+                config.matrix.identity_servers.clone(),
+                config.http.backend_workers,
+            ),
             limits,
             cfg: config.session.clone(),
             domain: config.matrix.domain.clone(),

@@ -18,12 +18,18 @@
 //! never at start: when it cannot, the offer is not shown, the local flow completes, and
 //! the page and the log say why. What was found is kept a while (`USABLE_FOR`,
 //! `UNUSABLE_FOR`), so that a busy page does not ask the remote each time.
+//!
+//! Every call to a remote passes one [`Bulkhead`] of `http.backendWorkers` places, as the
+//! remote lookups do theirs: past it a step fails at once (503, the page says the server
+//! is busy), so that remotes that stop answering hold a bounded share of the workers. A
+//! refusal is not kept as what was found of the server.
 
 use super::policy::{self, Route};
 use super::{SessionError, Sessions};
 use crate::crypto::random;
 use crate::federation::remote_session as remote;
 use crate::federation::Client;
+use crate::gate::Bulkhead;
 use crate::opaque_id::{ClientSecret, Sid};
 use crate::state::{NewRemoteSession, RemoteSessionRow, SessionRow, State};
 use crate::threepid::Medium;
@@ -41,18 +47,33 @@ const UNUSABLE_FOR: Duration = Duration::from_secs(30);
 /// What was found of a server, and when: usable, or why not.
 type Found = (Instant, Result<(), String>);
 
-/// `matrix.identity.servers`, and what was found of each server.
+/// `matrix.identity.servers`, what was found of each server, and the workers calling them.
 pub struct Remotes {
     servers: BTreeMap<String, Vec<String>>,
     found: Mutex<HashMap<String, Found>>,
+    /// The workers waiting on remotes at once (`http.backendWorkers`).
+    bulkhead: Bulkhead,
 }
 
 impl Remotes {
-    pub fn new(servers: BTreeMap<String, Vec<String>>) -> Remotes {
+    /// The `servers`, at most `max` workers waiting on them at once.
+    pub fn new(servers: BTreeMap<String, Vec<String>>, max: usize) -> Remotes {
         Remotes {
             servers,
             found: Mutex::new(HashMap::new()),
+            bulkhead: Bulkhead::new(
+                crate::metrics::Backend::RemoteSessions,
+                "the remote identity servers of 3PID sessions",
+                max,
+                "http.backendWorkers",
+            ),
         }
+    }
+
+    /// `call` to a remote once in the bulkhead; past it, at once, why it was refused.
+    fn gated<T>(&self, call: impl FnOnce() -> Result<T, remote::RemoteError>) -> Result<T, String> {
+        let _pass = self.bulkhead.enter().map_err(|refused| refused.reason)?;
+        call().map_err(|e| e.to_string())
     }
 
     pub fn servers(&self) -> &BTreeMap<String, Vec<String>> {
@@ -71,6 +92,8 @@ impl Remotes {
                 return known.clone();
             }
         }
+        // Refused by the bulkhead: not kept, the server was not asked.
+        let _pass = self.bulkhead.enter().map_err(|refused| refused.reason)?;
         let found = remote::v1_available(client, base).map_err(|e| e.to_string());
         crate::lock(&self.found).insert(base.to_owned(), (Instant::now(), found.clone()));
         found
@@ -209,9 +232,12 @@ impl Sessions {
         let secret = random::string_from(random::ALPHANUMERIC, 32).map_err(SessionError::Random)?;
         let secret =
             ClientSecret::parse(&secret).ok_or_else(|| failed("no secret could be made".into()))?;
-        let remote_sid =
-            remote::request_email_token(client, base, secret.as_str(), &session.address, 1)
-                .map_err(|e| failed(e.to_string()))?;
+        let remote_sid = self
+            .remotes
+            .gated(|| {
+                remote::request_email_token(client, base, secret.as_str(), &session.address, 1)
+            })
+            .map_err(failed)?;
         let row = state
             .remote_session_started(&NewRemoteSession {
                 sid: &session.sid,
@@ -328,19 +354,23 @@ impl Sessions {
         if row.validated_ts.is_some() {
             return Ok(());
         }
-        let validated = remote::validated(
-            client,
-            &row.server,
-            &row.remote_sid,
-            row.remote_secret.as_str(),
-        )
-        .map_err(|e| {
-            log::warn!("session {}: asking {} failed: {e}", row.sid, row.server);
-            SessionError::Remote {
-                server: server_name(&row.server).to_owned(),
-                why: e.to_string(),
-            }
-        })?;
+        let validated = self
+            .remotes
+            .gated(|| {
+                remote::validated(
+                    client,
+                    &row.server,
+                    &row.remote_sid,
+                    row.remote_secret.as_str(),
+                )
+            })
+            .map_err(|why| {
+                log::warn!("session {}: asking {} failed: {why}", row.sid, row.server);
+                SessionError::Remote {
+                    server: server_name(&row.server).to_owned(),
+                    why,
+                }
+            })?;
         if !validated {
             return Err(SessionError::NotValidated);
         }
@@ -357,20 +387,24 @@ impl Sessions {
         row: &RemoteSessionRow,
         mxid: &UserId,
     ) -> Result<Value, SessionError> {
-        let association = remote::bind(
-            client,
-            &row.server,
-            (&row.remote_sid, row.remote_secret.as_str()),
-            (session.medium.as_str(), &session.address),
-            mxid.as_str(),
-        )
-        .map_err(|e| {
-            log::warn!("session {}: bind on {} failed: {e}", row.sid, row.server);
-            SessionError::Remote {
-                server: server_name(&row.server).to_owned(),
-                why: e.to_string(),
-            }
-        })?;
+        let association = self
+            .remotes
+            .gated(|| {
+                remote::bind(
+                    client,
+                    &row.server,
+                    (&row.remote_sid, row.remote_secret.as_str()),
+                    (session.medium.as_str(), &session.address),
+                    mxid.as_str(),
+                )
+            })
+            .map_err(|why| {
+                log::warn!("session {}: bind on {} failed: {why}", row.sid, row.server);
+                SessionError::Remote {
+                    server: server_name(&row.server).to_owned(),
+                    why,
+                }
+            })?;
         state.remote_session_bound(&row.sid, mxid, crate::now_ms())?;
         log::info!(
             "session {}: bound on {} to a user of {}",

@@ -75,6 +75,7 @@ impl Postgres {
             pool: Pool::new(conns, cfg.timeout).on_panic(|c| *c = PgConn::default()),
             target,
             bulkhead: Bulkhead::new(
+                crate::metrics::Backend::State,
                 "the state database (PostgreSQL)",
                 callers,
                 "http.backendWorkers",

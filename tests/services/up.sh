@@ -40,6 +40,8 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 # tests/advisories.rs: requests into mxisd's own network namespace (unshare, nsenter: util-linux).
 command -v curl >/dev/null || missing+=(curl)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+# tests/advisories.rs: what mxisd reads of a refused body (its read calls, traced).
+command -v strace >/dev/null || missing+=(strace)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         log "missing packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}"

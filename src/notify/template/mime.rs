@@ -4,7 +4,7 @@
 //! quoted-printable where its lines or its 7bit declaration call for it.
 
 use super::error::TemplateError;
-use super::headers::{fill_header, find_header, normalize_newlines, parse_headers, RawHeader};
+use super::headers::{fill_header, find_header, one_line, parse_headers, RawHeader};
 use super::placeholders::{escape_html, pieces, Piece, Placeholders};
 use crate::notify::lines as limit;
 
@@ -283,8 +283,9 @@ fn fill_part(
     Ok(out)
 }
 
-/// A body that is not multipart: values HTML-escaped in HTML, quoted-printable encoded in
-/// a quoted-printable part; a base64 part stays as written.
+/// A body that is not multipart: values made one line (as in headers), HTML-escaped in
+/// HTML, quoted-printable encoded in a quoted-printable part; a base64 part stays as
+/// written (no value is filled there).
 fn fill_leaf(
     lines: &[&str],
     encoding: TransferEncoding,
@@ -307,8 +308,8 @@ fn fill_leaf(
                 out.push_str(t);
                 continue;
             }
-            Piece::Value { value, .. } if html => escape_html(value),
-            Piece::Value { value, .. } => value.to_string(),
+            Piece::Value { value, .. } if html => escape_html(&one_line(value)),
+            Piece::Value { value, .. } => one_line(value),
         };
         if encoding == TransferEncoding::QuotedPrintable {
             let at_line_end = match pieces.get(i + 1) {
@@ -318,7 +319,7 @@ fn fill_leaf(
             };
             out.push_str(&limit::quoted_printable(&value, at_line_end));
         } else {
-            push_guarded(&mut out, &normalize_newlines(&value), boundaries);
+            push_guarded(&mut out, &value, boundaries);
         }
     }
     let lines = out.split('\n');
@@ -329,23 +330,18 @@ fn fill_leaf(
     }
 }
 
-/// Appends a value that may hold line breaks; a line of it that would read as a
-/// delimiter of an enclosing multipart gets a leading space, so that a value cannot
-/// close its part and forge another.
+/// Appends a value (one line); one that starts a line where it would read as a delimiter
+/// of an enclosing multipart gets a leading space, so that a value cannot close its part
+/// and forge another.
 fn push_guarded(out: &mut String, value: &str, boundaries: &[String]) {
-    for (i, line) in value.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        let line_start = out.is_empty() || out.ends_with('\n');
-        let forged = line
-            .strip_prefix("--")
-            .is_some_and(|rest| boundaries.iter().any(|b| rest.starts_with(b.as_str())));
-        if line_start && forged {
-            out.push(' ');
-        }
-        out.push_str(line);
+    let line_start = out.is_empty() || out.ends_with('\n');
+    let forged = value
+        .strip_prefix("--")
+        .is_some_and(|rest| boundaries.iter().any(|b| rest.starts_with(b.as_str())));
+    if line_start && forged {
+        out.push(' ');
     }
+    out.push_str(value);
 }
 
 #[cfg(test)]
@@ -420,7 +416,8 @@ Lines %LINES%
             "{m}"
         );
         assert!(m.contains("\r\nTrailing a=20=20\r\n"), "{m}");
-        assert!(m.contains("\r\nLines 1=0D=0A2\r\n"), "{m}");
+        // A value is one line here too: its line break a space (=20 before the break).
+        assert!(m.contains("\r\nLines 1 2\r\n"), "{m}");
         // Declared encoding kept, nothing added.
         assert_eq!(m.matches("Content-Transfer-Encoding").count(), 1);
     }
@@ -506,7 +503,48 @@ Content-Type: text/plain
         );
         let m = fill(VALIDATION, &v);
         assert_eq!(m.matches("\r\n--b-42\r\n").count(), 2);
-        assert!(m.contains("\r\n --b-42\r\n"));
+        // One line: nothing of it starts a line, in either part.
+        assert_eq!(
+            m.matches("code x --b-42 Content-Type: text/html <script>.")
+                .count(),
+            1,
+            "{m}"
+        );
+        // A value that starts a line of the template and reads as a delimiter is moved off
+        // the line start, in the text part and (escaped) in the HTML part.
+        let template = "Subject: s\nContent-Type: multipart/alternative; boundary=b-42\n\n--b-42\nContent-Type: text/plain\n\n%NAME%\n--b-42\nContent-Type: text/html\n\n%NAME%\n--b-42--\n";
+        let mut v = Placeholders::new();
+        v.set("NAME", "--b-42--");
+        let m = fill(template, &v);
+        assert_eq!(m.matches("\r\n--b-42").count(), 3, "{m}");
+        assert_eq!(m.matches("\r\n --b-42--\r\n").count(), 2, "{m}");
+    }
+
+    #[test]
+    fn values_are_one_line_in_every_part() {
+        let template = "Subject: s\nContent-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\nRoom %NAME%!\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nRoom %NAME%!\n--b\nContent-Type: text/html\n\n<p>Room %NAME%!</p>\n--b--\n";
+        let mut v = Placeholders::new();
+        v.set("NAME", "Tea\r\nBcc: x\n\n\tTime\u{0}\u{1b}[1m\u{7f}<b>");
+        let m = fill(template, &v);
+        assert_crlf_only(&m);
+        assert_eq!(
+            m.matches("\r\nRoom Tea Bcc: x  Time[1m<b>!\r\n").count(),
+            2,
+            "{m}"
+        );
+        assert!(
+            m.contains("\r\nRoom Tea Bcc: x  Time[1m<b>!\r\n--b\r\nContent-Type: text/html"),
+            "{m}"
+        );
+        assert!(
+            m.contains("\r\n<p>Room Tea Bcc: x  Time[1m&lt;b&gt;!</p>\r\n"),
+            "{m}"
+        );
+        assert!(!m.contains("\r\nBcc"), "{m}");
+        assert!(
+            !m.contains('\u{1b}') && !m.contains('\t') && !m.contains('\u{0}'),
+            "{m}"
+        );
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //!   encoded in quoted-printable parts, base64 parts untouched. A part declared 7bit or 8bit
 //!   (or not at all) whose filled body has a line longer than SMTP allows, or a 7bit part
 //!   that is no longer ASCII, is sent quoted-printable instead (its
-//!   Content-Transfer-Encoding rewritten, `lines.rs`). In headers a value's line breaks
-//!   become spaces (no header injection, and the mail still goes, as sydent does);
-//!   non-ASCII text and words too long for a line become RFC 2047 encoded-words, folded.
+//!   Content-Transfer-Encoding rewritten, `lines.rs`). A value is one line wherever it
+//!   goes, header or body part: its line breaks and tabs become spaces, other control
+//!   characters are dropped (no header injection, no lines of its own in a body, and the
+//!   mail still goes, as sydent does); in headers non-ASCII text and words too long for a
+//!   line become RFC 2047 encoded-words, folded.
 //!   The result is ready for SMTP: CRLF line endings, no line over 998 octets, with
 //!   `Date` and `Message-ID`.
 //! - SMS (`.txt`): plain text, values as they are ([`fill_text`]).
