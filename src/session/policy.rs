@@ -267,6 +267,9 @@ mod tests {
         let one = policy(scope(true, true, false), scope(true, false, true));
         let said = unusable_labels(&one, &none);
         assert_eq!(said.len(), 1, "{said:?}");
-        assert!(said[0].starts_with("session.policy.validation.forRemote.toRemote.server 'remote'"), "{said:?}");
+        assert!(
+            said[0].starts_with("session.policy.validation.forRemote.toRemote.server 'remote'"),
+            "{said:?}"
+        );
     }
 }
