@@ -201,3 +201,26 @@ fn answers_carry_the_mxid_no_nulls_and_logins_by_address_work() {
     )
     .assert_error(400, "M_INVALID_PARAM");
 }
+
+/// Guesses at addresses no store knows are limited per address (its case folded), each
+/// address on its own: one address guessed to its limit does not stop another.
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn unknown_addresses_are_limited_each_on_its_own() {
+    ensure_up();
+    let s = Mxisd::start(&ldap_and_static("internal:\n  rateLimit: 2\n"));
+    let by_address = |address: &str| {
+        s.post(
+            PATH,
+            &json!({"user": {"medium": "email", "address": address, "password": "x"}}).to_string(),
+        )
+    };
+    let failed = json!({"auth": {"success": false}});
+    assert_eq!(by_address("ghost-a@example.org").json(), failed);
+    assert_eq!(by_address("Ghost-A@Example.org").json(), failed);
+    by_address("ghost-a@example.org").assert_error(429, "M_LIMIT_EXCEEDED");
+    // Another unknown address has its own count.
+    assert_eq!(by_address("ghost-b@example.org").json(), failed);
+    assert_eq!(by_address("ghost-b@example.org").json(), failed);
+    by_address("GHOST-B@example.org").assert_error(429, "M_LIMIT_EXCEEDED");
+}

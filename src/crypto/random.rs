@@ -44,4 +44,20 @@ mod tests {
             string_from(ALPHANUMERIC, 32).unwrap()
         );
     }
+
+    /// Uniform over an alphabet whose size does not divide 256: of 129 positions, 3 hold
+    /// `x`. Uniform, `x` comes 3/129 of the time (2326 of 100,000, σ ≈ 48); taking every
+    /// byte (`b % 129`, no rejection) gives 4/256 (1563), rejecting one byte too few 4/130
+    /// (3077): the bounds are ±6.8σ, so a uniform draw fails them about once in 10^11.
+    #[test]
+    fn draws_are_uniform_when_the_alphabet_does_not_divide_256() {
+        let mut alphabet = [b'y'; 129];
+        for i in [0, 127, 128] {
+            alphabet[i] = b'x';
+        }
+        let s = string_from(&alphabet, 100_000).unwrap();
+        assert_eq!(s.len(), 100_000);
+        let xs = s.bytes().filter(|&b| b == b'x').count();
+        assert!((2_000..=2_650).contains(&xs), "{xs} x of 100000");
+    }
 }

@@ -163,4 +163,24 @@ mod tests {
             Err(SignError::Canonical(_))
         ));
     }
+
+    #[test]
+    fn errors_say_what_failed() {
+        assert_eq!(
+            SignError::NotAnObject.to_string(),
+            "only JSON objects can be signed"
+        );
+        assert_eq!(
+            SignError::MissingSignature.to_string(),
+            "no signature from that key"
+        );
+        assert_eq!(
+            SignError::BadSignature.to_string(),
+            "signature does not verify"
+        );
+        assert_eq!(
+            SignError::Canonical(CanonicalError::UnrepresentableNumber("0.5".into())).to_string(),
+            "0.5 cannot be represented in canonical JSON"
+        );
+    }
 }

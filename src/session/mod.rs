@@ -414,3 +414,267 @@ impl Sessions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StorageConfig;
+
+    /// A session service of a configuration, with an e-mail connector that is never used
+    /// (an SMTP relay on a closed loopback port): nothing here sends.
+    fn sessions(extra: &str) -> Sessions {
+        let text = format!(
+            "matrix:\n  domain: example.org\nthreepid:\n  medium:\n    email:\n      identity:\n        from: 'id@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: 9\n          tls: 0\n{extra}"
+        );
+        let config = crate::config::load_str(&text, "test").unwrap().config;
+        Sessions::new(&config, Arc::new(Notifier::from_config(&config).unwrap()))
+    }
+
+    /// A state of its own in a new SQLite file, in a directory removed at the end of the
+    /// test.
+    struct TempState {
+        state: State,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for TempState {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn temp_state(name: &str) -> TempState {
+        let dir = std::env::temp_dir().join(format!(
+            "mxisd-session-{name}-{}-{}",
+            std::process::id(),
+            crate::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let storage = StorageConfig::Sqlite {
+            database: dir.join("state.db"),
+        };
+        TempState {
+            state: State::open(&storage, 2).unwrap(),
+            dir,
+        }
+    }
+
+    fn ask<'a>(
+        medium: Medium,
+        address: &'a str,
+        secret: &'a ClientSecret,
+        client: &'a str,
+        user: Option<&'a str>,
+    ) -> TokenAsk<'a> {
+        TokenAsk {
+            medium,
+            address,
+            client_secret: secret,
+            send_attempt: 1,
+            next_link: None,
+            client,
+            user,
+            country: None,
+        }
+    }
+
+    /// A session stored with the e-mail token `token` (as `request_token` stores a new
+    /// one), expiring at `expires_ts`.
+    fn stored(state: &State, secret: &ClientSecret, token: &str, expires_ts: i64) -> Sid {
+        let now = crate::now_ms();
+        let fresh = Sid::generate().unwrap();
+        let requested = state
+            .request_token(&TokenRequest {
+                medium: Medium::Email,
+                address: "a@example.org",
+                client_secret: secret,
+                send_attempt: 1,
+                next_link: None,
+                token_hash: &hash(token),
+                fresh_sid: &fresh,
+                now_ms: now,
+                expires_ts,
+                reserved_until: now + 1_000,
+                budget: BUDGET,
+            })
+            .unwrap();
+        match requested {
+            Requested::Send { sid, created: true } => sid,
+            other => panic!("not a new session: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_failure_budget_written_out() {
+        assert_eq!(MAX_FAILURES, 5);
+        assert_eq!(MAX_LIFETIME_FAILURES, 15);
+        assert_eq!(
+            BUDGET,
+            FailureBudget {
+                per_code: 5,
+                lifetime: 15
+            }
+        );
+    }
+
+    #[test]
+    fn errors_say_what_happened() {
+        let said = |e: SessionError| e.to_string();
+        assert_eq!(said(SessionError::Forbidden("no".into())), "no");
+        assert_eq!(
+            said(SessionError::NoSession),
+            "no session of this sid and client secret"
+        );
+        assert_eq!(
+            said(SessionError::Ended),
+            "session ended by too many wrong tokens"
+        );
+        assert_eq!(said(SessionError::Expired), "session expired");
+        assert_eq!(said(SessionError::TokenIncorrect), "wrong token");
+        assert_eq!(said(SessionError::NotValidated), "session not validated");
+        assert_eq!(
+            said(SessionError::Limited(Duration::from_millis(1500))),
+            "rate limited for 1500 ms"
+        );
+        assert_eq!(
+            said(SessionError::Remote {
+                server: "b.example".into(),
+                why: "down".into()
+            }),
+            "b.example: down"
+        );
+    }
+
+    #[test]
+    fn a_reservation_outlasts_the_slowest_send() {
+        let s = sessions("");
+        let longest = s.notifier.longest_send(Medium::Email);
+        assert!(longest > Duration::ZERO);
+        assert_eq!(s.reservation(Medium::Email), longest + HOLD_MARGIN);
+        assert_eq!(HOLD_MARGIN, Duration::from_secs(5));
+        // No SMS connector: no send, the margin alone.
+        assert_eq!(s.reservation(Medium::Msisdn), HOLD_MARGIN);
+    }
+
+    #[test]
+    fn a_session_expires_its_lifetime_after_its_last_code() {
+        let s = sessions("session:\n  expiration: 3600\n");
+        assert_eq!(s.config().expiration, Duration::from_secs(3600));
+        assert_eq!(s.expiry_from(1_000), 1_000 + 3_600_000);
+        assert_eq!(s.expiry_from(i64::MAX - 1), i64::MAX);
+    }
+
+    #[test]
+    fn limits_by_address_client_user_and_sms_country() {
+        let s = sessions("");
+        let secret = ClientSecret::parse("s3cret").unwrap();
+        let keys = |r: &TokenAsk<'_>| -> Vec<(usize, String)> {
+            let all = [
+                &s.limits.per_address,
+                &s.limits.per_client,
+                &s.limits.per_user,
+                &s.limits.sms_per_country,
+                &s.limits.sms_global,
+            ];
+            s.limits_of(r)
+                .into_iter()
+                .map(|(b, k)| {
+                    let which = all.iter().position(|a| std::ptr::eq(*a, b));
+                    (which.expect("one of the session limits"), k)
+                })
+                .collect()
+        };
+        let mail = ask(Medium::Email, "a@example.org", &secret, "10.1.2.3", None);
+        assert_eq!(
+            keys(&mail),
+            [(0, "email:a@example.org".into()), (1, "10.1.2.3".into())]
+        );
+        let mail = ask(
+            Medium::Email,
+            "a@example.org",
+            &secret,
+            "10.1.2.3",
+            Some("@u:example.org"),
+        );
+        assert_eq!(keys(&mail).len(), 3);
+        assert_eq!(keys(&mail)[2], (2, "@u:example.org".into()));
+        let sms = ask(Medium::Msisdn, "447700900001", &secret, "10.1.2.3", None);
+        assert_eq!(
+            keys(&sms),
+            [
+                (0, "msisdn:447700900001".into()),
+                (1, "10.1.2.3".into()),
+                (3, "44".into()),
+                (4, String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_are_taken_all_or_none() {
+        let s = sessions(
+            "session:\n  rateLimit:\n    perAddress:\n      burst: 1\n      perMinute: 1\n    perClient:\n      burst: 1\n      perMinute: 1\n",
+        );
+        let secret = ClientSecret::parse("s3cret").unwrap();
+        let a = ask(Medium::Email, "a@example.org", &secret, "10.0.0.1", None);
+        assert_eq!(s.take_limits(&s.limits_of(&a)), Ok(()));
+        assert!(s.take_limits(&s.limits_of(&a)).is_err());
+        // The address b is taken, then the client refuses: b is given back.
+        let b = ask(Medium::Email, "b@example.org", &secret, "10.0.0.1", None);
+        assert!(s.take_limits(&s.limits_of(&b)).is_err());
+        let b_elsewhere = ask(Medium::Email, "b@example.org", &secret, "10.0.0.2", None);
+        assert_eq!(s.take_limits(&s.limits_of(&b_elsewhere)), Ok(()));
+    }
+
+    #[test]
+    fn a_validated_session_needs_its_secret_its_token_and_time() {
+        let t = temp_state("validated");
+        let s = sessions("");
+        let secret = ClientSecret::parse("s3cret").unwrap();
+        let other = ClientSecret::parse("other").unwrap();
+        let sid = stored(&t.state, &secret, "tok", crate::now_ms() + 600_000);
+        assert!(matches!(
+            s.validated(&t.state, &sid, &secret),
+            Err(SessionError::NotValidated)
+        ));
+        assert!(matches!(
+            s.submit_token(&t.state, &sid, &secret, "wrong"),
+            Err(SessionError::TokenIncorrect)
+        ));
+        let row = s.submit_token(&t.state, &sid, &secret, " tok ").unwrap();
+        assert_eq!(row.sid, sid);
+        let v = s.validated(&t.state, &sid, &secret).unwrap();
+        assert_eq!(
+            (v.medium, v.address.as_str()),
+            (Medium::Email, "a@example.org")
+        );
+        assert_eq!(Some(v.validated_at), row.validated_ts);
+        assert!(matches!(
+            s.validated(&t.state, &sid, &other),
+            Err(SessionError::NoSession)
+        ));
+        // Expired: validated or not, it is no more.
+        let gone = stored(&t.state, &other, "tok2", crate::now_ms() - 1);
+        assert!(matches!(
+            s.validated(&t.state, &gone, &other),
+            Err(SessionError::Expired)
+        ));
+    }
+
+    #[test]
+    fn the_sweep_forgets_expired_sessions_only() {
+        let t = temp_state("sweep");
+        let s = sessions("");
+        let secret = ClientSecret::parse("s3cret").unwrap();
+        let old = stored(&t.state, &secret, "tok", crate::now_ms() - 1);
+        let live = stored(
+            &t.state,
+            &ClientSecret::parse("other").unwrap(),
+            "tok",
+            crate::now_ms() + 600_000,
+        );
+        s.sweep(&t.state);
+        assert!(t.state.session(&old).unwrap().is_none());
+        assert!(t.state.session(&live).unwrap().is_some());
+    }
+}

@@ -130,6 +130,11 @@ mod tests {
         }
         let long = format!("https://a.example/{}", "x".repeat(MAX_LEN));
         assert_eq!(check(&long, None), Err(Refusal::Malformed));
+        // The longest kept: exactly MAX_LEN.
+        let longest = format!("https://a.example/{}", "x".repeat(MAX_LEN - 18));
+        assert_eq!(longest.len(), MAX_LEN);
+        assert_eq!(check(&longest, None), Ok(()));
+        assert_eq!(check(&format!("{longest}x"), None), Err(Refusal::Malformed));
     }
 
     #[test]
@@ -199,6 +204,30 @@ mod tests {
         assert_eq!(
             check("https://app.example.org/", Some(&[])),
             Err(Refusal::NoneAccepted)
+        );
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        assert_eq!(
+            Refusal::Malformed.to_string(),
+            "next_link must be an http(s) URL of at most 2048 characters (non-ASCII ones percent-encoded)"
+        );
+        assert_eq!(
+            Refusal::NoneAccepted.to_string(),
+            "next_link is not accepted by this server"
+        );
+        assert_eq!(
+            Refusal::NotAllowed(Some("evil.example".into())).to_string(),
+            "next_link's host 'evil.example' is not one this server redirects to"
+        );
+        // A long host is cut in the message.
+        let said = Refusal::NotAllowed(Some("a".repeat(300))).to_string();
+        assert!(said.contains(&format!("'{}'", "a".repeat(255))), "{said}");
+        assert!(!said.contains(&"a".repeat(256)), "{said}");
+        assert_eq!(
+            Refusal::NotAllowed(None).to_string(),
+            "next_link has no host this server can read safely"
         );
     }
 }

@@ -216,4 +216,60 @@ mod tests {
             Ok(Route::Remote("https://matrix.org".into()))
         );
     }
+
+    #[test]
+    fn a_route_names_its_remote() {
+        assert_eq!(Route::Local.remote(), None);
+        assert_eq!(
+            Route::LocalOffer("http://b.example".into()).remote(),
+            Some("http://b.example")
+        );
+        assert_eq!(
+            Route::Remote("http://c.example".into()).remote(),
+            Some("http://c.example")
+        );
+    }
+
+    #[test]
+    fn a_scope_neither_here_nor_remote_says_so() {
+        let d = "example.org";
+        let nowhere = policy(scope(true, false, false), scope(true, false, false));
+        for (m, a) in [
+            (Medium::Email, "a@example.org"),
+            (Medium::Msisdn, "447700900001"),
+        ] {
+            let e = route(&nowhere, &servers(), m, a, d).unwrap_err();
+            assert!(e.contains("toLocal") && !e.contains("toRemote"), "{e}");
+        }
+        // A scope turned off names its own key.
+        let off = policy(scope(false, true, false), scope(true, true, false));
+        let e = route(&off, &servers(), Medium::Email, "a@example.org", d).unwrap_err();
+        assert!(e.contains("forLocal.enabled"), "{e}");
+        assert_eq!(
+            route(&off, &servers(), Medium::Email, "a@gmail.com", d),
+            Ok(Route::Local)
+        );
+    }
+
+    #[test]
+    fn only_scopes_that_would_go_remote_are_warned_of() {
+        let none = BTreeMap::new();
+        // Local only, or a scope turned off: no remote server is needed, nothing to say.
+        let local = policy(scope(true, true, false), scope(false, false, true));
+        assert_eq!(unusable_labels(&local, &none), Vec::<String>::new());
+        // Sessions off altogether: nothing either.
+        let off = ValidationPolicy {
+            enabled: false,
+            ..policy(scope(true, true, true), scope(true, false, true))
+        };
+        assert_eq!(unusable_labels(&off, &none), Vec::<String>::new());
+        // Only the scope that goes remote.
+        let one = policy(scope(true, true, false), scope(true, false, true));
+        let said = unusable_labels(&one, &none);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].starts_with("session.policy.validation.forRemote.toRemote.server 'remote'"),
+            "{said:?}"
+        );
+    }
 }
