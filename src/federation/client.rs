@@ -176,6 +176,41 @@ impl Caller {
                 .header("Content-Type", "application/json")
                 .send(body.to_string()),
         };
+        self.read(answer)
+    }
+
+    /// GETs `url`, or POSTs it `json` (JSON text already written), with request `headers`.
+    fn send_with_headers(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        headers: &[(&str, &str)],
+        json: Option<String>,
+    ) -> Result<Answer, ureq::Error> {
+        let answer = match json {
+            None => {
+                let mut request = agent.get(url);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.call()
+            }
+            Some(body) => {
+                let mut request = agent.post(url).header("Content-Type", "application/json");
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.send(body)
+            }
+        };
+        self.read(answer)
+    }
+
+    /// The status and body of an answer, the body read up to `max_answer`.
+    fn read(
+        &self,
+        answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Answer, ureq::Error> {
         answer.and_then(|mut r| {
             let status = r.status().as_u16();
             let body = r
@@ -223,32 +258,9 @@ impl ConfiguredClient {
     ) -> Result<Answer, CallError> {
         let agent = self.caller.agent(DefaultResolver::default());
         let started = Instant::now();
-        let answer = match json {
-            None => {
-                let mut request = agent.get(url);
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
-                }
-                request.call()
-            }
-            Some(body) => {
-                let mut request = agent.post(url).header("Content-Type", "application/json");
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
-                }
-                request.send(body)
-            }
-        };
-        let outcome = answer
-            .and_then(|mut r| {
-                let status = r.status().as_u16();
-                let body = r
-                    .body_mut()
-                    .with_config()
-                    .limit(self.caller.max_answer)
-                    .read_to_string()?;
-                Ok(Answer { status, body })
-            })
+        let outcome = self
+            .caller
+            .send_with_headers(&agent, url, headers, json.map(str::to_owned))
             .map_err(classify);
         log_call(
             if json.is_some() { "POST" } else { "GET" },
@@ -555,32 +567,8 @@ impl Client {
         };
         let agent = caller.agent(resolver);
         let started = Instant::now();
-        let answer = match body {
-            None => {
-                let mut request = agent.get(url);
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
-                }
-                request.call()
-            }
-            Some(json) => {
-                let mut request = agent.post(url).header("Content-Type", "application/json");
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
-                }
-                request.send(json.to_string())
-            }
-        };
-        let outcome = answer
-            .and_then(|mut r| {
-                let status = r.status().as_u16();
-                let body = r
-                    .body_mut()
-                    .with_config()
-                    .limit(caller.max_answer)
-                    .read_to_string()?;
-                Ok(Answer { status, body })
-            })
+        let outcome = caller
+            .send_with_headers(&agent, url, headers, body.map(|json| json.to_string()))
             .map_err(|e| match crate::lock(&refusal).take() {
                 Some(cause) => cause,
                 None => classify(e),
