@@ -270,7 +270,7 @@ struct SigningHomeserver {
 
 impl SigningHomeserver {
     fn start(seed: u8) -> SigningHomeserver {
-        let port = support::pg_cluster::free_port();
+        let port = support::free_port();
         let name = format!("127.0.0.1:{port}");
         let key = SigningKey::from_bytes(&[seed; 32]);
         let mut answer = json!({

@@ -5,6 +5,7 @@
 //! while what was still outstanding), never as a timing.
 
 use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
+use crate::support::free_port;
 use crate::support::services::{ensure_up, get};
 use crate::support::slapd::OwnSlapd;
 use crate::support::{Mxisd, Response, TempDir};
@@ -272,12 +273,6 @@ fn serve(
             return;
         }
     }
-}
-
-/// A free loopback port, for the metrics listener.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
-    listener.local_addr().expect("its address").port()
 }
 
 /// `mxisd_backend_refused_total{backend="<backend>"}` on the metrics page at `port`.

@@ -4,7 +4,7 @@
 
 use crate::support::balancer::Balancer;
 use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
-use crate::support::pg_cluster::free_port;
+use crate::support::free_port;
 use crate::support::services::get;
 use crate::support::Mxisd;
 use mxisd::crypto::hash::lookup_hash;

@@ -355,7 +355,7 @@ fn an_invitee_who_appears_in_an_identity_store_is_resolved() {
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_onbind_to_a_homeserver_that_is_down_arrives_after_a_restart_once_it_is_up() {
     let db = crate::support::services::fresh_database("onbind");
-    let port = support::pg_cluster::free_port(); // the homeserver, not up yet
+    let port = support::free_port(); // the homeserver, not up yet
     let text = format!(
         "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\ninvite:\n  retry:\n    first: 1\n    max: 1\n{}",
         crate::support::services::pg_connection(&db),
@@ -442,7 +442,7 @@ fn store_invite_is_limited_per_address_and_v1_by_network() {
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn an_instance_killed_while_it_delivers_leaves_the_onbind_to_another() {
     let db = crate::support::services::fresh_database("onbind_kill");
-    let port = support::pg_cluster::free_port();
+    let port = support::free_port();
     // The invitee's homeserver accepts connections and never answers: the first instance
     // is still waiting for it (federation.timeout, 3 s) when it is killed.
     let silent = support::Silent::start_on(port);

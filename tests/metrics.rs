@@ -2,7 +2,7 @@
 //! Prometheus text by a strict parser of our own, counters that move by what the requests
 //! made, and readiness that names the store that does not answer.
 
-use crate::support::pg_cluster::free_port;
+use crate::support::free_port;
 use crate::support::{self, agent, Mxisd, Response, Silent};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

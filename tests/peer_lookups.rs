@@ -7,7 +7,7 @@
 
 use crate::support::fake_homeserver::{federation_config, v2_token, FakeHomeserver};
 use crate::support::services::{fresh_database, pg_connection};
-use crate::support::{self, Mxisd, Response, TempDir};
+use crate::support::{self, free_port, Mxisd, Response, TempDir};
 use mxisd::crypto::hash::lookup_hash;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -41,15 +41,6 @@ memory:
         - medium: email
           address: shared@both.example.net
 ";
-
-/// A loopback port free now, for a server that others must know before it starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn name(port: u16) -> String {
     format!("127.0.0.1:{port}")

@@ -325,7 +325,7 @@ fn bad_input_is_refused_with_the_spec_errors() {
 
 #[test]
 fn a_mail_that_cannot_be_sent_leaves_no_session() {
-    let silent_port = support::pg_cluster::free_port(); // nothing listens there
+    let silent_port = support::free_port(); // nothing listens there
     let s = Mxisd::start(&format!(
         "threepid:\n  medium:\n    email:\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: {silent_port}\n          tls: 0\n          timeout: 2\n"
     ));

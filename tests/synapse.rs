@@ -127,7 +127,7 @@ fn without_the_allow_list_synapse_on_loopback_is_refused() {
 pub(crate) fn identity_server_for_synapse(
     extra: &str,
 ) -> (Mxisd, String, support::balancer::Balancer) {
-    let front = support::pg_cluster::free_port();
+    let front = support::free_port();
     let id_server = format!("localhost:{front}");
     let dir = support::TempDir::new();
     let config = dir.join("mxisd.yaml");

@@ -1,7 +1,7 @@
 //! Debian's nginx as a round-robin load balancer in front of several mxisd instances,
 //! configured by the example the README gives (`etc/nginx/mxisd-instances.conf`).
 
-use super::pg_cluster::free_port;
+use super::free_port;
 use super::TempDir;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;

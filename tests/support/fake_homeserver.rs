@@ -2,7 +2,7 @@
 //! certificate), for the faults and delegations Synapse cannot produce on demand.
 
 use super::services;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 
 pub struct FakeHomeserver {
@@ -33,24 +33,33 @@ impl FakeHomeserver {
     }
 }
 
-/// Starts `tests/fakes/<script>` with `args` and waits for its "listening <port>" line.
+/// Starts `tests/fakes/<script>` with `args` and waits for its "listening <port>" line; if
+/// none comes, the panic shows what the fake wrote to stderr (a port taken, a traceback).
 pub fn spawn_fake(script: &str, args: &[String]) -> (Child, u16) {
     let path = format!("{}/tests/fakes/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("/usr/bin/python3")
         .arg(&path)
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {script}: {e}"));
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let port = line
+    let mut stderr = child.stderr.take().unwrap();
+    let Some(port) = line
         .strip_prefix("listening ")
         .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{script} {args:?} did not start: {line:?}"));
+    else {
+        let _ = child.kill();
+        let mut said = String::new();
+        let _ = stderr.read_to_string(&mut said);
+        panic!("{script} {args:?} did not start: {line:?}\n{said}");
+    };
+    // Drained, so a fake that logs each request never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     (child, port)
 }
 

@@ -76,7 +76,7 @@ pub struct TlsSink {
 impl TlsSink {
     pub fn start(implicit: bool) -> TlsSink {
         ensure_up();
-        let port = super::pg_cluster::free_port();
+        let port = super::free_port();
         let dir = super::TempDir::new();
         let tls = PathBuf::from(get("MXISD_TEST_DIR")).join("tls");
         let (cert_flag, key_flag) = if implicit {

@@ -39,6 +39,25 @@ pub fn run_marker() -> String {
         .unwrap_or_default()
 }
 
+/// A loopback port free now, for a server that others must know before it starts. Ports come
+/// from 20000–32767, below the kernel's ephemeral range (Debian: 32768–60999): a port from
+/// `bind(0)` stays free only until the next outgoing connection or `bind(0)` of the many tests
+/// running meanwhile is handed it, and the kernel never hands these out. A counter, started
+/// at a per-process offset, keeps two tests from getting the same one.
+pub fn free_port() -> u16 {
+    const FIRST: usize = 20_000;
+    const COUNT: usize = 12_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let start = std::process::id() as usize * 7919 % COUNT;
+    for _ in 0..COUNT {
+        let port = (FIRST + (start + NEXT.fetch_add(1, Ordering::SeqCst)) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT)
+}
+
 /// A directory under the system temp dir, removed when dropped.
 pub struct TempDir(PathBuf);
 

@@ -2,7 +2,7 @@
 //! `tests/services/dnsmasq.conf` (the shared one may have been started from another
 //! checkout, without the records a test adds). Stopped when dropped.
 
-use super::pg_cluster::free_port;
+use super::free_port;
 use super::TempDir;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! A PostgreSQL cluster of a test's own, for tests that stop the server or need TLS: the
 //! shared test server (`tests/services/`) must stay up for every other test.
 
-use super::services;
+use super::{free_port, services};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,15 +10,6 @@ pub struct PgCluster {
     dir: PathBuf,
     bin: PathBuf,
     options: String,
-}
-
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn as_postgres(program: &Path) -> Command {
