@@ -144,12 +144,8 @@ fn every_backend_answers_ok() {
 fn each_failing_backend_is_named_with_its_reason() {
     ensure_up();
     let dir = TempDir::new();
-    // Nothing listens on these: a port taken and released.
-    let closed = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let (pg_port, id_port) = (closed(), closed());
+    // Nothing listens on these.
+    let (pg_port, id_port) = (crate::support::free_port(), crate::support::free_port());
     let file = config(
         &dir,
         &format!("http://127.0.0.1:{id_port}"),
@@ -212,7 +208,10 @@ fn each_failing_backend_is_named_with_its_reason() {
         &dir,
         &format!("http://127.0.0.1:{id_port}"),
         &format!("host=127.0.0.1 port={pg_port} user=postgres dbname=none"),
-        &ldap(&closed().to_string(), get("LDAP_ADMIN_PASSWORD")),
+        &ldap(
+            &crate::support::free_port().to_string(),
+            get("LDAP_ADMIN_PASSWORD"),
+        ),
     );
     let (code, out, _) = run(&["check-config", "--connect", "-c", &file], None);
     assert_eq!(code, 1, "{out}");

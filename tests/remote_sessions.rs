@@ -336,9 +336,7 @@ fn a_v2_only_remote_is_not_offered_and_the_local_flow_completes() {
 #[test]
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn a_remote_that_is_down_is_not_offered_and_the_local_flow_completes() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let remote = closed.local_addr().unwrap().to_string();
-    drop(closed);
+    let remote = format!("127.0.0.1:{}", crate::support::free_port()); // nothing listens
     let a = start_a(&format!("http://{remote}"), LOCAL_AND_REMOTE);
     offer_not_made(&a, &remote, "unreachable", "unreachable", "remote-down");
 }
@@ -439,9 +437,7 @@ fn a_remote_that_never_answers_is_given_up_at_the_deadline_and_others_are_served
 #[test]
 #[ignore = "needs root and the test services: bash tests/run.sh"]
 fn remote_only_with_the_remote_down_says_why_on_the_page() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let remote = closed.local_addr().unwrap().to_string();
-    drop(closed);
+    let remote = format!("127.0.0.1:{}", crate::support::free_port()); // nothing listens
     let a = start_a(&format!("http://{remote}"), REMOTE_ONLY);
     let email = fresh_address("remote", "gmail.example");
     let sid = request_email(&a, &email, "s6");
