@@ -104,7 +104,7 @@ fn every_backend_answers_ok() {
     );
     assert!(
         line(&out, "state: PostgreSQL").contains(
-            "OK: connected; no schema yet (the first start creates it, up to 0013_peer_hashes)"
+            "OK: connected; no schema yet (the first start creates it, up to 0014_peer_push_parts)"
         ),
         "{out}"
     );
@@ -134,7 +134,7 @@ fn every_backend_answers_ok() {
     assert_eq!(code, 0, "{out}");
     assert!(
         line(&out, "state: PostgreSQL")
-            .contains("OK: connected; schema 0013_peer_hashes (current)"),
+            .contains("OK: connected; schema 0014_peer_push_parts (current)"),
         "{out}"
     );
 }

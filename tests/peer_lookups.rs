@@ -409,3 +409,144 @@ fn instances_on_postgresql_serve_what_a_peer_pushed_to_one_of_them() {
         a2.log()
     );
 }
+
+/// A memory store of `n` users, `user<i>@many.example.net` → `@user<i>:example.org`.
+fn many_users(n: usize) -> String {
+    let mut store = String::from("memory:\n  enabled: true\n  identities:\n");
+    for i in 0..n {
+        store.push_str(&format!(
+            "    - username: user{i}\n      threepids:\n        - medium: email\n          address: user{i}@many.example.net\n"
+        ));
+    }
+    store
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_push_too_large_for_one_request_goes_in_parts() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let (pa, pb) = (free_port(), free_port());
+    // B pushes A parts of 100 hashes (about 4.6 KB each); A takes bodies of 6,000 bytes at
+    // most, which the 250 hashes whole (11.5 KB) would be over.
+    let _b = start_with(pb, &many_users(250), pa, "      hashesPerPush: 100\n", "");
+    let a = start(pa, A_STORE, pb, "http:\n  maxBodyBytes: 6000\n");
+    a.wait_hash_index();
+    let on_a = Client::of(&a, &hs);
+    let pepper = on_a.details(&a)["lookup_pepper"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut hashes: Vec<String> = [0, 99, 100, 199, 200, 249]
+        .iter()
+        .map(|i| lookup_hash(&format!("user{i}@many.example.net"), "email", &pepper))
+        .collect();
+    hashes.sort(); // as the answer lists them
+    let refs: Vec<&str> = hashes.iter().map(String::as_str).collect();
+    until(
+        "A names B for users of each part",
+        &a,
+        || on_a.lookup(&a, &pepper, &refs).json(),
+        |v| v["third_party_mappings"] == json!({name(pb): hashes.clone()}),
+    );
+    assert!(
+        a.wait_for_log(&format!(
+            "peer {}: 250 hashes pushed in 3 parts under our current pepper",
+            name(pb)
+        )),
+        "{}",
+        a.log()
+    );
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn the_parts_of_a_push_replace_the_last_push_only_once_all_came_in_order() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    // A's peer is a server that is not running: the pushes here are the test's own, made
+    // with its token, on PostgreSQL (the parts' rows are locked there).
+    let (pa, pb) = (free_port(), free_port());
+    let db = fresh_database("peer_parts");
+    let storage = format!(
+        "storage:\n  backend: postgresql\n  provider:\n    postgresql:\n      connection: '{}'\n",
+        pg_connection(&db)
+    );
+    let a = start(pa, A_STORE, pb, &storage);
+    a.wait_hash_index();
+    let on_a = Client::of(&a, &hs);
+    let pepper = on_a.details(&a)["lookup_pepper"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let h: Vec<String> = (0..4)
+        .map(|i| lookup_hash(&format!("p{i}@b.example.net"), "email", &pepper))
+        .collect();
+    let body = |hashes: &[&String], part: Option<(&str, u32, bool)>| {
+        let mut b =
+            json!({"algorithm": "sha256", "pepper": pepper, "mappings": {name(pb): hashes}});
+        if let Some((push, number, last)) = part {
+            b["mxisd.push_part"] = json!({"push": push, "number": number, "last": last});
+        }
+        b
+    };
+    let named = || {
+        let v = on_a
+            .lookup(&a, &pepper, &[&h[0], &h[1], &h[2], &h[3]])
+            .json();
+        let mut list: Vec<String> = v["third_party_mappings"][name(pb)]
+            .as_array()
+            .map(|a| a.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default();
+        list.sort();
+        list
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let ok = |r: Response| assert_eq!((r.status, r.json()), (200, json!({})), "{}", a.log());
+
+    // A whole push, then the first part of another: until its last part, the whole one stays.
+    ok(push(&a, Some(TOKEN), &body(&[&h[0]], None)));
+    assert_eq!(named(), vec![h[0].clone()]);
+    ok(push(
+        &a,
+        Some(TOKEN),
+        &body(&[&h[1]], Some(("x", 0, false))),
+    ));
+    assert_eq!(named(), vec![h[0].clone()]);
+    // A part skipped, or of another push: refused, and the push under way goes on.
+    push(&a, Some(TOKEN), &body(&[&h[3]], Some(("x", 2, true))))
+        .assert_error(400, "M_INVALID_PARAM");
+    push(&a, Some(TOKEN), &body(&[&h[3]], Some(("y", 1, true))))
+        .assert_error(400, "M_INVALID_PARAM");
+    push(&a, Some(TOKEN), &body(&[&h[3]], Some(("../x", 1, true))))
+        .assert_error(400, "M_INVALID_PARAM");
+    assert_eq!(named(), vec![h[0].clone()]);
+    ok(push(
+        &a,
+        Some(TOKEN),
+        &body(&[&h[2], &h[1]], Some(("x", 1, true))),
+    ));
+    assert_eq!(named(), sorted(vec![h[1].clone(), h[2].clone()]));
+    assert!(
+        a.wait_for_log(&format!("peer {}: 2 hashes pushed in 2 parts", name(pb))),
+        "{}",
+        a.log()
+    );
+
+    // A first part starts a push over: the parts of the one before it are dropped.
+    ok(push(
+        &a,
+        Some(TOKEN),
+        &body(&[&h[0]], Some(("z", 0, false))),
+    ));
+    ok(push(
+        &a,
+        Some(TOKEN),
+        &body(&[&h[3]], Some(("w", 0, false))),
+    ));
+    push(&a, Some(TOKEN), &body(&[&h[0]], Some(("z", 1, true))))
+        .assert_error(400, "M_INVALID_PARAM");
+    ok(push(&a, Some(TOKEN), &body(&[], Some(("w", 1, true)))));
+    assert_eq!(named(), vec![h[3].clone()]);
+}

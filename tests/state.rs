@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[&str] = &[
     "0011_drop_ephemeral_keys",
     "0012_remote_sessions",
     "0013_peer_hashes",
+    "0014_peer_push_parts",
 ];
 
 /// The client secret of the sessions here.

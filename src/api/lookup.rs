@@ -15,6 +15,7 @@ use crate::federation::identity_client::FORWARDED_HEADER;
 use crate::http::{ApiError, Reply, Request};
 use crate::lookup::peers::{Push, PushError};
 use crate::lookup::{Asker, LookupError};
+use crate::state::PushPart;
 use crate::stores::Signed;
 use crate::threepid::Medium;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -152,6 +153,16 @@ struct PushBody {
     algorithm: String,
     pepper: String,
     mappings: BTreeMap<String, Vec<String>>,
+    /// mxisd's extension: which part of a push too large for one request this is.
+    #[serde(rename = "mxisd.push_part", default)]
+    part: Option<PartBody>,
+}
+
+#[derive(Deserialize)]
+struct PartBody {
+    push: String,
+    number: u32,
+    last: bool,
 }
 
 /// # `POST /_matrix/identity/v2/lookups` (MSC4004)
@@ -161,6 +172,11 @@ struct PushBody {
 /// it holds, replacing its last push under that pepper → `{}`. No token: 401; a token that
 /// is no peer's, or hashes for another server: 403 M_UNAUTHORIZED; not our pepper: 400
 /// M_INVALID_PEPPER.
+///
+/// A push too large for one request comes in parts, each with
+/// `"mxisd.push_part": {"push": <id>, "number": n, "last": bool}` (mxisd's extension):
+/// the parts wait until the last, whose `{}` means the whole push replaced the last one. A
+/// part that is not the next of its push: 400 M_INVALID_PARAM (the peer starts over).
 pub fn push_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
     let token = auth::token(req);
     if token.is_none() {
@@ -171,6 +187,11 @@ pub fn push_v2(app: &App, req: &Request) -> Result<Reply, ApiError> {
         algorithm: body.algorithm,
         pepper: body.pepper,
         mappings: body.mappings,
+        part: body.part.map(|p| PushPart {
+            push: p.push,
+            number: i64::from(p.number),
+            last: p.last,
+        }),
     };
     app.peers
         .accept(&app.state, &app.hash_index, token.as_deref(), push)?;

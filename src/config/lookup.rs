@@ -21,6 +21,10 @@ pub struct LookupConfig {
     pub peers: Vec<PeerConfig>,
 }
 
+/// `hashesPerPush`'s default: a part of 10,000 hashes is about 450 KB of JSON, within the
+/// default `http.maxBodyBytes` (1 MiB) of the peer that receives it.
+pub const HASHES_PER_PUSH: usize = 10_000;
+
 /// One entry of `lookup.peers`: a trusted identity server of the group.
 #[derive(Clone)]
 pub struct PeerConfig {
@@ -37,6 +41,10 @@ pub struct PeerConfig {
     pub timeout: Duration,
     /// How long its last push is served once it stops pushing (`expireAfter`, seconds).
     pub expire_after: Duration,
+    /// The most hashes one request of our push to it carries (`hashesPerPush`); more are
+    /// sent in parts (mxisd's extension, which a peer of another kind may not know: 0 sends
+    /// every push whole, as MSC4004 has it).
+    pub hashes_per_push: usize,
 }
 
 // The token stays out of `{:?}` (check-config and logs print configs).
@@ -47,6 +55,7 @@ impl std::fmt::Debug for PeerConfig {
             .field("url", &self.url)
             .field("timeout", &self.timeout)
             .field("expire_after", &self.expire_after)
+            .field("hashes_per_push", &self.hashes_per_push)
             .finish_non_exhaustive()
     }
 }
@@ -174,12 +183,14 @@ impl Resolver<'_> {
                 3600,
                 30 * 86_400,
             )?;
+            let hashes_per_push = p.hashes_per_push.unwrap_or(HASHES_PER_PUSH);
             peers.push(PeerConfig {
                 name,
                 url: url.trim_end_matches('/').to_owned(),
                 token,
                 timeout,
                 expire_after,
+                hashes_per_push,
             });
         }
         Ok(peers)
@@ -296,6 +307,7 @@ pub(super) mod raw {
             token: String = "token",
             timeout: u64 = "timeout",
             expire_after: u64 = "expireAfter",
+            hashes_per_push: usize = "hashesPerPush",
         }
     }
     section! {

@@ -23,7 +23,10 @@ use crate::config::{Config, PeerConfig};
 use crate::crypto::{b64, constant_time_eq, hash::lookup_digest};
 use crate::federation::{CallError, ConfiguredClient};
 use crate::jobs::{self, Job, Waker};
-use crate::state::{Claimed, Delivery, DeliveryKind, PeerPushItem, State, StateError, HOLD_MARGIN};
+use crate::state::{
+    Claimed, Delivery, DeliveryKind, PartAdded, PeerPushItem, PushPart, State, StateError,
+    HOLD_MARGIN,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -63,6 +66,8 @@ pub struct Push {
     pub algorithm: String,
     pub pepper: String,
     pub mappings: BTreeMap<String, Vec<String>>,
+    /// Which part of a push in parts this is; `None`: the whole push.
+    pub part: Option<PushPart>,
 }
 
 /// Why a push is refused.
@@ -192,23 +197,60 @@ impl Peers {
         }
         let mut accepted = vec![index.pepper()];
         accepted.extend(index.previous_pepper());
-        state.replace_peer_hashes(
+        let which = if push.pepper == index.pepper() {
+            "current"
+        } else {
+            "previous"
+        };
+        let Some(part) = push.part else {
+            state.replace_peer_hashes(
+                &peer.name,
+                &push.pepper,
+                &accepted,
+                &hashes,
+                crate::now_ms(),
+            )?;
+            log::info!(
+                "peer {}: {} hashes pushed under our {which} pepper",
+                peer.name,
+                hashes.len()
+            );
+            return Ok(peer.name.clone());
+        };
+        if !is_push_id(&part.push) {
+            return Err(PushError::Invalid(
+                "a push id is 1 to 64 letters, digits, '-' or '_'".into(),
+            ));
+        }
+        let added = state.add_peer_push_part(
             &peer.name,
             &push.pepper,
             &accepted,
+            &part,
             &hashes,
             crate::now_ms(),
         )?;
-        log::info!(
-            "peer {}: {} hashes pushed under our {} pepper",
-            peer.name,
-            hashes.len(),
-            if push.pepper == index.pepper() {
-                "current"
-            } else {
-                "previous"
+        match added {
+            PartAdded::Waiting => log::debug!(
+                "peer {}: part {} of push {} kept ({} hashes)",
+                peer.name,
+                part.number,
+                part.push,
+                hashes.len()
+            ),
+            PartAdded::Complete { hashes } => log::info!(
+                "peer {}: {hashes} hashes pushed in {} parts under our {which} pepper",
+                peer.name,
+                part.number + 1
+            ),
+            PartAdded::OutOfOrder { expected } => {
+                let expected = expected.map_or("its part 0".into(), |n| format!("part {n}"));
+                return Err(PushError::Invalid(format!(
+                    "part {} of push {} is not the next one: {expected} is; start the push over",
+                    part.number, part.push
+                )));
             }
-        );
+        }
         Ok(peer.name.clone())
     }
 
@@ -244,6 +286,11 @@ impl Peers {
     /// Forgets pushes of peers no longer configured, or whose last push expired.
     fn sweep(&self, state: &State) {
         let now = crate::now_ms();
+        match state.forget_peer_push_parts_before(now - millis(ABANDONED_PARTS)) {
+            Ok(0) => {}
+            Ok(n) => log::info!("peer hashes: {n} pushes in parts never finished, forgotten"),
+            Err(e) => log::warn!("peer hashes: unfinished pushes in parts stay: {e}"),
+        }
         let pushes = match state.peer_pushes() {
             Ok(p) => p,
             Err(e) => {
@@ -267,6 +314,14 @@ impl Peers {
             }
         }
     }
+}
+
+/// A push id: 1 to 64 of `[A-Za-z0-9_-]`, logged and stored as given.
+fn is_push_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A sha256 lookup hash: 32 bytes in unpadded URL-safe base64.
@@ -344,8 +399,14 @@ pub fn start<H: Host>(host: &Arc<H>) -> Result<Jobs, String> {
 /// A failed push is tried again after this, doubled each time up to `RETRY_MAX`.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(300);
-/// What a lease adds to the calls' deadlines: listing the stores and hashing.
-const LISTING_TIME: Duration = Duration::from_secs(300);
+/// What a lease adds to the calls' deadlines: listing the stores and hashing, and sending
+/// a push in parts. A push that takes longer may be claimed and made again by another
+/// instance meanwhile; its first part then starts the peer's copy over, and the first
+/// instance's next part is refused.
+const LISTING_TIME: Duration = Duration::from_secs(900);
+/// The parts of a push in parts not finished after this are dropped by the receiver
+/// (the sender stopped): well past a lease.
+const ABANDONED_PARTS: Duration = Duration::from_secs(3600);
 
 impl Peers {
     /// Queues a push for each peer that is due one and has none queued.
@@ -476,10 +537,29 @@ impl Peers {
     ) -> Result<Pushed, String> {
         let pepper = self.peer_pepper(peer)?;
         let hashes = our_hashes(state, chain, &pepper)?;
-        let body = push_body(&pepper, &self.our_name, &hashes);
-        drop(hashes);
         let url = format!("{}/_matrix/identity/v2/lookups", peer.cfg.url);
-        call(peer, &url, Some(&body))?;
+        let per_part = peer.cfg.hashes_per_push;
+        if per_part == 0 || hashes.len() <= per_part {
+            let body = push_body(&pepper, &self.our_name, &hashes, None);
+            drop(hashes);
+            call(peer, &url, Some(&body))?;
+        } else {
+            // A new id for each push: the peer drops the parts of one it never got whole.
+            let id =
+                crate::crypto::random::string_from(b"0123456789abcdefghijklmnopqrstuvwxyz", 16)
+                    .map_err(|e| format!("no random push id: {e}"))?;
+            let parts = hashes.len().div_ceil(per_part);
+            for (number, chunk) in hashes.chunks(per_part).enumerate() {
+                let part = PushPart {
+                    push: id.clone(),
+                    number: number as i64,
+                    last: number + 1 == parts,
+                };
+                let body = push_body(&pepper, &self.our_name, chunk, Some(&part));
+                call(peer, &url, Some(&body))
+                    .map_err(|e| format!("part {number} of {parts}: {e}"))?;
+            }
+        }
         log::info!(
             "peer {}: pushed the hashes of our addresses under its pepper",
             peer.cfg.name
@@ -512,11 +592,17 @@ fn our_hashes(state: &State, chain: &Chain, pepper: &str) -> Result<Vec<[u8; 32]
 }
 
 /// `{"algorithm":"sha256","pepper":…,"mappings":{<us>:[…]}}`, written straight from the
-/// hashes (a million of them would be a million strings as a `Value`).
-fn push_body(pepper: &str, our_name: &str, hashes: &[[u8; 32]]) -> String {
-    let mut body = String::with_capacity(hashes.len() * 46 + 128);
+/// hashes (a million of them would be a million strings as a `Value`); for a part, with
+/// `"mxisd.push_part":{"push":…,"number":…,"last":…}`.
+fn push_body(pepper: &str, our_name: &str, hashes: &[[u8; 32]], part: Option<&PushPart>) -> String {
+    let mut body = String::with_capacity(hashes.len() * 46 + 192);
     body.push_str(r#"{"algorithm":"sha256","pepper":"#);
     body.push_str(&Value::from(pepper).to_string());
+    if let Some(p) = part {
+        let part = serde_json::json!({"push": p.push, "number": p.number, "last": p.last});
+        body.push_str(r#","mxisd.push_part":"#);
+        body.push_str(&part.to_string());
+    }
     body.push_str(r#","mappings":{"#);
     body.push_str(&Value::from(our_name).to_string());
     body.push_str(":[");
@@ -557,7 +643,7 @@ mod tests {
     #[test]
     fn a_push_body_is_the_msc_shape() {
         let h = [7u8; 32];
-        let body = push_body("pep\"per", "id.example.net:8443", &[h, h]);
+        let body = push_body("pep\"per", "id.example.net:8443", &[h, h], None);
         let v: Value = serde_json::from_str(&body).unwrap();
         let hash = b64::encode_url_safe(&h);
         assert_eq!(
@@ -569,8 +655,23 @@ mod tests {
             })
         );
         assert_eq!(
-            push_body("p", "n", &[]),
+            push_body("p", "n", &[], None),
             r#"{"algorithm":"sha256","pepper":"p","mappings":{"n":[]}}"#
+        );
+        let part = PushPart {
+            push: "abc".into(),
+            number: 2,
+            last: true,
+        };
+        let v: Value = serde_json::from_str(&push_body("p", "n", &[h], Some(&part))).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "algorithm": "sha256",
+                "pepper": "p",
+                "mxisd.push_part": {"push": "abc", "number": 2, "last": true},
+                "mappings": {"n": [hash]},
+            })
         );
     }
 

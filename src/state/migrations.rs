@@ -51,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013_peer_hashes",
         include_str!("migrations/0013_peer_hashes.sql"),
     ),
+    (
+        "0014_peer_push_parts",
+        include_str!("migrations/0014_peer_push_parts.sql"),
+    ),
 ];
 
 pub fn apply(db: &dyn Dialect) -> Result<(), StateError> {

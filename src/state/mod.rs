@@ -28,7 +28,7 @@ pub use changes::{Change, ChangeCursor, Changes};
 pub use delivery::{Delivery, DeliveryKind, InviteMail, Onbind, PeerPushItem};
 pub use hashing::Peppers;
 pub use invites::{InviteRow, NewInvite};
-pub use peers::PeerPush;
+pub use peers::{PartAdded, PeerPush, PushPart};
 pub use postgres::target as pg_target;
 pub use queue::Claimed;
 pub use queue::QueueDepth;
