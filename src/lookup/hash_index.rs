@@ -27,10 +27,14 @@
 //! searched by bisection, and the Matrix IDs end to end in one string — about 70 bytes a
 //! binding where a map of strings took 220.
 //!
-//! A refresh shares two cores with the lookups it must not slow down: it runs at nice 10
-//! and gives its core up every [`YIELD_EVERY`] bindings and between two buckets' sorts, so
-//! that no stretch of its work outlasts a fraction of a millisecond; one array sorted whole
-//! was a burst of ~100 ms for a million bindings.
+//! A refresh shares two cores with the lookups it must not slow down: it gives its core up
+//! every [`YIELD_EVERY`] bindings and between two buckets' sorts, so that no stretch of its
+//! work outlasts a fraction of a millisecond (one array sorted whole was a burst of ~100 ms
+//! for a million bindings). It runs at the lookups' own priority: at a lower one (nice 10,
+//! or `SCHED_IDLE`), lookups' p99 during refreshes was 1.3–2.6× higher than at nice 0 in
+//! the same runs (README, "Scale"); a thread that is preempted whenever a request thread
+//! wakes still holds, now and then, a lock the request threads need too (glibc's malloc
+//! arenas, taken for each binding listed), and they wait until it runs again.
 
 use super::Chain;
 use crate::crypto::{b64, hash::lookup_digest};
@@ -297,6 +301,23 @@ impl HashIndex {
         &self.pepper
     }
 
+    /// A new index of the stores' listing; `old` (the index in use) gives the sizes to make
+    /// room for at once, a little over, so that no buffer grows by doubling (a copy of the
+    /// old buffer beside the new at every step).
+    fn build(&self, chain: &Chain, old: Option<&Index>) -> Index {
+        let expected = old.map_or(Sizes::default(), |o| Sizes {
+            buckets: o.buckets.iter().map(|b| b.len() + b.len() / 32).collect(),
+            mxids: o.mxids.starts.len() + o.mxids.starts.len() / 32,
+            text: o.mxids.text.len() + o.mxids.text.len() / 32,
+        });
+        build_index(
+            |sink| chain.list_all(sink),
+            &self.pepper,
+            self.previous_pepper(),
+            expected,
+        )
+    }
+
     fn snapshot(&self) -> Option<Arc<Index>> {
         self.current
             .read()
@@ -307,21 +328,9 @@ impl HashIndex {
     /// Builds the index from the stores and swaps it in. An incomplete rebuild does not
     /// replace a complete index.
     pub fn refresh(&self, chain: &Chain) {
-        yield_to_requests();
+        let started = std::time::Instant::now();
         let old = self.snapshot();
-        // The last index's sizes, a little over: the new one is then allocated once, not
-        // grown by doubling (a copy of the old buffer beside the new at every step).
-        let expected = old.as_ref().map_or(Sizes::default(), |o| Sizes {
-            buckets: o.buckets.iter().map(|b| b.len() + b.len() / 32).collect(),
-            mxids: o.mxids.starts.len() + o.mxids.starts.len() / 32,
-            text: o.mxids.text.len() + o.mxids.text.len() / 32,
-        });
-        let fresh = build_index(
-            |sink| chain.list_all(sink),
-            &self.pepper,
-            self.previous_pepper(),
-            expected,
-        );
+        let fresh = self.build(chain, old.as_deref());
         let complete = fresh.missing.is_empty();
         if !complete && old.as_ref().is_some_and(|old| old.missing.is_empty()) {
             log::warn!("hash index not refreshed: a store could not list its bindings; keeping the previous index");
@@ -340,7 +349,10 @@ impl HashIndex {
         } else if !complete && old.is_none() {
             log::warn!("hash index built without a store that could not list its bindings: hashed lookups answer 503 until it can");
         } else {
-            log::debug!("hash index refreshed: {count} hashes");
+            log::info!(
+                "hash index refreshed: {count} hashes in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
         }
         drop(old); // freed here unless a lookup still holds it
         release_freed_memory();
@@ -438,25 +450,11 @@ fn build_index(
     previous.dedup_by(|later, first| later.0 == first.0);
     previous.shrink_to_fit();
     mxids.shrink_to_fit();
-    release_freed_memory();
     Index {
         buckets,
         mxids,
         missing,
         previous,
-    }
-}
-
-/// Lowers the calling thread's CPU priority (nice 10): a rebuild of a large index takes a
-/// core for seconds, and on a small server the lookups it serves meanwhile come first.
-fn yield_to_requests() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority on this thread's own id only changes its scheduling priority.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
-            log::debug!("hash index: the refresh thread keeps its priority");
-        }
     }
 }
 

@@ -191,25 +191,30 @@ if [[ " $PARTS " == *" refresh "* ]]; then
     # refreshes must not take the idle one's CPU), then the busy one for 20 s (two or three
     # refreshes). The ratio of each round, and their median.
     BUSY_PID="$(pgrep -f "$W/busy/mxisd.yaml" | head -1)"
-    BUSY=("this build|$BUSY_PID|$R_URL|$R_TOKEN|$R_BODY")
+    BUSY=("this build|$BUSY_PID|$R_URL|$R_TOKEN|$R_BODY|$W/busy/log")
     if [ -n "${BENCH_BASELINE:-}" ]; then
         start_mxisd base-busy "$W/big.db" 8 "$BENCH_BASELINE"; prepare "$PORT"
-        BUSY+=("baseline|$PID|$URL|$TOKEN|$BODY")
+        BUSY+=("baseline|$PID|$URL|$TOKEN|$BODY|$W/base-busy/log")
     fi
-    printf '\n%-34s %10s %10s %11s %10s %8s\n' "v2 lookup, 32 conns, $BIG bindings" "idle req/s" "idle p99" "refr. req/s" "refr. p99" "ratio"
+    printf '\n%-34s %10s %10s %11s %10s %8s  %s\n' "v2 lookup, 32 conns, $BIG bindings" "idle req/s" "idle p99" "refr. req/s" "refr. p99" "ratio" "refreshes done (s each)"
     declare -A ratios=()
     for round in $(seq "${BENCH_ROUNDS:-5}"); do
         for busy in "${BUSY[@]}"; do kill -STOP "$(cut -d"|" -f2 <<<"$busy")"; done
         read -r i_rps _ i_p99 _ <<<"$(wrk_run "$I_URL/_matrix/identity/v2/lookup" 32 "$I_TOKEN" "$I_BODY")"
         printf '%-34s %10s %10s\n' "round $round, index idle" "$i_rps" "$i_p99"
         for busy in "${BUSY[@]}"; do
-            IFS='|' read -r label pid url token body <<<"$busy"
+            IFS='|' read -r label pid url token body log <<<"$busy"
+            done_before="$(grep -c 'hash index refreshed' "$log" || true)"
             kill -CONT "$pid"
             read -r r_rps _ r_p99 _ <<<"$(DURATION=20s wrk_run "$url/_matrix/identity/v2/lookup" 32 "$token" "$body")"
             kill -STOP "$pid"
             ratio="$(awk -v a="$(us "$r_p99")" -v b="$(us "$i_p99")" 'BEGIN {printf "%.2f", a / b}')"
             ratios[$label]+="$ratio "
-            printf '%-34s %21s %11s %10s %8s\n' "  $label, refreshed every 8 s" "" "$r_rps" "$r_p99" "$ratio"
+            # Rebuilds finished during the run and how long each took (a dash for a build
+            # of mxisd that does not log them).
+            refreshes="$({ grep 'hash index refreshed' "$log" || true; } | tail -n +"$((done_before + 1))" \
+                | { grep -o 'in [0-9.]* s' || true; } | awk '{n++; t = t $2 " "} END {print n ? n " (" t ")" : "-"}')"
+            printf '%-34s %21s %11s %10s %8s  %s\n' "  $label, refreshed every 8 s" "" "$r_rps" "$r_p99" "$ratio" "$refreshes"
         done
     done
     for busy in "${BUSY[@]}"; do
