@@ -108,6 +108,16 @@ impl Answer {
         serde_json::from_str(&self.body)
             .map_err(|e| CallError::BadAnswer(format!("not JSON ({e})")))
     }
+
+    /// The answer's JSON object: every API we call answers one, so JSON of another shape is
+    /// as unusable as no JSON.
+    pub fn object(&self) -> Result<serde_json::Value, CallError> {
+        let value = self.json()?;
+        if !value.is_object() {
+            return Err(CallError::BadAnswer("not a JSON object".into()));
+        }
+        Ok(value)
+    }
 }
 
 impl Caller {

@@ -12,7 +12,7 @@
 //! only) and fits in the deadline it is given. An answer that is not what the spec says
 //! (4xx, 5xx, not JSON, a bad signature) is an error the caller logs and skips.
 
-use super::client::{Answer, Client};
+use super::client::Client;
 use crate::crypto::{b64, hash, sign};
 use crate::urlencoded;
 use ed25519_dalek::VerifyingKey;
@@ -310,19 +310,15 @@ impl IdentityClient {
             headers.push(("Authorization", b.as_str()));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let Answer { status, body } = self
+        let answer = self
             .client
             .call_within(url, &headers, body, left)
             .map_err(|e| e.to_string())?;
-        if status != 200 {
-            let start: String = body.chars().take(200).collect();
-            return Err(format!("HTTP {status}: {start}"));
+        if answer.status != 200 {
+            let start: String = answer.body.chars().take(200).collect();
+            return Err(format!("HTTP {}: {start}", answer.status));
         }
-        let value: Value = serde_json::from_str(&body).map_err(|e| format!("not JSON ({e})"))?;
-        if !value.is_object() {
-            return Err("not a JSON object".into());
-        }
-        Ok(value)
+        answer.object().map_err(|e| e.to_string())
     }
 }
 

@@ -151,11 +151,7 @@ fn ok_json(answer: &Answer) -> Result<Value, RemoteError> {
     if answer.status != 200 {
         return Err(refused(answer));
     }
-    let v = answer.json()?;
-    if !v.is_object() {
-        return Err(RemoteError::BadAnswer("not a JSON object".into()));
-    }
-    Ok(v)
+    Ok(answer.object()?)
 }
 
 fn errcode(answer: &Answer) -> String {

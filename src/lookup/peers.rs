@@ -629,11 +629,7 @@ fn call(peer: &Peer, url: &str, body: Option<&str>) -> Result<Value, String> {
         let start: String = answer.body.chars().take(200).collect();
         return Err(format!("HTTP {}: {start}", answer.status));
     }
-    let value: Value = answer.json().map_err(|e| e.to_string())?;
-    if !value.is_object() {
-        return Err("not a JSON object".into());
-    }
-    Ok(value)
+    answer.object().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
