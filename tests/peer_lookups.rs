@@ -58,13 +58,25 @@ fn start_with(port: u16, store: &str, peer: u16, peer_keys: &str, extra: &str) -
 
 /// As `start_with`, one instance of the server whose public URL is on port `public`.
 fn start_as(port: u16, public: u16, store: &str, peer: u16, peer_keys: &str, extra: &str) -> Mxisd {
+    let entry = format!("{}{peer_keys}", peer_entry(peer, TOKEN));
+    start_peered(port, public, store, &entry, extra)
+}
+
+/// The `lookup.peers` entry of the server on `port`, sharing `token`.
+fn peer_entry(port: u16, token: &str) -> String {
+    format!(
+        "    - name: '{}'\n      url: 'http://{}'\n      token: '{token}'\n      timeout: 5\n",
+        name(port),
+        name(port)
+    )
+}
+
+/// A server on `port` (public URL on `public`) with `store` and the `lookup.peers` entries
+/// `entries`.
+fn start_peered(port: u16, public: u16, store: &str, entries: &str, extra: &str) -> Mxisd {
     let dir = TempDir::new();
     let keys = dir.join("keys");
-    let peers = format!(
-        "lookup:\n  peers:\n    - name: '{}'\n      url: 'http://{}'\n      token: '{TOKEN}'\n      timeout: 5\n{peer_keys}hashing:\n  refreshInterval: 1\n",
-        name(peer),
-        name(peer)
-    );
+    let peers = format!("lookup:\n  peers:\n{entries}hashing:\n  refreshInterval: 1\n");
     let extra = format!(
         "{store}{peers}{extra}{}",
         federation_config("  ipRangeWhitelist: ['127.0.0.0/8']\n")
@@ -549,4 +561,30 @@ fn the_parts_of_a_push_replace_the_last_push_only_once_all_came_in_order() {
         .assert_error(400, "M_INVALID_PARAM");
     ok(push(&a, Some(TOKEN), &body(&[], Some(("w", 1, true)))));
     assert_eq!(named(), vec![h[3].clone()]);
+}
+
+#[test]
+#[ignore = "needs root and the test services: bash tests/run.sh"]
+fn a_server_with_two_peers_pushes_each_under_its_own_pepper() {
+    let hs = FakeHomeserver::start("127.0.0.1", 0, &[]);
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let other = "the-secret-a-and-c-share";
+    let b = start(pb, B_STORE, pa, "");
+    let c = start_peered(pc, pc, B_STORE, &peer_entry(pa, other), "");
+    let entries = format!("{}{}", peer_entry(pb, TOKEN), peer_entry(pc, other));
+    let _a = start_peered(pa, pa, A_STORE, &entries, "");
+    for (s, port) in [(&b, pb), (&c, pc)] {
+        let client = Client::of(s, &hs);
+        let pepper = client.details(s)["lookup_pepper"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let alice = lookup_hash("alice@a.example.net", "email", &pepper);
+        until(
+            &format!("the server on {port} names A for alice"),
+            s,
+            || client.lookup(s, &pepper, &[&alice]).json(),
+            |v| v["third_party_mappings"] == json!({name(pa): [alice.clone()]}),
+        );
+    }
 }

@@ -430,6 +430,19 @@ impl Chain {
 }
 
 #[cfg(test)]
+impl Chain {
+    /// A chain of `stores` alone, without bulkheads or remote steps, for unit tests.
+    pub(crate) fn of_stores(stores: Vec<Box<dyn IdentityStore>>) -> Chain {
+        Chain {
+            stores: stores.into_iter().map(Step::ungated).collect(),
+            region: None,
+            domain: "example.org".into(),
+            remote: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc::{channel, Receiver, Sender};

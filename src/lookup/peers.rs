@@ -447,23 +447,17 @@ impl Peers {
     }
 
     /// Every due push, each claimed just before it is made.
+    /// Every due push: all claimed at once, so that one listing of the stores serves every
+    /// peer due a push (each needs it hashed with its own pepper).
     fn deliver_due(&self, state: &State, chain: &Chain, generation: u64) {
-        let lease = HOLD_MARGIN
-            + LISTING_TIME
-            + self
-                .peers
-                .iter()
-                .map(|p| p.client.longest_call() * 2)
-                .max()
-                .unwrap_or_default();
+        // The calls of every peer, one after the other: its hash_details, and a push.
+        let calls: Duration = self.peers.iter().map(|p| p.client.longest_call() * 2).sum();
+        let lease = HOLD_MARGIN + LISTING_TIME + calls;
+        let most = i64::try_from(self.peers.len()).unwrap_or(i64::MAX).max(1);
         while !self.stopping.load(Ordering::Relaxed) {
-            match state.claim_deliveries(DeliveryKind::PeerPush, 1, lease, crate::now_ms()) {
+            match state.claim_deliveries(DeliveryKind::PeerPush, most, lease, crate::now_ms()) {
                 Ok(claimed) if claimed.is_empty() => break,
-                Ok(claimed) => {
-                    for item in claimed {
-                        self.deliver(state, chain, &item, generation);
-                    }
-                }
+                Ok(claimed) => self.deliver(state, chain, &claimed, generation),
                 Err(e) => {
                     log::warn!("peer-push: the queue could not be read: {e}");
                     break;
@@ -472,20 +466,61 @@ impl Peers {
         }
     }
 
-    fn deliver(&self, state: &State, chain: &Chain, claimed: &Claimed, generation: u64) {
-        let Delivery::PeerPush(item) = &claimed.delivery else {
+    /// Makes the `claimed` pushes: each peer's pepper, one listing hashed with all of them,
+    /// each peer's push.
+    fn deliver(&self, state: &State, chain: &Chain, claimed: &[Claimed], generation: u64) {
+        let mut due = Vec::new();
+        for item in claimed {
+            let Delivery::PeerPush(push) = &item.delivery else {
+                continue;
+            };
+            match self.peers.iter().find(|p| p.cfg.name == push.peer) {
+                // A peer no longer configured: nothing to push.
+                None => self.finish(state, item, &push.peer, Ok(None)),
+                Some(peer) => match self.peer_pepper(peer) {
+                    Ok(pepper) => due.push((item, peer, pepper)),
+                    Err(e) => self.finish(state, item, &push.peer, Err(e)),
+                },
+            }
+        }
+        if due.is_empty() {
             return;
-        };
-        let outcome = match self.peers.iter().find(|p| p.cfg.name == item.peer) {
-            // A peer no longer configured: nothing to push.
-            None => Ok(None),
-            Some(peer) => self.push(peer, state, chain, generation).map(Some),
-        };
+        }
+        let peppers: Vec<&str> = due.iter().map(|(_, _, pepper)| pepper.as_str()).collect();
+        match our_hashes(state, chain, &peppers) {
+            Err(e) => {
+                for (item, peer, _) in &due {
+                    self.finish(state, item, &peer.cfg.name, Err(e.clone()));
+                }
+            }
+            Ok(listed) => {
+                for ((item, peer, pepper), hashes) in due.into_iter().zip(listed) {
+                    let pushed = self.push(peer, &pepper, hashes).map(|()| {
+                        Some(Pushed {
+                            pepper,
+                            generation,
+                            at_ms: crate::now_ms(),
+                        })
+                    });
+                    self.finish(state, item, &peer.cfg.name, pushed);
+                }
+            }
+        }
+    }
+
+    /// Records a push's outcome: delivered (and what was pushed), or retried with backoff.
+    fn finish(
+        &self,
+        state: &State,
+        claimed: &Claimed,
+        peer: &str,
+        outcome: Result<Option<Pushed>, String>,
+    ) {
         let (id, attempt) = (claimed.id(), claimed.attempts());
         let done = match outcome {
             Ok(pushed) => {
                 if let Some(p) = pushed {
-                    crate::lock(&self.pushed).insert(item.peer.clone(), p);
+                    crate::lock(&self.pushed).insert(peer.to_owned(), p);
                 }
                 state.delivered(claimed)
             }
@@ -495,8 +530,7 @@ impl Peers {
                     .saturating_mul(1 << shift)
                     .min(millis(RETRY_MAX));
                 log::warn!(
-                    "peer {}: push failed (attempt {attempt}): {e}; again in {} s",
-                    item.peer,
+                    "peer {peer}: push failed (attempt {attempt}): {e}; again in {} s",
                     wait / 1000
                 );
                 state
@@ -528,19 +562,11 @@ impl Peers {
     }
 
     /// One push to `peer`: its pepper, our listing hashed with it, sent.
-    fn push(
-        &self,
-        peer: &Peer,
-        state: &State,
-        chain: &Chain,
-        generation: u64,
-    ) -> Result<Pushed, String> {
-        let pepper = self.peer_pepper(peer)?;
-        let hashes = our_hashes(state, chain, &pepper)?;
+    fn push(&self, peer: &Peer, pepper: &str, hashes: Vec<[u8; 32]>) -> Result<(), String> {
         let url = format!("{}/_matrix/identity/v2/lookups", peer.cfg.url);
         let per_part = peer.cfg.hashes_per_push;
         if per_part == 0 || hashes.len() <= per_part {
-            let body = push_body(&pepper, &self.our_name, &hashes, None);
+            let body = push_body(pepper, &self.our_name, &hashes, None);
             drop(hashes);
             call(peer, &url, Some(&body))?;
         } else {
@@ -555,7 +581,7 @@ impl Peers {
                     number: number as i64,
                     last: number + 1 == parts,
                 };
-                let body = push_body(&pepper, &self.our_name, chunk, Some(&part));
+                let body = push_body(pepper, &self.our_name, chunk, Some(&part));
                 call(peer, &url, Some(&body))
                     .map_err(|e| format!("part {number} of {parts}: {e}"))?;
             }
@@ -564,31 +590,36 @@ impl Peers {
             "peer {}: pushed the hashes of our addresses under its pepper",
             peer.cfg.name
         );
-        Ok(Pushed {
-            pepper,
-            generation,
-            at_ms: crate::now_ms(),
-        })
+        Ok(())
     }
 }
 
-/// Our bindings' hashes under `pepper`, sorted, each once: every store that can list, and
-/// the binds made here. A store that cannot list fails the push (the peer would drop its
-/// addresses).
-fn our_hashes(state: &State, chain: &Chain, pepper: &str) -> Result<Vec<[u8; 32]>, String> {
-    let mut hashes = Vec::new();
-    let failed = chain.list_all(&mut |b| {
-        hashes.push(lookup_digest(&b.address, b.medium.as_str(), pepper));
-    });
+/// Our bindings' hashes under each of `peppers`, each list sorted, each hash once: every
+/// store that can list, and the binds made here, listed once for all. A store that cannot
+/// list fails the pushes (the peers would drop its addresses).
+fn our_hashes(
+    state: &State,
+    chain: &Chain,
+    peppers: &[&str],
+) -> Result<Vec<Vec<[u8; 32]>>, String> {
+    let mut lists: Vec<Vec<[u8; 32]>> = peppers.iter().map(|_| Vec::new()).collect();
+    let mut add = |medium: &str, address: &str| {
+        for (list, pepper) in lists.iter_mut().zip(peppers) {
+            list.push(lookup_digest(address, medium, pepper));
+        }
+    };
+    let failed = chain.list_all(&mut |b| add(b.medium.as_str(), &b.address));
     if let Some(e) = failed.first() {
         return Err(format!("a store could not list its bindings: {e}"));
     }
     for b in state.local_binds().map_err(|e| e.to_string())? {
-        hashes.push(lookup_digest(&b.address, b.medium.as_str(), pepper));
+        add(b.medium.as_str(), &b.address);
     }
-    hashes.sort_unstable();
-    hashes.dedup();
-    Ok(hashes)
+    for list in &mut lists {
+        list.sort_unstable();
+        list.dedup();
+    }
+    Ok(lists)
 }
 
 /// `{"algorithm":"sha256","pepper":…,"mappings":{<us>:[…]}}`, written straight from the
@@ -686,5 +717,56 @@ mod tests {
         assert!(is_hash(&h));
         assert!(!is_hash(&h[1..]));
         assert!(!is_hash("not a hash at all, but forty-three chars!!"));
+    }
+
+    /// A store that counts its listings; it lists `b@x.org` twice (two stores may hold
+    /// one address).
+    struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl crate::stores::IdentityStore for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+
+        fn find(
+            &self,
+            _: crate::threepid::Medium,
+            _: &str,
+        ) -> Result<Option<String>, crate::stores::StoreError> {
+            Ok(None)
+        }
+
+        fn list(
+            &self,
+            sink: &mut dyn FnMut(crate::stores::Binding),
+        ) -> Option<Result<(), crate::stores::StoreError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            for address in ["a@x.org", "b@x.org", "b@x.org"] {
+                sink(crate::stores::Binding {
+                    medium: crate::threepid::Medium::Email,
+                    address: address.into(),
+                    mxid: "@u:x.org".into(),
+                });
+            }
+            Some(Ok(()))
+        }
+    }
+
+    #[test]
+    fn one_listing_gives_the_hashes_under_every_peers_pepper() {
+        let listings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let chain = Chain::of_stores(vec![Box::new(Counting(listings.clone()))]);
+        let t = crate::state::testing::temp_state("peers");
+        let lists = our_hashes(&t.state, &chain, &["p1", "p2"]).unwrap();
+        assert_eq!(listings.load(Ordering::SeqCst), 1);
+        for (list, pepper) in lists.iter().zip(["p1", "p2"]) {
+            let mut expected = vec![
+                lookup_digest("a@x.org", "email", pepper),
+                lookup_digest("b@x.org", "email", pepper),
+            ];
+            expected.sort_unstable();
+            assert_eq!(*list, expected, "under {pepper}");
+        }
+        assert_ne!(lists[0], lists[1]);
     }
 }

@@ -418,7 +418,6 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StorageConfig;
 
     /// A session service of a configuration, with an e-mail connector that is never used
     /// (an SMTP relay on a closed loopback port): nothing here sends.
@@ -428,35 +427,6 @@ mod tests {
         );
         let config = crate::config::load_str(&text, "test").unwrap().config;
         Sessions::new(&config, Arc::new(Notifier::from_config(&config).unwrap()))
-    }
-
-    /// A state of its own in a new SQLite file, in a directory removed at the end of the
-    /// test.
-    struct TempState {
-        state: State,
-        dir: std::path::PathBuf,
-    }
-
-    impl Drop for TempState {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn temp_state(name: &str) -> TempState {
-        let dir = std::env::temp_dir().join(format!(
-            "mxisd-session-{name}-{}-{}",
-            std::process::id(),
-            crate::now_ms()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let storage = StorageConfig::Sqlite {
-            database: dir.join("state.db"),
-        };
-        TempState {
-            state: State::open(&storage, 2).unwrap(),
-            dir,
-        }
     }
 
     fn ask<'a>(
@@ -628,7 +598,7 @@ mod tests {
 
     #[test]
     fn a_validated_session_needs_its_secret_its_token_and_time() {
-        let t = temp_state("validated");
+        let t = crate::state::testing::temp_state("validated");
         let s = sessions("");
         let secret = ClientSecret::parse("s3cret").unwrap();
         let other = ClientSecret::parse("other").unwrap();
@@ -663,7 +633,7 @@ mod tests {
 
     #[test]
     fn the_sweep_forgets_expired_sessions_only() {
-        let t = temp_state("sweep");
+        let t = crate::state::testing::temp_state("sweep");
         let s = sessions("");
         let secret = ClientSecret::parse("s3cret").unwrap();
         let old = stored(&t.state, &secret, "tok", crate::now_ms() - 1);

@@ -246,3 +246,38 @@ impl State {
         self.autocommit(|c| c.query("SELECT 1", &[]).map(|_| ()))
     }
 }
+
+/// For unit tests: a state of its own.
+#[cfg(test)]
+pub mod testing {
+    use super::State;
+    use crate::config::StorageConfig;
+
+    /// A state in a new SQLite file, in a directory removed when it is dropped.
+    pub struct TempState {
+        pub state: State,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for TempState {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    pub fn temp_state(name: &str) -> TempState {
+        let dir = std::env::temp_dir().join(format!(
+            "mxisd-state-{name}-{}-{}",
+            std::process::id(),
+            crate::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let storage = StorageConfig::Sqlite {
+            database: dir.join("state.db"),
+        };
+        TempState {
+            state: State::open(&storage, 2).unwrap(),
+            dir,
+        }
+    }
+}
