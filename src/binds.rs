@@ -107,6 +107,7 @@ impl Follower {
                             Err(e) => log::error!("change {}: not a bind: {e}", change.seq),
                         }
                     }
+                    index.settle_local(next.0);
                     cursor = next;
                     self.cursor = Some(next);
                 }

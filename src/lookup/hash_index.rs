@@ -187,7 +187,13 @@ struct LocalBinds {
     by_hash: HashMap<[u8; 32], (i64, Option<Arc<str>>)>,
     floor: i64,
     from_previous: HashMap<[u8; 32], [u8; 32]>,
+    /// How many entries of `by_hash` are unbinds (`None`).
+    unbinds: usize,
 }
+
+/// Unbinds remembered before `settle_local` forgets the settled ones: at least this many,
+/// and an eighth of the entries.
+const SETTLE_AT: usize = 1024;
 
 impl HashIndex {
     /// An index under `pepper`, not built yet: `refresh` builds it.
@@ -255,9 +261,15 @@ impl HashIndex {
         match local.by_hash.get(&key) {
             Some((applied, _)) if *applied >= seq => {}
             _ => {
-                local
+                let replaced = local
                     .by_hash
                     .insert(key, (seq, mxid.map(|m| Arc::from(m.as_str()))));
+                let was_unbind = replaced.is_some_and(|(_, m)| m.is_none());
+                match (was_unbind, mxid.is_none()) {
+                    (false, true) => local.unbinds += 1,
+                    (true, false) => local.unbinds -= 1,
+                    _ => {}
+                }
             }
         }
         if let Some(old) = self.previous_key(medium, address) {
@@ -293,8 +305,28 @@ impl HashIndex {
                 fresh.insert(key, entry);
             }
         }
+        local.unbinds = fresh.values().filter(|(_, m)| m.is_none()).count();
         local.by_hash = fresh;
         local.floor = cursor;
+    }
+
+    /// The change feed has given every change up to `cursor`: none at or below it can come
+    /// any more. An unbind is remembered only so that an older change arriving later cannot
+    /// undo it, so the unbinds at or below it are forgotten (and changes at or below it
+    /// ignored from now on), once they are many: without this, each unbind would keep its
+    /// entry until the next restart.
+    pub fn settle_local(&self, cursor: i64) {
+        let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
+        if local.unbinds < SETTLE_AT || local.unbinds < local.by_hash.len() / 8 {
+            return;
+        }
+        local.floor = local.floor.max(cursor);
+        let floor = local.floor;
+        local
+            .by_hash
+            .retain(|_, (seq, mxid)| mxid.is_some() || *seq > floor);
+        local.unbinds = local.by_hash.values().filter(|(_, m)| m.is_none()).count();
+        local.by_hash.shrink_to_fit();
     }
 
     pub fn pepper(&self) -> &str {
@@ -629,5 +661,38 @@ mod tests {
                 (asked("b@example.org"), "@bob:example.org".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn settled_unbinds_are_forgotten_once_many_and_older_changes_ignored() {
+        let hashes = HashIndex::new("pepper".into());
+        *hashes.current.write().unwrap() = Some(Arc::new(index_of(vec![])));
+        let bob = UserId::parse("@bob:example.org").unwrap();
+        let entries = |h: &HashIndex| h.local.read().unwrap().by_hash.len();
+        hashes.apply_local(Medium::Email, "kept@example.org", Some(&bob), 1);
+        // Fewer unbinds than SETTLE_AT: all remembered.
+        for i in 0..SETTLE_AT - 1 {
+            hashes.apply_local(Medium::Email, &format!("u{i}@x.org"), None, 2 + i as i64);
+        }
+        hashes.settle_local(10_000);
+        assert_eq!(entries(&hashes), SETTLE_AT);
+        // One more: those the feed has given (up to 1,000) go, the later ones stay.
+        hashes.apply_local(Medium::Email, "last@x.org", None, 5_000);
+        hashes.settle_local(1_000);
+        let left = 1 + (SETTLE_AT - 1 - 999) + 1;
+        assert_eq!(entries(&hashes), left);
+        assert_eq!(hashes.local.read().unwrap().unbinds, left - 1);
+        // A change at or below the feed's cursor is not applied again.
+        hashes.apply_local(Medium::Email, "u5@x.org", Some(&bob), 900);
+        let asked = |a: &str| b64::encode_url_safe(&key(a));
+        assert_eq!(
+            hashes
+                .lookup(&[asked("kept@example.org"), asked("u5@x.org")])
+                .unwrap(),
+            vec![(asked("kept@example.org"), "@bob:example.org".to_owned())]
+        );
+        // A rebind of an address unbound and remembered counts as one unbind less.
+        hashes.apply_local(Medium::Email, "last@x.org", Some(&bob), 5_001);
+        assert_eq!(hashes.local.read().unwrap().unbinds, left - 2);
     }
 }
