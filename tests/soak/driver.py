@@ -41,6 +41,9 @@ KILL_DOWN = float(ENV.get("SOAK_KILL_DOWN", str(min(20.0, FAULT_EVERY / 3))))
 # After a fault ends, answers are still counted under it for this long (a pool reconnecting).
 GRACE = float(ENV.get("SOAK_GRACE", "15"))
 THREADS = int(ENV.get("SOAK_THREADS", "6"))
+# The share of binds unbound right after (1 keeps the number of binds held steady: memory
+# that follows the data then stays flat too).
+UNBIND_SHARE = float(ENV.get("SOAK_UNBIND_SHARE", "0.25"))
 INSTANCES = {"a": ENV["SOAK_A"], "b": ENV["SOAK_B"]}
 HS_PORT = int(ENV["SOAK_HS_PORT"])
 HS_NAME = f"127.0.0.1:{HS_PORT}"
@@ -460,7 +463,7 @@ def load_bind():
         return
     n, _ = fresh("b")
     entry = bind(address, f"@b{n}:example.org", validated, "bind")
-    if entry["status"] == 200 and random.random() < 0.25:
+    if entry["status"] == 200 and random.random() < UNBIND_SHARE:
         sid, secret = validated
         st, _ = call("unbind", "POST", f"{V1}/3pid/unbind",
                      {"mxid": entry["mxid"], "threepid": {"medium": "email", "address": address},

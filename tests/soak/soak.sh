@@ -16,7 +16,8 @@
 #   sudo SOAK_MINUTES=3 SOAK_FAULT_EVERY=40 bash tests/soak/soak.sh   # a short run
 #
 # Other knobs: SOAK_DIR (/tmp/mxisd-soak: logs and report, left after the run),
-# SOAK_THREADS (6 load threads), MXISD_BIN (target/release/mxisd if built, else debug),
+# SOAK_THREADS (6 load threads), SOAK_UNBIND_SHARE (0.25 of binds unbound right after),
+# MXISD_BIN (target/release/mxisd if built, else debug),
 # SOAK_PORT_BASE (15500: PostgreSQL +0, slapd +1, SMTP +2, homeserver +3, mxisd +4 and +5).
 # Exit status: the driver's (non-zero when a check failed, see the report).
 set -euo pipefail
