@@ -56,5 +56,14 @@ mod tests {
         }
         assert_eq!(decode("-_8"), decode("+/8="));
         assert_eq!(decode("not base64!"), None);
+        assert_eq!(decode(" +/8 "), Some(vec![0xfb, 0xff]));
+        assert_eq!(decode("Zg=="), Some(b"f".to_vec()));
+    }
+
+    #[test]
+    fn padded_for_basic_auth_and_mime() {
+        assert_eq!(encode_padded(b"f"), "Zg==");
+        assert_eq!(encode_padded(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(encode_padded(&[0xfb, 0xff]), "+/8=");
     }
 }

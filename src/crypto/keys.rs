@@ -403,3 +403,298 @@ fn write_private(path: &Path, text: &str) -> Result<(), KeyError> {
     file.sync_all().map_err(io_err)?;
     fs::rename(&tmp, path).map_err(io_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The public key of the all-zero seed (RFC 8032's key derivation; a known value).
+    const ZERO_PUBLIC: &str = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik";
+
+    /// A directory of its own under the temporary directory, removed at the end.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "mxisd-keys-{name}-{}-{}",
+            std::process::id(),
+            crate::now_ms()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn seed(byte: u8) -> String {
+        b64::encode(&[byte; 32])
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A directory store written by hand (not by the code under test): `keys` are
+    /// (serial, seed, isValid), `current` names one.
+    fn write_store(root: &Path, keys: &[(&str, &str, Option<bool>)], current: &str) {
+        let dir = root.join("regular/ed25519");
+        fs::create_dir_all(&dir).unwrap();
+        for (serial, seed, valid) in keys {
+            let mut file = json!({"version": "0", "key": seed});
+            if let Some(valid) = valid {
+                file["isValid"] = json!(valid);
+            }
+            fs::write(dir.join(serial), file.to_string()).unwrap();
+        }
+        let current = json!({"type": "Regular", "algo": "ed25519", "serial": current});
+        fs::write(root.join("current"), current.to_string()).unwrap();
+    }
+
+    fn ids(keys: &SigningKeys) -> Vec<(&str, bool)> {
+        keys.keys.iter().map(|k| (k.id.as_str(), k.valid)).collect()
+    }
+
+    #[test]
+    fn a_store_written_by_hand_loads_with_its_keys() {
+        let dir = temp_dir("hand");
+        let root = dir.0.join("keys");
+        // No isValid: valid (mxisd's default); a subdirectory and a dot file are not keys.
+        write_store(
+            &root,
+            &[("0", &seed(0), None), ("2", &seed(2), Some(false))],
+            "0",
+        );
+        fs::create_dir(root.join("regular/ed25519/old")).unwrap();
+        fs::write(root.join("regular/ed25519/.0.swp"), "not json").unwrap();
+        let keys = SigningKeys::load_or_create(&root).unwrap();
+        assert_eq!(ids(&keys), [("ed25519:0", true), ("ed25519:2", false)]);
+        assert_eq!(keys.current().id, "ed25519:0");
+        assert_eq!(keys.current().public_key(), ZERO_PUBLIC);
+        assert_eq!(
+            keys.find("ed25519:2").map(|k| k.public_key()),
+            Some(b64::encode(
+                SigningKey::from_bytes(&[2; 32]).verifying_key().as_bytes()
+            ))
+        );
+        assert!(keys.find("ed25519:1").is_none());
+        assert!(keys.is_valid_public_key(ZERO_PUBLIC));
+        // Any base64 form of it.
+        assert!(keys.is_valid_public_key(&format!("{ZERO_PUBLIC}=")));
+        let invalid = keys.find("ed25519:2").unwrap().public_key();
+        assert!(!keys.is_valid_public_key(&invalid), "marked invalid");
+        let unknown = b64::encode(SigningKey::from_bytes(&[7; 32]).verifying_key().as_bytes());
+        assert!(!keys.is_valid_public_key(&unknown));
+        assert!(!keys.is_valid_public_key("not base64!"));
+    }
+
+    #[test]
+    fn signs_with_the_current_key() {
+        let dir = temp_dir("sign");
+        let root = dir.0.join("keys");
+        write_store(
+            &root,
+            &[("0", &seed(0), Some(true)), ("1", &seed(1), Some(true))],
+            "1",
+        );
+        let keys = SigningKeys::load_or_create(&root).unwrap();
+        let mut value = json!({"mxid": "@a:b.test"});
+        keys.sign("id.test", &mut value).unwrap();
+        let public = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        assert!(sign::verify_json(&value, "id.test", "ed25519:1", &public).is_ok());
+        assert_eq!(keys.current().signing_key().verifying_key(), public);
+    }
+
+    #[test]
+    fn a_new_store_is_created_private_and_loads_again() {
+        let dir = temp_dir("new");
+        // Not there at all, and an empty directory: both get a new key 0.
+        let missing = dir.0.join("missing");
+        let empty = dir.0.join("empty");
+        fs::create_dir(&empty).unwrap();
+        for root in [&missing, &empty] {
+            let keys = SigningKeys::load_or_create(root).unwrap();
+            assert_eq!(ids(&keys), [("ed25519:0", true)]);
+            let public = keys.current().public_key();
+            assert_ne!(public, ZERO_PUBLIC);
+            let file = root.join("regular/ed25519/0");
+            assert_eq!(mode(&file), 0o600);
+            assert_eq!(mode(&root.join("current")), 0o600);
+            assert_eq!(mode(&root.join("regular/ed25519")), 0o700);
+            let written: Value = serde_json::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
+            assert_eq!(written["isValid"], json!(true));
+            let again = SigningKeys::load_or_create(root).unwrap();
+            assert_eq!(again.current().id, "ed25519:0");
+            assert_eq!(again.current().public_key(), public);
+        }
+    }
+
+    #[test]
+    fn a_legacy_key_file_is_migrated_once() {
+        let dir = temp_dir("legacy");
+        let root = dir.0.join("keys");
+        fs::write(&root, format!("{}\n", seed(0))).unwrap();
+        let keys = SigningKeys::load_or_create(&root).unwrap();
+        assert_eq!(ids(&keys), [("ed25519:0", true)]);
+        assert_eq!(keys.current().public_key(), ZERO_PUBLIC);
+        let backup = dir.0.join("keys.backup-before-migration");
+        assert_eq!(
+            fs::read_to_string(&backup).unwrap(),
+            format!("{}\n", seed(0))
+        );
+        assert!(root.join("current").is_file());
+        // A second legacy file with a backup already there: refused, nothing moved.
+        let second = dir.0.join("second");
+        fs::write(&second, seed(1)).unwrap();
+        fs::write(dir.0.join("second.backup-before-migration"), "x").unwrap();
+        let err = SigningKeys::load_or_create(&second).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("already exists; move one of them away"),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&second).unwrap(), seed(1));
+    }
+
+    #[test]
+    fn an_invalid_current_key_is_replaced_by_the_next_serial() {
+        let dir = temp_dir("invalid");
+        let root = dir.0.join("keys");
+        write_store(
+            &root,
+            &[("0", &seed(0), Some(true)), ("3", &seed(3), Some(false))],
+            "3",
+        );
+        let keys = SigningKeys::load_or_create(&root).unwrap();
+        assert_eq!(
+            ids(&keys),
+            [
+                ("ed25519:0", true),
+                ("ed25519:3", false),
+                ("ed25519:4", true)
+            ]
+        );
+        assert_eq!(keys.current().id, "ed25519:4");
+        let current: Value =
+            serde_json::from_str(&fs::read_to_string(root.join("current")).unwrap()).unwrap();
+        assert_eq!(current["serial"], json!("4"));
+        // The only key, invalid: serial 1 follows.
+        let dir = temp_dir("invalid-only");
+        let root = dir.0.join("keys");
+        write_store(&root, &[("0", &seed(0), Some(false))], "0");
+        let keys = SigningKeys::load_or_create(&root).unwrap();
+        assert_eq!(ids(&keys), [("ed25519:0", false), ("ed25519:1", true)]);
+        assert_eq!(keys.current().id, "ed25519:1");
+        assert_ne!(keys.current().public_key(), ZERO_PUBLIC);
+    }
+
+    #[test]
+    fn loose_modes_are_tightened_and_tight_ones_left() {
+        let dir = temp_dir("modes");
+        let root = dir.0.join("keys");
+        write_store(&root, &[("0", &seed(0), Some(true))], "0");
+        let file = root.join("regular/ed25519/0");
+        set_mode(&file, 0o644);
+        set_mode(&root.join("current"), 0o400);
+        set_mode(&root.join("regular"), 0o755);
+        set_mode(&root.join("regular/ed25519"), 0o500);
+        set_mode(&root, 0o750);
+        SigningKeys::load_or_create(&root).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&root.join("current")), 0o400, "already private");
+        assert_eq!(mode(&root.join("regular")), 0o700);
+        assert_eq!(
+            mode(&root.join("regular/ed25519")),
+            0o500,
+            "already private"
+        );
+        assert_eq!(mode(&root), 0o700);
+    }
+
+    #[test]
+    fn broken_stores_are_refused_naming_the_file() {
+        let dir = temp_dir("broken");
+        // Files in it but no `current`: not a store to replace.
+        let root = dir.0.join("no-current");
+        write_store(&root, &[("0", &seed(0), Some(true))], "0");
+        fs::remove_file(root.join("current")).unwrap();
+        let err = SigningKeys::load_or_create(&root).err().unwrap();
+        assert!(matches!(&err, KeyError::Io { path, .. } if *path == root.join("current")));
+        assert!(!root.join("regular/ed25519/1").exists());
+        // Under a file: the error names the path asked for, not a key file.
+        let file = dir.0.join("file");
+        fs::write(&file, "").unwrap();
+        let under = file.join("keys");
+        let err = SigningKeys::load_or_create(&under).err().unwrap();
+        assert!(
+            matches!(&err, KeyError::Io { path, .. } if *path == under),
+            "{err}"
+        );
+        // Another type of key.
+        let root = dir.0.join("other-type");
+        write_store(&root, &[("0", &seed(0), Some(true))], "0");
+        fs::write(
+            root.join("current"),
+            r#"{"type":"Ephemeral","algo":"ed25519","serial":"0"}"#,
+        )
+        .unwrap();
+        let err = SigningKeys::load_or_create(&root).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "key store {}: names a Ephemeral ed25519 key; only regular ed25519 keys are supported",
+                root.join("current").display()
+            )
+        );
+        // `current` names a serial without a file; a seed that is not 32 bytes.
+        let root = dir.0.join("no-file");
+        write_store(&root, &[("0", &seed(0), Some(true))], "5");
+        let err = SigningKeys::load_or_create(&root).err().unwrap();
+        assert!(
+            err.to_string()
+                .ends_with("names key serial 5, which has no key file"),
+            "{err}"
+        );
+        let root = dir.0.join("short-seed");
+        write_store(&root, &[("0", "AAAA", Some(true))], "0");
+        let err = SigningKeys::load_or_create(&root).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "key store {}: key is not a base64 ed25519 seed of 32 bytes",
+                root.join("regular/ed25519/0").display()
+            )
+        );
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let path = PathBuf::from("/k");
+        let io = KeyError::Io {
+            path: path.clone(),
+            source: io::Error::other("boom"),
+        };
+        assert_eq!(io.to_string(), "key store /k: boom");
+        let format = KeyError::Format {
+            path: path.clone(),
+            reason: "bad".into(),
+        };
+        assert_eq!(format.to_string(), "key store /k: bad");
+        let permissions = KeyError::Permissions {
+            path,
+            fix: "chmod".into(),
+        };
+        assert_eq!(
+            permissions.to_string(),
+            "key file /k must be readable by this user and no one else; as root, run: chmod"
+        );
+    }
+}

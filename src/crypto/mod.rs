@@ -35,6 +35,9 @@ mod tests {
         assert!(!constant_time_eq(b"Secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secret!"));
         assert!(!constant_time_eq(b"secret", b"secre"));
+        // Two differences of the same bits: they must add up, not cancel out (`^`).
+        assert!(!constant_time_eq(b"ab", b"ba"));
+        assert!(!constant_time_eq(b"aa", b"bb"));
     }
 
     #[test]
