@@ -490,7 +490,10 @@ mod tests {
         let (chain, started, release) = stalled_chain();
         std::thread::scope(|s| {
             let held = s.spawn(|| chain.find(Asker::Local, Medium::Email, "a@example.org"));
-            started.recv().expect("the first lookup reached the store");
+            // With a deadline: a lookup that never reaches the store fails the test, not hangs it.
+            started
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("the first lookup reached the store");
             // The only place is held: the second lookup fails without reaching the store.
             let refused = chain.find(Asker::Local, Medium::Email, "b@example.org");
             assert_eq!(
@@ -524,7 +527,10 @@ mod tests {
         let (chain, started, release) = stalled_chain();
         std::thread::scope(|s| {
             let held = s.spawn(|| chain.find(Asker::Local, Medium::Email, "a@example.org"));
-            started.recv().expect("the first lookup reached the store");
+            // With a deadline: a lookup that never reaches the store fails the test, not hangs it.
+            started
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("the first lookup reached the store");
             let asked = [(Medium::Email, "b@example.org".to_owned())];
             let refused = chain.find_many(Asker::Local, &asked);
             assert_eq!(
