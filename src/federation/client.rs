@@ -109,6 +109,12 @@ impl Answer {
             .map_err(|e| CallError::BadAnswer(format!("not JSON ({e})")))
     }
 
+    /// An answer we do not take, for the log: its status and the start of its body.
+    pub fn refusal(&self) -> String {
+        let start: String = self.body.chars().take(200).collect();
+        format!("HTTP {}: {start}", self.status)
+    }
+
     /// The answer's JSON object: every API we call answers one, so JSON of another shape is
     /// as unusable as no JSON.
     pub fn object(&self) -> Result<serde_json::Value, CallError> {

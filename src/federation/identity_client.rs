@@ -315,8 +315,7 @@ impl IdentityClient {
             .call_within(url, &headers, body, left)
             .map_err(|e| e.to_string())?;
         if answer.status != 200 {
-            let start: String = answer.body.chars().take(200).collect();
-            return Err(format!("HTTP {}: {start}", answer.status));
+            return Err(answer.refusal());
         }
         answer.object().map_err(|e| e.to_string())
     }

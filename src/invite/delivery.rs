@@ -219,11 +219,8 @@ impl Invites {
                 state.delivered(claimed)
             }
             Err(e) => {
-                let shift = (attempt - 1).clamp(0, 20) as u32;
                 let (first, max) = self.cfg.retry;
-                let wait = (first.as_millis() as i64)
-                    .saturating_mul(1 << shift)
-                    .min(max.as_millis() as i64);
+                let wait = claimed.backoff_ms(first, max);
                 log::warn!(
                     "{kind} {id} (attempt {attempt}): {e}; again in {} s",
                     wait / 1000

@@ -525,10 +525,7 @@ impl Peers {
                 state.delivered(claimed)
             }
             Err(e) => {
-                let shift = (attempt - 1).clamp(0, 20) as u32;
-                let wait = millis(RETRY_FIRST)
-                    .saturating_mul(1 << shift)
-                    .min(millis(RETRY_MAX));
+                let wait = claimed.backoff_ms(RETRY_FIRST, RETRY_MAX);
                 log::warn!(
                     "peer {peer}: push failed (attempt {attempt}): {e}; again in {} s",
                     wait / 1000
@@ -657,8 +654,7 @@ fn call(peer: &Peer, url: &str, body: Option<&str>) -> Result<Value, String> {
         .call(url, &[("Authorization", &bearer)], body)
         .map_err(|e: CallError| e.to_string())?;
     if !(200..300).contains(&answer.status) {
-        let start: String = answer.body.chars().take(200).collect();
-        return Err(format!("HTTP {}: {start}", answer.status));
+        return Err(answer.refusal());
     }
     answer.object().map_err(|e| e.to_string())
 }

@@ -41,6 +41,14 @@ impl Claimed {
     pub fn attempts(&self) -> i64 {
         self.item.attempts
     }
+
+    /// How long to wait before the next attempt, in ms: `first` after the first, doubled
+    /// after each one since, never more than `max`.
+    pub fn backoff_ms(&self, first: Duration, max: Duration) -> i64 {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let shift = (self.attempts() - 1).clamp(0, 20) as u32;
+        ms(first).saturating_mul(1 << shift).min(ms(max))
+    }
 }
 
 impl State {
