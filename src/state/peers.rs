@@ -94,13 +94,19 @@ impl State {
                     &[peer.into(), pepper.into(), part.push.as_str().into(), now_ms.into()],
                 )?;
             }
-            let expected = c.query(&select, &key)?.first().map(|r| Ok::<_, StateError>((r.text(0)?, r.int(1)?))).transpose()?;
-            match expected {
+            // The push under way, and the part it expects next.
+            let rows = c.query(&select, &key)?;
+            let under_way = match rows.first() {
+                Some(r) => Some((r.text(0)?, r.int(1)?)),
+                None => None,
+            };
+            match under_way {
                 Some((push, next)) if push == part.push && next == part.number => {}
                 other => {
-                    return Ok(PartAdded::OutOfOrder {
-                        expected: other.filter(|(push, _)| *push == part.push).map(|(_, next)| next),
-                    })
+                    let expected = other
+                        .filter(|(push, _)| *push == part.push)
+                        .map(|(_, next)| next);
+                    return Ok(PartAdded::OutOfOrder { expected });
                 }
             }
             for chunk in hashes.chunks(CHUNK) {
