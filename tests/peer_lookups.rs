@@ -115,6 +115,14 @@ impl Client {
         r.json()
     }
 
+    /// `s`'s current lookup pepper.
+    fn pepper(&self, s: &Mxisd) -> String {
+        self.details(s)["lookup_pepper"]
+            .as_str()
+            .expect("a lookup_pepper")
+            .to_owned()
+    }
+
     fn lookup(&self, s: &Mxisd, pepper: &str, hashes: &[&str]) -> Response {
         Response::from(
             support::agent()
@@ -163,10 +171,7 @@ fn a_peer_pushes_its_hashes_and_lookups_name_it() {
     let a = start(pa, A_STORE, pb, "");
     a.wait_hash_index();
     let on_a = Client::of(&a, &hs);
-    let pepper_a = on_a.details(&a)["lookup_pepper"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pepper_a = on_a.pepper(&a);
     let carol_a = lookup_hash("carol@b.example.net", "email", &pepper_a);
     let shared_a = lookup_hash("shared@both.example.net", "email", &pepper_a);
     let alice_a = lookup_hash("alice@a.example.net", "email", &pepper_a);
@@ -193,10 +198,7 @@ fn a_peer_pushes_its_hashes_and_lookups_name_it() {
 
     // The client asks B with B's pepper, and finds carol.
     let on_b = Client::of(&b, &hs);
-    let pepper_b = on_b.details(&b)["lookup_pepper"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pepper_b = on_b.pepper(&b);
     assert_ne!(pepper_a, pepper_b);
     let carol_b = lookup_hash("carol@b.example.net", "email", &pepper_b);
     let r = on_b.lookup(&b, &pepper_b, &[&carol_b]);
@@ -256,10 +258,7 @@ fn a_rotation_answers_the_previous_pepper_during_its_grace_and_pushes_follow() {
     let _b = start(pb, B_STORE, pa, "");
     let mut a = start(pa, A_STORE, pb, "");
     let on_a = Client::of(&a, &hs);
-    let old = on_a.details(&a)["lookup_pepper"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let old = on_a.pepper(&a);
     let carol_old = lookup_hash("carol@b.example.net", "email", &old);
     let alice_old = lookup_hash("alice@a.example.net", "email", &old);
     until(
@@ -350,10 +349,7 @@ fn a_peer_that_stops_pushing_expires() {
     let a = start_with(pa, A_STORE, pb, "      expireAfter: 3\n", "");
     a.wait_hash_index();
     let on_a = Client::of(&a, &hs);
-    let pepper = on_a.details(&a)["lookup_pepper"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pepper = on_a.pepper(&a);
     let carol = lookup_hash("carol@b.example.net", "email", &pepper);
     until(
         "B pushed",
@@ -393,10 +389,7 @@ fn instances_on_postgresql_serve_what_a_peer_pushed_to_one_of_them() {
     let a2 = start_as(pa2, pa, A_STORE, pb, "", &storage);
     a2.wait_hash_index();
     let on_a = Client::of(&a2, &hs);
-    let pepper = on_a.details(&a2)["lookup_pepper"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pepper = on_a.pepper(&a2);
     assert_eq!(on_a.details(&a1)["lookup_pepper"], pepper.as_str());
     let carol = lookup_hash("carol@b.example.net", "email", &pepper);
     let alice = lookup_hash("alice@a.example.net", "email", &pepper);
@@ -410,8 +403,9 @@ fn instances_on_postgresql_serve_what_a_peer_pushed_to_one_of_them() {
         on_a.lookup(&a2, &pepper, &[&carol, &alice]).json()["mappings"],
         json!({alice: "@alice:example.org"})
     );
+    // The log is written by its own thread, after the answer: waited for.
     assert!(
-        a1.log().contains("hashes pushed under our current pepper"),
+        a1.wait_for_log("hashes pushed under our current pepper"),
         "{}",
         a1.log()
     );
@@ -444,10 +438,7 @@ fn a_push_too_large_for_one_request_goes_in_parts() {
     let a = start(pa, A_STORE, pb, "http:\n  maxBodyBytes: 6000\n");
     a.wait_hash_index();
     let on_a = Client::of(&a, &hs);
-    let pepper = on_a.details(&a)["lookup_pepper"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pepper = on_a.pepper(&a);
     let mut hashes: Vec<String> = [0, 99, 100, 199, 200, 249]
         .iter()
         .map(|i| lookup_hash(&format!("user{i}@many.example.net"), "email", &pepper))
@@ -485,10 +476,7 @@ fn the_parts_of_a_push_replace_the_last_push_only_once_all_came_in_order() {
     let a = start(pa, A_STORE, pb, &storage);
     a.wait_hash_index();
     let on_a = Client::of(&a, &hs);
-    let pepper = on_a.details(&a)["lookup_pepper"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pepper = on_a.pepper(&a);
     let h: Vec<String> = (0..4)
         .map(|i| lookup_hash(&format!("p{i}@b.example.net"), "email", &pepper))
         .collect();
@@ -575,10 +563,7 @@ fn a_server_with_two_peers_pushes_each_under_its_own_pepper() {
     let _a = start_peered(pa, pa, A_STORE, &entries, "");
     for (s, port) in [(&b, pb), (&c, pc)] {
         let client = Client::of(s, &hs);
-        let pepper = client.details(s)["lookup_pepper"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let pepper = client.pepper(s);
         let alice = lookup_hash("alice@a.example.net", "email", &pepper);
         until(
             &format!("the server on {port} names A for alice"),
