@@ -418,11 +418,365 @@ impl Sessions {
 
 #[cfg(test)]
 mod tests {
-    use super::server_name;
+    use super::*;
+    use crate::crypto::hash::token_hash;
+    use crate::notify::Notifier;
+    use crate::state::testing::temp_state;
+    use crate::state::{Requested, TokenRequest};
+    use std::sync::Arc;
+
+    /// The remote: a closed loopback port (discard, 9), so that every call to it fails at
+    /// once ("unreachable") and nothing leaves the machine. What a remote that answers
+    /// does is `tests/remote_sessions.rs`'s, with a second mxisd.
+    const DOWN: &str = "http://127.0.0.1:9";
+
+    /// The seed's three policies, each with `remote` (DOWN) as the list of `toRemote`.
+    fn policy(for_local: (bool, bool), for_remote: (bool, bool)) -> String {
+        let scope = |key: &str, (to_local, to_remote): (bool, bool)| {
+            format!("      {key}:\n        enabled: true\n        toLocal: {to_local}\n        toRemote:\n          enabled: {to_remote}\n          server: 'remote'\n")
+        };
+        format!(
+            "session:\n  policy:\n    validation:\n      enabled: true\n{}{}",
+            scope("forLocal", for_local),
+            scope("forRemote", for_remote)
+        )
+    }
+    fn local_only() -> String {
+        policy((true, false), (true, false))
+    }
+    fn local_and_remote() -> String {
+        policy((true, true), (false, true))
+    }
+    fn remote_only() -> String {
+        policy((false, true), (false, true))
+    }
+
+    /// A session service under `policy`, its remote DOWN (loopback allowed), and the guarded
+    /// client calls to it go through. The e-mail connector (an SMTP relay on the same closed
+    /// port) is never used: sessions are stored directly.
+    fn sessions(policy: &str) -> (Sessions, Client) {
+        let text = format!(
+            "matrix:\n  domain: example.org\n  identity:\n    servers:\n      remote: ['{DOWN}']\nfederation:\n  ipRangeWhitelist: ['127.0.0.0/8']\n  connectTimeout: 2\n  timeout: 4\nthreepid:\n  medium:\n    email:\n      identity:\n        from: 'id@example.org'\n      connectors:\n        smtp:\n          host: 127.0.0.1\n          port: 9\n          tls: 0\n{policy}"
+        );
+        let config = crate::config::load_str(&text, "test").unwrap().config;
+        let notifier = Arc::new(Notifier::from_config(&config).unwrap());
+        let client = Client::new(&config.federation).unwrap();
+        (Sessions::new(&config, notifier), client)
+    }
+
+    /// A session of `address` stored with the token `tok` (as `request_token` stores a new
+    /// one), expiring at `expires_ts`.
+    fn stored(state: &State, medium: Medium, address: &str, expires_ts: i64) -> Sid {
+        let now = crate::now_ms();
+        let fresh = Sid::generate().unwrap();
+        let requested = state
+            .request_token(&TokenRequest {
+                medium,
+                address,
+                client_secret: &secret(),
+                send_attempt: 1,
+                next_link: None,
+                token_hash: &token_hash("tok"),
+                fresh_sid: &fresh,
+                now_ms: now,
+                expires_ts,
+                reserved_until: now + 1_000,
+                budget: crate::session::BUDGET,
+            })
+            .unwrap();
+        match requested {
+            Requested::Send { sid, created: true } => sid,
+            other => panic!("not a new session: {other:?}"),
+        }
+    }
+
+    fn secret() -> ClientSecret {
+        ClientSecret::parse("s3cret").unwrap()
+    }
+
+    /// A live session of `address`, validated here by its token.
+    fn validated(s: &Sessions, state: &State, address: &str) -> SessionRow {
+        let sid = stored(state, Medium::Email, address, crate::now_ms() + 600_000);
+        s.submit_token(state, &sid, &secret(), "tok").unwrap()
+    }
+
+    /// A remote session of `sid` on DOWN, recorded as `start_for` records one.
+    fn remote_row(state: &State, sid: &Sid) -> RemoteSessionRow {
+        state
+            .remote_session_started(&NewRemoteSession {
+                sid,
+                server: DOWN,
+                remote_sid: "remote-sid",
+                remote_secret: &ClientSecret::parse("theirs").unwrap(),
+                now_ms: crate::now_ms(),
+            })
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The `Remote` error's server and why; panics on any other outcome.
+    fn remote_error<T>(r: Result<T, SessionError>) -> (String, String) {
+        match r {
+            Err(SessionError::Remote { server, why }) => (server, why),
+            Err(other) => panic!("not a remote's failure: {other:?}"),
+            Ok(_) => panic!("succeeded, the remote down"),
+        }
+    }
+
+    fn mxid() -> UserId {
+        UserId::parse("@a:example.org").unwrap()
+    }
 
     #[test]
     fn a_server_is_named_by_its_host() {
         assert_eq!(server_name("https://matrix.org"), "matrix.org");
         assert_eq!(server_name("http://127.0.0.1:8090/id"), "127.0.0.1:8090");
+    }
+
+    #[test]
+    fn a_route_names_the_server_of_the_policy() {
+        let (s, _) = sessions(&local_and_remote());
+        let servers = BTreeMap::from([("remote".to_owned(), vec![DOWN.to_owned()])]);
+        assert_eq!(s.remotes.servers(), &servers);
+        assert_eq!(
+            s.route(Medium::Email, "a@example.org"),
+            Ok(Route::LocalOffer(DOWN.into()))
+        );
+        assert_eq!(
+            s.route(Medium::Email, "a@gmail.example"),
+            Ok(Route::Remote(DOWN.into()))
+        );
+        let (s, _) = sessions(&remote_only());
+        assert_eq!(
+            s.route(Medium::Email, "a@example.org"),
+            Ok(Route::Remote(DOWN.into()))
+        );
+        let (s, _) = sessions(&local_only());
+        assert_eq!(s.route(Medium::Email, "a@example.org"), Ok(Route::Local));
+    }
+
+    #[test]
+    fn what_was_found_of_a_remote_is_believed_a_while() {
+        assert_eq!(USABLE_FOR, Duration::from_secs(300));
+        assert_eq!(UNUSABLE_FOR, Duration::from_secs(30));
+        let (s, client) = sessions(&local_and_remote());
+        let r = &s.remotes;
+        // Nothing known: asked, and what it said is kept.
+        let why = r.usable(&client, DOWN).unwrap_err();
+        assert!(why.starts_with("unreachable"), "{why}");
+        let kept = crate::lock(&r.found).get(DOWN).map(|(_, k)| k.clone());
+        assert_eq!(kept, Some(Err(why)));
+        // What was found is believed, not asked again: the remote is down, yet usable.
+        let found = |ago: Duration, known: Result<(), String>| {
+            let at = Instant::now().checked_sub(ago).expect("a clock that old");
+            crate::lock(&r.found).insert(DOWN.to_owned(), (at, known));
+            r.usable(&client, DOWN)
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(found(Duration::ZERO, Ok(())), Ok(()));
+        assert_eq!(found(UNUSABLE_FOR + second, Ok(())), Ok(()));
+        assert_eq!(
+            found(UNUSABLE_FOR - second, Err("said".into())),
+            Err("said".into())
+        );
+        // Past its time it is asked again.
+        let asked = found(USABLE_FOR + second, Ok(())).unwrap_err();
+        assert!(asked.starts_with("unreachable"), "{asked}");
+        let asked = found(UNUSABLE_FOR + second, Err("said".into())).unwrap_err();
+        assert!(asked.starts_with("unreachable"), "{asked}");
+    }
+
+    #[test]
+    fn a_session_lives_with_its_secret_until_it_expires() {
+        let t = temp_state("remote-live");
+        let (s, _) = sessions(&local_and_remote());
+        let sid = stored(
+            &t.state,
+            Medium::Email,
+            "a@example.org",
+            crate::now_ms() + 600_000,
+        );
+        assert_eq!(s.live(&t.state, &sid, &secret()).unwrap().sid, sid);
+        let other = ClientSecret::parse("other").unwrap();
+        assert!(matches!(
+            s.live(&t.state, &sid, &other),
+            Err(SessionError::NoSession)
+        ));
+        let gone = stored(
+            &t.state,
+            Medium::Email,
+            "b@example.org",
+            crate::now_ms() - 1,
+        );
+        assert!(matches!(
+            s.live(&t.state, &gone, &secret()),
+            Err(SessionError::Expired)
+        ));
+    }
+
+    #[test]
+    fn a_remote_session_starts_from_a_validated_session_whose_route_offers_it() {
+        let t = temp_state("remote-start");
+        let (s, client) = sessions(&local_and_remote());
+        let start = |sid: &Sid| s.start_remote(&t.state, &client, sid, &secret());
+        let unvalidated = stored(
+            &t.state,
+            Medium::Email,
+            "a@example.org",
+            crate::now_ms() + 600_000,
+        );
+        assert!(matches!(
+            start(&unvalidated),
+            Err(SessionError::NotValidated)
+        ));
+        // Offered, and the remote is down: it says so, and nothing is recorded.
+        let session = validated(&s, &t.state, "b@example.org");
+        let (server, why) = remote_error(start(&session.sid));
+        assert_eq!(server, "127.0.0.1:9");
+        assert!(why.starts_with("unreachable"), "{why}");
+        assert!(t.state.remote_session(&session.sid).unwrap().is_none());
+        // Started already (another instance): that one, the remote not asked.
+        remote_row(&t.state, &session.sid);
+        assert_eq!(
+            start(&session.sid).unwrap(),
+            ("127.0.0.1:9".to_owned(), "b@example.org".to_owned())
+        );
+        // Not offered here.
+        let (local, _) = sessions(&local_only());
+        let session = validated(&local, &t.state, "c@example.org");
+        assert!(matches!(
+            local.start_remote(&t.state, &client, &session.sid, &secret()),
+            Err(SessionError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn a_phone_number_never_starts_a_remote_session() {
+        let t = temp_state("remote-phone");
+        let (s, client) = sessions(&remote_only());
+        let sid = stored(
+            &t.state,
+            Medium::Msisdn,
+            "447700900001",
+            crate::now_ms() + 600_000,
+        );
+        let session = t.state.session(&sid).unwrap().unwrap();
+        let (_, why) = remote_error(s.start_for(&t.state, &client, &session, DOWN));
+        assert_eq!(
+            why,
+            "phone numbers are validated on another server by e-mail only"
+        );
+    }
+
+    #[test]
+    fn after_our_token_the_offer_or_the_remote_session_or_why_not() {
+        let t = temp_state("remote-after");
+        let (s, client) = sessions(&local_and_remote());
+        let here = validated(&s, &t.state, "a@example.org");
+        match s.after_local(&t.state, &client, &here) {
+            AfterLocal::Done {
+                note: Some((server, why)),
+            } => {
+                assert_eq!(server, "127.0.0.1:9");
+                assert!(why.starts_with("unreachable"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let elsewhere = validated(&s, &t.state, "a@gmail.example");
+        match s.after_local(&t.state, &client, &elsewhere) {
+            AfterLocal::Failed { server, why } => {
+                assert_eq!(server, "127.0.0.1:9");
+                assert!(why.contains("unreachable"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Found usable (kept from before): offered.
+        crate::lock(&s.remotes.found).insert(DOWN.to_owned(), (Instant::now(), Ok(())));
+        assert!(matches!(
+            s.after_local(&t.state, &client, &here),
+            AfterLocal::Offer { server } if server == "127.0.0.1:9"
+        ));
+        let (local, _) = sessions(&local_only());
+        assert!(matches!(
+            local.after_local(&t.state, &client, &here),
+            AfterLocal::Done { note: None }
+        ));
+    }
+
+    #[test]
+    fn a_remote_only_session_counts_as_validated_once_its_remote_says_so() {
+        let t = temp_state("remote-gate");
+        let (s, client) = sessions(&local_and_remote());
+        let gate = |sid: &Sid| s.remote_gate(&t.state, &client, sid);
+        // Validated here (its route offers the remote): nothing more to ask.
+        let here = validated(&s, &t.state, "a@example.org");
+        assert!(gate(&here.sid).is_ok());
+        // Remote only: not before its remote session starts, nor while the remote cannot
+        // say; once it said so (recorded), without asking again.
+        let elsewhere = validated(&s, &t.state, "a@gmail.example");
+        assert!(matches!(
+            gate(&elsewhere.sid),
+            Err(SessionError::NotValidated)
+        ));
+        remote_row(&t.state, &elsewhere.sid);
+        let (server, why) = remote_error(gate(&elsewhere.sid));
+        assert_eq!(server, "127.0.0.1:9");
+        assert!(why.starts_with("unreachable"), "{why}");
+        t.state
+            .remote_session_validated(&elsewhere.sid, crate::now_ms())
+            .unwrap();
+        assert!(gate(&elsewhere.sid).is_ok());
+        let unknown = Sid::generate().unwrap();
+        assert!(matches!(gate(&unknown), Err(SessionError::NoSession)));
+    }
+
+    #[test]
+    fn a_bind_goes_where_the_route_says() {
+        let t = temp_state("remote-bind");
+        let (s, client) = sessions(&local_and_remote());
+        let bind = |sid: &Sid| s.bind_route(&t.state, &client, sid, &mxid());
+        // Remote only: the remote's, once validated there; its failure is the bind's.
+        let elsewhere = validated(&s, &t.state, "a@gmail.example");
+        assert!(matches!(
+            bind(&elsewhere.sid),
+            Err(SessionError::NotValidated)
+        ));
+        remote_row(&t.state, &elsewhere.sid);
+        t.state
+            .remote_session_validated(&elsewhere.sid, crate::now_ms())
+            .unwrap();
+        let (server, why) = remote_error(bind(&elsewhere.sid));
+        assert_eq!(server, "127.0.0.1:9");
+        assert!(why.starts_with("unreachable"), "{why}");
+        assert_eq!(
+            t.state
+                .remote_session(&elsewhere.sid)
+                .unwrap()
+                .unwrap()
+                .bound_ts,
+            None
+        );
+        // Offered and not taken: here.
+        let here = validated(&s, &t.state, "a@example.org");
+        assert!(matches!(bind(&here.sid), Ok(BindRoute::Local)));
+        // Taken, the remote not validated (or down): here, and pending there.
+        remote_row(&t.state, &here.sid);
+        assert!(matches!(bind(&here.sid), Ok(BindRoute::Local)));
+        let row = t.state.remote_session(&here.sid).unwrap().unwrap();
+        assert_eq!(row.bind_mxid, Some(mxid()));
+        assert_eq!(row.bound_ts, None);
+        // The check finds the remote still down: says so, still pending.
+        let (_, why) = remote_error(s.check_remote(&t.state, &client, &here.sid, &secret()));
+        assert!(why.starts_with("unreachable"), "{why}");
+        let (local, _) = sessions(&local_only());
+        let session = validated(&local, &t.state, "b@example.org");
+        assert!(matches!(
+            local.bind_route(&t.state, &client, &session.sid, &mxid()),
+            Ok(BindRoute::Local)
+        ));
+        assert!(matches!(
+            local.check_remote(&t.state, &client, &session.sid, &secret()),
+            Err(SessionError::NoSession)
+        ));
     }
 }
