@@ -23,6 +23,8 @@ pub(crate) mod federation;
 pub mod fuzz;
 pub(crate) mod gate;
 pub(crate) mod handshake;
+#[cfg(test)]
+mod heap_count;
 pub mod http;
 pub(crate) mod invite;
 pub mod jobs;
