@@ -107,9 +107,12 @@ impl Follower {
                             Err(e) => log::error!("change {}: not a bind: {e}", change.seq),
                         }
                     }
-                    index.settle_local(next.0);
                     cursor = next;
                     self.cursor = Some(next);
+                    if index.local_wants_reload() {
+                        // The changes since the last reload, kept in a map, made compact.
+                        return self.reload(state, index);
+                    }
                 }
             }
         }

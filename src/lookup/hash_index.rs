@@ -182,21 +182,36 @@ pub struct HashIndex {
     generation: AtomicU64,
 }
 
-/// Local binds: hash → (change number, Matrix ID or `None` once unbound), and the change
-/// number the last reload was taken at: a change at or below it is in the reload already;
-/// during a grace period, each one's hash under the previous pepper → its current hash.
-#[derive(Default)]
+/// Local binds: those the last reload read, compact as the stores' index is, and the changes
+/// after it in a map: hash → (change number, Matrix ID or `None` once unbound). `floor` is
+/// the change number the reload was taken at: a change at or below it is in `settled`
+/// already. During a grace period, each change's hash under the previous pepper → its
+/// current hash (`settled` has its own array for the previous pepper).
 struct LocalBinds {
+    settled: Index,
     by_hash: HashMap<[u8; 32], (i64, Option<Arc<str>>)>,
     floor: i64,
     from_previous: HashMap<[u8; 32], [u8; 32]>,
-    /// How many entries of `by_hash` are unbinds (`None`).
-    unbinds: usize,
 }
 
-/// Unbinds remembered before `settle_local` forgets the settled ones: at least this many,
-/// and an eighth of the entries.
-const SETTLE_AT: usize = 1024;
+impl LocalBinds {
+    /// The Matrix ID of a hash under `under`, if bound here: the changes since the reload
+    /// first (an unbind hides a settled bind), then the settled binds.
+    fn get(&self, under: Under, key: &[u8; 32]) -> Option<&str> {
+        let current = match under {
+            Under::Current => Some(*key),
+            Under::Previous => self.from_previous.get(key).copied(),
+        };
+        if let Some((_, mxid)) = current.and_then(|k| self.by_hash.get(&k)) {
+            return mxid.as_deref();
+        }
+        self.settled.get_under(under, key)
+    }
+}
+
+/// Changes kept in the map before a reload makes them compact: at least this many, and an
+/// eighth of the settled binds. A bind in the map takes about 150 bytes, a settled one 60.
+const COMPACT_AT: usize = 1024;
 
 impl HashIndex {
     /// An index under `pepper`, not built yet: `refresh` builds it.
@@ -205,7 +220,12 @@ impl HashIndex {
             pepper,
             current: RwLock::new(None),
             ready: AtomicBool::new(false),
-            local: RwLock::default(),
+            local: RwLock::new(LocalBinds {
+                settled: build_index(|_| Vec::new(), "", None, Sizes::default(), Pace::FlatOut),
+                by_hash: HashMap::new(),
+                floor: 0,
+                from_previous: HashMap::new(),
+            }),
             previous: None,
             generation: AtomicU64::new(0),
         }
@@ -264,15 +284,9 @@ impl HashIndex {
         match local.by_hash.get(&key) {
             Some((applied, _)) if *applied >= seq => {}
             _ => {
-                let replaced = local
+                local
                     .by_hash
                     .insert(key, (seq, mxid.map(|m| Arc::from(m.as_str()))));
-                let was_unbind = replaced.is_some_and(|(_, m)| m.is_none());
-                match (was_unbind, mxid.is_none()) {
-                    (false, true) => local.unbinds += 1,
-                    (true, false) => local.unbinds -= 1,
-                    _ => {}
-                }
             }
         }
         if let Some(old) = self.previous_key(medium, address) {
@@ -280,56 +294,49 @@ impl HashIndex {
         }
     }
 
-    /// Replaces every local bind (at start, and when the feed says changes were missed)
-    /// with `binds`, read after the feed was at `cursor`. Changes after the cursor already
+    /// Replaces every local bind (at start, when the feed says changes were missed, and
+    /// when the changes since the last reload are many: `local_wants_reload`) with `binds`,
+    /// read after the feed was at `cursor`, made compact. Changes after the cursor already
     /// applied (this instance's own, made meanwhile) are kept; older ones are ignored from
     /// now on.
     pub fn load_local(&self, binds: &[crate::state::LocalBind], cursor: i64) {
-        let mut fresh: HashMap<_, _> = binds
-            .iter()
-            .map(|b| {
-                let key = self.key(b.medium, &b.address);
-                (key, (b.seq, Some(Arc::from(b.mxid.as_str()))))
-            })
-            .collect();
-        let from_previous: HashMap<_, _> = binds
-            .iter()
-            .filter_map(|b| {
-                Some((
-                    self.previous_key(b.medium, &b.address)?,
-                    self.key(b.medium, &b.address),
-                ))
-            })
-            .collect();
+        let settled = build_index(
+            |sink| {
+                for b in binds {
+                    sink(Binding {
+                        medium: b.medium,
+                        address: b.address.clone(),
+                        mxid: b.mxid.as_str().to_owned(),
+                    });
+                }
+                Vec::new()
+            },
+            &self.pepper,
+            self.previous_pepper(),
+            Sizes::default(),
+            Pace::FlatOut,
+        );
         let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
-        local.from_previous.extend(from_previous);
-        for (key, entry) in local.by_hash.drain() {
-            if entry.0 > cursor && fresh.get(&key).is_none_or(|f| f.0 < entry.0) {
-                fresh.insert(key, entry);
-            }
-        }
-        local.unbinds = fresh.values().filter(|(_, m)| m.is_none()).count();
-        local.by_hash = fresh;
+        local.settled = settled;
+        local.by_hash.retain(|_, (seq, _)| *seq > cursor);
+        local.by_hash.shrink_to_fit();
+        let LocalBinds {
+            by_hash,
+            from_previous,
+            ..
+        } = &mut *local;
+        from_previous.retain(|_, key| by_hash.contains_key(key));
+        from_previous.shrink_to_fit();
         local.floor = cursor;
+        drop(local);
+        release_freed_memory();
     }
 
-    /// The change feed has given every change up to `cursor`: none at or below it can come
-    /// any more. An unbind is remembered only so that an older change arriving later cannot
-    /// undo it, so the unbinds at or below it are forgotten (and changes at or below it
-    /// ignored from now on), once they are many: without this, each unbind would keep its
-    /// entry until the next restart.
-    pub fn settle_local(&self, cursor: i64) {
-        let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
-        if local.unbinds < SETTLE_AT || local.unbinds < local.by_hash.len() / 8 {
-            return;
-        }
-        local.floor = local.floor.max(cursor);
-        let floor = local.floor;
-        local
-            .by_hash
-            .retain(|_, (seq, mxid)| mxid.is_some() || *seq > floor);
-        local.unbinds = local.by_hash.values().filter(|(_, m)| m.is_none()).count();
-        local.by_hash.shrink_to_fit();
+    /// Whether the changes since the last reload are many enough to be made compact by
+    /// another (see `COMPACT_AT`).
+    pub fn local_wants_reload(&self) -> bool {
+        let local = self.local.read().unwrap_or_else(|p| p.into_inner());
+        local.by_hash.len() >= COMPACT_AT.max(local.settled.len() / 8)
     }
 
     pub fn pepper(&self) -> &str {
@@ -429,11 +436,7 @@ impl HashIndex {
                         let local = local.get_or_insert_with(|| {
                             self.local.read().unwrap_or_else(|p| p.into_inner())
                         });
-                        let key = match under {
-                            Under::Current => key,
-                            Under::Previous => *local.from_previous.get(&key)?,
-                        };
-                        local.by_hash.get(&key)?.1.as_ref()?.to_string()
+                        local.get(under, &key)?.to_owned()
                     }
                 };
                 Some((h.clone(), mxid))
@@ -775,36 +778,96 @@ mod tests {
         );
     }
 
+    fn local(address: &str, mxid: &str, seq: i64) -> crate::state::LocalBind {
+        crate::state::LocalBind {
+            medium: Medium::Email,
+            address: address.into(),
+            mxid: UserId::parse(mxid).unwrap(),
+            seq,
+        }
+    }
+
     #[test]
-    fn settled_unbinds_are_forgotten_once_many_and_older_changes_ignored() {
+    fn a_reload_makes_local_binds_compact_and_later_changes_stay_above_them() {
         let hashes = HashIndex::new("pepper".into());
         *hashes.current.write().unwrap() = Some(Arc::new(index_of(vec![])));
-        let bob = UserId::parse("@bob:example.org").unwrap();
-        let entries = |h: &HashIndex| h.local.read().unwrap().by_hash.len();
-        hashes.apply_local(Medium::Email, "kept@example.org", Some(&bob), 1);
-        // Fewer unbinds than SETTLE_AT: all remembered.
-        for i in 0..SETTLE_AT - 1 {
-            hashes.apply_local(Medium::Email, &format!("u{i}@x.org"), None, 2 + i as i64);
-        }
-        hashes.settle_local(10_000);
-        assert_eq!(entries(&hashes), SETTLE_AT);
-        // One more: those the feed has given (up to 1,000) go, the later ones stay.
-        hashes.apply_local(Medium::Email, "last@x.org", None, 5_000);
-        hashes.settle_local(1_000);
-        let left = 1 + (SETTLE_AT - 1 - 999) + 1;
-        assert_eq!(entries(&hashes), left);
-        assert_eq!(hashes.local.read().unwrap().unbinds, left - 1);
-        // A change at or below the feed's cursor is not applied again.
-        hashes.apply_local(Medium::Email, "u5@x.org", Some(&bob), 900);
+        let (bob, carol) = (
+            UserId::parse("@bob:example.org").unwrap(),
+            UserId::parse("@carol:example.org").unwrap(),
+        );
+        // Made here while the reload read the state (change 3, after its cursor 2).
+        hashes.apply_local(Medium::Email, "new@x.org", Some(&carol), 3);
+        hashes.load_local(
+            &[
+                local("a@x.org", "@alice:example.org", 1),
+                local("b@x.org", "@bob:example.org", 2),
+            ],
+            2,
+        );
+        let map = |h: &HashIndex| h.local.read().unwrap().by_hash.len();
+        assert_eq!(hashes.local.read().unwrap().settled.len(), 2, "compact");
+        assert_eq!(
+            map(&hashes),
+            1,
+            "only the change after the cursor stays in the map"
+        );
+        // Changes at or below the cursor are in the reload already.
+        hashes.apply_local(Medium::Email, "a@x.org", None, 1);
+        // Later ones hide or replace a settled bind.
+        hashes.apply_local(Medium::Email, "b@x.org", None, 4);
+        hashes.apply_local(Medium::Email, "a@x.org", Some(&bob), 5);
         let asked = |a: &str| b64::encode_url_safe(&key(a));
+        let all = ["a@x.org", "b@x.org", "new@x.org"].map(asked);
+        assert_eq!(
+            hashes.lookup(&all).unwrap(),
+            vec![
+                (asked("a@x.org"), "@bob:example.org".to_owned()),
+                (asked("new@x.org"), "@carol:example.org".to_owned()),
+            ]
+        );
+        // A reload past every change empties the map, and answers alike.
+        assert!(!hashes.local_wants_reload());
+        hashes.load_local(
+            &[
+                local("a@x.org", "@bob:example.org", 5),
+                local("new@x.org", "@carol:example.org", 3),
+            ],
+            5,
+        );
+        assert_eq!(map(&hashes), 0);
+        assert_eq!(hashes.lookup(&all).unwrap().len(), 2);
+        // Many changes since: a reload is wanted.
+        for i in 0..COMPACT_AT as i64 {
+            hashes.apply_local(Medium::Email, &format!("u{i}@x.org"), Some(&bob), 6 + i);
+        }
+        assert!(hashes.local_wants_reload());
+    }
+
+    #[test]
+    fn settled_local_binds_answer_under_the_previous_pepper_too() {
+        let hashes = HashIndex::with_previous(
+            "pepper".into(),
+            Some(Previous {
+                pepper: "old".into(),
+                until_ms: crate::now_ms() + 60_000,
+            }),
+        );
+        *hashes.current.write().unwrap() = Some(Arc::new(index_of(vec![])));
+        hashes.load_local(
+            &[
+                local("a@x.org", "@alice:example.org", 1),
+                local("b@x.org", "@bob:example.org", 2),
+            ],
+            2,
+        );
+        hashes.apply_local(Medium::Email, "b@x.org", None, 3);
+        let old = |a: &str| b64::encode_url_safe(&lookup_digest(a, "email", "old"));
         assert_eq!(
             hashes
-                .lookup(&[asked("kept@example.org"), asked("u5@x.org")])
+                .lookup_under(Under::Previous, &[old("a@x.org"), old("b@x.org")])
                 .unwrap(),
-            vec![(asked("kept@example.org"), "@bob:example.org".to_owned())]
+            vec![(old("a@x.org"), "@alice:example.org".to_owned())],
+            "b's unbind hides it under the previous pepper too"
         );
-        // A rebind of an address unbound and remembered counts as one unbind less.
-        hashes.apply_local(Medium::Email, "last@x.org", Some(&bob), 5_001);
-        assert_eq!(hashes.local.read().unwrap().unbinds, left - 2);
     }
 }
