@@ -10,7 +10,9 @@ use crate::federation::homeserver::{self, Onbind as Called};
 use crate::jobs::{self, Job, Waker};
 use crate::notify::template::Placeholders;
 use crate::notify::NotifyError;
-use crate::state::{Claimed, Delivery, DeliveryKind, InviteMail, Onbind, State, HOLD_MARGIN};
+use crate::state::{
+    Claimed, Delivery, DeliveryKind, InviteMail, Onbind, State, StateError, HOLD_MARGIN,
+};
 use crate::threepid::Medium;
 use serde_json::json;
 use std::fmt;
@@ -103,6 +105,10 @@ impl Invites {
     /// another instance.
     fn lease(&self, kind: DeliveryKind, out: &Outbound<'_>) -> Duration {
         HOLD_MARGIN
+            + RECORD_WAITS_MS
+                .iter()
+                .map(|&ms| Duration::from_millis(ms))
+                .sum::<Duration>()
             + match kind {
                 DeliveryKind::InviteMail => self.notifier.longest_send(Medium::Email),
                 DeliveryKind::Onbind | DeliveryKind::PeerPush => {
@@ -211,7 +217,9 @@ impl Invites {
         };
         let (kind, id, attempt) = (claimed.delivery.kind(), claimed.id(), claimed.attempts());
         let done = match outcome {
-            Ok(()) => state.delivered(claimed),
+            Ok(()) => recorded(&format!("{kind} {id}: delivered"), || {
+                state.delivered(claimed)
+            }),
             // The same mail would fail the same way until the invite expires: ended now,
             // said in the log (the invite itself stays, for a bind of its address).
             Err(e) if e.is_permanent() => {
@@ -277,9 +285,10 @@ impl Invites {
         match homeserver::onbind(out.client, &server, &body) {
             Called::Delivered => {
                 log::info!("onbind: {} invites delivered to {server}", tokens.len());
-                state
-                    .end_invites(&tokens, crate::now_ms())
-                    .map_err(|e| failed(&e))
+                recorded("onbind: the delivered invites ended", || {
+                    state.end_invites(&tokens, crate::now_ms())
+                })
+                .map_err(|e| failed(&e))
             }
             Called::Refused(why) => {
                 log::error!(
@@ -308,5 +317,75 @@ impl Invites {
             values.set(name, value.as_str());
         }
         self.notifier.invite(Medium::Email, &mail.address, &values)
+    }
+}
+
+/// The waits between tries to record a delivery already made (a mail sent, an onbind the
+/// homeserver took): a database that restarts (about a second) is back before the last
+/// one, and the delivery is not made a second time. Every try failing, the item is
+/// delivered again once its lease runs out (at least once); the lease counts these waits.
+const RECORD_WAITS_MS: [u64; 5] = [250, 500, 1_000, 2_000, 4_000];
+
+/// `record`, tried again after each of `RECORD_WAITS_MS` while it fails.
+fn recorded<T>(what: &str, record: impl FnMut() -> Result<T, StateError>) -> Result<T, StateError> {
+    recorded_after(&RECORD_WAITS_MS, what, record)
+}
+
+fn recorded_after<T>(
+    waits_ms: &[u64],
+    what: &str,
+    mut record: impl FnMut() -> Result<T, StateError>,
+) -> Result<T, StateError> {
+    let mut waits = waits_ms.iter();
+    loop {
+        match record() {
+            Ok(done) => return Ok(done),
+            Err(e) => match waits.next() {
+                Some(&ms) => {
+                    log::warn!("{what}, but not recorded: {e}; trying again in {ms} ms");
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+                None => return Err(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    fn down() -> StateError {
+        StateError::Unavailable {
+            store: "test",
+            why: "the database restarts".into(),
+        }
+    }
+
+    #[test]
+    fn a_delivery_made_is_recorded_once_the_state_is_back() {
+        let mut tries = 0;
+        let done = recorded_after(&[1, 1, 1], "test", || {
+            tries += 1;
+            if tries < 3 {
+                Err(down())
+            } else {
+                Ok(tries)
+            }
+        });
+        assert_eq!(done.unwrap(), 3);
+    }
+
+    #[test]
+    fn recording_is_given_up_after_the_last_wait() {
+        let mut tries = 0;
+        let done: Result<(), _> = recorded_after(&[1, 1], "test", || {
+            tries += 1;
+            Err(down())
+        });
+        assert!(done.is_err());
+        assert_eq!(tries, 3, "once, then after each wait");
+        // The lease covers every wait, so no other instance takes the item meanwhile.
+        assert_eq!(RECORD_WAITS_MS.iter().sum::<u64>(), 7_750);
     }
 }
