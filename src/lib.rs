@@ -30,6 +30,7 @@ pub(crate) mod invite;
 pub mod jobs;
 pub mod logging;
 pub(crate) mod lookup;
+pub mod memory;
 pub mod metrics;
 pub(crate) mod metrics_listener;
 pub(crate) mod notify;

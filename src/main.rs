@@ -247,6 +247,15 @@ fn session_sweep(app: &Arc<App>) -> std::io::Result<jobs::Job> {
     )
 }
 
+/// Gives the memory the process freed back to the system, every minute (`memory`).
+fn memory_trim() -> std::io::Result<jobs::Job> {
+    jobs::every(
+        "memory-trim",
+        mxisd::memory::TRIM_EVERY,
+        mxisd::memory::release_freed,
+    )
+}
+
 /// Follows the change feed for binds made by other instances (every 500 ms: they count
 /// within a second), when binds are kept here.
 fn binds_feed(app: &Arc<App>) -> std::io::Result<Option<jobs::Job>> {
@@ -313,6 +322,13 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let trimmer = match memory_trim() {
+        Ok(job) => job,
+        Err(e) => {
+            log::error!("cannot start the memory trim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let feed = match binds_feed(&app) {
         Ok(job) => job,
         Err(e) => {
@@ -350,6 +366,7 @@ fn run(config: config::Config) -> ExitCode {
         job.stop();
     }
     sweeper.stop();
+    trimmer.stop();
     if let Some(job) = feed {
         job.stop();
     }

@@ -329,7 +329,8 @@ impl HashIndex {
         from_previous.shrink_to_fit();
         local.floor = cursor;
         drop(local);
-        release_freed_memory();
+        // Building an index allocates and frees a lot: RSS would stay at its peak.
+        crate::memory::release_freed();
     }
 
     /// Whether the changes since the last reload are many enough to be made compact by
@@ -402,7 +403,7 @@ impl HashIndex {
             );
         }
         drop(old); // freed here unless a lookup still holds it
-        release_freed_memory();
+        crate::memory::release_freed();
     }
 
     /// The Matrix IDs of these lookup hashes (unpadded URL-safe base64), as (hash, mxid) for
@@ -560,16 +561,6 @@ fn thread_cpu_time() -> Duration {
         u64::try_from(ts.tv_sec).unwrap_or(0),
         u32::try_from(ts.tv_nsec).unwrap_or(0),
     )
-}
-
-/// Building an index allocates and frees a lot; glibc keeps freed memory unless asked to
-/// give it back, which would leave the process's RSS at its peak.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 #[cfg(test)]
