@@ -512,8 +512,8 @@ enum Pace {
     FlatOut,
     /// A refresh, beside an index that answers: after each stretch of work, it rests as
     /// long as that stretch took on the CPU, so it takes at most half a core. Lookups' p99
-    /// during refreshes went from 5.2× to 1.0× their idle p99 (README, "Scale"); a refresh
-    /// of a million bindings takes about 4 s instead of 2.
+    /// during refreshes went from 7.2× to 1.1× their idle p99 (README, "Scale"); a refresh
+    /// of a million bindings takes about 3.5 s instead of 2.
     HalfCore,
 }
 
