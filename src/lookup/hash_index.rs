@@ -633,15 +633,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn during_a_grace_period_the_previous_pepper_finds_the_same_bindings() {
-        let hashes = HashIndex::with_previous(
+    /// An index under "pepper" that answered "old" until `grace_ms` from now.
+    fn rotated_from_old(grace_ms: i64) -> HashIndex {
+        HashIndex::with_previous(
             "pepper".into(),
             Some(Previous {
                 pepper: "old".into(),
-                until_ms: crate::now_ms() + 60_000,
+                until_ms: crate::now_ms() + grace_ms,
             }),
-        );
+        )
+    }
+
+    #[test]
+    fn during_a_grace_period_the_previous_pepper_finds_the_same_bindings() {
+        let hashes = rotated_from_old(60_000);
         let built = build_index(
             |sink| {
                 sink(binding("a@example.org", "@alice:example.org"));
@@ -676,13 +681,7 @@ mod tests {
 
     #[test]
     fn a_previous_pepper_past_its_grace_is_not_answered() {
-        let hashes = HashIndex::with_previous(
-            "pepper".into(),
-            Some(Previous {
-                pepper: "old".into(),
-                until_ms: crate::now_ms() - 1,
-            }),
-        );
+        let hashes = rotated_from_old(-1);
         assert_eq!(hashes.previous_pepper(), None);
         assert_eq!(hashes.under("old"), None);
     }
@@ -836,13 +835,7 @@ mod tests {
 
     #[test]
     fn settled_local_binds_answer_under_the_previous_pepper_too() {
-        let hashes = HashIndex::with_previous(
-            "pepper".into(),
-            Some(Previous {
-                pepper: "old".into(),
-                until_ms: crate::now_ms() + 60_000,
-            }),
-        );
+        let hashes = rotated_from_old(60_000);
         *hashes.current.write().unwrap() = Some(Arc::new(index_of(vec![])));
         hashes.load_local(
             &[
