@@ -122,7 +122,7 @@ impl Follower {
     /// binds themselves.
     fn reload(&mut self, state: &State, index: &HashIndex) -> Result<(), StateError> {
         let cursor = state.change_cursor()?;
-        index.load_local(&state.local_binds()?, cursor.0);
+        index.load_local(|each| state.local_binds(each), cursor.0)?;
         self.cursor = Some(cursor);
         Ok(())
     }

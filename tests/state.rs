@@ -887,7 +887,7 @@ fn rows_that_do_not_parse_are_errors_naming_their_column() {
         let ok = s.session(&sid("ok")).unwrap().unwrap();
         assert_eq!((ok.medium, ok.client_secret), (Medium::Msisdn, SEC.clone()));
         run_sql(&db, "INSERT INTO local_binds (medium, address, mxid, ts, not_before, not_after, seq) VALUES ('email', 'a@example.org', 'alice', 1, 1, 2, 1)");
-        let e = s.local_binds().unwrap_err().to_string();
+        let e = s.local_binds(&mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("local_binds.mxid"), "{store}: {e}");
         let e = s.bound(Medium::Email, "a@example.org").unwrap_err();
         assert!(e.to_string().contains("local_binds.mxid"), "{store}: {e}");

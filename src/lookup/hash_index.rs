@@ -295,20 +295,27 @@ impl HashIndex {
     }
 
     /// Replaces every local bind (at start, when the feed says changes were missed, and
-    /// when the changes since the last reload are many: `local_wants_reload`) with `binds`,
-    /// read after the feed was at `cursor`, made compact. Changes after the cursor already
-    /// applied (this instance's own, made meanwhile) are kept; older ones are ignored from
-    /// now on.
-    pub fn load_local(&self, binds: &[crate::state::LocalBind], cursor: i64) {
+    /// when the changes since the last reload are many: `local_wants_reload`) with those
+    /// `read` hands its sink, read after the feed was at `cursor`, made compact. Changes
+    /// after the cursor already applied (this instance's own, made meanwhile) are kept;
+    /// older ones are ignored from now on. When `read` fails, nothing changes.
+    pub fn load_local<E>(
+        &self,
+        read: impl FnOnce(&mut dyn FnMut(crate::state::LocalBind)) -> Result<(), E>,
+        cursor: i64,
+    ) -> Result<(), E> {
+        // Streamed from the state into the index: the binds are never a list in memory
+        // beside the index built from them (with a PostgreSQL result, three copies).
+        let mut outcome = Ok(());
         let settled = build_index(
             |sink| {
-                for b in binds {
+                outcome = read(&mut |b| {
                     sink(Binding {
                         medium: b.medium,
-                        address: b.address.clone(),
-                        mxid: b.mxid.as_str().to_owned(),
-                    });
-                }
+                        address: b.address,
+                        mxid: b.mxid.into_string(),
+                    })
+                });
                 Vec::new()
             },
             &self.pepper,
@@ -316,6 +323,7 @@ impl HashIndex {
             Sizes::default(),
             Pace::FlatOut,
         );
+        outcome?;
         let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
         local.settled = settled;
         local.by_hash.retain(|_, (seq, _)| *seq > cursor);
@@ -331,6 +339,7 @@ impl HashIndex {
         drop(local);
         // Building an index allocates and frees a lot: RSS would stay at its peak.
         crate::memory::release_freed();
+        Ok(())
     }
 
     /// Whether the changes since the last reload are many enough to be made compact by
@@ -777,6 +786,39 @@ mod tests {
         }
     }
 
+    /// A reload of these binds, as the state hands them.
+    fn reload(hashes: &HashIndex, binds: Vec<crate::state::LocalBind>, cursor: i64) {
+        let read = |sink: &mut dyn FnMut(crate::state::LocalBind)| {
+            binds.into_iter().for_each(sink);
+            Ok::<(), ()>(())
+        };
+        hashes.load_local(read, cursor).unwrap();
+    }
+
+    #[test]
+    fn a_reload_that_fails_midway_keeps_the_binds_it_would_have_replaced() {
+        let hashes = HashIndex::new("pepper".into());
+        *hashes.current.write().unwrap() = Some(Arc::new(index_of(vec![])));
+        reload(&hashes, vec![local("a@x.org", "@alice:example.org", 1)], 1);
+        let failed = hashes.load_local(
+            |sink| {
+                sink(local("b@x.org", "@bob:example.org", 2));
+                Err("the connection was lost")
+            },
+            2,
+        );
+        assert_eq!(failed, Err("the connection was lost"));
+        let asked = |a: &str| b64::encode_url_safe(&lookup_digest(a, "email", "pepper"));
+        assert_eq!(
+            hashes
+                .lookup(&[asked("a@x.org"), asked("b@x.org")])
+                .unwrap(),
+            vec![(asked("a@x.org"), "@alice:example.org".to_owned())],
+            "the first reload's binds, none of the failed one's"
+        );
+        assert_eq!(hashes.local.read().unwrap().floor, 1);
+    }
+
     #[test]
     fn a_reload_makes_local_binds_compact_and_later_changes_stay_above_them() {
         let hashes = HashIndex::new("pepper".into());
@@ -787,8 +829,9 @@ mod tests {
         );
         // Made here while the reload read the state (change 3, after its cursor 2).
         hashes.apply_local(Medium::Email, "new@x.org", Some(&carol), 3);
-        hashes.load_local(
-            &[
+        reload(
+            &hashes,
+            vec![
                 local("a@x.org", "@alice:example.org", 1),
                 local("b@x.org", "@bob:example.org", 2),
             ],
@@ -817,8 +860,9 @@ mod tests {
         );
         // A reload past every change empties the map, and answers alike.
         assert!(!hashes.local_wants_reload());
-        hashes.load_local(
-            &[
+        reload(
+            &hashes,
+            vec![
                 local("a@x.org", "@bob:example.org", 5),
                 local("new@x.org", "@carol:example.org", 3),
             ],
@@ -837,8 +881,9 @@ mod tests {
     fn settled_local_binds_answer_under_the_previous_pepper_too() {
         let hashes = rotated_from_old(60_000);
         *hashes.current.write().unwrap() = Some(Arc::new(index_of(vec![])));
-        hashes.load_local(
-            &[
+        reload(
+            &hashes,
+            vec![
                 local("a@x.org", "@alice:example.org", 1),
                 local("b@x.org", "@bob:example.org", 2),
             ],

@@ -609,9 +609,9 @@ fn our_hashes(
     if let Some(e) = failed.first() {
         return Err(format!("a store could not list its bindings: {e}"));
     }
-    for b in state.local_binds().map_err(|e| e.to_string())? {
-        add(b.medium.as_str(), &b.address);
-    }
+    state
+        .local_binds(&mut |b| add(b.medium.as_str(), &b.address))
+        .map_err(|e| e.to_string())?;
     for list in &mut lists {
         list.sort_unstable();
         list.dedup();

@@ -140,20 +140,23 @@ impl State {
         })
     }
 
-    /// Every bind made here.
-    pub fn local_binds(&self) -> Result<Vec<LocalBind>, StateError> {
+    /// Every bind made here, handed to `each` as it is read (a reload of them all must not
+    /// hold the list twice over).
+    pub fn local_binds(&self, each: &mut dyn FnMut(LocalBind)) -> Result<(), StateError> {
         self.autocommit(|c| {
-            c.query("SELECT medium, address, mxid, seq FROM local_binds", &[])?
-                .iter()
-                .map(|r| {
-                    Ok(LocalBind {
+            c.query_each(
+                "SELECT medium, address, mxid, seq FROM local_binds",
+                &[],
+                &mut |r| {
+                    each(LocalBind {
                         medium: r.parsed(0, "local_binds.medium", Medium::parse)?,
                         address: r.text(1)?,
-                        mxid: mxid_of(r, 2)?,
+                        mxid: mxid_of(&r, 2)?,
                         seq: r.int(3)?,
-                    })
-                })
-                .collect()
+                    });
+                    Ok(())
+                },
+            )
         })
     }
 }

@@ -156,8 +156,23 @@ impl Row {
 pub trait Conn {
     /// Runs one statement; the number of rows it changed.
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StateError>;
+    /// Runs one statement, handing `each` its rows one at a time as they are read: a long
+    /// list is never all in memory. The first error, `each`'s included, ends it.
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(Row) -> Result<(), StateError>,
+    ) -> Result<(), StateError>;
     /// Runs one statement; its rows.
-    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StateError>;
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StateError> {
+        let mut rows = Vec::new();
+        self.query_each(sql, params, &mut |r| {
+            rows.push(r);
+            Ok(())
+        })?;
+        Ok(rows)
+    }
     /// Runs several statements without parameters (migrations).
     fn batch(&mut self, sql: &str) -> Result<(), StateError>;
 }

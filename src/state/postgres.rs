@@ -13,6 +13,7 @@ use crate::config::PostgresConfig;
 use crate::gate::Bulkhead;
 use crate::pg::{with_causes, PgTarget};
 use crate::pool::Pool;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -183,13 +184,21 @@ impl Conn for PgConn {
             .map_err(pg_error)
     }
 
-    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StateError> {
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(Row) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
         let stmt = self.statement(sql)?;
-        let rows = self
+        let mut rows = self
             .client()?
-            .query(&stmt, &to_sql(params))
+            .query_raw(&stmt, to_sql(params))
             .map_err(pg_error)?;
-        rows.iter().map(row).collect()
+        while let Some(r) = rows.next().map_err(pg_error)? {
+            each(row(&r)?)?;
+        }
+        Ok(())
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StateError> {

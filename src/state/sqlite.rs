@@ -77,8 +77,13 @@ impl Conn for rusqlite::Connection {
         Conn::execute(&mut &*self, sql, params)
     }
 
-    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StateError> {
-        Conn::query(&mut &*self, sql, params)
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(Row) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        Conn::query_each(&mut &*self, sql, params, each)
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StateError> {
@@ -98,7 +103,12 @@ impl Conn for &rusqlite::Connection {
         Ok(n as u64)
     }
 
-    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StateError> {
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(Row) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
         let mut stmt = self
             .prepare_cached(&question_marks(sql))
             .map_err(sqlite_error)?;
@@ -106,7 +116,6 @@ impl Conn for &rusqlite::Connection {
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params))
             .map_err(sqlite_error)?;
-        let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(sqlite_error)? {
             let mut values = Vec::with_capacity(columns);
             for i in 0..columns {
@@ -122,9 +131,9 @@ impl Conn for &rusqlite::Connection {
                     }
                 });
             }
-            out.push(Row(values));
+            each(Row(values))?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StateError> {
