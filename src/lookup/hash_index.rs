@@ -129,6 +129,18 @@ struct Sizes {
     text: usize,
 }
 
+impl Sizes {
+    /// Room for what `old` holds and `more(n)` beyond each of its sizes `n`.
+    fn after(old: &Index, more: impl Fn(usize) -> usize) -> Sizes {
+        let room = |n: usize| n + more(n);
+        Sizes {
+            buckets: old.buckets.iter().map(|b| room(b.len())).collect(),
+            mxids: room(old.mxids.starts.len()),
+            text: room(old.mxids.text.len()),
+        }
+    }
+}
+
 /// Strings end to end in one buffer, each found by its number; a string equal to the one
 /// pushed just before is not stored again (a store lists a user's addresses together).
 #[derive(Default)]
@@ -306,6 +318,14 @@ impl HashIndex {
     ) -> Result<(), E> {
         // Streamed from the state into the index: the binds are never a list in memory
         // beside the index built from them (with a PostgreSQL result, three copies).
+        // Room made at once for the last reload's binds and the changes since (nearly all
+        // new binds), so that no array grows by doubling: a reload every few minutes, each
+        // a little larger, would otherwise leave freed blocks of every size behind it.
+        let expected = {
+            let local = self.local.read().unwrap_or_else(|p| p.into_inner());
+            let (settled, since) = (local.settled.len().max(1), local.by_hash.len());
+            Sizes::after(&local.settled, |n| n * since / settled + n / 64 + 4)
+        };
         let mut outcome = Ok(());
         let settled = build_index(
             |sink| {
@@ -320,14 +340,19 @@ impl HashIndex {
             },
             &self.pepper,
             self.previous_pepper(),
-            Sizes::default(),
+            expected,
             Pace::FlatOut,
         );
         outcome?;
         let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
         local.settled = settled;
         local.by_hash.retain(|_, (seq, _)| *seq > cursor);
-        local.by_hash.shrink_to_fit();
+        // The map fills again up to the next reload: its room is kept rather than grown
+        // by doubling each time.
+        let next_reload = COMPACT_AT.max(local.settled.len() / 8);
+        let room = local.by_hash.len() + next_reload;
+        local.by_hash.shrink_to(room);
+        local.by_hash.reserve(next_reload);
         let LocalBinds {
             by_hash,
             from_previous,
@@ -357,11 +382,7 @@ impl HashIndex {
     /// room for at once, a little over, so that no buffer grows by doubling (a copy of the
     /// old buffer beside the new at every step).
     fn build(&self, chain: &Chain, old: Option<&Index>) -> Index {
-        let expected = old.map_or(Sizes::default(), |o| Sizes {
-            buckets: o.buckets.iter().map(|b| b.len() + b.len() / 32).collect(),
-            mxids: o.mxids.starts.len() + o.mxids.starts.len() / 32,
-            text: o.mxids.text.len() + o.mxids.text.len() / 32,
-        });
+        let expected = old.map_or(Sizes::default(), |o| Sizes::after(o, |n| n / 32));
         build_index(
             |sink| chain.list_all(sink),
             &self.pepper,
