@@ -219,6 +219,11 @@ impl LocalBinds {
         }
         self.settled.get_under(under, key)
     }
+
+    /// How many changes the map holds when the next reload is wanted (`COMPACT_AT`).
+    fn reload_at(&self) -> usize {
+        COMPACT_AT.max(self.settled.len() / 8)
+    }
 }
 
 /// Changes kept in the map before a reload makes them compact: at least this many, and an
@@ -349,7 +354,7 @@ impl HashIndex {
         local.by_hash.retain(|_, (seq, _)| *seq > cursor);
         // The map fills again up to the next reload: its room is kept rather than grown
         // by doubling each time.
-        let next_reload = COMPACT_AT.max(local.settled.len() / 8);
+        let next_reload = local.reload_at();
         let room = local.by_hash.len() + next_reload;
         local.by_hash.shrink_to(room);
         local.by_hash.reserve(next_reload);
@@ -371,7 +376,7 @@ impl HashIndex {
     /// another (see `COMPACT_AT`).
     pub fn local_wants_reload(&self) -> bool {
         let local = self.local.read().unwrap_or_else(|p| p.into_inner());
-        local.by_hash.len() >= COMPACT_AT.max(local.settled.len() / 8)
+        local.by_hash.len() >= local.reload_at()
     }
 
     pub fn pepper(&self) -> &str {
